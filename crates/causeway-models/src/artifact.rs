@@ -1,0 +1,155 @@
+//! The model artifact: one JSON document with the model, its signature and decision threshold.
+
+use std::collections::BTreeMap;
+
+use causeway_types::FeatureValue;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::gbdt::GbdtModel;
+use crate::logistic::LogisticModel;
+use crate::signature::Signature;
+use crate::{InputError, Predictor};
+
+/// The artifact format this build writes and the newest it reads.
+pub const ARTIFACT_FORMAT_VERSION: u32 = 1;
+
+/// The model families Causeway scores natively.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "flavor", rename_all = "snake_case")]
+pub enum Model {
+    /// Gradient-boosted trees.
+    Gbdt(GbdtModel),
+    /// Logistic regression.
+    Logistic(LogisticModel),
+}
+
+impl Model {
+    /// The family's name.
+    pub fn flavor(&self) -> &'static str {
+        match self {
+            Self::Gbdt(_) => "gbdt",
+            Self::Logistic(_) => "logistic",
+        }
+    }
+}
+
+impl Predictor for Model {
+    fn predict_row(&self, row: &[f64]) -> f64 {
+        match self {
+            Self::Gbdt(model) => model.predict_row(row),
+            Self::Logistic(model) => model.predict_row(row),
+        }
+    }
+}
+
+/// A trained model with everything needed to serve it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelArtifact {
+    /// The artifact format version.
+    pub format_version: u32,
+    /// The model.
+    pub model: Model,
+    /// Its inputs.
+    pub signature: Signature,
+    /// Scores at or above this are the positive class.
+    pub threshold: f64,
+    /// Free-form facts (training run, dataset) for people.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl ModelArtifact {
+    /// Wraps a model; the artifact is checked for consistency.
+    pub fn new(model: Model, signature: Signature, threshold: f64, metadata: BTreeMap<String, String>) -> Result<Self> {
+        let artifact = Self { format_version: ARTIFACT_FORMAT_VERSION, model, signature, threshold, metadata };
+        artifact.validate()?;
+        Ok(artifact)
+    }
+
+    /// Parses and checks an artifact.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        #[derive(Deserialize)]
+        struct Header {
+            format_version: u32,
+        }
+        let header: Header = serde_json::from_slice(bytes)?;
+        if header.format_version > ARTIFACT_FORMAT_VERSION {
+            return Err(Error::TooNew { found: header.format_version, supported: ARTIFACT_FORMAT_VERSION });
+        }
+        let artifact: Self = serde_json::from_slice(bytes)?;
+        artifact.validate()?;
+        Ok(artifact)
+    }
+
+    /// Serializes the artifact.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        Ok(serde_json::to_vec(self)?)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.threshold) {
+            return Err(Error::Invalid(format!("threshold {} is outside 0..1", self.threshold)));
+        }
+        let width = self.signature.width();
+        match &self.model {
+            Model::Gbdt(model) => model.validate(width),
+            Model::Logistic(model) => model.validate(width),
+        }
+    }
+
+    /// Checks, encodes and scores one row of feature values.
+    pub fn score_values(&self, values: &[FeatureValue]) -> Result<f64, InputError> {
+        Ok(self.model.predict_row(&self.signature.encode(values)?))
+    }
+
+    /// Checks and scores already encoded rows.
+    pub fn score_encoded(&self, rows: &[Vec<f64>]) -> Result<Vec<f64>, InputError> {
+        for row in rows {
+            self.signature.check_encoded(row)?;
+        }
+        Ok(self.model.predict_rows(rows))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gbdt::{Node, Tree};
+    use crate::signature::{FeatureKind, FeatureSpec};
+
+    fn artifact() -> ModelArtifact {
+        let tree = Tree {
+            nodes: vec![
+                Node::Split { feature: 0, threshold: 10.0, left: 1, right: 2, missing_left: true },
+                Node::Leaf { value: -2.0 },
+                Node::Leaf { value: 2.0 },
+            ],
+        };
+        ModelArtifact::new(
+            Model::Gbdt(GbdtModel { base_score: 0.0, trees: vec![tree] }),
+            Signature { features: vec![FeatureSpec { name: "amount".into(), kind: FeatureKind::Numeric, nullable: false }] },
+            0.5,
+            BTreeMap::new(),
+        )
+        .expect("valid")
+    }
+
+    #[test]
+    fn round_trips_and_scores_identically() {
+        let original = artifact();
+        let loaded = ModelArtifact::from_bytes(&original.to_bytes().expect("bytes")).expect("loads");
+        assert_eq!(loaded, original);
+        assert_eq!(loaded.score_values(&[FeatureValue::Number(20.0)]), original.score_values(&[FeatureValue::Number(20.0)]));
+        assert_eq!(loaded.score_encoded(&[vec![f64::NAN]]).unwrap_err().field, "amount");
+    }
+
+    #[test]
+    fn refuses_newer_formats_and_garbage() {
+        let mut newer = serde_json::to_value(artifact()).expect("json");
+        newer["format_version"] = serde_json::json!(99);
+        let error = ModelArtifact::from_bytes(newer.to_string().as_bytes()).unwrap_err();
+        assert!(error.to_string().contains("upgrade Causeway"));
+        assert!(ModelArtifact::from_bytes(b"not json").is_err());
+    }
+}

@@ -1,0 +1,33 @@
+//! Models as Causeway scores them: the [`Predictor`] trait, the model families (gradient-boosted
+//! trees, logistic regression), the [`ModelArtifact`] file format, and the [`Signature`] that
+//! checks and encodes inputs.
+//!
+//! This crate does not touch the store: it turns bytes into models and inputs into scores.
+
+mod artifact;
+mod error;
+pub mod gbdt;
+pub mod logistic;
+pub mod signature;
+
+pub use artifact::{ARTIFACT_FORMAT_VERSION, Model, ModelArtifact};
+pub use error::{Error, InputError, Result};
+pub use gbdt::{GbdtModel, Node, Tree};
+pub use logistic::LogisticModel;
+pub use signature::{FeatureKind, FeatureSpec, Signature};
+
+/// Something that turns encoded feature rows into probabilities of the positive class.
+pub trait Predictor: Send + Sync {
+    /// The probability for one encoded row (`row.len()` equals the signature's width).
+    fn predict_row(&self, row: &[f64]) -> f64;
+
+    /// Probabilities for many rows.
+    fn predict_rows(&self, rows: &[Vec<f64>]) -> Vec<f64> {
+        rows.iter().map(|row| self.predict_row(row)).collect()
+    }
+}
+
+/// The logistic function.
+pub fn sigmoid(margin: f64) -> f64 {
+    1.0 / (1.0 + (-margin).exp())
+}

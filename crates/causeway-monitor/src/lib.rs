@@ -1,0 +1,19 @@
+//! Monitoring in Causeway: the prediction log (a bounded queue drained off the request path into
+//! Parquet segments, and its reader), drift statistics (PSI and KS per feature and for the score
+//! against the model's training baseline), delayed-label joins with rolling metrics per model
+//! version, alert rules, and the self-contained HTML report.
+
+mod error;
+pub mod baseline;
+pub mod drift;
+pub mod outcomes;
+pub mod predlog;
+pub mod report;
+pub mod rules;
+
+pub use baseline::{FeatureBaseline, ModelBaseline};
+pub use drift::{DriftReport, FeatureDrift};
+pub use error::{Error, Result};
+pub use outcomes::{VersionOutcomes, outcomes_by_version};
+pub use predlog::{PredictionLog, PredictionRecord, Role, read_window};
+pub use rules::{AlertRules, RuleState};

@@ -1,0 +1,233 @@
+//! Alert rules: thresholds on drift and on labelled performance, and the firing state that turns
+//! daily observations into alert and resolution events (one event per change, not per check).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::drift::DriftReport;
+use crate::outcomes::VersionOutcomes;
+
+/// Thresholds, as declared in `causeway.toml` under `[monitor]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertRules {
+    /// Days of traffic compared with the baseline for drift.
+    pub drift_window_days: u32,
+    /// PSI above which a feature is drifting.
+    pub psi_threshold: f64,
+    /// PSI above which the score is drifting.
+    pub score_psi_threshold: f64,
+    /// Days of labelled traffic behind performance metrics.
+    pub performance_window_days: u32,
+    /// Labelled positives needed before performance is judged.
+    pub min_labeled_positives: u64,
+    /// Largest allowed drop of recall below the version's holdout recall.
+    pub max_recall_drop: f64,
+    /// Largest allowed drop of ROC-AUC below the version's holdout ROC-AUC.
+    pub max_auc_drop: f64,
+}
+
+impl Default for AlertRules {
+    fn default() -> Self {
+        Self {
+            drift_window_days: 7,
+            psi_threshold: 0.2,
+            score_psi_threshold: 0.2,
+            performance_window_days: 14,
+            min_labeled_positives: 50,
+            max_recall_drop: 0.15,
+            max_auc_drop: 0.05,
+        }
+    }
+}
+
+/// What kind of rule an observation belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleKind {
+    /// Input or score drift.
+    Drift,
+    /// Labelled performance.
+    Performance,
+}
+
+/// One rule checked once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    /// Stable rule id, e.g. `drift:amount` or `performance:recall`.
+    pub rule: String,
+    /// Drift or performance.
+    pub kind: RuleKind,
+    /// Whether the rule is broken now.
+    pub firing: bool,
+    /// The measured value.
+    pub value: f64,
+    /// The limit it was compared with.
+    pub limit: f64,
+    /// A sentence for people.
+    pub message: String,
+}
+
+/// A rule that started or stopped firing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    /// True when the rule started firing, false when it resolved.
+    pub started: bool,
+    /// The observation that caused it.
+    pub observation: Observation,
+}
+
+/// Which rules are firing now.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RuleState {
+    firing: BTreeSet<String>,
+}
+
+impl RuleState {
+    /// Applies observations and returns the rules that changed state.
+    pub fn update(&mut self, observations: &[Observation]) -> Vec<Transition> {
+        let mut transitions = Vec::new();
+        for observation in observations {
+            let was = self.firing.contains(&observation.rule);
+            if observation.firing && !was {
+                self.firing.insert(observation.rule.clone());
+                transitions.push(Transition { started: true, observation: observation.clone() });
+            } else if !observation.firing && was {
+                self.firing.remove(&observation.rule);
+                transitions.push(Transition { started: false, observation: observation.clone() });
+            }
+        }
+        transitions
+    }
+
+    /// Forgets every firing rule (after the monitored model changed), without events.
+    pub fn reset(&mut self) {
+        self.firing.clear();
+    }
+
+    /// True when any rule of `kind` prefix is firing (`"drift:"` or `"performance:"`).
+    pub fn any_firing(&self, prefix: &str) -> bool {
+        self.firing.iter().any(|rule| rule.starts_with(prefix))
+    }
+
+    /// The firing rules.
+    pub fn firing(&self) -> Vec<String> {
+        self.firing.iter().cloned().collect()
+    }
+}
+
+impl AlertRules {
+    /// Checks every feature's and the score's PSI.
+    pub fn check_drift(&self, report: &DriftReport) -> Vec<Observation> {
+        let mut observations: Vec<Observation> = report
+            .features
+            .iter()
+            .map(|feature| Observation {
+                rule: format!("drift:{}", feature.name),
+                kind: RuleKind::Drift,
+                firing: feature.psi > self.psi_threshold,
+                value: feature.psi,
+                limit: self.psi_threshold,
+                message: format!("`{}` drifted: PSI {:.3} (limit {:.2}) over {} rows", feature.name, feature.psi, self.psi_threshold, report.rows),
+            })
+            .collect();
+        observations.push(Observation {
+            rule: "drift:score".into(),
+            kind: RuleKind::Drift,
+            firing: report.score.psi > self.score_psi_threshold,
+            value: report.score.psi,
+            limit: self.score_psi_threshold,
+            message: format!("the score drifted: PSI {:.3} (limit {:.2})", report.score.psi, self.score_psi_threshold),
+        });
+        observations
+    }
+
+    /// Checks labelled recall and ROC-AUC against the version's holdout metrics. Returns nothing
+    /// until enough labelled positives arrived.
+    pub fn check_performance(&self, outcomes: &VersionOutcomes, holdout: &BTreeMap<String, f64>) -> Vec<Observation> {
+        if outcomes.positives < self.min_labeled_positives {
+            return Vec::new();
+        }
+        let mut observations = Vec::new();
+        if let Some(expected) = holdout.get("recall") {
+            let limit = expected - self.max_recall_drop;
+            observations.push(Observation {
+                rule: "performance:recall".into(),
+                kind: RuleKind::Performance,
+                firing: outcomes.recall < limit,
+                value: outcomes.recall,
+                limit,
+                message: format!(
+                    "v{} recall {:.3} on {} labelled frauds (holdout {:.3}, limit {:.3})",
+                    outcomes.version, outcomes.recall, outcomes.positives, expected, limit
+                ),
+            });
+        }
+        if let Some(expected) = holdout.get("roc_auc") {
+            let limit = expected - self.max_auc_drop;
+            observations.push(Observation {
+                rule: "performance:roc_auc".into(),
+                kind: RuleKind::Performance,
+                firing: outcomes.roc_auc < limit,
+                value: outcomes.roc_auc,
+                limit,
+                message: format!("v{} ROC-AUC {:.3} (holdout {:.3}, limit {:.3})", outcomes.version, outcomes.roc_auc, expected, limit),
+            });
+        }
+        observations
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drift::FeatureDrift;
+
+    fn report(psi: f64) -> DriftReport {
+        DriftReport {
+            rows: 100,
+            features: vec![FeatureDrift { name: "amount".into(), psi, ks: None }],
+            score: FeatureDrift { name: "score".into(), psi: 0.0, ks: None },
+        }
+    }
+
+    #[test]
+    fn alerts_once_when_firing_starts_and_once_when_it_stops() {
+        let rules = AlertRules::default();
+        let mut state = RuleState::default();
+        assert!(state.update(&rules.check_drift(&report(0.05))).is_empty());
+        let started = state.update(&rules.check_drift(&report(0.4)));
+        assert_eq!(started.len(), 1);
+        assert!(started[0].started);
+        assert!(started[0].observation.message.contains("`amount` drifted: PSI 0.400"));
+        assert!(state.update(&rules.check_drift(&report(0.5))).is_empty());
+        assert!(state.any_firing("drift:"));
+        let resolved = state.update(&rules.check_drift(&report(0.1)));
+        assert_eq!(resolved.len(), 1);
+        assert!(!resolved[0].started);
+    }
+
+    #[test]
+    fn performance_waits_for_enough_labels_then_compares_with_holdout() {
+        let rules = AlertRules::default();
+        let holdout = BTreeMap::from([("recall".to_string(), 0.8), ("roc_auc".to_string(), 0.95)]);
+        let mut outcomes = VersionOutcomes {
+            version: 1,
+            predictions: 1000,
+            labeled: 900,
+            positives: 10,
+            roc_auc: 0.5,
+            precision: 0.5,
+            recall: 0.1,
+            false_positive_rate: 0.01,
+        };
+        assert!(rules.check_performance(&outcomes, &holdout).is_empty());
+        outcomes.positives = 100;
+        let observations = rules.check_performance(&outcomes, &holdout);
+        assert!(observations.iter().all(|observation| observation.firing));
+        outcomes.recall = 0.7;
+        outcomes.roc_auc = 0.93;
+        assert!(rules.check_performance(&outcomes, &holdout).iter().all(|observation| !observation.firing));
+    }
+}

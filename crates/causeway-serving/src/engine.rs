@@ -1,0 +1,385 @@
+//! The engine: deployments, hot swap, record scoring and logging.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use causeway_features::{FeatureSetSpec, OnlineStore, RecordFields};
+use causeway_models::{InputError, ModelArtifact, Predictor};
+use causeway_monitor::{PredictionLog, PredictionRecord, Role};
+use causeway_store::{BlobStore, MetaStore};
+use causeway_types::{CHAMPION, Clock, FeatureValue, RolloutMode, TrafficPolicy};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::routing::route;
+
+/// One loaded model version.
+#[derive(Debug, Clone)]
+pub struct LoadedVersion {
+    /// The version number.
+    pub version: u32,
+    /// The artifact.
+    pub artifact: Arc<ModelArtifact>,
+}
+
+/// What serves a model right now. Requests hold an `Arc` to it, so a swap never disturbs a
+/// request in flight.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    /// The model's name.
+    pub model: String,
+    /// The champion.
+    pub champion: LoadedVersion,
+    /// The challenger, during shadow or canary.
+    pub challenger: Option<LoadedVersion>,
+    /// How they share traffic.
+    pub mode: RolloutMode,
+}
+
+impl Deployment {
+    fn version(&self, version: u32) -> Option<&LoadedVersion> {
+        std::iter::once(&self.champion).chain(self.challenger.as_ref()).find(|loaded| loaded.version == version)
+    }
+
+    fn key(&self) -> (u32, Option<u32>, String) {
+        (self.champion.version, self.challenger.as_ref().map(|loaded| loaded.version), format!("{:?}", self.mode))
+    }
+}
+
+/// The feature set and online store used to fill record requests.
+pub struct OnlineFeatures {
+    /// The declared feature set.
+    pub spec: FeatureSetSpec,
+    /// The online store.
+    pub store: Arc<OnlineStore>,
+}
+
+/// A record-style request: raw fields of one event; features are filled from the online store.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordRequest {
+    /// The request id (labels join on it); generated when absent.
+    #[serde(default)]
+    pub request_id: Option<String>,
+    /// Raw fields, e.g. `customer_id`, `amount`, `merchant_category`, `timestamp`.
+    pub fields: BTreeMap<String, FeatureValue>,
+}
+
+/// The answer to a record request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordDecision {
+    /// The request id.
+    pub request_id: String,
+    /// The model.
+    pub model: String,
+    /// The version that answered.
+    pub version: u32,
+    /// The score (probability of the positive class).
+    pub score: f64,
+    /// The version's decision threshold.
+    pub threshold: f64,
+    /// `score >= threshold`.
+    pub positive: bool,
+    /// The features the model saw, by name.
+    pub features: BTreeMap<String, FeatureValue>,
+}
+
+/// The answer to a tensor request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InferOutcome {
+    /// The version that answered.
+    pub version: u32,
+    /// One score per row.
+    pub scores: Vec<f64>,
+    /// The version's decision threshold.
+    pub threshold: f64,
+}
+
+struct Fields<'a>(&'a BTreeMap<String, FeatureValue>);
+
+impl RecordFields for Fields<'_> {
+    fn number(&self, name: &str) -> Option<f64> {
+        self.0.get(name).and_then(FeatureValue::as_number)
+    }
+
+    fn text(&self, name: &str) -> Option<String> {
+        match self.0.get(name)? {
+            FeatureValue::Text(text) => Some(text.clone()),
+            FeatureValue::Number(number) if !number.is_nan() => Some(number.to_string()),
+            _ => None,
+        }
+    }
+}
+
+/// Loads deployments from the store and scores requests.
+pub struct Engine {
+    meta: Arc<MetaStore>,
+    blobs: BlobStore,
+    features: Option<OnlineFeatures>,
+    clock: Arc<dyn Clock>,
+    log: PredictionLog,
+    deployments: RwLock<HashMap<String, Arc<Deployment>>>,
+    versions: RwLock<HashMap<(String, u32), Arc<ModelArtifact>>>,
+    request_counter: AtomicU64,
+}
+
+impl Engine {
+    /// An engine over these stores. Call [`Engine::refresh`] to load deployments.
+    pub fn new(meta: Arc<MetaStore>, blobs: BlobStore, features: Option<OnlineFeatures>, clock: Arc<dyn Clock>, log: PredictionLog) -> Self {
+        Self {
+            meta,
+            blobs,
+            features,
+            clock,
+            log,
+            deployments: RwLock::new(HashMap::new()),
+            versions: RwLock::new(HashMap::new()),
+            request_counter: AtomicU64::new(0),
+        }
+    }
+
+    /// The prediction log.
+    pub fn log(&self) -> &PredictionLog {
+        &self.log
+    }
+
+    /// The online features, when configured.
+    pub fn online_features(&self) -> Option<&OnlineFeatures> {
+        self.features.as_ref()
+    }
+
+    /// Loads an artifact (cached).
+    pub fn artifact(&self, model: &str, version: u32) -> Result<Arc<ModelArtifact>> {
+        let key = (model.to_string(), version);
+        if let Some(artifact) = self.versions.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&key) {
+            return Ok(artifact.clone());
+        }
+        let record = self.meta.model_version(model, version).map_err(|error| match error {
+            causeway_store::Error::NotFound(_) => Error::NoSuchVersion { model: model.to_string(), version },
+            other => Error::Store(other),
+        })?;
+        let bytes = self.blobs.get(&record.artifact_key)?;
+        let artifact = Arc::new(
+            ModelArtifact::from_bytes(&bytes).map_err(|source| Error::Load { model: model.to_string(), version, source })?,
+        );
+        self.versions.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(key, artifact.clone());
+        Ok(artifact)
+    }
+
+    /// Re-reads what should be deployed for every registered model and swaps what changed.
+    /// Returns the models whose deployment changed.
+    pub fn refresh(&self) -> Result<Vec<String>> {
+        let mut changed = Vec::new();
+        for model in self.meta.model_names()? {
+            let policy = match self.meta.traffic(&model)? {
+                Some(policy) => Some(policy),
+                None => self.meta.alias(&model, CHAMPION)?.map(|champion| TrafficPolicy {
+                    model: model.clone(),
+                    champion,
+                    challenger: None,
+                    mode: RolloutMode::ChampionOnly,
+                    generation: 0,
+                }),
+            };
+            let Some(policy) = policy else { continue };
+            let current = self.deployments.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&model).cloned();
+            let desired_key = (policy.champion, policy.challenger, format!("{:?}", policy.mode));
+            if current.as_ref().is_some_and(|deployment| deployment.key() == desired_key) {
+                continue;
+            }
+            let champion = LoadedVersion { version: policy.champion, artifact: self.artifact(&model, policy.champion)? };
+            let challenger = match policy.challenger {
+                Some(version) => Some(LoadedVersion { version, artifact: self.artifact(&model, version)? }),
+                None => None,
+            };
+            let deployment = Arc::new(Deployment { model: model.clone(), champion, challenger, mode: policy.mode });
+            self.deployments.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(model.clone(), deployment);
+            changed.push(model);
+        }
+        Ok(changed)
+    }
+
+    /// The current deployment of `model`.
+    pub fn deployment(&self, model: &str) -> Result<Arc<Deployment>> {
+        self.deployments
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(model)
+            .cloned()
+            .ok_or_else(|| Error::NotDeployed(model.to_string()))
+    }
+
+    /// The names of deployed models.
+    pub fn deployed_models(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.deployments.read().unwrap_or_else(|poisoned| poisoned.into_inner()).keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    fn next_request_id(&self) -> String {
+        format!("req-{}-{}", self.clock.now_ms(), self.request_counter.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Scores encoded rows (already checked against the signature by the caller or here).
+    /// With `version`, that version answers; otherwise the deployment routes by request id.
+    pub fn infer(&self, model: &str, version: Option<u32>, rows: &[Vec<f64>], request_id: Option<&str>) -> Result<InferOutcome> {
+        let deployment = self.deployment(model)?;
+        let request_id = request_id.map_or_else(|| self.next_request_id(), str::to_string);
+        let now = self.clock.now_ms();
+        let (served, shadow) = match version {
+            Some(version) => {
+                let loaded = match deployment.version(version) {
+                    Some(loaded) => loaded.clone(),
+                    None => LoadedVersion { version, artifact: self.artifact(model, version)? },
+                };
+                (loaded, None)
+            }
+            None => {
+                let path = route(&request_id, deployment.champion.version, deployment.challenger.as_ref().map(|loaded| loaded.version), deployment.mode);
+                let pick = |version: u32| deployment.version(version).cloned();
+                (pick(path.served).unwrap_or_else(|| deployment.champion.clone()), path.shadow.and_then(pick))
+            }
+        };
+        for row in rows {
+            served.artifact.signature.check_encoded(row)?;
+        }
+        let started = Instant::now();
+        let scores = served.artifact.model.predict_rows(rows);
+        let latency_us = started.elapsed().as_micros() as u64;
+        let many = rows.len() > 1;
+        for (index, (row, score)) in rows.iter().zip(&scores).enumerate() {
+            let row_id = if many { format!("{request_id}/{index}") } else { request_id.clone() };
+            self.log.log(PredictionRecord {
+                request_id: row_id.clone(),
+                timestamp_ms: now,
+                model: model.to_string(),
+                version: served.version,
+                role: Role::Served,
+                score: *score,
+                latency_us,
+                features: row.clone(),
+            });
+            if let Some(shadow) = &shadow
+                && shadow.artifact.signature.check_encoded(row).is_ok()
+            {
+                self.log.log(PredictionRecord {
+                    request_id: row_id,
+                    timestamp_ms: now,
+                    model: model.to_string(),
+                    version: shadow.version,
+                    role: Role::Shadow,
+                    score: shadow.artifact.model.predict_row(row),
+                    latency_us,
+                    features: row.clone(),
+                });
+            }
+        }
+        Ok(InferOutcome { version: served.version, scores, threshold: served.artifact.threshold })
+    }
+
+    /// Scores one record: fills its features from the online store, routes, scores and logs.
+    pub fn score_record(&self, model: &str, request: &RecordRequest) -> Result<RecordDecision> {
+        let deployment = self.deployment(model)?;
+        let features = self.features.as_ref().ok_or(Error::NoFeatures)?;
+        let started = Instant::now();
+        let request_id = request.request_id.clone().unwrap_or_else(|| self.next_request_id());
+        let values = self.record_features(features, &request.fields)?;
+        let by_name: BTreeMap<String, FeatureValue> = features.spec.feature_names().into_iter().zip(values).collect();
+        let path = route(&request_id, deployment.champion.version, deployment.challenger.as_ref().map(|loaded| loaded.version), deployment.mode);
+        let served = deployment.version(path.served).unwrap_or(&deployment.champion);
+        let encode = |artifact: &ModelArtifact| -> Result<Vec<f64>, InputError> {
+            let ordered: Vec<FeatureValue> = artifact
+                .signature
+                .features
+                .iter()
+                .map(|feature| by_name.get(&feature.name).cloned().unwrap_or(FeatureValue::Missing))
+                .collect();
+            artifact.signature.encode(&ordered)
+        };
+        let row = encode(&served.artifact)?;
+        let score = served.artifact.model.predict_row(&row);
+        let latency_us = started.elapsed().as_micros() as u64;
+        let timestamp_ms = self.event_time(features, &request.fields);
+        self.log.log(PredictionRecord {
+            request_id: request_id.clone(),
+            timestamp_ms,
+            model: model.to_string(),
+            version: served.version,
+            role: Role::Served,
+            score,
+            latency_us,
+            features: row,
+        });
+        if let Some(shadow) = path.shadow.and_then(|version| deployment.version(version))
+            && let Ok(shadow_row) = encode(&shadow.artifact)
+        {
+            let shadow_score = shadow.artifact.model.predict_row(&shadow_row);
+            self.log.log(PredictionRecord {
+                request_id: request_id.clone(),
+                timestamp_ms,
+                model: model.to_string(),
+                version: shadow.version,
+                role: Role::Shadow,
+                score: shadow_score,
+                latency_us,
+                features: shadow_row,
+            });
+        }
+        Ok(RecordDecision {
+            request_id,
+            model: model.to_string(),
+            version: served.version,
+            score,
+            threshold: served.artifact.threshold,
+            positive: score >= served.artifact.threshold,
+            features: by_name,
+        })
+    }
+
+    fn event_time(&self, features: &OnlineFeatures, fields: &BTreeMap<String, FeatureValue>) -> i64 {
+        features
+            .spec
+            .views
+            .first()
+            .and_then(|view| fields.get(&view.timestamp))
+            .and_then(FeatureValue::as_number)
+            .map_or_else(|| self.clock.now_ms(), |value| value as i64)
+    }
+
+    /// The feature values of a record, in the feature set's order.
+    pub fn record_features(&self, features: &OnlineFeatures, fields: &BTreeMap<String, FeatureValue>) -> Result<Vec<FeatureValue>> {
+        for name in features.spec.required_fields() {
+            let is_timestamp = features.spec.views.iter().any(|view| view.timestamp == name);
+            if !fields.contains_key(&name) && !is_timestamp {
+                return Err(InputError::new(&name, "is required and missing from `fields`").into());
+            }
+        }
+        let record = Fields(fields);
+        let at_ms = self.event_time(features, fields);
+        let mut aggregates = Vec::with_capacity(features.spec.views.len());
+        for view in &features.spec.views {
+            let entity = record.text(&view.entity).ok_or_else(|| InputError::new(&view.entity, "must be a string entity id"))?;
+            aggregates.push(features.store.features(view, &entity, at_ms)?);
+        }
+        Ok(features.spec.assemble(&record, &aggregates))
+    }
+
+    /// Records an event in the online store (ingestion), so later requests see it in windows.
+    pub fn push_event(&self, fields: &BTreeMap<String, FeatureValue>) -> Result<()> {
+        let features = self.features.as_ref().ok_or(Error::NoFeatures)?;
+        let record = Fields(fields);
+        let at_ms = self.event_time(features, fields);
+        for view in &features.spec.views {
+            let entity = record.text(&view.entity).ok_or_else(|| InputError::new(&view.entity, "must be a string entity id"))?;
+            let values = view
+                .source_columns()
+                .iter()
+                .map(|column| if column.is_empty() { f64::NAN } else { record.number(column).unwrap_or(f64::NAN) })
+                .collect();
+            features.store.push(view, &entity, at_ms, values)?;
+        }
+        Ok(())
+    }
+}

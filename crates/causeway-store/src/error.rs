@@ -1,0 +1,52 @@
+//! The store's error type.
+
+use causeway_types::ErrorCode;
+use causeway_types::error::HasErrorCode;
+
+/// Everything that can go wrong reading or writing the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The metadata database failed.
+    #[error("metadata store: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// A file operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file involved.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A stored JSON document could not be read or written.
+    #[error("stored document is not valid: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The thing asked for does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A blob key tried to leave the store's root or was otherwise malformed.
+    #[error("invalid blob key `{0}`: keys are relative paths of plain segments")]
+    InvalidKey(String),
+    /// The database was written by a newer Causeway.
+    #[error("the metadata store has schema version {found}, newer than this Causeway understands ({supported}); upgrade Causeway")]
+    TooNew {
+        /// The version found on disk.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+}
+
+impl HasErrorCode for Error {
+    fn code(&self) -> ErrorCode {
+        match self {
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::InvalidKey(_) => ErrorCode::InvalidInput,
+            Self::Sql(_) | Self::Io { .. } | Self::Json(_) | Self::TooNew { .. } => ErrorCode::Storage,
+        }
+    }
+}
+
+/// Result with the store's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,13 @@
+//! Causeway's single source of truth: the [`MetaStore`] (datasets, runs, model versions, aliases,
+//! traffic policies, labels and the event/audit log, in SQLite with WAL and versioned migrations)
+//! and the [`BlobStore`] (datasets, models, profiles and prediction-log segments as files).
+//!
+//! This crate knows nothing about HTTP, training or serving: it stores records and answers queries.
+
+mod blob;
+mod error;
+mod meta;
+
+pub use blob::BlobStore;
+pub use error::{Error, Result};
+pub use meta::{MetaStore, SCHEMA_VERSION};

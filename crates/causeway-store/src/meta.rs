@@ -1,0 +1,701 @@
+//! The metadata store on SQLite (WAL mode), with versioned migrations.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use causeway_types::{
+    DatasetVersion, Event, EventKind, LabelRecord, ModelVersionRecord, RolloutMode, RunRecord, RunStatus, Schema,
+    TrafficPolicy,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::{Error, Result};
+
+/// Migrations, applied in order; the store's schema version is the number applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: the walking skeleton's tables.
+    "CREATE TABLE datasets (
+        name TEXT NOT NULL, version TEXT NOT NULL, rows INTEGER NOT NULL, blob_key TEXT NOT NULL,
+        profile_key TEXT NOT NULL, schema_json TEXT NOT NULL, source TEXT NOT NULL, created_ms INTEGER NOT NULL,
+        PRIMARY KEY (name, version));
+     CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, started_ms INTEGER NOT NULL,
+        finished_ms INTEGER, seed INTEGER NOT NULL, dataset TEXT NOT NULL, git_commit TEXT, tool_version TEXT NOT NULL);
+     CREATE TABLE run_params (run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (run_id, key));
+     CREATE TABLE run_metrics (run_id TEXT NOT NULL, key TEXT NOT NULL, value REAL NOT NULL, step INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL);
+     CREATE INDEX run_metrics_by_run ON run_metrics (run_id, key, step);
+     CREATE TABLE model_versions (
+        model TEXT NOT NULL, version INTEGER NOT NULL, run_id TEXT NOT NULL, dataset TEXT NOT NULL,
+        artifact_key TEXT NOT NULL, flavor TEXT NOT NULL, created_ms INTEGER NOT NULL, metrics_json TEXT NOT NULL,
+        PRIMARY KEY (model, version));
+     CREATE TABLE aliases (model TEXT NOT NULL, alias TEXT NOT NULL, version INTEGER NOT NULL, updated_ms INTEGER NOT NULL,
+        PRIMARY KEY (model, alias));
+     CREATE TABLE alias_history (id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, alias TEXT NOT NULL,
+        version INTEGER, at_ms INTEGER NOT NULL);
+     CREATE TABLE traffic (model TEXT PRIMARY KEY, policy_json TEXT NOT NULL, generation INTEGER NOT NULL);
+     CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, kind TEXT NOT NULL,
+        actor TEXT NOT NULL, subject TEXT NOT NULL, message TEXT NOT NULL, details_json TEXT NOT NULL);
+     CREATE TABLE labels (request_id TEXT PRIMARY KEY, label REAL NOT NULL, arrived_ms INTEGER NOT NULL);
+     CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Datasets, runs, model versions, aliases, traffic policies, labels and events.
+///
+/// One connection behind a mutex: every method is one short transaction. Every change to models,
+/// versions, aliases or traffic writes an audit event in the same transaction.
+pub struct MetaStore {
+    connection: Mutex<Connection>,
+}
+
+impl MetaStore {
+    /// Opens (creating and migrating if needed) the SQLite store at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let connection = Connection::open(path)?;
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        connection.pragma_update(None, "foreign_keys", "ON")?;
+        connection.busy_timeout(std::time::Duration::from_secs(5))?;
+        Self::migrate(connection)
+    }
+
+    /// An in-memory store, for tests.
+    pub fn open_in_memory() -> Result<Self> {
+        Self::migrate(Connection::open_in_memory()?)
+    }
+
+    fn migrate(mut connection: Connection) -> Result<Self> {
+        let found: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        if found > SCHEMA_VERSION {
+            return Err(Error::TooNew { found, supported: SCHEMA_VERSION });
+        }
+        let transaction = connection.transaction()?;
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
+            transaction.execute_batch(migration)?;
+            transaction.pragma_update(None, "user_version", index as i64 + 1)?;
+        }
+        transaction.commit()?;
+        Ok(Self { connection: Mutex::new(connection) })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The schema version of the open store.
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self.lock().pragma_query_value(None, "user_version", |row| row.get(0))?)
+    }
+
+    // ---- datasets -------------------------------------------------------------------------
+
+    /// Records a dataset version; recording the same (name, version) twice keeps the first.
+    pub fn insert_dataset(&self, dataset: &DatasetVersion) -> Result<bool> {
+        let inserted = self.lock().execute(
+            "INSERT OR IGNORE INTO datasets (name, version, rows, blob_key, profile_key, schema_json, source, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                dataset.name,
+                dataset.version,
+                dataset.rows as i64,
+                dataset.blob_key,
+                dataset.profile_key,
+                serde_json::to_string(&dataset.schema)?,
+                dataset.source,
+                dataset.created_ms
+            ],
+        )?;
+        Ok(inserted == 1)
+    }
+
+    /// All versions of `name`, oldest first.
+    pub fn dataset_versions(&self, name: &str) -> Result<Vec<DatasetVersion>> {
+        let connection = self.lock();
+        let mut statement = connection.prepare(
+            "SELECT name, version, rows, blob_key, profile_key, schema_json, source, created_ms FROM datasets
+             WHERE name = ?1 ORDER BY created_ms, rowid",
+        )?;
+        let rows = statement.query_map(params![name], dataset_from_row)?;
+        rows.map(|row| row?.map_err(Error::from)).collect()
+    }
+
+    /// Every dataset version of every dataset, oldest first.
+    pub fn all_datasets(&self) -> Result<Vec<DatasetVersion>> {
+        let connection = self.lock();
+        let mut statement = connection.prepare(
+            "SELECT name, version, rows, blob_key, profile_key, schema_json, source, created_ms FROM datasets
+             ORDER BY created_ms, rowid",
+        )?;
+        let rows = statement.query_map([], dataset_from_row)?;
+        rows.map(|row| row?.map_err(Error::from)).collect()
+    }
+
+    /// One dataset version; `version` may be a unique prefix of the hash.
+    pub fn dataset(&self, name: &str, version: &str) -> Result<DatasetVersion> {
+        self.dataset_versions(name)?
+            .into_iter()
+            .find(|dataset| dataset.version.starts_with(version))
+            .ok_or_else(|| Error::NotFound(format!("dataset `{name}@{version}`")))
+    }
+
+    // ---- runs -----------------------------------------------------------------------------
+
+    /// Records a new run (status RUNNING) with its parameters.
+    pub fn create_run(&self, run: &RunRecord) -> Result<()> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        transaction.execute(
+            "INSERT INTO runs (run_id, name, status, started_ms, finished_ms, seed, dataset, git_commit, tool_version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                run.run_id,
+                run.name,
+                run.status.as_str(),
+                run.started_ms,
+                run.finished_ms,
+                run.seed as i64,
+                run.dataset,
+                run.git_commit,
+                run.tool_version
+            ],
+        )?;
+        for (key, value) in &run.params {
+            transaction.execute("INSERT INTO run_params (run_id, key, value) VALUES (?1, ?2, ?3)", params![run.run_id, key, value])?;
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// Appends metric values to a run at `step`.
+    pub fn log_metrics(&self, run_id: &str, metrics: &BTreeMap<String, f64>, step: i64, at_ms: i64) -> Result<()> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        for (key, value) in metrics {
+            transaction.execute(
+                "INSERT INTO run_metrics (run_id, key, value, step, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![run_id, key, value, step, at_ms],
+            )?;
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// Marks a run finished or failed.
+    pub fn finish_run(&self, run_id: &str, status: RunStatus, at_ms: i64) -> Result<()> {
+        let changed = self.lock().execute(
+            "UPDATE runs SET status = ?2, finished_ms = ?3 WHERE run_id = ?1",
+            params![run_id, status.as_str(), at_ms],
+        )?;
+        if changed == 0 {
+            return Err(Error::NotFound(format!("run `{run_id}`")));
+        }
+        Ok(())
+    }
+
+    /// One run with its parameters and the latest value of each metric.
+    pub fn run(&self, run_id: &str) -> Result<RunRecord> {
+        let connection = self.lock();
+        let mut run = connection
+            .query_row(
+                "SELECT run_id, name, status, started_ms, finished_ms, seed, dataset, git_commit, tool_version
+                 FROM runs WHERE run_id = ?1",
+                params![run_id],
+                run_from_row,
+            )
+            .optional()?
+            .ok_or_else(|| Error::NotFound(format!("run `{run_id}`")))?;
+        let mut statement = connection.prepare("SELECT key, value FROM run_params WHERE run_id = ?1")?;
+        for row in statement.query_map(params![run_id], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))? {
+            let (key, value) = row?;
+            run.params.insert(key, value);
+        }
+        let mut statement =
+            connection.prepare("SELECT key, value FROM run_metrics WHERE run_id = ?1 ORDER BY step, rowid")?;
+        for row in statement.query_map(params![run_id], |row| Ok((row.get::<_, String>(0)?, row.get::<_, f64>(1)?)))? {
+            let (key, value) = row?;
+            run.metrics.insert(key, value);
+        }
+        Ok(run)
+    }
+
+    /// All runs, newest first, with parameters and latest metrics.
+    pub fn runs(&self) -> Result<Vec<RunRecord>> {
+        let ids: Vec<String> = {
+            let connection = self.lock();
+            let mut statement = connection.prepare("SELECT run_id FROM runs ORDER BY started_ms DESC, rowid DESC")?;
+            let ids = statement.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?;
+            ids
+        };
+        ids.iter().map(|id| self.run(id)).collect()
+    }
+
+    // ---- models, aliases, traffic ---------------------------------------------------------
+
+    /// Registers the next version of `record.model` (the `version` field is ignored and assigned).
+    pub fn register_version(&self, record: &ModelVersionRecord, actor: &str) -> Result<ModelVersionRecord> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        let next: u32 = transaction.query_row(
+            "SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE model = ?1",
+            params![record.model],
+            |row| row.get(0),
+        )?;
+        let stored = ModelVersionRecord { version: next, ..record.clone() };
+        transaction.execute(
+            "INSERT INTO model_versions (model, version, run_id, dataset, artifact_key, flavor, created_ms, metrics_json)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                stored.model,
+                stored.version,
+                stored.run_id,
+                stored.dataset,
+                stored.artifact_key,
+                stored.flavor,
+                stored.created_ms,
+                serde_json::to_string(&stored.metrics)?
+            ],
+        )?;
+        insert_event(
+            &transaction,
+            &audit(
+                stored.created_ms,
+                actor,
+                &stored.model,
+                format!("registered {} version {} from run {}", stored.model, stored.version, short(&stored.run_id)),
+                serde_json::json!({"action": "register", "version": stored.version, "run_id": stored.run_id}),
+            ),
+        )?;
+        transaction.commit()?;
+        Ok(stored)
+    }
+
+    /// One version of a model.
+    pub fn model_version(&self, model: &str, version: u32) -> Result<ModelVersionRecord> {
+        self.model_versions(model)?
+            .into_iter()
+            .find(|record| record.version == version)
+            .ok_or_else(|| Error::NotFound(format!("model `{model}` version {version}")))
+    }
+
+    /// All versions of a model, oldest first.
+    pub fn model_versions(&self, model: &str) -> Result<Vec<ModelVersionRecord>> {
+        let connection = self.lock();
+        let mut statement = connection.prepare(
+            "SELECT model, version, run_id, dataset, artifact_key, flavor, created_ms, metrics_json
+             FROM model_versions WHERE model = ?1 ORDER BY version",
+        )?;
+        let rows = statement.query_map(params![model], |row| {
+            Ok((
+                ModelVersionRecord {
+                    model: row.get(0)?,
+                    version: row.get(1)?,
+                    run_id: row.get(2)?,
+                    dataset: row.get(3)?,
+                    artifact_key: row.get(4)?,
+                    flavor: row.get(5)?,
+                    created_ms: row.get(6)?,
+                    metrics: BTreeMap::new(),
+                },
+                row.get::<_, String>(7)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (mut record, metrics) = row?;
+            record.metrics = serde_json::from_str(&metrics)?;
+            Ok(record)
+        })
+        .collect()
+    }
+
+    /// The names of all registered models.
+    pub fn model_names(&self) -> Result<Vec<String>> {
+        let connection = self.lock();
+        let mut statement = connection.prepare("SELECT DISTINCT model FROM model_versions ORDER BY model")?;
+        let names = statement.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?;
+        Ok(names)
+    }
+
+    /// Points `alias` of `model` at `version`, recording history and an audit event.
+    pub fn set_alias(&self, model: &str, alias: &str, version: u32, actor: &str, at_ms: i64, reason: &str) -> Result<()> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        let exists: Option<u32> = transaction
+            .query_row("SELECT version FROM model_versions WHERE model = ?1 AND version = ?2", params![model, version], |row| row.get(0))
+            .optional()?;
+        if exists.is_none() {
+            return Err(Error::NotFound(format!("model `{model}` version {version}")));
+        }
+        transaction.execute(
+            "INSERT INTO aliases (model, alias, version, updated_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (model, alias) DO UPDATE SET version = excluded.version, updated_ms = excluded.updated_ms",
+            params![model, alias, version, at_ms],
+        )?;
+        transaction.execute(
+            "INSERT INTO alias_history (model, alias, version, at_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![model, alias, version, at_ms],
+        )?;
+        insert_event(
+            &transaction,
+            &audit(
+                at_ms,
+                actor,
+                model,
+                format!("{model}@{alias} -> version {version}{}", reason_suffix(reason)),
+                serde_json::json!({"action": "set_alias", "alias": alias, "version": version, "reason": reason}),
+            ),
+        )?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// Removes `alias` from `model` (no error when it was not set).
+    pub fn delete_alias(&self, model: &str, alias: &str, actor: &str, at_ms: i64, reason: &str) -> Result<()> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        let removed = transaction.execute("DELETE FROM aliases WHERE model = ?1 AND alias = ?2", params![model, alias])?;
+        if removed > 0 {
+            transaction.execute(
+                "INSERT INTO alias_history (model, alias, version, at_ms) VALUES (?1, ?2, NULL, ?3)",
+                params![model, alias, at_ms],
+            )?;
+            insert_event(
+                &transaction,
+                &audit(
+                    at_ms,
+                    actor,
+                    model,
+                    format!("{model}@{alias} removed{}", reason_suffix(reason)),
+                    serde_json::json!({"action": "delete_alias", "alias": alias, "reason": reason}),
+                ),
+            )?;
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// The version `alias` points at, if set.
+    pub fn alias(&self, model: &str, alias: &str) -> Result<Option<u32>> {
+        Ok(self
+            .lock()
+            .query_row("SELECT version FROM aliases WHERE model = ?1 AND alias = ?2", params![model, alias], |row| row.get(0))
+            .optional()?)
+    }
+
+    /// All aliases of a model, by name.
+    pub fn aliases(&self, model: &str) -> Result<BTreeMap<String, u32>> {
+        let connection = self.lock();
+        let mut statement = connection.prepare("SELECT alias, version FROM aliases WHERE model = ?1")?;
+        let rows = statement.query_map(params![model], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Points `alias` back at the version it had before its current one, and returns that version.
+    pub fn rollback_alias(&self, model: &str, alias: &str, actor: &str, at_ms: i64, reason: &str) -> Result<u32> {
+        let current = self.alias(model, alias)?.ok_or_else(|| Error::NotFound(format!("alias `{model}@{alias}`")))?;
+        let previous: Option<u32> = {
+            let connection = self.lock();
+            let mut statement = connection.prepare(
+                "SELECT version FROM alias_history WHERE model = ?1 AND alias = ?2 AND version IS NOT NULL ORDER BY id DESC",
+            )?;
+            let versions: Vec<u32> = statement.query_map(params![model, alias], |row| row.get(0))?.collect::<Result<_, _>>()?;
+            versions.into_iter().find(|version| *version != current)
+        };
+        let previous = previous.ok_or_else(|| Error::NotFound(format!("an earlier version of `{model}@{alias}`")))?;
+        let reason = if reason.is_empty() { "rollback".to_string() } else { format!("rollback: {reason}") };
+        self.set_alias(model, alias, previous, actor, at_ms, &reason)?;
+        Ok(previous)
+    }
+
+    /// Stores the traffic policy of a model, bumping its generation, with an audit event.
+    pub fn set_traffic(&self, policy: &TrafficPolicy, actor: &str, at_ms: i64) -> Result<TrafficPolicy> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        let generation: i64 = transaction
+            .query_row("SELECT generation FROM traffic WHERE model = ?1", params![policy.model], |row| row.get(0))
+            .optional()?
+            .unwrap_or(0)
+            + 1;
+        let stored = TrafficPolicy { generation, ..policy.clone() };
+        transaction.execute(
+            "INSERT INTO traffic (model, policy_json, generation) VALUES (?1, ?2, ?3)
+             ON CONFLICT (model) DO UPDATE SET policy_json = excluded.policy_json, generation = excluded.generation",
+            params![stored.model, serde_json::to_string(&stored)?, generation],
+        )?;
+        let mode = match stored.mode {
+            RolloutMode::ChampionOnly => "champion only".to_string(),
+            RolloutMode::Shadow => "shadow".to_string(),
+            RolloutMode::Canary { share } => format!("canary {:.0}%", share * 100.0),
+        };
+        let challenger = stored.challenger.map(|version| format!(", challenger v{version}")).unwrap_or_default();
+        insert_event(
+            &transaction,
+            &audit(
+                at_ms,
+                actor,
+                &stored.model,
+                format!("traffic of {}: champion v{}{challenger}, {mode}", stored.model, stored.champion),
+                serde_json::to_value(&stored)?,
+            ),
+        )?;
+        transaction.commit()?;
+        Ok(stored)
+    }
+
+    /// The traffic policy of a model, if one was set.
+    pub fn traffic(&self, model: &str) -> Result<Option<TrafficPolicy>> {
+        let json: Option<String> = self
+            .lock()
+            .query_row("SELECT policy_json FROM traffic WHERE model = ?1", params![model], |row| row.get(0))
+            .optional()?;
+        json.map(|json| serde_json::from_str(&json).map_err(Error::from)).transpose()
+    }
+
+    // ---- events ---------------------------------------------------------------------------
+
+    /// Appends an event and returns its id.
+    pub fn record_event(&self, event: &Event) -> Result<i64> {
+        let connection = self.lock();
+        insert_event(&connection, event)
+    }
+
+    /// Events in id order, optionally only of one kind.
+    pub fn events(&self, kind: Option<EventKind>) -> Result<Vec<Event>> {
+        let connection = self.lock();
+        let mut statement = connection.prepare(
+            "SELECT id, at_ms, kind, actor, subject, message, details_json FROM events
+             WHERE ?1 IS NULL OR kind = ?1 ORDER BY id",
+        )?;
+        let rows = statement.query_map(params![kind.map(EventKind::as_str)], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, String>(5)?,
+                row.get::<_, String>(6)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (id, at_ms, kind, actor, subject, message, details) = row?;
+            Ok(Event {
+                id,
+                at_ms,
+                kind: EventKind::parse(&kind).unwrap_or(EventKind::Data),
+                actor,
+                subject,
+                message,
+                details: serde_json::from_str(&details)?,
+            })
+        })
+        .collect()
+    }
+
+    // ---- labels ---------------------------------------------------------------------------
+
+    /// Stores delayed ground-truth labels by request id (a later label replaces an earlier one).
+    pub fn put_labels(&self, labels: &[(String, LabelRecord)]) -> Result<()> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        {
+            let mut statement = transaction.prepare(
+                "INSERT INTO labels (request_id, label, arrived_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (request_id) DO UPDATE SET label = excluded.label, arrived_ms = excluded.arrived_ms",
+            )?;
+            for (request_id, label) in labels {
+                statement.execute(params![request_id, label.label, label.arrived_ms])?;
+            }
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// The labels known for the given request ids.
+    pub fn labels_for<'a>(&self, request_ids: impl IntoIterator<Item = &'a str>) -> Result<HashMap<String, LabelRecord>> {
+        let connection = self.lock();
+        let mut statement = connection.prepare("SELECT label, arrived_ms FROM labels WHERE request_id = ?1")?;
+        let mut found = HashMap::new();
+        for request_id in request_ids {
+            let label = statement
+                .query_row(params![request_id], |row| Ok(LabelRecord { label: row.get(0)?, arrived_ms: row.get(1)? }))
+                .optional()?;
+            if let Some(label) = label {
+                found.insert(request_id.to_string(), label);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The number of labels stored.
+    pub fn label_count(&self) -> Result<u64> {
+        Ok(self.lock().query_row("SELECT COUNT(*) FROM labels", [], |row| row.get::<_, i64>(0))? as u64)
+    }
+
+    // ---- small named state ----------------------------------------------------------------
+
+    /// Stores a small JSON document under `key` (loop state, monitor state).
+    pub fn put_state(&self, key: &str, value: &serde_json::Value) -> Result<()> {
+        self.lock().execute(
+            "INSERT INTO state (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, serde_json::to_string(value)?],
+        )?;
+        Ok(())
+    }
+
+    /// Reads the document stored under `key`.
+    pub fn state(&self, key: &str) -> Result<Option<serde_json::Value>> {
+        let text: Option<String> =
+            self.lock().query_row("SELECT value FROM state WHERE key = ?1", params![key], |row| row.get(0)).optional()?;
+        text.map(|text| serde_json::from_str(&text).map_err(Error::from)).transpose()
+    }
+}
+
+fn dataset_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<DatasetVersion>> {
+    let schema_json: String = row.get(5)?;
+    let schema: Result<Schema> = serde_json::from_str(&schema_json).map_err(Error::from);
+    Ok(schema.map(|schema| DatasetVersion {
+        name: row.get(0).unwrap_or_default(),
+        version: row.get(1).unwrap_or_default(),
+        rows: row.get::<_, i64>(2).unwrap_or_default() as u64,
+        blob_key: row.get(3).unwrap_or_default(),
+        profile_key: row.get(4).unwrap_or_default(),
+        schema,
+        source: row.get(6).unwrap_or_default(),
+        created_ms: row.get(7).unwrap_or_default(),
+    }))
+}
+
+fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
+    let status: String = row.get(2)?;
+    Ok(RunRecord {
+        run_id: row.get(0)?,
+        name: row.get(1)?,
+        status: RunStatus::parse(&status).unwrap_or(RunStatus::Failed),
+        started_ms: row.get(3)?,
+        finished_ms: row.get(4)?,
+        seed: row.get::<_, i64>(5)? as u64,
+        dataset: row.get(6)?,
+        git_commit: row.get(7)?,
+        tool_version: row.get(8)?,
+        params: BTreeMap::new(),
+        metrics: BTreeMap::new(),
+    })
+}
+
+fn insert_event(connection: &Connection, event: &Event) -> Result<i64> {
+    connection.execute(
+        "INSERT INTO events (at_ms, kind, actor, subject, message, details_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            event.at_ms,
+            event.kind.as_str(),
+            event.actor,
+            event.subject,
+            event.message,
+            serde_json::to_string(&event.details)?
+        ],
+    )?;
+    Ok(connection.last_insert_rowid())
+}
+
+fn audit(at_ms: i64, actor: &str, subject: &str, message: String, details: serde_json::Value) -> Event {
+    Event { id: 0, at_ms, kind: EventKind::Audit, actor: actor.to_string(), subject: subject.to_string(), message, details }
+}
+
+fn reason_suffix(reason: &str) -> String {
+    if reason.is_empty() { String::new() } else { format!(" ({reason})") }
+}
+
+fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(model: &str) -> ModelVersionRecord {
+        ModelVersionRecord {
+            model: model.into(),
+            version: 0,
+            run_id: "run-1".into(),
+            dataset: "transactions@abc".into(),
+            artifact_key: "models/fraud/1.json".into(),
+            flavor: "gbdt".into(),
+            created_ms: 10,
+            metrics: BTreeMap::from([("auc".to_string(), 0.9)]),
+        }
+    }
+
+    #[test]
+    fn versions_aliases_rollback_and_audit() -> Result<()> {
+        let store = MetaStore::open_in_memory()?;
+        assert_eq!(store.register_version(&version("fraud"), "test")?.version, 1);
+        assert_eq!(store.register_version(&version("fraud"), "test")?.version, 2);
+        assert_eq!(store.register_version(&version("other"), "test")?.version, 1);
+        store.set_alias("fraud", "champion", 1, "test", 20, "")?;
+        store.set_alias("fraud", "champion", 2, "test", 30, "promote")?;
+        assert_eq!(store.alias("fraud", "champion")?, Some(2));
+        assert_eq!(store.rollback_alias("fraud", "champion", "test", 40, "worse")?, 1);
+        assert_eq!(store.alias("fraud", "champion")?, Some(1));
+        assert!(matches!(store.set_alias("fraud", "champion", 9, "test", 50, ""), Err(Error::NotFound(_))));
+        store.delete_alias("fraud", "champion", "test", 60, "")?;
+        assert_eq!(store.alias("fraud", "champion")?, None);
+        let audits = store.events(Some(EventKind::Audit))?;
+        assert_eq!(audits.len(), 3 + 3 + 1, "{audits:#?}");
+        assert!(audits.iter().any(|event| event.message.contains("rollback: worse")));
+        assert_eq!(store.model_versions("fraud")?[0].metrics.get("auc"), Some(&0.9));
+        Ok(())
+    }
+
+    #[test]
+    fn traffic_generation_increases() -> Result<()> {
+        let store = MetaStore::open_in_memory()?;
+        let policy = TrafficPolicy { model: "fraud".into(), champion: 1, challenger: None, mode: RolloutMode::ChampionOnly, generation: 0 };
+        assert_eq!(store.set_traffic(&policy, "test", 1)?.generation, 1);
+        let canary = TrafficPolicy { challenger: Some(2), mode: RolloutMode::Canary { share: 0.05 }, ..policy };
+        assert_eq!(store.set_traffic(&canary, "test", 2)?.generation, 2);
+        assert_eq!(store.traffic("fraud")?.map(|stored| stored.mode), Some(RolloutMode::Canary { share: 0.05 }));
+        Ok(())
+    }
+
+    #[test]
+    fn runs_labels_and_reopen_keep_data() -> Result<()> {
+        let directory = tempfile::tempdir().map_err(|source| crate::blob::io_error("tempdir", Path::new("."), source))?;
+        let path = directory.path().join("meta.db");
+        {
+            let store = MetaStore::open(&path)?;
+            let run = RunRecord {
+                run_id: "r1".into(),
+                name: "gbdt".into(),
+                status: RunStatus::Running,
+                started_ms: 1,
+                finished_ms: None,
+                seed: 7,
+                dataset: "d@v".into(),
+                git_commit: None,
+                tool_version: "0.1.0".into(),
+                params: BTreeMap::from([("depth".to_string(), "4".to_string())]),
+                metrics: BTreeMap::new(),
+            };
+            store.create_run(&run)?;
+            store.log_metrics("r1", &BTreeMap::from([("auc".to_string(), 0.8)]), 0, 2)?;
+            store.log_metrics("r1", &BTreeMap::from([("auc".to_string(), 0.85)]), 1, 3)?;
+            store.finish_run("r1", RunStatus::Finished, 4)?;
+            store.put_labels(&[("q1".to_string(), LabelRecord { label: 1.0, arrived_ms: 5 })])?;
+        }
+        let store = MetaStore::open(&path)?;
+        assert_eq!(store.schema_version()?, SCHEMA_VERSION);
+        let run = store.run("r1")?;
+        assert_eq!(run.status, RunStatus::Finished);
+        assert_eq!(run.metrics.get("auc"), Some(&0.85));
+        assert_eq!(run.params.get("depth").map(String::as_str), Some("4"));
+        let labels = store.labels_for(["q1", "q2"])?;
+        assert_eq!(labels.len(), 1);
+        assert_eq!(labels["q1"].label, 1.0);
+        Ok(())
+    }
+}
