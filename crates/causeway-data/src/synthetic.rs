@@ -91,7 +91,8 @@ pub enum Pattern {
     Legitimate,
     /// The classic stolen-card pattern: large, far away, new device, risky IP, at night.
     ClassicFraud,
-    /// The new tactic: small digital-goods purchases through the mobile app with risky e-mail domains.
+    /// The new tactic (card testing): bursts of small digital-goods purchases through the mobile
+    /// app from half-trusted devices; nothing the classic pattern taught a model to fear.
     NewTactic,
 }
 
@@ -243,7 +244,7 @@ impl FraudGenerator {
 
     fn transaction(&self, rng: &mut SeededRng, phase: Phase, day: u32, day_start: i64, is_weekend: i64) -> Transaction {
         let drifted = phase != Phase::Stable;
-        let amount_scale = if drifted { 1.45 } else { 1.0 };
+        let amount_scale = if drifted { 1.6 } else { 1.0 };
         let target = rng.uniform() * self.cumulative_activity.last().copied().unwrap_or(1.0);
         let customer_index = self.cumulative_activity.partition_point(|cumulative| *cumulative < target).min(self.customers.len() - 1);
         let customer = &self.customers[customer_index];
@@ -284,7 +285,7 @@ impl FraudGenerator {
         let amount = match pattern {
             Pattern::Legitimate => customer.typical_amount * CATEGORY_AMOUNT_FACTOR[category] * (0.55 * rng.normal()).exp(),
             Pattern::ClassicFraud => customer.typical_amount * (1.3 + 0.6 * rng.normal()).exp(),
-            Pattern::NewTactic => rng.range(3.0, 35.0),
+            Pattern::NewTactic => rng.range(1.0, 15.0),
         } * amount_scale;
         let card_present = i64::from(channel == 0 && rng.chance(0.98));
         let is_foreign = i64::from(if fraudy(rng) {
@@ -317,19 +318,16 @@ impl FraudGenerator {
             _ => 0.5 + 0.5 * rng.uniform().powf(0.6),
         };
         let ip_risk_score = match pattern {
-            Pattern::NewTactic => rng.range(0.05, 0.35),
             _ if fraudy(rng) => rng.range(0.55, 1.0),
             _ => (0.4 * rng.uniform().powi(2) + 0.2 * is_foreign as f64).min(1.0),
         };
         let email_domain_risk = match pattern {
-            Pattern::NewTactic => rng.range(0.55, 0.95),
             _ if fraudy(rng) => rng.range(0.3, 0.9),
             _ => 0.5 * rng.uniform().powi(3),
         };
         let num_items = if category == DIGITAL_GOODS { 1 } else { 1 + rng.below(4) as i64 };
         let velocity_1h = match pattern {
-            Pattern::NewTactic => 3 + rng.below(6) as i64,
-            _ if fraudy(rng) => 2 + rng.below(6) as i64,
+            Pattern::NewTactic => 4 + rng.below(6) as i64,
             _ => rng.weighted(&[0.7, 0.2, 0.07, 0.03]) as i64,
         };
         let failed_logins_24h = if fraudy(rng) { 2 + rng.below(5) as i64 } else { rng.weighted(&[0.9, 0.07, 0.03]) as i64 };

@@ -72,9 +72,12 @@ pub struct ModelSection {
     /// The decision threshold is chosen for this false-positive rate on the holdout.
     #[serde(default = "default_false_positive_rate")]
     pub target_false_positive_rate: f64,
-    /// The most recent share of the training window held out for evaluation.
+    /// The share of the most recent `holdout_days` of rows held out (seeded) for evaluation.
     #[serde(default = "default_holdout")]
     pub holdout_fraction: f64,
+    /// How many of the most recent days the holdout is drawn from.
+    #[serde(default = "default_holdout_days")]
+    pub holdout_days: u32,
     /// The seed recorded with every run.
     #[serde(default = "default_seed")]
     pub seed: u64,
@@ -90,7 +93,10 @@ fn default_false_positive_rate() -> f64 {
     0.01
 }
 fn default_holdout() -> f64 {
-    0.2
+    0.3
+}
+fn default_holdout_days() -> u32 {
+    7
 }
 fn default_seed() -> u64 {
     42
@@ -285,7 +291,8 @@ timestamp_column = "timestamp"
 trainer = { family = "gbdt", rounds = 150, learning_rate = 0.1, max_depth = 5, early_stopping_rounds = 20 }
 baseline_trainer = { family = "logistic", l2 = 1.0 }
 target_false_positive_rate = 0.01
-holdout_fraction = 0.2
+holdout_fraction = 0.3
+holdout_days = 7
 seed = 42
 
 [monitor]

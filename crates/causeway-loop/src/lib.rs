@@ -1,1 +1,16 @@
-//! placeholder
+//! The loop: a project's configuration and stores, the training pipeline (stored data →
+//! point-in-time features → tracked runs → registered versions), the controller that turns
+//! monitoring into retraining and a champion/challenger rollout (gates, shadow, canary, promote
+//! or roll back), and the fraud demo that runs all of it on an injected clock.
+
+pub mod config;
+pub mod controller;
+mod error;
+pub mod pipeline;
+pub mod project;
+pub mod scenario;
+
+pub use config::ProjectConfig;
+pub use controller::{Controller, LoopState, Stage, TickReport};
+pub use error::{Error, Result};
+pub use project::Project;

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use causeway_features::FeatureSetSpec;
 use causeway_models::{FeatureKind, FeatureSpec, Model, ModelArtifact, Predictor, Signature};
-use causeway_types::FeatureValue;
+use causeway_types::{FeatureValue, SeededRng};
 use serde::{Deserialize, Serialize};
 
 pub use error::{Error, Result};
@@ -50,13 +50,38 @@ impl TrainingSet {
     /// order) become the second set.
     pub fn split_by_time(&self, holdout_fraction: f64) -> (TrainingSet, TrainingSet) {
         let cut = ((1.0 - holdout_fraction.clamp(0.0, 1.0)) * self.len() as f64).round() as usize;
-        let part = |range: std::ops::Range<usize>| TrainingSet {
-            ids: self.ids[range.clone()].to_vec(),
-            timestamps: self.timestamps[range.clone()].to_vec(),
-            values: self.values[range.clone()].to_vec(),
-            labels: self.labels[range].to_vec(),
-        };
-        (part(0..cut), part(cut..self.len()))
+        self.partition(|index| index >= cut)
+    }
+
+    /// A fresh holdout: a seeded random `fraction` of the rows of the most recent `recent_ms`
+    /// become the second set; everything else (older rows and the rest of the recent ones) the
+    /// first. Recent patterns reach training while the evaluation stays on the freshest data.
+    pub fn split_fresh(&self, recent_ms: i64, fraction: f64, seed: u64) -> (TrainingSet, TrainingSet) {
+        let newest = self.timestamps.iter().copied().max().unwrap_or(0);
+        let mut rng = SeededRng::derive(seed, "fresh-holdout");
+        let chosen: Vec<bool> =
+            self.timestamps.iter().map(|timestamp| *timestamp > newest - recent_ms && rng.chance(fraction)).collect();
+        self.partition(|index| chosen[index])
+    }
+
+    /// A seeded random split: about `fraction` of rows become the second set.
+    pub fn split_random(&self, fraction: f64, seed: u64) -> (TrainingSet, TrainingSet) {
+        let mut rng = SeededRng::derive(seed, "random-split");
+        let chosen: Vec<bool> = (0..self.len()).map(|_| rng.chance(fraction)).collect();
+        self.partition(|index| chosen[index])
+    }
+
+    fn partition(&self, second: impl Fn(usize) -> bool) -> (TrainingSet, TrainingSet) {
+        let mut first_set = TrainingSet::default();
+        let mut second_set = TrainingSet::default();
+        for index in 0..self.len() {
+            let target = if second(index) { &mut second_set } else { &mut first_set };
+            target.ids.push(self.ids[index].clone());
+            target.timestamps.push(self.timestamps[index]);
+            target.values.push(self.values[index].clone());
+            target.labels.push(self.labels[index]);
+        }
+        (first_set, second_set)
     }
 
     /// Encodes every row with `signature`.
@@ -138,27 +163,36 @@ pub struct FitOutcome {
     pub holdout_scores: Vec<f64>,
 }
 
-/// Fits `trainer` on `train`, picks the threshold whose false-positive rate on `holdout` is at
-/// most `target_false_positive_rate`, and evaluates on `holdout`.
+/// The share of the training rows (a seeded random sample) used for early stopping and for
+/// choosing the decision threshold, so the holdout stays untouched until the final evaluation.
+pub const VALIDATION_FRACTION: f64 = 0.15;
+
+/// Fits `trainer` on `train` (early-stopping on a seeded [`VALIDATION_FRACTION`] of it), picks
+/// the threshold whose false-positive rate on that validation part is at most
+/// `target_false_positive_rate`, and evaluates on `holdout`, which training never saw.
 pub fn fit(
     trainer: &Trainer,
     signature: &Signature,
     train: &TrainingSet,
     holdout: &TrainingSet,
     target_false_positive_rate: f64,
+    seed: u64,
     metadata: BTreeMap<String, String>,
 ) -> Result<FitOutcome> {
-    let train_rows = train.encode(signature)?;
+    let (fit_part, validation) = train.split_random(VALIDATION_FRACTION, seed);
+    let fit_rows = fit_part.encode(signature)?;
+    let validation_rows = validation.encode(signature)?;
     let holdout_rows = holdout.encode(signature)?;
     let model = match trainer {
         Trainer::Gbdt(params) => {
-            let (model, _) = gbdt::train(&train_rows, &train.labels, params, Some((&holdout_rows, &holdout.labels)))?;
+            let (model, _) = gbdt::train(&fit_rows, &fit_part.labels, params, Some((&validation_rows, &validation.labels)))?;
             Model::Gbdt(model)
         }
-        Trainer::Logistic(params) => Model::Logistic(logistic::train(signature, &train_rows, &train.labels, params)?),
+        Trainer::Logistic(params) => Model::Logistic(logistic::train(signature, &fit_rows, &fit_part.labels, params)?),
     };
+    let validation_scores = model.predict_rows(&validation_rows);
+    let threshold = metrics::threshold_for_false_positive_rate(&validation_scores, &validation.labels, target_false_positive_rate);
     let holdout_scores = model.predict_rows(&holdout_rows);
-    let threshold = metrics::threshold_for_false_positive_rate(&holdout_scores, &holdout.labels, target_false_positive_rate);
     let metrics = metrics::binary_metrics(&holdout_scores, &holdout.labels, threshold);
     let artifact = ModelArtifact::new(model, signature.clone(), threshold, metadata)?;
     Ok(FitOutcome { artifact, metrics, holdout_scores })

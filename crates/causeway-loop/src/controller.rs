@@ -1,0 +1,475 @@
+//! The loop controller: each tick it measures drift and labelled performance of the deployed
+//! model, raises and resolves alerts, and moves the champion/challenger rollout forward:
+//! retrain on a trigger → gates on a fresh holdout → shadow → canary → promote or roll back.
+//!
+//! It changes only the store (aliases, traffic policies, events); serving watches the store.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use causeway_models::ModelArtifact;
+use causeway_monitor::drift::drift_report;
+use causeway_monitor::rules::Observation;
+use causeway_monitor::{DriftReport, ModelBaseline, PredictionRecord, RuleState, VersionOutcomes, outcomes_by_version, read_window};
+use causeway_types::{CHALLENGER, CHAMPION, DAY_MS, Event, EventKind, RolloutMode, TrafficPolicy, format_date};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Trigger;
+use crate::error::{Error, Result};
+use crate::pipeline::{Trained, evaluate, load_artifact, load_baseline};
+use crate::project::Project;
+
+/// The fewest rows a drift window needs before drift is judged.
+const MIN_DRIFT_ROWS: usize = 500;
+
+/// Where the rollout stands.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "stage", rename_all = "snake_case")]
+pub enum Stage {
+    /// Only the champion serves; the controller watches for triggers.
+    Idle,
+    /// The challenger scores every request in shadow.
+    Shadow {
+        /// The challenger version.
+        challenger: u32,
+        /// When shadow started.
+        since_ms: i64,
+    },
+    /// The challenger answers a share of requests.
+    Canary {
+        /// The challenger version.
+        challenger: u32,
+        /// When canary started.
+        since_ms: i64,
+        /// When shadow started (the live comparison covers both).
+        shadow_since_ms: i64,
+    },
+    /// Retraining is paused after a rollback until a person resumes it.
+    Paused {
+        /// Why.
+        since_ms: i64,
+    },
+}
+
+/// The controller's durable state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoopState {
+    /// The rollout stage.
+    pub stage: Stage,
+    /// When the last retraining ran.
+    pub last_retrain_ms: Option<i64>,
+    /// Firing alert rules.
+    pub rules: RuleState,
+    /// Rollbacks so far.
+    pub rollbacks: u32,
+}
+
+impl Default for LoopState {
+    fn default() -> Self {
+        Self { stage: Stage::Idle, last_retrain_ms: None, rules: RuleState::default(), rollbacks: 0 }
+    }
+}
+
+/// What one tick saw and did.
+#[derive(Debug, Clone)]
+pub struct TickReport {
+    /// When it ran.
+    pub at_ms: i64,
+    /// The champion during the tick (after any promotion).
+    pub champion: u32,
+    /// The challenger, if any.
+    pub challenger: Option<u32>,
+    /// Drift of the champion's traffic, when there was enough.
+    pub drift: Option<DriftReport>,
+    /// Labelled outcomes per version over the performance window.
+    pub outcomes: BTreeMap<u32, VersionOutcomes>,
+    /// Events recorded during the tick.
+    pub events: Vec<Event>,
+}
+
+/// Produces a challenger when a trigger fires.
+pub type Retrainer<'a> = Box<dyn Fn(&Project, i64) -> Result<Trained> + 'a>;
+
+/// Drives one model's loop.
+pub struct Controller<'a> {
+    project: &'a Project,
+    model: String,
+    state: LoopState,
+    retrainer: Retrainer<'a>,
+    baselines: HashMap<u32, ModelBaseline>,
+    artifacts: HashMap<u32, Arc<ModelArtifact>>,
+}
+
+fn state_key(model: &str) -> String {
+    format!("loop/{model}")
+}
+
+impl<'a> Controller<'a> {
+    /// A controller for the project's model, resuming its stored state.
+    pub fn new(project: &'a Project, retrainer: Retrainer<'a>) -> Result<Self> {
+        let model = project.config.model()?.name.clone();
+        let state = match project.meta.state(&state_key(&model))? {
+            Some(value) => serde_json::from_value(value)?,
+            None => LoopState::default(),
+        };
+        Ok(Self { project, model, state, retrainer, baselines: HashMap::new(), artifacts: HashMap::new() })
+    }
+
+    /// The current state.
+    pub fn state(&self) -> &LoopState {
+        &self.state
+    }
+
+    fn baseline(&mut self, version: u32) -> Result<&ModelBaseline> {
+        if !self.baselines.contains_key(&version) {
+            let record = self.project.meta.model_version(&self.model, version)?;
+            self.baselines.insert(version, load_baseline(self.project, &record)?);
+        }
+        self.baselines.get(&version).ok_or_else(|| Error::Precondition(format!("no baseline for version {version}")))
+    }
+
+    fn artifact(&mut self, version: u32) -> Result<Arc<ModelArtifact>> {
+        if let Some(artifact) = self.artifacts.get(&version) {
+            return Ok(artifact.clone());
+        }
+        let record = self.project.meta.model_version(&self.model, version)?;
+        let artifact = Arc::new(load_artifact(self.project, &record)?);
+        self.artifacts.insert(version, artifact.clone());
+        Ok(artifact)
+    }
+
+    fn record(&self, events: &mut Vec<Event>, at_ms: i64, kind: EventKind, actor: &str, message: String, details: serde_json::Value) -> Result<()> {
+        let mut event = Event { id: 0, at_ms, kind, actor: actor.into(), subject: self.model.clone(), message, details };
+        event.id = self.project.meta.record_event(&event)?;
+        events.push(event);
+        Ok(())
+    }
+
+    fn policy(&self) -> Result<Option<TrafficPolicy>> {
+        if let Some(policy) = self.project.meta.traffic(&self.model)? {
+            return Ok(Some(policy));
+        }
+        Ok(self.project.meta.alias(&self.model, CHAMPION)?.map(|champion| TrafficPolicy {
+            model: self.model.clone(),
+            champion,
+            challenger: None,
+            mode: RolloutMode::ChampionOnly,
+            generation: 0,
+        }))
+    }
+
+    fn set_policy(&self, champion: u32, challenger: Option<u32>, mode: RolloutMode, at_ms: i64) -> Result<()> {
+        let policy = TrafficPolicy { model: self.model.clone(), champion, challenger, mode, generation: 0 };
+        self.project.meta.set_traffic(&policy, "loop", at_ms)?;
+        Ok(())
+    }
+
+    /// Measures, alerts and advances the rollout at time `now`.
+    pub fn tick(&mut self, now: i64) -> Result<TickReport> {
+        let Some(policy) = self.policy()? else {
+            return Err(Error::Precondition(format!("model `{}` has no champion yet: train and promote one first", self.model)));
+        };
+        let rules = self.project.config.monitor.clone();
+        let mut events = Vec::new();
+        let champion = policy.champion;
+        let drift_from = now - i64::from(rules.drift_window_days) * DAY_MS;
+        let performance_from = now - i64::from(rules.performance_window_days) * DAY_MS;
+        let shadow_since = match self.state.stage {
+            Stage::Canary { shadow_since_ms, .. } => shadow_since_ms,
+            Stage::Shadow { since_ms, .. } => since_ms,
+            _ => now,
+        };
+        let records = read_window(&self.project.blobs, drift_from.min(performance_from).min(shadow_since), now)?;
+        let labels = {
+            let ids: HashSet<&str> = records.iter().map(|record| record.request_id.as_str()).collect();
+            let mut labels = self.project.meta.labels_for(ids)?;
+            labels.retain(|_, label| label.arrived_ms <= now);
+            labels
+        };
+        let mut thresholds = HashMap::new();
+        for version in records.iter().map(|record| record.version).collect::<HashSet<_>>() {
+            thresholds.insert(version, self.artifact(version)?.threshold);
+        }
+
+        // Drift of the champion's traffic against its training baseline.
+        let champion_window: Vec<&PredictionRecord> =
+            records.iter().filter(|record| record.version == champion && record.timestamp_ms >= drift_from).collect();
+        // Judge drift only over a full window, so a partial first day is not compared with a week.
+        let window_covered = champion_window
+            .first()
+            .is_some_and(|first| first.timestamp_ms <= drift_from + i64::from(rules.drift_window_days) * DAY_MS / 10);
+        let drift = if champion_window.len() >= MIN_DRIFT_ROWS && window_covered {
+            let baseline = self.baseline(champion)?.clone();
+            Some(drift_report(&baseline, &champion_window))
+        } else {
+            None
+        };
+        let mut observations: Vec<Observation> = drift.as_ref().map(|report| rules.check_drift(report)).unwrap_or_default();
+
+        // Labelled performance per version over the performance window.
+        let recent: Vec<PredictionRecord> = records.iter().filter(|record| record.timestamp_ms >= performance_from).cloned().collect();
+        let outcomes = outcomes_by_version(&recent, &labels, &thresholds);
+        if let Some(champion_outcomes) = outcomes.get(&champion) {
+            let holdout = self.project.meta.model_version(&self.model, champion)?.metrics;
+            observations.extend(rules.check_performance(champion_outcomes, &holdout));
+        }
+        for transition in self.state.rules.update(&observations) {
+            let (kind, verb) = if transition.started { (EventKind::Alert, "alert") } else { (EventKind::Resolved, "resolved") };
+            self.record(
+                &mut events,
+                now,
+                kind,
+                "monitor",
+                format!("{verb}: {}", transition.observation.message),
+                serde_json::to_value(&transition.observation)?,
+            )?;
+        }
+
+        match self.state.stage {
+            Stage::Idle => self.maybe_retrain(now, champion, &mut events)?,
+            Stage::Shadow { challenger, since_ms } => {
+                let shadow_days = i64::from(self.project.config.rollout.shadow_days);
+                if now - since_ms >= shadow_days * DAY_MS {
+                    let share = self.project.config.rollout.canary_share;
+                    self.set_policy(champion, Some(challenger), RolloutMode::Canary { share }, now)?;
+                    self.state.stage = Stage::Canary { challenger, since_ms: now, shadow_since_ms: since_ms };
+                    self.record(
+                        &mut events,
+                        now,
+                        EventKind::Loop,
+                        "loop",
+                        format!("canary: v{challenger} now answers {:.0}% of requests (after {shadow_days} days in shadow)", share * 100.0),
+                        serde_json::json!({"stage": "canary", "challenger": challenger, "share": share}),
+                    )?;
+                }
+            }
+            Stage::Canary { challenger, since_ms, shadow_since_ms } => {
+                self.judge_canary(now, champion, challenger, since_ms, shadow_since_ms, &records, &labels, &thresholds, &mut events)?;
+            }
+            Stage::Paused { .. } => {}
+        }
+        self.project.meta.put_state(&state_key(&self.model), &serde_json::to_value(&self.state)?)?;
+        let policy = self.policy()?;
+        Ok(TickReport {
+            at_ms: now,
+            champion: policy.as_ref().map_or(champion, |policy| policy.champion),
+            challenger: policy.and_then(|policy| policy.challenger),
+            drift,
+            outcomes,
+            events,
+        })
+    }
+
+    fn maybe_retrain(&mut self, now: i64, champion: u32, events: &mut Vec<Event>) -> Result<()> {
+        let rollout = self.project.config.rollout.clone();
+        let triggered: Vec<String> = self
+            .state
+            .rules
+            .firing()
+            .into_iter()
+            .filter(|rule| {
+                rollout.retrain_on.iter().any(|trigger| match trigger {
+                    Trigger::Performance => rule.starts_with("performance:"),
+                    Trigger::Drift => rule.starts_with("drift:"),
+                })
+            })
+            .collect();
+        if triggered.is_empty() {
+            return Ok(());
+        }
+        if self.state.last_retrain_ms.is_some_and(|last| now - last < i64::from(rollout.cooldown_days) * DAY_MS) {
+            return Ok(());
+        }
+        self.state.last_retrain_ms = Some(now);
+        self.record(
+            events,
+            now,
+            EventKind::Loop,
+            "loop",
+            format!("retraining triggered by {} on the last {} days of labelled data", triggered.join(", "), rollout.retrain_window_days),
+            serde_json::json!({"triggers": triggered}),
+        )?;
+        let trained = (self.retrainer)(self.project, now)?;
+        let challenger = trained.version.version;
+        let champion_artifact = self.artifact(champion)?;
+        let names = self.project.config.features()?.feature_names();
+        let (_, champion_metrics) = evaluate(&champion_artifact, &names, &trained.holdout)?;
+        let challenger_metrics = &trained.outcome.metrics;
+        let metric = |metrics: &BTreeMap<String, f64>, name: &str| metrics.get(name).copied().unwrap_or(f64::NAN);
+        let gates = &rollout.gates;
+        let mut failures = Vec::new();
+        if !(metric(challenger_metrics, "false_positive_rate") <= gates.max_false_positive_rate) {
+            failures.push(format!(
+                "false-positive rate {:.4} > {:.4}",
+                metric(challenger_metrics, "false_positive_rate"),
+                gates.max_false_positive_rate
+            ));
+        }
+        if !(metric(challenger_metrics, "recall") >= metric(&champion_metrics, "recall") - gates.recall_tolerance) {
+            failures.push(format!(
+                "recall {:.3} < champion's {:.3}",
+                metric(challenger_metrics, "recall"),
+                metric(&champion_metrics, "recall")
+            ));
+        }
+        if !(metric(challenger_metrics, "roc_auc") >= metric(&champion_metrics, "roc_auc") - gates.auc_tolerance) {
+            failures.push(format!(
+                "ROC-AUC {:.3} < champion's {:.3}",
+                metric(challenger_metrics, "roc_auc"),
+                metric(&champion_metrics, "roc_auc")
+            ));
+        }
+        let summary = format!(
+            "v{challenger} trained on {} ({} rows, run {}): holdout ROC-AUC {:.3}, recall {:.3}, FPR {:.4}; champion v{champion} on the same holdout: ROC-AUC {:.3}, recall {:.3}, FPR {:.4}",
+            trained.version.dataset,
+            trained.run.params.get("train_rows").map_or("?", String::as_str),
+            &trained.run.run_id[..8.min(trained.run.run_id.len())],
+            metric(challenger_metrics, "roc_auc"),
+            metric(challenger_metrics, "recall"),
+            metric(challenger_metrics, "false_positive_rate"),
+            metric(&champion_metrics, "roc_auc"),
+            metric(&champion_metrics, "recall"),
+            metric(&champion_metrics, "false_positive_rate"),
+        );
+        self.record(
+            events,
+            now,
+            EventKind::Loop,
+            "loop",
+            format!("challenger {summary}"),
+            serde_json::json!({"challenger": challenger, "challenger_metrics": challenger_metrics, "champion_metrics": champion_metrics}),
+        )?;
+        if failures.is_empty() {
+            self.project.meta.set_alias(&self.model, CHALLENGER, challenger, "loop", now, "passed gates")?;
+            self.set_policy(champion, Some(challenger), RolloutMode::Shadow, now)?;
+            self.state.stage = Stage::Shadow { challenger, since_ms: now };
+            self.record(
+                events,
+                now,
+                EventKind::Loop,
+                "loop",
+                format!("gates passed: v{challenger} enters shadow (scored on every request, never returned)"),
+                serde_json::json!({"stage": "shadow", "challenger": challenger}),
+            )?;
+        } else {
+            self.record(
+                events,
+                now,
+                EventKind::Loop,
+                "loop",
+                format!("gates failed: v{challenger} rejected ({}); champion v{champion} stays", failures.join("; ")),
+                serde_json::json!({"rejected": challenger, "failures": failures}),
+            )?;
+        }
+        Ok(())
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "one call site; the pieces are computed once per tick")]
+    fn judge_canary(
+        &mut self,
+        now: i64,
+        champion: u32,
+        challenger: u32,
+        since_ms: i64,
+        shadow_since_ms: i64,
+        records: &[PredictionRecord],
+        labels: &HashMap<String, causeway_types::LabelRecord>,
+        thresholds: &HashMap<u32, f64>,
+        events: &mut Vec<Event>,
+    ) -> Result<()> {
+        let rollout = self.project.config.rollout.clone();
+        // Compare on the same requests: those both versions scored since shadow started.
+        let in_window: Vec<&PredictionRecord> = records.iter().filter(|record| record.timestamp_ms >= shadow_since_ms).collect();
+        let scored_by = |version: u32| -> HashSet<&str> {
+            in_window.iter().filter(|record| record.version == version).map(|record| record.request_id.as_str()).collect()
+        };
+        let both: HashSet<&str> = scored_by(champion).intersection(&scored_by(challenger)).copied().collect();
+        let paired: Vec<PredictionRecord> = in_window
+            .iter()
+            .filter(|record| (record.version == champion || record.version == challenger) && both.contains(record.request_id.as_str()))
+            .map(|record| (*record).clone())
+            .collect();
+        let outcomes = outcomes_by_version(&paired, labels, thresholds);
+        let (Some(old), Some(new)) = (outcomes.get(&champion), outcomes.get(&challenger)) else { return Ok(()) };
+        let gates = &rollout.gates;
+        let canary_days = i64::from(rollout.canary_days);
+        if new.positives < rollout.min_labeled_positives {
+            if now - since_ms >= 3 * canary_days * DAY_MS {
+                self.roll_back(now, champion, challenger, "too few labelled outcomes to judge it", events)?;
+            }
+            return Ok(());
+        }
+        let mut losses = Vec::new();
+        if new.false_positive_rate > gates.max_false_positive_rate {
+            losses.push(format!("live false-positive rate {:.4} > {:.4}", new.false_positive_rate, gates.max_false_positive_rate));
+        }
+        if new.recall < old.recall - gates.recall_tolerance {
+            losses.push(format!("live recall {:.3} < champion's {:.3}", new.recall, old.recall));
+        }
+        if new.roc_auc < old.roc_auc - gates.auc_tolerance {
+            losses.push(format!("live ROC-AUC {:.3} < champion's {:.3}", new.roc_auc, old.roc_auc));
+        }
+        let comparison = format!(
+            "on {} labelled requests ({} frauds): ROC-AUC {:.3} vs {:.3}, recall {:.3} vs {:.3}, FPR {:.4} vs {:.4}",
+            new.labeled, new.positives, new.roc_auc, old.roc_auc, new.recall, old.recall, new.false_positive_rate, old.false_positive_rate
+        );
+        if !losses.is_empty() {
+            return self.roll_back(now, champion, challenger, &format!("{}; {comparison}", losses.join("; ")), events);
+        }
+        if now - since_ms >= canary_days * DAY_MS {
+            self.project.meta.set_alias(&self.model, CHAMPION, challenger, "loop", now, "won canary")?;
+            self.project.meta.delete_alias(&self.model, CHALLENGER, "loop", now, "promoted")?;
+            self.set_policy(challenger, None, RolloutMode::ChampionOnly, now)?;
+            self.state.stage = Stage::Idle;
+            self.state.rules.reset();
+            self.record(
+                events,
+                now,
+                EventKind::Loop,
+                "loop",
+                format!("promoted v{challenger} to champion, replacing v{champion}: it won {comparison}"),
+                serde_json::json!({"promoted": challenger, "replaced": champion, "challenger": new, "champion": old}),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn roll_back(&mut self, now: i64, champion: u32, challenger: u32, reason: &str, events: &mut Vec<Event>) -> Result<()> {
+        self.project.meta.delete_alias(&self.model, CHALLENGER, "loop", now, "rolled back")?;
+        self.set_policy(champion, None, RolloutMode::ChampionOnly, now)?;
+        self.state.rollbacks += 1;
+        self.state.stage = Stage::Paused { since_ms: now };
+        self.record(
+            events,
+            now,
+            EventKind::Loop,
+            "loop",
+            format!("rolled back v{challenger}: champion v{champion} answers all traffic again ({reason})"),
+            serde_json::json!({"rolled_back": challenger, "champion": champion, "reason": reason}),
+        )?;
+        self.record(
+            events,
+            now,
+            EventKind::Alert,
+            "loop",
+            format!(
+                "retraining paused on {} after a rollback: check the training labels, then run `causeway loop resume`",
+                format_date(now)
+            ),
+            serde_json::json!({"paused": true}),
+        )?;
+        Ok(())
+    }
+
+    /// Resumes retraining after a pause.
+    pub fn resume(&mut self, now: i64) -> Result<()> {
+        if let Stage::Paused { .. } = self.state.stage {
+            self.state.stage = Stage::Idle;
+            self.state.last_retrain_ms = None;
+            let mut events = Vec::new();
+            self.record(&mut events, now, EventKind::Loop, "cli", "retraining resumed".into(), serde_json::Value::Null)?;
+            self.project.meta.put_state(&state_key(&self.model), &serde_json::to_value(&self.state)?)?;
+        }
+        Ok(())
+    }
+}

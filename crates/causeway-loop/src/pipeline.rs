@@ -1,0 +1,239 @@
+//! The training pipeline: stored dataset versions → labelled, point-in-time-correct training set →
+//! tracked runs → registered model version with its artifact and monitoring baseline.
+
+use std::collections::{BTreeMap, HashMap};
+
+use causeway_data::{Column, Frame};
+use causeway_features::offline::compute_features;
+use causeway_models::{ModelArtifact, Predictor};
+use causeway_monitor::ModelBaseline;
+use causeway_train::{FitOutcome, RunTracker, TrainingSet, fit, signature_for};
+use causeway_types::{ModelVersionRecord, RunRecord};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::project::Project;
+
+/// A deliberate labelling fault: rows matching every condition get `label`. Used by the
+/// `bad-challenger` demo to train on corrupted labels; never set in a real project.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelFault {
+    /// (column, value as text) pairs that must all match.
+    pub conditions: Vec<(String, String)>,
+    /// The label forced on matching rows.
+    pub label: f64,
+}
+
+/// Loads every stored version of a dataset as one frame.
+pub fn load_dataset(project: &Project, name: &str) -> Result<Frame> {
+    let versions = project.meta.dataset_versions(name)?;
+    if versions.is_empty() {
+        return Err(Error::Precondition(format!("dataset `{name}` has no versions: run `causeway ingest` first")));
+    }
+    let ingestor = project.ingestor();
+    let frames: Vec<Frame> = versions.iter().map(|version| ingestor.load(version)).collect::<Result<_, _>>()?;
+    Ok(Frame::concat(&frames)?)
+}
+
+/// A stable id for the data a training set came from: the dataset's versions and the window.
+pub fn snapshot_id(project: &Project, name: &str, from_ms: i64, to_ms: i64) -> Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    for version in project.meta.dataset_versions(name)? {
+        hasher.update(version.version.as_bytes());
+    }
+    hasher.update(&from_ms.to_le_bytes());
+    hasher.update(&to_ms.to_le_bytes());
+    Ok(format!("{name}@{}", &hasher.finalize().to_hex()[..12]))
+}
+
+/// Builds the labelled training set of rows with `from_ms <= time < to_ms`. Labels come from the
+/// label column when present, otherwise from labels that arrived by `labels_known_at`; rows with
+/// neither are left out. Features are computed point-in-time-correctly from all rows of `data`.
+pub fn training_set(
+    project: &Project,
+    data: &Frame,
+    from_ms: i64,
+    to_ms: i64,
+    labels_known_at: i64,
+    fault: Option<&LabelFault>,
+) -> Result<TrainingSet> {
+    let model = project.config.model()?;
+    let spec = project.config.features()?;
+    let ids = data.require(&model.id_column)?;
+    let times = data.require(&model.timestamp_column)?;
+    let label_column = data.column(&model.label);
+    let mut candidates: Vec<(i64, usize)> = (0..data.rows())
+        .filter_map(|row| times.number(row).map(|time| (time as i64, row)))
+        .filter(|(time, _)| *time >= from_ms && *time < to_ms)
+        .collect();
+    candidates.sort();
+    let unlabeled: Vec<String> = candidates
+        .iter()
+        .filter(|(_, row)| label_column.is_none_or(|column| column.is_null(*row)))
+        .filter_map(|(_, row)| ids.text(*row))
+        .collect();
+    let stored = project.meta.labels_for(unlabeled.iter().map(String::as_str))?;
+    let mut rows = Vec::new();
+    let mut labels = Vec::new();
+    for (_, row) in &candidates {
+        let from_column = label_column.and_then(|column| column.number(*row));
+        let label = from_column.or_else(|| {
+            let id = ids.text(*row)?;
+            stored.get(&id).filter(|label| label.arrived_ms <= labels_known_at).map(|label| label.label)
+        });
+        let Some(mut label) = label else { continue };
+        if let Some(fault) = fault
+            && fault.conditions.iter().all(|(column, value)| data.column(column).and_then(|column| column.text(*row)).as_deref() == Some(value))
+        {
+            label = fault.label;
+        }
+        rows.push(*row);
+        labels.push(label);
+    }
+    if rows.is_empty() {
+        return Err(Error::Precondition(format!(
+            "no labelled rows between {} and {}",
+            causeway_types::format_timestamp(from_ms),
+            causeway_types::format_timestamp(to_ms)
+        )));
+    }
+    let selected = data.take(&rows);
+    let window_ms = spec.views.iter().map(|view| view.window_ms()).max().unwrap_or(0);
+    let history_rows: Vec<usize> = (0..data.rows())
+        .filter(|row| times.number(*row).is_some_and(|time| (time as i64) >= from_ms - window_ms && (time as i64) < to_ms))
+        .collect();
+    let history = data.take(&history_rows);
+    let values = compute_features(spec, &selected, &history)?;
+    let selected_ids = selected.require(&model.id_column)?;
+    let selected_times = selected.require(&model.timestamp_column)?;
+    Ok(TrainingSet {
+        ids: (0..selected.rows()).map(|row| selected_ids.text(row).unwrap_or_default()).collect(),
+        timestamps: (0..selected.rows()).map(|row| selected_times.number(row).unwrap_or(0.0) as i64).collect(),
+        values,
+        labels,
+    })
+}
+
+/// A registered model version with everything the loop needs about it.
+#[derive(Debug, Clone)]
+pub struct Trained {
+    /// The registry record.
+    pub version: ModelVersionRecord,
+    /// The fitted model and holdout evaluation.
+    pub outcome: FitOutcome,
+    /// The monitoring baseline.
+    pub baseline: ModelBaseline,
+    /// The tracked run.
+    pub run: RunRecord,
+    /// The holdout rows (time-split) it was evaluated on.
+    pub holdout: TrainingSet,
+    /// The comparison model's holdout metrics, when one is configured.
+    pub comparison: Option<(String, BTreeMap<String, f64>)>,
+}
+
+/// Trains the configured model (and the comparison baseline) on `set`, tracks both runs, stores
+/// the artifact and baseline, and registers a new version of the model.
+pub fn train_and_register(project: &Project, set: &TrainingSet, snapshot: &str, at_ms: i64, actor: &str) -> Result<Trained> {
+    let model = project.config.model()?;
+    let spec = project.config.features()?;
+    let (train, holdout) = set.split_fresh(i64::from(model.holdout_days) * causeway_types::DAY_MS, model.holdout_fraction, model.seed);
+    if holdout.labels.iter().all(|label| *label < 0.5) || train.labels.iter().all(|label| *label < 0.5) {
+        return Err(Error::Precondition("the training window has no positive labels in its train or holdout part".into()));
+    }
+    let signature = signature_for(spec, &train);
+    let tracker = RunTracker::new(&project.meta, &project.dir);
+    let comparison = match &model.baseline_trainer {
+        Some(trainer) => {
+            let name = format!("{}-{}", model.name, trainer.family());
+            let run = tracker.start(&name, model.seed, snapshot, trainer.params(), at_ms)?;
+            let outcome = fit(trainer, &signature, &train, &holdout, model.target_false_positive_rate, model.seed, BTreeMap::new())?;
+            tracker.finish(&run, &outcome.metrics, at_ms)?;
+            Some((trainer.family().to_string(), outcome.metrics))
+        }
+        None => None,
+    };
+    let name = format!("{}-{}", model.name, model.trainer.family());
+    let mut params = model.trainer.params();
+    params.insert("train_rows".into(), train.len().to_string());
+    params.insert("holdout_rows".into(), holdout.len().to_string());
+    let run = tracker.start(&name, model.seed, snapshot, params, at_ms)?;
+    let metadata = BTreeMap::from([("run_id".to_string(), run.run_id.clone()), ("dataset".to_string(), snapshot.to_string())]);
+    let outcome = match fit(&model.trainer, &signature, &train, &holdout, model.target_false_positive_rate, model.seed, metadata) {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            tracker.fail(&run, at_ms)?;
+            return Err(error.into());
+        }
+    };
+    let train_rows = train.encode(&signature)?;
+    let baseline = ModelBaseline::from_rows(&signature, &train_rows, &outcome.holdout_scores);
+    let artifact_key = format!("models/{}/{}.json", model.name, run.run_id);
+    project.blobs.put(&artifact_key, &outcome.artifact.to_bytes()?)?;
+    project.blobs.put(&baseline_key(&artifact_key), &serde_json::to_vec(&baseline)?)?;
+    let run = tracker.finish(&run, &outcome.metrics, at_ms)?;
+    let version = project.meta.register_version(
+        &ModelVersionRecord {
+            model: model.name.clone(),
+            version: 0,
+            run_id: run.run_id.clone(),
+            dataset: snapshot.to_string(),
+            artifact_key,
+            flavor: outcome.artifact.model.flavor().to_string(),
+            created_ms: at_ms,
+            metrics: outcome.metrics.clone(),
+        },
+        actor,
+    )?;
+    Ok(Trained { version, outcome, baseline, run, holdout, comparison })
+}
+
+/// The blob key of a version's monitoring baseline.
+pub fn baseline_key(artifact_key: &str) -> String {
+    format!("{}.baseline.json", artifact_key.trim_end_matches(".json"))
+}
+
+/// Loads a version's artifact.
+pub fn load_artifact(project: &Project, version: &ModelVersionRecord) -> Result<ModelArtifact> {
+    Ok(ModelArtifact::from_bytes(&project.blobs.get(&version.artifact_key)?)?)
+}
+
+/// Loads a version's monitoring baseline.
+pub fn load_baseline(project: &Project, version: &ModelVersionRecord) -> Result<ModelBaseline> {
+    Ok(serde_json::from_slice(&project.blobs.get(&baseline_key(&version.artifact_key))?)?)
+}
+
+/// Scores a training set with an artifact (encoding by feature name) and returns the metrics at
+/// the artifact's own threshold.
+pub fn evaluate(artifact: &ModelArtifact, names: &[String], set: &TrainingSet) -> Result<(Vec<f64>, BTreeMap<String, f64>)> {
+    let positions: HashMap<&str, usize> = names.iter().enumerate().map(|(index, name)| (name.as_str(), index)).collect();
+    let mut scores = Vec::with_capacity(set.len());
+    for row in &set.values {
+        let ordered: Vec<causeway_types::FeatureValue> = artifact
+            .signature
+            .features
+            .iter()
+            .map(|feature| positions.get(feature.name.as_str()).and_then(|index| row.get(*index).cloned()).unwrap_or(causeway_types::FeatureValue::Missing))
+            .collect();
+        let encoded = artifact.signature.encode(&ordered).map_err(|error| Error::Precondition(error.to_string()))?;
+        scores.push(artifact.model.predict_row(&encoded));
+    }
+    let metrics = causeway_train::metrics::binary_metrics(&scores, &set.labels, artifact.threshold);
+    Ok((scores, metrics))
+}
+
+/// Adds a transaction-style frame's `is_fraud` column as labels with the given arrival times.
+pub fn labels_from_column(frame: &Frame, id_column: &str, label_column: &str) -> Result<Vec<(String, f64)>> {
+    let ids = frame.require(id_column)?;
+    let labels = frame.require(label_column)?;
+    Ok((0..frame.rows()).filter_map(|row| Some((ids.text(row)?, labels.number(row)?))).collect())
+}
+
+/// Drops the label column's values (keeps the column, all null): what a live batch looks like.
+pub fn without_labels(frame: &Frame, label_column: &str) -> Result<Frame> {
+    let mut stripped = Frame::new();
+    for (name, column) in frame.columns() {
+        let column = if name == label_column { Column::Int64(vec![None; column.len()]) } else { column.clone() };
+        stripped = stripped.with_column(name, column)?;
+    }
+    Ok(stripped)
+}

@@ -1,0 +1,120 @@
+//! A project directory: `causeway.toml` plus the embedded stores under `.causeway/`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use causeway_data::Ingestor;
+use causeway_features::OnlineStore;
+use causeway_store::{BlobStore, MetaStore};
+
+use crate::config::ProjectConfig;
+use crate::error::{Error, Result};
+
+/// The project description file.
+pub const CONFIG_FILE: &str = "causeway.toml";
+/// The directory of embedded stores.
+pub const STATE_DIR: &str = ".causeway";
+
+/// What `causeway init` writes when no configuration exists.
+pub const INIT_TEMPLATE: &str = r#"# Causeway project description. Everything here is declarative and belongs in git.
+# See README.md for every section; `causeway demo fraud --dir DIR` writes a complete example.
+[project]
+name = "my-project"
+
+# Expectations a dataset's batches must meet before they are stored:
+# [[datasets.transactions.expectations]]
+# column = "amount"
+# type = "float64"
+# not_null = true
+# min = 0.0
+
+# The features a model reads (raw fields, windowed aggregates per entity, ratios):
+# [features]
+# numeric = ["amount"]
+# categorical = ["channel"]
+
+# The model the loop trains, serves and monitors:
+# [model]
+# name = "fraud"
+# dataset = "transactions"
+# label = "is_fraud"
+# id_column = "transaction_id"
+# timestamp_column = "timestamp"
+"#;
+
+/// An open project: its configuration and its stores.
+pub struct Project {
+    /// The project directory.
+    pub dir: PathBuf,
+    /// The parsed `causeway.toml`.
+    pub config: ProjectConfig,
+    /// Metadata (SQLite).
+    pub meta: Arc<MetaStore>,
+    /// Artifacts (local directory).
+    pub blobs: BlobStore,
+    /// Online features (redb).
+    pub online: Arc<OnlineStore>,
+}
+
+impl Project {
+    /// Creates `causeway.toml` (from `config_text`, unless one exists) and the stores.
+    /// Returns the project and whether the configuration file was written.
+    pub fn init(dir: &Path, config_text: &str) -> Result<(Project, bool)> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
+        let config_path = dir.join(CONFIG_FILE);
+        let written = !config_path.exists();
+        if written {
+            ProjectConfig::parse(config_text)?;
+            std::fs::write(&config_path, config_text).map_err(|source| Error::Io { path: config_path.display().to_string(), source })?;
+        }
+        Ok((Self::open(dir)?, written))
+    }
+
+    /// Opens a project; the directory must hold a `causeway.toml`.
+    pub fn open(dir: &Path) -> Result<Project> {
+        if !dir.join(CONFIG_FILE).is_file() {
+            return Err(Error::Config(format!(
+                "{} has no {CONFIG_FILE}: run `causeway init --dir {}` first",
+                dir.display(),
+                dir.display()
+            )));
+        }
+        let config = ProjectConfig::load(dir)?;
+        let state = dir.join(STATE_DIR);
+        std::fs::create_dir_all(&state).map_err(|source| Error::Io { path: state.display().to_string(), source })?;
+        let meta = Arc::new(MetaStore::open(&state.join("meta.db"))?);
+        let blobs = BlobStore::open(state.join("artifacts"))?;
+        let online = Arc::new(OnlineStore::open(&state.join("online.redb"))?);
+        Ok(Project { dir: dir.to_path_buf(), config, meta, blobs, online })
+    }
+
+    /// An ingestor writing into this project's stores.
+    pub fn ingestor(&self) -> Ingestor<'_> {
+        Ingestor::new(&self.meta, &self.blobs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_creates_config_and_stores_and_keeps_an_existing_config() -> Result<()> {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let (project, written) = Project::init(directory.path(), INIT_TEMPLATE)?;
+        assert!(written);
+        assert_eq!(project.config.project.name, "my-project");
+        assert!(directory.path().join(".causeway/meta.db").is_file());
+        drop(project);
+        let (_, written_again) = Project::init(directory.path(), "garbage that is never parsed")?;
+        assert!(!written_again);
+        Ok(())
+    }
+
+    #[test]
+    fn open_without_config_says_how_to_fix_it() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let error = Project::open(directory.path()).err().map(|error| error.to_string()).unwrap_or_default();
+        assert!(error.contains("run `causeway init"), "{error}");
+    }
+}

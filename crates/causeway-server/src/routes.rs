@@ -1,0 +1,223 @@
+//! The routes. Handlers parse, call the engine, record metrics and format; nothing else.
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use causeway_serving::RecordRequest;
+use causeway_types::{ErrorCode, LabelRecord, TOOL_VERSION};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::metrics::{ErrorLabels, RequestLabels};
+use crate::oip::{InferRequest, InferResponse, OutputTensor, input_metadata, rows_from_tensors};
+use crate::{AppState, MAX_BODY_BYTES};
+
+/// All routes, with the body cap.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v2", get(server_metadata))
+        .route("/v2/health/live", get(live))
+        .route("/v2/health/ready", get(ready))
+        .route("/v2/models/{name}", get(model_metadata))
+        .route("/v2/models/{name}/ready", get(model_ready))
+        .route("/v2/models/{name}/infer", post(infer))
+        .route("/v2/models/{name}/versions/{version}", get(version_metadata))
+        .route("/v2/models/{name}/versions/{version}/ready", get(version_ready))
+        .route("/v2/models/{name}/versions/{version}/infer", post(infer_version))
+        .route("/v1/models/{name}/score", post(score_record))
+        .route("/v1/labels", post(post_labels))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|error| ApiError::invalid(format!("request body is not valid JSON for this endpoint: {error}")))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such route; see README.md for the API")
+}
+
+async fn server_metadata() -> Json<Value> {
+    Json(json!({"name": "causeway", "version": TOOL_VERSION, "extensions": []}))
+}
+
+async fn live() -> StatusCode {
+    StatusCode::OK
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    if state.engine.deployed_models().is_empty() {
+        ApiError::new(ErrorCode::Unavailable, "no model is deployed yet").into_response()
+    } else {
+        StatusCode::OK.into_response()
+    }
+}
+
+fn metadata(state: &AppState, name: &str, version: Option<u32>) -> Result<Json<Value>, ApiError> {
+    let deployment = state.engine.deployment(name)?;
+    let version = version.unwrap_or(deployment.champion.version);
+    let artifact = state.engine.artifact(name, version)?;
+    let versions: Vec<String> = state.meta.model_versions(name)?.iter().map(|record| record.version.to_string()).collect();
+    Ok(Json(json!({
+        "name": name,
+        "versions": versions,
+        "platform": format!("causeway_{}", artifact.model.flavor()),
+        "inputs": input_metadata(&artifact.signature),
+        "outputs": [
+            {"name": "score", "datatype": "FP64", "shape": [-1]},
+            {"name": "label", "datatype": "BOOL", "shape": [-1]}
+        ],
+        "parameters": {"version": version.to_string(), "threshold": artifact.threshold, "champion": deployment.champion.version.to_string()}
+    })))
+}
+
+async fn model_metadata(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    metadata(&state, &name, None)
+}
+
+fn parse_version(text: &str) -> Result<u32, ApiError> {
+    text.parse().map_err(|_| ApiError::invalid(format!("version `{text}` is not a positive integer")))
+}
+
+async fn version_metadata(State(state): State<AppState>, Path((name, version)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
+    metadata(&state, &name, Some(parse_version(&version)?))
+}
+
+async fn model_ready(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    state.engine.deployment(&name)?;
+    Ok(StatusCode::OK)
+}
+
+async fn version_ready(State(state): State<AppState>, Path((name, version)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
+    state.engine.deployment(&name)?;
+    state.engine.artifact(&name, parse_version(&version)?)?;
+    Ok(StatusCode::OK)
+}
+
+async fn infer(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> Response {
+    run_infer(&state, &name, None, &body).await
+}
+
+async fn infer_version(State(state): State<AppState>, Path((name, version)): Path<(String, String)>, body: Bytes) -> Response {
+    match parse_version(&version) {
+        Ok(version) => run_infer(&state, &name, Some(version), &body).await,
+        Err(error) => error.into_response(),
+    }
+}
+
+fn count_error(state: &AppState, model: &str, endpoint: &str, error: &ApiError) {
+    state
+        .metrics
+        .errors
+        .get_or_create(&ErrorLabels { model: model.to_string(), endpoint: endpoint.to_string(), code: error.code.as_str().to_string() })
+        .inc();
+}
+
+fn count_success(state: &AppState, model: &str, version: u32, endpoint: &str, started: Instant) {
+    let labels = RequestLabels { model: model.to_string(), version: version.to_string(), endpoint: endpoint.to_string() };
+    state.metrics.requests.get_or_create(&labels).inc();
+    state.metrics.latency.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+}
+
+async fn run_infer(state: &AppState, name: &str, version: Option<u32>, body: &Bytes) -> Response {
+    let started = Instant::now();
+    let result = (|| -> Result<(InferResponse, u32), ApiError> {
+        let request: InferRequest = parse(body)?;
+        let deployment = state.engine.deployment(name)?;
+        let signature_version = version.unwrap_or(deployment.champion.version);
+        let artifact = state.engine.artifact(name, signature_version)?;
+        let rows = rows_from_tensors(&artifact.signature, &request.inputs)?;
+        let outcome = state.engine.infer(name, version, &rows, request.id.as_deref())?;
+        let count = outcome.scores.len();
+        let response = InferResponse {
+            model_name: name.to_string(),
+            model_version: outcome.version.to_string(),
+            id: request.id.unwrap_or_default(),
+            outputs: vec![
+                OutputTensor { name: "score".into(), shape: vec![count], datatype: "FP64".into(), data: outcome.scores.iter().map(|score| json!(score)).collect() },
+                OutputTensor {
+                    name: "label".into(),
+                    shape: vec![count],
+                    datatype: "BOOL".into(),
+                    data: outcome.scores.iter().map(|score| json!(*score >= outcome.threshold)).collect(),
+                },
+            ],
+        };
+        Ok((response, outcome.version))
+    })();
+    match result {
+        Ok((response, version)) => {
+            count_success(state, name, version, "infer", started);
+            Json(response).into_response()
+        }
+        Err(error) => {
+            count_error(state, name, "infer", &error);
+            error.into_response()
+        }
+    }
+}
+
+async fn score_record(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> Response {
+    let started = Instant::now();
+    let result = parse::<RecordRequest>(&body).and_then(|request| state.engine.score_record(&name, &request).map_err(ApiError::from));
+    match result {
+        Ok(decision) => {
+            count_success(&state, &name, decision.version, "score", started);
+            Json(decision).into_response()
+        }
+        Err(error) => {
+            count_error(&state, &name, "score", &error);
+            error.into_response()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LabelsBody {
+    labels: Vec<LabelItem>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LabelItem {
+    request_id: String,
+    label: f64,
+}
+
+/// The most labels one request may carry.
+const MAX_LABELS: usize = 100_000;
+
+async fn post_labels(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let body: LabelsBody = parse(&body)?;
+    if body.labels.len() > MAX_LABELS {
+        return Err(ApiError::new(ErrorCode::TooLarge, format!("at most {MAX_LABELS} labels per request")));
+    }
+    if let Some(bad) = body.labels.iter().find(|item| !item.label.is_finite() || item.request_id.is_empty()) {
+        return Err(ApiError::invalid(format!("label for `{}` must be a finite number with a non-empty request_id", bad.request_id)));
+    }
+    let now = state.clock.now_ms();
+    let labels: Vec<(String, LabelRecord)> =
+        body.labels.into_iter().map(|item| (item.request_id, LabelRecord { label: item.label, arrived_ms: now })).collect();
+    let count = labels.len();
+    let meta = state.meta.clone();
+    tokio::task::spawn_blocking(move || meta.put_labels(&labels))
+        .await
+        .map_err(|error| ApiError::new(ErrorCode::Internal, error.to_string()))??;
+    Ok(Json(json!({"stored": count})))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let log = state.engine.log();
+    let text = state.metrics.render(log.dropped(), log.written());
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
+}

@@ -1,0 +1,436 @@
+//! Command-line parsing and the small commands. Every command takes `--dir` (the project
+//! directory, default `.`); errors go to stderr with a non-zero exit code.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use causeway_loop::pipeline::{load_dataset, snapshot_id, train_and_register, training_set};
+use causeway_loop::{Controller, Project};
+use causeway_monitor::PredictionLog;
+use causeway_serving::{Engine, OnlineFeatures};
+use causeway_types::{CHALLENGER, CHAMPION, Clock, EventKind, RolloutMode, SystemClock, TrafficPolicy, format_timestamp};
+use clap::{Args, Parser, Subcommand};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+
+/// Causeway: data, features, training, registry, serving, monitoring and the retraining loop in
+/// one program.
+#[derive(Debug, Parser)]
+#[command(name = "causeway", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The project directory every command works in.
+#[derive(Debug, Clone, Args)]
+pub struct DirArg {
+    /// The project directory (holds causeway.toml and .causeway/).
+    #[arg(long, default_value = ".", global = true)]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create causeway.toml and the embedded stores (.causeway/) in a project directory.
+    ///
+    /// Example: causeway init --dir my-project
+    Init(DirArg),
+    /// Ingest a CSV or Parquet file as a new version of a dataset, after validating it.
+    ///
+    /// The version is the BLAKE3 hash of the content; the expectations under
+    /// [datasets.NAME] in causeway.toml must pass or nothing is stored.
+    ///
+    /// Example: causeway ingest data/transactions.csv --name transactions
+    Ingest {
+        /// The CSV (with a header row) or Parquet file.
+        file: PathBuf,
+        /// The dataset's name.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// List dataset versions.
+    ///
+    /// Example: causeway datasets --dir my-project
+    Datasets(DirArg),
+    /// Train the [model] of causeway.toml on the labelled rows of its dataset and register a version.
+    ///
+    /// Example: causeway train --dir my-project --days 30
+    Train {
+        /// Train on the most recent DAYS days of data (default: all).
+        #[arg(long)]
+        days: Option<u32>,
+        /// Also point the champion alias at the new version.
+        #[arg(long)]
+        promote: bool,
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// List tracked runs with their reproducibility metadata and metrics.
+    ///
+    /// Example: causeway runs --dir my-project
+    Runs(DirArg),
+    /// List registered model versions, their metrics and aliases.
+    ///
+    /// Example: causeway models --dir my-project
+    Models(DirArg),
+    /// Point a model's champion alias at a version (audited).
+    ///
+    /// Example: causeway promote 3 --model fraud
+    Promote {
+        /// The version to promote.
+        version: u32,
+        /// The model (default: [model].name of causeway.toml).
+        #[arg(long)]
+        model: Option<String>,
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// Point a model's champion alias back at the version it had before (audited).
+    ///
+    /// Example: causeway rollback --model fraud
+    Rollback {
+        /// The model (default: [model].name of causeway.toml).
+        #[arg(long)]
+        model: Option<String>,
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// Show the timeline: audit log, alerts, loop steps.
+    ///
+    /// Example: causeway events --kind alert
+    Events {
+        /// Only this kind: audit, alert, resolved, loop, data.
+        #[arg(long)]
+        kind: Option<String>,
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// Serve the project's deployed models over the Open Inference Protocol v2 (REST).
+    ///
+    /// Routes: /v2/health/live, /v2/health/ready, /v2/models/{name}[/versions/{v}][/ready|/infer],
+    /// /v1/models/{name}/score (record-style, features from the online store), /v1/labels,
+    /// /metrics (Prometheus).
+    ///
+    /// Example: causeway serve --dir my-project --listen 127.0.0.1:8080
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Seconds between checks for promotions and rollbacks in the store.
+        #[arg(long, default_value_t = 2)]
+        reload_seconds: u64,
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// Control the retraining loop.
+    ///
+    /// Example: causeway loop resume
+    Loop {
+        #[command(subcommand)]
+        action: LoopAction,
+    },
+    /// Run a demo end to end.
+    ///
+    /// Example: causeway demo fraud --seed 7
+    Demo {
+        #[command(subcommand)]
+        demo: crate::demo::DemoCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LoopAction {
+    /// Resume retraining after the loop paused itself (it pauses after a rollback).
+    Resume(DirArg),
+}
+
+/// Parses arguments, runs the command, and turns errors into a message and exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAUSEWAY_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Init(dir) => init(&dir.dir),
+        Command::Ingest { file, name, dir } => ingest(&dir.dir, &file, &name),
+        Command::Datasets(dir) => datasets(&dir.dir),
+        Command::Train { days, promote, dir } => train(&dir.dir, days, promote),
+        Command::Runs(dir) => runs(&dir.dir),
+        Command::Models(dir) => models(&dir.dir),
+        Command::Promote { version, model, dir } => promote(&dir.dir, model, version),
+        Command::Rollback { model, dir } => rollback(&dir.dir, model),
+        Command::Events { kind, dir } => events(&dir.dir, kind.as_deref()),
+        Command::Serve { listen, reload_seconds, dir } => serve(&dir.dir, listen, reload_seconds),
+        Command::Loop { action: LoopAction::Resume(dir) } => resume(&dir.dir),
+        Command::Demo { demo } => crate::demo::run(demo),
+    }
+}
+
+fn open(dir: &Path) -> Result<Project> {
+    Ok(Project::open(dir)?)
+}
+
+fn table(headers: &[&str]) -> Table {
+    let mut table = Table::new();
+    table.load_style(UTF8_FULL_CONDENSED);
+    table.set_header(headers.to_vec());
+    table
+}
+
+fn init(dir: &Path) -> Result<ExitCode> {
+    let (project, written) = Project::init(dir, causeway_loop::project::INIT_TEMPLATE)?;
+    if written {
+        println!("created {}/causeway.toml and {}/.causeway/", dir.display(), dir.display());
+    } else {
+        println!("{}/causeway.toml exists; kept it and made sure .causeway/ is ready", dir.display());
+    }
+    println!("metadata schema version {}", project.meta.schema_version()?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ingest(dir: &Path, file: &Path, name: &str) -> Result<ExitCode> {
+    let project = open(dir)?;
+    let suite = project.config.suite(name);
+    let outcome = project.ingestor().ingest_file(name, file, &suite, SystemClock.now_ms())?;
+    let state = if outcome.created { "stored" } else { "already stored (identical content)" };
+    println!(
+        "{name}@{} {state}: {} rows, {} columns; {}",
+        outcome.dataset.version,
+        outcome.dataset.rows,
+        outcome.dataset.schema.fields.len(),
+        outcome.report
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn datasets(dir: &Path) -> Result<ExitCode> {
+    let project = open(dir)?;
+    let mut output = table(&["dataset", "version", "rows", "columns", "source", "ingested"]);
+    for dataset in project.meta.all_datasets()? {
+        output.add_row(vec![
+            dataset.name.clone(),
+            dataset.short_version().to_string(),
+            dataset.rows.to_string(),
+            dataset.schema.fields.len().to_string(),
+            dataset.source.clone(),
+            format_timestamp(dataset.created_ms),
+        ]);
+    }
+    println!("{output}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn train(dir: &Path, days: Option<u32>, promote: bool) -> Result<ExitCode> {
+    let project = open(dir)?;
+    let model = project.config.model()?.clone();
+    let data = load_dataset(&project, &model.dataset)?;
+    let times = data.require(&model.timestamp_column)?;
+    let last = (0..data.rows()).filter_map(|row| times.number(row)).fold(f64::MIN, f64::max) as i64 + 1;
+    let first = match days {
+        Some(days) => last - i64::from(days) * causeway_types::DAY_MS,
+        None => (0..data.rows()).filter_map(|row| times.number(row)).fold(f64::MAX, f64::min) as i64,
+    };
+    let now = SystemClock.now_ms();
+    let set = training_set(&project, &data, first, last, now, None)?;
+    let snapshot = snapshot_id(&project, &model.dataset, first, last)?;
+    let trained = train_and_register(&project, &set, &snapshot, now, "cli")?;
+    let mut output = table(&["metric", &format!("v{} ({})", trained.version.version, trained.version.flavor)]);
+    for (name, value) in &trained.outcome.metrics {
+        output.add_row(vec![name.clone(), format!("{value:.4}")]);
+    }
+    println!("registered {} version {} from run {} on {}", model.name, trained.version.version, trained.run.run_id, snapshot);
+    println!("{output}");
+    if let Some((family, metrics)) = &trained.comparison {
+        println!("{family} baseline holdout ROC-AUC {:.4}", metrics.get("roc_auc").copied().unwrap_or(f64::NAN));
+    }
+    if promote {
+        set_champion(&project, &model.name, trained.version.version, "cli", "train --promote")?;
+        println!("{}@champion -> version {}", model.name, trained.version.version);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn set_champion(project: &Project, model: &str, version: u32, actor: &str, reason: &str) -> Result<()> {
+    let now = SystemClock.now_ms();
+    project.meta.set_alias(model, CHAMPION, version, actor, now, reason)?;
+    project.meta.set_traffic(
+        &TrafficPolicy { model: model.to_string(), champion: version, challenger: None, mode: RolloutMode::ChampionOnly, generation: 0 },
+        actor,
+        now,
+    )?;
+    Ok(())
+}
+
+fn runs(dir: &Path) -> Result<ExitCode> {
+    let project = open(dir)?;
+    let mut output = table(&["run", "name", "status", "started", "seed", "dataset", "git", "tool", "roc_auc", "recall"]);
+    for run in project.meta.runs()? {
+        let metric = |name: &str| run.metrics.get(name).map_or_else(|| "–".into(), |value| format!("{value:.4}"));
+        output.add_row(vec![
+            run.run_id[..12.min(run.run_id.len())].to_string(),
+            run.name.clone(),
+            run.status.as_str().to_string(),
+            format_timestamp(run.started_ms),
+            run.seed.to_string(),
+            run.dataset.clone(),
+            run.git_commit.as_deref().map_or("–", |commit| &commit[..8.min(commit.len())]).to_string(),
+            run.tool_version.clone(),
+            metric("roc_auc"),
+            metric("recall"),
+        ]);
+    }
+    println!("{output}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn models(dir: &Path) -> Result<ExitCode> {
+    let project = open(dir)?;
+    let mut output = table(&["model", "version", "family", "trained on", "roc_auc", "recall", "fpr", "threshold", "aliases"]);
+    for name in project.meta.model_names()? {
+        let aliases = project.meta.aliases(&name)?;
+        for version in project.meta.model_versions(&name)? {
+            let metric = |metric: &str| version.metrics.get(metric).map_or_else(|| "–".into(), |value| format!("{value:.4}"));
+            let tags: Vec<&str> = aliases.iter().filter(|(_, target)| **target == version.version).map(|(alias, _)| alias.as_str()).collect();
+            output.add_row(vec![
+                name.clone(),
+                version.version.to_string(),
+                version.flavor.clone(),
+                version.dataset.clone(),
+                metric("roc_auc"),
+                metric("recall"),
+                metric("false_positive_rate"),
+                metric("threshold"),
+                tags.join(", "),
+            ]);
+        }
+    }
+    println!("{output}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn model_name(project: &Project, model: Option<String>) -> Result<String> {
+    match model {
+        Some(model) => Ok(model),
+        None => Ok(project.config.model().context("pass --model NAME or declare [model] in causeway.toml")?.name.clone()),
+    }
+}
+
+fn promote(dir: &Path, model: Option<String>, version: u32) -> Result<ExitCode> {
+    let project = open(dir)?;
+    let model = model_name(&project, model)?;
+    project.meta.model_version(&model, version)?;
+    set_champion(&project, &model, version, "cli", "promote")?;
+    if project.meta.alias(&model, CHALLENGER)? == Some(version) {
+        project.meta.delete_alias(&model, CHALLENGER, "cli", SystemClock.now_ms(), "promoted by hand")?;
+    }
+    println!("{model}@champion -> version {version}; running servers pick it up within their reload interval");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rollback(dir: &Path, model: Option<String>) -> Result<ExitCode> {
+    let project = open(dir)?;
+    let model = model_name(&project, model)?;
+    let now = SystemClock.now_ms();
+    let version = project.meta.rollback_alias(&model, CHAMPION, "cli", now, "by hand")?;
+    project.meta.set_traffic(
+        &TrafficPolicy { model: model.clone(), champion: version, challenger: None, mode: RolloutMode::ChampionOnly, generation: 0 },
+        "cli",
+        now,
+    )?;
+    println!("{model}@champion rolled back to version {version}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn events(dir: &Path, kind: Option<&str>) -> Result<ExitCode> {
+    let project = open(dir)?;
+    let kind = match kind {
+        Some(text) => Some(EventKind::parse(text).with_context(|| format!("unknown kind `{text}`: use audit, alert, resolved, loop or data"))?),
+        None => None,
+    };
+    for event in project.meta.events(kind)? {
+        println!("{}  {:<8} {:<8} {}", format_timestamp(event.at_ms), event.kind.as_str(), event.actor, event.message);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn resume(dir: &Path) -> Result<ExitCode> {
+    let project = open(dir)?;
+    let mut controller = Controller::new(&project, Box::new(|_, _| Err(causeway_loop::Error::Precondition("not retraining".into()))))?;
+    controller.resume(SystemClock.now_ms())?;
+    println!("retraining resumed");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(dir: &Path, listen: SocketAddr, reload_seconds: u64) -> Result<ExitCode> {
+    let project = open(dir)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let features = project.config.features.clone().map(|spec| OnlineFeatures { spec, store: project.online.clone() });
+    let engine = Arc::new(Engine::new(
+        project.meta.clone(),
+        project.blobs.clone(),
+        features,
+        clock.clone(),
+        PredictionLog::start(project.blobs.clone(), 100_000, 10_000),
+    ));
+    let changed = engine.refresh()?;
+    if changed.is_empty() {
+        eprintln!("warning: no model is deployed yet; /v2/health/ready answers 503 until a champion exists");
+    }
+    let state = causeway_server::AppState::new(engine.clone(), project.meta.clone(), clock);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let address = listener.local_addr()?;
+        println!("serving {} on http://{address} (models: {})", project.dir.display(), engine.deployed_models().join(", "));
+        let refresher = causeway_server::spawn_refresher(engine.clone(), Duration::from_secs(reload_seconds.max(1)));
+        let app = causeway_server::router(state);
+        let result = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
+        refresher.abort();
+        if let Err(error) = engine.log().flush() {
+            eprintln!("warning: flushing the prediction log failed: {error}");
+        }
+        if let Err(error) = project.online.flush() {
+            eprintln!("warning: flushing the online store failed: {error}");
+        }
+        result.context("server failed")?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {},
+            _ = terminate.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
