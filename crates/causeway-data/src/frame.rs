@@ -96,7 +96,9 @@ impl Column {
     pub fn take(&self, rows: &[usize]) -> Column {
         match self {
             Self::Int64(values) => Self::Int64(rows.iter().map(|row| values.get(*row).copied().flatten()).collect()),
-            Self::Float64(values) => Self::Float64(rows.iter().map(|row| values.get(*row).copied().flatten()).collect()),
+            Self::Float64(values) => {
+                Self::Float64(rows.iter().map(|row| values.get(*row).copied().flatten()).collect())
+            }
             Self::Utf8(values) => Self::Utf8(rows.iter().map(|row| values.get(*row).cloned().flatten()).collect()),
             Self::Bool(values) => Self::Bool(rows.iter().map(|row| values.get(*row).copied().flatten()).collect()),
         }
@@ -374,28 +376,38 @@ fn column_from_array(name: &str, array: &dyn Array) -> Result<Column> {
         },
         DataType::Float64 => match any.downcast_ref::<Float64Array>() {
             Some(typed) => Column::Float64(
-                (0..array.len()).map(|row| (!array.is_null(row)).then(|| typed.value(row)).filter(|value| !value.is_nan())).collect(),
+                (0..array.len())
+                    .map(|row| (!array.is_null(row)).then(|| typed.value(row)).filter(|value| !value.is_nan()))
+                    .collect(),
             ),
             None => return unsupported(name, array),
         },
         DataType::Float32 => match any.downcast_ref::<Float32Array>() {
             Some(typed) => Column::Float64(
                 (0..array.len())
-                    .map(|row| (!array.is_null(row)).then(|| f64::from(typed.value(row))).filter(|value| !value.is_nan()))
+                    .map(|row| {
+                        (!array.is_null(row)).then(|| f64::from(typed.value(row))).filter(|value| !value.is_nan())
+                    })
                     .collect(),
             ),
             None => return unsupported(name, array),
         },
         DataType::Utf8 => match any.downcast_ref::<StringArray>() {
-            Some(typed) => Column::Utf8((0..array.len()).map(|row| (!array.is_null(row)).then(|| typed.value(row).to_string())).collect()),
+            Some(typed) => Column::Utf8(
+                (0..array.len()).map(|row| (!array.is_null(row)).then(|| typed.value(row).to_string())).collect(),
+            ),
             None => return unsupported(name, array),
         },
         DataType::LargeUtf8 => match any.downcast_ref::<LargeStringArray>() {
-            Some(typed) => Column::Utf8((0..array.len()).map(|row| (!array.is_null(row)).then(|| typed.value(row).to_string())).collect()),
+            Some(typed) => Column::Utf8(
+                (0..array.len()).map(|row| (!array.is_null(row)).then(|| typed.value(row).to_string())).collect(),
+            ),
             None => return unsupported(name, array),
         },
         DataType::Boolean => match any.downcast_ref::<BooleanArray>() {
-            Some(typed) => Column::Bool((0..array.len()).map(|row| (!array.is_null(row)).then(|| typed.value(row))).collect()),
+            Some(typed) => {
+                Column::Bool((0..array.len()).map(|row| (!array.is_null(row)).then(|| typed.value(row))).collect())
+            }
             None => return unsupported(name, array),
         },
         DataType::Null => Column::Utf8(vec![None; array.len()]),

@@ -201,9 +201,16 @@ mod tests {
 
     fn frame(amounts: &[f64]) -> Frame {
         Frame::new()
-            .with_column("id", Column::Utf8(amounts.iter().enumerate().map(|(index, _)| Some(format!("t{index}"))).collect()))
-            .and_then(|frame| frame.with_column("amount", Column::Float64(amounts.iter().map(|value| Some(*value)).collect())))
-            .and_then(|frame| frame.with_column("count", Column::Int64(amounts.iter().map(|value| Some(*value as i64)).collect())))
+            .with_column(
+                "id",
+                Column::Utf8(amounts.iter().enumerate().map(|(index, _)| Some(format!("t{index}"))).collect()),
+            )
+            .and_then(|frame| {
+                frame.with_column("amount", Column::Float64(amounts.iter().map(|value| Some(*value)).collect()))
+            })
+            .and_then(|frame| {
+                frame.with_column("count", Column::Int64(amounts.iter().map(|value| Some(*value as i64)).collect()))
+            })
             .expect("frame")
     }
 
@@ -233,7 +240,12 @@ mod tests {
         let (meta, blobs) = stores(directory.path());
         let ingestor = Ingestor::new(&meta, &blobs);
         let suite = ExpectationSuite {
-            expectations: vec![Expectation { column: "amount".into(), min: Some(0.0), required: true, ..Default::default() }],
+            expectations: vec![Expectation {
+                column: "amount".into(),
+                min: Some(0.0),
+                required: true,
+                ..Default::default()
+            }],
         };
         ingestor.ingest_frame("t", &frame(&[1.0]), "good", &suite, 1)?;
         let before = blobs.list("datasets")?;
@@ -252,7 +264,8 @@ mod tests {
         let ingestor = Ingestor::new(&meta, &blobs);
         ingestor.ingest_frame("t", &frame(&[1.0]), "good", &ExpectationSuite::default(), 1)?;
         let drifted = Frame::new().with_column("id", Column::Int64(vec![Some(1)]))?;
-        let error = ingestor.ingest_frame("t", &drifted, "drifted", &ExpectationSuite::default(), 2).expect_err("must reject");
+        let error =
+            ingestor.ingest_frame("t", &drifted, "drifted", &ExpectationSuite::default(), 2).expect_err("must reject");
         let text = error.to_string();
         assert!(text.contains("schema drift: column `id` has type int64"), "{text}");
         assert!(text.contains("column `amount` is missing"), "{text}");

@@ -216,7 +216,10 @@ mod tests {
             .with_column("b", Column::Utf8(vec![Some("x".into()), None]))?;
         let profile = Profile::of_frame(&frame);
         assert_eq!(profile.columns.len(), 2);
-        assert_eq!(profile.column("a").and_then(|column| column.numeric.as_ref()).map(|summary| summary.mean), Some(2.0));
+        assert_eq!(
+            profile.column("a").and_then(|column| column.numeric.as_ref()).map(|summary| summary.mean),
+            Some(2.0)
+        );
         assert_eq!(profile.column("b").map(|column| column.nulls), Some(1));
         Ok(())
     }

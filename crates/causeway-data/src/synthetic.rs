@@ -11,8 +11,18 @@ use crate::error::Result;
 use crate::frame::{Column, Frame};
 
 /// Merchant categories, in a fixed order.
-pub const CATEGORIES: [&str; 10] =
-    ["grocery", "restaurants", "fuel", "travel", "electronics", "fashion", "digital_goods", "gambling", "health", "utilities"];
+pub const CATEGORIES: [&str; 10] = [
+    "grocery",
+    "restaurants",
+    "fuel",
+    "travel",
+    "electronics",
+    "fashion",
+    "digital_goods",
+    "gambling",
+    "health",
+    "utilities",
+];
 /// Payment channels, in a fixed order.
 pub const CHANNELS: [&str; 3] = ["in_store", "online", "mobile_app"];
 
@@ -21,7 +31,8 @@ const DRIFTED_CATEGORY_WEIGHTS: [f64; 10] = [0.13, 0.14, 0.09, 0.10, 0.15, 0.13,
 const FRAUD_CATEGORY_WEIGHTS: [f64; 10] = [0.03, 0.02, 0.02, 0.20, 0.33, 0.12, 0.08, 0.18, 0.01, 0.01];
 const CATEGORY_AMOUNT_FACTOR: [f64; 10] = [1.0, 0.8, 1.1, 4.0, 3.0, 1.6, 0.4, 1.5, 1.2, 1.8];
 const HOUR_WEIGHTS: [f64; 24] = [
-    0.3, 0.2, 0.15, 0.1, 0.1, 0.2, 0.5, 1.0, 1.4, 1.5, 1.5, 1.6, 1.8, 1.6, 1.5, 1.5, 1.6, 1.8, 2.0, 1.9, 1.6, 1.2, 0.8, 0.5,
+    0.3, 0.2, 0.15, 0.1, 0.1, 0.2, 0.5, 1.0, 1.4, 1.5, 1.5, 1.6, 1.8, 1.6, 1.5, 1.5, 1.6, 1.8, 2.0, 1.9, 1.6, 1.2, 0.8,
+    0.5,
 ];
 const DIGITAL_GOODS: usize = 6;
 const MOBILE_APP: usize = 2;
@@ -196,7 +207,8 @@ impl FraudGenerator {
         for index in 0..config.merchants.max(CATEGORIES.len()) {
             let category = index % CATEGORIES.len();
             let base = if matches!(CATEGORIES[category], "gambling" | "electronics" | "travel") { 0.25 } else { 0.05 };
-            merchants_by_category[category].push(Merchant { id: format!("m{index:04}"), risk: base + 0.5 * rng.uniform().powi(2) });
+            merchants_by_category[category]
+                .push(Merchant { id: format!("m{index:04}"), risk: base + 0.5 * rng.uniform().powi(2) });
         }
         Self { config, customers, cumulative_activity, merchants_by_category }
     }
@@ -228,8 +240,9 @@ impl FraudGenerator {
         let phase = self.phase(day);
         let day_start = self.day_start_ms(day);
         let is_weekend = i64::from((day + 3) % 7 >= 5);
-        let mut transactions: Vec<Transaction> =
-            (0..self.config.transactions_per_day).map(|_| self.transaction(&mut rng, phase, day, day_start, is_weekend)).collect();
+        let mut transactions: Vec<Transaction> = (0..self.config.transactions_per_day)
+            .map(|_| self.transaction(&mut rng, phase, day, day_start, is_weekend))
+            .collect();
         transactions.sort_by_key(|transaction| transaction.timestamp);
         for (index, transaction) in transactions.iter_mut().enumerate() {
             transaction.transaction_id = format!("t{day:04}-{index:05}");
@@ -246,7 +259,8 @@ impl FraudGenerator {
         let drifted = phase != Phase::Stable;
         let amount_scale = if drifted { 1.6 } else { 1.0 };
         let target = rng.uniform() * self.cumulative_activity.last().copied().unwrap_or(1.0);
-        let customer_index = self.cumulative_activity.partition_point(|cumulative| *cumulative < target).min(self.customers.len() - 1);
+        let customer_index =
+            self.cumulative_activity.partition_point(|cumulative| *cumulative < target).min(self.customers.len() - 1);
         let customer = &self.customers[customer_index];
         let pattern = if phase == Phase::ConceptDrift && rng.chance(0.018) {
             Pattern::NewTactic
@@ -257,7 +271,9 @@ impl FraudGenerator {
         };
 
         let category = match pattern {
-            Pattern::Legitimate => rng.weighted(if drifted { &DRIFTED_CATEGORY_WEIGHTS } else { &STABLE_CATEGORY_WEIGHTS }),
+            Pattern::Legitimate => {
+                rng.weighted(if drifted { &DRIFTED_CATEGORY_WEIGHTS } else { &STABLE_CATEGORY_WEIGHTS })
+            }
             Pattern::ClassicFraud => rng.weighted(&FRAUD_CATEGORY_WEIGHTS),
             Pattern::NewTactic => DIGITAL_GOODS,
         };
@@ -277,13 +293,19 @@ impl FraudGenerator {
             channel = 1;
         }
         let merchants = &self.merchants_by_category[category];
-        let merchant = &merchants[if pattern == Pattern::NewTactic { rng.below(3.min(merchants.len())) } else { rng.below(merchants.len()) }];
+        let merchant = &merchants[if pattern == Pattern::NewTactic {
+            rng.below(3.min(merchants.len()))
+        } else {
+            rng.below(merchants.len())
+        }];
         let fraudy = |rng: &mut SeededRng| pattern == Pattern::ClassicFraud && rng.chance(0.65);
 
         let hour = if fraudy(rng) { rng.below(6) } else { rng.weighted(&HOUR_WEIGHTS) };
         let timestamp = day_start + hour as i64 * 3_600_000 + rng.below(3_600_000) as i64;
         let amount = match pattern {
-            Pattern::Legitimate => customer.typical_amount * CATEGORY_AMOUNT_FACTOR[category] * (0.55 * rng.normal()).exp(),
+            Pattern::Legitimate => {
+                customer.typical_amount * CATEGORY_AMOUNT_FACTOR[category] * (0.55 * rng.normal()).exp()
+            }
             Pattern::ClassicFraud => customer.typical_amount * (1.3 + 0.6 * rng.normal()).exp(),
             Pattern::NewTactic => rng.range(1.0, 15.0),
         } * amount_scale;
@@ -330,7 +352,8 @@ impl FraudGenerator {
             Pattern::NewTactic => 4 + rng.below(6) as i64,
             _ => rng.weighted(&[0.7, 0.2, 0.07, 0.03]) as i64,
         };
-        let failed_logins_24h = if fraudy(rng) { 2 + rng.below(5) as i64 } else { rng.weighted(&[0.9, 0.07, 0.03]) as i64 };
+        let failed_logins_24h =
+            if fraudy(rng) { 2 + rng.below(5) as i64 } else { rng.weighted(&[0.9, 0.07, 0.03]) as i64 };
         let device_id = if is_new_device == 1 {
             format!("d-new-{:08x}", rng.next_u64() as u32)
         } else {
@@ -408,7 +431,9 @@ pub const COLUMNS: [&str; 23] = [
 
 /// Transactions as a frame. Without labels, `is_fraud` is present but null (labels come later).
 pub fn to_frame(transactions: &[Transaction], with_labels: bool) -> Result<Frame> {
-    let text = |get: fn(&Transaction) -> &str| Column::Utf8(transactions.iter().map(|row| Some(get(row).to_string())).collect());
+    let text = |get: fn(&Transaction) -> &str| {
+        Column::Utf8(transactions.iter().map(|row| Some(get(row).to_string())).collect())
+    };
     let integer = |get: fn(&Transaction) -> i64| Column::Int64(transactions.iter().map(|row| Some(get(row))).collect());
     let float = |get: fn(&Transaction) -> f64| Column::Float64(transactions.iter().map(|row| Some(get(row))).collect());
     Frame::new()

@@ -165,7 +165,12 @@ impl ExpectationSuite {
                 });
             }
         }
-        ValidationReport { subject: subject.to_string(), rows: frame.rows() as u64, checked: self.expectations.len(), failures }
+        ValidationReport {
+            subject: subject.to_string(),
+            rows: frame.rows() as u64,
+            checked: self.expectations.len(),
+            failures,
+        }
     }
 }
 
@@ -208,9 +213,11 @@ mod tests {
 
     #[test]
     fn failing_batch_names_column_rule_and_rows() -> crate::Result<()> {
-        let frame = Frame::new()
-            .with_column("amount", Column::Float64(vec![Some(-1.0), None, Some(500.0)]))?
-            .with_column("channel", Column::Utf8(vec![Some("fax".into()), Some("online".into()), Some("fax".into())]))?;
+        let frame =
+            Frame::new().with_column("amount", Column::Float64(vec![Some(-1.0), None, Some(500.0)]))?.with_column(
+                "channel",
+                Column::Utf8(vec![Some("fax".into()), Some("online".into()), Some("fax".into())]),
+            )?;
         let report = suite().validate("transactions from bad.csv", &frame);
         let rules: Vec<&str> = report.failures.iter().map(|failure| failure.rule.as_str()).collect();
         assert_eq!(rules, ["must not be null", "must be >= 0", "must be <= 100", "must be one of [in_store, online]"]);

@@ -28,7 +28,8 @@ pub fn aggregate_window(view: &FeatureViewSpec, events: &[(i64, Vec<f64>)], at_m
         .iter()
         .enumerate()
         .map(|(index, aggregate)| {
-            let values = window.iter().filter_map(|(_, values)| values.get(index).copied()).filter(|value| !value.is_nan());
+            let values =
+                window.iter().filter_map(|(_, values)| values.get(index).copied()).filter(|value| !value.is_nan());
             match aggregate.function {
                 Aggregate::Count => window.len() as f64,
                 Aggregate::Sum => values.sum(),

@@ -36,18 +36,27 @@ impl RecordFields for FrameRecord<'_> {
 
 /// Groups a frame's events by the view's entity, each list sorted by time.
 pub fn entity_events(view: &FeatureViewSpec, events: &Frame) -> Result<HashMap<String, EntityEvents>> {
-    let entity = events.column(&view.entity).ok_or_else(|| Error::Input(format!("column `{}` is missing", view.entity)))?;
-    let timestamp =
-        events.column(&view.timestamp).ok_or_else(|| Error::Input(format!("column `{}` is missing", view.timestamp)))?;
+    let entity =
+        events.column(&view.entity).ok_or_else(|| Error::Input(format!("column `{}` is missing", view.entity)))?;
+    let timestamp = events
+        .column(&view.timestamp)
+        .ok_or_else(|| Error::Input(format!("column `{}` is missing", view.timestamp)))?;
     let sources: Vec<Option<&causeway_data::Column>> = view
         .source_columns()
         .iter()
-        .map(|name| if name.is_empty() { Ok(None) } else { events.column(name).map(Some).ok_or_else(|| Error::Input(format!("column `{name}` is missing"))) })
+        .map(|name| {
+            if name.is_empty() {
+                Ok(None)
+            } else {
+                events.column(name).map(Some).ok_or_else(|| Error::Input(format!("column `{name}` is missing")))
+            }
+        })
         .collect::<Result<_>>()?;
     let mut grouped: HashMap<String, EntityEvents> = HashMap::new();
     for row in 0..events.rows() {
         let (Some(key), Some(at)) = (entity.text(row), timestamp.number(row)) else { continue };
-        let values = sources.iter().map(|column| column.and_then(|column| column.number(row)).unwrap_or(f64::NAN)).collect();
+        let values =
+            sources.iter().map(|column| column.and_then(|column| column.number(row)).unwrap_or(f64::NAN)).collect();
         grouped.entry(key).or_default().push((at as i64, values));
     }
     for list in grouped.values_mut() {
@@ -92,9 +101,15 @@ mod tests {
     fn events(rows: &[(&str, i64, f64)]) -> Frame {
         Frame::new()
             .with_column("customer_id", Column::Utf8(rows.iter().map(|row| Some(row.0.to_string())).collect()))
-            .and_then(|frame| frame.with_column("timestamp", Column::Int64(rows.iter().map(|row| Some(row.1)).collect())))
-            .and_then(|frame| frame.with_column("amount", Column::Float64(rows.iter().map(|row| Some(row.2)).collect())))
-            .and_then(|frame| frame.with_column("channel", Column::Utf8(rows.iter().map(|_| Some("online".to_string())).collect())))
+            .and_then(|frame| {
+                frame.with_column("timestamp", Column::Int64(rows.iter().map(|row| Some(row.1)).collect()))
+            })
+            .and_then(|frame| {
+                frame.with_column("amount", Column::Float64(rows.iter().map(|row| Some(row.2)).collect()))
+            })
+            .and_then(|frame| {
+                frame.with_column("channel", Column::Utf8(rows.iter().map(|_| Some("online".to_string())).collect()))
+            })
             .expect("frame")
     }
 

@@ -35,7 +35,12 @@ impl OnlineStore {
     /// Opens or creates the store file at `path`.
     pub fn open(path: &Path) -> Result<Self> {
         let database = Database::create(path)?;
-        Ok(Self { database, cache: RwLock::new(HashMap::new()), dirty: RwLock::new(HashSet::new()), flush_every: 10_000 })
+        Ok(Self {
+            database,
+            cache: RwLock::new(HashMap::new()),
+            dirty: RwLock::new(HashSet::new()),
+            flush_every: 10_000,
+        })
     }
 
     fn cache_read(&self) -> RwLockReadGuard<'_, HashMap<String, EntityEvents>> {
@@ -175,8 +180,10 @@ fn encode(events: &EntityEvents) -> Vec<u8> {
 }
 
 fn decode(bytes: &[u8]) -> EntityEvents {
-    let read_u32 = |offset: usize| bytes.get(offset..offset + 4).and_then(|slice| slice.try_into().ok()).map(u32::from_le_bytes);
-    let read_u64 = |offset: usize| bytes.get(offset..offset + 8).and_then(|slice| slice.try_into().ok()).map(u64::from_le_bytes);
+    let read_u32 =
+        |offset: usize| bytes.get(offset..offset + 4).and_then(|slice| slice.try_into().ok()).map(u32::from_le_bytes);
+    let read_u64 =
+        |offset: usize| bytes.get(offset..offset + 8).and_then(|slice| slice.try_into().ok()).map(u64::from_le_bytes);
     let (Some(width), Some(count)) = (read_u32(0), read_u32(4)) else { return EntityEvents::new() };
     let (width, count) = (width as usize, count as usize);
     let mut events = Vec::with_capacity(count);
@@ -184,7 +191,8 @@ fn decode(bytes: &[u8]) -> EntityEvents {
     for _ in 0..count {
         let Some(at) = read_u64(offset) else { break };
         offset += 8;
-        let values: Vec<f64> = (0..width).map(|index| read_u64(offset + 8 * index).map_or(f64::NAN, f64::from_bits)).collect();
+        let values: Vec<f64> =
+            (0..width).map(|index| read_u64(offset + 8 * index).map_or(f64::NAN, f64::from_bits)).collect();
         offset += 8 * width;
         events.push((at as i64, values));
     }
@@ -229,8 +237,9 @@ mod tests {
         let spec = spec();
         let view = &spec.views[0];
         let mut rng = causeway_types::SeededRng::new(3);
-        let rows: Vec<(String, i64, f64)> =
-            (0..300).map(|_| (format!("c{}", rng.below(5)), rng.below(60 * 1000) as i64 * 86_400, rng.range(1.0, 50.0))).collect();
+        let rows: Vec<(String, i64, f64)> = (0..300)
+            .map(|_| (format!("c{}", rng.below(5)), rng.below(60 * 1000) as i64 * 86_400, rng.range(1.0, 50.0)))
+            .collect();
         let frame = Frame::new()
             .with_column("customer_id", Column::Utf8(rows.iter().map(|row| Some(row.0.clone())).collect()))?
             .with_column("timestamp", Column::Int64(rows.iter().map(|row| Some(row.1)).collect()))?

@@ -153,10 +153,16 @@ impl FeatureSetSpec {
         }
         for ratio in &self.ratios {
             if !self.numeric.contains(&ratio.numerator) {
-                return Err(Error::Spec(format!("ratio `{}`: numerator `{}` is not a numeric field", ratio.name, ratio.numerator)));
+                return Err(Error::Spec(format!(
+                    "ratio `{}`: numerator `{}` is not a numeric field",
+                    ratio.name, ratio.numerator
+                )));
             }
             if !names.contains(&ratio.denominator) {
-                return Err(Error::Spec(format!("ratio `{}`: denominator `{}` is not a feature", ratio.name, ratio.denominator)));
+                return Err(Error::Spec(format!(
+                    "ratio `{}`: denominator `{}` is not a feature",
+                    ratio.name, ratio.denominator
+                )));
             }
         }
         Ok(())
@@ -180,9 +186,14 @@ impl FeatureSetSpec {
         }
         let names = self.feature_names();
         for ratio in &self.ratios {
-            let denominator = names.iter().position(|name| *name == ratio.denominator).and_then(|index| values.get(index)?.as_number());
+            let denominator = names
+                .iter()
+                .position(|name| *name == ratio.denominator)
+                .and_then(|index| values.get(index)?.as_number());
             let value = match (record.number(&ratio.numerator), denominator) {
-                (Some(numerator), Some(denominator)) if denominator.abs() > f64::EPSILON => FeatureValue::Number(numerator / denominator),
+                (Some(numerator), Some(denominator)) if denominator.abs() > f64::EPSILON => {
+                    FeatureValue::Number(numerator / denominator)
+                }
                 _ => FeatureValue::Missing,
             };
             values.push(value);
@@ -239,7 +250,10 @@ pub(crate) mod tests {
         let spec = spec();
         spec.check().expect("consistent");
         assert_eq!(spec.feature_names(), ["amount", "channel", "count_30d", "mean_amount_30d", "amount_to_mean"]);
-        let record = Fields(HashMap::from([("amount", FeatureValue::Number(30.0)), ("channel", FeatureValue::Text("online".into()))]));
+        let record = Fields(HashMap::from([
+            ("amount", FeatureValue::Number(30.0)),
+            ("channel", FeatureValue::Text("online".into())),
+        ]));
         let values = spec.assemble(&record, &[vec![2.0, 10.0]]);
         assert_eq!(values[4], FeatureValue::Number(3.0));
         let empty = spec.assemble(&record, &[vec![0.0, f64::NAN]]);

@@ -175,12 +175,18 @@ impl ProjectConfig {
             features.check().map_err(|error| Error::Config(error.to_string()))?;
         }
         if !(0.0..=1.0).contains(&config.rollout.canary_share) {
-            return Err(Error::Config(format!("loop.canary_share must be within 0..1, got {}", config.rollout.canary_share)));
+            return Err(Error::Config(format!(
+                "loop.canary_share must be within 0..1, got {}",
+                config.rollout.canary_share
+            )));
         }
         if let Some(model) = &config.model
             && !(0.0..0.9).contains(&model.holdout_fraction)
         {
-            return Err(Error::Config(format!("model.holdout_fraction must be within 0..0.9, got {}", model.holdout_fraction)));
+            return Err(Error::Config(format!(
+                "model.holdout_fraction must be within 0..0.9, got {}",
+                model.holdout_fraction
+            )));
         }
         Ok(config)
     }
@@ -188,7 +194,8 @@ impl ProjectConfig {
     /// Reads `causeway.toml` from a project directory.
     pub fn load(directory: &Path) -> Result<Self> {
         let path = directory.join(crate::project::CONFIG_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
         Self::parse(&text).map_err(|error| match error {
             Error::Config(message) => Error::Config(format!("{}: {message}", path.display())),
             other => other,

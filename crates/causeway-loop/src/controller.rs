@@ -10,7 +10,9 @@ use std::sync::Arc;
 use causeway_models::ModelArtifact;
 use causeway_monitor::drift::drift_report;
 use causeway_monitor::rules::Observation;
-use causeway_monitor::{DriftReport, ModelBaseline, PredictionRecord, RuleState, VersionOutcomes, outcomes_by_version, read_window};
+use causeway_monitor::{
+    DriftReport, ModelBaseline, PredictionRecord, RuleState, VersionOutcomes, outcomes_by_version, read_window,
+};
 use causeway_types::{CHALLENGER, CHAMPION, DAY_MS, Event, EventKind, RolloutMode, TrafficPolicy, format_date};
 use serde::{Deserialize, Serialize};
 
@@ -138,8 +140,17 @@ impl<'a> Controller<'a> {
         Ok(artifact)
     }
 
-    fn record(&self, events: &mut Vec<Event>, at_ms: i64, kind: EventKind, actor: &str, message: String, details: serde_json::Value) -> Result<()> {
-        let mut event = Event { id: 0, at_ms, kind, actor: actor.into(), subject: self.model.clone(), message, details };
+    fn record(
+        &self,
+        events: &mut Vec<Event>,
+        at_ms: i64,
+        kind: EventKind,
+        actor: &str,
+        message: String,
+        details: serde_json::Value,
+    ) -> Result<()> {
+        let mut event =
+            Event { id: 0, at_ms, kind, actor: actor.into(), subject: self.model.clone(), message, details };
         event.id = self.project.meta.record_event(&event)?;
         events.push(event);
         Ok(())
@@ -167,7 +178,10 @@ impl<'a> Controller<'a> {
     /// Measures, alerts and advances the rollout at time `now`.
     pub fn tick(&mut self, now: i64) -> Result<TickReport> {
         let Some(policy) = self.policy()? else {
-            return Err(Error::Precondition(format!("model `{}` has no champion yet: train and promote one first", self.model)));
+            return Err(Error::Precondition(format!(
+                "model `{}` has no champion yet: train and promote one first",
+                self.model
+            )));
         };
         let rules = self.project.config.monitor.clone();
         let mut events = Vec::new();
@@ -204,17 +218,20 @@ impl<'a> Controller<'a> {
         } else {
             None
         };
-        let mut observations: Vec<Observation> = drift.as_ref().map(|report| rules.check_drift(report)).unwrap_or_default();
+        let mut observations: Vec<Observation> =
+            drift.as_ref().map(|report| rules.check_drift(report)).unwrap_or_default();
 
         // Labelled performance per version over the performance window.
-        let recent: Vec<PredictionRecord> = records.iter().filter(|record| record.timestamp_ms >= performance_from).cloned().collect();
+        let recent: Vec<PredictionRecord> =
+            records.iter().filter(|record| record.timestamp_ms >= performance_from).cloned().collect();
         let outcomes = outcomes_by_version(&recent, &labels, &thresholds);
         if let Some(champion_outcomes) = outcomes.get(&champion) {
             let holdout = self.project.meta.model_version(&self.model, champion)?.metrics;
             observations.extend(rules.check_performance(champion_outcomes, &holdout));
         }
         for transition in self.state.rules.update(&observations) {
-            let (kind, verb) = if transition.started { (EventKind::Alert, "alert") } else { (EventKind::Resolved, "resolved") };
+            let (kind, verb) =
+                if transition.started { (EventKind::Alert, "alert") } else { (EventKind::Resolved, "resolved") };
             self.record(
                 &mut events,
                 now,
@@ -238,13 +255,26 @@ impl<'a> Controller<'a> {
                         now,
                         EventKind::Loop,
                         "loop",
-                        format!("canary: v{challenger} now answers {:.0}% of requests (after {shadow_days} days in shadow)", share * 100.0),
+                        format!(
+                            "canary: v{challenger} now answers {:.0}% of requests (after {shadow_days} days in shadow)",
+                            share * 100.0
+                        ),
                         serde_json::json!({"stage": "canary", "challenger": challenger, "share": share}),
                     )?;
                 }
             }
             Stage::Canary { challenger, since_ms, shadow_since_ms } => {
-                self.judge_canary(now, champion, challenger, since_ms, shadow_since_ms, &records, &labels, &thresholds, &mut events)?;
+                self.judge_canary(
+                    now,
+                    champion,
+                    challenger,
+                    since_ms,
+                    shadow_since_ms,
+                    &records,
+                    &labels,
+                    &thresholds,
+                    &mut events,
+                )?;
             }
             Stage::Paused { .. } => {}
         }
@@ -286,7 +316,11 @@ impl<'a> Controller<'a> {
             now,
             EventKind::Loop,
             "loop",
-            format!("retraining triggered by {} on the last {} days of labelled data", triggered.join(", "), rollout.retrain_window_days),
+            format!(
+                "retraining triggered by {} on the last {} days of labelled data",
+                triggered.join(", "),
+                rollout.retrain_window_days
+            ),
             serde_json::json!({"triggers": triggered}),
         )?;
         let trained = (self.retrainer)(self.project, now)?;
@@ -298,21 +332,26 @@ impl<'a> Controller<'a> {
         let metric = |metrics: &BTreeMap<String, f64>, name: &str| metrics.get(name).copied().unwrap_or(f64::NAN);
         let gates = &rollout.gates;
         let mut failures = Vec::new();
-        if !(metric(challenger_metrics, "false_positive_rate") <= gates.max_false_positive_rate) {
+        // Each gate holds only when its comparison is true, so a NaN metric fails the gate.
+        let at_most = |value: f64, limit: f64| value <= limit;
+        let at_least = |value: f64, limit: f64| value >= limit;
+        if !at_most(metric(challenger_metrics, "false_positive_rate"), gates.max_false_positive_rate) {
             failures.push(format!(
                 "false-positive rate {:.4} > {:.4}",
                 metric(challenger_metrics, "false_positive_rate"),
                 gates.max_false_positive_rate
             ));
         }
-        if !(metric(challenger_metrics, "recall") >= metric(&champion_metrics, "recall") - gates.recall_tolerance) {
+        if !at_least(metric(challenger_metrics, "recall"), metric(&champion_metrics, "recall") - gates.recall_tolerance)
+        {
             failures.push(format!(
                 "recall {:.3} < champion's {:.3}",
                 metric(challenger_metrics, "recall"),
                 metric(&champion_metrics, "recall")
             ));
         }
-        if !(metric(challenger_metrics, "roc_auc") >= metric(&champion_metrics, "roc_auc") - gates.auc_tolerance) {
+        if !at_least(metric(challenger_metrics, "roc_auc"), metric(&champion_metrics, "roc_auc") - gates.auc_tolerance)
+        {
             failures.push(format!(
                 "ROC-AUC {:.3} < champion's {:.3}",
                 metric(challenger_metrics, "roc_auc"),
@@ -379,14 +418,22 @@ impl<'a> Controller<'a> {
     ) -> Result<()> {
         let rollout = self.project.config.rollout.clone();
         // Compare on the same requests: those both versions scored since shadow started.
-        let in_window: Vec<&PredictionRecord> = records.iter().filter(|record| record.timestamp_ms >= shadow_since_ms).collect();
+        let in_window: Vec<&PredictionRecord> =
+            records.iter().filter(|record| record.timestamp_ms >= shadow_since_ms).collect();
         let scored_by = |version: u32| -> HashSet<&str> {
-            in_window.iter().filter(|record| record.version == version).map(|record| record.request_id.as_str()).collect()
+            in_window
+                .iter()
+                .filter(|record| record.version == version)
+                .map(|record| record.request_id.as_str())
+                .collect()
         };
         let both: HashSet<&str> = scored_by(champion).intersection(&scored_by(challenger)).copied().collect();
         let paired: Vec<PredictionRecord> = in_window
             .iter()
-            .filter(|record| (record.version == champion || record.version == challenger) && both.contains(record.request_id.as_str()))
+            .filter(|record| {
+                (record.version == champion || record.version == challenger)
+                    && both.contains(record.request_id.as_str())
+            })
             .map(|record| (*record).clone())
             .collect();
         let outcomes = outcomes_by_version(&paired, labels, thresholds);
@@ -401,7 +448,10 @@ impl<'a> Controller<'a> {
         }
         let mut losses = Vec::new();
         if new.false_positive_rate > gates.max_false_positive_rate {
-            losses.push(format!("live false-positive rate {:.4} > {:.4}", new.false_positive_rate, gates.max_false_positive_rate));
+            losses.push(format!(
+                "live false-positive rate {:.4} > {:.4}",
+                new.false_positive_rate, gates.max_false_positive_rate
+            ));
         }
         if new.recall < old.recall - gates.recall_tolerance {
             losses.push(format!("live recall {:.3} < champion's {:.3}", new.recall, old.recall));
@@ -411,7 +461,14 @@ impl<'a> Controller<'a> {
         }
         let comparison = format!(
             "on {} labelled requests ({} frauds): ROC-AUC {:.3} vs {:.3}, recall {:.3} vs {:.3}, FPR {:.4} vs {:.4}",
-            new.labeled, new.positives, new.roc_auc, old.roc_auc, new.recall, old.recall, new.false_positive_rate, old.false_positive_rate
+            new.labeled,
+            new.positives,
+            new.roc_auc,
+            old.roc_auc,
+            new.recall,
+            old.recall,
+            new.false_positive_rate,
+            old.false_positive_rate
         );
         if !losses.is_empty() {
             return self.roll_back(now, champion, challenger, &format!("{}; {comparison}", losses.join("; ")), events);
@@ -434,7 +491,14 @@ impl<'a> Controller<'a> {
         Ok(())
     }
 
-    fn roll_back(&mut self, now: i64, champion: u32, challenger: u32, reason: &str, events: &mut Vec<Event>) -> Result<()> {
+    fn roll_back(
+        &mut self,
+        now: i64,
+        champion: u32,
+        challenger: u32,
+        reason: &str,
+        events: &mut Vec<Event>,
+    ) -> Result<()> {
         self.project.meta.delete_alias(&self.model, CHALLENGER, "loop", now, "rolled back")?;
         self.set_policy(champion, None, RolloutMode::ChampionOnly, now)?;
         self.state.rollbacks += 1;
@@ -467,7 +531,14 @@ impl<'a> Controller<'a> {
             self.state.stage = Stage::Idle;
             self.state.last_retrain_ms = None;
             let mut events = Vec::new();
-            self.record(&mut events, now, EventKind::Loop, "cli", "retraining resumed".into(), serde_json::Value::Null)?;
+            self.record(
+                &mut events,
+                now,
+                EventKind::Loop,
+                "cli",
+                "retraining resumed".into(),
+                serde_json::Value::Null,
+            )?;
             self.project.meta.put_state(&state_key(&self.model), &serde_json::to_value(&self.state)?)?;
         }
         Ok(())

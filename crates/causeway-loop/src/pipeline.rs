@@ -83,7 +83,9 @@ pub fn training_set(
         });
         let Some(mut label) = label else { continue };
         if let Some(fault) = fault
-            && fault.conditions.iter().all(|(column, value)| data.column(column).and_then(|column| column.text(*row)).as_deref() == Some(value))
+            && fault.conditions.iter().all(|(column, value)| {
+                data.column(column).and_then(|column| column.text(*row)).as_deref() == Some(value)
+            })
         {
             label = fault.label;
         }
@@ -100,7 +102,9 @@ pub fn training_set(
     let selected = data.take(&rows);
     let window_ms = spec.views.iter().map(|view| view.window_ms()).max().unwrap_or(0);
     let history_rows: Vec<usize> = (0..data.rows())
-        .filter(|row| times.number(*row).is_some_and(|time| (time as i64) >= from_ms - window_ms && (time as i64) < to_ms))
+        .filter(|row| {
+            times.number(*row).is_some_and(|time| (time as i64) >= from_ms - window_ms && (time as i64) < to_ms)
+        })
         .collect();
     let history = data.take(&history_rows);
     let values = compute_features(spec, &selected, &history)?;
@@ -133,12 +137,21 @@ pub struct Trained {
 
 /// Trains the configured model (and the comparison baseline) on `set`, tracks both runs, stores
 /// the artifact and baseline, and registers a new version of the model.
-pub fn train_and_register(project: &Project, set: &TrainingSet, snapshot: &str, at_ms: i64, actor: &str) -> Result<Trained> {
+pub fn train_and_register(
+    project: &Project,
+    set: &TrainingSet,
+    snapshot: &str,
+    at_ms: i64,
+    actor: &str,
+) -> Result<Trained> {
     let model = project.config.model()?;
     let spec = project.config.features()?;
-    let (train, holdout) = set.split_fresh(i64::from(model.holdout_days) * causeway_types::DAY_MS, model.holdout_fraction, model.seed);
+    let (train, holdout) =
+        set.split_fresh(i64::from(model.holdout_days) * causeway_types::DAY_MS, model.holdout_fraction, model.seed);
     if holdout.labels.iter().all(|label| *label < 0.5) || train.labels.iter().all(|label| *label < 0.5) {
-        return Err(Error::Precondition("the training window has no positive labels in its train or holdout part".into()));
+        return Err(Error::Precondition(
+            "the training window has no positive labels in its train or holdout part".into(),
+        ));
     }
     let signature = signature_for(spec, &train);
     let tracker = RunTracker::new(&project.meta, &project.dir);
@@ -146,7 +159,15 @@ pub fn train_and_register(project: &Project, set: &TrainingSet, snapshot: &str, 
         Some(trainer) => {
             let name = format!("{}-{}", model.name, trainer.family());
             let run = tracker.start(&name, model.seed, snapshot, trainer.params(), at_ms)?;
-            let outcome = fit(trainer, &signature, &train, &holdout, model.target_false_positive_rate, model.seed, BTreeMap::new())?;
+            let outcome = fit(
+                trainer,
+                &signature,
+                &train,
+                &holdout,
+                model.target_false_positive_rate,
+                model.seed,
+                BTreeMap::new(),
+            )?;
             tracker.finish(&run, &outcome.metrics, at_ms)?;
             Some((trainer.family().to_string(), outcome.metrics))
         }
@@ -157,14 +178,17 @@ pub fn train_and_register(project: &Project, set: &TrainingSet, snapshot: &str, 
     params.insert("train_rows".into(), train.len().to_string());
     params.insert("holdout_rows".into(), holdout.len().to_string());
     let run = tracker.start(&name, model.seed, snapshot, params, at_ms)?;
-    let metadata = BTreeMap::from([("run_id".to_string(), run.run_id.clone()), ("dataset".to_string(), snapshot.to_string())]);
-    let outcome = match fit(&model.trainer, &signature, &train, &holdout, model.target_false_positive_rate, model.seed, metadata) {
-        Ok(outcome) => outcome,
-        Err(error) => {
-            tracker.fail(&run, at_ms)?;
-            return Err(error.into());
-        }
-    };
+    let metadata =
+        BTreeMap::from([("run_id".to_string(), run.run_id.clone()), ("dataset".to_string(), snapshot.to_string())]);
+    let outcome =
+        match fit(&model.trainer, &signature, &train, &holdout, model.target_false_positive_rate, model.seed, metadata)
+        {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                tracker.fail(&run, at_ms)?;
+                return Err(error.into());
+            }
+        };
     let train_rows = train.encode(&signature)?;
     let baseline = ModelBaseline::from_rows(&signature, &train_rows, &outcome.holdout_scores);
     let artifact_key = format!("models/{}/{}.json", model.name, run.run_id);
@@ -204,15 +228,25 @@ pub fn load_baseline(project: &Project, version: &ModelVersionRecord) -> Result<
 
 /// Scores a training set with an artifact (encoding by feature name) and returns the metrics at
 /// the artifact's own threshold.
-pub fn evaluate(artifact: &ModelArtifact, names: &[String], set: &TrainingSet) -> Result<(Vec<f64>, BTreeMap<String, f64>)> {
-    let positions: HashMap<&str, usize> = names.iter().enumerate().map(|(index, name)| (name.as_str(), index)).collect();
+pub fn evaluate(
+    artifact: &ModelArtifact,
+    names: &[String],
+    set: &TrainingSet,
+) -> Result<(Vec<f64>, BTreeMap<String, f64>)> {
+    let positions: HashMap<&str, usize> =
+        names.iter().enumerate().map(|(index, name)| (name.as_str(), index)).collect();
     let mut scores = Vec::with_capacity(set.len());
     for row in &set.values {
         let ordered: Vec<causeway_types::FeatureValue> = artifact
             .signature
             .features
             .iter()
-            .map(|feature| positions.get(feature.name.as_str()).and_then(|index| row.get(*index).cloned()).unwrap_or(causeway_types::FeatureValue::Missing))
+            .map(|feature| {
+                positions
+                    .get(feature.name.as_str())
+                    .and_then(|index| row.get(*index).cloned())
+                    .unwrap_or(causeway_types::FeatureValue::Missing)
+            })
             .collect();
         let encoded = artifact.signature.encode(&ordered).map_err(|error| Error::Precondition(error.to_string()))?;
         scores.push(artifact.model.predict_row(&encoded));

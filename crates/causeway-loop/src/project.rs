@@ -65,7 +65,8 @@ impl Project {
         let written = !config_path.exists();
         if written {
             ProjectConfig::parse(config_text)?;
-            std::fs::write(&config_path, config_text).map_err(|source| Error::Io { path: config_path.display().to_string(), source })?;
+            std::fs::write(&config_path, config_text)
+                .map_err(|source| Error::Io { path: config_path.display().to_string(), source })?;
         }
         Ok((Self::open(dir)?, written))
     }

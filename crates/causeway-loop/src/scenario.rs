@@ -15,7 +15,9 @@ use causeway_models::Predictor;
 use causeway_monitor::report::{Chart, ReportData, Series, Table, render_html};
 use causeway_monitor::{PredictionLog, Role, read_window};
 use causeway_serving::{Engine, OnlineFeatures, RecordRequest};
-use causeway_types::{CHAMPION, DAY_MS, Event, EventKind, FeatureValue, LabelRecord, ManualClock, RolloutMode, TrafficPolicy, format_date};
+use causeway_types::{
+    CHAMPION, DAY_MS, Event, EventKind, FeatureValue, LabelRecord, ManualClock, RolloutMode, TrafficPolicy, format_date,
+};
 
 use crate::config::FRAUD_CONFIG;
 use crate::controller::{Controller, TickReport};
@@ -91,7 +93,8 @@ impl DemoOptions {
     fn concept_day(&self) -> u32 {
         self.covariate_day() + self.covariate_days
     }
-    fn last_day(&self) -> u32 {
+    /// The first day after the demo (its live traffic covers the days before).
+    pub fn last_day(&self) -> u32 {
         self.concept_day() + self.concept_days
     }
     /// Total days simulated after history.
@@ -220,6 +223,18 @@ impl Timer {
     }
 }
 
+/// The transaction generator the demo uses for these options.
+pub fn generator(options: &DemoOptions) -> FraudGenerator {
+    FraudGenerator::new(FraudConfig {
+        seed: options.seed,
+        customers: options.customers,
+        transactions_per_day: options.transactions_per_day,
+        covariate_drift_day: options.covariate_day(),
+        concept_drift_day: options.concept_day(),
+        ..FraudConfig::default()
+    })
+}
+
 /// Runs the demo in `dir` (which must not hold a project yet).
 pub fn run_demo(dir: &Path, options: &DemoOptions, observer: &mut dyn Observer) -> Result<DemoOutcome> {
     if dir.join(STATE_DIR).exists() {
@@ -229,14 +244,7 @@ pub fn run_demo(dir: &Path, options: &DemoOptions, observer: &mut dyn Observer) 
         )));
     }
     let mut timer = Timer { started: Instant::now(), timings: Vec::new() };
-    let generator = FraudGenerator::new(FraudConfig {
-        seed: options.seed,
-        customers: options.customers,
-        transactions_per_day: options.transactions_per_day,
-        covariate_drift_day: options.covariate_day(),
-        concept_drift_day: options.concept_day(),
-        ..FraudConfig::default()
-    });
+    let generator = generator(options);
     let day_start = |day: u32| generator.day_start_ms(day);
     let config_text = FRAUD_CONFIG.replace("performance_window_days = 14", "performance_window_days = 7");
     let (project, _) = Project::init(dir, &config_text)?;
@@ -285,7 +293,13 @@ pub fn run_demo(dir: &Path, options: &DemoOptions, observer: &mut dyn Observer) 
     let champion = trained.version.version;
     project.meta.set_alias(&model_name, CHAMPION, champion, "demo", first_live, "first model")?;
     project.meta.set_traffic(
-        &TrafficPolicy { model: model_name.clone(), champion, challenger: None, mode: RolloutMode::ChampionOnly, generation: 0 },
+        &TrafficPolicy {
+            model: model_name.clone(),
+            champion,
+            challenger: None,
+            mode: RolloutMode::ChampionOnly,
+            generation: 0,
+        },
         "demo",
         first_live,
     )?;
@@ -293,7 +307,9 @@ pub fn run_demo(dir: &Path, options: &DemoOptions, observer: &mut dyn Observer) 
     let comparison = trained
         .comparison
         .as_ref()
-        .map(|(family, metrics)| format!("; {family} baseline ROC-AUC {:.3}", metrics.get("roc_auc").copied().unwrap_or(f64::NAN)))
+        .map(|(family, metrics)| {
+            format!("; {family} baseline ROC-AUC {:.3}", metrics.get("roc_auc").copied().unwrap_or(f64::NAN))
+        })
         .unwrap_or_default();
     observer.event(&Event {
         id: 0,
@@ -357,18 +373,30 @@ pub fn run_demo(dir: &Path, options: &DemoOptions, observer: &mut dyn Observer) 
             let request = record_request(transaction);
             engine.score_record(&model_name, &request)?;
             engine.push_event(&request.fields)?;
-            pending_labels.push((transaction.label_arrival_ms, transaction.transaction_id.clone(), f64::from(u8::from(transaction.is_fraud))));
+            pending_labels.push((
+                transaction.label_arrival_ms,
+                transaction.transaction_id.clone(),
+                f64::from(u8::from(transaction.is_fraud)),
+            ));
             scored += 1;
         }
         let day_end = day_start(day + 1);
         clock.set(day_end);
         pending_labels.sort_by_key(|(arrival, _, _)| *arrival);
         let due = pending_labels.partition_point(|(arrival, _, _)| *arrival <= day_end);
-        let arrived: Vec<(String, LabelRecord)> =
-            pending_labels.drain(..due).map(|(arrival, id, label)| (id, LabelRecord { label, arrived_ms: arrival })).collect();
+        let arrived: Vec<(String, LabelRecord)> = pending_labels
+            .drain(..due)
+            .map(|(arrival, id, label)| (id, LabelRecord { label, arrived_ms: arrival }))
+            .collect();
         project.meta.put_labels(&arrived)?;
         let batch = to_frame(&transactions, false)?;
-        project.ingestor().ingest_frame("transactions", &batch, &format!("live batch {}", format_date(day_start(day))), &suite, day_end)?;
+        project.ingestor().ingest_frame(
+            "transactions",
+            &batch,
+            &format!("live batch {}", format_date(day_start(day))),
+            &suite,
+            day_end,
+        )?;
         engine.log().flush()?;
         project.online.flush()?;
         let report = controller.tick(day_end)?;
@@ -379,7 +407,12 @@ pub fn run_demo(dir: &Path, options: &DemoOptions, observer: &mut dyn Observer) 
         let drifting = controller.state().rules.any_firing("drift:");
         observer.advance(
             u64::from(day - options.first_live_day() + 1),
-            &format!("{} {}: champion v{}", format_date(day_start(day)), generator.phase(day).as_str(), report.champion),
+            &format!(
+                "{} {}: champion v{}",
+                format_date(day_start(day)),
+                generator.phase(day).as_str(),
+                report.champion
+            ),
         );
         ticks.push((day, report, drifting));
     }
@@ -395,11 +428,22 @@ pub fn run_demo(dir: &Path, options: &DemoOptions, observer: &mut dyn Observer) 
     let loop_events: Vec<Event> = events.iter().filter(|event| event.kind == EventKind::Loop).cloned().collect();
     let alerts: Vec<Event> = events.iter().filter(|event| event.kind == EventKind::Alert).cloned().collect();
     let final_champion = project.meta.alias(&model_name, CHAMPION)?.unwrap_or(champion);
-    let versions = summarize_versions(&project, &model_name, day_start(options.first_live_day()), day_start(options.last_day()))?;
-    let checks = check_expectations(options, &generator, &ticks, &alerts, &loop_events, final_champion, champion, served_offline);
+    let versions =
+        summarize_versions(&project, &model_name, day_start(options.first_live_day()), day_start(options.last_day()))?;
+    let checks = check_expectations(
+        options,
+        &generator,
+        &ticks,
+        &alerts,
+        &loop_events,
+        final_champion,
+        champion,
+        served_offline,
+    );
     let report_path = dir.join("report.html");
     let html = render_html(&report_data(options, &generator, &ticks, &versions, &events, &checks));
-    std::fs::write(&report_path, html).map_err(|source| Error::Io { path: report_path.display().to_string(), source })?;
+    std::fs::write(&report_path, html)
+        .map_err(|source| Error::Io { path: report_path.display().to_string(), source })?;
     timer.lap("report");
     Ok(DemoOutcome {
         dir: dir.to_path_buf(),
@@ -418,7 +462,12 @@ pub fn run_demo(dir: &Path, options: &DemoOptions, observer: &mut dyn Observer) 
 
 /// Re-scores the last live day offline (features from the stored dataset, point in time) with
 /// the version that served each request, and compares with the logged served scores.
-fn compare_served_with_offline(project: &Project, generator: &FraudGenerator, options: &DemoOptions, model: &str) -> Result<(usize, f64)> {
+fn compare_served_with_offline(
+    project: &Project,
+    generator: &FraudGenerator,
+    options: &DemoOptions,
+    model: &str,
+) -> Result<(usize, f64)> {
     let last = options.last_day() - 1;
     let from = generator.day_start_ms(last);
     let to = generator.day_start_ms(last + 1);
@@ -430,7 +479,9 @@ fn compare_served_with_offline(project: &Project, generator: &FraudGenerator, op
     let data = load_dataset(project, "transactions")?;
     let spec = project.config.features()?;
     let times = data.require("timestamp")?;
-    let rows: Vec<usize> = (0..data.rows()).filter(|row| times.number(*row).is_some_and(|time| (time as i64) >= from && (time as i64) < to)).collect();
+    let rows: Vec<usize> = (0..data.rows())
+        .filter(|row| times.number(*row).is_some_and(|time| (time as i64) >= from && (time as i64) < to))
+        .collect();
     let selected = data.take(&rows);
     let values = compute_features(spec, &selected, &data)?;
     let ids = selected.require("transaction_id")?;
@@ -482,7 +533,11 @@ fn summarize_versions(project: &Project, model: &str, from: i64, to: i64) -> Res
                 live_roc_auc: live.map(|outcome| outcome.roc_auc),
                 live_recall: live.map(|outcome| outcome.recall),
                 live_labeled: live.map_or(0, |outcome| outcome.labeled),
-                aliases: aliases.iter().filter(|(_, target)| **target == version.version).map(|(alias, _)| alias.clone()).collect(),
+                aliases: aliases
+                    .iter()
+                    .filter(|(_, target)| **target == version.version)
+                    .map(|(alias, _)| alias.clone())
+                    .collect(),
                 holdout: version.metrics,
             }
         })
@@ -504,13 +559,14 @@ fn check_expectations(
         let day = ((at_ms - generator.day_start_ms(0) - 1) / DAY_MS) as u32;
         generator.phase(day)
     };
-    let drifting_days = |phase: Phase| ticks.iter().filter(|(day, _, drifting)| *drifting && generator.phase(*day) == phase).count();
-    let drift_alert_in = |phase: Phase| {
-        alerts.iter().any(|event| event.message.contains("drifted") && phase_of(event.at_ms) == phase)
-    };
-    let performance_alert_in_concept = alerts
-        .iter()
-        .any(|event| (event.message.contains("recall") || event.message.contains("ROC-AUC")) && phase_of(event.at_ms) == Phase::ConceptDrift);
+    let drifting_days =
+        |phase: Phase| ticks.iter().filter(|(day, _, drifting)| *drifting && generator.phase(*day) == phase).count();
+    let drift_alert_in =
+        |phase: Phase| alerts.iter().any(|event| event.message.contains("drifted") && phase_of(event.at_ms) == phase);
+    let performance_alert_in_concept = alerts.iter().any(|event| {
+        (event.message.contains("recall") || event.message.contains("ROC-AUC"))
+            && phase_of(event.at_ms) == Phase::ConceptDrift
+    });
     let promoted = loop_events.iter().any(|event| event.message.starts_with("promoted"));
     let rolled_back_in_canary = loop_events.iter().any(|event| event.message.starts_with("rolled back"))
         && loop_events.iter().any(|event| event.message.starts_with("canary:"));
@@ -523,8 +579,14 @@ fn check_expectations(
             expectation: "drift detected in the covariate-drift phase".into(),
             passed: drift_alert_in(Phase::CovariateDrift) || drifting_days(Phase::CovariateDrift) > 0,
         },
-        Check { expectation: "drift detected in the concept-drift phase".into(), passed: drifting_days(Phase::ConceptDrift) > 0 },
-        Check { expectation: "a performance alert in the concept-drift phase".into(), passed: performance_alert_in_concept },
+        Check {
+            expectation: "drift detected in the concept-drift phase".into(),
+            passed: drifting_days(Phase::ConceptDrift) > 0,
+        },
+        Check {
+            expectation: "a performance alert in the concept-drift phase".into(),
+            passed: performance_alert_in_concept,
+        },
         Check {
             expectation: format!("served scores equal offline scores ({} rows compared)", served_offline.0),
             passed: served_offline.0 > 0 && served_offline.1 <= 1e-12,
@@ -532,12 +594,24 @@ fn check_expectations(
     ];
     match options.scenario {
         Scenario::Fraud => {
-            checks.push(Check { expectation: "the retrained challenger was promoted".into(), passed: promoted && final_champion != first_champion });
-            checks.push(Check { expectation: "no rollback".into(), passed: !loop_events.iter().any(|event| event.message.starts_with("rolled back")) });
+            checks.push(Check {
+                expectation: "the retrained challenger was promoted".into(),
+                passed: promoted && final_champion != first_champion,
+            });
+            checks.push(Check {
+                expectation: "no rollback".into(),
+                passed: !loop_events.iter().any(|event| event.message.starts_with("rolled back")),
+            });
         }
         Scenario::BadChallenger => {
-            checks.push(Check { expectation: "the corrupted challenger was rolled back during canary".into(), passed: rolled_back_in_canary });
-            checks.push(Check { expectation: "the first champion still serves".into(), passed: !promoted && final_champion == first_champion });
+            checks.push(Check {
+                expectation: "the corrupted challenger was rolled back during canary".into(),
+                passed: rolled_back_in_canary,
+            });
+            checks.push(Check {
+                expectation: "the first champion still serves".into(),
+                passed: !promoted && final_champion == first_champion,
+            });
         }
     }
     checks
@@ -557,8 +631,10 @@ fn report_data(
         (start(options.covariate_day()), start(options.concept_day()), "covariate drift".to_string()),
         (start(options.concept_day()), start(options.last_day()), "concept drift".to_string()),
     ];
-    let watched = ["amount", "merchant_category", "channel", "customer_mean_amount_30d", "email_domain_risk", "velocity_1h"];
-    let mut drift_series: Vec<Series> = watched.iter().map(|name| Series { name: (*name).to_string(), points: Vec::new() }).collect();
+    let watched =
+        ["amount", "merchant_category", "channel", "customer_mean_amount_30d", "email_domain_risk", "velocity_1h"];
+    let mut drift_series: Vec<Series> =
+        watched.iter().map(|name| Series { name: (*name).to_string(), points: Vec::new() }).collect();
     drift_series.push(Series { name: "score".into(), points: Vec::new() });
     let mut auc: BTreeMap<u32, Series> = BTreeMap::new();
     let mut recall: BTreeMap<u32, Series> = BTreeMap::new();
@@ -577,8 +653,15 @@ fn report_data(
         }
         for (version, outcome) in &tick.outcomes {
             if outcome.positives >= 20 {
-                auc.entry(*version).or_insert_with(|| Series { name: format!("v{version}"), points: Vec::new() }).points.push((tick.at_ms, outcome.roc_auc));
-                recall.entry(*version).or_insert_with(|| Series { name: format!("v{version}"), points: Vec::new() }).points.push((tick.at_ms, outcome.recall));
+                auc.entry(*version)
+                    .or_insert_with(|| Series { name: format!("v{version}"), points: Vec::new() })
+                    .points
+                    .push((tick.at_ms, outcome.roc_auc));
+                recall
+                    .entry(*version)
+                    .or_insert_with(|| Series { name: format!("v{version}"), points: Vec::new() })
+                    .points
+                    .push((tick.at_ms, outcome.recall));
             }
         }
     }
@@ -613,13 +696,27 @@ fn report_data(
             Table {
                 title: "Expectations".into(),
                 headers: vec!["expectation".into(), "result".into()],
-                rows: checks.iter().map(|check| vec![check.expectation.clone(), if check.passed { "passed" } else { "FAILED" }.into()]).collect(),
+                rows: checks
+                    .iter()
+                    .map(|check| vec![check.expectation.clone(), if check.passed { "passed" } else { "FAILED" }.into()])
+                    .collect(),
             },
             Table {
                 title: "Model versions".into(),
-                headers: ["version", "family", "trained on", "holdout ROC-AUC", "holdout recall", "holdout FPR", "live ROC-AUC", "live recall", "live labelled", "aliases"]
-                    .map(String::from)
-                    .to_vec(),
+                headers: [
+                    "version",
+                    "family",
+                    "trained on",
+                    "holdout ROC-AUC",
+                    "holdout recall",
+                    "holdout FPR",
+                    "live ROC-AUC",
+                    "live recall",
+                    "live labelled",
+                    "aliases",
+                ]
+                .map(String::from)
+                .to_vec(),
                 rows: version_rows,
             },
         ],

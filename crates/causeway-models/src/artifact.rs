@@ -128,7 +128,9 @@ mod tests {
         };
         ModelArtifact::new(
             Model::Gbdt(GbdtModel { base_score: 0.0, trees: vec![tree] }),
-            Signature { features: vec![FeatureSpec { name: "amount".into(), kind: FeatureKind::Numeric, nullable: false }] },
+            Signature {
+                features: vec![FeatureSpec { name: "amount".into(), kind: FeatureKind::Numeric, nullable: false }],
+            },
             0.5,
             BTreeMap::new(),
         )
@@ -140,7 +142,10 @@ mod tests {
         let original = artifact();
         let loaded = ModelArtifact::from_bytes(&original.to_bytes().expect("bytes")).expect("loads");
         assert_eq!(loaded, original);
-        assert_eq!(loaded.score_values(&[FeatureValue::Number(20.0)]), original.score_values(&[FeatureValue::Number(20.0)]));
+        assert_eq!(
+            loaded.score_values(&[FeatureValue::Number(20.0)]),
+            original.score_values(&[FeatureValue::Number(20.0)])
+        );
         assert_eq!(loaded.score_encoded(&[vec![f64::NAN]]).unwrap_err().field, "amount");
     }
 

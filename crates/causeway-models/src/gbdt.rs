@@ -65,7 +65,11 @@ impl Tree {
                 if *feature as usize >= width {
                     return Err(Error::Invalid(format!("tree {tree} node {index} uses feature {feature} of {width}")));
                 }
-                if *left as usize <= index || *right as usize <= index || *left as usize >= self.nodes.len() || *right as usize >= self.nodes.len() {
+                if *left as usize <= index
+                    || *right as usize <= index
+                    || *left as usize >= self.nodes.len()
+                    || *right as usize >= self.nodes.len()
+                {
                     return Err(Error::Invalid(format!("tree {tree} node {index} has children out of order or range")));
                 }
                 if threshold.is_nan() {
@@ -133,7 +137,8 @@ mod tests {
         let model = GbdtModel { base_score: 0.0, trees: vec![stump(1.0, true)] };
         assert!(model.validate(1).is_ok());
         assert!(model.validate(0).is_err());
-        let cyclic = Tree { nodes: vec![Node::Split { feature: 0, threshold: 1.0, left: 0, right: 0, missing_left: true }] };
+        let cyclic =
+            Tree { nodes: vec![Node::Split { feature: 0, threshold: 1.0, left: 0, right: 0, missing_left: true }] };
         assert!(GbdtModel { base_score: 0.0, trees: vec![cyclic] }.validate(1).is_err());
     }
 }

@@ -51,7 +51,9 @@ impl LogisticModel {
         into.clear();
         for (expansion, value) in expansions.iter().zip(row) {
             match expansion {
-                Expansion::Standardized { mean, scale } => into.push(if value.is_nan() { 0.0 } else { (value - mean) / scale }),
+                Expansion::Standardized { mean, scale } => {
+                    into.push(if value.is_nan() { 0.0 } else { (value - mean) / scale })
+                }
                 Expansion::OneHot { categories } => {
                     let start = into.len();
                     into.resize(start + categories, 0.0);
@@ -71,7 +73,10 @@ impl LogisticModel {
     /// Checks the model against an input width.
     pub fn validate(&self, width: usize) -> Result<()> {
         if self.expansions.len() != width {
-            return Err(Error::Invalid(format!("logistic model has {} expansions for {width} features", self.expansions.len())));
+            return Err(Error::Invalid(format!(
+                "logistic model has {} expansions for {width} features",
+                self.expansions.len()
+            )));
         }
         if Self::expanded_width(&self.expansions) != self.weights.len() {
             return Err(Error::Invalid("logistic model weights do not match its expansions".into()));

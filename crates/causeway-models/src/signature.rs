@@ -54,7 +54,12 @@ impl Signature {
         if values.len() != self.features.len() {
             return Err(InputError::new(
                 "input",
-                format!("expected {} features ({}), got {}", self.features.len(), self.names().join(", "), values.len()),
+                format!(
+                    "expected {} features ({}), got {}",
+                    self.features.len(),
+                    self.names().join(", "),
+                    values.len()
+                ),
             ));
         }
         self.features.iter().zip(values).map(|(feature, value)| self.encode_value(feature, value)).collect()
@@ -99,7 +104,10 @@ impl Signature {
     /// Checks an already encoded row: width, finiteness and missing values where not allowed.
     pub fn check_encoded(&self, row: &[f64]) -> Result<(), InputError> {
         if row.len() != self.features.len() {
-            return Err(InputError::new("input", format!("expected {} values per row, got {}", self.features.len(), row.len())));
+            return Err(InputError::new(
+                "input",
+                format!("expected {} values per row, got {}", self.features.len(), row.len()),
+            ));
         }
         for (feature, value) in self.features.iter().zip(row) {
             if value.is_nan() && !feature.nullable {
@@ -112,7 +120,10 @@ impl Signature {
                 && !value.is_nan()
                 && (value.fract() != 0.0 || *value < 0.0 || *value as usize >= vocabulary.len())
             {
-                return Err(InputError::new(&feature.name, format!("category code {value} is outside 0..{}", vocabulary.len())));
+                return Err(InputError::new(
+                    &feature.name,
+                    format!("category code {value} is outside 0..{}", vocabulary.len()),
+                ));
             }
         }
         Ok(())
@@ -153,7 +164,8 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let signature = signature();
-        let missing = signature.encode(&[FeatureValue::Missing, FeatureValue::Missing, FeatureValue::Missing]).unwrap_err();
+        let missing =
+            signature.encode(&[FeatureValue::Missing, FeatureValue::Missing, FeatureValue::Missing]).unwrap_err();
         assert_eq!(missing.field, "amount");
         let wrong_type = signature
             .encode(&[FeatureValue::Text("x".into()), FeatureValue::Missing, FeatureValue::Missing])

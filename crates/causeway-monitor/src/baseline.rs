@@ -131,7 +131,9 @@ mod tests {
     #[test]
     fn decile_bins_hold_a_tenth_each_for_continuous_data() {
         let values: Vec<f64> = (0..1000).map(f64::from).collect();
-        let FeatureBaseline::Numeric { edges, expected, .. } = FeatureBaseline::numeric("x", &values) else { panic!("numeric") };
+        let FeatureBaseline::Numeric { edges, expected, .. } = FeatureBaseline::numeric("x", &values) else {
+            panic!("numeric")
+        };
         assert_eq!(edges.len(), 9);
         for fraction in &expected[..10] {
             assert!((fraction - 0.1).abs() < 0.002, "{expected:?}");
@@ -142,7 +144,9 @@ mod tests {
     #[test]
     fn binary_features_get_two_bins_and_missing_is_its_own_bin() {
         let values = [0.0, 0.0, 0.0, 1.0, f64::NAN];
-        let FeatureBaseline::Numeric { edges, expected, .. } = FeatureBaseline::numeric("flag", &values) else { panic!("numeric") };
+        let FeatureBaseline::Numeric { edges, expected, .. } = FeatureBaseline::numeric("flag", &values) else {
+            panic!("numeric")
+        };
         assert_eq!(edges, vec![1.0]);
         assert_eq!(expected, vec![0.6, 0.2, 0.2]);
     }

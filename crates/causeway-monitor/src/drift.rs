@@ -75,7 +75,8 @@ pub fn feature_drift(baseline: &FeatureBaseline, values: &[f64]) -> FeatureDrift
         FeatureBaseline::Categorical { name, expected } => {
             let actual = category_fractions(values);
             let keys: std::collections::BTreeSet<&String> = expected.keys().chain(actual.keys()).collect();
-            let expected_fractions: Vec<f64> = keys.iter().map(|key| expected.get(*key).copied().unwrap_or(0.0)).collect();
+            let expected_fractions: Vec<f64> =
+                keys.iter().map(|key| expected.get(*key).copied().unwrap_or(0.0)).collect();
             let actual_fractions: Vec<f64> = keys.iter().map(|key| actual.get(*key).copied().unwrap_or(0.0)).collect();
             FeatureDrift { name: name.clone(), psi: psi(&expected_fractions, &actual_fractions), ks: None }
         }
@@ -89,7 +90,8 @@ pub fn drift_report(baseline: &ModelBaseline, records: &[&PredictionRecord]) -> 
         .iter()
         .enumerate()
         .map(|(index, feature)| {
-            let values: Vec<f64> = records.iter().map(|record| record.features.get(index).copied().unwrap_or(f64::NAN)).collect();
+            let values: Vec<f64> =
+                records.iter().map(|record| record.features.get(index).copied().unwrap_or(f64::NAN)).collect();
             feature_drift(feature, &values)
         })
         .collect();

@@ -3,9 +3,9 @@
 //! against the model's training baseline), delayed-label joins with rolling metrics per model
 //! version, alert rules, and the self-contained HTML report.
 
-mod error;
 pub mod baseline;
 pub mod drift;
+mod error;
 pub mod outcomes;
 pub mod predlog;
 pub mod report;

@@ -88,7 +88,13 @@ mod tests {
 
     #[test]
     fn joins_by_request_id_and_splits_by_version() {
-        let records = vec![record("a", 1, 0.9), record("b", 1, 0.2), record("c", 1, 0.7), record("a", 2, 0.1), record("z", 2, 0.9)];
+        let records = vec![
+            record("a", 1, 0.9),
+            record("b", 1, 0.2),
+            record("c", 1, 0.7),
+            record("a", 2, 0.1),
+            record("z", 2, 0.9),
+        ];
         let labels = HashMap::from([
             ("a".to_string(), LabelRecord { label: 1.0, arrived_ms: 5 }),
             ("b".to_string(), LabelRecord { label: 0.0, arrived_ms: 5 }),

@@ -215,7 +215,8 @@ fn write_segment(blobs: &BlobStore, records: &[PredictionRecord], sequence: &mut
     ];
     let batch = RecordBatch::try_new(schema(), columns).map_err(|error| segment_error(error.to_string()))?;
     let mut bytes = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut bytes, batch.schema(), None).map_err(|error| segment_error(error.to_string()))?;
+    let mut writer =
+        ArrowWriter::try_new(&mut bytes, batch.schema(), None).map_err(|error| segment_error(error.to_string()))?;
     writer.write(&batch).map_err(|error| segment_error(error.to_string()))?;
     writer.close().map_err(|error| segment_error(error.to_string()))?;
     blobs.put(&key, &bytes)?;
@@ -229,8 +230,10 @@ pub fn read_window(blobs: &BlobStore, from_ms: i64, to_ms: i64) -> Result<Vec<Pr
     for key in blobs.list(PREFIX)? {
         let Some(name) = key.rsplit('/').next() else { continue };
         let mut parts = name.split('-');
-        let (Some(first), Some(last)) = (parts.next().and_then(|part| part.parse::<i64>().ok()), parts.next().and_then(|part| part.parse::<i64>().ok()))
-        else {
+        let (Some(first), Some(last)) = (
+            parts.next().and_then(|part| part.parse::<i64>().ok()),
+            parts.next().and_then(|part| part.parse::<i64>().ok()),
+        ) else {
             continue;
         };
         if last < from_ms || first >= to_ms {
@@ -238,11 +241,19 @@ pub fn read_window(blobs: &BlobStore, from_ms: i64, to_ms: i64) -> Result<Vec<Pr
         }
         read_segment(blobs, &key, &mut records, from_ms, to_ms)?;
     }
-    records.sort_by(|left, right| left.timestamp_ms.cmp(&right.timestamp_ms).then_with(|| left.request_id.cmp(&right.request_id)));
+    records.sort_by(|left, right| {
+        left.timestamp_ms.cmp(&right.timestamp_ms).then_with(|| left.request_id.cmp(&right.request_id))
+    });
     Ok(records)
 }
 
-fn read_segment(blobs: &BlobStore, key: &str, records: &mut Vec<PredictionRecord>, from_ms: i64, to_ms: i64) -> Result<()> {
+fn read_segment(
+    blobs: &BlobStore,
+    key: &str,
+    records: &mut Vec<PredictionRecord>,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<()> {
     let segment_error = |message: String| Error::Segment { segment: key.to_string(), message };
     let bytes = bytes::Bytes::from(blobs.get(key)?);
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
@@ -253,7 +264,16 @@ fn read_segment(blobs: &BlobStore, key: &str, records: &mut Vec<PredictionRecord
         let column = |index: usize| batch.column(index).clone();
         let strings = |index: usize| column(index).as_any().downcast_ref::<StringArray>().cloned();
         let integers = |index: usize| column(index).as_any().downcast_ref::<Int64Array>().cloned();
-        let (Some(request_ids), Some(timestamps), Some(models), Some(versions), Some(roles), Some(scores), Some(latencies), Some(features)) = (
+        let (
+            Some(request_ids),
+            Some(timestamps),
+            Some(models),
+            Some(versions),
+            Some(roles),
+            Some(scores),
+            Some(latencies),
+            Some(features),
+        ) = (
             strings(0),
             integers(1),
             strings(2),
@@ -262,7 +282,8 @@ fn read_segment(blobs: &BlobStore, key: &str, records: &mut Vec<PredictionRecord
             column(5).as_any().downcast_ref::<Float64Array>().cloned(),
             integers(6),
             column(7).as_any().downcast_ref::<ListArray>().cloned(),
-        ) else {
+        )
+        else {
             return Err(segment_error("unexpected column types".into()));
         };
         for row in 0..batch.num_rows() {
@@ -332,7 +353,12 @@ mod tests {
         let blobs = BlobStore::open(directory.path())?;
         // A sender whose receiver never drains: every record past the capacity is dropped.
         let (sender, _receiver) = mpsc::sync_channel(2);
-        let log = PredictionLog { sender: Some(sender), dropped: Arc::new(AtomicU64::new(0)), written: Arc::new(AtomicU64::new(0)), writer: None };
+        let log = PredictionLog {
+            sender: Some(sender),
+            dropped: Arc::new(AtomicU64::new(0)),
+            written: Arc::new(AtomicU64::new(0)),
+            writer: None,
+        };
         let accepted = (0..5).filter(|index| log.log(record(*index))).count();
         assert_eq!(accepted, 2);
         assert_eq!(log.dropped(), 3);

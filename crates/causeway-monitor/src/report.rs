@@ -182,7 +182,13 @@ pub fn render_chart(chart: &Chart, phases: &[(i64, i64, String)]) -> String {
     }
     for step in 0..=5 {
         let x_ms = x_min + (x_max - x_min) * step / 5;
-        let _ = write!(svg, "<text x=\"{:.1}\" y=\"{:.1}\" class=\"axis\" text-anchor=\"middle\">{}</text>", x_of(x_ms), height - 12.0, format_date(x_ms));
+        let _ = write!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{:.1}\" class=\"axis\" text-anchor=\"middle\">{}</text>",
+            x_of(x_ms),
+            height - 12.0,
+            format_date(x_ms)
+        );
     }
     let _ = write!(
         svg,
@@ -211,7 +217,11 @@ pub fn render_chart(chart: &Chart, phases: &[(i64, i64, String)]) -> String {
             .map(|(x, y)| format!("{:.1},{:.1}", x_of(*x), y_of(*y)))
             .collect();
         if !path.is_empty() {
-            let _ = write!(svg, "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>", path.join(" "));
+            let _ = write!(
+                svg,
+                "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
+                path.join(" ")
+            );
         }
         let legend_y = top + 14.0 + index as f64 * 16.0;
         let _ = write!(
@@ -229,7 +239,13 @@ pub fn render_chart(chart: &Chart, phases: &[(i64, i64, String)]) -> String {
 }
 
 fn format_number(value: f64) -> String {
-    if value.abs() >= 100.0 { format!("{value:.0}") } else if value.abs() >= 1.0 { format!("{value:.2}") } else { format!("{value:.3}") }
+    if value.abs() >= 100.0 {
+        format!("{value:.0}")
+    } else if value.abs() >= 1.0 {
+        format!("{value:.2}")
+    } else {
+        format!("{value:.3}")
+    }
 }
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#111827}\
@@ -273,6 +289,9 @@ mod tests {
         assert!(html.contains("<polyline"));
         assert!(html.contains("limit 0.200"));
         assert!(!html.contains("<script"));
-        assert!(!html.contains("http://") || html.matches("http://").count() == html.matches("xmlns=\"http://www.w3.org/2000/svg\"").count());
+        assert!(
+            !html.contains("http://")
+                || html.matches("http://").count() == html.matches("xmlns=\"http://www.w3.org/2000/svg\"").count()
+        );
     }
 }

@@ -129,7 +129,10 @@ impl AlertRules {
                 firing: feature.psi > self.psi_threshold,
                 value: feature.psi,
                 limit: self.psi_threshold,
-                message: format!("`{}` drifted: PSI {:.3} (limit {:.2}) over {} rows", feature.name, feature.psi, self.psi_threshold, report.rows),
+                message: format!(
+                    "`{}` drifted: PSI {:.3} (limit {:.2}) over {} rows",
+                    feature.name, feature.psi, self.psi_threshold, report.rows
+                ),
             })
             .collect();
         observations.push(Observation {
@@ -172,7 +175,10 @@ impl AlertRules {
                 firing: outcomes.roc_auc < limit,
                 value: outcomes.roc_auc,
                 limit,
-                message: format!("v{} ROC-AUC {:.3} (holdout {:.3}, limit {:.3})", outcomes.version, outcomes.roc_auc, expected, limit),
+                message: format!(
+                    "v{} ROC-AUC {:.3} (holdout {:.3}, limit {:.3})",
+                    outcomes.version, outcomes.roc_auc, expected, limit
+                ),
             });
         }
         observations

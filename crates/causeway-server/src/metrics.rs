@@ -58,20 +58,45 @@ impl Metrics {
         let mut registry = Registry::with_prefix("causeway");
         let requests = Family::<RequestLabels, Counter>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
-        let latency = Family::<RequestLabels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_025, 2.0, 16)));
+        let latency = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_025, 2.0, 16))
+        });
         let dropped = Counter::default();
         let logged = Counter::default();
-        registry.register("prediction_requests", "Predictions served, per model version and endpoint", requests.clone());
-        registry.register("prediction_errors", "Prediction requests that failed, per model, endpoint and error code", errors.clone());
+        registry.register(
+            "prediction_requests",
+            "Predictions served, per model version and endpoint",
+            requests.clone(),
+        );
+        registry.register(
+            "prediction_errors",
+            "Prediction requests that failed, per model, endpoint and error code",
+            errors.clone(),
+        );
         registry.register("prediction_latency_seconds", "Time to answer a prediction request", latency.clone());
-        registry.register("prediction_log_dropped", "Prediction-log records dropped because the queue was full", dropped.clone());
+        registry.register(
+            "prediction_log_dropped",
+            "Prediction-log records dropped because the queue was full",
+            dropped.clone(),
+        );
         registry.register("prediction_log_written", "Prediction-log records written to segments", logged.clone());
-        Self { registry, requests, errors, latency, dropped, dropped_seen: Mutex::new(0), logged, logged_seen: Mutex::new(0) }
+        Self {
+            registry,
+            requests,
+            errors,
+            latency,
+            dropped,
+            dropped_seen: Mutex::new(0),
+            logged,
+            logged_seen: Mutex::new(0),
+        }
     }
 
     /// Renders the text exposition format, after syncing the log counters to `dropped`/`written`.
     pub fn render(&self, dropped: u64, written: u64) -> String {
-        for (counter, seen, current) in [(&self.dropped, &self.dropped_seen, dropped), (&self.logged, &self.logged_seen, written)] {
+        for (counter, seen, current) in
+            [(&self.dropped, &self.dropped_seen, dropped), (&self.logged, &self.logged_seen, written)]
+        {
             let mut seen = seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             if current > *seen {
                 counter.inc_by(current - *seen);

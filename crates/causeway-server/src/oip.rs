@@ -70,7 +70,8 @@ pub struct TensorMetadata {
     pub shape: Vec<i64>,
 }
 
-const NUMERIC_TYPES: [&str; 11] = ["FP64", "FP32", "FP16", "INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32", "UINT16", "UINT8"];
+const NUMERIC_TYPES: [&str; 11] =
+    ["FP64", "FP32", "FP16", "INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32", "UINT16", "UINT8"];
 
 fn flatten(value: &Value, into: &mut Vec<Value>) {
     match value {
@@ -83,13 +84,18 @@ fn element(tensor: &InputTensor, value: &Value) -> Result<FeatureValue, InputErr
     let datatype = tensor.datatype.to_ascii_uppercase();
     match value {
         Value::Null => Ok(FeatureValue::Missing),
-        Value::Number(number) if NUMERIC_TYPES.contains(&datatype.as_str()) => {
-            number.as_f64().map(FeatureValue::Number).ok_or_else(|| InputError::new(&tensor.name, "holds a number out of range"))
-        }
+        Value::Number(number) if NUMERIC_TYPES.contains(&datatype.as_str()) => number
+            .as_f64()
+            .map(FeatureValue::Number)
+            .ok_or_else(|| InputError::new(&tensor.name, "holds a number out of range")),
         Value::Bool(flag) if datatype == "BOOL" => Ok(FeatureValue::Number(f64::from(u8::from(*flag)))),
         Value::String(text) if datatype == "BYTES" => Ok(FeatureValue::Text(text.clone())),
-        Value::String(text) if text.eq_ignore_ascii_case("nan") && NUMERIC_TYPES.contains(&datatype.as_str()) => Ok(FeatureValue::Missing),
-        other => Err(InputError::new(&tensor.name, format!("datatype {} does not match the value {other}", tensor.datatype))),
+        Value::String(text) if text.eq_ignore_ascii_case("nan") && NUMERIC_TYPES.contains(&datatype.as_str()) => {
+            Ok(FeatureValue::Missing)
+        }
+        other => {
+            Err(InputError::new(&tensor.name, format!("datatype {} does not match the value {other}", tensor.datatype)))
+        }
     }
 }
 
@@ -101,14 +107,20 @@ fn checked_elements(tensor: &InputTensor) -> Result<(Vec<Value>, Vec<usize>), In
     let shape: Vec<usize> = tensor
         .shape
         .iter()
-        .map(|dimension| usize::try_from(*dimension).map_err(|_| InputError::new(&tensor.name, "shape dimensions must be non-negative")))
+        .map(|dimension| {
+            usize::try_from(*dimension)
+                .map_err(|_| InputError::new(&tensor.name, "shape dimensions must be non-negative"))
+        })
         .collect::<Result<_, _>>()?;
     let expected = shape.iter().try_fold(1usize, |product, dimension| product.checked_mul(*dimension));
     let mut values = Vec::new();
     flatten(&tensor.data, &mut values);
     match expected {
         Some(count) if count == values.len() => Ok((values, shape)),
-        _ => Err(InputError::new(&tensor.name, format!("shape {:?} does not match {} data elements", tensor.shape, values.len()))),
+        _ => Err(InputError::new(
+            &tensor.name,
+            format!("shape {:?} does not match {} data elements", tensor.shape, values.len()),
+        )),
     }
 }
 
@@ -126,7 +138,12 @@ pub fn rows_from_tensors(signature: &Signature, inputs: &[InputTensor]) -> Resul
         let (rows, columns) = match shape.as_slice() {
             [rows, columns] => (*rows, *columns),
             [columns] => (1, *columns),
-            _ => return Err(InputError::new(&tensor.name, format!("expected shape [rows, {width}], got {:?}", tensor.shape))),
+            _ => {
+                return Err(InputError::new(
+                    &tensor.name,
+                    format!("expected shape [rows, {width}], got {:?}", tensor.shape),
+                ));
+            }
         };
         if columns != width {
             return Err(InputError::new(
@@ -139,14 +156,18 @@ pub fn rows_from_tensors(signature: &Signature, inputs: &[InputTensor]) -> Resul
         }
         let mut encoded = Vec::with_capacity(rows);
         for row in values.chunks(width.max(1)) {
-            let features: Vec<FeatureValue> = row.iter().map(|value| element(tensor, value)).collect::<Result<_, _>>()?;
+            let features: Vec<FeatureValue> =
+                row.iter().map(|value| element(tensor, value)).collect::<Result<_, _>>()?;
             encoded.push(signature.encode(&features)?);
         }
         return Ok(encoded);
     }
     for tensor in inputs {
         if !names.contains(&tensor.name.as_str()) {
-            return Err(InputError::new(&tensor.name, format!("is not an input of this model; inputs are: {}", names.join(", "))));
+            return Err(InputError::new(
+                &tensor.name,
+                format!("is not an input of this model; inputs are: {}", names.join(", ")),
+            ));
         }
     }
     let mut columns: Vec<Vec<FeatureValue>> = Vec::with_capacity(width);
@@ -159,7 +180,12 @@ pub fn rows_from_tensors(signature: &Signature, inputs: &[InputTensor]) -> Resul
         let (values, shape) = checked_elements(tensor)?;
         let count = match shape.as_slice() {
             [count] | [count, 1] => *count,
-            _ => return Err(InputError::new(&tensor.name, format!("expected shape [rows] or [rows, 1], got {:?}", tensor.shape))),
+            _ => {
+                return Err(InputError::new(
+                    &tensor.name,
+                    format!("expected shape [rows] or [rows, 1], got {:?}", tensor.shape),
+                ));
+            }
         };
         if let Some(expected) = rows
             && expected != count
@@ -178,7 +204,8 @@ pub fn rows_from_tensors(signature: &Signature, inputs: &[InputTensor]) -> Resul
     let rows = rows.unwrap_or(0);
     (0..rows)
         .map(|row| {
-            let values: Vec<FeatureValue> = columns.iter().map(|column| column.get(row).cloned().unwrap_or(FeatureValue::Missing)).collect();
+            let values: Vec<FeatureValue> =
+                columns.iter().map(|column| column.get(row).cloned().unwrap_or(FeatureValue::Missing)).collect();
             signature.encode(&values)
         })
         .collect()
@@ -210,7 +237,11 @@ mod tests {
         Signature {
             features: vec![
                 FeatureSpec { name: "amount".into(), kind: FeatureKind::Numeric, nullable: false },
-                FeatureSpec { name: "channel".into(), kind: FeatureKind::Categorical { vocabulary: vec!["in_store".into(), "online".into()] }, nullable: true },
+                FeatureSpec {
+                    name: "channel".into(),
+                    kind: FeatureKind::Categorical { vocabulary: vec!["in_store".into(), "online".into()] },
+                    nullable: true,
+                },
             ],
         }
     }
@@ -221,11 +252,15 @@ mod tests {
 
     #[test]
     fn accepts_one_matrix_or_one_tensor_per_feature() {
-        let matrix = tensor(serde_json::json!({"name": "input", "shape": [2, 2], "datatype": "FP64", "data": [[1.0, 1], [2.0, 0]]}));
+        let matrix = tensor(
+            serde_json::json!({"name": "input", "shape": [2, 2], "datatype": "FP64", "data": [[1.0, 1], [2.0, 0]]}),
+        );
         assert_eq!(rows_from_tensors(&signature(), &[matrix]).expect("rows"), vec![vec![1.0, 1.0], vec![2.0, 0.0]]);
         let by_name = [
             tensor(serde_json::json!({"name": "amount", "shape": [2], "datatype": "FP32", "data": [1.5, 2.5]})),
-            tensor(serde_json::json!({"name": "channel", "shape": [2, 1], "datatype": "BYTES", "data": ["online", null]})),
+            tensor(
+                serde_json::json!({"name": "channel", "shape": [2, 1], "datatype": "BYTES", "data": ["online", null]}),
+            ),
         ];
         let rows = rows_from_tensors(&signature(), &by_name).expect("rows");
         assert_eq!(rows[0], vec![1.5, 1.0]);
@@ -238,12 +273,21 @@ mod tests {
             (serde_json::json!([{"name": "input", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]), "input"),
             (serde_json::json!([{"name": "input", "shape": [2, 2], "datatype": "FP64", "data": [1, 2, 3]}]), "input"),
             (serde_json::json!([{"name": "amount", "shape": [1], "datatype": "FP64", "data": [1]}]), "channel"),
-            (serde_json::json!([{"name": "amount", "shape": [1], "datatype": "FP64", "data": [null]},
-                                {"name": "channel", "shape": [1], "datatype": "BYTES", "data": ["online"]}]), "amount"),
-            (serde_json::json!([{"name": "amount", "shape": [1], "datatype": "BYTES", "data": ["x"]},
-                                {"name": "channel", "shape": [1], "datatype": "BYTES", "data": ["online"]}]), "amount"),
-            (serde_json::json!([{"name": "amount", "shape": [1], "datatype": "FP64", "data": [1]},
-                                {"name": "colour", "shape": [1], "datatype": "BYTES", "data": ["red"]}]), "colour"),
+            (
+                serde_json::json!([{"name": "amount", "shape": [1], "datatype": "FP64", "data": [null]},
+                                {"name": "channel", "shape": [1], "datatype": "BYTES", "data": ["online"]}]),
+                "amount",
+            ),
+            (
+                serde_json::json!([{"name": "amount", "shape": [1], "datatype": "BYTES", "data": ["x"]},
+                                {"name": "channel", "shape": [1], "datatype": "BYTES", "data": ["online"]}]),
+                "amount",
+            ),
+            (
+                serde_json::json!([{"name": "amount", "shape": [1], "datatype": "FP64", "data": [1]},
+                                {"name": "colour", "shape": [1], "datatype": "BYTES", "data": ["red"]}]),
+                "colour",
+            ),
             (serde_json::json!([{"name": "input", "shape": [1, 2], "datatype": "COMPLEX", "data": [1, 2]}]), "input"),
         ];
         for (inputs, field) in cases {

@@ -39,7 +39,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|error| ApiError::invalid(format!("request body is not valid JSON for this endpoint: {error}")))
+    serde_json::from_slice(body)
+        .map_err(|error| ApiError::invalid(format!("request body is not valid JSON for this endpoint: {error}")))
 }
 
 async fn not_found() -> ApiError {
@@ -66,7 +67,8 @@ fn metadata(state: &AppState, name: &str, version: Option<u32>) -> Result<Json<V
     let deployment = state.engine.deployment(name)?;
     let version = version.unwrap_or(deployment.champion.version);
     let artifact = state.engine.artifact(name, version)?;
-    let versions: Vec<String> = state.meta.model_versions(name)?.iter().map(|record| record.version.to_string()).collect();
+    let versions: Vec<String> =
+        state.meta.model_versions(name)?.iter().map(|record| record.version.to_string()).collect();
     Ok(Json(json!({
         "name": name,
         "versions": versions,
@@ -88,7 +90,10 @@ fn parse_version(text: &str) -> Result<u32, ApiError> {
     text.parse().map_err(|_| ApiError::invalid(format!("version `{text}` is not a positive integer")))
 }
 
-async fn version_metadata(State(state): State<AppState>, Path((name, version)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
+async fn version_metadata(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
     metadata(&state, &name, Some(parse_version(&version)?))
 }
 
@@ -97,7 +102,10 @@ async fn model_ready(State(state): State<AppState>, Path(name): Path<String>) ->
     Ok(StatusCode::OK)
 }
 
-async fn version_ready(State(state): State<AppState>, Path((name, version)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
+async fn version_ready(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
     state.engine.deployment(&name)?;
     state.engine.artifact(&name, parse_version(&version)?)?;
     Ok(StatusCode::OK)
@@ -107,7 +115,11 @@ async fn infer(State(state): State<AppState>, Path(name): Path<String>, body: By
     run_infer(&state, &name, None, &body).await
 }
 
-async fn infer_version(State(state): State<AppState>, Path((name, version)): Path<(String, String)>, body: Bytes) -> Response {
+async fn infer_version(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
     match parse_version(&version) {
         Ok(version) => run_infer(&state, &name, Some(version), &body).await,
         Err(error) => error.into_response(),
@@ -118,12 +130,17 @@ fn count_error(state: &AppState, model: &str, endpoint: &str, error: &ApiError) 
     state
         .metrics
         .errors
-        .get_or_create(&ErrorLabels { model: model.to_string(), endpoint: endpoint.to_string(), code: error.code.as_str().to_string() })
+        .get_or_create(&ErrorLabels {
+            model: model.to_string(),
+            endpoint: endpoint.to_string(),
+            code: error.code.as_str().to_string(),
+        })
         .inc();
 }
 
 fn count_success(state: &AppState, model: &str, version: u32, endpoint: &str, started: Instant) {
-    let labels = RequestLabels { model: model.to_string(), version: version.to_string(), endpoint: endpoint.to_string() };
+    let labels =
+        RequestLabels { model: model.to_string(), version: version.to_string(), endpoint: endpoint.to_string() };
     state.metrics.requests.get_or_create(&labels).inc();
     state.metrics.latency.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
 }
@@ -143,7 +160,12 @@ async fn run_infer(state: &AppState, name: &str, version: Option<u32>, body: &By
             model_version: outcome.version.to_string(),
             id: request.id.unwrap_or_default(),
             outputs: vec![
-                OutputTensor { name: "score".into(), shape: vec![count], datatype: "FP64".into(), data: outcome.scores.iter().map(|score| json!(score)).collect() },
+                OutputTensor {
+                    name: "score".into(),
+                    shape: vec![count],
+                    datatype: "FP64".into(),
+                    data: outcome.scores.iter().map(|score| json!(score)).collect(),
+                },
                 OutputTensor {
                     name: "label".into(),
                     shape: vec![count],
@@ -168,7 +190,8 @@ async fn run_infer(state: &AppState, name: &str, version: Option<u32>, body: &By
 
 async fn score_record(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> Response {
     let started = Instant::now();
-    let result = parse::<RecordRequest>(&body).and_then(|request| state.engine.score_record(&name, &request).map_err(ApiError::from));
+    let result = parse::<RecordRequest>(&body)
+        .and_then(|request| state.engine.score_record(&name, &request).map_err(ApiError::from));
     match result {
         Ok(decision) => {
             count_success(&state, &name, decision.version, "score", started);
@@ -203,11 +226,17 @@ async fn post_labels(State(state): State<AppState>, body: Bytes) -> Result<Json<
         return Err(ApiError::new(ErrorCode::TooLarge, format!("at most {MAX_LABELS} labels per request")));
     }
     if let Some(bad) = body.labels.iter().find(|item| !item.label.is_finite() || item.request_id.is_empty()) {
-        return Err(ApiError::invalid(format!("label for `{}` must be a finite number with a non-empty request_id", bad.request_id)));
+        return Err(ApiError::invalid(format!(
+            "label for `{}` must be a finite number with a non-empty request_id",
+            bad.request_id
+        )));
     }
     let now = state.clock.now_ms();
-    let labels: Vec<(String, LabelRecord)> =
-        body.labels.into_iter().map(|item| (item.request_id, LabelRecord { label: item.label, arrived_ms: now })).collect();
+    let labels: Vec<(String, LabelRecord)> = body
+        .labels
+        .into_iter()
+        .map(|item| (item.request_id, LabelRecord { label: item.label, arrived_ms: now }))
+        .collect();
     let count = labels.len();
     let meta = state.meta.clone();
     tokio::task::spawn_blocking(move || meta.put_labels(&labels))

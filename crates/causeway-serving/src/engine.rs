@@ -127,7 +127,13 @@ pub struct Engine {
 
 impl Engine {
     /// An engine over these stores. Call [`Engine::refresh`] to load deployments.
-    pub fn new(meta: Arc<MetaStore>, blobs: BlobStore, features: Option<OnlineFeatures>, clock: Arc<dyn Clock>, log: PredictionLog) -> Self {
+    pub fn new(
+        meta: Arc<MetaStore>,
+        blobs: BlobStore,
+        features: Option<OnlineFeatures>,
+        clock: Arc<dyn Clock>,
+        log: PredictionLog,
+    ) -> Self {
         Self {
             meta,
             blobs,
@@ -161,9 +167,11 @@ impl Engine {
             other => Error::Store(other),
         })?;
         let bytes = self.blobs.get(&record.artifact_key)?;
-        let artifact = Arc::new(
-            ModelArtifact::from_bytes(&bytes).map_err(|source| Error::Load { model: model.to_string(), version, source })?,
-        );
+        let artifact = Arc::new(ModelArtifact::from_bytes(&bytes).map_err(|source| Error::Load {
+            model: model.to_string(),
+            version,
+            source,
+        })?);
         self.versions.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(key, artifact.clone());
         Ok(artifact)
     }
@@ -189,7 +197,8 @@ impl Engine {
             if current.as_ref().is_some_and(|deployment| deployment.key() == desired_key) {
                 continue;
             }
-            let champion = LoadedVersion { version: policy.champion, artifact: self.artifact(&model, policy.champion)? };
+            let champion =
+                LoadedVersion { version: policy.champion, artifact: self.artifact(&model, policy.champion)? };
             let challenger = match policy.challenger {
                 Some(version) => Some(LoadedVersion { version, artifact: self.artifact(&model, version)? }),
                 None => None,
@@ -213,7 +222,8 @@ impl Engine {
 
     /// The names of deployed models.
     pub fn deployed_models(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.deployments.read().unwrap_or_else(|poisoned| poisoned.into_inner()).keys().cloned().collect();
+        let mut names: Vec<String> =
+            self.deployments.read().unwrap_or_else(|poisoned| poisoned.into_inner()).keys().cloned().collect();
         names.sort();
         names
     }
@@ -224,7 +234,13 @@ impl Engine {
 
     /// Scores encoded rows (already checked against the signature by the caller or here).
     /// With `version`, that version answers; otherwise the deployment routes by request id.
-    pub fn infer(&self, model: &str, version: Option<u32>, rows: &[Vec<f64>], request_id: Option<&str>) -> Result<InferOutcome> {
+    pub fn infer(
+        &self,
+        model: &str,
+        version: Option<u32>,
+        rows: &[Vec<f64>],
+        request_id: Option<&str>,
+    ) -> Result<InferOutcome> {
         let deployment = self.deployment(model)?;
         let request_id = request_id.map_or_else(|| self.next_request_id(), str::to_string);
         let now = self.clock.now_ms();
@@ -237,7 +253,12 @@ impl Engine {
                 (loaded, None)
             }
             None => {
-                let path = route(&request_id, deployment.champion.version, deployment.challenger.as_ref().map(|loaded| loaded.version), deployment.mode);
+                let path = route(
+                    &request_id,
+                    deployment.champion.version,
+                    deployment.challenger.as_ref().map(|loaded| loaded.version),
+                    deployment.mode,
+                );
                 let pick = |version: u32| deployment.version(version).cloned();
                 (pick(path.served).unwrap_or_else(|| deployment.champion.clone()), path.shadow.and_then(pick))
             }
@@ -287,7 +308,12 @@ impl Engine {
         let request_id = request.request_id.clone().unwrap_or_else(|| self.next_request_id());
         let values = self.record_features(features, &request.fields)?;
         let by_name: BTreeMap<String, FeatureValue> = features.spec.feature_names().into_iter().zip(values).collect();
-        let path = route(&request_id, deployment.champion.version, deployment.challenger.as_ref().map(|loaded| loaded.version), deployment.mode);
+        let path = route(
+            &request_id,
+            deployment.champion.version,
+            deployment.challenger.as_ref().map(|loaded| loaded.version),
+            deployment.mode,
+        );
         let served = deployment.version(path.served).unwrap_or(&deployment.champion);
         let encode = |artifact: &ModelArtifact| -> Result<Vec<f64>, InputError> {
             let ordered: Vec<FeatureValue> = artifact
@@ -349,7 +375,11 @@ impl Engine {
     }
 
     /// The feature values of a record, in the feature set's order.
-    pub fn record_features(&self, features: &OnlineFeatures, fields: &BTreeMap<String, FeatureValue>) -> Result<Vec<FeatureValue>> {
+    pub fn record_features(
+        &self,
+        features: &OnlineFeatures,
+        fields: &BTreeMap<String, FeatureValue>,
+    ) -> Result<Vec<FeatureValue>> {
         for name in features.spec.required_fields() {
             let is_timestamp = features.spec.views.iter().any(|view| view.timestamp == name);
             if !fields.contains_key(&name) && !is_timestamp {
@@ -360,7 +390,8 @@ impl Engine {
         let at_ms = self.event_time(features, fields);
         let mut aggregates = Vec::with_capacity(features.spec.views.len());
         for view in &features.spec.views {
-            let entity = record.text(&view.entity).ok_or_else(|| InputError::new(&view.entity, "must be a string entity id"))?;
+            let entity =
+                record.text(&view.entity).ok_or_else(|| InputError::new(&view.entity, "must be a string entity id"))?;
             aggregates.push(features.store.features(view, &entity, at_ms)?);
         }
         Ok(features.spec.assemble(&record, &aggregates))
@@ -372,7 +403,8 @@ impl Engine {
         let record = Fields(fields);
         let at_ms = self.event_time(features, fields);
         for view in &features.spec.views {
-            let entity = record.text(&view.entity).ok_or_else(|| InputError::new(&view.entity, "must be a string entity id"))?;
+            let entity =
+                record.text(&view.entity).ok_or_else(|| InputError::new(&view.entity, "must be a string entity id"))?;
             let values = view
                 .source_columns()
                 .iter()

@@ -43,13 +43,14 @@ mod tests {
     #[test]
     fn canary_share_is_respected_and_stable() {
         let requests: Vec<String> = (0..20_000).map(|index| format!("t{index}")).collect();
-        let canary = requests
-            .iter()
-            .filter(|id| route(id, 1, Some(2), RolloutMode::Canary { share: 0.05 }).served == 2)
-            .count();
+        let canary =
+            requests.iter().filter(|id| route(id, 1, Some(2), RolloutMode::Canary { share: 0.05 }).served == 2).count();
         let share = canary as f64 / requests.len() as f64;
         assert!((share - 0.05).abs() < 0.006, "{share}");
-        assert_eq!(route("t1", 1, Some(2), RolloutMode::Canary { share: 0.05 }), route("t1", 1, Some(2), RolloutMode::Canary { share: 0.05 }));
+        assert_eq!(
+            route("t1", 1, Some(2), RolloutMode::Canary { share: 0.05 }),
+            route("t1", 1, Some(2), RolloutMode::Canary { share: 0.05 })
+        );
     }
 
     #[test]

@@ -85,7 +85,8 @@ fn collect_files(directory: &Path, root: &Path, keys: &mut Vec<String>) -> Resul
         if path.is_dir() {
             collect_files(&path, root, keys)?;
         } else if let Ok(relative) = path.strip_prefix(root) {
-            let key = relative.components().map(|part| part.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+            let key =
+                relative.components().map(|part| part.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
             if !key.contains(".tmp-") {
                 keys.push(key);
             }

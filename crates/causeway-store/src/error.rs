@@ -29,7 +29,9 @@ pub enum Error {
     #[error("invalid blob key `{0}`: keys are relative paths of plain segments")]
     InvalidKey(String),
     /// The database was written by a newer Causeway.
-    #[error("the metadata store has schema version {found}, newer than this Causeway understands ({supported}); upgrade Causeway")]
+    #[error(
+        "the metadata store has schema version {found}, newer than this Causeway understands ({supported}); upgrade Causeway"
+    )]
     TooNew {
         /// The version found on disk.
         found: i64,

@@ -120,7 +120,7 @@ impl MetaStore {
              WHERE name = ?1 ORDER BY created_ms, rowid",
         )?;
         let rows = statement.query_map(params![name], dataset_from_row)?;
-        rows.map(|row| row?.map_err(Error::from)).collect()
+        rows.map(|row| row?).collect()
     }
 
     /// Every dataset version of every dataset, oldest first.
@@ -131,7 +131,7 @@ impl MetaStore {
              ORDER BY created_ms, rowid",
         )?;
         let rows = statement.query_map([], dataset_from_row)?;
-        rows.map(|row| row?.map_err(Error::from)).collect()
+        rows.map(|row| row?).collect()
     }
 
     /// One dataset version; `version` may be a unique prefix of the hash.
@@ -164,7 +164,10 @@ impl MetaStore {
             ],
         )?;
         for (key, value) in &run.params {
-            transaction.execute("INSERT INTO run_params (run_id, key, value) VALUES (?1, ?2, ?3)", params![run.run_id, key, value])?;
+            transaction.execute(
+                "INSERT INTO run_params (run_id, key, value) VALUES (?1, ?2, ?3)",
+                params![run.run_id, key, value],
+            )?;
         }
         transaction.commit()?;
         Ok(())
@@ -209,7 +212,9 @@ impl MetaStore {
             .optional()?
             .ok_or_else(|| Error::NotFound(format!("run `{run_id}`")))?;
         let mut statement = connection.prepare("SELECT key, value FROM run_params WHERE run_id = ?1")?;
-        for row in statement.query_map(params![run_id], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))? {
+        for row in
+            statement.query_map(params![run_id], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?
+        {
             let (key, value) = row?;
             run.params.insert(key, value);
         }
@@ -227,8 +232,7 @@ impl MetaStore {
         let ids: Vec<String> = {
             let connection = self.lock();
             let mut statement = connection.prepare("SELECT run_id FROM runs ORDER BY started_ms DESC, rowid DESC")?;
-            let ids = statement.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?;
-            ids
+            statement.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?
         };
         ids.iter().map(|id| self.run(id)).collect()
     }
@@ -320,11 +324,23 @@ impl MetaStore {
     }
 
     /// Points `alias` of `model` at `version`, recording history and an audit event.
-    pub fn set_alias(&self, model: &str, alias: &str, version: u32, actor: &str, at_ms: i64, reason: &str) -> Result<()> {
+    pub fn set_alias(
+        &self,
+        model: &str,
+        alias: &str,
+        version: u32,
+        actor: &str,
+        at_ms: i64,
+        reason: &str,
+    ) -> Result<()> {
         let mut connection = self.lock();
         let transaction = connection.transaction()?;
         let exists: Option<u32> = transaction
-            .query_row("SELECT version FROM model_versions WHERE model = ?1 AND version = ?2", params![model, version], |row| row.get(0))
+            .query_row(
+                "SELECT version FROM model_versions WHERE model = ?1 AND version = ?2",
+                params![model, version],
+                |row| row.get(0),
+            )
             .optional()?;
         if exists.is_none() {
             return Err(Error::NotFound(format!("model `{model}` version {version}")));
@@ -356,7 +372,8 @@ impl MetaStore {
     pub fn delete_alias(&self, model: &str, alias: &str, actor: &str, at_ms: i64, reason: &str) -> Result<()> {
         let mut connection = self.lock();
         let transaction = connection.transaction()?;
-        let removed = transaction.execute("DELETE FROM aliases WHERE model = ?1 AND alias = ?2", params![model, alias])?;
+        let removed =
+            transaction.execute("DELETE FROM aliases WHERE model = ?1 AND alias = ?2", params![model, alias])?;
         if removed > 0 {
             transaction.execute(
                 "INSERT INTO alias_history (model, alias, version, at_ms) VALUES (?1, ?2, NULL, ?3)",
@@ -381,7 +398,9 @@ impl MetaStore {
     pub fn alias(&self, model: &str, alias: &str) -> Result<Option<u32>> {
         Ok(self
             .lock()
-            .query_row("SELECT version FROM aliases WHERE model = ?1 AND alias = ?2", params![model, alias], |row| row.get(0))
+            .query_row("SELECT version FROM aliases WHERE model = ?1 AND alias = ?2", params![model, alias], |row| {
+                row.get(0)
+            })
             .optional()?)
     }
 
@@ -401,7 +420,8 @@ impl MetaStore {
             let mut statement = connection.prepare(
                 "SELECT version FROM alias_history WHERE model = ?1 AND alias = ?2 AND version IS NOT NULL ORDER BY id DESC",
             )?;
-            let versions: Vec<u32> = statement.query_map(params![model, alias], |row| row.get(0))?.collect::<Result<_, _>>()?;
+            let versions: Vec<u32> =
+                statement.query_map(params![model, alias], |row| row.get(0))?.collect::<Result<_, _>>()?;
             versions.into_iter().find(|version| *version != current)
         };
         let previous = previous.ok_or_else(|| Error::NotFound(format!("an earlier version of `{model}@{alias}`")))?;
@@ -515,7 +535,10 @@ impl MetaStore {
     }
 
     /// The labels known for the given request ids.
-    pub fn labels_for<'a>(&self, request_ids: impl IntoIterator<Item = &'a str>) -> Result<HashMap<String, LabelRecord>> {
+    pub fn labels_for<'a>(
+        &self,
+        request_ids: impl IntoIterator<Item = &'a str>,
+    ) -> Result<HashMap<String, LabelRecord>> {
         let connection = self.lock();
         let mut statement = connection.prepare("SELECT label, arrived_ms FROM labels WHERE request_id = ?1")?;
         let mut found = HashMap::new();
@@ -548,8 +571,10 @@ impl MetaStore {
 
     /// Reads the document stored under `key`.
     pub fn state(&self, key: &str) -> Result<Option<serde_json::Value>> {
-        let text: Option<String> =
-            self.lock().query_row("SELECT value FROM state WHERE key = ?1", params![key], |row| row.get(0)).optional()?;
+        let text: Option<String> = self
+            .lock()
+            .query_row("SELECT value FROM state WHERE key = ?1", params![key], |row| row.get(0))
+            .optional()?;
         text.map(|text| serde_json::from_str(&text).map_err(Error::from)).transpose()
     }
 }
@@ -602,7 +627,15 @@ fn insert_event(connection: &Connection, event: &Event) -> Result<i64> {
 }
 
 fn audit(at_ms: i64, actor: &str, subject: &str, message: String, details: serde_json::Value) -> Event {
-    Event { id: 0, at_ms, kind: EventKind::Audit, actor: actor.to_string(), subject: subject.to_string(), message, details }
+    Event {
+        id: 0,
+        at_ms,
+        kind: EventKind::Audit,
+        actor: actor.to_string(),
+        subject: subject.to_string(),
+        message,
+        details,
+    }
 }
 
 fn reason_suffix(reason: &str) -> String {
@@ -654,7 +687,13 @@ mod tests {
     #[test]
     fn traffic_generation_increases() -> Result<()> {
         let store = MetaStore::open_in_memory()?;
-        let policy = TrafficPolicy { model: "fraud".into(), champion: 1, challenger: None, mode: RolloutMode::ChampionOnly, generation: 0 };
+        let policy = TrafficPolicy {
+            model: "fraud".into(),
+            champion: 1,
+            challenger: None,
+            mode: RolloutMode::ChampionOnly,
+            generation: 0,
+        };
         assert_eq!(store.set_traffic(&policy, "test", 1)?.generation, 1);
         let canary = TrafficPolicy { challenger: Some(2), mode: RolloutMode::Canary { share: 0.05 }, ..policy };
         assert_eq!(store.set_traffic(&canary, "test", 2)?.generation, 2);
@@ -664,7 +703,8 @@ mod tests {
 
     #[test]
     fn runs_labels_and_reopen_keep_data() -> Result<()> {
-        let directory = tempfile::tempdir().map_err(|source| crate::blob::io_error("tempdir", Path::new("."), source))?;
+        let directory =
+            tempfile::tempdir().map_err(|source| crate::blob::io_error("tempdir", Path::new("."), source))?;
         let path = directory.path().join("meta.db");
         {
             let store = MetaStore::open(&path)?;

@@ -73,7 +73,8 @@ impl BinnedMatrix {
         let max_bins = max_bins.clamp(2, 254);
         let mut cuts = Vec::with_capacity(width);
         for feature in 0..width {
-            let mut values: Vec<f64> = rows.iter().filter_map(|row| row.get(feature).copied()).filter(|value| !value.is_nan()).collect();
+            let mut values: Vec<f64> =
+                rows.iter().filter_map(|row| row.get(feature).copied()).filter(|value| !value.is_nan()).collect();
             values.sort_by(f64::total_cmp);
             values.dedup();
             let feature_cuts: Vec<f64> = if values.len() <= max_bins {
@@ -89,7 +90,11 @@ impl BinnedMatrix {
         for row in rows {
             for (feature, feature_cuts) in cuts.iter().enumerate() {
                 let value = row.get(feature).copied().unwrap_or(f64::NAN);
-                bins.push(if value.is_nan() { MISSING_BIN } else { feature_cuts.partition_point(|cut| *cut <= value) as u8 });
+                bins.push(if value.is_nan() {
+                    MISSING_BIN
+                } else {
+                    feature_cuts.partition_point(|cut| *cut <= value) as u8
+                });
             }
         }
         Self { bins, width, cuts }
@@ -122,14 +127,21 @@ pub fn train(
 ) -> Result<(GbdtModel, TrainingHistory)> {
     let width = rows.first().map_or(0, Vec::len);
     if rows.is_empty() || rows.len() != labels.len() {
-        return Err(Error::Data(format!("need as many labels as rows and at least one row (rows {}, labels {})", rows.len(), labels.len())));
+        return Err(Error::Data(format!(
+            "need as many labels as rows and at least one row (rows {}, labels {})",
+            rows.len(),
+            labels.len()
+        )));
     }
     if rows.iter().any(|row| row.len() != width) {
         return Err(Error::Data("rows have different widths".into()));
     }
     let positives = labels.iter().filter(|label| **label > 0.5).count();
     if positives == 0 || positives == labels.len() {
-        return Err(Error::Data(format!("training needs both classes; found {positives} positives in {} rows", labels.len())));
+        return Err(Error::Data(format!(
+            "training needs both classes; found {positives} positives in {} rows",
+            labels.len()
+        )));
     }
     let negatives = labels.len() - positives;
     let positive_weight = params.scale_pos_weight.unwrap_or_else(|| (negatives as f64 / positives as f64).sqrt());
@@ -197,7 +209,11 @@ fn grow_tree(matrix: &BinnedMatrix, pairs: &[GradientPair], params: &GbdtParams,
             let pair = pairs[*row as usize];
             GradientPair { gradient: sum.gradient + pair.gradient, hessian: sum.hessian + pair.hessian }
         });
-        let candidate = if depth < params.max_depth && node_rows.len() >= 2 { best_split(matrix, pairs, &node_rows, total, params) } else { None };
+        let candidate = if depth < params.max_depth && node_rows.len() >= 2 {
+            best_split(matrix, pairs, &node_rows, total, params)
+        } else {
+            None
+        };
         match candidate {
             Some(candidate) => {
                 let threshold = matrix.cuts[candidate.feature][candidate.bin];
@@ -235,7 +251,13 @@ fn grow_tree(matrix: &BinnedMatrix, pairs: &[GradientPair], params: &GbdtParams,
     Tree { nodes }
 }
 
-fn best_split(matrix: &BinnedMatrix, pairs: &[GradientPair], rows: &[u32], total: GradientPair, params: &GbdtParams) -> Option<Candidate> {
+fn best_split(
+    matrix: &BinnedMatrix,
+    pairs: &[GradientPair],
+    rows: &[u32],
+    total: GradientPair,
+    params: &GbdtParams,
+) -> Option<Candidate> {
     let width = matrix.width;
     const SLOTS: usize = 256;
     let mut histogram = vec![GradientPair::default(); width * SLOTS];
@@ -256,9 +278,9 @@ fn best_split(matrix: &BinnedMatrix, pairs: &[GradientPair], rows: &[u32], total
         let missing = slots[usize::from(MISSING_BIN)];
         let bin_count = matrix.cuts[feature].len() + 1;
         let mut left = GradientPair::default();
-        for bin in 0..bin_count.saturating_sub(1) {
-            left.gradient += slots[bin].gradient;
-            left.hessian += slots[bin].hessian;
+        for (bin, slot) in slots.iter().enumerate().take(bin_count.saturating_sub(1)) {
+            left.gradient += slot.gradient;
+            left.hessian += slot.hessian;
             for missing_left in [false, true] {
                 let mut left_side = left;
                 if missing_left {

@@ -111,7 +111,11 @@ pub fn signature_for(spec: &FeatureSetSpec, set: &TrainingSet) -> Signature {
             } else {
                 FeatureKind::Numeric
             };
-            FeatureSpec { name: name.clone(), kind, nullable: nullable.contains(name) || spec.categorical.contains(name) }
+            FeatureSpec {
+                name: name.clone(),
+                kind,
+                nullable: nullable.contains(name) || spec.categorical.contains(name),
+            }
         })
         .collect();
     Signature { features }
@@ -185,13 +189,15 @@ pub fn fit(
     let holdout_rows = holdout.encode(signature)?;
     let model = match trainer {
         Trainer::Gbdt(params) => {
-            let (model, _) = gbdt::train(&fit_rows, &fit_part.labels, params, Some((&validation_rows, &validation.labels)))?;
+            let (model, _) =
+                gbdt::train(&fit_rows, &fit_part.labels, params, Some((&validation_rows, &validation.labels)))?;
             Model::Gbdt(model)
         }
         Trainer::Logistic(params) => Model::Logistic(logistic::train(signature, &fit_rows, &fit_part.labels, params)?),
     };
     let validation_scores = model.predict_rows(&validation_rows);
-    let threshold = metrics::threshold_for_false_positive_rate(&validation_scores, &validation.labels, target_false_positive_rate);
+    let threshold =
+        metrics::threshold_for_false_positive_rate(&validation_scores, &validation.labels, target_false_positive_rate);
     let holdout_scores = model.predict_rows(&holdout_rows);
     let metrics = metrics::binary_metrics(&holdout_scores, &holdout.labels, threshold);
     let artifact = ModelArtifact::new(model, signature.clone(), threshold, metadata)?;

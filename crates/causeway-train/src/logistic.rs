@@ -25,7 +25,12 @@ impl Default for LogisticParams {
 }
 
 /// Fits a logistic regression on encoded rows, expanding features as the signature says.
-pub fn train(signature: &Signature, rows: &[Vec<f64>], labels: &[f64], params: &LogisticParams) -> Result<LogisticModel> {
+pub fn train(
+    signature: &Signature,
+    rows: &[Vec<f64>],
+    labels: &[f64],
+    params: &LogisticParams,
+) -> Result<LogisticModel> {
     if rows.is_empty() || rows.len() != labels.len() {
         return Err(Error::Data("need as many labels as rows and at least one row".into()));
     }
@@ -41,10 +46,14 @@ pub fn train(signature: &Signature, rows: &[Vec<f64>], labels: &[f64], params: &
         .enumerate()
         .map(|(index, feature)| match &feature.kind {
             FeatureKind::Numeric => {
-                let values: Vec<f64> = rows.iter().filter_map(|row| row.get(index).copied()).filter(|value| !value.is_nan()).collect();
+                let values: Vec<f64> =
+                    rows.iter().filter_map(|row| row.get(index).copied()).filter(|value| !value.is_nan()).collect();
                 let mean = if values.is_empty() { 0.0 } else { values.iter().sum::<f64>() / values.len() as f64 };
-                let variance =
-                    if values.is_empty() { 0.0 } else { values.iter().map(|value| (value - mean).powi(2)).sum::<f64>() / values.len() as f64 };
+                let variance = if values.is_empty() {
+                    0.0
+                } else {
+                    values.iter().map(|value| (value - mean).powi(2)).sum::<f64>() / values.len() as f64
+                };
                 Expansion::Standardized { mean, scale: variance.sqrt().max(1e-9) }
             }
             FeatureKind::Categorical { vocabulary } => Expansion::OneHot { categories: vocabulary.len() },
@@ -152,7 +161,11 @@ mod tests {
         let signature = Signature {
             features: vec![
                 FeatureSpec { name: "x".into(), kind: FeatureKind::Numeric, nullable: true },
-                FeatureSpec { name: "c".into(), kind: FeatureKind::Categorical { vocabulary: vec!["a".into(), "b".into()] }, nullable: true },
+                FeatureSpec {
+                    name: "c".into(),
+                    kind: FeatureKind::Categorical { vocabulary: vec!["a".into(), "b".into()] },
+                    nullable: true,
+                },
             ],
         };
         let mut rng = SeededRng::new(5);
@@ -165,7 +178,12 @@ mod tests {
             labels.push(f64::from(u8::from(rng.chance(sigmoid(margin)))));
             rows.push(vec![x, category]);
         }
-        let model = train(&signature, &rows, &labels, &LogisticParams { scale_pos_weight: Some(1.0), ..LogisticParams::default() })?;
+        let model = train(
+            &signature,
+            &rows,
+            &labels,
+            &LogisticParams { scale_pos_weight: Some(1.0), ..LogisticParams::default() },
+        )?;
         let scores = model.predict_rows(&rows);
         assert!(roc_auc(&scores, &labels) > 0.85);
         // Coefficient of x per unit is about 1: the standardized weight divided by the scale.

@@ -125,7 +125,8 @@ pub fn brier_score(scores: &[f64], labels: &[f64]) -> f64 {
 
 /// The lowest threshold whose false-positive rate on these labels is at most `target`.
 pub fn threshold_for_false_positive_rate(scores: &[f64], labels: &[f64], target: f64) -> f64 {
-    let mut negatives: Vec<f64> = scores.iter().zip(labels).filter(|(_, label)| **label <= 0.5).map(|(score, _)| *score).collect();
+    let mut negatives: Vec<f64> =
+        scores.iter().zip(labels).filter(|(_, label)| **label <= 0.5).map(|(score, _)| *score).collect();
     if negatives.is_empty() {
         return 0.5;
     }
@@ -184,7 +185,13 @@ mod tests {
         for (positive, _) in scores.iter().zip(&labels).filter(|(_, label)| **label == 1.0) {
             for (negative, _) in scores.iter().zip(&labels).filter(|(_, label)| **label == 0.0) {
                 pairs += 1.0;
-                wins += if positive > negative { 1.0 } else if positive == negative { 0.5 } else { 0.0 };
+                wins += if positive > negative {
+                    1.0
+                } else if positive == negative {
+                    0.5
+                } else {
+                    0.0
+                };
             }
         }
         assert!((roc_auc(&scores, &labels) - wins / pairs).abs() < 1e-12);

@@ -64,7 +64,10 @@ impl<'a> RunTracker<'a> {
 fn new_run_id(name: &str, at_ms: i64) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|elapsed| elapsed.as_nanos() as u64).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos() as u64)
+        .unwrap_or(0);
     let seed = nanos ^ (u64::from(std::process::id()) << 32) ^ COUNTER.fetch_add(1, Ordering::Relaxed) ^ at_ms as u64;
     let mut rng = SeededRng::derive(seed, name);
     format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64())
@@ -73,7 +76,11 @@ fn new_run_id(name: &str, at_ms: i64) -> String {
 /// The git commit of `directory`, when it is inside a git checkout.
 pub fn git_commit(directory: &Path) -> Option<String> {
     let output = Command::new("git").arg("-C").arg(directory).args(["rev-parse", "HEAD"]).output().ok()?;
-    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_string()).filter(|commit| commit.len() == 40)
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+        .filter(|commit| commit.len() == 40)
 }
 
 #[cfg(test)]

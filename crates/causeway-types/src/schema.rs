@@ -88,7 +88,13 @@ mod tests {
 
     #[test]
     fn reports_missing_and_retyped_columns_only() {
-        let before = Schema { fields: vec![field("a", Dtype::Int64, false), field("b", Dtype::Utf8, false), field("c", Dtype::Int64, true)] };
+        let before = Schema {
+            fields: vec![
+                field("a", Dtype::Int64, false),
+                field("b", Dtype::Utf8, false),
+                field("c", Dtype::Int64, true),
+            ],
+        };
         let after = Schema { fields: vec![field("a", Dtype::Float64, false), field("d", Dtype::Utf8, false)] };
         let problems = before.incompatibilities(&after);
         assert_eq!(problems.len(), 2, "{problems:?}");

@@ -12,7 +12,9 @@ use causeway_loop::pipeline::{load_dataset, snapshot_id, train_and_register, tra
 use causeway_loop::{Controller, Project};
 use causeway_monitor::PredictionLog;
 use causeway_serving::{Engine, OnlineFeatures};
-use causeway_types::{CHALLENGER, CHAMPION, Clock, EventKind, RolloutMode, SystemClock, TrafficPolicy, format_timestamp};
+use causeway_types::{
+    CHALLENGER, CHAMPION, Clock, EventKind, RolloutMode, SystemClock, TrafficPolicy, format_timestamp,
+};
 use clap::{Args, Parser, Subcommand};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
@@ -29,7 +31,7 @@ struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct DirArg {
     /// The project directory (holds causeway.toml and .causeway/).
-    #[arg(long, default_value = ".", global = true)]
+    #[arg(long, default_value = ".")]
     pub dir: PathBuf,
 }
 
@@ -147,13 +149,16 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum LoopAction {
     /// Resume retraining after the loop paused itself (it pauses after a rollback).
+    ///
+    /// Example: causeway loop resume --dir my-project
     Resume(DirArg),
 }
 
 /// Parses arguments, runs the command, and turns errors into a message and exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CAUSEWAY_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAUSEWAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     match run(cli.command) {
         Ok(code) => code,
@@ -253,7 +258,10 @@ fn train(dir: &Path, days: Option<u32>, promote: bool) -> Result<ExitCode> {
     for (name, value) in &trained.outcome.metrics {
         output.add_row(vec![name.clone(), format!("{value:.4}")]);
     }
-    println!("registered {} version {} from run {} on {}", model.name, trained.version.version, trained.run.run_id, snapshot);
+    println!(
+        "registered {} version {} from run {} on {}",
+        model.name, trained.version.version, trained.run.run_id, snapshot
+    );
     println!("{output}");
     if let Some((family, metrics)) = &trained.comparison {
         println!("{family} baseline holdout ROC-AUC {:.4}", metrics.get("roc_auc").copied().unwrap_or(f64::NAN));
@@ -269,7 +277,13 @@ fn set_champion(project: &Project, model: &str, version: u32, actor: &str, reaso
     let now = SystemClock.now_ms();
     project.meta.set_alias(model, CHAMPION, version, actor, now, reason)?;
     project.meta.set_traffic(
-        &TrafficPolicy { model: model.to_string(), champion: version, challenger: None, mode: RolloutMode::ChampionOnly, generation: 0 },
+        &TrafficPolicy {
+            model: model.to_string(),
+            champion: version,
+            challenger: None,
+            mode: RolloutMode::ChampionOnly,
+            generation: 0,
+        },
         actor,
         now,
     )?;
@@ -278,7 +292,8 @@ fn set_champion(project: &Project, model: &str, version: u32, actor: &str, reaso
 
 fn runs(dir: &Path) -> Result<ExitCode> {
     let project = open(dir)?;
-    let mut output = table(&["run", "name", "status", "started", "seed", "dataset", "git", "tool", "roc_auc", "recall"]);
+    let mut output =
+        table(&["run", "name", "status", "started", "seed", "dataset", "git", "tool", "roc_auc", "recall"]);
     for run in project.meta.runs()? {
         let metric = |name: &str| run.metrics.get(name).map_or_else(|| "–".into(), |value| format!("{value:.4}"));
         output.add_row(vec![
@@ -300,12 +315,18 @@ fn runs(dir: &Path) -> Result<ExitCode> {
 
 fn models(dir: &Path) -> Result<ExitCode> {
     let project = open(dir)?;
-    let mut output = table(&["model", "version", "family", "trained on", "roc_auc", "recall", "fpr", "threshold", "aliases"]);
+    let mut output =
+        table(&["model", "version", "family", "trained on", "roc_auc", "recall", "fpr", "threshold", "aliases"]);
     for name in project.meta.model_names()? {
         let aliases = project.meta.aliases(&name)?;
         for version in project.meta.model_versions(&name)? {
-            let metric = |metric: &str| version.metrics.get(metric).map_or_else(|| "–".into(), |value| format!("{value:.4}"));
-            let tags: Vec<&str> = aliases.iter().filter(|(_, target)| **target == version.version).map(|(alias, _)| alias.as_str()).collect();
+            let metric =
+                |metric: &str| version.metrics.get(metric).map_or_else(|| "–".into(), |value| format!("{value:.4}"));
+            let tags: Vec<&str> = aliases
+                .iter()
+                .filter(|(_, target)| **target == version.version)
+                .map(|(alias, _)| alias.as_str())
+                .collect();
             output.add_row(vec![
                 name.clone(),
                 version.version.to_string(),
@@ -326,7 +347,9 @@ fn models(dir: &Path) -> Result<ExitCode> {
 fn model_name(project: &Project, model: Option<String>) -> Result<String> {
     match model {
         Some(model) => Ok(model),
-        None => Ok(project.config.model().context("pass --model NAME or declare [model] in causeway.toml")?.name.clone()),
+        None => {
+            Ok(project.config.model().context("pass --model NAME or declare [model] in causeway.toml")?.name.clone())
+        }
     }
 }
 
@@ -348,7 +371,13 @@ fn rollback(dir: &Path, model: Option<String>) -> Result<ExitCode> {
     let now = SystemClock.now_ms();
     let version = project.meta.rollback_alias(&model, CHAMPION, "cli", now, "by hand")?;
     project.meta.set_traffic(
-        &TrafficPolicy { model: model.clone(), champion: version, challenger: None, mode: RolloutMode::ChampionOnly, generation: 0 },
+        &TrafficPolicy {
+            model: model.clone(),
+            champion: version,
+            challenger: None,
+            mode: RolloutMode::ChampionOnly,
+            generation: 0,
+        },
         "cli",
         now,
     )?;
@@ -359,7 +388,10 @@ fn rollback(dir: &Path, model: Option<String>) -> Result<ExitCode> {
 fn events(dir: &Path, kind: Option<&str>) -> Result<ExitCode> {
     let project = open(dir)?;
     let kind = match kind {
-        Some(text) => Some(EventKind::parse(text).with_context(|| format!("unknown kind `{text}`: use audit, alert, resolved, loop or data"))?),
+        Some(text) => Some(
+            EventKind::parse(text)
+                .with_context(|| format!("unknown kind `{text}`: use audit, alert, resolved, loop or data"))?,
+        ),
         None => None,
     };
     for event in project.meta.events(kind)? {
@@ -370,7 +402,8 @@ fn events(dir: &Path, kind: Option<&str>) -> Result<ExitCode> {
 
 fn resume(dir: &Path) -> Result<ExitCode> {
     let project = open(dir)?;
-    let mut controller = Controller::new(&project, Box::new(|_, _| Err(causeway_loop::Error::Precondition("not retraining".into()))))?;
+    let mut controller =
+        Controller::new(&project, Box::new(|_, _| Err(causeway_loop::Error::Precondition("not retraining".into()))))?;
     controller.resume(SystemClock.now_ms())?;
     println!("retraining resumed");
     Ok(ExitCode::SUCCESS)
@@ -394,9 +427,14 @@ fn serve(dir: &Path, listen: SocketAddr, reload_seconds: u64) -> Result<ExitCode
     let state = causeway_server::AppState::new(engine.clone(), project.meta.clone(), clock);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let address = listener.local_addr()?;
-        println!("serving {} on http://{address} (models: {})", project.dir.display(), engine.deployed_models().join(", "));
+        println!(
+            "serving {} on http://{address} (models: {})",
+            project.dir.display(),
+            engine.deployed_models().join(", ")
+        );
         let refresher = causeway_server::spawn_refresher(engine.clone(), Duration::from_secs(reload_seconds.max(1)));
         let app = causeway_server::router(state);
         let result = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;

@@ -76,8 +76,16 @@ impl Narrator {
 impl Observer for Narrator {
     fn step(&mut self, title: &str, total: u64) {
         self.bar.finish_and_clear();
-        self.bar = if self.quiet { ProgressBar::hidden() } else { ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()) };
-        let template = if total > 0 { "{spinner} {prefix:<42} [{bar:30}] {pos}/{len} {msg}" } else { "{spinner} {prefix:<42} {msg}" };
+        self.bar = if self.quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
+        };
+        let template = if total > 0 {
+            "{spinner} {prefix:<42} [{bar:30}] {pos}/{len} {msg}"
+        } else {
+            "{spinner} {prefix:<42} {msg}"
+        };
         if let Ok(style) = ProgressStyle::with_template(template) {
             self.bar.set_style(style.progress_chars("=> "));
         }
@@ -107,7 +115,11 @@ pub fn run(command: DemoCommand) -> Result<ExitCode> {
     let DemoCommand::Fraud(args) = command;
     let dir = match &args.dir {
         Some(dir) => dir.clone(),
-        None => tempfile::Builder::new().prefix("causeway-demo-").tempdir().context("cannot create a temporary directory")?.keep(),
+        None => tempfile::Builder::new()
+            .prefix("causeway-demo-")
+            .tempdir()
+            .context("cannot create a temporary directory")?
+            .keep(),
     };
     let options = DemoOptions {
         scenario: match args.scenario {
@@ -134,7 +146,8 @@ pub fn run(command: DemoCommand) -> Result<ExitCode> {
     narrator.bar.finish_and_clear();
     print_summary(&outcome, started.elapsed().as_secs_f64());
     if let Some(path) = &args.summary_json {
-        std::fs::write(path, serde_json::to_vec_pretty(&summary_json(&outcome))?).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, serde_json::to_vec_pretty(&summary_json(&outcome))?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(if outcome.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
@@ -146,7 +159,17 @@ fn metric(value: Option<f64>) -> String {
 fn print_summary(outcome: &DemoOutcome, seconds: f64) {
     let mut versions = Table::new();
     versions.load_style(UTF8_FULL_CONDENSED);
-    versions.set_header(vec!["version", "family", "trained on", "holdout AUC", "holdout recall", "holdout FPR", "live AUC", "live recall", "aliases"]);
+    versions.set_header(vec![
+        "version",
+        "family",
+        "trained on",
+        "holdout AUC",
+        "holdout recall",
+        "holdout FPR",
+        "live AUC",
+        "live recall",
+        "aliases",
+    ]);
     for version in &outcome.versions {
         versions.add_row(vec![
             format!("v{}", version.version),
@@ -179,7 +202,10 @@ fn print_summary(outcome: &DemoOutcome, seconds: f64) {
     checks.load_style(UTF8_FULL_CONDENSED);
     checks.set_header(vec!["expectation", "result"]);
     for check in &outcome.checks {
-        checks.add_row(vec![check.expectation.clone(), if check.passed { "passed".into() } else { "FAILED".to_string() }]);
+        checks.add_row(vec![
+            check.expectation.clone(),
+            if check.passed { "passed".into() } else { "FAILED".to_string() },
+        ]);
     }
     println!("\nExpectations\n{checks}");
     let timings: Vec<String> = outcome.timings.iter().map(|(name, seconds)| format!("{name} {seconds:.1}s")).collect();

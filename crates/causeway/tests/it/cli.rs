@@ -1,0 +1,127 @@
+//! The small commands through the binary: init, ingest (accepted and rejected), train (twice,
+//! bit-identical), models, promote, rollback, events, help and errors.
+
+use std::path::Path;
+
+use causeway_data::ingest::write_csv;
+use causeway_data::synthetic::{FraudConfig, FraudGenerator, to_frame};
+use causeway_loop::config::FRAUD_CONFIG;
+
+use crate::support::run;
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).to_string()
+}
+
+fn ok(args: &[&str]) -> String {
+    let output = run(args);
+    assert!(output.status.success(), "{args:?} failed:\n{}\n{}", stdout(&output), stderr(&output));
+    stdout(&output)
+}
+
+fn write_transactions(path: &Path, days: u32, seed: u64) {
+    let generator = FraudGenerator::new(FraudConfig {
+        seed,
+        transactions_per_day: 1_500,
+        customers: 1_000,
+        ..FraudConfig::default()
+    });
+    write_csv(&to_frame(&generator.days(0, days), true).expect("frame"), path).expect("csv");
+}
+
+#[test]
+fn project_commands_from_init_to_rollback() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("project");
+    let dir_text = dir.to_str().expect("utf-8");
+    assert!(ok(&["init", "--dir", dir_text]).contains("created"));
+    std::fs::write(dir.join("causeway.toml"), FRAUD_CONFIG).expect("config");
+
+    let good = root.path().join("transactions.csv");
+    write_transactions(&good, 40, 3);
+    let ingested = ok(&["ingest", good.to_str().expect("utf-8"), "--name", "transactions", "--dir", dir_text]);
+    assert!(ingested.contains("stored") && ingested.contains("passed 8 expectations"), "{ingested}");
+    assert!(
+        ok(&["ingest", good.to_str().expect("utf-8"), "--name", "transactions", "--dir", dir_text])
+            .contains("already stored")
+    );
+
+    // A batch breaking an expectation is rejected with a readable report and changes nothing.
+    let bad = root.path().join("bad.csv");
+    let text = std::fs::read_to_string(&good).expect("csv");
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    lines[1] = lines[1].replacen(",online,", ",fax,", 1).replacen(",in_store,", ",fax,", 1).replacen(
+        ",mobile_app,",
+        ",fax,",
+        1,
+    );
+    std::fs::write(&bad, lines.join("\n")).expect("bad csv");
+    let rejected = run(&["ingest", bad.to_str().expect("utf-8"), "--name", "transactions", "--dir", dir_text]);
+    assert!(!rejected.status.success());
+    let message = stderr(&rejected);
+    assert!(
+        message.contains("was rejected") && message.contains("column `channel`") && message.contains("row 0: fax"),
+        "{message}"
+    );
+    assert_eq!(ok(&["datasets", "--dir", dir_text]).matches("│ transactions ").count(), 1);
+
+    // Training twice on the same data with the same seed gives the same model, byte for byte.
+    let first = ok(&["train", "--dir", dir_text, "--days", "20", "--promote"]);
+    assert!(first.contains("registered fraud version 1"), "{first}");
+    let second = ok(&["train", "--dir", dir_text, "--days", "20"]);
+    assert!(second.contains("registered fraud version 2"), "{second}");
+    let artifacts: Vec<Vec<u8>> = std::fs::read_dir(dir.join(".causeway/artifacts/models/fraud"))
+        .expect("artifacts")
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| !path.to_string_lossy().ends_with(".baseline.json"))
+        .map(|path| std::fs::read(path).expect("read"))
+        .collect();
+    assert_eq!(artifacts.len(), 2);
+    let strip_run = |bytes: &[u8]| -> serde_json::Value {
+        let mut value: serde_json::Value = serde_json::from_slice(bytes).expect("json");
+        value["metadata"] = serde_json::Value::Null;
+        value
+    };
+    assert_eq!(strip_run(&artifacts[0]), strip_run(&artifacts[1]), "same seed and data must give the same model");
+
+    let runs = ok(&["runs", "--dir", dir_text]);
+    assert!(runs.contains("fraud-gbdt") && runs.contains("fraud-logistic") && runs.contains("FINISHED"), "{runs}");
+    assert!(ok(&["promote", "2", "--dir", dir_text]).contains("version 2"));
+    assert!(ok(&["models", "--dir", dir_text]).contains("champion"));
+    assert!(ok(&["rollback", "--dir", dir_text]).contains("rolled back to version 1"));
+    let audit = ok(&["events", "--kind", "audit", "--dir", dir_text]);
+    assert!(audit.contains("fraud@champion -> version 2") && audit.contains("rollback"), "{audit}");
+}
+
+#[test]
+fn help_explains_every_command_and_errors_exit_non_zero() {
+    let commands: [&[&str]; 12] = [
+        &["init"],
+        &["ingest"],
+        &["datasets"],
+        &["train"],
+        &["runs"],
+        &["models"],
+        &["promote"],
+        &["rollback"],
+        &["events"],
+        &["serve"],
+        &["loop", "resume"],
+        &["demo", "fraud"],
+    ];
+    for command in commands {
+        let help = ok(&[command, &["--help"]].concat());
+        assert!(help.contains("Example:"), "`{command:?} --help` has no example:\n{help}");
+        assert!(help.contains("--dir"), "`{command:?} --help` lacks --dir:\n{help}");
+    }
+    let root = tempfile::tempdir().expect("tempdir");
+    let missing = run(&["models", "--dir", root.path().to_str().expect("utf-8")]);
+    assert!(!missing.status.success());
+    assert!(stderr(&missing).contains("run `causeway init"), "{}", stderr(&missing));
+    let unknown = run(&["promote", "9", "--model", "fraud", "--dir", root.path().to_str().expect("utf-8")]);
+    assert!(!unknown.status.success());
+}

@@ -1,0 +1,115 @@
+//! Both demo scenarios, asserted from their summaries and the project they leave behind.
+
+use causeway_data::Frame;
+use causeway_data::ingest::Ingestor;
+use causeway_features::offline::compute_features;
+use causeway_loop::ProjectConfig;
+use causeway_store::{BlobStore, MetaStore};
+use serde_json::Value;
+
+use crate::support::{DemoRun, bad_challenger_demo, fraud_demo};
+
+/// Phase boundaries of the default demo (2026-01-01 is day 0; live traffic starts on day 45).
+const LIVE_START: &str = "2026-02-15";
+const COVARIATE_START: &str = "2026-03-01";
+const CONCEPT_START: &str = "2026-03-15";
+const END: &str = "2026-04-14";
+
+fn messages<'a>(run: &'a DemoRun, field: &str) -> Vec<(&'a str, &'a str)> {
+    run.summary[field]
+        .as_array()
+        .map(|events| {
+            events.iter().filter_map(|event| Some((event["at"].as_str()?, event["message"].as_str()?))).collect()
+        })
+        .unwrap_or_default()
+}
+
+fn in_range(at: &str, from: &str, to: &str) -> bool {
+    at >= from && at < to
+}
+
+fn assert_common_story(run: &DemoRun) {
+    assert!(run.success, "demo failed:\n{}", run.stdout);
+    assert_eq!(run.summary["passed"], Value::Bool(true), "{}", run.stdout);
+    let alerts = messages(run, "alerts");
+    let drift: Vec<&(&str, &str)> = alerts.iter().filter(|(_, message)| message.contains("drifted")).collect();
+    assert!(
+        drift.iter().all(|(at, _)| !in_range(at, LIVE_START, COVARIATE_START)),
+        "drift alert in the stable phase: {drift:?}"
+    );
+    assert!(
+        drift.iter().any(|(at, _)| in_range(at, COVARIATE_START, CONCEPT_START)),
+        "no drift alert in covariate drift: {drift:?}"
+    );
+    assert!(
+        alerts.iter().any(|(at, message)| in_range(at, CONCEPT_START, END)
+            && (message.contains("recall") || message.contains("ROC-AUC"))),
+        "no performance alert in concept drift: {alerts:?}"
+    );
+    let served = &run.summary["served_offline"];
+    assert!(served["rows"].as_u64().unwrap_or(0) > 1_000, "{served}");
+    assert_eq!(served["max_abs_difference"].as_f64(), Some(0.0), "{served}");
+    assert_eq!(run.summary["dropped"].as_u64(), Some(0));
+    let report = std::fs::read_to_string(run.dir.join("report.html")).expect("report.html");
+    assert!(report.contains("<svg") && report.contains("<polyline"), "report has charts");
+    assert!(!report.contains("<script") && !report.contains("<link"), "report is self-contained");
+}
+
+#[test]
+fn fraud_scenario_promotes_the_retrained_challenger() {
+    let run = fraud_demo();
+    assert_common_story(run);
+    let steps = messages(run, "loop_events");
+    let position = |prefix: &str| steps.iter().position(|(_, message)| message.starts_with(prefix));
+    let (Some(shadow), Some(canary), Some(promoted)) =
+        (position("gates passed"), position("canary:"), position("promoted"))
+    else {
+        panic!("expected shadow, canary and promotion: {steps:?}");
+    };
+    assert!(shadow < canary && canary < promoted, "{steps:?}");
+    assert!(steps.iter().all(|(_, message)| !message.starts_with("rolled back")), "{steps:?}");
+    assert_ne!(run.summary["final_champion"].as_u64(), Some(1));
+}
+
+#[test]
+fn bad_challenger_is_rolled_back_during_canary() {
+    let run = bad_challenger_demo();
+    assert_common_story(run);
+    let steps = messages(run, "loop_events");
+    let canary = steps.iter().position(|(_, message)| message.starts_with("canary:")).expect("a canary");
+    let rollback = steps.iter().position(|(_, message)| message.starts_with("rolled back")).expect("a rollback");
+    assert!(canary < rollback, "{steps:?}");
+    assert!(steps[rollback].1.contains("false-positive rate"), "{steps:?}");
+    assert!(steps.iter().all(|(_, message)| !message.starts_with("promoted")), "{steps:?}");
+    assert_eq!(run.summary["final_champion"].as_u64(), Some(1));
+}
+
+#[test]
+fn training_features_never_see_events_at_or_after_their_row() {
+    let run = fraud_demo();
+    let config = ProjectConfig::load(&run.dir).expect("config");
+    let spec = config.features().expect("features");
+    let meta = MetaStore::open(&run.dir.join(".causeway/meta.db")).expect("meta");
+    let blobs = BlobStore::open(run.dir.join(".causeway/artifacts")).expect("blobs");
+    let ingestor = Ingestor::new(&meta, &blobs);
+    let frames: Vec<Frame> = meta
+        .dataset_versions("transactions")
+        .expect("versions")
+        .iter()
+        .take(10)
+        .map(|version| ingestor.load(version).expect("load"))
+        .collect();
+    let data = Frame::concat(&frames).expect("concat");
+    let times = data.require("timestamp").expect("timestamp");
+    let mut rng = causeway_types::SeededRng::new(11);
+    for _ in 0..150 {
+        let row = rng.below(data.rows());
+        let at = times.number(row).expect("time");
+        let rows = data.take(&[row]);
+        let with_everything = compute_features(spec, &rows, &data).expect("features");
+        let past: Vec<usize> =
+            (0..data.rows()).filter(|index| times.number(*index).is_some_and(|time| time < at)).collect();
+        let only_the_past = compute_features(spec, &rows, &data.take(&past)).expect("features");
+        assert_eq!(with_everything, only_the_past, "row {row} saw an event at or after its own time");
+    }
+}
