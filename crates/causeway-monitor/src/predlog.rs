@@ -80,10 +80,10 @@ impl PredictionLog {
         let (sender, receiver) = mpsc::sync_channel(capacity.max(1));
         let dropped = Arc::new(AtomicU64::new(0));
         let written = Arc::new(AtomicU64::new(0));
-        let writer_written = written.clone();
+        let counters = (written.clone(), dropped.clone());
         let writer = std::thread::Builder::new()
             .name("prediction-log".into())
-            .spawn(move || write_loop(&blobs, &receiver, segment_rows.max(1), &writer_written))
+            .spawn(move || write_loop(&blobs, &receiver, segment_rows.max(1), &counters.0, &counters.1))
             .ok();
         Self { sender: Some(sender), dropped, written, writer }
     }
@@ -134,7 +134,16 @@ impl Drop for PredictionLog {
     }
 }
 
-fn write_loop(blobs: &BlobStore, receiver: &Receiver<Message>, segment_rows: usize, written: &AtomicU64) {
+/// How many segments' worth of records the writer keeps while writes fail, before it drops.
+const RETAINED_SEGMENTS: usize = 4;
+
+fn write_loop(
+    blobs: &BlobStore,
+    receiver: &Receiver<Message>,
+    segment_rows: usize,
+    written: &AtomicU64,
+    dropped: &AtomicU64,
+) {
     let mut buffer: Vec<PredictionRecord> = Vec::with_capacity(segment_rows);
     let mut sequence = 0u64;
     while let Ok(message) = receiver.recv() {
@@ -142,10 +151,15 @@ fn write_loop(blobs: &BlobStore, receiver: &Receiver<Message>, segment_rows: usi
             Message::Record(record) => {
                 buffer.push(*record);
                 if buffer.len() >= segment_rows {
-                    // A failed background write cannot be reported to anyone; keep the records for the next flush.
+                    // A failed background write is retried with the next segment; the buffer stays
+                    // bounded by dropping (and counting) the oldest records.
                     if write_segment(blobs, &buffer, &mut sequence).is_ok() {
                         written.fetch_add(buffer.len() as u64, Ordering::Relaxed);
                         buffer.clear();
+                    } else if buffer.len() >= RETAINED_SEGMENTS * segment_rows {
+                        let excess = buffer.len() - (RETAINED_SEGMENTS - 1) * segment_rows;
+                        buffer.drain(..excess);
+                        dropped.fetch_add(excess as u64, Ordering::Relaxed);
                     }
                 }
             }

@@ -105,8 +105,8 @@ pub fn render_html(data: &ReportData) -> String {
         };
         let _ = write!(
             html,
-            "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            format_timestamp(event.at_ms),
+            "<tr class=\"{class}\"><td class=\"when\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            format_timestamp(event.at_ms).replace('T', " ").trim_end_matches(":00Z"),
             event.kind.as_str(),
             escape(&event.actor),
             escape(&event.message)
@@ -135,7 +135,7 @@ fn render_table(html: &mut String, table: &Table) {
 /// Renders one chart as an inline SVG.
 pub fn render_chart(chart: &Chart, phases: &[(i64, i64, String)]) -> String {
     let (width, height) = (960.0, 280.0);
-    let (left, right, top, bottom) = (60.0, 180.0, 16.0, 36.0);
+    let (left, right, top, bottom) = (60.0, 230.0, 16.0, 36.0);
     let points = chart.series.iter().flat_map(|series| series.points.iter());
     let (mut x_min, mut x_max, mut y_max) = (i64::MAX, i64::MIN, chart.threshold.unwrap_or(0.0));
     for (x, y) in points {
@@ -152,7 +152,8 @@ pub fn render_chart(chart: &Chart, phases: &[(i64, i64, String)]) -> String {
     if x_min >= x_max {
         return "<p>no data</p>".to_string();
     }
-    let y_max = if y_max <= 0.0 { 1.0 } else { y_max * 1.1 };
+    // Rates and AUCs live in 0..1: keep that scale; other measures get 10 % headroom.
+    let y_max = if y_max <= 0.0 || (y_max <= 1.0 && y_max > 0.5) { 1.0 } else { y_max * 1.1 };
     let plot_width = width - left - right;
     let plot_height = height - top - bottom;
     let x_of = |x: i64| left + (x - x_min) as f64 / (x_max - x_min) as f64 * plot_width;
@@ -253,7 +254,7 @@ h1{margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #e5e7eb}.subti
 table{border-collapse:collapse;width:100%;font-size:.9em}th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #f3f4f6}\
 th{background:#f9fafb}tr.alert td{color:#b91c1c}tr.resolved td{color:#15803d}tr.loop td{color:#1d4ed8}tr.data td{color:#6b7280}\
 svg{width:100%;height:auto}.axis{font-size:11px;fill:#4b5563}.legend{font-size:12px;fill:#111827}\
-.phase{display:inline-block;padding:2px 8px;border-radius:4px;margin-right:6px;font-size:.9em}.footer{color:#9ca3af;font-size:.8em;margin-top:2em}";
+.when{white-space:nowrap}.phase{display:inline-block;padding:2px 8px;border-radius:4px;margin-right:6px;font-size:.9em}.footer{color:#9ca3af;font-size:.8em;margin-top:2em}";
 
 #[cfg(test)]
 mod tests {

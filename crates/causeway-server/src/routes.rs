@@ -112,7 +112,7 @@ async fn version_ready(
 }
 
 async fn infer(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> Response {
-    run_infer(&state, &name, None, &body).await
+    run_infer(state, name, None, body).await
 }
 
 async fn infer_version(
@@ -121,7 +121,7 @@ async fn infer_version(
     body: Bytes,
 ) -> Response {
     match parse_version(&version) {
-        Ok(version) => run_infer(&state, &name, Some(version), &body).await,
+        Ok(version) => run_infer(state, name, Some(version), body).await,
         Err(error) => error.into_response(),
     }
 }
@@ -145,44 +145,61 @@ fn count_success(state: &AppState, model: &str, version: u32, endpoint: &str, st
     state.metrics.latency.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
 }
 
-async fn run_infer(state: &AppState, name: &str, version: Option<u32>, body: &Bytes) -> Response {
+/// Runs CPU and storage work off the async workers, so a large batch or a cold online-store read
+/// never stalls other requests.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|error| Err(ApiError::new(ErrorCode::Internal, format!("request task failed: {error}"))))
+}
+
+fn infer_now(
+    state: &AppState,
+    name: &str,
+    version: Option<u32>,
+    body: &Bytes,
+) -> Result<(InferResponse, u32), ApiError> {
+    let request: InferRequest = parse(body)?;
+    let deployment = state.engine.deployment(name)?;
+    let signature_version = version.unwrap_or(deployment.champion.version);
+    let artifact = state.engine.artifact(name, signature_version)?;
+    let rows = rows_from_tensors(&artifact.signature, &request.inputs)?;
+    let outcome = state.engine.infer(name, version, &rows, request.id.as_deref())?;
+    let count = outcome.scores.len();
+    let response = InferResponse {
+        model_name: name.to_string(),
+        model_version: outcome.version.to_string(),
+        id: request.id.unwrap_or_default(),
+        outputs: vec![
+            OutputTensor {
+                name: "score".into(),
+                shape: vec![count],
+                datatype: "FP64".into(),
+                data: outcome.scores.iter().map(|score| json!(score)).collect(),
+            },
+            OutputTensor {
+                name: "label".into(),
+                shape: vec![count],
+                datatype: "BOOL".into(),
+                data: outcome.scores.iter().map(|score| json!(*score >= outcome.threshold)).collect(),
+            },
+        ],
+    };
+    Ok((response, outcome.version))
+}
+
+async fn run_infer(state: AppState, name: String, version: Option<u32>, body: Bytes) -> Response {
     let started = Instant::now();
-    let result = (|| -> Result<(InferResponse, u32), ApiError> {
-        let request: InferRequest = parse(body)?;
-        let deployment = state.engine.deployment(name)?;
-        let signature_version = version.unwrap_or(deployment.champion.version);
-        let artifact = state.engine.artifact(name, signature_version)?;
-        let rows = rows_from_tensors(&artifact.signature, &request.inputs)?;
-        let outcome = state.engine.infer(name, version, &rows, request.id.as_deref())?;
-        let count = outcome.scores.len();
-        let response = InferResponse {
-            model_name: name.to_string(),
-            model_version: outcome.version.to_string(),
-            id: request.id.unwrap_or_default(),
-            outputs: vec![
-                OutputTensor {
-                    name: "score".into(),
-                    shape: vec![count],
-                    datatype: "FP64".into(),
-                    data: outcome.scores.iter().map(|score| json!(score)).collect(),
-                },
-                OutputTensor {
-                    name: "label".into(),
-                    shape: vec![count],
-                    datatype: "BOOL".into(),
-                    data: outcome.scores.iter().map(|score| json!(*score >= outcome.threshold)).collect(),
-                },
-            ],
-        };
-        Ok((response, outcome.version))
-    })();
-    match result {
+    let (worker, model) = (state.clone(), name.clone());
+    match blocking(move || infer_now(&worker, &model, version, &body)).await {
         Ok((response, version)) => {
-            count_success(state, name, version, "infer", started);
+            count_success(&state, &name, version, "infer", started);
             Json(response).into_response()
         }
         Err(error) => {
-            count_error(state, name, "infer", &error);
+            count_error(&state, &name, "infer", &error);
             error.into_response()
         }
     }
@@ -190,8 +207,12 @@ async fn run_infer(state: &AppState, name: &str, version: Option<u32>, body: &By
 
 async fn score_record(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> Response {
     let started = Instant::now();
-    let result = parse::<RecordRequest>(&body)
-        .and_then(|request| state.engine.score_record(&name, &request).map_err(ApiError::from));
+    let (worker, model) = (state.clone(), name.clone());
+    let result = blocking(move || {
+        let request: RecordRequest = parse(&body)?;
+        worker.engine.score_record(&model, &request).map_err(ApiError::from)
+    })
+    .await;
     match result {
         Ok(decision) => {
             count_success(&state, &name, decision.version, "score", started);

@@ -415,3 +415,96 @@ impl Engine {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use causeway_models::{FeatureKind, FeatureSpec, GbdtModel, Model, Node, Signature, Tree};
+    use causeway_monitor::read_window;
+    use causeway_types::{ManualClock, ModelVersionRecord};
+
+    use super::*;
+
+    fn artifact(leaf: f64) -> ModelArtifact {
+        let tree = Tree {
+            nodes: vec![
+                Node::Split { feature: 0, threshold: 0.0, left: 1, right: 2, missing_left: true },
+                Node::Leaf { value: -leaf },
+                Node::Leaf { value: leaf },
+            ],
+        };
+        ModelArtifact::new(
+            Model::Gbdt(GbdtModel { base_score: 0.0, trees: vec![tree] }),
+            Signature { features: vec![FeatureSpec { name: "x".into(), kind: FeatureKind::Numeric, nullable: false }] },
+            0.5,
+            BTreeMap::new(),
+        )
+        .expect("artifact")
+    }
+
+    fn register(meta: &MetaStore, blobs: &BlobStore, leaf: f64) -> u32 {
+        let key = format!("models/m/{leaf}.json");
+        blobs.put(&key, &artifact(leaf).to_bytes().expect("bytes")).expect("put");
+        let record = ModelVersionRecord {
+            model: "m".into(),
+            version: 0,
+            run_id: "run".into(),
+            dataset: "d@v".into(),
+            artifact_key: key,
+            flavor: "gbdt".into(),
+            created_ms: 0,
+            metrics: BTreeMap::new(),
+        };
+        meta.register_version(&record, "test").expect("register").version
+    }
+
+    #[test]
+    fn swaps_deployments_from_the_store_without_disturbing_holders_of_the_old_one() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let meta = Arc::new(MetaStore::open_in_memory().expect("meta"));
+        let blobs = BlobStore::open(directory.path()).expect("blobs");
+        let first = register(&meta, &blobs, 1.0);
+        let second = register(&meta, &blobs, 3.0);
+        let engine = Engine::new(
+            meta.clone(),
+            blobs.clone(),
+            None,
+            Arc::new(ManualClock::new(1_000)),
+            PredictionLog::start(blobs.clone(), 100, 10),
+        );
+        assert!(matches!(engine.infer("m", None, &[vec![1.0]], None), Err(Error::NotDeployed(_))));
+        meta.set_alias("m", CHAMPION, first, "test", 0, "").expect("alias");
+        assert_eq!(engine.refresh().expect("refresh"), vec!["m".to_string()]);
+        assert!(engine.refresh().expect("refresh").is_empty(), "nothing changed, nothing reloaded");
+        let before = engine.infer("m", None, &[vec![1.0]], Some("a")).expect("infer");
+        assert_eq!((before.version, before.scores[0]), (first, causeway_models::sigmoid(1.0)));
+        let held = engine.deployment("m").expect("deployment");
+
+        let policy = TrafficPolicy {
+            model: "m".into(),
+            champion: first,
+            challenger: Some(second),
+            mode: RolloutMode::Canary { share: 1.0 },
+            generation: 0,
+        };
+        meta.set_traffic(&policy, "test", 1).expect("traffic");
+        engine.refresh().expect("refresh");
+        let after = engine.infer("m", None, &[vec![1.0]], Some("b")).expect("infer");
+        assert_eq!((after.version, after.scores[0]), (second, causeway_models::sigmoid(3.0)));
+        assert_eq!(held.champion.version, first, "a request holding the old deployment keeps it");
+        assert_eq!(engine.infer("m", Some(first), &[vec![1.0]], Some("c")).expect("pinned").version, first);
+
+        let error = engine.infer("m", None, &[vec![f64::NAN]], None).expect_err("NaN is not allowed");
+        assert!(error.to_string().contains("input `x`"), "{error}");
+
+        engine.log().flush().expect("flush");
+        let logged = read_window(&blobs, 0, 10_000).expect("read");
+        let roles: Vec<(&str, u32, Role)> =
+            logged.iter().map(|record| (record.request_id.as_str(), record.version, record.role)).collect();
+        assert!(roles.contains(&("a", first, Role::Served)));
+        assert!(roles.contains(&("b", second, Role::Served)));
+        assert!(roles.contains(&("b", first, Role::Shadow)));
+        assert!(roles.contains(&("c", first, Role::Served)));
+    }
+}
