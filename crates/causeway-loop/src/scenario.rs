@@ -563,6 +563,14 @@ fn check_expectations(
         |phase: Phase| ticks.iter().filter(|(day, _, drifting)| *drifting && generator.phase(*day) == phase).count();
     let drift_alert_in =
         |phase: Phase| alerts.iter().any(|event| event.message.contains("drifted") && phase_of(event.at_ms) == phase);
+    let largest_psi = |phase: Phase| {
+        ticks
+            .iter()
+            .filter(|(day, _, _)| generator.phase(*day) == phase)
+            .filter_map(|(_, tick, _)| tick.drift.as_ref())
+            .flat_map(|drift| drift.features.iter().map(|feature| feature.psi))
+            .fold(0.0, f64::max)
+    };
     let performance_alert_in_concept = alerts.iter().any(|event| {
         (event.message.contains("recall") || event.message.contains("ROC-AUC"))
             && phase_of(event.at_ms) == Phase::ConceptDrift
@@ -572,15 +580,24 @@ fn check_expectations(
         && loop_events.iter().any(|event| event.message.starts_with("canary:"));
     let mut checks = vec![
         Check {
-            expectation: "no drift alert and no drifting day in the stable phase".into(),
+            expectation: format!(
+                "no drift alert and no drifting day in the stable phase (largest feature PSI {:.3})",
+                largest_psi(Phase::Stable)
+            ),
             passed: !drift_alert_in(Phase::Stable) && drifting_days(Phase::Stable) == 0,
         },
         Check {
-            expectation: "drift detected in the covariate-drift phase".into(),
+            expectation: format!(
+                "drift detected in the covariate-drift phase (largest feature PSI {:.3})",
+                largest_psi(Phase::CovariateDrift)
+            ),
             passed: drift_alert_in(Phase::CovariateDrift) || drifting_days(Phase::CovariateDrift) > 0,
         },
         Check {
-            expectation: "drift detected in the concept-drift phase".into(),
+            expectation: format!(
+                "drift detected in the concept-drift phase (largest feature PSI {:.3})",
+                largest_psi(Phase::ConceptDrift)
+            ),
             passed: drifting_days(Phase::ConceptDrift) > 0,
         },
         Check {
