@@ -19,7 +19,7 @@ use causeway_types::{
     CHAMPION, DAY_MS, Event, EventKind, FeatureValue, LabelRecord, ManualClock, RolloutMode, TrafficPolicy, format_date,
 };
 
-use crate::config::FRAUD_CONFIG;
+use crate::config::{FRAUD_CONFIG, Trigger};
 use crate::controller::{Controller, TickReport};
 use crate::error::{Error, Result};
 use crate::pipeline::{LabelFault, load_dataset, snapshot_id, train_and_register, training_set};
@@ -65,6 +65,8 @@ pub struct DemoOptions {
     pub covariate_days: u32,
     /// Live days of concept drift.
     pub concept_days: u32,
+    /// What triggers retraining (the demo's `causeway.toml` says `["performance"]`).
+    pub retrain_on: Vec<Trigger>,
 }
 
 impl Default for DemoOptions {
@@ -79,6 +81,7 @@ impl Default for DemoOptions {
             stable_days: 14,
             covariate_days: 14,
             concept_days: 30,
+            retrain_on: vec![Trigger::Performance],
         }
     }
 }
@@ -246,7 +249,17 @@ pub fn run_demo(dir: &Path, options: &DemoOptions, observer: &mut dyn Observer) 
     let mut timer = Timer { started: Instant::now(), timings: Vec::new() };
     let generator = generator(options);
     let day_start = |day: u32| generator.day_start_ms(day);
-    let config_text = FRAUD_CONFIG.replace("performance_window_days = 14", "performance_window_days = 7");
+    let triggers: Vec<String> = options
+        .retrain_on
+        .iter()
+        .map(|trigger| match trigger {
+            Trigger::Performance => "\"performance\"".to_string(),
+            Trigger::Drift => "\"drift\"".to_string(),
+        })
+        .collect();
+    let config_text = FRAUD_CONFIG
+        .replace("performance_window_days = 14", "performance_window_days = 7")
+        .replace("retrain_on = [\"performance\"]", &format!("retrain_on = [{}]", triggers.join(", ")));
     let (project, _) = Project::init(dir, &config_text)?;
     let model_name = project.config.model()?.name.clone();
     let suite = project.config.suite("transactions");

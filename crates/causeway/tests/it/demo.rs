@@ -1,10 +1,6 @@
 //! Both demo scenarios, asserted from their summaries and the project they leave behind.
 
-use causeway_data::Frame;
-use causeway_data::ingest::Ingestor;
 use causeway_features::offline::compute_features;
-use causeway_loop::ProjectConfig;
-use causeway_store::{BlobStore, MetaStore};
 use serde_json::Value;
 
 use crate::support::{DemoRun, bad_challenger_demo, fraud_demo};
@@ -82,31 +78,29 @@ fn bad_challenger_is_rolled_back_during_canary() {
     assert!(steps[rollback].1.contains("false-positive rate"), "{steps:?}");
     assert!(steps.iter().all(|(_, message)| !message.starts_with("promoted")), "{steps:?}");
     assert_eq!(run.summary["final_champion"].as_u64(), Some(1));
+    let paused = messages(run, "alerts");
+    assert!(paused.iter().any(|(_, message)| message.contains("retraining paused")), "{paused:?}");
+    let dir = run.dir.to_str().expect("utf-8");
+    let resumed = crate::support::run(&["loop", "resume", "--dir", dir]);
+    assert!(resumed.status.success() && String::from_utf8_lossy(&resumed.stdout).contains("retraining resumed"));
+    let events = crate::support::run(&["events", "--kind", "loop", "--dir", dir]);
+    assert!(String::from_utf8_lossy(&events.stdout).contains("retraining resumed"));
 }
 
 #[test]
 fn training_features_never_see_events_at_or_after_their_row() {
     let run = fraud_demo();
-    let config = ProjectConfig::load(&run.dir).expect("config");
-    let spec = config.features().expect("features");
-    let meta = MetaStore::open(&run.dir.join(".causeway/meta.db")).expect("meta");
-    let blobs = BlobStore::open(run.dir.join(".causeway/artifacts")).expect("blobs");
-    let ingestor = Ingestor::new(&meta, &blobs);
-    let frames: Vec<Frame> = meta
-        .dataset_versions("transactions")
-        .expect("versions")
-        .iter()
-        .take(10)
-        .map(|version| ingestor.load(version).expect("load"))
-        .collect();
-    let data = Frame::concat(&frames).expect("concat");
+    let stored = crate::support::StoredProject::open(&run.dir);
+    let spec = stored.config.features().expect("features");
+    // The first 30,000 stored rows (history comes first) keep the brute-force check fast.
+    let data = &stored.data.take(&(0..stored.data.rows().min(30_000)).collect::<Vec<_>>());
     let times = data.require("timestamp").expect("timestamp");
     let mut rng = causeway_types::SeededRng::new(11);
     for _ in 0..150 {
         let row = rng.below(data.rows());
         let at = times.number(row).expect("time");
         let rows = data.take(&[row]);
-        let with_everything = compute_features(spec, &rows, &data).expect("features");
+        let with_everything = compute_features(spec, &rows, data).expect("features");
         let past: Vec<usize> =
             (0..data.rows()).filter(|index| times.number(*index).is_some_and(|time| time < at)).collect();
         let only_the_past = compute_features(spec, &rows, &data.take(&past)).expect("features");

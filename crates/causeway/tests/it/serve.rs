@@ -1,13 +1,9 @@
 //! `causeway serve` on a loopback socket, over the project the fraud demo left behind.
 
-use causeway_data::Frame;
-use causeway_data::ingest::Ingestor;
 use causeway_data::synthetic::to_frame;
 use causeway_features::offline::compute_features;
-use causeway_loop::ProjectConfig;
 use causeway_loop::scenario::{DemoOptions, generator, record_request};
 use causeway_models::{ModelArtifact, Predictor};
-use causeway_store::{BlobStore, MetaStore};
 use causeway_types::FeatureValue;
 use serde_json::{Value, json};
 
@@ -32,18 +28,9 @@ fn served_record_scores_equal_offline_scores_and_bad_requests_do_not_hurt() {
     assert!(inputs.contains(&"amount") && inputs.contains(&"customer_mean_amount_30d"), "{inputs:?}");
 
     // Offline side: the stored data, the feature set, the registry.
-    let config = ProjectConfig::load(&run.dir).expect("config");
-    let spec = config.features().expect("features").clone();
-    let meta = MetaStore::open(&run.dir.join(".causeway/meta.db")).expect("meta");
-    let blobs = BlobStore::open(run.dir.join(".causeway/artifacts")).expect("blobs");
-    let ingestor = Ingestor::new(&meta, &blobs);
-    let frames: Vec<Frame> = meta
-        .dataset_versions("transactions")
-        .expect("versions")
-        .iter()
-        .map(|version| ingestor.load(version).expect("load"))
-        .collect();
-    let history = Frame::concat(&frames).expect("history");
+    let stored = crate::support::StoredProject::open(&run.dir);
+    let spec = stored.config.features().expect("features").clone();
+    let (meta, blobs, history) = (&stored.meta, &stored.blobs, &stored.data);
     let options = DemoOptions::default();
     let next_day = generator(&options).day(options.last_day());
 
@@ -64,7 +51,7 @@ fn served_record_scores_equal_offline_scores_and_bad_requests_do_not_hurt() {
         let served = decision["score"].as_f64().expect("score");
 
         let row = to_frame(std::slice::from_ref(transaction), false).expect("row");
-        let values = compute_features(&spec, &row, &history).expect("offline features").remove(0);
+        let values = compute_features(&spec, &row, history).expect("offline features").remove(0);
         let record = meta.model_version("fraud", version).expect("version");
         let artifact =
             ModelArtifact::from_bytes(&blobs.get(&record.artifact_key).expect("artifact")).expect("artifact");

@@ -8,6 +8,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use causeway_data::Frame;
+use causeway_data::ingest::Ingestor;
+use causeway_loop::ProjectConfig;
+use causeway_store::{BlobStore, MetaStore};
 use serde_json::Value;
 
 /// The `causeway` binary cargo built for these tests.
@@ -144,4 +148,36 @@ fn dechunk(body: &str) -> String {
         rest = after[size..].trim_start_matches("\r\n");
     }
     output
+}
+
+/// A project's configuration, stores and every stored `transactions` row, opened without the
+/// online store (which a running server holds exclusively).
+pub struct StoredProject {
+    /// `causeway.toml`.
+    pub config: ProjectConfig,
+    /// The metadata store.
+    pub meta: MetaStore,
+    /// The artifacts.
+    pub blobs: BlobStore,
+    /// All versions of `transactions`, stacked.
+    pub data: Frame,
+}
+
+impl StoredProject {
+    /// Opens the project at `dir`.
+    pub fn open(dir: &Path) -> StoredProject {
+        let config = ProjectConfig::load(dir).expect("config");
+        let meta = MetaStore::open(&dir.join(".causeway/meta.db")).expect("meta");
+        let blobs = BlobStore::open(dir.join(".causeway/artifacts")).expect("blobs");
+        let frames: Vec<Frame> = {
+            let ingestor = Ingestor::new(&meta, &blobs);
+            meta.dataset_versions("transactions")
+                .expect("versions")
+                .iter()
+                .map(|version| ingestor.load(version).expect("load"))
+                .collect()
+        };
+        let data = Frame::concat(&frames).expect("concat");
+        StoredProject { config, meta, blobs, data }
+    }
 }

@@ -1,0 +1,52 @@
+//! The loop on a small demo: configuration-driven triggers and the controller's durable state.
+
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used, reason = "test code: a panic is a failing test")]
+
+use causeway_loop::config::Trigger;
+use causeway_loop::scenario::{DemoOptions, Observer, run_demo};
+use causeway_loop::{Controller, Project, Stage};
+use causeway_types::Event;
+
+struct Silent;
+
+impl Observer for Silent {
+    fn step(&mut self, _: &str, _: u64) {}
+    fn advance(&mut self, _: u64, _: &str) {}
+    fn event(&mut self, _: &Event) {}
+}
+
+/// With `retrain_on = ["drift"]`, the covariate shift alone starts a retraining, before any
+/// performance rule fires; the controller's state survives reopening the project.
+#[test]
+fn a_drift_rule_can_trigger_retraining() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let dir = directory.path().join("project");
+    let options = DemoOptions {
+        transactions_per_day: 1_200,
+        customers: 1_500,
+        concept_days: 7,
+        retrain_on: vec![Trigger::Drift],
+        ..DemoOptions::default()
+    };
+    let outcome = run_demo(&dir, &options, &mut Silent).expect("demo runs");
+    let first_retraining = outcome
+        .loop_events
+        .iter()
+        .find(|event| event.message.starts_with("retraining triggered"))
+        .unwrap_or_else(|| panic!("no retraining: {:#?}", outcome.loop_events));
+    assert!(first_retraining.message.contains("by drift:"), "{}", first_retraining.message);
+    let covariate_start =
+        1_767_225_600_000 + i64::from(options.history_days + options.stable_days) * causeway_types::DAY_MS;
+    assert!(first_retraining.at_ms >= covariate_start, "retrained before the drift began");
+    let first_performance_alert =
+        outcome.alerts.iter().find(|event| event.message.contains("recall") || event.message.contains("ROC-AUC"));
+    assert!(first_performance_alert.is_none_or(|alert| alert.at_ms >= first_retraining.at_ms));
+
+    let project = Project::open(&dir).expect("reopen");
+    let controller = Controller::new(&project, Box::new(|_, _| panic!("no retraining expected"))).expect("controller");
+    assert_ne!(controller.state().last_retrain_ms, None, "the stored state was resumed");
+    assert!(matches!(
+        controller.state().stage,
+        Stage::Idle | Stage::Shadow { .. } | Stage::Canary { .. } | Stage::Paused { .. }
+    ));
+}
