@@ -65,7 +65,8 @@ struct Narrator {
 
 impl Narrator {
     fn say(&self, line: String) {
-        if self.quiet {
+        // A hidden bar (no terminal) would swallow the line: print it plainly then.
+        if self.quiet || self.bar.is_hidden() {
             println!("{line}");
         } else {
             self.bar.println(line);
