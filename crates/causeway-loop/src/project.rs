@@ -1,7 +1,7 @@
 //! A project directory: `causeway.toml` plus the embedded stores under `.causeway/`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use causeway_data::Ingestor;
 use causeway_features::OnlineStore;
@@ -52,8 +52,9 @@ pub struct Project {
     pub meta: Arc<MetaStore>,
     /// Artifacts (local directory).
     pub blobs: BlobStore,
-    /// Online features (redb).
-    pub online: Arc<OnlineStore>,
+    /// Online features (redb), opened on first use: only one process may hold it, so commands
+    /// that do not serve never touch it and run beside a live server.
+    online: OnceLock<Arc<OnlineStore>>,
 }
 
 impl Project {
@@ -85,8 +86,23 @@ impl Project {
         std::fs::create_dir_all(&state).map_err(|source| Error::Io { path: state.display().to_string(), source })?;
         let meta = Arc::new(MetaStore::open(&state.join("meta.db"))?);
         let blobs = BlobStore::open(state.join("artifacts"))?;
-        let online = Arc::new(OnlineStore::open(&state.join("online.redb"))?);
-        Ok(Project { dir: dir.to_path_buf(), config, meta, blobs, online })
+        Ok(Project { dir: dir.to_path_buf(), config, meta, blobs, online: OnceLock::new() })
+    }
+
+    /// The online store, opened on first use.
+    pub fn online(&self) -> Result<Arc<OnlineStore>> {
+        if let Some(store) = self.online.get() {
+            return Ok(store.clone());
+        }
+        let path = self.dir.join(STATE_DIR).join("online.redb");
+        let store = Arc::new(OnlineStore::open(&path).map_err(|error| match error {
+            causeway_features::Error::Online(message) if message.contains("already open") => Error::Precondition(format!(
+                "the online store {} is held by another Causeway process (a running `causeway serve`, `server` or `demo`?); stop it first",
+                path.display()
+            )),
+            other => other.into(),
+        })?);
+        Ok(self.online.get_or_init(|| store).clone())
     }
 
     /// An ingestor writing into this project's stores.

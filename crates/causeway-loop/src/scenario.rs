@@ -345,14 +345,15 @@ pub fn run_demo(dir: &Path, options: &DemoOptions, observer: &mut dyn Observer) 
 
     // 3. Online store and serving engine.
     let spec = project.config.features()?.clone();
+    let online = project.online()?;
     for view in &spec.views {
-        project.online.materialize(view, &data, first_live)?;
+        online.materialize(view, &data, first_live)?;
     }
     let clock = ManualClock::new(first_live);
     let engine = Engine::new(
         project.meta.clone(),
         project.blobs.clone(),
-        Some(OnlineFeatures { spec: spec.clone(), store: project.online.clone() }),
+        Some(OnlineFeatures { spec: spec.clone(), store: online.clone() }),
         Arc::new(clock.clone()),
         PredictionLog::start(project.blobs.clone(), 200_000, 25_000),
     );
@@ -411,7 +412,7 @@ pub fn run_demo(dir: &Path, options: &DemoOptions, observer: &mut dyn Observer) 
             day_end,
         )?;
         engine.log().flush()?;
-        project.online.flush()?;
+        online.flush()?;
         let report = controller.tick(day_end)?;
         engine.refresh()?;
         for event in &report.events {

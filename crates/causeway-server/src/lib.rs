@@ -1,11 +1,12 @@
 //! Causeway's HTTP surface: the Open Inference Protocol v2 REST routes, the record-style scoring
-//! and label-feedback routes, and the Prometheus `/metrics` endpoint, with the one mapping from
-//! errors to HTTP responses.
+//! and label-feedback routes, the Prometheus `/metrics` endpoint, and the MLflow tracking REST API
+//! ([`mlflow`]), with one mapping from errors to HTTP responses per protocol.
 //!
 //! This crate holds no domain logic: handlers parse, call the serving engine, and format.
 
 mod error;
 mod metrics;
+pub mod mlflow;
 mod oip;
 mod routes;
 

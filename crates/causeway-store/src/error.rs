@@ -25,6 +25,12 @@ pub enum Error {
     /// The thing asked for does not exist.
     #[error("{0} not found")]
     NotFound(String),
+    /// The thing to create exists already.
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// A value is not acceptable (immutable parameter changed, name taken, limit exceeded, …).
+    #[error("{0}")]
+    InvalidValue(String),
     /// A blob key tried to leave the store's root or was otherwise malformed.
     #[error("invalid blob key `{0}`: keys are relative paths of plain segments")]
     InvalidKey(String),
@@ -44,6 +50,8 @@ impl HasErrorCode for Error {
     fn code(&self) -> ErrorCode {
         match self {
             Self::NotFound(_) => ErrorCode::NotFound,
+            Self::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            Self::InvalidValue(_) => ErrorCode::InvalidInput,
             Self::InvalidKey(_) => ErrorCode::InvalidInput,
             Self::Sql(_) | Self::Io { .. } | Self::Json(_) | Self::TooNew { .. } => ErrorCode::Storage,
         }

@@ -7,7 +7,10 @@
 mod blob;
 mod error;
 mod meta;
+pub mod search;
+pub mod tracking;
 
 pub use blob::BlobStore;
 pub use error::{Error, Result};
 pub use meta::{MetaStore, SCHEMA_VERSION};
+pub use tracking::{Experiment, MetricPoint, NewRun, TrackedRun, ViewType};

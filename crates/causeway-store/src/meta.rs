@@ -12,10 +12,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
 
-/// Migrations, applied in order; the store's schema version is the number applied.
-const MIGRATIONS: &[&str] = &[
-    // 1: the walking skeleton's tables.
-    "CREATE TABLE datasets (
+/// Migration 1: the walking skeleton's tables.
+pub(crate) const MIGRATION_1: &str = "CREATE TABLE datasets (
         name TEXT NOT NULL, version TEXT NOT NULL, rows INTEGER NOT NULL, blob_key TEXT NOT NULL,
         profile_key TEXT NOT NULL, schema_json TEXT NOT NULL, source TEXT NOT NULL, created_ms INTEGER NOT NULL,
         PRIMARY KEY (name, version));
@@ -38,8 +36,26 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, kind TEXT NOT NULL,
         actor TEXT NOT NULL, subject TEXT NOT NULL, message TEXT NOT NULL, details_json TEXT NOT NULL);
      CREATE TABLE labels (request_id TEXT PRIMARY KEY, label REAL NOT NULL, arrived_ms INTEGER NOT NULL);
-     CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
-];
+     CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL);";
+
+/// Migration 2: MLflow-compatible tracking: experiments, run tags, run ownership and life cycle.
+const MIGRATION_2: &str = "CREATE TABLE experiments (
+        experiment_id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, artifact_location TEXT NOT NULL,
+        lifecycle_stage TEXT NOT NULL DEFAULT 'active', creation_time INTEGER NOT NULL, last_update_time INTEGER NOT NULL);
+     INSERT INTO experiments (experiment_id, name, artifact_location, creation_time, last_update_time)
+        VALUES (0, 'Default', 'mlflow-artifacts:/0', 0, 0);
+     CREATE TABLE experiment_tags (experiment_id INTEGER NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+        PRIMARY KEY (experiment_id, key));
+     ALTER TABLE runs ADD COLUMN experiment_id INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE runs ADD COLUMN user_id TEXT NOT NULL DEFAULT '';
+     ALTER TABLE runs ADD COLUMN lifecycle_stage TEXT NOT NULL DEFAULT 'active';
+     ALTER TABLE runs ADD COLUMN artifact_uri TEXT NOT NULL DEFAULT '';
+     CREATE INDEX runs_by_experiment ON runs (experiment_id, lifecycle_stage, started_ms);
+     CREATE TABLE run_tags (run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (run_id, key));
+     ALTER TABLE run_metrics ADD COLUMN is_nan INTEGER NOT NULL DEFAULT 0;";
+
+/// Migrations, applied in order; the store's schema version is the number applied.
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -82,7 +98,7 @@ impl MetaStore {
         Ok(Self { connection: Mutex::new(connection) })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Connection> {
         self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -179,8 +195,8 @@ impl MetaStore {
         let transaction = connection.transaction()?;
         for (key, value) in metrics {
             transaction.execute(
-                "INSERT INTO run_metrics (run_id, key, value, step, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![run_id, key, value, step, at_ms],
+                "INSERT INTO run_metrics (run_id, key, value, step, at_ms, is_nan) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![run_id, key, if value.is_nan() { 0.0 } else { *value }, step, at_ms, value.is_nan()],
             )?;
         }
         transaction.commit()?;
@@ -219,10 +235,12 @@ impl MetaStore {
             run.params.insert(key, value);
         }
         let mut statement =
-            connection.prepare("SELECT key, value FROM run_metrics WHERE run_id = ?1 ORDER BY step, rowid")?;
-        for row in statement.query_map(params![run_id], |row| Ok((row.get::<_, String>(0)?, row.get::<_, f64>(1)?)))? {
+            connection.prepare("SELECT key, CASE WHEN is_nan THEN NULL ELSE value END FROM run_metrics WHERE run_id = ?1 ORDER BY step, rowid")?;
+        for row in
+            statement.query_map(params![run_id], |row| Ok((row.get::<_, String>(0)?, row.get::<_, Option<f64>>(1)?)))?
+        {
             let (key, value) = row?;
-            run.metrics.insert(key, value);
+            run.metrics.insert(key, value.unwrap_or(f64::NAN));
         }
         Ok(run)
     }

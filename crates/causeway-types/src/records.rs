@@ -49,6 +49,10 @@ pub enum RunStatus {
     Finished,
     /// Ended with an error.
     Failed,
+    /// Created but not started (MLflow's SCHEDULED).
+    Scheduled,
+    /// Stopped before it finished (MLflow's KILLED).
+    Killed,
 }
 
 impl RunStatus {
@@ -58,6 +62,8 @@ impl RunStatus {
             Self::Running => "RUNNING",
             Self::Finished => "FINISHED",
             Self::Failed => "FAILED",
+            Self::Scheduled => "SCHEDULED",
+            Self::Killed => "KILLED",
         }
     }
 
@@ -67,6 +73,8 @@ impl RunStatus {
             "RUNNING" => Some(Self::Running),
             "FINISHED" => Some(Self::Finished),
             "FAILED" => Some(Self::Failed),
+            "SCHEDULED" => Some(Self::Scheduled),
+            "KILLED" => Some(Self::Killed),
             _ => None,
         }
     }

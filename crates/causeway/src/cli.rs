@@ -130,6 +130,26 @@ enum Command {
         #[command(flatten)]
         dir: DirArg,
     },
+    /// Run the control plane: the MLflow tracking REST API (/api/2.0/mlflow/...) plus the
+    /// serving routes of `causeway serve`, on the project's store.
+    ///
+    /// Point research code at it with MLFLOW_TRACKING_URI=http://HOST:PORT; its experiments and
+    /// runs become Causeway runs (`causeway runs`).
+    ///
+    /// Example: causeway server --dir my-project --host 127.0.0.1 --port 5000
+    Server {
+        /// Address to bind.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// Port to bind (0 picks a free one).
+        #[arg(long, default_value_t = 5000)]
+        port: u16,
+        /// Seconds between checks for promotions and rollbacks in the store.
+        #[arg(long, default_value_t = 2)]
+        reload_seconds: u64,
+        #[command(flatten)]
+        dir: DirArg,
+    },
     /// Control the retraining loop.
     ///
     /// Example: causeway loop resume
@@ -180,7 +200,10 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Promote { version, model, dir } => promote(&dir.dir, model, version),
         Command::Rollback { model, dir } => rollback(&dir.dir, model),
         Command::Events { kind, dir } => events(&dir.dir, kind.as_deref()),
-        Command::Serve { listen, reload_seconds, dir } => serve(&dir.dir, listen, reload_seconds),
+        Command::Serve { listen, reload_seconds, dir } => serve(&dir.dir, listen, reload_seconds, false),
+        Command::Server { host, port, reload_seconds, dir } => {
+            serve(&dir.dir, SocketAddr::new(host, port), reload_seconds, true)
+        }
         Command::Loop { action: LoopAction::Resume(dir) } => resume(&dir.dir),
         Command::Demo { demo } => crate::demo::run(demo),
     }
@@ -292,10 +315,13 @@ fn set_champion(project: &Project, model: &str, version: u32, actor: &str, reaso
 
 fn runs(dir: &Path) -> Result<ExitCode> {
     let project = open(dir)?;
-    let mut output =
-        table(&["run", "name", "status", "started", "seed", "dataset", "git", "tool", "roc_auc", "recall"]);
+    let mut output = table(&["run", "name", "status", "started", "seed", "dataset", "git", "tool", "metrics"]);
     for run in project.meta.runs()? {
-        let metric = |name: &str| run.metrics.get(name).map_or_else(|| "–".into(), |value| format!("{value:.4}"));
+        // The headline metrics first when present, then the rest, at most five.
+        let mut names: Vec<&String> = run.metrics.keys().collect();
+        names.sort_by_key(|name| (!matches!(name.as_str(), "roc_auc" | "recall" | "pr_auc"), name.as_str()));
+        let metrics: Vec<String> =
+            names.iter().take(5).map(|name| format!("{name}={:.4}", run.metrics[*name])).collect();
         output.add_row(vec![
             run.run_id[..12.min(run.run_id.len())].to_string(),
             run.name.clone(),
@@ -305,8 +331,7 @@ fn runs(dir: &Path) -> Result<ExitCode> {
             run.dataset.clone(),
             run.git_commit.as_deref().map_or("–", |commit| &commit[..8.min(commit.len())]).to_string(),
             run.tool_version.clone(),
-            metric("roc_auc"),
-            metric("recall"),
+            metrics.join(" "),
         ]);
     }
     println!("{output}");
@@ -409,10 +434,13 @@ fn resume(dir: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn serve(dir: &Path, listen: SocketAddr, reload_seconds: u64) -> Result<ExitCode> {
+/// Serves the data plane (OIP v2, record scoring, labels, metrics) and, with `tracking`, the
+/// MLflow tracking API too.
+fn serve(dir: &Path, listen: SocketAddr, reload_seconds: u64, tracking: bool) -> Result<ExitCode> {
     let project = open(dir)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let features = project.config.features.clone().map(|spec| OnlineFeatures { spec, store: project.online.clone() });
+    let online = project.online()?;
+    let features = project.config.features.clone().map(|spec| OnlineFeatures { spec, store: online.clone() });
     let engine = Arc::new(Engine::new(
         project.meta.clone(),
         project.blobs.clone(),
@@ -424,25 +452,30 @@ fn serve(dir: &Path, listen: SocketAddr, reload_seconds: u64) -> Result<ExitCode
     if changed.is_empty() {
         eprintln!("warning: no model is deployed yet; /v2/health/ready answers 503 until a champion exists");
     }
-    let state = causeway_server::AppState::new(engine.clone(), project.meta.clone(), clock);
+    let state = causeway_server::AppState::new(engine.clone(), project.meta.clone(), clock.clone());
+    let mut app = causeway_server::router(state);
+    if tracking {
+        let tracking_state = causeway_server::mlflow::TrackingState { meta: project.meta.clone(), clock };
+        app = app.merge(causeway_server::mlflow::router(tracking_state));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener =
             tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let address = listener.local_addr()?;
+        let tracking_note = if tracking { "; MLflow tracking API at /api/2.0/mlflow" } else { "" };
         println!(
-            "serving {} on http://{address} (models: {})",
+            "serving {} on http://{address} (models: {}){tracking_note}",
             project.dir.display(),
             engine.deployed_models().join(", ")
         );
         let refresher = causeway_server::spawn_refresher(engine.clone(), Duration::from_secs(reload_seconds.max(1)));
-        let app = causeway_server::router(state);
         let result = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
         refresher.abort();
         if let Err(error) = engine.log().flush() {
             eprintln!("warning: flushing the prediction log failed: {error}");
         }
-        if let Err(error) = project.online.flush() {
+        if let Err(error) = online.flush() {
             eprintln!("warning: flushing the online store failed: {error}");
         }
         result.context("server failed")?;

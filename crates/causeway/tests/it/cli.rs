@@ -99,7 +99,8 @@ fn project_commands_from_init_to_rollback() {
 
 #[test]
 fn help_explains_every_command_and_errors_exit_non_zero() {
-    let commands: [&[&str]; 12] = [
+    let commands: [&[&str]; 13] = [
+        &["server"],
         &["init"],
         &["ingest"],
         &["datasets"],
@@ -124,4 +125,36 @@ fn help_explains_every_command_and_errors_exit_non_zero() {
     assert!(stderr(&missing).contains("run `causeway init"), "{}", stderr(&missing));
     let unknown = run(&["promote", "9", "--model", "fraud", "--dir", root.path().to_str().expect("utf-8")]);
     assert!(!unknown.status.success());
+}
+
+#[test]
+fn the_control_plane_speaks_mlflow_and_its_runs_are_causeway_runs() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("project");
+    let dir_text = dir.to_str().expect("utf-8");
+    ok(&["init", "--dir", dir_text]);
+    let server = crate::support::Server::start_control_plane(&dir);
+    let (status, created) =
+        server.json("POST", "/api/2.0/mlflow/experiments/create", &serde_json::json!({"name": "research"}));
+    assert_eq!(status, 200, "{created}");
+    let experiment_id = created["experiment_id"].as_str().expect("id").to_string();
+    let (status, run) = server.json(
+        "POST",
+        "/api/2.0/mlflow/runs/create",
+        &serde_json::json!({"experiment_id": experiment_id, "run_name": "notebook-run", "start_time": 1_700_000_000_000_i64}),
+    );
+    assert_eq!(status, 200, "{run}");
+    let run_id = run["run"]["info"]["run_id"].as_str().expect("run id").to_string();
+    let batch = serde_json::json!({"run_id": run_id, "metrics": [{"key": "auc", "value": 0.93, "timestamp": 1, "step": 0}], "params": [{"key": "depth", "value": "4"}]});
+    assert_eq!(server.json("POST", "/api/2.0/mlflow/runs/log-batch", &batch).0, 200);
+    let (status, fetched) =
+        server.json("GET", &format!("/api/2.0/mlflow/runs/get?run_id={run_id}"), &serde_json::Value::Null);
+    assert_eq!(status, 200, "{fetched}");
+    assert_eq!(fetched["run"]["data"]["metrics"][0]["value"], 0.93);
+    let runs = ok(&["runs", "--dir", dir_text]);
+    assert!(runs.contains("notebook-run") && runs.contains("auc=0.9300"), "{runs}");
+    assert_eq!(server.request("GET", "/v2/health/live", None).0, 200, "the data plane is served too");
+    let second = crate::support::run(&["serve", "--dir", dir_text, "--listen", "127.0.0.1:0"]);
+    assert!(!second.status.success());
+    assert!(stderr(&second).contains("held by another Causeway process"), "{}", stderr(&second));
 }

@@ -83,12 +83,25 @@ pub struct Server {
 impl Server {
     /// Starts `causeway serve --dir DIR` on an ephemeral port and waits for its readiness line.
     pub fn start(dir: &Path) -> Server {
-        let mut child = binary()
-            .args(["serve", "--dir", dir.to_str().expect("utf-8"), "--listen", "127.0.0.1:0", "--reload-seconds", "1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("serve starts");
+        Self::spawn(&[
+            "serve",
+            "--dir",
+            dir.to_str().expect("utf-8"),
+            "--listen",
+            "127.0.0.1:0",
+            "--reload-seconds",
+            "1",
+        ])
+    }
+
+    /// Starts `causeway server --dir DIR` (tracking API included) on an ephemeral port.
+    pub fn start_control_plane(dir: &Path) -> Server {
+        Self::spawn(&["server", "--dir", dir.to_str().expect("utf-8"), "--port", "0"])
+    }
+
+    fn spawn(args: &[&str]) -> Server {
+        let mut child =
+            binary().args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("serve starts");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).expect("readiness line");

@@ -1,0 +1,723 @@
+//! The MLflow tracking REST API (`/api/2.0/mlflow/...`): experiments, runs, metrics, parameters,
+//! tags and search, on Causeway's metadata store. GET requests carry their message as query
+//! parameters, POST requests as a JSON body; `run_id` and the older `run_uuid` are both accepted;
+//! errors are `{error_code, message}` with MLflow's codes and statuses.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{any, get, post};
+use causeway_store::search::{parse_filter, parse_order_by, search_experiments, search_runs};
+use causeway_store::tracking::{ACTIVE, DELETED};
+use causeway_store::{Error as StoreError, Experiment, MetaStore, MetricPoint, NewRun, TrackedRun, ViewType};
+use causeway_types::{Clock, RunStatus};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// MLflow's limits on one `runs/log-batch` request.
+pub const MAX_BATCH_METRICS: usize = 1000;
+/// Parameters per batch.
+pub const MAX_BATCH_PARAMS: usize = 100;
+/// Tags per batch.
+pub const MAX_BATCH_TAGS: usize = 100;
+/// Entities (metrics + parameters + tags) per batch.
+pub const MAX_BATCH_ENTITIES: usize = 1000;
+/// Bytes per batch request.
+pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
+/// Characters of a metric, parameter or tag key.
+pub const MAX_KEY_LENGTH: usize = 250;
+/// Characters of a parameter value.
+pub const MAX_PARAM_VALUE_LENGTH: usize = 6000;
+/// Characters of a tag value.
+pub const MAX_TAG_VALUE_LENGTH: usize = 8000;
+/// The most results one search page returns.
+pub const MAX_SEARCH_RESULTS: usize = 50_000;
+
+/// What the tracking handlers reach.
+#[derive(Clone)]
+pub struct TrackingState {
+    /// The metadata store.
+    pub meta: Arc<MetaStore>,
+    /// The clock for timestamps the client did not send.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// An error in MLflow's shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MlflowError {
+    status: StatusCode,
+    error_code: &'static str,
+    message: String,
+}
+
+impl MlflowError {
+    fn invalid(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::BAD_REQUEST, error_code: "INVALID_PARAMETER_VALUE", message: message.into() }
+    }
+
+    fn internal(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::INTERNAL_SERVER_ERROR, error_code: "INTERNAL_ERROR", message: message.into() }
+    }
+}
+
+impl From<StoreError> for MlflowError {
+    fn from(error: StoreError) -> Self {
+        let message = error.to_string();
+        match error {
+            StoreError::NotFound(_) => {
+                Self { status: StatusCode::NOT_FOUND, error_code: "RESOURCE_DOES_NOT_EXIST", message }
+            }
+            StoreError::AlreadyExists(_) => {
+                Self { status: StatusCode::BAD_REQUEST, error_code: "RESOURCE_ALREADY_EXISTS", message }
+            }
+            StoreError::InvalidValue(_) | StoreError::InvalidKey(_) => Self::invalid(message),
+            _ => Self::internal(message),
+        }
+    }
+}
+
+impl IntoResponse for MlflowError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(code = self.error_code, message = %self.message, "tracking request failed");
+        }
+        (self.status, Json(json!({"error_code": self.error_code, "message": self.message}))).into_response()
+    }
+}
+
+type Answer = Result<Json<Value>, MlflowError>;
+
+/// The tracking routes under `/api/2.0/mlflow`.
+pub fn router(state: TrackingState) -> Router {
+    Router::new()
+        .route("/api/2.0/mlflow/experiments/create", post(create_experiment))
+        .route("/api/2.0/mlflow/experiments/get", get(get_experiment))
+        .route("/api/2.0/mlflow/experiments/get-by-name", get(get_experiment_by_name))
+        .route("/api/2.0/mlflow/experiments/search", post(search_experiments_post).get(search_experiments_get))
+        .route("/api/2.0/mlflow/experiments/update", post(update_experiment))
+        .route("/api/2.0/mlflow/experiments/delete", post(delete_experiment))
+        .route("/api/2.0/mlflow/experiments/restore", post(restore_experiment))
+        .route("/api/2.0/mlflow/experiments/set-experiment-tag", post(set_experiment_tag))
+        .route("/api/2.0/mlflow/runs/create", post(create_run))
+        .route("/api/2.0/mlflow/runs/get", get(get_run))
+        .route("/api/2.0/mlflow/runs/update", post(update_run))
+        .route("/api/2.0/mlflow/runs/delete", post(delete_run))
+        .route("/api/2.0/mlflow/runs/restore", post(restore_run))
+        .route("/api/2.0/mlflow/runs/search", post(search_runs_post))
+        .route("/api/2.0/mlflow/runs/log-metric", post(log_metric))
+        .route("/api/2.0/mlflow/runs/log-parameter", post(log_parameter))
+        .route("/api/2.0/mlflow/runs/log-batch", post(log_batch))
+        .route("/api/2.0/mlflow/runs/set-tag", post(set_tag))
+        .route("/api/2.0/mlflow/runs/delete-tag", post(delete_tag))
+        .route("/api/2.0/mlflow/metrics/get-history", get(metric_history))
+        .route("/api/2.0/mlflow/{*rest}", any(unknown_endpoint))
+        .with_state(state)
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, MlflowError> {
+    let body = if body.is_empty() { &b"{}"[..] } else { &body[..] };
+    serde_json::from_slice(body).map_err(|error| MlflowError::invalid(format!("malformed request body: {error}")))
+}
+
+/// Runs store work off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, MlflowError> + Send + 'static,
+) -> Result<T, MlflowError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|error| Err(MlflowError::internal(format!("request task failed: {error}"))))
+}
+
+fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, MlflowError> {
+    value
+        .as_deref()
+        .filter(|value| !value.is_empty())
+        .ok_or_else(|| MlflowError::invalid(format!("missing value for required parameter '{name}'")))
+}
+
+fn key_value_list(entries: &std::collections::BTreeMap<String, String>) -> Vec<Value> {
+    entries.iter().map(|(key, value)| json!({"key": key, "value": value})).collect()
+}
+
+fn experiment_json(experiment: &Experiment) -> Value {
+    json!({
+        "experiment_id": experiment.experiment_id,
+        "name": experiment.name,
+        "artifact_location": experiment.artifact_location,
+        "lifecycle_stage": experiment.lifecycle_stage,
+        "last_update_time": experiment.last_update_time,
+        "creation_time": experiment.creation_time,
+        "tags": key_value_list(&experiment.tags),
+    })
+}
+
+fn run_info_json(run: &TrackedRun) -> Value {
+    let mut info = json!({
+        "run_id": run.run_id,
+        "run_uuid": run.run_id,
+        "run_name": run.run_name,
+        "experiment_id": run.experiment_id,
+        "user_id": run.user_id,
+        "status": run.status.as_str(),
+        "start_time": run.start_time,
+        "artifact_uri": run.artifact_uri,
+        "lifecycle_stage": run.lifecycle_stage,
+    });
+    if let (Some(end_time), Some(object)) = (run.end_time, info.as_object_mut()) {
+        object.insert("end_time".into(), json!(end_time));
+    }
+    info
+}
+
+fn metric_json(key: &str, point: &MetricPoint) -> Value {
+    json!({"key": key, "value": float_json(point.value), "timestamp": point.timestamp, "step": point.step})
+}
+
+/// JSON has no NaN or infinities: MLflow writes them as strings.
+fn float_json(value: f64) -> Value {
+    if value.is_nan() {
+        json!("NaN")
+    } else if value.is_infinite() {
+        json!(if value > 0.0 { "Infinity" } else { "-Infinity" })
+    } else {
+        json!(value)
+    }
+}
+
+fn run_json(run: &TrackedRun) -> Value {
+    json!({
+        "info": run_info_json(run),
+        "data": {
+            "metrics": run.metrics.iter().map(|(key, point)| metric_json(key, point)).collect::<Vec<_>>(),
+            "params": key_value_list(&run.params),
+            "tags": key_value_list(&run.tags),
+        },
+        "inputs": {"dataset_inputs": []},
+    })
+}
+
+// ---- experiments -------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct KeyValue {
+    key: String,
+    #[serde(default)]
+    value: String,
+}
+
+#[derive(Deserialize)]
+struct CreateExperiment {
+    name: Option<String>,
+    artifact_location: Option<String>,
+    #[serde(default)]
+    tags: Vec<KeyValue>,
+}
+
+async fn create_experiment(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    blocking(move || {
+        let request: CreateExperiment = parse(&body)?;
+        let name = required(&request.name, "name")?;
+        let tags: Vec<(String, String)> = request.tags.into_iter().map(|tag| (tag.key, tag.value)).collect();
+        let id =
+            state.meta.create_experiment(name, request.artifact_location.as_deref(), &tags, state.clock.now_ms())?;
+        Ok(Json(json!({"experiment_id": id})))
+    })
+    .await
+}
+
+async fn get_experiment(State(state): State<TrackingState>, Query(query): Query<HashMap<String, String>>) -> Answer {
+    blocking(move || {
+        let id = required(&query.get("experiment_id").cloned(), "experiment_id")?.to_string();
+        Ok(Json(json!({"experiment": experiment_json(&state.meta.experiment(&id)?)})))
+    })
+    .await
+}
+
+async fn get_experiment_by_name(
+    State(state): State<TrackingState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Answer {
+    blocking(move || {
+        let name = required(&query.get("experiment_name").cloned(), "experiment_name")?.to_string();
+        Ok(Json(json!({"experiment": experiment_json(&state.meta.experiment_by_name(&name)?)})))
+    })
+    .await
+}
+
+#[derive(Deserialize, Default)]
+struct SearchRequest {
+    #[serde(default)]
+    experiment_ids: Vec<String>,
+    #[serde(default)]
+    filter: Option<String>,
+    #[serde(default)]
+    max_results: Option<Value>,
+    #[serde(default)]
+    order_by: Vec<String>,
+    #[serde(default)]
+    page_token: Option<String>,
+    #[serde(default)]
+    view_type: Option<Value>,
+    #[serde(default)]
+    run_view_type: Option<Value>,
+}
+
+fn view_type(value: Option<&Value>) -> Result<ViewType, MlflowError> {
+    match value {
+        None | Some(Value::Null) => Ok(ViewType::ActiveOnly),
+        Some(Value::String(text)) => {
+            ViewType::parse(text).ok_or_else(|| MlflowError::invalid(format!("invalid view type `{text}`")))
+        }
+        Some(Value::Number(number)) => ViewType::parse(&number.to_string())
+            .ok_or_else(|| MlflowError::invalid(format!("invalid view type `{number}`"))),
+        Some(other) => Err(MlflowError::invalid(format!("invalid view type `{other}`"))),
+    }
+}
+
+fn page(max_results: Option<&Value>, page_token: Option<&str>, default: usize) -> Result<(usize, usize), MlflowError> {
+    let limit = match max_results {
+        None | Some(Value::Null) => default,
+        Some(Value::Number(number)) => number.as_u64().map_or(0, |value| value as usize),
+        Some(Value::String(text)) => text.parse().unwrap_or(0),
+        Some(_) => 0,
+    };
+    if limit == 0 || limit > MAX_SEARCH_RESULTS {
+        return Err(MlflowError::invalid(format!("max_results must be between 1 and {MAX_SEARCH_RESULTS}")));
+    }
+    let offset = match page_token.filter(|token| !token.is_empty()) {
+        None => 0,
+        Some(token) => token.parse().map_err(|_| MlflowError::invalid(format!("invalid page_token `{token}`")))?,
+    };
+    Ok((limit, offset))
+}
+
+fn paginate<T>(items: Vec<T>, limit: usize, offset: usize) -> (Vec<T>, Option<String>) {
+    let total = items.len();
+    let page: Vec<T> = items.into_iter().skip(offset).take(limit).collect();
+    let next = (offset + limit < total).then(|| (offset + limit).to_string());
+    (page, next)
+}
+
+fn search_experiments_with(state: &TrackingState, request: &SearchRequest) -> Answer {
+    let (limit, offset) = page(request.max_results.as_ref(), request.page_token.as_deref(), 1000)?;
+    let filter = parse_filter(request.filter.as_deref().unwrap_or_default())?;
+    let order = parse_order_by(&request.order_by)?;
+    let experiments = state.meta.experiments(view_type(request.view_type.as_ref())?)?;
+    let (found, next) = paginate(search_experiments(experiments, &filter, &order), limit, offset);
+    let mut answer = json!({"experiments": found.iter().map(experiment_json).collect::<Vec<_>>()});
+    if let (Some(next), Some(object)) = (next, answer.as_object_mut()) {
+        object.insert("next_page_token".into(), json!(next));
+    }
+    Ok(Json(answer))
+}
+
+async fn search_experiments_post(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    blocking(move || search_experiments_with(&state, &parse(&body)?)).await
+}
+
+async fn search_experiments_get(
+    State(state): State<TrackingState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Answer {
+    blocking(move || {
+        let request = SearchRequest {
+            filter: query.get("filter").cloned(),
+            max_results: query.get("max_results").map(|value| json!(value)),
+            order_by: query.get("order_by").map(|value| vec![value.clone()]).unwrap_or_default(),
+            page_token: query.get("page_token").cloned(),
+            view_type: query.get("view_type").map(|value| json!(value)),
+            ..SearchRequest::default()
+        };
+        search_experiments_with(&state, &request)
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct ExperimentChange {
+    experiment_id: Option<String>,
+    new_name: Option<String>,
+    key: Option<String>,
+    value: Option<String>,
+}
+
+async fn update_experiment(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    blocking(move || {
+        let request: ExperimentChange = parse(&body)?;
+        let id = required(&request.experiment_id, "experiment_id")?;
+        state.meta.rename_experiment(id, required(&request.new_name, "new_name")?, state.clock.now_ms())?;
+        Ok(Json(json!({})))
+    })
+    .await
+}
+
+async fn delete_experiment(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    change_experiment_stage(state, body, DELETED).await
+}
+
+async fn restore_experiment(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    change_experiment_stage(state, body, ACTIVE).await
+}
+
+async fn change_experiment_stage(state: TrackingState, body: Bytes, stage: &'static str) -> Answer {
+    blocking(move || {
+        let request: ExperimentChange = parse(&body)?;
+        state.meta.set_experiment_stage(
+            required(&request.experiment_id, "experiment_id")?,
+            stage,
+            state.clock.now_ms(),
+        )?;
+        Ok(Json(json!({})))
+    })
+    .await
+}
+
+async fn set_experiment_tag(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    blocking(move || {
+        let request: ExperimentChange = parse(&body)?;
+        let key = required(&request.key, "key")?;
+        check_key(key)?;
+        state.meta.set_experiment_tag(
+            required(&request.experiment_id, "experiment_id")?,
+            key,
+            request.value.as_deref().unwrap_or_default(),
+        )?;
+        Ok(Json(json!({})))
+    })
+    .await
+}
+
+// ---- runs --------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct CreateRun {
+    experiment_id: Option<String>,
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    run_name: Option<String>,
+    #[serde(default)]
+    start_time: Option<Value>,
+    #[serde(default)]
+    tags: Vec<KeyValue>,
+}
+
+fn integer(value: Option<&Value>, name: &str) -> Result<Option<i64>, MlflowError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(number)) => {
+            number.as_i64().map(Some).ok_or_else(|| MlflowError::invalid(format!("`{name}` must be an integer")))
+        }
+        Some(Value::String(text)) => {
+            text.parse().map(Some).map_err(|_| MlflowError::invalid(format!("`{name}` must be an integer")))
+        }
+        Some(_) => Err(MlflowError::invalid(format!("`{name}` must be an integer"))),
+    }
+}
+
+async fn create_run(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    blocking(move || {
+        let request: CreateRun = parse(&body)?;
+        let tags: Vec<(String, String)> = request.tags.into_iter().map(|tag| (tag.key, tag.value)).collect();
+        for (key, value) in &tags {
+            check_key(key)?;
+            check_length("tag", key, value, MAX_TAG_VALUE_LENGTH)?;
+        }
+        let run_name = request
+            .run_name
+            .filter(|name| !name.is_empty())
+            .or_else(|| tags.iter().find(|(key, _)| key == "mlflow.runName").map(|(_, value)| value.clone()))
+            .unwrap_or_default();
+        let run = state.meta.create_tracked_run(&NewRun {
+            experiment_id: request.experiment_id.filter(|id| !id.is_empty()).unwrap_or_else(|| "0".into()),
+            user_id: request.user_id.unwrap_or_default(),
+            run_name,
+            start_time: integer(request.start_time.as_ref(), "start_time")?.unwrap_or_else(|| state.clock.now_ms()),
+            tags,
+        })?;
+        Ok(Json(json!({"run": run_json(&run)})))
+    })
+    .await
+}
+
+fn run_id_from(query: &HashMap<String, String>) -> Result<String, MlflowError> {
+    query
+        .get("run_id")
+        .or_else(|| query.get("run_uuid"))
+        .filter(|id| !id.is_empty())
+        .cloned()
+        .ok_or_else(|| MlflowError::invalid("missing value for required parameter 'run_id'"))
+}
+
+async fn get_run(State(state): State<TrackingState>, Query(query): Query<HashMap<String, String>>) -> Answer {
+    blocking(move || {
+        let run_id = run_id_from(&query)?;
+        Ok(Json(json!({"run": run_json(&state.meta.tracked_run(&run_id)?)})))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct RunRequest {
+    run_id: Option<String>,
+    run_uuid: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    end_time: Option<Value>,
+    #[serde(default)]
+    run_name: Option<String>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    value: Option<Value>,
+    #[serde(default)]
+    timestamp: Option<Value>,
+    #[serde(default)]
+    step: Option<Value>,
+    #[serde(default)]
+    metrics: Vec<MetricEntry>,
+    #[serde(default)]
+    params: Vec<KeyValue>,
+    #[serde(default)]
+    tags: Vec<KeyValue>,
+}
+
+#[derive(Deserialize)]
+struct MetricEntry {
+    key: String,
+    value: Value,
+    #[serde(default)]
+    timestamp: Option<Value>,
+    #[serde(default)]
+    step: Option<Value>,
+}
+
+impl RunRequest {
+    fn run_id(&self) -> Result<&str, MlflowError> {
+        self.run_id
+            .as_deref()
+            .or(self.run_uuid.as_deref())
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| MlflowError::invalid("missing value for required parameter 'run_id'"))
+    }
+}
+
+async fn update_run(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    blocking(move || {
+        let request: RunRequest = parse(&body)?;
+        let status = match request.status.as_deref() {
+            None | Some("") => None,
+            Some(text) => Some(
+                RunStatus::parse(text).ok_or_else(|| MlflowError::invalid(format!("invalid run status `{text}`")))?,
+            ),
+        };
+        let end_time = integer(request.end_time.as_ref(), "end_time")?;
+        let run = state.meta.update_tracked_run(request.run_id()?, status, end_time, request.run_name.as_deref())?;
+        Ok(Json(json!({"run_info": run_info_json(&run)})))
+    })
+    .await
+}
+
+async fn delete_run(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    change_run_stage(state, body, DELETED).await
+}
+
+async fn restore_run(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    change_run_stage(state, body, ACTIVE).await
+}
+
+async fn change_run_stage(state: TrackingState, body: Bytes, stage: &'static str) -> Answer {
+    blocking(move || {
+        let request: RunRequest = parse(&body)?;
+        state.meta.set_run_stage(request.run_id()?, stage)?;
+        Ok(Json(json!({})))
+    })
+    .await
+}
+
+fn check_key(key: &str) -> Result<(), MlflowError> {
+    if key.is_empty() || key.chars().count() > MAX_KEY_LENGTH {
+        return Err(MlflowError::invalid(format!("key `{key}` must have 1 to {MAX_KEY_LENGTH} characters")));
+    }
+    if key.split('/').any(|part| part == ".." || part == ".") || key.starts_with('/') {
+        return Err(MlflowError::invalid(format!("invalid key `{key}`: no `.`/`..` segments or leading `/`")));
+    }
+    Ok(())
+}
+
+fn check_length(what: &str, key: &str, value: &str, limit: usize) -> Result<(), MlflowError> {
+    if value.chars().count() > limit {
+        return Err(MlflowError::invalid(format!("{what} `{key}` has a value longer than {limit} characters")));
+    }
+    Ok(())
+}
+
+fn metric_value(value: &Value, key: &str) -> Result<f64, MlflowError> {
+    match value {
+        Value::Number(number) => {
+            number.as_f64().ok_or_else(|| MlflowError::invalid(format!("metric `{key}` value out of range")))
+        }
+        Value::String(text) => match text.as_str() {
+            "NaN" | "nan" => Ok(f64::NAN),
+            "Infinity" | "inf" => Ok(f64::INFINITY),
+            "-Infinity" | "-inf" => Ok(f64::NEG_INFINITY),
+            other => other
+                .parse()
+                .map_err(|_| MlflowError::invalid(format!("metric `{key}` value `{other}` is not a number"))),
+        },
+        other => Err(MlflowError::invalid(format!("metric `{key}` value {other} is not a number"))),
+    }
+}
+
+fn metric_point(
+    state: &TrackingState,
+    key: &str,
+    value: &Value,
+    timestamp: Option<&Value>,
+    step: Option<&Value>,
+) -> Result<(String, MetricPoint), MlflowError> {
+    check_key(key)?;
+    Ok((
+        key.to_string(),
+        MetricPoint {
+            value: metric_value(value, key)?,
+            timestamp: integer(timestamp, "timestamp")?.unwrap_or_else(|| state.clock.now_ms()),
+            step: integer(step, "step")?.unwrap_or(0),
+        },
+    ))
+}
+
+fn write_batch(state: &TrackingState, request: RunRequest) -> Answer {
+    let run_id = request.run_id()?.to_string();
+    let metrics: Vec<(String, MetricPoint)> = request
+        .metrics
+        .iter()
+        .map(|metric| metric_point(state, &metric.key, &metric.value, metric.timestamp.as_ref(), metric.step.as_ref()))
+        .collect::<Result<_, _>>()?;
+    let params: Vec<(String, String)> = request.params.into_iter().map(|param| (param.key, param.value)).collect();
+    let tags: Vec<(String, String)> = request.tags.into_iter().map(|tag| (tag.key, tag.value)).collect();
+    for (key, value) in &params {
+        check_key(key)?;
+        check_length("param", key, value, MAX_PARAM_VALUE_LENGTH)?;
+    }
+    for (key, value) in &tags {
+        check_key(key)?;
+        check_length("tag", key, value, MAX_TAG_VALUE_LENGTH)?;
+    }
+    state.meta.log_batch(&run_id, &metrics, &params, &tags)?;
+    Ok(Json(json!({})))
+}
+
+async fn log_metric(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    blocking(move || {
+        let mut request: RunRequest = parse(&body)?;
+        let key = required(&request.key, "key")?.to_string();
+        let value =
+            request.value.take().ok_or_else(|| MlflowError::invalid("missing value for required parameter 'value'"))?;
+        request.metrics =
+            vec![MetricEntry { key, value, timestamp: request.timestamp.take(), step: request.step.take() }];
+        write_batch(&state, request)
+    })
+    .await
+}
+
+fn text_value(value: Option<&Value>) -> String {
+    match value {
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+async fn log_parameter(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    blocking(move || {
+        let mut request: RunRequest = parse(&body)?;
+        let key = required(&request.key, "key")?.to_string();
+        request.params = vec![KeyValue { key, value: text_value(request.value.as_ref()) }];
+        write_batch(&state, request)
+    })
+    .await
+}
+
+async fn set_tag(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    blocking(move || {
+        let mut request: RunRequest = parse(&body)?;
+        let key = required(&request.key, "key")?.to_string();
+        request.tags = vec![KeyValue { key, value: text_value(request.value.as_ref()) }];
+        write_batch(&state, request)
+    })
+    .await
+}
+
+async fn log_batch(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    blocking(move || {
+        if body.len() > MAX_BATCH_BYTES {
+            return Err(MlflowError::invalid(format!("a batch request must be at most {MAX_BATCH_BYTES} bytes, got {}", body.len())));
+        }
+        let request: RunRequest = parse(&body)?;
+        let (metrics, params, tags) = (request.metrics.len(), request.params.len(), request.tags.len());
+        if metrics > MAX_BATCH_METRICS || params > MAX_BATCH_PARAMS || tags > MAX_BATCH_TAGS || metrics + params + tags > MAX_BATCH_ENTITIES {
+            return Err(MlflowError::invalid(format!(
+                "a batch logging request can contain at most {MAX_BATCH_METRICS} metrics, {MAX_BATCH_PARAMS} params, {MAX_BATCH_TAGS} tags and {MAX_BATCH_ENTITIES} entities in total; got {metrics} metrics, {params} params, {tags} tags"
+            )));
+        }
+        write_batch(&state, request)
+    })
+    .await
+}
+
+async fn delete_tag(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    blocking(move || {
+        let request: RunRequest = parse(&body)?;
+        state.meta.delete_run_tag(request.run_id()?, required(&request.key, "key")?)?;
+        Ok(Json(json!({})))
+    })
+    .await
+}
+
+async fn search_runs_post(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    blocking(move || {
+        let request: SearchRequest = parse(&body)?;
+        let (limit, offset) = page(request.max_results.as_ref(), request.page_token.as_deref(), 1000)?;
+        let filter = parse_filter(request.filter.as_deref().unwrap_or_default())?;
+        let order = parse_order_by(&request.order_by)?;
+        let runs = state.meta.tracked_runs(&request.experiment_ids, view_type(request.run_view_type.as_ref())?)?;
+        let (found, next) = paginate(search_runs(runs, &filter, &order), limit, offset);
+        let mut answer = json!({"runs": found.iter().map(run_json).collect::<Vec<_>>()});
+        if let (Some(next), Some(object)) = (next, answer.as_object_mut()) {
+            object.insert("next_page_token".into(), json!(next));
+        }
+        Ok(Json(answer))
+    })
+    .await
+}
+
+async fn metric_history(State(state): State<TrackingState>, Query(query): Query<HashMap<String, String>>) -> Answer {
+    blocking(move || {
+        let run_id = run_id_from(&query)?;
+        let key = required(&query.get("metric_key").cloned(), "metric_key")?.to_string();
+        let (limit, offset) = page(
+            query.get("max_results").map(|value| json!(value)).as_ref(),
+            query.get("page_token").map(String::as_str),
+            25_000,
+        )?;
+        let (points, next) = paginate(state.meta.metric_history(&run_id, &key)?, limit, offset);
+        let mut answer = json!({"metrics": points.iter().map(|point| metric_json(&key, point)).collect::<Vec<_>>()});
+        if let (Some(next), Some(object)) = (next, answer.as_object_mut()) {
+            object.insert("next_page_token".into(), json!(next));
+        }
+        Ok(Json(answer))
+    })
+    .await
+}
+
+/// Answers 404 in MLflow's shape for tracking routes Causeway does not serve.
+async fn unknown_endpoint() -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({"error_code": "ENDPOINT_NOT_FOUND", "message": "this MLflow endpoint is not served by Causeway yet"}))).into_response()
+}

@@ -1,0 +1,640 @@
+//! Experiment and run tracking with MLflow's semantics, on the same tables as Causeway's own runs:
+//! a run logged through the MLflow API is a Causeway run, and the other way round.
+
+use std::collections::{BTreeMap, HashMap};
+
+use causeway_types::{RunStatus, SeededRng};
+use rusqlite::{OptionalExtension, params, params_from_iter};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::meta::MetaStore;
+
+/// `active` or `deleted`, MLflow's life-cycle stages.
+pub const ACTIVE: &str = "active";
+/// The stage of deleted (restorable) experiments and runs.
+pub const DELETED: &str = "deleted";
+
+/// Which life-cycle stages a listing includes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ViewType {
+    /// Only active ones (the default).
+    #[default]
+    ActiveOnly,
+    /// Only deleted ones.
+    DeletedOnly,
+    /// Both.
+    All,
+}
+
+impl ViewType {
+    /// Parses MLflow's names (`ACTIVE_ONLY`, `DELETED_ONLY`, `ALL`, or the numbers 1, 2, 3).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "ACTIVE_ONLY" | "1" => Some(Self::ActiveOnly),
+            "DELETED_ONLY" | "2" => Some(Self::DeletedOnly),
+            "ALL" | "3" => Some(Self::All),
+            _ => None,
+        }
+    }
+
+    fn stages(self) -> &'static [&'static str] {
+        match self {
+            Self::ActiveOnly => &[ACTIVE],
+            Self::DeletedOnly => &[DELETED],
+            Self::All => &[ACTIVE, DELETED],
+        }
+    }
+}
+
+/// An experiment: a named group of runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Experiment {
+    /// The id (a decimal number as text; `0` is the default experiment).
+    pub experiment_id: String,
+    /// The unique name.
+    pub name: String,
+    /// Where its runs' artifacts go.
+    pub artifact_location: String,
+    /// `active` or `deleted`.
+    pub lifecycle_stage: String,
+    /// Creation time (epoch ms).
+    pub creation_time: i64,
+    /// Last change (epoch ms).
+    pub last_update_time: i64,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// One logged metric value.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MetricPoint {
+    /// The value.
+    pub value: f64,
+    /// When it was logged (epoch ms).
+    pub timestamp: i64,
+    /// The step.
+    pub step: i64,
+}
+
+/// A run as the tracking API sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackedRun {
+    /// The run id (32 hex digits).
+    pub run_id: String,
+    /// The run's name.
+    pub run_name: String,
+    /// The experiment.
+    pub experiment_id: String,
+    /// Who started it.
+    pub user_id: String,
+    /// RUNNING, SCHEDULED, FINISHED, FAILED or KILLED.
+    pub status: RunStatus,
+    /// Start (epoch ms).
+    pub start_time: i64,
+    /// End (epoch ms).
+    pub end_time: Option<i64>,
+    /// Where its artifacts go.
+    pub artifact_uri: String,
+    /// `active` or `deleted`.
+    pub lifecycle_stage: String,
+    /// The latest value of each metric (largest step, then timestamp, then value).
+    pub metrics: BTreeMap<String, MetricPoint>,
+    /// Parameters (immutable once logged).
+    pub params: BTreeMap<String, String>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A new run's settings.
+#[derive(Debug, Clone, Default)]
+pub struct NewRun {
+    /// The experiment (must exist and be active).
+    pub experiment_id: String,
+    /// Who starts it.
+    pub user_id: String,
+    /// Its name (generated when empty).
+    pub run_name: String,
+    /// Start (epoch ms).
+    pub start_time: i64,
+    /// Initial tags.
+    pub tags: Vec<(String, String)>,
+}
+
+/// Reads `value, at_ms, step, is_nan` starting at column `first`.
+fn metric_point(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<MetricPoint> {
+    let is_nan: bool = row.get(first + 3)?;
+    Ok(MetricPoint {
+        value: if is_nan { f64::NAN } else { row.get(first)? },
+        timestamp: row.get(first + 1)?,
+        step: row.get(first + 2)?,
+    })
+}
+
+fn parse_id(experiment_id: &str) -> Result<i64> {
+    experiment_id
+        .parse::<i64>()
+        .map_err(|_| Error::InvalidValue(format!("experiment id `{experiment_id}` is not a number")))
+}
+
+fn new_run_id(seed_text: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos() as u64)
+        .unwrap_or(0);
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut rng =
+        SeededRng::derive(nanos ^ COUNTER.fetch_add(1, Ordering::Relaxed) ^ u64::from(std::process::id()), seed_text);
+    format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64())
+}
+
+impl MetaStore {
+    // ---- experiments ----------------------------------------------------------------------
+
+    /// Creates an experiment; its artifacts default to `mlflow-artifacts:/<id>`.
+    pub fn create_experiment(
+        &self,
+        name: &str,
+        artifact_location: Option<&str>,
+        tags: &[(String, String)],
+        at_ms: i64,
+    ) -> Result<String> {
+        if name.trim().is_empty() {
+            return Err(Error::InvalidValue("experiment name must not be empty".into()));
+        }
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        let exists: Option<i64> = transaction
+            .query_row("SELECT experiment_id FROM experiments WHERE name = ?1", params![name], |row| row.get(0))
+            .optional()?;
+        if exists.is_some() {
+            return Err(Error::AlreadyExists(format!("experiment `{name}`")));
+        }
+        transaction.execute(
+            "INSERT INTO experiments (name, artifact_location, creation_time, last_update_time) VALUES (?1, '', ?2, ?2)",
+            params![name, at_ms],
+        )?;
+        let id = transaction.last_insert_rowid();
+        let location = artifact_location
+            .filter(|location| !location.is_empty())
+            .map_or_else(|| format!("mlflow-artifacts:/{id}"), str::to_string);
+        transaction
+            .execute("UPDATE experiments SET artifact_location = ?2 WHERE experiment_id = ?1", params![id, location])?;
+        for (key, value) in tags {
+            transaction.execute(
+                "INSERT OR REPLACE INTO experiment_tags (experiment_id, key, value) VALUES (?1, ?2, ?3)",
+                params![id, key, value],
+            )?;
+        }
+        transaction.commit()?;
+        Ok(id.to_string())
+    }
+
+    /// One experiment by id.
+    pub fn experiment(&self, experiment_id: &str) -> Result<Experiment> {
+        let id = parse_id(experiment_id)?;
+        self.experiments_where("experiment_id = ?1", &[&id])?
+            .pop()
+            .ok_or_else(|| Error::NotFound(format!("experiment with id `{experiment_id}`")))
+    }
+
+    /// One experiment by name.
+    pub fn experiment_by_name(&self, name: &str) -> Result<Experiment> {
+        self.experiments_where("name = ?1", &[&name])?
+            .pop()
+            .ok_or_else(|| Error::NotFound(format!("experiment `{name}`")))
+    }
+
+    /// Experiments in a view, by id.
+    pub fn experiments(&self, view: ViewType) -> Result<Vec<Experiment>> {
+        let stages = view.stages();
+        let placeholders = vec!["?"; stages.len()].join(", ");
+        let values: Vec<&dyn rusqlite::ToSql> = stages.iter().map(|stage| stage as &dyn rusqlite::ToSql).collect();
+        self.experiments_where(&format!("lifecycle_stage IN ({placeholders})"), &values)
+    }
+
+    fn experiments_where(&self, condition: &str, values: &[&dyn rusqlite::ToSql]) -> Result<Vec<Experiment>> {
+        let connection = self.lock();
+        let mut statement = connection.prepare(&format!(
+            "SELECT experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time
+             FROM experiments WHERE {condition} ORDER BY experiment_id"
+        ))?;
+        let mut experiments: Vec<Experiment> = statement
+            .query_map(values, |row| {
+                Ok(Experiment {
+                    experiment_id: row.get::<_, i64>(0)?.to_string(),
+                    name: row.get(1)?,
+                    artifact_location: row.get(2)?,
+                    lifecycle_stage: row.get(3)?,
+                    creation_time: row.get(4)?,
+                    last_update_time: row.get(5)?,
+                    tags: BTreeMap::new(),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut tags = connection.prepare("SELECT key, value FROM experiment_tags WHERE experiment_id = ?1")?;
+        for experiment in &mut experiments {
+            let id: i64 = experiment.experiment_id.parse().unwrap_or(-1);
+            experiment.tags =
+                tags.query_map(params![id], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<_, _>>()?;
+        }
+        Ok(experiments)
+    }
+
+    fn change_experiment(&self, experiment_id: &str, sql: &str, value: &dyn rusqlite::ToSql, at_ms: i64) -> Result<()> {
+        let id = parse_id(experiment_id)?;
+        let changed = self.lock().execute(sql, params![id, value, at_ms])?;
+        if changed == 0 {
+            return Err(Error::NotFound(format!("experiment with id `{experiment_id}`")));
+        }
+        Ok(())
+    }
+
+    /// Renames an experiment.
+    pub fn rename_experiment(&self, experiment_id: &str, new_name: &str, at_ms: i64) -> Result<()> {
+        if let Ok(existing) = self.experiment_by_name(new_name)
+            && existing.experiment_id != experiment_id
+        {
+            return Err(Error::AlreadyExists(format!("experiment `{new_name}`")));
+        }
+        self.change_experiment(
+            experiment_id,
+            "UPDATE experiments SET name = ?2, last_update_time = ?3 WHERE experiment_id = ?1",
+            &new_name,
+            at_ms,
+        )
+    }
+
+    /// Marks an experiment (and its runs) deleted or active again.
+    pub fn set_experiment_stage(&self, experiment_id: &str, stage: &str, at_ms: i64) -> Result<()> {
+        if experiment_id == "0" && stage == DELETED {
+            return Err(Error::InvalidValue("the default experiment (id 0) cannot be deleted".into()));
+        }
+        self.change_experiment(
+            experiment_id,
+            "UPDATE experiments SET lifecycle_stage = ?2, last_update_time = ?3 WHERE experiment_id = ?1",
+            &stage,
+            at_ms,
+        )?;
+        self.lock().execute(
+            "UPDATE runs SET lifecycle_stage = ?2 WHERE experiment_id = ?1",
+            params![parse_id(experiment_id)?, stage],
+        )?;
+        Ok(())
+    }
+
+    /// Sets an experiment tag.
+    pub fn set_experiment_tag(&self, experiment_id: &str, key: &str, value: &str) -> Result<()> {
+        let experiment = self.experiment(experiment_id)?;
+        self.lock().execute(
+            "INSERT OR REPLACE INTO experiment_tags (experiment_id, key, value) VALUES (?1, ?2, ?3)",
+            params![parse_id(&experiment.experiment_id)?, key, value],
+        )?;
+        Ok(())
+    }
+
+    // ---- runs -----------------------------------------------------------------------------
+
+    /// Creates a run in an active experiment.
+    pub fn create_tracked_run(&self, run: &NewRun) -> Result<TrackedRun> {
+        let experiment = self.experiment(&run.experiment_id)?;
+        if experiment.lifecycle_stage != ACTIVE {
+            return Err(Error::InvalidValue(format!("experiment `{}` is deleted; restore it first", experiment.name)));
+        }
+        let run_id = new_run_id(&run.run_name);
+        let run_name = if run.run_name.is_empty() { format!("run-{}", &run_id[..8]) } else { run.run_name.clone() };
+        let artifact_uri = format!("{}/{run_id}/artifacts", experiment.artifact_location.trim_end_matches('/'));
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        transaction.execute(
+            "INSERT INTO runs (run_id, name, status, started_ms, finished_ms, seed, dataset, git_commit, tool_version,
+                               experiment_id, user_id, lifecycle_stage, artifact_uri)
+             VALUES (?1, ?2, 'RUNNING', ?3, NULL, 0, '', NULL, '', ?4, ?5, 'active', ?6)",
+            params![run_id, run_name, run.start_time, parse_id(&experiment.experiment_id)?, run.user_id, artifact_uri],
+        )?;
+        for (key, value) in &run.tags {
+            transaction.execute(
+                "INSERT OR REPLACE INTO run_tags (run_id, key, value) VALUES (?1, ?2, ?3)",
+                params![run_id, key, value],
+            )?;
+        }
+        transaction.commit()?;
+        drop(connection);
+        self.tracked_run(&run_id)
+    }
+
+    /// One run with its latest metrics, parameters and tags.
+    pub fn tracked_run(&self, run_id: &str) -> Result<TrackedRun> {
+        self.tracked_runs_where("run_id = ?1", &[&run_id])?
+            .pop()
+            .ok_or_else(|| Error::NotFound(format!("run with id `{run_id}`")))
+    }
+
+    /// Every run of the given experiments in a view, newest first. Loads parameters, tags and
+    /// latest metrics in one query each, not one per run.
+    pub fn tracked_runs(&self, experiment_ids: &[String], view: ViewType) -> Result<Vec<TrackedRun>> {
+        let ids: Vec<i64> = experiment_ids.iter().map(|id| parse_id(id)).collect::<Result<_>>()?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stages = view.stages();
+        let condition = format!(
+            "experiment_id IN ({}) AND lifecycle_stage IN ({})",
+            vec!["?"; ids.len()].join(", "),
+            vec!["?"; stages.len()].join(", ")
+        );
+        let mut values: Vec<&dyn rusqlite::ToSql> = ids.iter().map(|id| id as &dyn rusqlite::ToSql).collect();
+        values.extend(stages.iter().map(|stage| stage as &dyn rusqlite::ToSql));
+        self.tracked_runs_where(&condition, &values)
+    }
+
+    fn tracked_runs_where(&self, condition: &str, values: &[&dyn rusqlite::ToSql]) -> Result<Vec<TrackedRun>> {
+        let connection = self.lock();
+        let mut statement = connection.prepare(&format!(
+            "SELECT run_id, name, experiment_id, user_id, status, started_ms, finished_ms, artifact_uri, lifecycle_stage
+             FROM runs WHERE {condition} ORDER BY started_ms DESC, run_id"
+        ))?;
+        let mut runs: Vec<TrackedRun> = statement
+            .query_map(values, |row| {
+                let status: String = row.get(4)?;
+                Ok(TrackedRun {
+                    run_id: row.get(0)?,
+                    run_name: row.get(1)?,
+                    experiment_id: row.get::<_, i64>(2)?.to_string(),
+                    user_id: row.get(3)?,
+                    status: RunStatus::parse(&status).unwrap_or(RunStatus::Failed),
+                    start_time: row.get(5)?,
+                    end_time: row.get(6)?,
+                    artifact_uri: row.get(7)?,
+                    lifecycle_stage: row.get(8)?,
+                    metrics: BTreeMap::new(),
+                    params: BTreeMap::new(),
+                    tags: BTreeMap::new(),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        if runs.is_empty() {
+            return Ok(runs);
+        }
+        let index: HashMap<String, usize> =
+            runs.iter().enumerate().map(|(position, run)| (run.run_id.clone(), position)).collect();
+        let subquery = format!("SELECT run_id FROM runs WHERE {condition}");
+        let mut params_statement =
+            connection.prepare(&format!("SELECT run_id, key, value FROM run_params WHERE run_id IN ({subquery})"))?;
+        for row in params_statement.query_map(values, |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
+        })? {
+            let (run_id, key, value) = row?;
+            if let Some(position) = index.get(&run_id) {
+                runs[*position].params.insert(key, value);
+            }
+        }
+        let mut tags_statement =
+            connection.prepare(&format!("SELECT run_id, key, value FROM run_tags WHERE run_id IN ({subquery})"))?;
+        for row in tags_statement.query_map(values, |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
+        })? {
+            let (run_id, key, value) = row?;
+            if let Some(position) = index.get(&run_id) {
+                runs[*position].tags.insert(key, value);
+            }
+        }
+        let mut metrics_statement = connection.prepare(&format!(
+            "SELECT run_id, key, value, at_ms, step, is_nan FROM run_metrics WHERE run_id IN ({subquery})
+             ORDER BY run_id, key, step, at_ms, is_nan DESC, value"
+        ))?;
+        for row in metrics_statement
+            .query_map(values, |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, metric_point(row, 2)?)))?
+        {
+            let (run_id, key, point) = row?;
+            if let Some(position) = index.get(&run_id) {
+                runs[*position].metrics.insert(key, point);
+            }
+        }
+        Ok(runs)
+    }
+
+    fn require_run(&self, run_id: &str) -> Result<(String, String)> {
+        self.lock()
+            .query_row("SELECT lifecycle_stage, status FROM runs WHERE run_id = ?1", params![run_id], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()?
+            .ok_or_else(|| Error::NotFound(format!("run with id `{run_id}`")))
+    }
+
+    fn require_active_run(&self, run_id: &str) -> Result<()> {
+        let (stage, _) = self.require_run(run_id)?;
+        if stage != ACTIVE {
+            return Err(Error::InvalidValue(format!("run `{run_id}` is deleted; restore it before logging to it")));
+        }
+        Ok(())
+    }
+
+    /// Updates a run's status, end time and name.
+    pub fn update_tracked_run(
+        &self,
+        run_id: &str,
+        status: Option<RunStatus>,
+        end_time: Option<i64>,
+        run_name: Option<&str>,
+    ) -> Result<TrackedRun> {
+        self.require_run(run_id)?;
+        {
+            let connection = self.lock();
+            if let Some(status) = status {
+                connection
+                    .execute("UPDATE runs SET status = ?2 WHERE run_id = ?1", params![run_id, status.as_str()])?;
+            }
+            if let Some(end_time) = end_time {
+                connection.execute("UPDATE runs SET finished_ms = ?2 WHERE run_id = ?1", params![run_id, end_time])?;
+            }
+            if let Some(name) = run_name.filter(|name| !name.is_empty()) {
+                connection.execute("UPDATE runs SET name = ?2 WHERE run_id = ?1", params![run_id, name])?;
+            }
+        }
+        self.tracked_run(run_id)
+    }
+
+    /// Marks a run deleted or active again.
+    pub fn set_run_stage(&self, run_id: &str, stage: &str) -> Result<()> {
+        self.require_run(run_id)?;
+        self.lock().execute("UPDATE runs SET lifecycle_stage = ?2 WHERE run_id = ?1", params![run_id, stage])?;
+        Ok(())
+    }
+
+    /// Logs metrics, parameters and tags to an active run in one transaction. A parameter that
+    /// exists with another value is rejected and nothing is written.
+    pub fn log_batch(
+        &self,
+        run_id: &str,
+        metrics: &[(String, MetricPoint)],
+        params: &[(String, String)],
+        tags: &[(String, String)],
+    ) -> Result<()> {
+        self.require_active_run(run_id)?;
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        {
+            let mut existing = transaction.prepare("SELECT value FROM run_params WHERE run_id = ?1 AND key = ?2")?;
+            let mut insert_param =
+                transaction.prepare("INSERT OR IGNORE INTO run_params (run_id, key, value) VALUES (?1, ?2, ?3)")?;
+            for (key, value) in params {
+                let old: Option<String> = existing.query_row(params![run_id, key], |row| row.get(0)).optional()?;
+                match old {
+                    Some(old) if old != *value => {
+                        return Err(Error::InvalidValue(format!(
+                            "changing param values is not allowed: param `{key}` of run `{run_id}` was `{old}`, new value `{value}`"
+                        )));
+                    }
+                    Some(_) => {}
+                    None => {
+                        insert_param.execute(params![run_id, key, value])?;
+                    }
+                }
+            }
+            let mut insert_metric = transaction.prepare(
+                "INSERT INTO run_metrics (run_id, key, value, step, at_ms, is_nan) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for (key, point) in metrics {
+                // SQLite stores NaN as NULL: keep a flag instead.
+                let value = if point.value.is_nan() { 0.0 } else { point.value };
+                insert_metric.execute(params![
+                    run_id,
+                    key,
+                    value,
+                    point.step,
+                    point.timestamp,
+                    point.value.is_nan()
+                ])?;
+            }
+            let mut insert_tag =
+                transaction.prepare("INSERT OR REPLACE INTO run_tags (run_id, key, value) VALUES (?1, ?2, ?3)")?;
+            for (key, value) in tags {
+                insert_tag.execute(params![run_id, key, value])?;
+                if key == "mlflow.runName" && !value.is_empty() {
+                    transaction.execute("UPDATE runs SET name = ?2 WHERE run_id = ?1", params![run_id, value])?;
+                }
+            }
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// Removes a run tag.
+    pub fn delete_run_tag(&self, run_id: &str, key: &str) -> Result<()> {
+        self.require_active_run(run_id)?;
+        let removed =
+            self.lock().execute("DELETE FROM run_tags WHERE run_id = ?1 AND key = ?2", params![run_id, key])?;
+        if removed == 0 {
+            return Err(Error::NotFound(format!("tag `{key}` of run `{run_id}`")));
+        }
+        Ok(())
+    }
+
+    /// Every value logged for one metric of a run, in (step, timestamp) order.
+    pub fn metric_history(&self, run_id: &str, key: &str) -> Result<Vec<MetricPoint>> {
+        self.require_run(run_id)?;
+        let connection = self.lock();
+        let mut statement = connection.prepare(
+            "SELECT value, at_ms, step, is_nan FROM run_metrics WHERE run_id = ?1 AND key = ?2
+             ORDER BY step, at_ms, rowid",
+        )?;
+        let points = statement
+            .query_map(params_from_iter([run_id, key]), |row| metric_point(row, 0))?
+            .collect::<Result<_, _>>()?;
+        Ok(points)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> MetaStore {
+        MetaStore::open_in_memory().expect("store")
+    }
+
+    #[test]
+    fn experiments_have_a_default_unique_names_and_a_life_cycle() -> Result<()> {
+        let store = store();
+        assert_eq!(store.experiment("0")?.name, "Default");
+        let id = store.create_experiment("fraud", None, &[("team".into(), "risk".into())], 5)?;
+        assert_eq!(id, "1");
+        let experiment = store.experiment_by_name("fraud")?;
+        assert_eq!(experiment.artifact_location, "mlflow-artifacts:/1");
+        assert_eq!(experiment.tags["team"], "risk");
+        assert!(matches!(store.create_experiment("fraud", None, &[], 6), Err(Error::AlreadyExists(_))));
+        store.rename_experiment(&id, "fraud-v2", 7)?;
+        assert!(matches!(store.rename_experiment(&id, "Default", 7), Err(Error::AlreadyExists(_))));
+        store.set_experiment_stage(&id, DELETED, 8)?;
+        assert_eq!(store.experiments(ViewType::ActiveOnly)?.len(), 1);
+        assert_eq!(store.experiments(ViewType::DeletedOnly)?[0].name, "fraud-v2");
+        store.set_experiment_stage(&id, ACTIVE, 9)?;
+        assert_eq!(store.experiments(ViewType::All)?.len(), 2);
+        assert!(store.set_experiment_stage("0", DELETED, 10).is_err());
+        assert!(matches!(store.experiment("42"), Err(Error::NotFound(_))));
+        Ok(())
+    }
+
+    #[test]
+    fn runs_log_batches_keep_params_immutable_and_report_latest_metrics() -> Result<()> {
+        let store = store();
+        let run = store.create_tracked_run(&NewRun {
+            experiment_id: "0".into(),
+            user_id: "ada".into(),
+            run_name: "first".into(),
+            start_time: 100,
+            tags: vec![("source".into(), "test".into())],
+        })?;
+        assert_eq!(run.status, RunStatus::Running);
+        assert!(run.artifact_uri.starts_with("mlflow-artifacts:/0/"), "{}", run.artifact_uri);
+        let point = |value, timestamp, step| MetricPoint { value, timestamp, step };
+        store.log_batch(
+            &run.run_id,
+            &[("loss".into(), point(0.9, 1, 0)), ("loss".into(), point(0.5, 2, 1)), ("loss".into(), point(0.7, 3, 1))],
+            &[("lr".into(), "0.1".into())],
+            &[("mlflow.runName".into(), "renamed".into())],
+        )?;
+        store.log_batch(&run.run_id, &[], &[("lr".into(), "0.1".into())], &[])?;
+        let error =
+            store.log_batch(&run.run_id, &[("loss".into(), point(0.1, 9, 9))], &[("lr".into(), "0.2".into())], &[]);
+        assert!(matches!(error, Err(Error::InvalidValue(_))));
+        let loaded = store.tracked_run(&run.run_id)?;
+        assert_eq!(loaded.run_name, "renamed");
+        assert_eq!(loaded.metrics["loss"], point(0.7, 3, 1), "latest is the largest step, then timestamp");
+        assert_eq!(store.metric_history(&run.run_id, "loss")?.len(), 3, "the rejected batch wrote nothing");
+        let finished = store.update_tracked_run(&run.run_id, Some(RunStatus::Finished), Some(200), None)?;
+        assert_eq!((finished.status, finished.end_time), (RunStatus::Finished, Some(200)));
+        store.set_run_stage(&run.run_id, DELETED)?;
+        assert!(store.tracked_runs(&["0".into()], ViewType::ActiveOnly)?.is_empty());
+        assert!(matches!(store.log_batch(&run.run_id, &[], &[], &[]), Err(Error::InvalidValue(_))));
+        assert_eq!(store.tracked_runs(&["0".into()], ViewType::All)?.len(), 1);
+        // A tracked run is a Causeway run too.
+        assert_eq!(store.run(&run.run_id)?.params["lr"], "0.1");
+        Ok(())
+    }
+
+    #[test]
+    fn a_store_written_by_schema_version_1_is_upgraded_in_place() -> Result<()> {
+        let directory = tempfile::tempdir()
+            .map_err(|source| crate::blob::io_error("tempdir", std::path::Path::new("."), source))?;
+        let path = directory.path().join("old.db");
+        {
+            let connection = rusqlite::Connection::open(&path)?;
+            connection.execute_batch(crate::meta::MIGRATION_1)?;
+            connection.pragma_update(None, "user_version", 1)?;
+            connection.execute(
+                "INSERT INTO runs (run_id, name, status, started_ms, seed, dataset, tool_version) VALUES ('old', 'gbdt', 'FINISHED', 1, 7, 'd@v', '0.0.1')",
+                [],
+            )?;
+        }
+        let store = MetaStore::open(&path)?;
+        assert_eq!(store.schema_version()?, crate::SCHEMA_VERSION);
+        let old = store.tracked_run("old")?;
+        assert_eq!((old.experiment_id.as_str(), old.lifecycle_stage.as_str()), ("0", ACTIVE));
+        assert_eq!(store.run("old")?.seed, 7);
+        Ok(())
+    }
+}
