@@ -4,6 +4,7 @@
 //!
 //! This crate holds no domain logic: handlers parse, call the serving engine, and format.
 
+pub mod artifacts;
 mod error;
 mod metrics;
 pub mod mlflow;

@@ -56,11 +56,13 @@ pub struct MlflowError {
 }
 
 impl MlflowError {
-    fn invalid(message: impl Into<String>) -> Self {
+    /// An INVALID_PARAMETER_VALUE error (400).
+    pub fn invalid(message: impl Into<String>) -> Self {
         Self { status: StatusCode::BAD_REQUEST, error_code: "INVALID_PARAMETER_VALUE", message: message.into() }
     }
 
-    fn internal(message: impl Into<String>) -> Self {
+    /// An INTERNAL_ERROR (500).
+    pub fn internal(message: impl Into<String>) -> Self {
         Self { status: StatusCode::INTERNAL_SERVER_ERROR, error_code: "INTERNAL_ERROR", message: message.into() }
     }
 }
@@ -115,6 +117,7 @@ pub fn router(state: TrackingState) -> Router {
         .route("/api/2.0/mlflow/runs/set-tag", post(set_tag))
         .route("/api/2.0/mlflow/runs/delete-tag", post(delete_tag))
         .route("/api/2.0/mlflow/metrics/get-history", get(metric_history))
+        .route("/api/2.0/mlflow/logged-models/search", post(search_logged_models))
         .route("/api/2.0/mlflow/{*rest}", any(unknown_endpoint))
         .with_state(state)
 }
@@ -715,6 +718,13 @@ async fn metric_history(State(state): State<TrackingState>, Query(query): Query<
         Ok(Json(answer))
     })
     .await
+}
+
+/// MLflow 3 logged models are not stored yet, so a search finds none; the client asks this
+/// when it resolves `runs:/` artifact URIs. Creating one answers ENDPOINT_NOT_FOUND.
+async fn search_logged_models(body: Bytes) -> Answer {
+    let _: serde_json::Map<String, Value> = parse(&body)?;
+    Ok(Json(json!({"models": []})))
 }
 
 /// Answers 404 in MLflow's shape for tracking routes Causeway does not serve.

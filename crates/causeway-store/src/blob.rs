@@ -65,6 +65,40 @@ impl BlobStore {
         Ok(self.path(key)?.is_file())
     }
 
+    /// Removes the blob (or the whole directory) under `key`; a missing key is an error.
+    pub fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path(key)?;
+        let result = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+        match result {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                Err(Error::NotFound(format!("artifact `{key}`")))
+            }
+            Err(source) => Err(io_error("delete", &path, source)),
+        }
+    }
+
+    /// The entries directly under the directory `prefix`: (name, is a directory, size in bytes),
+    /// sorted by name. A missing directory lists nothing.
+    pub fn list_directory(&self, prefix: &str) -> Result<Vec<(String, bool, u64)>> {
+        let directory = if prefix.is_empty() { self.root.clone() } else { self.path(prefix)? };
+        if !directory.is_dir() {
+            return Ok(Vec::new());
+        }
+        let mut entries = Vec::new();
+        for entry in fs::read_dir(&directory).map_err(|source| io_error("list", &directory, source))? {
+            let entry = entry.map_err(|source| io_error("list", &directory, source))?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.contains(".tmp-") {
+                continue;
+            }
+            let metadata = entry.metadata().map_err(|source| io_error("inspect", &entry.path(), source))?;
+            entries.push((name, metadata.is_dir(), if metadata.is_dir() { 0 } else { metadata.len() }));
+        }
+        entries.sort();
+        Ok(entries)
+    }
+
     /// The keys directly and indirectly below `prefix`, sorted.
     pub fn list(&self, prefix: &str) -> Result<Vec<String>> {
         let directory = self.path(prefix)?;

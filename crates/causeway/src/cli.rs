@@ -456,7 +456,9 @@ fn serve(dir: &Path, listen: SocketAddr, reload_seconds: u64, tracking: bool) ->
     let mut app = causeway_server::router(state);
     if tracking {
         let tracking_state = causeway_server::mlflow::TrackingState { meta: project.meta.clone(), clock };
-        app = app.merge(causeway_server::mlflow::router(tracking_state));
+        app = app
+            .merge(causeway_server::mlflow::router(tracking_state))
+            .merge(causeway_server::artifacts::router(project.blobs.clone()));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {

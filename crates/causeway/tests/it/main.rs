@@ -5,5 +5,6 @@
 
 mod cli;
 mod demo;
+mod mlflow_client;
 mod serve;
 mod support;

@@ -1,0 +1,106 @@
+"""Unmodified MLflow client code against `causeway server`: every value read back must equal
+what was written. Run with MLFLOW_TRACKING_URI pointing at the server; prints
+'N passed, N failed' and exits non-zero on any failure."""
+
+import json
+import os
+import sys
+import tempfile
+import traceback
+
+import mlflow
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+checks = []
+
+
+def check(name, condition, detail=""):
+    checks.append((name, bool(condition), detail))
+
+
+def main():
+    client = MlflowClient()
+    experiment = mlflow.set_experiment("acceptance")
+    check("set_experiment creates the experiment", experiment.name == "acceptance")
+    again = mlflow.set_experiment("acceptance")
+    check("set_experiment finds it again", again.experiment_id == experiment.experiment_id)
+
+    with mlflow.start_run(run_name="parent") as parent:
+        mlflow.log_param("depth", 5)
+        mlflow.log_params({"lr": 0.1, "model": "gbdt"})
+        for step in range(5):
+            mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+        mlflow.log_metrics({"auc": 0.93, "recall": 0.81})
+        mlflow.set_tag("team", "risk")
+        mlflow.log_dict({"features": ["amount", "hour"]}, "config/features.json")
+        mlflow.log_text("hello causeway", "notes/readme.txt")
+        with tempfile.TemporaryDirectory() as directory:
+            path = os.path.join(directory, "weights.bin")
+            with open(path, "wb") as handle:
+                handle.write(bytes(range(256)) * 4)
+            mlflow.log_artifact(path, artifact_path="model")
+        with mlflow.start_run(run_name="child", nested=True) as child:
+            mlflow.log_metric("child_metric", 2.5)
+        parent_id = parent.info.run_id
+        child_id = child.info.run_id
+
+    client.log_batch(
+        parent_id,
+        metrics=[Metric("batch_metric", 7.0, 1_700_000_000_000, 3)],
+        params=[Param("batch_param", "x")],
+        tags=[RunTag("batch_tag", "y")],
+    )
+
+    run = client.get_run(parent_id)
+    check("run finished", run.info.status == "FINISHED", run.info.status)
+    check("run name", run.info.run_name == "parent", run.info.run_name)
+    check("params", run.data.params.get("depth") == "5" and run.data.params.get("lr") == "0.1" and run.data.params.get("model") == "gbdt", run.data.params)
+    check("latest loss", abs(run.data.metrics.get("loss", -1) - 0.2) < 1e-12, run.data.metrics)
+    check("metrics dict", run.data.metrics.get("auc") == 0.93 and run.data.metrics.get("recall") == 0.81, run.data.metrics)
+    check("batch", run.data.metrics.get("batch_metric") == 7.0 and run.data.params.get("batch_param") == "x" and run.data.tags.get("batch_tag") == "y")
+    check("tag", run.data.tags.get("team") == "risk", run.data.tags)
+
+    history = client.get_metric_history(parent_id, "loss")
+    check("metric history", [(point.step, point.value) for point in history] == [(step, 1.0 / (step + 1)) for step in range(5)], history)
+
+    child_run = client.get_run(child_id)
+    check("nested run has its parent", child_run.data.tags.get("mlflow.parentRunId") == parent_id, child_run.data.tags)
+
+    found = mlflow.search_runs(
+        experiment_ids=[experiment.experiment_id],
+        filter_string="params.depth = '5' and metrics.loss < 1",
+        order_by=["metrics.loss ASC"],
+        output_format="list",
+    )
+    check("search_runs filter", [item.info.run_id for item in found] == [parent_id], [item.info.run_id for item in found])
+    all_runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
+    check("search_runs finds both", {item.info.run_id for item in all_runs} == {parent_id, child_id})
+
+    top = {item.path for item in client.list_artifacts(parent_id)}
+    check("list artifacts", {"config", "notes", "model"} <= top, top)
+    model_files = client.list_artifacts(parent_id, "model")
+    check("list a directory", [(item.path, item.file_size) for item in model_files] == [("model/weights.bin", 1024)], model_files)
+    with tempfile.TemporaryDirectory() as directory:
+        local = client.download_artifacts(parent_id, "model/weights.bin", directory)
+        with open(local, "rb") as handle:
+            check("download artifact", handle.read() == bytes(range(256)) * 4)
+    loaded = mlflow.artifacts.load_dict(f"runs:/{parent_id}/config/features.json")
+    check("log_dict round trip", loaded == {"features": ["amount", "hour"]}, loaded)
+    text = mlflow.artifacts.load_text(f"runs:/{parent_id}/notes/readme.txt")
+    check("log_text round trip", text == "hello causeway", text)
+
+    client.delete_run(child_id)
+    check("delete_run", client.get_run(child_id).info.lifecycle_stage == "deleted")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception:
+        checks.append(("client calls", False, traceback.format_exc()))
+    failed = [item for item in checks if not item[1]]
+    for name, passed, detail in checks:
+        print(("ok   " if passed else "FAIL ") + name + ("" if passed else f": {detail}"))
+    print(f"{len(checks) - len(failed)} passed, {len(failed)} failed")
+    sys.exit(1 if failed else 0)
