@@ -40,6 +40,7 @@ def main():
             with open(path, "wb") as handle:
                 handle.write(bytes(range(256)) * 4)
             mlflow.log_artifact(path, artifact_path="model")
+        mlflow.log_text("artifact_path: model\nflavors: {}\n", "model/MLmodel")
         with mlflow.start_run(run_name="child", nested=True) as child:
             mlflow.log_metric("child_metric", 2.5)
         parent_id = parent.info.run_id
@@ -80,7 +81,8 @@ def main():
     top = {item.path for item in client.list_artifacts(parent_id)}
     check("list artifacts", {"config", "notes", "model"} <= top, top)
     model_files = client.list_artifacts(parent_id, "model")
-    check("list a directory", [(item.path, item.file_size) for item in model_files] == [("model/weights.bin", 1024)], model_files)
+    listed = [(item.path, item.file_size) for item in model_files]
+    check("list a directory", listed == [("model/MLmodel", 33), ("model/weights.bin", 1024)], listed)
     with tempfile.TemporaryDirectory() as directory:
         local = client.download_artifacts(parent_id, "model/weights.bin", directory)
         with open(local, "rb") as handle:
@@ -89,6 +91,24 @@ def main():
     check("log_dict round trip", loaded == {"features": ["amount", "hour"]}, loaded)
     text = mlflow.artifacts.load_text(f"runs:/{parent_id}/notes/readme.txt")
     check("log_text round trip", text == "hello causeway", text)
+
+    registered = mlflow.register_model(f"runs:/{parent_id}/model", "fraud-detector")
+    check("register_model creates version 1", registered.version == "1" and registered.status == "READY", registered)
+    second = client.create_model_version("fraud-detector", f"mlflow-artifacts:/{experiment.experiment_id}/{parent_id}/artifacts/model", run_id=parent_id, description="second")
+    check("create_model_version", second.version == "2" and second.description == "second", second)
+    client.set_registered_model_alias("fraud-detector", "champion", "2")
+    by_alias = client.get_model_version_by_alias("fraud-detector", "champion")
+    check("get_model_version_by_alias", by_alias.version == "2" and by_alias.run_id == parent_id, by_alias)
+    model = client.get_registered_model("fraud-detector")
+    check("registered model aliases", model.aliases == {"champion": "2"}, model.aliases)
+    versions = client.search_model_versions("name='fraud-detector'")
+    check("search_model_versions", sorted(version.version for version in versions) == ["1", "2"], versions)
+    client.set_model_version_tag("fraud-detector", "2", "validated", "yes")
+    check("model version tag", client.get_model_version("fraud-detector", "2").tags == {"validated": "yes"})
+    client.delete_registered_model_alias("fraud-detector", "champion")
+    check("delete alias", client.get_registered_model("fraud-detector").aliases == {})
+    uri = client.get_model_version_download_uri("fraud-detector", "2")
+    check("download uri", uri.endswith(f"{parent_id}/artifacts/model"), uri)
 
     client.delete_run(child_id)
     check("delete_run", client.get_run(child_id).info.lifecycle_stage == "deleted")

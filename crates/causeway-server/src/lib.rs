@@ -9,6 +9,7 @@ mod error;
 mod metrics;
 pub mod mlflow;
 mod oip;
+mod registry;
 mod routes;
 
 use std::sync::Arc;

@@ -119,16 +119,17 @@ pub fn router(state: TrackingState) -> Router {
         .route("/api/2.0/mlflow/metrics/get-history", get(metric_history))
         .route("/api/2.0/mlflow/logged-models/search", post(search_logged_models))
         .route("/api/2.0/mlflow/{*rest}", any(unknown_endpoint))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(crate::registry::router(state))
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, MlflowError> {
+pub(crate) fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, MlflowError> {
     let body = if body.is_empty() { &b"{}"[..] } else { &body[..] };
     serde_json::from_slice(body).map_err(|error| MlflowError::invalid(format!("malformed request body: {error}")))
 }
 
 /// Runs store work off the async workers.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, MlflowError> + Send + 'static,
 ) -> Result<T, MlflowError> {
     tokio::task::spawn_blocking(work)
@@ -282,7 +283,11 @@ fn view_type(value: Option<&Value>) -> Result<ViewType, MlflowError> {
     }
 }
 
-fn page(max_results: Option<&Value>, page_token: Option<&str>, default: usize) -> Result<(usize, usize), MlflowError> {
+pub(crate) fn page(
+    max_results: Option<&Value>,
+    page_token: Option<&str>,
+    default: usize,
+) -> Result<(usize, usize), MlflowError> {
     let limit = match max_results {
         None | Some(Value::Null) => default,
         Some(Value::Number(number)) => number.as_u64().map_or(0, |value| value as usize),
@@ -299,7 +304,7 @@ fn page(max_results: Option<&Value>, page_token: Option<&str>, default: usize) -
     Ok((limit, offset))
 }
 
-fn paginate<T>(items: Vec<T>, limit: usize, offset: usize) -> (Vec<T>, Option<String>) {
+pub(crate) fn paginate<T>(items: Vec<T>, limit: usize, offset: usize) -> (Vec<T>, Option<String>) {
     let total = items.len();
     let page: Vec<T> = items.into_iter().skip(offset).take(limit).collect();
     let next = (offset + limit < total).then(|| (offset + limit).to_string());

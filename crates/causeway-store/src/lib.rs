@@ -7,10 +7,12 @@
 mod blob;
 mod error;
 mod meta;
+pub mod registry;
 pub mod search;
 pub mod tracking;
 
 pub use blob::BlobStore;
 pub use error::{Error, Result};
 pub use meta::{MetaStore, SCHEMA_VERSION};
+pub use registry::{NewVersion, RegisteredModel, RegistryVersion};
 pub use tracking::{Experiment, MetricPoint, NewRun, TrackedRun, ViewType};

@@ -52,7 +52,18 @@ const MIGRATION_2: &str = "CREATE TABLE experiments (
      ALTER TABLE runs ADD COLUMN artifact_uri TEXT NOT NULL DEFAULT '';
      CREATE INDEX runs_by_experiment ON runs (experiment_id, lifecycle_stage, started_ms);
      CREATE TABLE run_tags (run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (run_id, key));
-     ALTER TABLE run_metrics ADD COLUMN is_nan INTEGER NOT NULL DEFAULT 0;";
+     ALTER TABLE run_metrics ADD COLUMN is_nan INTEGER NOT NULL DEFAULT 0;
+     CREATE TABLE registered_models (name TEXT PRIMARY KEY, description TEXT NOT NULL DEFAULT '',
+        creation_time INTEGER NOT NULL, last_updated_time INTEGER NOT NULL);
+     INSERT INTO registered_models (name, creation_time, last_updated_time)
+        SELECT model, MIN(created_ms), MAX(created_ms) FROM model_versions GROUP BY model;
+     CREATE TABLE registered_model_tags (name TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (name, key));
+     CREATE TABLE model_version_tags (name TEXT NOT NULL, version INTEGER NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+        PRIMARY KEY (name, version, key));
+     ALTER TABLE model_versions ADD COLUMN description TEXT NOT NULL DEFAULT '';
+     ALTER TABLE model_versions ADD COLUMN user_id TEXT NOT NULL DEFAULT '';
+     ALTER TABLE model_versions ADD COLUMN last_updated_ms INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE model_versions ADD COLUMN run_link TEXT NOT NULL DEFAULT '';";
 
 /// Migrations, applied in order; the store's schema version is the number applied.
 const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
@@ -268,8 +279,13 @@ impl MetaStore {
         )?;
         let stored = ModelVersionRecord { version: next, ..record.clone() };
         transaction.execute(
-            "INSERT INTO model_versions (model, version, run_id, dataset, artifact_key, flavor, created_ms, metrics_json)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO registered_models (name, creation_time, last_updated_time) VALUES (?1, ?2, ?2)
+             ON CONFLICT (name) DO UPDATE SET last_updated_time = excluded.last_updated_time",
+            params![stored.model, stored.created_ms],
+        )?;
+        transaction.execute(
+            "INSERT INTO model_versions (model, version, run_id, dataset, artifact_key, flavor, created_ms, metrics_json, last_updated_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?7)",
             params![
                 stored.model,
                 stored.version,
@@ -642,6 +658,17 @@ fn insert_event(connection: &Connection, event: &Event) -> Result<i64> {
         ],
     )?;
     Ok(connection.last_insert_rowid())
+}
+
+/// Records an audit event with no structured details inside an open transaction.
+pub(crate) fn insert_audit(
+    connection: &Connection,
+    at_ms: i64,
+    actor: &str,
+    subject: &str,
+    message: String,
+) -> Result<i64> {
+    insert_event(connection, &audit(at_ms, actor, subject, message, serde_json::Value::Null))
 }
 
 fn audit(at_ms: i64, actor: &str, subject: &str, message: String, details: serde_json::Value) -> Event {

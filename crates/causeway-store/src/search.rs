@@ -206,6 +206,44 @@ impl Searchable for crate::tracking::Experiment {
     }
 }
 
+impl Searchable for crate::registry::RegisteredModel {
+    fn value_of(&self, entity: &Entity) -> Option<Literal> {
+        match entity {
+            Entity::Tag(key) => self.tags.get(key).cloned().map(Literal::Text),
+            Entity::Attribute(name) => match name.as_str() {
+                "run_name" | "name" => Some(Literal::Text(self.name.clone())),
+                "creation_time" | "creation_timestamp" => Some(Literal::Number(self.creation_time as f64)),
+                "last_updated_time" | "last_updated_timestamp" => Some(Literal::Number(self.last_updated_time as f64)),
+                _ => None,
+            },
+            Entity::Metric(_) | Entity::Param(_) => None,
+        }
+    }
+}
+
+impl Searchable for crate::registry::RegistryVersion {
+    fn value_of(&self, entity: &Entity) -> Option<Literal> {
+        match entity {
+            Entity::Tag(key) => self.tags.get(key).cloned().map(Literal::Text),
+            Entity::Attribute(name) => match name.as_str() {
+                "run_name" | "name" => Some(Literal::Text(self.name.clone())),
+                "run_id" => Some(Literal::Text(self.run_id.clone())),
+                "source" => Some(Literal::Text(self.source.clone())),
+                "version" | "version_number" => Some(Literal::Number(f64::from(self.version))),
+                "creation_time" | "creation_timestamp" => Some(Literal::Number(self.creation_time as f64)),
+                "last_updated_time" | "last_updated_timestamp" => Some(Literal::Number(self.last_updated_time as f64)),
+                _ => None,
+            },
+            Entity::Metric(_) | Entity::Param(_) => None,
+        }
+    }
+}
+
+/// Filters and sorts registry items (registered models or versions), keeping their order on ties.
+pub fn search_registry<T: Searchable>(items: Vec<T>, filter: &[Clause], order_by: &[OrderBy]) -> Vec<T> {
+    search(items, filter, order_by, |_, _| Ordering::Equal)
+}
+
 impl Searchable for TrackedRun {
     fn value_of(&self, entity: &Entity) -> Option<Literal> {
         value_of(self, entity)

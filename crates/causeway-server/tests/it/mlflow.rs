@@ -187,6 +187,54 @@ async fn batch_limits_and_malformed_requests_are_rejected_and_change_nothing() {
     assert_eq!(unchanged["run"]["data"]["params"], json!([]));
     let (status, missing) = get(&app, "runs/get?run_id=nope").await;
     assert_eq!((status, missing["error_code"].as_str()), (StatusCode::NOT_FOUND, Some("RESOURCE_DOES_NOT_EXIST")));
-    let (status, unknown) = get(&app, "model-versions/get?name=x&version=1").await;
+    let (status, unknown) = get(&app, "logged-models/get?model_id=m-1").await;
     assert_eq!((status, unknown["error_code"].as_str()), (StatusCode::NOT_FOUND, Some("ENDPOINT_NOT_FOUND")));
+}
+
+#[tokio::test]
+async fn registry_versions_aliases_and_their_errors() {
+    let app = app();
+    let (status, created) =
+        post(&app, "registered-models/create", json!({"name": "fraud", "description": "card fraud"})).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    assert_eq!(created["registered_model"]["description"], "card fraud");
+    let (status, again) = post(&app, "registered-models/create", json!({"name": "fraud"})).await;
+    assert_eq!((status, again["error_code"].as_str()), (StatusCode::BAD_REQUEST, Some("RESOURCE_ALREADY_EXISTS")));
+    let (status, version) = post(
+        &app,
+        "model-versions/create",
+        json!({"name": "fraud", "source": "mlflow-artifacts:/0/r/artifacts/model", "run_id": "r"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{version}");
+    assert_eq!(
+        (version["model_version"]["version"].as_str(), version["model_version"]["status"].as_str()),
+        (Some("1"), Some("READY"))
+    );
+    let (status, missing) = post(&app, "model-versions/create", json!({"name": "nope", "source": "s"})).await;
+    assert_eq!((status, missing["error_code"].as_str()), (StatusCode::NOT_FOUND, Some("RESOURCE_DOES_NOT_EXIST")));
+    let (status, _) =
+        post(&app, "registered-models/alias", json!({"name": "fraud", "alias": "champion", "version": "7"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "an alias needs an existing version");
+    assert_eq!(
+        post(&app, "registered-models/alias", json!({"name": "fraud", "alias": "champion", "version": "1"})).await.0,
+        StatusCode::OK
+    );
+    let (_, by_alias) = get(&app, "registered-models/alias?name=fraud&alias=champion").await;
+    assert_eq!(by_alias["model_version"]["aliases"], json!(["champion"]));
+    let (_, model) = get(&app, "registered-models/get?name=fraud").await;
+    assert_eq!(model["registered_model"]["aliases"], json!([{"alias": "champion", "version": "1"}]));
+    assert_eq!(model["registered_model"]["latest_versions"][0]["version"], "1");
+    let (status, deleted) = call(
+        &app,
+        Method::DELETE,
+        "/api/2.0/mlflow/registered-models/alias",
+        Some(json!({"name": "fraud", "alias": "champion"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{deleted}");
+    let (status, _) = get(&app, "registered-models/alias?name=fraud&alias=champion").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, found) = get(&app, "model-versions/search?filter=name%3D%27fraud%27").await;
+    assert_eq!(found["model_versions"].as_array().map(Vec::len), Some(1));
 }

@@ -1,0 +1,434 @@
+//! The MLflow model-registry REST API (`/api/2.0/mlflow/registered-models/...` and
+//! `/model-versions/...`) on Causeway's registry: versions registered here are Causeway versions
+//! and aliases are shared with `causeway promote` and the loop. Versions are READY at once.
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::response::Json;
+use axum::routing::{delete, get, patch, post};
+use causeway_store::search::{parse_filter, parse_order_by, search_registry};
+use causeway_store::{NewVersion, RegisteredModel, RegistryVersion};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::mlflow::{MlflowError, TrackingState, blocking, page, paginate, parse};
+
+type Answer = Result<Json<Value>, MlflowError>;
+
+/// The registry routes.
+pub fn router(state: TrackingState) -> Router {
+    const PREFIX: &str = "/api/2.0/mlflow";
+    let route = |path: &str| format!("{PREFIX}/{path}");
+    Router::new()
+        .route(&route("registered-models/create"), post(create_model))
+        .route(&route("registered-models/get"), get(get_model))
+        .route(&route("registered-models/search"), get(search_models_get).post(search_models_post))
+        .route(&route("registered-models/update"), patch(update_model))
+        .route(&route("registered-models/rename"), post(rename_model))
+        .route(&route("registered-models/delete"), delete(delete_model))
+        .route(&route("registered-models/set-tag"), post(set_model_tag))
+        .route(&route("registered-models/delete-tag"), delete(delete_model_tag))
+        .route(&route("registered-models/alias"), post(set_alias).delete(delete_alias).get(get_alias))
+        .route(&route("registered-models/get-latest-versions"), post(latest_versions_post).get(latest_versions_get))
+        .route(&route("model-versions/create"), post(create_version))
+        .route(&route("model-versions/get"), get(get_version))
+        .route(&route("model-versions/search"), get(search_versions_get).post(search_versions_post))
+        .route(&route("model-versions/update"), patch(update_version))
+        .route(&route("model-versions/delete"), delete(delete_version))
+        .route(&route("model-versions/set-tag"), post(set_version_tag))
+        .route(&route("model-versions/delete-tag"), delete(delete_version_tag))
+        .route(&route("model-versions/get-download-uri"), get(download_uri))
+        .with_state(state)
+}
+
+#[derive(Deserialize, Default)]
+struct RegistryRequest {
+    name: Option<String>,
+    new_name: Option<String>,
+    description: Option<String>,
+    alias: Option<String>,
+    version: Option<Value>,
+    key: Option<String>,
+    value: Option<String>,
+    source: Option<String>,
+    run_id: Option<String>,
+    run_link: Option<String>,
+    #[serde(default)]
+    tags: Vec<TagEntry>,
+    filter: Option<String>,
+    max_results: Option<Value>,
+    #[serde(default)]
+    order_by: Vec<String>,
+    page_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TagEntry {
+    key: String,
+    #[serde(default)]
+    value: String,
+}
+
+impl RegistryRequest {
+    fn from_query(query: &HashMap<String, String>) -> Self {
+        Self {
+            name: query.get("name").cloned(),
+            alias: query.get("alias").cloned(),
+            version: query.get("version").map(|version| json!(version)),
+            filter: query.get("filter").cloned(),
+            max_results: query.get("max_results").map(|value| json!(value)),
+            order_by: query.get("order_by").map(|value| vec![value.clone()]).unwrap_or_default(),
+            page_token: query.get("page_token").cloned(),
+            ..Self::default()
+        }
+    }
+
+    fn name(&self) -> Result<&str, MlflowError> {
+        self.name
+            .as_deref()
+            .filter(|name| !name.is_empty())
+            .ok_or_else(|| MlflowError::invalid("missing value for required parameter 'name'"))
+    }
+
+    fn version(&self) -> Result<u32, MlflowError> {
+        let text = match &self.version {
+            Some(Value::String(text)) => text.clone(),
+            Some(Value::Number(number)) => number.to_string(),
+            _ => return Err(MlflowError::invalid("missing value for required parameter 'version'")),
+        };
+        text.parse().map_err(|_| MlflowError::invalid(format!("version `{text}` is not a positive integer")))
+    }
+
+    fn key(&self) -> Result<&str, MlflowError> {
+        self.key
+            .as_deref()
+            .filter(|key| !key.is_empty())
+            .ok_or_else(|| MlflowError::invalid("missing value for required parameter 'key'"))
+    }
+}
+
+fn version_json(version: &RegistryVersion) -> Value {
+    json!({
+        "name": version.name,
+        "version": version.version.to_string(),
+        "creation_timestamp": version.creation_time,
+        "last_updated_timestamp": version.last_updated_time,
+        "user_id": version.user_id,
+        "current_stage": "None",
+        "description": version.description,
+        "source": version.source,
+        "run_id": version.run_id,
+        "run_link": version.run_link,
+        "status": "READY",
+        "status_message": "",
+        "tags": version.tags.iter().map(|(key, value)| json!({"key": key, "value": value})).collect::<Vec<_>>(),
+        "aliases": version.aliases,
+    })
+}
+
+fn model_json(state: &TrackingState, model: &RegisteredModel) -> Result<Value, MlflowError> {
+    let latest = match model.latest_version {
+        Some(version) => vec![version_json(&state.meta.registry_version(&model.name, version)?)],
+        None => Vec::new(),
+    };
+    Ok(json!({
+        "name": model.name,
+        "creation_timestamp": model.creation_time,
+        "last_updated_timestamp": model.last_updated_time,
+        "description": model.description,
+        "latest_versions": latest,
+        "tags": model.tags.iter().map(|(key, value)| json!({"key": key, "value": value})).collect::<Vec<_>>(),
+        "aliases": model.aliases.iter().map(|(alias, version)| json!({"alias": alias, "version": version.to_string()})).collect::<Vec<_>>(),
+    }))
+}
+
+fn with_page(mut answer: Value, next: Option<String>) -> Value {
+    if let (Some(next), Some(object)) = (next, answer.as_object_mut()) {
+        object.insert("next_page_token".into(), json!(next));
+    }
+    answer
+}
+
+async fn create_model(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    blocking(move || {
+        let request: RegistryRequest = parse(&body)?;
+        let name = request.name()?;
+        let tags: Vec<(String, String)> = request.tags.iter().map(|tag| (tag.key.clone(), tag.value.clone())).collect();
+        state.meta.create_registered_model(
+            name,
+            request.description.as_deref().unwrap_or_default(),
+            &tags,
+            state.clock.now_ms(),
+        )?;
+        Ok(Json(json!({"registered_model": model_json(&state, &state.meta.registered_model(name)?)?})))
+    })
+    .await
+}
+
+async fn get_model(State(state): State<TrackingState>, Query(query): Query<HashMap<String, String>>) -> Answer {
+    blocking(move || {
+        let request = RegistryRequest::from_query(&query);
+        Ok(Json(json!({"registered_model": model_json(&state, &state.meta.registered_model(request.name()?)?)?})))
+    })
+    .await
+}
+
+fn search_models(state: &TrackingState, request: &RegistryRequest) -> Answer {
+    let (limit, offset) = page(request.max_results.as_ref(), request.page_token.as_deref(), 100)?;
+    let filter = parse_filter(request.filter.as_deref().unwrap_or_default())?;
+    let order = parse_order_by(&request.order_by)?;
+    let (found, next) = paginate(search_registry(state.meta.registered_models()?, &filter, &order), limit, offset);
+    let models = found.iter().map(|model| model_json(state, model)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(with_page(json!({"registered_models": models}), next)))
+}
+
+async fn search_models_get(State(state): State<TrackingState>, Query(query): Query<HashMap<String, String>>) -> Answer {
+    blocking(move || search_models(&state, &RegistryRequest::from_query(&query))).await
+}
+
+async fn search_models_post(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    blocking(move || search_models(&state, &parse(&body)?)).await
+}
+
+async fn update_model(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    blocking(move || {
+        let request: RegistryRequest = parse(&body)?;
+        let name = request.name()?;
+        state.meta.describe_registered_model(
+            name,
+            request.description.as_deref().unwrap_or_default(),
+            state.clock.now_ms(),
+        )?;
+        Ok(Json(json!({"registered_model": model_json(&state, &state.meta.registered_model(name)?)?})))
+    })
+    .await
+}
+
+async fn rename_model(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    blocking(move || {
+        let request: RegistryRequest = parse(&body)?;
+        let new_name = request
+            .new_name
+            .as_deref()
+            .filter(|name| !name.is_empty())
+            .ok_or_else(|| MlflowError::invalid("missing value for required parameter 'new_name'"))?;
+        state.meta.rename_registered_model(request.name()?, new_name, "mlflow", state.clock.now_ms())?;
+        Ok(Json(json!({"registered_model": model_json(&state, &state.meta.registered_model(new_name)?)?})))
+    })
+    .await
+}
+
+async fn delete_model(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    blocking(move || {
+        let request: RegistryRequest = parse(&body)?;
+        state.meta.delete_registered_model(request.name()?, "mlflow", state.clock.now_ms())?;
+        Ok(Json(json!({})))
+    })
+    .await
+}
+
+async fn set_model_tag(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    blocking(move || {
+        let request: RegistryRequest = parse(&body)?;
+        state.meta.set_registered_model_tag(
+            request.name()?,
+            request.key()?,
+            Some(request.value.as_deref().unwrap_or_default()),
+        )?;
+        Ok(Json(json!({})))
+    })
+    .await
+}
+
+async fn delete_model_tag(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    blocking(move || {
+        let request: RegistryRequest = parse(&body)?;
+        state.meta.set_registered_model_tag(request.name()?, request.key()?, None)?;
+        Ok(Json(json!({})))
+    })
+    .await
+}
+
+fn alias_name(request: &RegistryRequest) -> Result<&str, MlflowError> {
+    request
+        .alias
+        .as_deref()
+        .filter(|alias| !alias.is_empty())
+        .ok_or_else(|| MlflowError::invalid("missing value for required parameter 'alias'"))
+}
+
+async fn set_alias(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    blocking(move || {
+        let request: RegistryRequest = parse(&body)?;
+        state.meta.set_alias(
+            request.name()?,
+            alias_name(&request)?,
+            request.version()?,
+            "mlflow",
+            state.clock.now_ms(),
+            "",
+        )?;
+        Ok(Json(json!({})))
+    })
+    .await
+}
+
+async fn delete_alias(
+    State(state): State<TrackingState>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Answer {
+    blocking(move || {
+        // The client sends DELETE parameters in the body; some proxies move them to the query.
+        let request: RegistryRequest =
+            if body.is_empty() { RegistryRequest::from_query(&query) } else { parse(&body)? };
+        state.meta.delete_alias(request.name()?, alias_name(&request)?, "mlflow", state.clock.now_ms(), "")?;
+        Ok(Json(json!({})))
+    })
+    .await
+}
+
+async fn get_alias(State(state): State<TrackingState>, Query(query): Query<HashMap<String, String>>) -> Answer {
+    blocking(move || {
+        let request = RegistryRequest::from_query(&query);
+        let (name, alias) = (request.name()?, alias_name(&request)?);
+        let version = state.meta.alias(name, alias)?.ok_or_else(|| {
+            MlflowError::from(causeway_store::Error::NotFound(format!("alias `{alias}` of registered model `{name}`")))
+        })?;
+        Ok(Json(json!({"model_version": version_json(&state.meta.registry_version(name, version)?)})))
+    })
+    .await
+}
+
+fn latest_versions(state: &TrackingState, request: &RegistryRequest) -> Answer {
+    let model = state.meta.registered_model(request.name()?)?;
+    let versions = match model.latest_version {
+        Some(version) => vec![version_json(&state.meta.registry_version(&model.name, version)?)],
+        None => Vec::new(),
+    };
+    Ok(Json(json!({"model_versions": versions})))
+}
+
+async fn latest_versions_post(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    blocking(move || latest_versions(&state, &parse(&body)?)).await
+}
+
+async fn latest_versions_get(
+    State(state): State<TrackingState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Answer {
+    blocking(move || latest_versions(&state, &RegistryRequest::from_query(&query))).await
+}
+
+async fn create_version(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    blocking(move || {
+        let request: RegistryRequest = parse(&body)?;
+        let source = request
+            .source
+            .clone()
+            .filter(|source| !source.is_empty())
+            .ok_or_else(|| MlflowError::invalid("missing value for required parameter 'source'"))?;
+        let version = state.meta.create_model_version(
+            &NewVersion {
+                name: request.name()?.to_string(),
+                source,
+                run_id: request.run_id.clone().unwrap_or_default(),
+                description: request.description.clone().unwrap_or_default(),
+                run_link: request.run_link.clone().unwrap_or_default(),
+                tags: request.tags.iter().map(|tag| (tag.key.clone(), tag.value.clone())).collect(),
+                user_id: String::new(),
+            },
+            state.clock.now_ms(),
+        )?;
+        Ok(Json(json!({"model_version": version_json(&version)})))
+    })
+    .await
+}
+
+async fn get_version(State(state): State<TrackingState>, Query(query): Query<HashMap<String, String>>) -> Answer {
+    blocking(move || {
+        let request = RegistryRequest::from_query(&query);
+        Ok(Json(
+            json!({"model_version": version_json(&state.meta.registry_version(request.name()?, request.version()?)?)}),
+        ))
+    })
+    .await
+}
+
+fn search_versions(state: &TrackingState, request: &RegistryRequest) -> Answer {
+    let (limit, offset) = page(request.max_results.as_ref(), request.page_token.as_deref(), 10_000)?;
+    let filter = parse_filter(request.filter.as_deref().unwrap_or_default())?;
+    let order = parse_order_by(&request.order_by)?;
+    let (found, next) = paginate(search_registry(state.meta.registry_versions(None)?, &filter, &order), limit, offset);
+    Ok(Json(with_page(json!({"model_versions": found.iter().map(version_json).collect::<Vec<_>>()}), next)))
+}
+
+async fn search_versions_get(
+    State(state): State<TrackingState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Answer {
+    blocking(move || search_versions(&state, &RegistryRequest::from_query(&query))).await
+}
+
+async fn search_versions_post(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    blocking(move || search_versions(&state, &parse(&body)?)).await
+}
+
+async fn update_version(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    blocking(move || {
+        let request: RegistryRequest = parse(&body)?;
+        let (name, version) = (request.name()?, request.version()?);
+        state.meta.describe_model_version(
+            name,
+            version,
+            request.description.as_deref().unwrap_or_default(),
+            state.clock.now_ms(),
+        )?;
+        Ok(Json(json!({"model_version": version_json(&state.meta.registry_version(name, version)?)})))
+    })
+    .await
+}
+
+async fn delete_version(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    blocking(move || {
+        let request: RegistryRequest = parse(&body)?;
+        state.meta.delete_model_version(request.name()?, request.version()?, "mlflow", state.clock.now_ms())?;
+        Ok(Json(json!({})))
+    })
+    .await
+}
+
+async fn set_version_tag(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    blocking(move || {
+        let request: RegistryRequest = parse(&body)?;
+        state.meta.set_model_version_tag(
+            request.name()?,
+            request.version()?,
+            request.key()?,
+            Some(request.value.as_deref().unwrap_or_default()),
+        )?;
+        Ok(Json(json!({})))
+    })
+    .await
+}
+
+async fn delete_version_tag(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    blocking(move || {
+        let request: RegistryRequest = parse(&body)?;
+        state.meta.set_model_version_tag(request.name()?, request.version()?, request.key()?, None)?;
+        Ok(Json(json!({})))
+    })
+    .await
+}
+
+async fn download_uri(State(state): State<TrackingState>, Query(query): Query<HashMap<String, String>>) -> Answer {
+    blocking(move || {
+        let request = RegistryRequest::from_query(&query);
+        let version = state.meta.registry_version(request.name()?, request.version()?)?;
+        Ok(Json(json!({"artifact_uri": version.source})))
+    })
+    .await
+}

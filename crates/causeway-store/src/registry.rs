@@ -1,0 +1,393 @@
+//! The model registry with MLflow's vocabulary (registered models, model versions, tags,
+//! descriptions, aliases) on the same tables as Causeway's own registry: a version registered
+//! through the MLflow API is a Causeway version, and aliases are shared.
+
+use std::collections::BTreeMap;
+
+use causeway_types::ModelVersionRecord;
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::meta::MetaStore;
+
+/// A registered model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisteredModel {
+    /// The unique name.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Creation time (epoch ms).
+    pub creation_time: i64,
+    /// Last change (epoch ms).
+    pub last_updated_time: i64,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+    /// Aliases and the versions they point at.
+    pub aliases: BTreeMap<String, u32>,
+    /// The newest version, if any.
+    pub latest_version: Option<u32>,
+}
+
+/// A model version as the registry API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegistryVersion {
+    /// The registered model.
+    pub name: String,
+    /// The version number.
+    pub version: u32,
+    /// Creation time (epoch ms).
+    pub creation_time: i64,
+    /// Last change (epoch ms).
+    pub last_updated_time: i64,
+    /// Who registered it.
+    pub user_id: String,
+    /// Free text.
+    pub description: String,
+    /// Where the model files are (an artifact URI or Causeway blob key).
+    pub source: String,
+    /// The run that produced it (may be empty).
+    pub run_id: String,
+    /// A link to the run, as given.
+    pub run_link: String,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+    /// Aliases pointing at this version.
+    pub aliases: Vec<String>,
+}
+
+/// What a new version is registered from.
+#[derive(Debug, Clone, Default)]
+pub struct NewVersion {
+    /// The registered model (must exist).
+    pub name: String,
+    /// Where the model files are.
+    pub source: String,
+    /// The producing run (may be empty).
+    pub run_id: String,
+    /// Free text.
+    pub description: String,
+    /// A link to the run.
+    pub run_link: String,
+    /// Initial tags.
+    pub tags: Vec<(String, String)>,
+    /// Who registers it.
+    pub user_id: String,
+}
+
+impl MetaStore {
+    /// Creates a registered model.
+    pub fn create_registered_model(
+        &self,
+        name: &str,
+        description: &str,
+        tags: &[(String, String)],
+        at_ms: i64,
+    ) -> Result<()> {
+        if name.trim().is_empty() {
+            return Err(Error::InvalidValue("registered model name must not be empty".into()));
+        }
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        let inserted = transaction.execute(
+            "INSERT OR IGNORE INTO registered_models (name, description, creation_time, last_updated_time) VALUES (?1, ?2, ?3, ?3)",
+            params![name, description, at_ms],
+        )?;
+        if inserted == 0 {
+            return Err(Error::AlreadyExists(format!("registered model `{name}`")));
+        }
+        for (key, value) in tags {
+            transaction.execute(
+                "INSERT OR REPLACE INTO registered_model_tags (name, key, value) VALUES (?1, ?2, ?3)",
+                params![name, key, value],
+            )?;
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// One registered model.
+    pub fn registered_model(&self, name: &str) -> Result<RegisteredModel> {
+        let connection = self.lock();
+        let (description, creation_time, last_updated_time): (String, i64, i64) = connection
+            .query_row(
+                "SELECT description, creation_time, last_updated_time FROM registered_models WHERE name = ?1",
+                params![name],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .optional()?
+            .ok_or_else(|| Error::NotFound(format!("registered model `{name}`")))?;
+        let mut tags_statement = connection.prepare("SELECT key, value FROM registered_model_tags WHERE name = ?1")?;
+        let tags =
+            tags_statement.query_map(params![name], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<_, _>>()?;
+        let mut aliases_statement = connection.prepare("SELECT alias, version FROM aliases WHERE model = ?1")?;
+        let aliases = aliases_statement
+            .query_map(params![name], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let latest_version: Option<u32> =
+            connection.query_row("SELECT MAX(version) FROM model_versions WHERE model = ?1", params![name], |row| {
+                row.get(0)
+            })?;
+        Ok(RegisteredModel {
+            name: name.to_string(),
+            description,
+            creation_time,
+            last_updated_time,
+            tags,
+            aliases,
+            latest_version,
+        })
+    }
+
+    /// Every registered model, by name.
+    pub fn registered_models(&self) -> Result<Vec<RegisteredModel>> {
+        let names: Vec<String> = {
+            let connection = self.lock();
+            let mut statement = connection.prepare("SELECT name FROM registered_models ORDER BY name")?;
+            statement.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?
+        };
+        names.iter().map(|name| self.registered_model(name)).collect()
+    }
+
+    /// Changes a registered model's description.
+    pub fn describe_registered_model(&self, name: &str, description: &str, at_ms: i64) -> Result<()> {
+        let changed = self.lock().execute(
+            "UPDATE registered_models SET description = ?2, last_updated_time = ?3 WHERE name = ?1",
+            params![name, description, at_ms],
+        )?;
+        if changed == 0 {
+            return Err(Error::NotFound(format!("registered model `{name}`")));
+        }
+        Ok(())
+    }
+
+    /// Renames a registered model with its versions, tags and aliases (audited).
+    pub fn rename_registered_model(&self, name: &str, new_name: &str, actor: &str, at_ms: i64) -> Result<()> {
+        self.registered_model(name)?;
+        if self.registered_model(new_name).is_ok() {
+            return Err(Error::AlreadyExists(format!("registered model `{new_name}`")));
+        }
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        transaction.execute(
+            "UPDATE registered_models SET name = ?2, last_updated_time = ?3 WHERE name = ?1",
+            params![name, new_name, at_ms],
+        )?;
+        for table in ["registered_model_tags", "model_version_tags"] {
+            transaction.execute(&format!("UPDATE {table} SET name = ?2 WHERE name = ?1"), params![name, new_name])?;
+        }
+        for table in ["model_versions", "aliases", "alias_history", "traffic"] {
+            transaction.execute(&format!("UPDATE {table} SET model = ?2 WHERE model = ?1"), params![name, new_name])?;
+        }
+        crate::meta::insert_audit(
+            &transaction,
+            at_ms,
+            actor,
+            new_name,
+            format!("renamed registered model {name} to {new_name}"),
+        )?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// Deletes a registered model with its versions, tags and aliases (audited).
+    pub fn delete_registered_model(&self, name: &str, actor: &str, at_ms: i64) -> Result<()> {
+        self.registered_model(name)?;
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        for table in ["registered_model_tags", "model_version_tags", "registered_models"] {
+            transaction.execute(&format!("DELETE FROM {table} WHERE name = ?1"), params![name])?;
+        }
+        for table in ["model_versions", "aliases", "traffic"] {
+            transaction.execute(&format!("DELETE FROM {table} WHERE model = ?1"), params![name])?;
+        }
+        crate::meta::insert_audit(&transaction, at_ms, actor, name, format!("deleted registered model {name}"))?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// Sets or removes (`value` = None) a registered-model tag.
+    pub fn set_registered_model_tag(&self, name: &str, key: &str, value: Option<&str>) -> Result<()> {
+        self.registered_model(name)?;
+        let connection = self.lock();
+        match value {
+            Some(value) => connection.execute(
+                "INSERT OR REPLACE INTO registered_model_tags (name, key, value) VALUES (?1, ?2, ?3)",
+                params![name, key, value],
+            )?,
+            None => connection
+                .execute("DELETE FROM registered_model_tags WHERE name = ?1 AND key = ?2", params![name, key])?,
+        };
+        Ok(())
+    }
+
+    /// Registers a new version of an existing registered model (audited).
+    pub fn create_model_version(&self, version: &NewVersion, at_ms: i64) -> Result<RegistryVersion> {
+        self.registered_model(&version.name)?;
+        let record = self.register_version(
+            &ModelVersionRecord {
+                model: version.name.clone(),
+                version: 0,
+                run_id: version.run_id.clone(),
+                dataset: String::new(),
+                artifact_key: version.source.clone(),
+                flavor: "mlflow".into(),
+                created_ms: at_ms,
+                metrics: BTreeMap::new(),
+            },
+            if version.user_id.is_empty() { "mlflow" } else { &version.user_id },
+        )?;
+        {
+            let mut connection = self.lock();
+            let transaction = connection.transaction()?;
+            transaction.execute(
+                "UPDATE model_versions SET description = ?3, user_id = ?4, run_link = ?5 WHERE model = ?1 AND version = ?2",
+                params![record.model, record.version, version.description, version.user_id, version.run_link],
+            )?;
+            for (key, value) in &version.tags {
+                transaction.execute(
+                    "INSERT OR REPLACE INTO model_version_tags (name, version, key, value) VALUES (?1, ?2, ?3, ?4)",
+                    params![record.model, record.version, key, value],
+                )?;
+            }
+            transaction.commit()?;
+        }
+        self.registry_version(&record.model, record.version)
+    }
+
+    /// One version with its registry fields.
+    pub fn registry_version(&self, name: &str, version: u32) -> Result<RegistryVersion> {
+        let connection = self.lock();
+        let mut found = connection
+            .query_row(
+                "SELECT created_ms, last_updated_ms, user_id, description, artifact_key, run_id, run_link
+                 FROM model_versions WHERE model = ?1 AND version = ?2",
+                params![name, version],
+                |row| {
+                    Ok(RegistryVersion {
+                        name: name.to_string(),
+                        version,
+                        creation_time: row.get(0)?,
+                        last_updated_time: row.get::<_, i64>(1)?.max(row.get(0)?),
+                        user_id: row.get(2)?,
+                        description: row.get(3)?,
+                        source: row.get(4)?,
+                        run_id: row.get(5)?,
+                        run_link: row.get(6)?,
+                        tags: BTreeMap::new(),
+                        aliases: Vec::new(),
+                    })
+                },
+            )
+            .optional()?
+            .ok_or_else(|| Error::NotFound(format!("model version `{name}` version {version}")))?;
+        let mut tags =
+            connection.prepare("SELECT key, value FROM model_version_tags WHERE name = ?1 AND version = ?2")?;
+        found.tags =
+            tags.query_map(params![name, version], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<_, _>>()?;
+        let mut aliases =
+            connection.prepare("SELECT alias FROM aliases WHERE model = ?1 AND version = ?2 ORDER BY alias")?;
+        found.aliases = aliases.query_map(params![name, version], |row| row.get(0))?.collect::<Result<_, _>>()?;
+        Ok(found)
+    }
+
+    /// Every version of every registered model (or of one), newest first per model.
+    pub fn registry_versions(&self, name: Option<&str>) -> Result<Vec<RegistryVersion>> {
+        let keys: Vec<(String, u32)> = {
+            let connection = self.lock();
+            let mut statement = connection.prepare(
+                "SELECT model, version FROM model_versions WHERE ?1 IS NULL OR model = ?1 ORDER BY model, version DESC",
+            )?;
+            statement.query_map(params![name], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<_, _>>()?
+        };
+        keys.iter().map(|(name, version)| self.registry_version(name, *version)).collect()
+    }
+
+    /// Changes a version's description.
+    pub fn describe_model_version(&self, name: &str, version: u32, description: &str, at_ms: i64) -> Result<()> {
+        let changed = self.lock().execute(
+            "UPDATE model_versions SET description = ?3, last_updated_ms = ?4 WHERE model = ?1 AND version = ?2",
+            params![name, version, description, at_ms],
+        )?;
+        if changed == 0 {
+            return Err(Error::NotFound(format!("model version `{name}` version {version}")));
+        }
+        Ok(())
+    }
+
+    /// Deletes a version and the aliases pointing at it (audited).
+    pub fn delete_model_version(&self, name: &str, version: u32, actor: &str, at_ms: i64) -> Result<()> {
+        self.registry_version(name, version)?;
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        transaction.execute("DELETE FROM model_versions WHERE model = ?1 AND version = ?2", params![name, version])?;
+        transaction
+            .execute("DELETE FROM model_version_tags WHERE name = ?1 AND version = ?2", params![name, version])?;
+        transaction.execute("DELETE FROM aliases WHERE model = ?1 AND version = ?2", params![name, version])?;
+        crate::meta::insert_audit(&transaction, at_ms, actor, name, format!("deleted {name} version {version}"))?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// Sets or removes (`value` = None) a version tag.
+    pub fn set_model_version_tag(&self, name: &str, version: u32, key: &str, value: Option<&str>) -> Result<()> {
+        self.registry_version(name, version)?;
+        let connection = self.lock();
+        match value {
+            Some(value) => connection.execute(
+                "INSERT OR REPLACE INTO model_version_tags (name, version, key, value) VALUES (?1, ?2, ?3, ?4)",
+                params![name, version, key, value],
+            )?,
+            None => connection.execute(
+                "DELETE FROM model_version_tags WHERE name = ?1 AND version = ?2 AND key = ?3",
+                params![name, version, key],
+            )?,
+        };
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_models_versions_tags_and_shared_aliases() -> Result<()> {
+        let store = MetaStore::open_in_memory()?;
+        store.create_registered_model("fraud", "card fraud", &[("team".into(), "risk".into())], 1)?;
+        assert!(matches!(store.create_registered_model("fraud", "", &[], 2), Err(Error::AlreadyExists(_))));
+        let first = store.create_model_version(
+            &NewVersion {
+                name: "fraud".into(),
+                source: "mlflow-artifacts:/1/r/artifacts/model".into(),
+                run_id: "r".into(),
+                ..NewVersion::default()
+            },
+            3,
+        )?;
+        assert_eq!(first.version, 1);
+        store.set_alias("fraud", "champion", 1, "test", 4, "")?;
+        let model = store.registered_model("fraud")?;
+        assert_eq!((model.latest_version, model.aliases.get("champion")), (Some(1), Some(&1)));
+        assert_eq!(store.registry_version("fraud", 1)?.aliases, vec!["champion".to_string()]);
+        store.set_model_version_tag("fraud", 1, "validated", Some("yes"))?;
+        store.describe_model_version("fraud", 1, "first", 5)?;
+        let version = store.registry_version("fraud", 1)?;
+        assert_eq!(
+            (version.tags["validated"].as_str(), version.description.as_str(), version.last_updated_time),
+            ("yes", "first", 5)
+        );
+        store.rename_registered_model("fraud", "fraud-v2", "test", 6)?;
+        assert_eq!(store.alias("fraud-v2", "champion")?, Some(1));
+        assert!(store.registered_model("fraud").is_err());
+        store.delete_model_version("fraud-v2", 1, "test", 7)?;
+        assert_eq!(store.alias("fraud-v2", "champion")?, None);
+        store.delete_registered_model("fraud-v2", "test", 8)?;
+        assert!(store.registered_models()?.is_empty());
+        assert!(
+            store.events(Some(causeway_types::EventKind::Audit))?.iter().any(|event| event.message.contains("renamed"))
+        );
+        Ok(())
+    }
+}
