@@ -113,6 +113,11 @@ impl MetaStore {
         self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// SQLite's own consistency check: `ok` when the database file is sound.
+    pub fn integrity_check(&self) -> Result<String> {
+        Ok(self.lock().query_row("PRAGMA integrity_check", [], |row| row.get(0))?)
+    }
+
     /// The schema version of the open store.
     pub fn schema_version(&self) -> Result<i64> {
         Ok(self.lock().pragma_query_value(None, "user_version", |row| row.get(0))?)

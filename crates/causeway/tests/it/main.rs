@@ -6,5 +6,6 @@
 mod cli;
 mod demo;
 mod mlflow_client;
+mod reliability;
 mod serve;
 mod support;

@@ -116,8 +116,33 @@ impl Server {
 
     /// Sends one request and returns (status, body).
     pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-        let mut stream = TcpStream::connect(&self.address).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        Client { address: self.address.clone() }.try_request(method, path, body).expect("a response")
+    }
+
+    /// Sends a JSON request and parses the JSON answer.
+    pub fn json(&self, method: &str, path: &str, body: &Value) -> (u16, Value) {
+        let (status, text) = self.request(method, path, Some(&body.to_string()));
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+}
+
+/// A minimal HTTP/1.1 client for loopback requests.
+pub struct Client {
+    /// `host:port`.
+    pub address: String,
+}
+
+impl Client {
+    /// Sends a JSON request; `None` when the connection fails (a stopped server).
+    pub fn try_json(&self, method: &str, path: &str, body: &Value) -> Option<(u16, Value)> {
+        let (status, text) = self.try_request(method, path, Some(&body.to_string()))?;
+        Some((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+    }
+
+    /// Sends one request; `None` when the connection fails.
+    pub fn try_request(&self, method: &str, path: &str, body: Option<&str>) -> Option<(u16, String)> {
+        let mut stream = TcpStream::connect(&self.address).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
         let body = body.unwrap_or("");
         let request = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -129,16 +154,18 @@ impl Server {
         let mut response = Vec::new();
         let _ = stream.read_to_end(&mut response);
         let text = String::from_utf8_lossy(&response).to_string();
-        let (head, rest) = text.split_once("\r\n\r\n").expect("http response");
-        let status: u16 = head.split_whitespace().nth(1).and_then(|code| code.parse().ok()).expect("status");
+        let (head, rest) = text.split_once("\r\n\r\n")?;
+        let status: u16 = head.split_whitespace().nth(1).and_then(|code| code.parse().ok())?;
         let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
-        (status, if chunked { dechunk(rest) } else { rest.to_string() })
+        Some((status, if chunked { dechunk(rest) } else { rest.to_string() }))
     }
+}
 
-    /// Sends a JSON request and parses the JSON answer.
-    pub fn json(&self, method: &str, path: &str, body: &Value) -> (u16, Value) {
-        let (status, text) = self.request(method, path, Some(&body.to_string()));
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+impl Server {
+    /// Kills the process at once (SIGKILL on Unix), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
