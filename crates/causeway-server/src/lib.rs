@@ -5,6 +5,7 @@
 //! This crate holds no domain logic: handlers parse, call the serving engine, and format.
 
 pub mod artifacts;
+pub mod auth;
 mod error;
 mod metrics;
 pub mod mlflow;

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -14,6 +15,7 @@ use causeway_store::{NewVersion, RegisteredModel, RegistryVersion};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::auth::{Caller, actor};
 use crate::mlflow::{MlflowError, TrackingState, blocking, page, paginate, parse};
 
 type Answer = Result<Json<Value>, MlflowError>;
@@ -207,7 +209,8 @@ async fn update_model(State(state): State<TrackingState>, body: Bytes) -> Answer
     .await
 }
 
-async fn rename_model(State(state): State<TrackingState>, body: Bytes) -> Answer {
+async fn rename_model(State(state): State<TrackingState>, caller: Option<Extension<Caller>>, body: Bytes) -> Answer {
+    let who = actor(caller.as_deref());
     blocking(move || {
         let request: RegistryRequest = parse(&body)?;
         let new_name = request
@@ -215,16 +218,17 @@ async fn rename_model(State(state): State<TrackingState>, body: Bytes) -> Answer
             .as_deref()
             .filter(|name| !name.is_empty())
             .ok_or_else(|| MlflowError::invalid("missing value for required parameter 'new_name'"))?;
-        state.meta.rename_registered_model(request.name()?, new_name, "mlflow", state.clock.now_ms())?;
+        state.meta.rename_registered_model(request.name()?, new_name, &who, state.clock.now_ms())?;
         Ok(Json(json!({"registered_model": model_json(&state, &state.meta.registered_model(new_name)?)?})))
     })
     .await
 }
 
-async fn delete_model(State(state): State<TrackingState>, body: Bytes) -> Answer {
+async fn delete_model(State(state): State<TrackingState>, caller: Option<Extension<Caller>>, body: Bytes) -> Answer {
+    let who = actor(caller.as_deref());
     blocking(move || {
         let request: RegistryRequest = parse(&body)?;
-        state.meta.delete_registered_model(request.name()?, "mlflow", state.clock.now_ms())?;
+        state.meta.delete_registered_model(request.name()?, &who, state.clock.now_ms())?;
         Ok(Json(json!({})))
     })
     .await
@@ -260,14 +264,15 @@ fn alias_name(request: &RegistryRequest) -> Result<&str, MlflowError> {
         .ok_or_else(|| MlflowError::invalid("missing value for required parameter 'alias'"))
 }
 
-async fn set_alias(State(state): State<TrackingState>, body: Bytes) -> Answer {
+async fn set_alias(State(state): State<TrackingState>, caller: Option<Extension<Caller>>, body: Bytes) -> Answer {
+    let who = actor(caller.as_deref());
     blocking(move || {
         let request: RegistryRequest = parse(&body)?;
         state.meta.set_alias(
             request.name()?,
             alias_name(&request)?,
             request.version()?,
-            "mlflow",
+            &who,
             state.clock.now_ms(),
             "",
         )?;
@@ -279,13 +284,15 @@ async fn set_alias(State(state): State<TrackingState>, body: Bytes) -> Answer {
 async fn delete_alias(
     State(state): State<TrackingState>,
     Query(query): Query<HashMap<String, String>>,
+    caller: Option<Extension<Caller>>,
     body: Bytes,
 ) -> Answer {
+    let who = actor(caller.as_deref());
     blocking(move || {
         // The client sends DELETE parameters in the body; some proxies move them to the query.
         let request: RegistryRequest =
             if body.is_empty() { RegistryRequest::from_query(&query) } else { parse(&body)? };
-        state.meta.delete_alias(request.name()?, alias_name(&request)?, "mlflow", state.clock.now_ms(), "")?;
+        state.meta.delete_alias(request.name()?, alias_name(&request)?, &who, state.clock.now_ms(), "")?;
         Ok(Json(json!({})))
     })
     .await
@@ -323,7 +330,8 @@ async fn latest_versions_get(
     blocking(move || latest_versions(&state, &RegistryRequest::from_query(&query))).await
 }
 
-async fn create_version(State(state): State<TrackingState>, body: Bytes) -> Answer {
+async fn create_version(State(state): State<TrackingState>, caller: Option<Extension<Caller>>, body: Bytes) -> Answer {
+    let who = actor(caller.as_deref());
     blocking(move || {
         let request: RegistryRequest = parse(&body)?;
         let source = request
@@ -339,7 +347,7 @@ async fn create_version(State(state): State<TrackingState>, body: Bytes) -> Answ
                 description: request.description.clone().unwrap_or_default(),
                 run_link: request.run_link.clone().unwrap_or_default(),
                 tags: request.tags.iter().map(|tag| (tag.key.clone(), tag.value.clone())).collect(),
-                user_id: String::new(),
+                user_id: who,
             },
             state.clock.now_ms(),
         )?;
@@ -392,10 +400,11 @@ async fn update_version(State(state): State<TrackingState>, body: Bytes) -> Answ
     .await
 }
 
-async fn delete_version(State(state): State<TrackingState>, body: Bytes) -> Answer {
+async fn delete_version(State(state): State<TrackingState>, caller: Option<Extension<Caller>>, body: Bytes) -> Answer {
+    let who = actor(caller.as_deref());
     blocking(move || {
         let request: RegistryRequest = parse(&body)?;
-        state.meta.delete_model_version(request.name()?, request.version()?, "mlflow", state.clock.now_ms())?;
+        state.meta.delete_model_version(request.name()?, request.version()?, &who, state.clock.now_ms())?;
         Ok(Json(json!({})))
     })
     .await

@@ -9,10 +9,12 @@ mod error;
 mod meta;
 pub mod registry;
 pub mod search;
+pub mod tokens;
 pub mod tracking;
 
 pub use blob::BlobStore;
 pub use error::{Error, Result};
 pub use meta::{MetaStore, SCHEMA_VERSION};
 pub use registry::{NewVersion, RegisteredModel, RegistryVersion};
+pub use tokens::{ApiToken, Scope};
 pub use tracking::{Experiment, MetricPoint, NewRun, TrackedRun, ViewType};

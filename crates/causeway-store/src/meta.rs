@@ -63,7 +63,9 @@ const MIGRATION_2: &str = "CREATE TABLE experiments (
      ALTER TABLE model_versions ADD COLUMN description TEXT NOT NULL DEFAULT '';
      ALTER TABLE model_versions ADD COLUMN user_id TEXT NOT NULL DEFAULT '';
      ALTER TABLE model_versions ADD COLUMN last_updated_ms INTEGER NOT NULL DEFAULT 0;
-     ALTER TABLE model_versions ADD COLUMN run_link TEXT NOT NULL DEFAULT '';";
+     ALTER TABLE model_versions ADD COLUMN run_link TEXT NOT NULL DEFAULT '';
+     CREATE TABLE api_tokens (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, scope TEXT NOT NULL, secret_hash TEXT NOT NULL UNIQUE,
+        created_ms INTEGER NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);";
 
 /// Migrations, applied in order; the store's schema version is the number applied.
 const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];

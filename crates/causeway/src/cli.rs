@@ -127,6 +127,9 @@ enum Command {
         /// Seconds between checks for promotions and rollbacks in the store.
         #[arg(long, default_value_t = 2)]
         reload_seconds: u64,
+        /// Serve a non-loopback address without requiring API tokens.
+        #[arg(long)]
+        insecure: bool,
         #[command(flatten)]
         dir: DirArg,
     },
@@ -147,8 +150,18 @@ enum Command {
         /// Seconds between checks for promotions and rollbacks in the store.
         #[arg(long, default_value_t = 2)]
         reload_seconds: u64,
+        /// Serve a non-loopback address without requiring API tokens.
+        #[arg(long)]
+        insecure: bool,
         #[command(flatten)]
         dir: DirArg,
+    },
+    /// Manage API tokens (required when a server binds a non-loopback address).
+    ///
+    /// Example: causeway token create --name ci --scope write
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
     },
     /// Control the retraining loop.
     ///
@@ -163,6 +176,40 @@ enum Command {
     Demo {
         #[command(subcommand)]
         demo: crate::demo::DemoCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// Create a token; its secret is printed once and never stored.
+    ///
+    /// Scopes: read (GET), write (also log runs, artifacts, predictions, labels), admin (also
+    /// change registered models, versions and aliases).
+    ///
+    /// Example: causeway token create --name ci --scope write --dir my-project
+    Create {
+        /// A unique name; audit events show it as the actor.
+        #[arg(long)]
+        name: String,
+        /// read, write or admin.
+        #[arg(long, default_value = "read")]
+        scope: String,
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// List tokens (never their secrets).
+    ///
+    /// Example: causeway token list --dir my-project
+    List(DirArg),
+    /// Revoke a token by name.
+    ///
+    /// Example: causeway token revoke --name ci --dir my-project
+    Revoke {
+        /// The token's name.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        dir: DirArg,
     },
 }
 
@@ -200,10 +247,13 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Promote { version, model, dir } => promote(&dir.dir, model, version),
         Command::Rollback { model, dir } => rollback(&dir.dir, model),
         Command::Events { kind, dir } => events(&dir.dir, kind.as_deref()),
-        Command::Serve { listen, reload_seconds, dir } => serve(&dir.dir, listen, reload_seconds, false),
-        Command::Server { host, port, reload_seconds, dir } => {
-            serve(&dir.dir, SocketAddr::new(host, port), reload_seconds, true)
+        Command::Serve { listen, reload_seconds, insecure, dir } => {
+            serve(&dir.dir, listen, reload_seconds, false, insecure)
         }
+        Command::Server { host, port, reload_seconds, insecure, dir } => {
+            serve(&dir.dir, SocketAddr::new(host, port), reload_seconds, true, insecure)
+        }
+        Command::Token { action } => token(action),
         Command::Loop { action: LoopAction::Resume(dir) } => resume(&dir.dir),
         Command::Demo { demo } => crate::demo::run(demo),
     }
@@ -425,6 +475,38 @@ fn events(dir: &Path, kind: Option<&str>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn token(action: TokenAction) -> Result<ExitCode> {
+    match action {
+        TokenAction::Create { name, scope, dir } => {
+            let project = open(&dir.dir)?;
+            let scope = causeway_store::Scope::parse(&scope)
+                .with_context(|| format!("unknown scope `{scope}`: use read, write or admin"))?;
+            let (token, secret) = project.meta.create_token(&name, scope, SystemClock.now_ms())?;
+            eprintln!("created token `{}` with scope {}; its secret is shown once:", token.name, token.scope.as_str());
+            println!("{secret}");
+        }
+        TokenAction::List(dir) => {
+            let project = open(&dir.dir)?;
+            let mut output = table(&["name", "scope", "created", "state"]);
+            for token in project.meta.tokens()? {
+                output.add_row(vec![
+                    token.name.clone(),
+                    token.scope.as_str().to_string(),
+                    format_timestamp(token.created_ms),
+                    if token.revoked { "revoked".to_string() } else { "live".to_string() },
+                ]);
+            }
+            println!("{output}");
+        }
+        TokenAction::Revoke { name, dir } => {
+            let project = open(&dir.dir)?;
+            project.meta.revoke_token(&name)?;
+            println!("revoked token `{name}`");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn resume(dir: &Path) -> Result<ExitCode> {
     let project = open(dir)?;
     let mut controller =
@@ -436,8 +518,15 @@ fn resume(dir: &Path) -> Result<ExitCode> {
 
 /// Serves the data plane (OIP v2, record scoring, labels, metrics) and, with `tracking`, the
 /// MLflow tracking API too.
-fn serve(dir: &Path, listen: SocketAddr, reload_seconds: u64, tracking: bool) -> Result<ExitCode> {
+fn serve(dir: &Path, listen: SocketAddr, reload_seconds: u64, tracking: bool, insecure: bool) -> Result<ExitCode> {
     let project = open(dir)?;
+    let require_tokens = !listen.ip().is_loopback() && !insecure;
+    if require_tokens && project.meta.tokens()?.iter().all(|token| token.revoked) {
+        anyhow::bail!(
+            "serving {listen} (not a loopback address) requires API tokens: create one with `causeway token create --name NAME --scope admin --dir {}`, or pass --insecure",
+            dir.display()
+        );
+    }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let online = project.online()?;
     let features = project.config.features.clone().map(|spec| OnlineFeatures { spec, store: online.clone() });
@@ -460,6 +549,8 @@ fn serve(dir: &Path, listen: SocketAddr, reload_seconds: u64, tracking: bool) ->
             .merge(causeway_server::mlflow::router(tracking_state))
             .merge(causeway_server::artifacts::router(project.blobs.clone()));
     }
+    let auth = causeway_server::auth::AuthConfig { meta: project.meta.clone(), required: require_tokens };
+    let app = app.layer(axum::middleware::from_fn_with_state(auth, causeway_server::auth::authenticate));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener =

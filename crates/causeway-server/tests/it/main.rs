@@ -2,4 +2,5 @@
 
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used, reason = "test code: a panic is a failing test")]
 
+mod auth;
 mod mlflow;

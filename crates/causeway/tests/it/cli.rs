@@ -99,8 +99,11 @@ fn project_commands_from_init_to_rollback() {
 
 #[test]
 fn help_explains_every_command_and_errors_exit_non_zero() {
-    let commands: [&[&str]; 13] = [
+    let commands: [&[&str]; 16] = [
         &["server"],
+        &["token", "create"],
+        &["token", "list"],
+        &["token", "revoke"],
         &["init"],
         &["ingest"],
         &["datasets"],
@@ -157,4 +160,22 @@ fn the_control_plane_speaks_mlflow_and_its_runs_are_causeway_runs() {
     let second = crate::support::run(&["serve", "--dir", dir_text, "--listen", "127.0.0.1:0"]);
     assert!(!second.status.success());
     assert!(stderr(&second).contains("held by another Causeway process"), "{}", stderr(&second));
+}
+
+#[test]
+fn a_non_loopback_server_needs_tokens_unless_insecure() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("project");
+    let dir_text = dir.to_str().expect("utf-8");
+    ok(&["init", "--dir", dir_text]);
+    let refused = run(&["server", "--dir", dir_text, "--host", "0.0.0.0", "--port", "0"]);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("requires API tokens"), "{}", stderr(&refused));
+    let secret = ok(&["token", "create", "--name", "ops", "--scope", "admin", "--dir", dir_text]);
+    assert!(secret.trim().starts_with("cw_"), "{secret}");
+    let listing = ok(&["token", "list", "--dir", dir_text]);
+    assert!(listing.contains("ops") && listing.contains("admin") && !listing.contains(secret.trim()), "{listing}");
+    assert!(ok(&["token", "revoke", "--name", "ops", "--dir", dir_text]).contains("revoked"));
+    let bad_scope = run(&["token", "create", "--name", "x", "--scope", "root", "--dir", dir_text]);
+    assert!(!bad_scope.status.success() && stderr(&bad_scope).contains("unknown scope"));
 }
