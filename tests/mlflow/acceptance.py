@@ -9,7 +9,7 @@ import tempfile
 import traceback
 
 import mlflow
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 checks = []
@@ -53,7 +53,20 @@ def main():
         tags=[RunTag("batch_tag", "y")],
     )
 
+    dataset = Dataset("transactions", "1e9addbd6767", "causeway", '{"uri": "causeway://transactions"}', '{"columns": ["amount"]}')
+    client.log_inputs(parent_id, datasets=[DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "training")])])
+
     run = client.get_run(parent_id)
+    inputs = run.inputs.dataset_inputs
+    check(
+        "log_inputs round trip",
+        len(inputs) == 1
+        and inputs[0].dataset.name == "transactions"
+        and inputs[0].dataset.digest == "1e9addbd6767"
+        and inputs[0].dataset.schema == '{"columns": ["amount"]}'
+        and [(tag.key, tag.value) for tag in inputs[0].tags] == [("mlflow.data.context", "training")],
+        inputs,
+    )
     check("run finished", run.info.status == "FINISHED", run.info.status)
     check("run name", run.info.run_name == "parent", run.info.run_name)
     check("params", run.data.params.get("depth") == "5" and run.data.params.get("lr") == "0.1" and run.data.params.get("model") == "gbdt", run.data.params)

@@ -14,7 +14,9 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{any, get, post};
 use causeway_store::search::{parse_filter, parse_order_by, search_experiments, search_runs};
 use causeway_store::tracking::{ACTIVE, DELETED};
-use causeway_store::{Error as StoreError, Experiment, MetaStore, MetricPoint, NewRun, TrackedRun, ViewType};
+use causeway_store::{
+    DatasetInput, Error as StoreError, Experiment, MetaStore, MetricPoint, NewRun, TrackedRun, ViewType,
+};
 use causeway_types::{Clock, RunStatus};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -116,6 +118,7 @@ pub fn router(state: TrackingState) -> Router {
         .route("/api/2.0/mlflow/runs/log-batch", post(log_batch))
         .route("/api/2.0/mlflow/runs/set-tag", post(set_tag))
         .route("/api/2.0/mlflow/runs/delete-tag", post(delete_tag))
+        .route("/api/2.0/mlflow/runs/log-inputs", post(log_inputs))
         .route("/api/2.0/mlflow/metrics/get-history", get(metric_history))
         .route("/api/2.0/mlflow/logged-models/search", post(search_logged_models))
         .route("/api/2.0/mlflow/{*rest}", any(unknown_endpoint))
@@ -201,7 +204,24 @@ fn run_json(run: &TrackedRun) -> Value {
             "params": key_value_list(&run.params),
             "tags": key_value_list(&run.tags),
         },
-        "inputs": {"dataset_inputs": []},
+        "inputs": {"dataset_inputs": run.inputs.iter().map(dataset_input_json).collect::<Vec<_>>()},
+    })
+}
+
+fn dataset_input_json(input: &DatasetInput) -> Value {
+    let mut dataset =
+        json!({"name": input.name, "digest": input.digest, "source_type": input.source_type, "source": input.source});
+    if let Some(object) = dataset.as_object_mut() {
+        if let Some(schema) = &input.schema {
+            object.insert("schema".into(), json!(schema));
+        }
+        if let Some(profile) = &input.profile {
+            object.insert("profile".into(), json!(profile));
+        }
+    }
+    json!({
+        "tags": input.tags.iter().map(|(key, value)| json!({"key": key, "value": value})).collect::<Vec<_>>(),
+        "dataset": dataset,
     })
 }
 
@@ -684,6 +704,64 @@ async fn delete_tag(State(state): State<TrackingState>, body: Bytes) -> Answer {
     blocking(move || {
         let request: RunRequest = parse(&body)?;
         state.meta.delete_run_tag(request.run_id()?, required(&request.key, "key")?)?;
+        Ok(Json(json!({})))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct LogInputs {
+    run_id: Option<String>,
+    #[serde(default)]
+    datasets: Vec<DatasetInputEntry>,
+    #[serde(default)]
+    models: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+struct DatasetInputEntry {
+    #[serde(default)]
+    tags: Vec<KeyValue>,
+    dataset: DatasetEntry,
+}
+
+#[derive(Deserialize)]
+struct DatasetEntry {
+    name: String,
+    digest: String,
+    #[serde(default)]
+    source_type: String,
+    #[serde(default)]
+    source: String,
+    #[serde(default)]
+    schema: Option<String>,
+    #[serde(default)]
+    profile: Option<String>,
+}
+
+async fn log_inputs(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    blocking(move || {
+        let request: LogInputs = parse(&body)?;
+        let run_id = required(&request.run_id, "run_id")?.to_string();
+        if !request.models.is_empty() {
+            return Err(MlflowError::invalid(
+                "logging model inputs needs MLflow 3 logged models, which Causeway does not store yet",
+            ));
+        }
+        let inputs: Vec<DatasetInput> = request
+            .datasets
+            .into_iter()
+            .map(|entry| DatasetInput {
+                name: entry.dataset.name,
+                digest: entry.dataset.digest,
+                source_type: entry.dataset.source_type,
+                source: entry.dataset.source,
+                schema: entry.dataset.schema,
+                profile: entry.dataset.profile,
+                tags: entry.tags.into_iter().map(|tag| (tag.key, tag.value)).collect(),
+            })
+            .collect();
+        state.meta.log_dataset_inputs(&run_id, &inputs, state.clock.now_ms())?;
         Ok(Json(json!({})))
     })
     .await

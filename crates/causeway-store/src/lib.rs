@@ -17,4 +17,4 @@ pub use error::{Error, Result};
 pub use meta::{MetaStore, SCHEMA_VERSION};
 pub use registry::{NewVersion, RegisteredModel, RegistryVersion};
 pub use tokens::{ApiToken, Scope};
-pub use tracking::{Experiment, MetricPoint, NewRun, TrackedRun, ViewType};
+pub use tracking::{DatasetInput, Experiment, MetricPoint, NewRun, TrackedRun, ViewType};

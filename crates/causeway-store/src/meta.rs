@@ -64,6 +64,9 @@ const MIGRATION_2: &str = "CREATE TABLE experiments (
      ALTER TABLE model_versions ADD COLUMN user_id TEXT NOT NULL DEFAULT '';
      ALTER TABLE model_versions ADD COLUMN last_updated_ms INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE model_versions ADD COLUMN run_link TEXT NOT NULL DEFAULT '';
+     CREATE TABLE run_inputs (run_id TEXT NOT NULL, name TEXT NOT NULL, digest TEXT NOT NULL, source_type TEXT NOT NULL,
+        source TEXT NOT NULL, schema TEXT, profile TEXT, tags_json TEXT NOT NULL, logged_at INTEGER NOT NULL,
+        PRIMARY KEY (run_id, name, digest));
      CREATE TABLE api_tokens (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, scope TEXT NOT NULL, secret_hash TEXT NOT NULL UNIQUE,
         created_ms INTEGER NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);";
 

@@ -431,6 +431,7 @@ mod tests {
                 .collect(),
             params: BTreeMap::from([("model".to_string(), model.to_string())]),
             tags: BTreeMap::from([("team".to_string(), "Risk".to_string())]),
+            inputs: Vec::new(),
         }
     }
 

@@ -77,6 +77,25 @@ pub struct MetricPoint {
     pub step: i64,
 }
 
+/// A dataset a run read, as MLflow's `log_input` records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetInput {
+    /// The dataset's name.
+    pub name: String,
+    /// Its content digest.
+    pub digest: String,
+    /// What kind of source (`local`, `s3`, `causeway`, …).
+    pub source_type: String,
+    /// The source, as the client describes it (often JSON).
+    pub source: String,
+    /// Its schema (JSON), when given.
+    pub schema: Option<String>,
+    /// Its profile (JSON), when given.
+    pub profile: Option<String>,
+    /// Input tags such as `mlflow.data.context = training`.
+    pub tags: Vec<(String, String)>,
+}
+
 /// A run as the tracking API sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrackedRun {
@@ -104,6 +123,8 @@ pub struct TrackedRun {
     pub params: BTreeMap<String, String>,
     /// Tags.
     pub tags: BTreeMap<String, String>,
+    /// Datasets it read, in the order they were first logged.
+    pub inputs: Vec<DatasetInput>,
 }
 
 /// A new run's settings.
@@ -371,6 +392,7 @@ impl MetaStore {
                     metrics: BTreeMap::new(),
                     params: BTreeMap::new(),
                     tags: BTreeMap::new(),
+                    inputs: Vec::new(),
                 })
             })?
             .collect::<Result<_, _>>()?;
@@ -412,7 +434,59 @@ impl MetaStore {
                 runs[*position].metrics.insert(key, point);
             }
         }
+        let mut inputs_statement = connection.prepare(&format!(
+            "SELECT run_id, name, digest, source_type, source, schema, profile, tags_json FROM run_inputs
+             WHERE run_id IN ({subquery}) ORDER BY run_id, logged_at, rowid"
+        ))?;
+        for row in inputs_statement.query_map(values, |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                DatasetInput {
+                    name: row.get(1)?,
+                    digest: row.get(2)?,
+                    source_type: row.get(3)?,
+                    source: row.get(4)?,
+                    schema: row.get(5)?,
+                    profile: row.get(6)?,
+                    tags: Vec::new(),
+                },
+                row.get::<_, String>(7)?,
+            ))
+        })? {
+            let (run_id, mut input, tags) = row?;
+            input.tags = serde_json::from_str(&tags).unwrap_or_default();
+            if let Some(position) = index.get(&run_id) {
+                runs[*position].inputs.push(input);
+            }
+        }
         Ok(runs)
+    }
+
+    /// Records datasets a run read; logging the same (name, digest) again replaces its tags.
+    pub fn log_dataset_inputs(&self, run_id: &str, inputs: &[DatasetInput], at_ms: i64) -> Result<()> {
+        self.require_active_run(run_id)?;
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        for input in inputs {
+            transaction.execute(
+                "INSERT INTO run_inputs (run_id, name, digest, source_type, source, schema, profile, tags_json, logged_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (run_id, name, digest) DO UPDATE SET tags_json = excluded.tags_json",
+                params![
+                    run_id,
+                    input.name,
+                    input.digest,
+                    input.source_type,
+                    input.source,
+                    input.schema,
+                    input.profile,
+                    serde_json::to_string(&input.tags)?,
+                    at_ms
+                ],
+            )?;
+        }
+        transaction.commit()?;
+        Ok(())
     }
 
     fn require_run(&self, run_id: &str) -> Result<(String, String)> {
