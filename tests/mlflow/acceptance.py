@@ -123,6 +123,23 @@ def main():
     uri = client.get_model_version_download_uri("fraud-detector", "2")
     check("download uri", uri.endswith(f"{parent_id}/artifacts/model"), uri)
 
+    # MLflow 3 model logging, registration by alias and loading for prediction.
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    features = np.array([[0.0], [1.0], [2.0], [3.0], [4.0], [5.0]])
+    labels = [0, 0, 0, 1, 1, 1]
+    classifier = LogisticRegression().fit(features, labels)
+    with mlflow.start_run(run_name="sklearn") as sklearn_run:
+        logged = mlflow.sklearn.log_model(classifier, name="model")
+    check("log_model gives a models:/ uri", logged.model_uri.startswith("models:/m-"), logged.model_uri)
+    check("logged model is READY", client.get_logged_model(logged.model_id).status.to_proto() == 2)
+    version = mlflow.register_model(f"runs:/{sklearn_run.info.run_id}/model", "classifier")
+    client.set_registered_model_alias("classifier", "champion", version.version)
+    check("version by alias comes from the logged model", client.get_model_version_by_alias("classifier", "champion").source == logged.model_uri)
+    loaded = mlflow.pyfunc.load_model("models:/classifier@champion")
+    check("pyfunc predictions equal the original model's", list(loaded.predict(features)) == list(classifier.predict(features)))
+
     client.delete_run(child_id)
     check("delete_run", client.get_run(child_id).info.lifecycle_stage == "deleted")
 

@@ -7,6 +7,7 @@
 pub mod artifacts;
 pub mod auth;
 mod error;
+mod logged_models;
 mod metrics;
 pub mod mlflow;
 mod oip;

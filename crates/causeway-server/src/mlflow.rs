@@ -120,10 +120,10 @@ pub fn router(state: TrackingState) -> Router {
         .route("/api/2.0/mlflow/runs/delete-tag", post(delete_tag))
         .route("/api/2.0/mlflow/runs/log-inputs", post(log_inputs))
         .route("/api/2.0/mlflow/metrics/get-history", get(metric_history))
-        .route("/api/2.0/mlflow/logged-models/search", post(search_logged_models))
         .route("/api/2.0/mlflow/{*rest}", any(unknown_endpoint))
         .with_state(state.clone())
-        .merge(crate::registry::router(state))
+        .merge(crate::registry::router(state.clone()))
+        .merge(crate::logged_models::router(state))
 }
 
 pub(crate) fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, MlflowError> {
@@ -205,6 +205,7 @@ fn run_json(run: &TrackedRun) -> Value {
             "tags": key_value_list(&run.tags),
         },
         "inputs": {"dataset_inputs": run.inputs.iter().map(dataset_input_json).collect::<Vec<_>>()},
+        "outputs": {"model_outputs": run.outputs.iter().map(|(model_id, step)| json!({"model_id": model_id, "step": step})).collect::<Vec<_>>()},
     })
 }
 
@@ -801,13 +802,6 @@ async fn metric_history(State(state): State<TrackingState>, Query(query): Query<
         Ok(Json(answer))
     })
     .await
-}
-
-/// MLflow 3 logged models are not stored yet, so a search finds none; the client asks this
-/// when it resolves `runs:/` artifact URIs. Creating one answers ENDPOINT_NOT_FOUND.
-async fn search_logged_models(body: Bytes) -> Answer {
-    let _: serde_json::Map<String, Value> = parse(&body)?;
-    Ok(Json(json!({"models": []})))
 }
 
 /// Answers 404 in MLflow's shape for tracking routes Causeway does not serve.

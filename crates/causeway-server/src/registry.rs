@@ -58,6 +58,7 @@ struct RegistryRequest {
     source: Option<String>,
     run_id: Option<String>,
     run_link: Option<String>,
+    model_id: Option<String>,
     #[serde(default)]
     tags: Vec<TagEntry>,
     filter: Option<String>,
@@ -124,6 +125,7 @@ fn version_json(version: &RegistryVersion) -> Value {
         "source": version.source,
         "run_id": version.run_id,
         "run_link": version.run_link,
+        "model_id": version.model_id,
         "status": "READY",
         "status_message": "",
         "tags": version.tags.iter().map(|(key, value)| json!({"key": key, "value": value})).collect::<Vec<_>>(),
@@ -348,6 +350,7 @@ async fn create_version(State(state): State<TrackingState>, caller: Option<Exten
                 run_link: request.run_link.clone().unwrap_or_default(),
                 tags: request.tags.iter().map(|tag| (tag.key.clone(), tag.value.clone())).collect(),
                 user_id: who,
+                model_id: request.model_id.clone().unwrap_or_default(),
             },
             state.clock.now_ms(),
         )?;

@@ -6,6 +6,7 @@
 
 mod blob;
 mod error;
+pub mod logged_models;
 mod meta;
 pub mod registry;
 pub mod search;
@@ -14,6 +15,7 @@ pub mod tracking;
 
 pub use blob::BlobStore;
 pub use error::{Error, Result};
+pub use logged_models::{LoggedModel, NewLoggedModel};
 pub use meta::{MetaStore, SCHEMA_VERSION};
 pub use registry::{NewVersion, RegisteredModel, RegistryVersion};
 pub use tokens::{ApiToken, Scope};

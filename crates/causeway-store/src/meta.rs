@@ -67,6 +67,15 @@ const MIGRATION_2: &str = "CREATE TABLE experiments (
      CREATE TABLE run_inputs (run_id TEXT NOT NULL, name TEXT NOT NULL, digest TEXT NOT NULL, source_type TEXT NOT NULL,
         source TEXT NOT NULL, schema TEXT, profile TEXT, tags_json TEXT NOT NULL, logged_at INTEGER NOT NULL,
         PRIMARY KEY (run_id, name, digest));
+     CREATE TABLE logged_models (model_id TEXT PRIMARY KEY, experiment_id INTEGER NOT NULL, name TEXT NOT NULL,
+        artifact_location TEXT NOT NULL, status TEXT NOT NULL, status_message TEXT NOT NULL DEFAULT '',
+        source_run_id TEXT NOT NULL DEFAULT '', model_type TEXT NOT NULL DEFAULT '', creation_ms INTEGER NOT NULL,
+        last_updated_ms INTEGER NOT NULL, lifecycle_stage TEXT NOT NULL DEFAULT 'active');
+     CREATE INDEX logged_models_by_run ON logged_models (source_run_id);
+     CREATE TABLE logged_model_tags (model_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (model_id, key));
+     CREATE TABLE logged_model_params (model_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (model_id, key));
+     CREATE TABLE run_outputs (run_id TEXT NOT NULL, model_id TEXT NOT NULL, step INTEGER NOT NULL, PRIMARY KEY (run_id, model_id));
+     ALTER TABLE model_versions ADD COLUMN model_id TEXT NOT NULL DEFAULT '';
      CREATE TABLE api_tokens (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, scope TEXT NOT NULL, secret_hash TEXT NOT NULL UNIQUE,
         created_ms INTEGER NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);";
 

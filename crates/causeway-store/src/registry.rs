@@ -51,6 +51,8 @@ pub struct RegistryVersion {
     pub run_id: String,
     /// A link to the run, as given.
     pub run_link: String,
+    /// The MLflow 3 logged model it was registered from (may be empty).
+    pub model_id: String,
     /// Tags.
     pub tags: BTreeMap<String, String>,
     /// Aliases pointing at this version.
@@ -74,6 +76,8 @@ pub struct NewVersion {
     pub tags: Vec<(String, String)>,
     /// Who registers it.
     pub user_id: String,
+    /// The MLflow 3 logged model it comes from (may be empty).
+    pub model_id: String,
 }
 
 impl MetaStore {
@@ -242,8 +246,8 @@ impl MetaStore {
             let mut connection = self.lock();
             let transaction = connection.transaction()?;
             transaction.execute(
-                "UPDATE model_versions SET description = ?3, user_id = ?4, run_link = ?5 WHERE model = ?1 AND version = ?2",
-                params![record.model, record.version, version.description, version.user_id, version.run_link],
+                "UPDATE model_versions SET description = ?3, user_id = ?4, run_link = ?5, model_id = ?6 WHERE model = ?1 AND version = ?2",
+                params![record.model, record.version, version.description, version.user_id, version.run_link, version.model_id],
             )?;
             for (key, value) in &version.tags {
                 transaction.execute(
@@ -261,7 +265,7 @@ impl MetaStore {
         let connection = self.lock();
         let mut found = connection
             .query_row(
-                "SELECT created_ms, last_updated_ms, user_id, description, artifact_key, run_id, run_link
+                "SELECT created_ms, last_updated_ms, user_id, description, artifact_key, run_id, run_link, model_id
                  FROM model_versions WHERE model = ?1 AND version = ?2",
                 params![name, version],
                 |row| {
@@ -275,6 +279,7 @@ impl MetaStore {
                         source: row.get(4)?,
                         run_id: row.get(5)?,
                         run_link: row.get(6)?,
+                        model_id: row.get(7)?,
                         tags: BTreeMap::new(),
                         aliases: Vec::new(),
                     })

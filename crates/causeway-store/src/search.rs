@@ -239,6 +239,26 @@ impl Searchable for crate::registry::RegistryVersion {
     }
 }
 
+impl Searchable for crate::logged_models::LoggedModel {
+    fn value_of(&self, entity: &Entity) -> Option<Literal> {
+        match entity {
+            Entity::Tag(key) => self.tags.get(key).cloned().map(Literal::Text),
+            Entity::Param(key) => self.params.get(key).cloned().map(Literal::Text),
+            Entity::Attribute(name) => match name.as_str() {
+                "run_name" | "name" => Some(Literal::Text(self.name.clone())),
+                "model_id" | "run_id" => Some(Literal::Text(self.model_id.clone())),
+                "source_run_id" => Some(Literal::Text(self.source_run_id.clone())),
+                "model_type" => Some(Literal::Text(self.model_type.clone())),
+                "status" => Some(Literal::Text(self.status.clone())),
+                "creation_time" | "creation_timestamp" => Some(Literal::Number(self.creation_time as f64)),
+                "last_updated_timestamp" => Some(Literal::Number(self.last_updated_time as f64)),
+                _ => None,
+            },
+            Entity::Metric(_) => None,
+        }
+    }
+}
+
 /// Filters and sorts registry items (registered models or versions), keeping their order on ties.
 pub fn search_registry<T: Searchable>(items: Vec<T>, filter: &[Clause], order_by: &[OrderBy]) -> Vec<T> {
     search(items, filter, order_by, |_, _| Ordering::Equal)
@@ -432,6 +452,7 @@ mod tests {
             params: BTreeMap::from([("model".to_string(), model.to_string())]),
             tags: BTreeMap::from([("team".to_string(), "Risk".to_string())]),
             inputs: Vec::new(),
+            outputs: Vec::new(),
         }
     }
 

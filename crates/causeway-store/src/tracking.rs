@@ -125,6 +125,8 @@ pub struct TrackedRun {
     pub tags: BTreeMap<String, String>,
     /// Datasets it read, in the order they were first logged.
     pub inputs: Vec<DatasetInput>,
+    /// Logged models it output, with their steps.
+    pub outputs: Vec<(String, i64)>,
 }
 
 /// A new run's settings.
@@ -393,6 +395,7 @@ impl MetaStore {
                     params: BTreeMap::new(),
                     tags: BTreeMap::new(),
                     inputs: Vec::new(),
+                    outputs: Vec::new(),
                 })
             })?
             .collect::<Result<_, _>>()?;
@@ -457,6 +460,17 @@ impl MetaStore {
             input.tags = serde_json::from_str(&tags).unwrap_or_default();
             if let Some(position) = index.get(&run_id) {
                 runs[*position].inputs.push(input);
+            }
+        }
+        let mut outputs_statement = connection.prepare(&format!(
+            "SELECT run_id, model_id, step FROM run_outputs WHERE run_id IN ({subquery}) ORDER BY rowid"
+        ))?;
+        for row in outputs_statement
+            .query_map(values, |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?)))?
+        {
+            let (run_id, model_id, step) = row?;
+            if let Some(position) = index.get(&run_id) {
+                runs[*position].outputs.push((model_id, step));
             }
         }
         Ok(runs)

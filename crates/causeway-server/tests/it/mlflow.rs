@@ -187,7 +187,7 @@ async fn batch_limits_and_malformed_requests_are_rejected_and_change_nothing() {
     assert_eq!(unchanged["run"]["data"]["params"], json!([]));
     let (status, missing) = get(&app, "runs/get?run_id=nope").await;
     assert_eq!((status, missing["error_code"].as_str()), (StatusCode::NOT_FOUND, Some("RESOURCE_DOES_NOT_EXIST")));
-    let (status, unknown) = get(&app, "logged-models/get?model_id=m-1").await;
+    let (status, unknown) = get(&app, "scorers/list?experiment_id=0").await;
     assert_eq!((status, unknown["error_code"].as_str()), (StatusCode::NOT_FOUND, Some("ENDPOINT_NOT_FOUND")));
 }
 
