@@ -123,6 +123,22 @@ def main():
     uri = client.get_model_version_download_uri("fraud-detector", "2")
     check("download uri", uri.endswith(f"{parent_id}/artifacts/model"), uri)
 
+    # Multipart upload through the proxy (forced on with small thresholds): 3 parts of 400 bytes.
+    os.environ["MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD"] = "true"
+    os.environ["MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE"] = "1000"
+    os.environ["MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE"] = "400"
+    payload = bytes((index * 7) % 251 for index in range(1100))
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "large.bin")
+        with open(path, "wb") as handle:
+            handle.write(payload)
+        client.log_artifact(parent_id, path, artifact_path="large")
+        local = client.download_artifacts(parent_id, "large/large.bin", directory + "/out")
+        with open(local, "rb") as handle:
+            check("multipart upload round trip", handle.read() == payload)
+    for name in ("MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", "MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE", "MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE"):
+        os.environ.pop(name)
+
     # MLflow 3 model logging, registration by alias and loading for prediction.
     import numpy as np
     from sklearn.linear_model import LogisticRegression

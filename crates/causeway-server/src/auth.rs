@@ -54,7 +54,7 @@ fn refuse(status: StatusCode, code: &str, message: String) -> Response {
 /// The middleware: checks the bearer token and attaches the [`Caller`].
 pub async fn authenticate(State(config): State<AuthConfig>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path().to_string();
-    if path.starts_with("/v2/health/") {
+    if path.starts_with("/v2/health/") || path.starts_with(crate::artifacts::PART_ROUTE_PREFIX) {
         return next.run(request).await;
     }
     let presented = request

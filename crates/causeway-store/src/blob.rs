@@ -55,7 +55,14 @@ impl BlobStore {
         let path = self.path(key)?;
         match fs::read(&path) {
             Ok(bytes) => Ok(bytes),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(Error::NotFound(format!("blob `{key}`"))),
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory | std::io::ErrorKind::IsADirectory
+                ) =>
+            {
+                Err(Error::NotFound(format!("blob `{key}`")))
+            }
             Err(source) => Err(io_error("read", &path, source)),
         }
     }
