@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Creates (once) the Python environment the compatibility tests use: the official MLflow client,
-# pinned. Prints the interpreter's path on its last line. Safe to run repeatedly.
+# Creates (once, and again when its requirements change) a pinned Python environment and prints
+# its interpreter's path on the last line. Safe to run repeatedly.
+#   scripts/python-env.sh                          the MLflow client for the compatibility tests (.venv)
+#   scripts/python-env.sh REQUIREMENTS VENV        any other pinned environment
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-venv="${CAUSEWAY_PYTHON_ENV:-$root/.venv}"
-requirements="$root/tests/mlflow/requirements.txt"
+requirements="${1:-$root/tests/mlflow/requirements.txt}"
+venv="${2:-${CAUSEWAY_PYTHON_ENV:-$root/.venv}}"
 stamp="$venv/.causeway-requirements"
 if [ ! -x "$venv/bin/python" ] || ! cmp -s "$requirements" "$stamp"; then
   echo "creating $venv with $(tr '\n' ' ' < "$requirements")" >&2

@@ -55,6 +55,13 @@ pub struct ApiToken {
     pub revoked: bool,
 }
 
+/// Reads `id, name, scope, created_ms, revoked`; `None` for an unknown scope.
+fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<ApiToken>> {
+    let scope: String = row.get(2)?;
+    let (id, name, created_ms, revoked) = (row.get(0)?, row.get(1)?, row.get(3)?, row.get(4)?);
+    Ok(Scope::parse(&scope).map(|scope| ApiToken { id, name, scope, created_ms, revoked }))
+}
+
 fn hash(secret: &str) -> String {
     blake3::hash(secret.as_bytes()).to_hex().to_string()
 }
@@ -94,20 +101,10 @@ impl MetaStore {
             .query_row(
                 "SELECT id, name, scope, created_ms, revoked FROM api_tokens WHERE secret_hash = ?1 AND revoked = 0",
                 params![hash(secret)],
-                |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, String>(2)?,
-                        row.get::<_, i64>(3)?,
-                        row.get::<_, bool>(4)?,
-                    ))
-                },
+                token_from_row,
             )
             .optional()?;
-        Ok(found.and_then(|(id, name, scope, created_ms, revoked)| {
-            Scope::parse(&scope).map(|scope| ApiToken { id, name, scope, created_ms, revoked })
-        }))
+        Ok(found.flatten())
     }
 
     /// Every token, without secrets.
@@ -115,23 +112,8 @@ impl MetaStore {
         let connection = self.lock();
         let mut statement = connection
             .prepare("SELECT id, name, scope, created_ms, revoked FROM api_tokens ORDER BY created_ms, name")?;
-        let rows = statement.query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, i64>(3)?,
-                row.get::<_, bool>(4)?,
-            ))
-        })?;
-        let mut tokens = Vec::new();
-        for row in rows {
-            let (id, name, scope, created_ms, revoked) = row?;
-            if let Some(scope) = Scope::parse(&scope) {
-                tokens.push(ApiToken { id, name, scope, created_ms, revoked });
-            }
-        }
-        Ok(tokens)
+        let rows = statement.query_map([], token_from_row)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows.into_iter().flatten().collect())
     }
 
     /// Revokes a token by name.
