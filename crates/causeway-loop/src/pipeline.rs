@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use causeway_data::{Column, Frame};
+use causeway_data::Frame;
 use causeway_features::offline::compute_features;
 use causeway_models::{ModelArtifact, Predictor};
 use causeway_monitor::ModelBaseline;
@@ -253,21 +253,4 @@ pub fn evaluate(
     }
     let metrics = causeway_train::metrics::binary_metrics(&scores, &set.labels, artifact.threshold);
     Ok((scores, metrics))
-}
-
-/// Adds a transaction-style frame's `is_fraud` column as labels with the given arrival times.
-pub fn labels_from_column(frame: &Frame, id_column: &str, label_column: &str) -> Result<Vec<(String, f64)>> {
-    let ids = frame.require(id_column)?;
-    let labels = frame.require(label_column)?;
-    Ok((0..frame.rows()).filter_map(|row| Some((ids.text(row)?, labels.number(row)?))).collect())
-}
-
-/// Drops the label column's values (keeps the column, all null): what a live batch looks like.
-pub fn without_labels(frame: &Frame, label_column: &str) -> Result<Frame> {
-    let mut stripped = Frame::new();
-    for (name, column) in frame.columns() {
-        let column = if name == label_column { Column::Int64(vec![None; column.len()]) } else { column.clone() };
-        stripped = stripped.with_column(name, column)?;
-    }
-    Ok(stripped)
 }

@@ -46,13 +46,6 @@ impl TrainingSet {
         self.labels.is_empty()
     }
 
-    /// Splits by time: the last `holdout_fraction` of rows (by position, rows must be in time
-    /// order) become the second set.
-    pub fn split_by_time(&self, holdout_fraction: f64) -> (TrainingSet, TrainingSet) {
-        let cut = ((1.0 - holdout_fraction.clamp(0.0, 1.0)) * self.len() as f64).round() as usize;
-        self.partition(|index| index >= cut)
-    }
-
     /// A fresh holdout: a seeded random `fraction` of the rows of the most recent `recent_ms`
     /// become the second set; everything else (older rows and the rest of the recent ones) the
     /// first. Recent patterns reach training while the evaluation stays on the freshest data.
