@@ -25,6 +25,7 @@ fn the_official_mlflow_client_works_unmodified() {
         .arg(root.join("tests/mlflow/acceptance.py"))
         .env("MLFLOW_TRACKING_URI", format!("http://{}", server.address))
         .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        .env("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
         .output()
         .expect("the acceptance script runs");
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -98,11 +98,13 @@ fn kill_dash_nine_during_writes_leaves_a_consistent_store_with_every_acknowledge
             })
         })
         .collect();
-    // Kill once enough writes went through: a readiness condition, not a sleep.
-    while total.load(Ordering::SeqCst) < 1_500 {
+    // Kill once enough writes went through: a readiness condition, not a sleep. If every writer
+    // stopped before that (the server failed), stop waiting and let the checks below report it.
+    while total.load(Ordering::SeqCst) < 1_500 && handles.iter().any(|handle| !handle.is_finished()) {
         std::hint::spin_loop();
         thread::yield_now();
     }
+    assert!(total.load(Ordering::SeqCst) >= 1_500, "the writers stopped early: the server failed before the kill");
     server.kill();
     stop.store(true, Ordering::SeqCst);
     for handle in handles {
