@@ -166,6 +166,14 @@ fn upload_target(directory: &str, request: &UploadRequest) -> Result<String, Mlf
     }
 }
 
+/// Parses a complete/abort request: the request, the artifact's blob key and the upload id.
+fn existing_upload(path: &str, body: &Bytes) -> Result<(UploadRequest, String, String), MlflowError> {
+    let request = parse_upload(body)?;
+    let key = upload_target(path, &request)?;
+    let upload_id = upload_id_checked(request.upload_id.as_deref())?;
+    Ok((request, key, upload_id))
+}
+
 /// Starts a multipart upload: answers one upload URL per part on this server.
 async fn create_upload(
     State(blobs): State<BlobStore>,
@@ -219,9 +227,7 @@ async fn complete_upload(
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, MlflowError> {
     blocking(move || {
-        let request = parse_upload(&body)?;
-        let key = upload_target(&path, &request)?;
-        let upload_id = upload_id_checked(request.upload_id.as_deref())?;
+        let (request, key, upload_id) = existing_upload(&path, &body)?;
         let target = blobs.get(&format!("{UPLOADS}/{upload_id}/target"))?;
         if target != key.as_bytes() {
             return Err(MlflowError::invalid(format!("upload `{upload_id}` was started for another path")));
@@ -253,9 +259,7 @@ async fn abort_upload(
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, MlflowError> {
     blocking(move || {
-        let request = parse_upload(&body)?;
-        upload_target(&path, &request)?;
-        let upload_id = upload_id_checked(request.upload_id.as_deref())?;
+        let (_, _, upload_id) = existing_upload(&path, &body)?;
         match blobs.delete(&format!("{UPLOADS}/{upload_id}")) {
             Ok(()) | Err(causeway_store::Error::NotFound(_)) => Ok(Json(json!({}))),
             Err(error) => Err(error.into()),

@@ -35,6 +35,19 @@ pub struct DirArg {
     pub dir: PathBuf,
 }
 
+/// Options shared by `serve` and `server`.
+#[derive(Debug, Clone, Args)]
+struct ServingArgs {
+    /// Seconds between checks for promotions and rollbacks in the store.
+    #[arg(long, default_value_t = 2)]
+    reload_seconds: u64,
+    /// Serve a non-loopback address without requiring API tokens.
+    #[arg(long)]
+    insecure: bool,
+    #[command(flatten)]
+    dir: DirArg,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create causeway.toml and the embedded stores (.causeway/) in a project directory.
@@ -124,14 +137,8 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
-        /// Seconds between checks for promotions and rollbacks in the store.
-        #[arg(long, default_value_t = 2)]
-        reload_seconds: u64,
-        /// Serve a non-loopback address without requiring API tokens.
-        #[arg(long)]
-        insecure: bool,
         #[command(flatten)]
-        dir: DirArg,
+        serving: ServingArgs,
     },
     /// Run the control plane: the MLflow tracking REST API (/api/2.0/mlflow/...) plus the
     /// serving routes of `causeway serve`, on the project's store.
@@ -147,14 +154,8 @@ enum Command {
         /// Port to bind (0 picks a free one).
         #[arg(long, default_value_t = 5000)]
         port: u16,
-        /// Seconds between checks for promotions and rollbacks in the store.
-        #[arg(long, default_value_t = 2)]
-        reload_seconds: u64,
-        /// Serve a non-loopback address without requiring API tokens.
-        #[arg(long)]
-        insecure: bool,
         #[command(flatten)]
-        dir: DirArg,
+        serving: ServingArgs,
     },
     /// Manage API tokens (required when a server binds a non-loopback address).
     ///
@@ -247,12 +248,8 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Promote { version, model, dir } => promote(&dir.dir, model, version),
         Command::Rollback { model, dir } => rollback(&dir.dir, model),
         Command::Events { kind, dir } => events(&dir.dir, kind.as_deref()),
-        Command::Serve { listen, reload_seconds, insecure, dir } => {
-            serve(&dir.dir, listen, reload_seconds, false, insecure)
-        }
-        Command::Server { host, port, reload_seconds, insecure, dir } => {
-            serve(&dir.dir, SocketAddr::new(host, port), reload_seconds, true, insecure)
-        }
+        Command::Serve { listen, serving } => serve(listen, &serving, false),
+        Command::Server { host, port, serving } => serve(SocketAddr::new(host, port), &serving, true),
         Command::Token { action } => token(action),
         Command::Loop { action: LoopAction::Resume(dir) } => resume(&dir.dir),
         Command::Demo { demo } => crate::demo::run(demo),
@@ -518,7 +515,8 @@ fn resume(dir: &Path) -> Result<ExitCode> {
 
 /// Serves the data plane (OIP v2, record scoring, labels, metrics) and, with `tracking`, the
 /// MLflow tracking API too.
-fn serve(dir: &Path, listen: SocketAddr, reload_seconds: u64, tracking: bool, insecure: bool) -> Result<ExitCode> {
+fn serve(listen: SocketAddr, serving: &ServingArgs, tracking: bool) -> Result<ExitCode> {
+    let (dir, reload_seconds, insecure) = (serving.dir.dir.as_path(), serving.reload_seconds, serving.insecure);
     let project = open(dir)?;
     let require_tokens = !listen.ip().is_loopback() && !insecure;
     if require_tokens && project.meta.tokens()?.iter().all(|token| token.revoked) {
