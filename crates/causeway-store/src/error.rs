@@ -6,9 +6,18 @@ use causeway_types::error::HasErrorCode;
 /// Everything that can go wrong reading or writing the store.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The metadata database failed.
+    /// The SQLite metadata database failed.
     #[error("metadata store: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// The PostgreSQL metadata database failed (or could not be reached).
+    #[error("metadata store (PostgreSQL): {0}")]
+    Postgres(String),
+    /// A stored value did not have the type its reader expected.
+    #[error("metadata store: {0}")]
+    Database(String),
+    /// A query that must return a row returned none (the store turns this into `NotFound`).
+    #[error("metadata store: the query returned no row")]
+    NoRow,
     /// A file operation failed.
     #[error("{action} {path}: {source}")]
     Io {
@@ -53,7 +62,22 @@ impl HasErrorCode for Error {
             Self::AlreadyExists(_) => ErrorCode::AlreadyExists,
             Self::InvalidValue(_) => ErrorCode::InvalidInput,
             Self::InvalidKey(_) => ErrorCode::InvalidInput,
-            Self::Sql(_) | Self::Io { .. } | Self::Json(_) | Self::TooNew { .. } => ErrorCode::Storage,
+            Self::Sql(_)
+            | Self::Postgres(_)
+            | Self::Database(_)
+            | Self::NoRow
+            | Self::Io { .. }
+            | Self::Json(_)
+            | Self::TooNew { .. } => ErrorCode::Storage,
+        }
+    }
+}
+
+impl From<postgres::Error> for Error {
+    fn from(error: postgres::Error) -> Self {
+        match error.as_db_error() {
+            Some(database) => Self::Postgres(format!("{} ({})", database.message(), database.code().code())),
+            None => Self::Postgres(error.to_string()),
         }
     }
 }

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::db::{OptionalRow, params};
 use causeway_types::SeededRng;
-use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -74,7 +74,7 @@ impl MetaStore {
         let location = format!("{}/models/{model_id}/artifacts", experiment.artifact_location.trim_end_matches('/'));
         {
             let mut connection = self.lock();
-            let transaction = connection.transaction()?;
+            let mut transaction = connection.transaction()?;
             transaction.execute(
                 "INSERT INTO logged_models (model_id, experiment_id, name, artifact_location, status, source_run_id, model_type,
                                             creation_ms, last_updated_ms)
@@ -91,13 +91,13 @@ impl MetaStore {
             )?;
             for (key, value) in &model.params {
                 transaction.execute(
-                    "INSERT OR REPLACE INTO logged_model_params (model_id, key, value) VALUES (?1, ?2, ?3)",
+                    "INSERT INTO logged_model_params (model_id, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
                     params![model_id, key, value],
                 )?;
             }
             for (key, value) in &model.tags {
                 transaction.execute(
-                    "INSERT OR REPLACE INTO logged_model_tags (model_id, key, value) VALUES (?1, ?2, ?3)",
+                    "INSERT INTO logged_model_tags (model_id, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
                     params![model_id, key, value],
                 )?;
             }
@@ -108,7 +108,7 @@ impl MetaStore {
 
     /// One logged model (deleted ones only when `allow_deleted`).
     pub fn logged_model(&self, model_id: &str) -> Result<LoggedModel> {
-        let connection = self.lock();
+        let mut connection = self.lock();
         let mut model = connection
             .query_row(
                 "SELECT model_id, experiment_id, name, artifact_location, status, status_message, source_run_id, model_type,
@@ -118,7 +118,7 @@ impl MetaStore {
                 |row| {
                     Ok(LoggedModel {
                         model_id: row.get(0)?,
-                        experiment_id: row.get::<_, i64>(1)?.to_string(),
+                        experiment_id: row.get::<i64>(1)?.to_string(),
                         name: row.get(2)?,
                         artifact_location: row.get(3)?,
                         status: row.get(4)?,
@@ -134,30 +134,36 @@ impl MetaStore {
             )
             .optional()?
             .ok_or_else(|| Error::NotFound(format!("logged model `{model_id}`")))?;
-        let mut tags = connection.prepare("SELECT key, value FROM logged_model_tags WHERE model_id = ?1")?;
-        model.tags =
-            tags.query_map(params![model_id], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<_, _>>()?;
-        let mut parameters = connection.prepare("SELECT key, value FROM logged_model_params WHERE model_id = ?1")?;
-        model.params =
-            parameters.query_map(params![model_id], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<_, _>>()?;
+        model.tags = connection
+            .query_map("SELECT key, value FROM logged_model_tags WHERE model_id = ?1", params![model_id], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?
+            .into_iter()
+            .collect();
+        model.params = connection
+            .query_map("SELECT key, value FROM logged_model_params WHERE model_id = ?1", params![model_id], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?
+            .into_iter()
+            .collect();
         Ok(model)
     }
 
     /// The active logged models of some experiments, newest first.
     pub fn logged_models(&self, experiment_ids: &[String]) -> Result<Vec<LoggedModel>> {
         let ids: Vec<String> = {
-            let connection = self.lock();
-            let mut statement = connection.prepare(
-                "SELECT model_id FROM logged_models WHERE lifecycle_stage = 'active' AND experiment_id = ?1 ORDER BY creation_ms DESC, model_id",
-            )?;
+            let mut connection = self.lock();
             let mut ids = Vec::new();
             for experiment_id in experiment_ids {
                 let id: i64 = experiment_id
                     .parse()
                     .map_err(|_| Error::InvalidValue(format!("experiment id `{experiment_id}` is not a number")))?;
-                for model_id in statement.query_map(params![id], |row| row.get::<_, String>(0))? {
-                    ids.push(model_id?);
-                }
+                ids.extend(connection.query_map(
+                    "SELECT model_id FROM logged_models WHERE lifecycle_stage = 'active' AND experiment_id = ?1
+                     ORDER BY creation_ms DESC, model_id",
+                    params![id],
+                    |row| row.get::<String>(0),
+                )?);
             }
             ids
         };
@@ -186,11 +192,11 @@ impl MetaStore {
     pub fn set_logged_model_tags(&self, model_id: &str, tags: &[(String, Option<String>)]) -> Result<()> {
         self.logged_model(model_id)?;
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
+        let mut transaction = connection.transaction()?;
         for (key, value) in tags {
             match value {
                 Some(value) => transaction.execute(
-                    "INSERT OR REPLACE INTO logged_model_tags (model_id, key, value) VALUES (?1, ?2, ?3)",
+                    "INSERT INTO logged_model_tags (model_id, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
                     params![model_id, key, value],
                 )?,
                 None => transaction.execute(
@@ -207,10 +213,10 @@ impl MetaStore {
     pub fn log_logged_model_params(&self, model_id: &str, params_list: &[(String, String)]) -> Result<()> {
         self.logged_model(model_id)?;
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
+        let mut transaction = connection.transaction()?;
         for (key, value) in params_list {
             transaction.execute(
-                "INSERT OR REPLACE INTO logged_model_params (model_id, key, value) VALUES (?1, ?2, ?3)",
+                "INSERT INTO logged_model_params (model_id, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
                 params![model_id, key, value],
             )?;
         }
@@ -222,10 +228,10 @@ impl MetaStore {
     pub fn log_run_outputs(&self, run_id: &str, models: &[(String, i64)]) -> Result<()> {
         self.tracked_run(run_id)?;
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
+        let mut transaction = connection.transaction()?;
         for (model_id, step) in models {
             transaction.execute(
-                "INSERT OR REPLACE INTO run_outputs (run_id, model_id, step) VALUES (?1, ?2, ?3)",
+                "INSERT INTO run_outputs (run_id, model_id, step) VALUES (?1, ?2, ?3) ON CONFLICT (run_id, model_id) DO UPDATE SET step = excluded.step",
                 params![run_id, model_id, step],
             )?;
         }
@@ -235,22 +241,21 @@ impl MetaStore {
 
     /// The models a run output, with their steps.
     pub fn run_outputs(&self, run_id: &str) -> Result<Vec<(String, i64)>> {
-        let connection = self.lock();
-        let mut statement =
-            connection.prepare("SELECT model_id, step FROM run_outputs WHERE run_id = ?1 ORDER BY rowid")?;
-        let outputs =
-            statement.query_map(params![run_id], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<_, _>>()?;
-        Ok(outputs)
+        self.lock().query_map(
+            "SELECT model_id, step FROM run_outputs WHERE run_id = ?1 ORDER BY rowid",
+            params![run_id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{TestStore, on_both_backends};
 
-    #[test]
-    fn logged_models_are_created_finalized_tagged_and_linked_to_runs() -> Result<()> {
-        let store = MetaStore::open_in_memory()?;
+    fn logged_models_are_created_finalized_tagged_and_linked_to_runs(location: &TestStore) -> Result<()> {
+        let store = location.open()?;
         let model = store.create_logged_model(
             &NewLoggedModel {
                 experiment_id: "0".into(),
@@ -271,4 +276,6 @@ mod tests {
         assert!(matches!(store.logged_model(&model.model_id), Err(Error::NotFound(_))));
         Ok(())
     }
+
+    on_both_backends!(logged_models_are_created_finalized_tagged_and_linked_to_runs);
 }

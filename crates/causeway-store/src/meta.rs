@@ -4,11 +4,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
+use crate::db::{Connection, OptionalRow, PostgresConnection, Row, params};
 use causeway_types::{
-    DatasetVersion, Event, EventKind, LabelRecord, ModelVersionRecord, RolloutMode, RunRecord, RunStatus, Schema,
-    TrafficPolicy,
+    DatasetVersion, Event, EventKind, LabelRecord, ModelVersionRecord, RolloutMode, RunRecord, RunStatus, TrafficPolicy,
 };
-use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
 
@@ -85,10 +84,74 @@ const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// The whole schema of version 2 for PostgreSQL (PostgreSQL stores begin at version 2; later
+/// migrations get a PostgreSQL text beside the SQLite one). The same tables and columns as SQLite's,
+/// with 64-bit integers throughout, and an explicit `rowid` where queries order by insertion.
+const POSTGRES_SCHEMA_2: &str = "CREATE TABLE datasets (
+        name TEXT NOT NULL, version TEXT NOT NULL, rows BIGINT NOT NULL, blob_key TEXT NOT NULL,
+        profile_key TEXT NOT NULL, schema_json TEXT NOT NULL, source TEXT NOT NULL, created_ms BIGINT NOT NULL,
+        rowid BIGSERIAL, PRIMARY KEY (name, version));
+     CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, started_ms BIGINT NOT NULL,
+        finished_ms BIGINT, seed BIGINT NOT NULL, dataset TEXT NOT NULL, git_commit TEXT, tool_version TEXT NOT NULL,
+        experiment_id BIGINT NOT NULL DEFAULT 0, user_id TEXT NOT NULL DEFAULT '', lifecycle_stage TEXT NOT NULL DEFAULT 'active',
+        artifact_uri TEXT NOT NULL DEFAULT '', rowid BIGSERIAL);
+     CREATE INDEX runs_by_experiment ON runs (experiment_id, lifecycle_stage, started_ms);
+     CREATE TABLE run_params (run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (run_id, key));
+     CREATE TABLE run_metrics (run_id TEXT NOT NULL, key TEXT NOT NULL, value DOUBLE PRECISION NOT NULL, step BIGINT NOT NULL,
+        at_ms BIGINT NOT NULL, is_nan BIGINT NOT NULL DEFAULT 0, rowid BIGSERIAL);
+     CREATE INDEX run_metrics_by_run ON run_metrics (run_id, key, step);
+     CREATE TABLE run_tags (run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (run_id, key));
+     CREATE TABLE run_inputs (run_id TEXT NOT NULL, name TEXT NOT NULL, digest TEXT NOT NULL, source_type TEXT NOT NULL,
+        source TEXT NOT NULL, schema TEXT, profile TEXT, tags_json TEXT NOT NULL, logged_at BIGINT NOT NULL, rowid BIGSERIAL,
+        PRIMARY KEY (run_id, name, digest));
+     CREATE TABLE run_outputs (run_id TEXT NOT NULL, model_id TEXT NOT NULL, step BIGINT NOT NULL, rowid BIGSERIAL,
+        PRIMARY KEY (run_id, model_id));
+     CREATE TABLE experiments (
+        experiment_id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL UNIQUE, artifact_location TEXT NOT NULL,
+        lifecycle_stage TEXT NOT NULL DEFAULT 'active', creation_time BIGINT NOT NULL, last_update_time BIGINT NOT NULL);
+     INSERT INTO experiments (experiment_id, name, artifact_location, creation_time, last_update_time)
+        VALUES (0, 'Default', 'mlflow-artifacts:/0', 0, 0);
+     CREATE TABLE experiment_tags (experiment_id BIGINT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+        PRIMARY KEY (experiment_id, key));
+     CREATE TABLE model_versions (
+        model TEXT NOT NULL, version BIGINT NOT NULL, run_id TEXT NOT NULL, dataset TEXT NOT NULL,
+        artifact_key TEXT NOT NULL, flavor TEXT NOT NULL, created_ms BIGINT NOT NULL, metrics_json TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '', user_id TEXT NOT NULL DEFAULT '', last_updated_ms BIGINT NOT NULL DEFAULT 0,
+        run_link TEXT NOT NULL DEFAULT '', model_id TEXT NOT NULL DEFAULT '', PRIMARY KEY (model, version));
+     CREATE TABLE registered_models (name TEXT PRIMARY KEY, description TEXT NOT NULL DEFAULT '',
+        creation_time BIGINT NOT NULL, last_updated_time BIGINT NOT NULL);
+     CREATE TABLE registered_model_tags (name TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (name, key));
+     CREATE TABLE model_version_tags (name TEXT NOT NULL, version BIGINT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+        PRIMARY KEY (name, version, key));
+     CREATE TABLE aliases (model TEXT NOT NULL, alias TEXT NOT NULL, version BIGINT NOT NULL, updated_ms BIGINT NOT NULL,
+        PRIMARY KEY (model, alias));
+     CREATE TABLE alias_history (id BIGSERIAL PRIMARY KEY, model TEXT NOT NULL, alias TEXT NOT NULL,
+        version BIGINT, at_ms BIGINT NOT NULL);
+     CREATE TABLE traffic (model TEXT PRIMARY KEY, policy_json TEXT NOT NULL, generation BIGINT NOT NULL);
+     CREATE TABLE events (id BIGSERIAL PRIMARY KEY, at_ms BIGINT NOT NULL, kind TEXT NOT NULL,
+        actor TEXT NOT NULL, subject TEXT NOT NULL, message TEXT NOT NULL, details_json TEXT NOT NULL);
+     CREATE TABLE labels (request_id TEXT PRIMARY KEY, label DOUBLE PRECISION NOT NULL, arrived_ms BIGINT NOT NULL);
+     CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+     CREATE TABLE logged_models (model_id TEXT PRIMARY KEY, experiment_id BIGINT NOT NULL, name TEXT NOT NULL,
+        artifact_location TEXT NOT NULL, status TEXT NOT NULL, status_message TEXT NOT NULL DEFAULT '',
+        source_run_id TEXT NOT NULL DEFAULT '', model_type TEXT NOT NULL DEFAULT '', creation_ms BIGINT NOT NULL,
+        last_updated_ms BIGINT NOT NULL, lifecycle_stage TEXT NOT NULL DEFAULT 'active');
+     CREATE INDEX logged_models_by_run ON logged_models (source_run_id);
+     CREATE TABLE logged_model_tags (model_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (model_id, key));
+     CREATE TABLE logged_model_params (model_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (model_id, key));
+     CREATE TABLE api_tokens (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, scope TEXT NOT NULL, secret_hash TEXT NOT NULL UNIQUE,
+        created_ms BIGINT NOT NULL, revoked BIGINT NOT NULL DEFAULT 0);";
+
+/// PostgreSQL migrations as (the version they bring the store to, their SQL).
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[(2, POSTGRES_SCHEMA_2)];
+
 /// Datasets, runs, model versions, aliases, traffic policies, labels and events.
 ///
 /// One connection behind a mutex: every method is one short transaction. Every change to models,
-/// versions, aliases or traffic writes an audit event in the same transaction.
+/// versions, aliases or traffic writes an audit event in the same transaction. The connection is
+/// SQLite (a file, the default) or PostgreSQL (a server shared by several Causeway processes);
+/// both answer every method the same way.
 pub struct MetaStore {
     connection: Mutex<Connection>,
 }
@@ -96,20 +159,72 @@ pub struct MetaStore {
 impl MetaStore {
     /// Opens (creating and migrating if needed) the SQLite store at `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        let connection = Connection::open(path)?;
+        let connection = rusqlite::Connection::open(path)?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "NORMAL")?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
-        Self::migrate(connection)
+        Self::migrate_sqlite(connection)
     }
 
     /// An in-memory store, for tests.
     pub fn open_in_memory() -> Result<Self> {
-        Self::migrate(Connection::open_in_memory()?)
+        Self::migrate_sqlite(rusqlite::Connection::open_in_memory()?)
     }
 
-    fn migrate(mut connection: Connection) -> Result<Self> {
+    /// Opens the store a URL names: `postgresql://…` (or `postgres://…`) for PostgreSQL,
+    /// `sqlite:///path/to/meta.db` or a plain path for SQLite.
+    pub fn open_url(url: &str) -> Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::open_postgres(url)
+        } else {
+            Self::open(Path::new(url.strip_prefix("sqlite://").unwrap_or(url)))
+        }
+    }
+
+    /// Connects to PostgreSQL (creating and migrating the tables if needed). A `schema=NAME`
+    /// parameter in the URL keeps the tables in their own schema, created if missing, so several
+    /// stores can share one database.
+    pub fn open_postgres(url: &str) -> Result<Self> {
+        let (url, schema) = split_schema_parameter(url)?;
+        let mut config: postgres::Config =
+            url.parse().map_err(|error: postgres::Error| Error::Postgres(format!("invalid URL: {error}")))?;
+        if config.get_application_name().is_none() {
+            config.application_name("causeway");
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(10));
+        }
+        let mut client = config.connect(postgres::NoTls)?;
+        if let Some(schema) = &schema {
+            client
+                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET search_path TO \"{schema}\""))?;
+        }
+        let mut connection = Connection::Postgres(Box::new(PostgresConnection::new(client)));
+        {
+            let mut transaction = connection.transaction()?;
+            // One migrating process at a time, however many start together.
+            transaction.execute_batch(
+                "SELECT pg_advisory_xact_lock(7318029571);
+                 CREATE TABLE IF NOT EXISTS causeway_schema (version BIGINT NOT NULL)",
+            )?;
+            let found: Option<i64> =
+                transaction.query_row("SELECT MAX(version) FROM causeway_schema", params![], |row| row.get(0))?;
+            let found = found.unwrap_or(0);
+            if found > SCHEMA_VERSION {
+                return Err(Error::TooNew { found, supported: SCHEMA_VERSION });
+            }
+            for (version, migration) in POSTGRES_MIGRATIONS.iter().filter(|(version, _)| *version > found) {
+                transaction.execute_batch(migration)?;
+                transaction.execute("DELETE FROM causeway_schema", params![])?;
+                transaction.execute("INSERT INTO causeway_schema (version) VALUES (?1)", params![version])?;
+            }
+            transaction.commit()?;
+        }
+        Ok(Self { connection: Mutex::new(connection) })
+    }
+
+    fn migrate_sqlite(mut connection: rusqlite::Connection) -> Result<Self> {
         let found: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
         if found > SCHEMA_VERSION {
             return Err(Error::TooNew { found, supported: SCHEMA_VERSION });
@@ -120,21 +235,40 @@ impl MetaStore {
             transaction.pragma_update(None, "user_version", index as i64 + 1)?;
         }
         transaction.commit()?;
-        Ok(Self { connection: Mutex::new(connection) })
+        Ok(Self { connection: Mutex::new(Connection::Sqlite(connection)) })
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Connection> {
         self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// SQLite's own consistency check: `ok` when the database file is sound.
+    /// The database's own consistency check: SQLite's `integrity_check` (`ok` when the file is
+    /// sound); on PostgreSQL, which guards its own files, `ok` once the schema answers a query.
     pub fn integrity_check(&self) -> Result<String> {
-        Ok(self.lock().query_row("PRAGMA integrity_check", [], |row| row.get(0))?)
+        let mut connection = self.lock();
+        match &mut *connection {
+            Connection::Sqlite(sqlite) => Ok(sqlite.query_row("PRAGMA integrity_check", [], |row| row.get(0))?),
+            Connection::Postgres(_) => {
+                connection.query_row("SELECT COUNT(*) FROM runs", params![], |row| row.get::<i64>(0))?;
+                Ok("ok".to_string())
+            }
+        }
     }
 
     /// The schema version of the open store.
     pub fn schema_version(&self) -> Result<i64> {
-        Ok(self.lock().pragma_query_value(None, "user_version", |row| row.get(0))?)
+        let mut connection = self.lock();
+        match &mut *connection {
+            Connection::Sqlite(sqlite) => Ok(sqlite.pragma_query_value(None, "user_version", |row| row.get(0))?),
+            Connection::Postgres(_) => {
+                connection.query_row("SELECT MAX(version) FROM causeway_schema", params![], |row| row.get(0))
+            }
+        }
+    }
+
+    /// `postgresql` or `sqlite`: which backend this store runs on.
+    pub fn backend(&self) -> &'static str {
+        if self.lock().is_postgres() { "postgresql" } else { "sqlite" }
     }
 
     // ---- datasets -------------------------------------------------------------------------
@@ -142,8 +276,8 @@ impl MetaStore {
     /// Records a dataset version; recording the same (name, version) twice keeps the first.
     pub fn insert_dataset(&self, dataset: &DatasetVersion) -> Result<bool> {
         let inserted = self.lock().execute(
-            "INSERT OR IGNORE INTO datasets (name, version, rows, blob_key, profile_key, schema_json, source, created_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO datasets (name, version, rows, blob_key, profile_key, schema_json, source, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
             params![
                 dataset.name,
                 dataset.version,
@@ -160,24 +294,22 @@ impl MetaStore {
 
     /// All versions of `name`, oldest first.
     pub fn dataset_versions(&self, name: &str) -> Result<Vec<DatasetVersion>> {
-        let connection = self.lock();
-        let mut statement = connection.prepare(
+        self.lock().query_map(
             "SELECT name, version, rows, blob_key, profile_key, schema_json, source, created_ms FROM datasets
-             WHERE name = ?1 ORDER BY created_ms, rowid",
-        )?;
-        let rows = statement.query_map(params![name], dataset_from_row)?;
-        rows.map(|row| row?).collect()
+                 WHERE name = ?1 ORDER BY created_ms, rowid",
+            params![name],
+            dataset_from_row,
+        )
     }
 
     /// Every dataset version of every dataset, oldest first.
     pub fn all_datasets(&self) -> Result<Vec<DatasetVersion>> {
-        let connection = self.lock();
-        let mut statement = connection.prepare(
+        self.lock().query_map(
             "SELECT name, version, rows, blob_key, profile_key, schema_json, source, created_ms FROM datasets
-             ORDER BY created_ms, rowid",
-        )?;
-        let rows = statement.query_map([], dataset_from_row)?;
-        rows.map(|row| row?).collect()
+                 ORDER BY created_ms, rowid",
+            params![],
+            dataset_from_row,
+        )
     }
 
     /// One dataset version; `version` may be a unique prefix of the hash.
@@ -193,7 +325,7 @@ impl MetaStore {
     /// Records a new run (status RUNNING) with its parameters.
     pub fn create_run(&self, run: &RunRecord) -> Result<()> {
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
+        let mut transaction = connection.transaction()?;
         transaction.execute(
             "INSERT INTO runs (run_id, name, status, started_ms, finished_ms, seed, dataset, git_commit, tool_version)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -222,7 +354,7 @@ impl MetaStore {
     /// Appends metric values to a run at `step`.
     pub fn log_metrics(&self, run_id: &str, metrics: &BTreeMap<String, f64>, step: i64, at_ms: i64) -> Result<()> {
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
+        let mut transaction = connection.transaction()?;
         for (key, value) in metrics {
             transaction.execute(
                 "INSERT INTO run_metrics (run_id, key, value, step, at_ms, is_nan) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -247,7 +379,7 @@ impl MetaStore {
 
     /// One run with its parameters and the latest value of each metric.
     pub fn run(&self, run_id: &str) -> Result<RunRecord> {
-        let connection = self.lock();
+        let mut connection = self.lock();
         let mut run = connection
             .query_row(
                 "SELECT run_id, name, status, started_ms, finished_ms, seed, dataset, git_commit, tool_version
@@ -257,30 +389,27 @@ impl MetaStore {
             )
             .optional()?
             .ok_or_else(|| Error::NotFound(format!("run `{run_id}`")))?;
-        let mut statement = connection.prepare("SELECT key, value FROM run_params WHERE run_id = ?1")?;
-        for row in
-            statement.query_map(params![run_id], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?
-        {
-            let (key, value) = row?;
-            run.params.insert(key, value);
-        }
-        let mut statement =
-            connection.prepare("SELECT key, CASE WHEN is_nan THEN NULL ELSE value END FROM run_metrics WHERE run_id = ?1 ORDER BY step, rowid")?;
-        for row in
-            statement.query_map(params![run_id], |row| Ok((row.get::<_, String>(0)?, row.get::<_, Option<f64>>(1)?)))?
-        {
-            let (key, value) = row?;
-            run.metrics.insert(key, value.unwrap_or(f64::NAN));
-        }
+        run.params = connection
+            .query_map("SELECT key, value FROM run_params WHERE run_id = ?1", params![run_id], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?
+            .into_iter()
+            .collect();
+        let metrics = connection.query_map(
+            "SELECT key, value, is_nan FROM run_metrics WHERE run_id = ?1 ORDER BY step, rowid",
+            params![run_id],
+            |row| Ok((row.get::<String>(0)?, if row.get(2)? { f64::NAN } else { row.get(1)? })),
+        )?;
+        run.metrics.extend(metrics);
         Ok(run)
     }
 
     /// All runs, newest first, with parameters and latest metrics.
     pub fn runs(&self) -> Result<Vec<RunRecord>> {
         let ids: Vec<String> = {
-            let connection = self.lock();
-            let mut statement = connection.prepare("SELECT run_id FROM runs ORDER BY started_ms DESC, rowid DESC")?;
-            statement.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?
+            self.lock().query_map("SELECT run_id FROM runs ORDER BY started_ms DESC, rowid DESC", params![], |row| {
+                row.get(0)
+            })?
         };
         ids.iter().map(|id| self.run(id)).collect()
     }
@@ -290,7 +419,7 @@ impl MetaStore {
     /// Registers the next version of `record.model` (the `version` field is ignored and assigned).
     pub fn register_version(&self, record: &ModelVersionRecord, actor: &str) -> Result<ModelVersionRecord> {
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
+        let mut transaction = connection.transaction()?;
         let next: u32 = transaction.query_row(
             "SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE model = ?1",
             params![record.model],
@@ -317,7 +446,7 @@ impl MetaStore {
             ],
         )?;
         insert_event(
-            &transaction,
+            &mut transaction,
             &audit(
                 stored.created_ms,
                 actor,
@@ -340,40 +469,37 @@ impl MetaStore {
 
     /// All versions of a model, oldest first.
     pub fn model_versions(&self, model: &str) -> Result<Vec<ModelVersionRecord>> {
-        let connection = self.lock();
-        let mut statement = connection.prepare(
+        let rows = self.lock().query_map(
             "SELECT model, version, run_id, dataset, artifact_key, flavor, created_ms, metrics_json
              FROM model_versions WHERE model = ?1 ORDER BY version",
+            params![model],
+            |row| {
+                Ok((
+                    ModelVersionRecord {
+                        model: row.get(0)?,
+                        version: row.get(1)?,
+                        run_id: row.get(2)?,
+                        dataset: row.get(3)?,
+                        artifact_key: row.get(4)?,
+                        flavor: row.get(5)?,
+                        created_ms: row.get(6)?,
+                        metrics: BTreeMap::new(),
+                    },
+                    row.get::<String>(7)?,
+                ))
+            },
         )?;
-        let rows = statement.query_map(params![model], |row| {
-            Ok((
-                ModelVersionRecord {
-                    model: row.get(0)?,
-                    version: row.get(1)?,
-                    run_id: row.get(2)?,
-                    dataset: row.get(3)?,
-                    artifact_key: row.get(4)?,
-                    flavor: row.get(5)?,
-                    created_ms: row.get(6)?,
-                    metrics: BTreeMap::new(),
-                },
-                row.get::<_, String>(7)?,
-            ))
-        })?;
-        rows.map(|row| {
-            let (mut record, metrics) = row?;
-            record.metrics = serde_json::from_str(&metrics)?;
-            Ok(record)
-        })
-        .collect()
+        rows.into_iter()
+            .map(|(mut record, metrics)| {
+                record.metrics = serde_json::from_str(&metrics)?;
+                Ok(record)
+            })
+            .collect()
     }
 
     /// The names of all registered models.
     pub fn model_names(&self) -> Result<Vec<String>> {
-        let connection = self.lock();
-        let mut statement = connection.prepare("SELECT DISTINCT model FROM model_versions ORDER BY model")?;
-        let names = statement.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?;
-        Ok(names)
+        self.lock().query_map("SELECT DISTINCT model FROM model_versions ORDER BY model", params![], |row| row.get(0))
     }
 
     /// Points `alias` of `model` at `version`, recording history and an audit event.
@@ -387,7 +513,7 @@ impl MetaStore {
         reason: &str,
     ) -> Result<()> {
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
+        let mut transaction = connection.transaction()?;
         let exists: Option<u32> = transaction
             .query_row(
                 "SELECT version FROM model_versions WHERE model = ?1 AND version = ?2",
@@ -408,7 +534,7 @@ impl MetaStore {
             params![model, alias, version, at_ms],
         )?;
         insert_event(
-            &transaction,
+            &mut transaction,
             &audit(
                 at_ms,
                 actor,
@@ -424,7 +550,7 @@ impl MetaStore {
     /// Removes `alias` from `model` (no error when it was not set).
     pub fn delete_alias(&self, model: &str, alias: &str, actor: &str, at_ms: i64, reason: &str) -> Result<()> {
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
+        let mut transaction = connection.transaction()?;
         let removed =
             transaction.execute("DELETE FROM aliases WHERE model = ?1 AND alias = ?2", params![model, alias])?;
         if removed > 0 {
@@ -433,7 +559,7 @@ impl MetaStore {
                 params![model, alias, at_ms],
             )?;
             insert_event(
-                &transaction,
+                &mut transaction,
                 &audit(
                     at_ms,
                     actor,
@@ -449,32 +575,31 @@ impl MetaStore {
 
     /// The version `alias` points at, if set.
     pub fn alias(&self, model: &str, alias: &str) -> Result<Option<u32>> {
-        Ok(self
-            .lock()
+        self.lock()
             .query_row("SELECT version FROM aliases WHERE model = ?1 AND alias = ?2", params![model, alias], |row| {
                 row.get(0)
             })
-            .optional()?)
+            .optional()
     }
 
     /// All aliases of a model, by name.
     pub fn aliases(&self, model: &str) -> Result<BTreeMap<String, u32>> {
-        let connection = self.lock();
-        let mut statement = connection.prepare("SELECT alias, version FROM aliases WHERE model = ?1")?;
-        let rows = statement.query_map(params![model], |row| Ok((row.get(0)?, row.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rows =
+            self.lock().query_map("SELECT alias, version FROM aliases WHERE model = ?1", params![model], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?;
+        Ok(rows.into_iter().collect())
     }
 
     /// Points `alias` back at the version it had before its current one, and returns that version.
     pub fn rollback_alias(&self, model: &str, alias: &str, actor: &str, at_ms: i64, reason: &str) -> Result<u32> {
         let current = self.alias(model, alias)?.ok_or_else(|| Error::NotFound(format!("alias `{model}@{alias}`")))?;
         let previous: Option<u32> = {
-            let connection = self.lock();
-            let mut statement = connection.prepare(
+            let versions: Vec<u32> = self.lock().query_map(
                 "SELECT version FROM alias_history WHERE model = ?1 AND alias = ?2 AND version IS NOT NULL ORDER BY id DESC",
+                params![model, alias],
+                |row| row.get(0),
             )?;
-            let versions: Vec<u32> =
-                statement.query_map(params![model, alias], |row| row.get(0))?.collect::<Result<_, _>>()?;
             versions.into_iter().find(|version| *version != current)
         };
         let previous = previous.ok_or_else(|| Error::NotFound(format!("an earlier version of `{model}@{alias}`")))?;
@@ -486,7 +611,7 @@ impl MetaStore {
     /// Stores the traffic policy of a model, bumping its generation, with an audit event.
     pub fn set_traffic(&self, policy: &TrafficPolicy, actor: &str, at_ms: i64) -> Result<TrafficPolicy> {
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
+        let mut transaction = connection.transaction()?;
         let generation: i64 = transaction
             .query_row("SELECT generation FROM traffic WHERE model = ?1", params![policy.model], |row| row.get(0))
             .optional()?
@@ -505,7 +630,7 @@ impl MetaStore {
         };
         let challenger = stored.challenger.map(|version| format!(", challenger v{version}")).unwrap_or_default();
         insert_event(
-            &transaction,
+            &mut transaction,
             &audit(
                 at_ms,
                 actor,
@@ -531,41 +656,40 @@ impl MetaStore {
 
     /// Appends an event and returns its id.
     pub fn record_event(&self, event: &Event) -> Result<i64> {
-        let connection = self.lock();
-        insert_event(&connection, event)
+        insert_event(&mut self.lock(), event)
     }
 
     /// Events in id order, optionally only of one kind.
     pub fn events(&self, kind: Option<EventKind>) -> Result<Vec<Event>> {
-        let connection = self.lock();
-        let mut statement = connection.prepare(
+        let rows = self.lock().query_map(
             "SELECT id, at_ms, kind, actor, subject, message, details_json FROM events
-             WHERE ?1 IS NULL OR kind = ?1 ORDER BY id",
+             WHERE CAST(?1 AS TEXT) IS NULL OR kind = ?1 ORDER BY id",
+            params![kind.map(EventKind::as_str)],
+            |row| {
+                Ok((
+                    row.get::<i64>(0)?,
+                    row.get::<i64>(1)?,
+                    row.get::<String>(2)?,
+                    row.get::<String>(3)?,
+                    row.get::<String>(4)?,
+                    row.get::<String>(5)?,
+                    row.get::<String>(6)?,
+                ))
+            },
         )?;
-        let rows = statement.query_map(params![kind.map(EventKind::as_str)], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, i64>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, String>(3)?,
-                row.get::<_, String>(4)?,
-                row.get::<_, String>(5)?,
-                row.get::<_, String>(6)?,
-            ))
-        })?;
-        rows.map(|row| {
-            let (id, at_ms, kind, actor, subject, message, details) = row?;
-            Ok(Event {
-                id,
-                at_ms,
-                kind: EventKind::parse(&kind).unwrap_or(EventKind::Data),
-                actor,
-                subject,
-                message,
-                details: serde_json::from_str(&details)?,
+        rows.into_iter()
+            .map(|(id, at_ms, kind, actor, subject, message, details)| {
+                Ok(Event {
+                    id,
+                    at_ms,
+                    kind: EventKind::parse(&kind).unwrap_or(EventKind::Data),
+                    actor,
+                    subject,
+                    message,
+                    details: serde_json::from_str(&details)?,
+                })
             })
-        })
-        .collect()
+            .collect()
     }
 
     // ---- labels ---------------------------------------------------------------------------
@@ -573,15 +697,13 @@ impl MetaStore {
     /// Stores delayed ground-truth labels by request id (a later label replaces an earlier one).
     pub fn put_labels(&self, labels: &[(String, LabelRecord)]) -> Result<()> {
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
-        {
-            let mut statement = transaction.prepare(
+        let mut transaction = connection.transaction()?;
+        for (request_id, label) in labels {
+            transaction.execute(
                 "INSERT INTO labels (request_id, label, arrived_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT (request_id) DO UPDATE SET label = excluded.label, arrived_ms = excluded.arrived_ms",
+                params![request_id, label.label, label.arrived_ms],
             )?;
-            for (request_id, label) in labels {
-                statement.execute(params![request_id, label.label, label.arrived_ms])?;
-            }
         }
         transaction.commit()?;
         Ok(())
@@ -592,12 +714,13 @@ impl MetaStore {
         &self,
         request_ids: impl IntoIterator<Item = &'a str>,
     ) -> Result<HashMap<String, LabelRecord>> {
-        let connection = self.lock();
-        let mut statement = connection.prepare("SELECT label, arrived_ms FROM labels WHERE request_id = ?1")?;
+        let mut connection = self.lock();
         let mut found = HashMap::new();
         for request_id in request_ids {
-            let label = statement
-                .query_row(params![request_id], |row| Ok(LabelRecord { label: row.get(0)?, arrived_ms: row.get(1)? }))
+            let label = connection
+                .query_row("SELECT label, arrived_ms FROM labels WHERE request_id = ?1", params![request_id], |row| {
+                    Ok(LabelRecord { label: row.get(0)?, arrived_ms: row.get(1)? })
+                })
                 .optional()?;
             if let Some(label) = label {
                 found.insert(request_id.to_string(), label);
@@ -608,7 +731,7 @@ impl MetaStore {
 
     /// The number of labels stored.
     pub fn label_count(&self) -> Result<u64> {
-        Ok(self.lock().query_row("SELECT COUNT(*) FROM labels", [], |row| row.get::<_, i64>(0))? as u64)
+        Ok(self.lock().query_row("SELECT COUNT(*) FROM labels", params![], |row| row.get::<i64>(0))? as u64)
     }
 
     // ---- small named state ----------------------------------------------------------------
@@ -632,22 +755,20 @@ impl MetaStore {
     }
 }
 
-fn dataset_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<DatasetVersion>> {
-    let schema_json: String = row.get(5)?;
-    let schema: Result<Schema> = serde_json::from_str(&schema_json).map_err(Error::from);
-    Ok(schema.map(|schema| DatasetVersion {
-        name: row.get(0).unwrap_or_default(),
-        version: row.get(1).unwrap_or_default(),
-        rows: row.get::<_, i64>(2).unwrap_or_default() as u64,
-        blob_key: row.get(3).unwrap_or_default(),
-        profile_key: row.get(4).unwrap_or_default(),
-        schema,
-        source: row.get(6).unwrap_or_default(),
-        created_ms: row.get(7).unwrap_or_default(),
-    }))
+fn dataset_from_row(row: &Row) -> Result<DatasetVersion> {
+    Ok(DatasetVersion {
+        name: row.get(0)?,
+        version: row.get(1)?,
+        rows: row.get::<i64>(2)? as u64,
+        blob_key: row.get(3)?,
+        profile_key: row.get(4)?,
+        schema: serde_json::from_str(&row.get::<String>(5)?)?,
+        source: row.get(6)?,
+        created_ms: row.get(7)?,
+    })
 }
 
-fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
+fn run_from_row(row: &Row) -> Result<RunRecord> {
     let status: String = row.get(2)?;
     Ok(RunRecord {
         run_id: row.get(0)?,
@@ -655,7 +776,7 @@ fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
         status: RunStatus::parse(&status).unwrap_or(RunStatus::Failed),
         started_ms: row.get(3)?,
         finished_ms: row.get(4)?,
-        seed: row.get::<_, i64>(5)? as u64,
+        seed: row.get::<i64>(5)? as u64,
         dataset: row.get(6)?,
         git_commit: row.get(7)?,
         tool_version: row.get(8)?,
@@ -664,9 +785,10 @@ fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
     })
 }
 
-fn insert_event(connection: &Connection, event: &Event) -> Result<i64> {
-    connection.execute(
-        "INSERT INTO events (at_ms, kind, actor, subject, message, details_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+fn insert_event(connection: &mut Connection, event: &Event) -> Result<i64> {
+    connection.query_row(
+        "INSERT INTO events (at_ms, kind, actor, subject, message, details_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         RETURNING id",
         params![
             event.at_ms,
             event.kind.as_str(),
@@ -675,13 +797,42 @@ fn insert_event(connection: &Connection, event: &Event) -> Result<i64> {
             event.message,
             serde_json::to_string(&event.details)?
         ],
-    )?;
-    Ok(connection.last_insert_rowid())
+        |row| row.get(0),
+    )
+}
+
+/// Splits a `schema=NAME` parameter off a PostgreSQL URL (the driver does not know it), checking
+/// that the name is a plain identifier.
+fn split_schema_parameter(url: &str) -> Result<(String, Option<String>)> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_string(), None));
+    };
+    let mut schema = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        match pair.strip_prefix("schema=") {
+            Some(name) => schema = Some(name.to_string()),
+            None => kept.push(pair),
+        }
+    }
+    if let Some(name) = &schema {
+        let plain = !name.is_empty()
+            && name.len() <= 63
+            && name.chars().all(|character| character.is_ascii_alphanumeric() || character == '_')
+            && !name.starts_with(|character: char| character.is_ascii_digit());
+        if !plain {
+            return Err(Error::InvalidValue(format!(
+                "schema `{name}` in the store URL must be letters, digits and underscores, not starting with a digit"
+            )));
+        }
+    }
+    let url = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
+    Ok((url, schema))
 }
 
 /// Records an audit event with no structured details inside an open transaction.
 pub(crate) fn insert_audit(
-    connection: &Connection,
+    connection: &mut Connection,
     at_ms: i64,
     actor: &str,
     subject: &str,
@@ -713,6 +864,7 @@ fn short(id: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{TestStore, on_both_backends};
 
     fn version(model: &str) -> ModelVersionRecord {
         ModelVersionRecord {
@@ -727,9 +879,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn versions_aliases_rollback_and_audit() -> Result<()> {
-        let store = MetaStore::open_in_memory()?;
+    fn versions_aliases_rollback_and_audit(location: &TestStore) -> Result<()> {
+        let store = location.open()?;
         assert_eq!(store.register_version(&version("fraud"), "test")?.version, 1);
         assert_eq!(store.register_version(&version("fraud"), "test")?.version, 2);
         assert_eq!(store.register_version(&version("other"), "test")?.version, 1);
@@ -748,9 +899,8 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn traffic_generation_increases() -> Result<()> {
-        let store = MetaStore::open_in_memory()?;
+    fn traffic_generation_increases(location: &TestStore) -> Result<()> {
+        let store = location.open()?;
         let policy = TrafficPolicy {
             model: "fraud".into(),
             champion: 1,
@@ -765,34 +915,34 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn runs_labels_and_reopen_keep_data() -> Result<()> {
-        let directory =
-            tempfile::tempdir().map_err(|source| crate::blob::io_error("tempdir", Path::new("."), source))?;
-        let path = directory.path().join("meta.db");
+    fn run_record(run_id: &str) -> RunRecord {
+        RunRecord {
+            run_id: run_id.into(),
+            name: "gbdt".into(),
+            status: RunStatus::Running,
+            started_ms: 1,
+            finished_ms: None,
+            seed: 7,
+            dataset: "d@v".into(),
+            git_commit: None,
+            tool_version: "0.1.0".into(),
+            params: BTreeMap::from([("depth".to_string(), "4".to_string())]),
+            metrics: BTreeMap::new(),
+        }
+    }
+
+    fn runs_labels_and_reopen_keep_data(location: &TestStore) -> Result<()> {
         {
-            let store = MetaStore::open(&path)?;
-            let run = RunRecord {
-                run_id: "r1".into(),
-                name: "gbdt".into(),
-                status: RunStatus::Running,
-                started_ms: 1,
-                finished_ms: None,
-                seed: 7,
-                dataset: "d@v".into(),
-                git_commit: None,
-                tool_version: "0.1.0".into(),
-                params: BTreeMap::from([("depth".to_string(), "4".to_string())]),
-                metrics: BTreeMap::new(),
-            };
-            store.create_run(&run)?;
+            let store = location.open()?;
+            store.create_run(&run_record("r1"))?;
             store.log_metrics("r1", &BTreeMap::from([("auc".to_string(), 0.8)]), 0, 2)?;
             store.log_metrics("r1", &BTreeMap::from([("auc".to_string(), 0.85)]), 1, 3)?;
             store.finish_run("r1", RunStatus::Finished, 4)?;
             store.put_labels(&[("q1".to_string(), LabelRecord { label: 1.0, arrived_ms: 5 })])?;
         }
-        let store = MetaStore::open(&path)?;
+        let store = location.open()?;
         assert_eq!(store.schema_version()?, SCHEMA_VERSION);
+        assert_eq!(store.integrity_check()?, "ok");
         let run = store.run("r1")?;
         assert_eq!(run.status, RunStatus::Finished);
         assert_eq!(run.metrics.get("auc"), Some(&0.85));
@@ -802,4 +952,84 @@ mod tests {
         assert_eq!(labels["q1"].label, 1.0);
         Ok(())
     }
+
+    fn datasets_events_and_state(location: &TestStore) -> Result<()> {
+        let store = location.open()?;
+        let dataset = DatasetVersion {
+            name: "transactions".into(),
+            version: "abcdef0123".into(),
+            rows: 1_000,
+            blob_key: "datasets/transactions/abcdef0123.parquet".into(),
+            profile_key: "profiles/abcdef0123.json".into(),
+            schema: causeway_types::Schema::default(),
+            source: "data.csv".into(),
+            created_ms: 5,
+        };
+        assert!(store.insert_dataset(&dataset)?);
+        assert!(!store.insert_dataset(&dataset)?, "the same version twice keeps the first");
+        assert!(store.insert_dataset(&DatasetVersion {
+            version: "fedcba".into(),
+            created_ms: 6,
+            ..dataset.clone()
+        })?);
+        assert_eq!(store.dataset("transactions", "abc")?, dataset);
+        assert_eq!(store.all_datasets()?.len(), 2);
+        assert!(matches!(store.dataset("transactions", "zzz"), Err(Error::NotFound(_))));
+        let first = store.record_event(&audit(1, "ada", "fraud", "one".into(), serde_json::json!({"n": 1})))?;
+        let mut data = audit(2, "ada", "fraud", "two".into(), serde_json::Value::Null);
+        data.kind = EventKind::Data;
+        let second = store.record_event(&data)?;
+        assert!(second > first, "event ids grow");
+        assert_eq!(store.events(None)?.len(), 2);
+        let audits = store.events(Some(EventKind::Audit))?;
+        assert_eq!((audits.len(), audits[0].details["n"].as_i64()), (1, Some(1)));
+        store.put_state("loop", &serde_json::json!({"paused": true}))?;
+        store.put_state("loop", &serde_json::json!({"paused": false}))?;
+        assert_eq!(store.state("loop")?, Some(serde_json::json!({"paused": false})));
+        assert_eq!(store.state("missing")?, None);
+        store.put_labels(&[("q1".into(), LabelRecord { label: 0.0, arrived_ms: 1 })])?;
+        store.put_labels(&[("q1".into(), LabelRecord { label: 1.0, arrived_ms: 2 })])?;
+        assert_eq!((store.label_count()?, store.labels_for(["q1"])?["q1"].label), (1, 1.0));
+        Ok(())
+    }
+
+    /// Many writers through one store and a second store opened on the same database: nothing lost.
+    fn concurrent_writers_and_a_second_process_lose_nothing(location: &TestStore) -> Result<()> {
+        let store = std::sync::Arc::new(location.open()?);
+        let second = location.open()?;
+        assert_eq!(second.schema_version()?, SCHEMA_VERSION, "opening an up-to-date store migrates nothing");
+        store.create_run(&run_record("r"))?;
+        let threads: Vec<_> = (0..8)
+            .map(|thread| {
+                let store = std::sync::Arc::clone(&store);
+                std::thread::spawn(move || -> Result<()> {
+                    for value in 0..25 {
+                        let metrics = BTreeMap::from([(format!("m{thread}"), f64::from(value))]);
+                        store.log_metrics("r", &metrics, i64::from(value), i64::from(value))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().map_err(|_| Error::Database("writer thread panicked".into()))??;
+        }
+        store.register_version(&version("fraud"), "one")?;
+        second.register_version(&version("fraud"), "two")?;
+        assert_eq!(store.model_versions("fraud")?.len(), 2);
+        for thread in 0..8 {
+            let history = second.metric_history("r", &format!("m{thread}"))?;
+            let steps: Vec<i64> = history.iter().map(|point| point.step).collect();
+            assert_eq!(steps, (0..25).collect::<Vec<i64>>(), "thread {thread}");
+        }
+        Ok(())
+    }
+
+    on_both_backends!(
+        versions_aliases_rollback_and_audit,
+        traffic_generation_increases,
+        runs_labels_and_reopen_keep_data,
+        datasets_events_and_state,
+        concurrent_writers_and_a_second_process_lose_nothing,
+    );
 }

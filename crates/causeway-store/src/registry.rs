@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::db::{OptionalRow, params};
 use causeway_types::ModelVersionRecord;
-use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -93,9 +93,10 @@ impl MetaStore {
             return Err(Error::InvalidValue("registered model name must not be empty".into()));
         }
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
+        let mut transaction = connection.transaction()?;
         let inserted = transaction.execute(
-            "INSERT OR IGNORE INTO registered_models (name, description, creation_time, last_updated_time) VALUES (?1, ?2, ?3, ?3)",
+            "INSERT INTO registered_models (name, description, creation_time, last_updated_time) VALUES (?1, ?2, ?3, ?3)
+             ON CONFLICT DO NOTHING",
             params![name, description, at_ms],
         )?;
         if inserted == 0 {
@@ -103,7 +104,7 @@ impl MetaStore {
         }
         for (key, value) in tags {
             transaction.execute(
-                "INSERT OR REPLACE INTO registered_model_tags (name, key, value) VALUES (?1, ?2, ?3)",
+                "INSERT INTO registered_model_tags (name, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (name, key) DO UPDATE SET value = excluded.value",
                 params![name, key, value],
             )?;
         }
@@ -113,7 +114,7 @@ impl MetaStore {
 
     /// One registered model.
     pub fn registered_model(&self, name: &str) -> Result<RegisteredModel> {
-        let connection = self.lock();
+        let mut connection = self.lock();
         let (description, creation_time, last_updated_time): (String, i64, i64) = connection
             .query_row(
                 "SELECT description, creation_time, last_updated_time FROM registered_models WHERE name = ?1",
@@ -122,13 +123,18 @@ impl MetaStore {
             )
             .optional()?
             .ok_or_else(|| Error::NotFound(format!("registered model `{name}`")))?;
-        let mut tags_statement = connection.prepare("SELECT key, value FROM registered_model_tags WHERE name = ?1")?;
-        let tags =
-            tags_statement.query_map(params![name], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<_, _>>()?;
-        let mut aliases_statement = connection.prepare("SELECT alias, version FROM aliases WHERE model = ?1")?;
-        let aliases = aliases_statement
-            .query_map(params![name], |row| Ok((row.get(0)?, row.get(1)?)))?
-            .collect::<Result<_, _>>()?;
+        let tags = connection
+            .query_map("SELECT key, value FROM registered_model_tags WHERE name = ?1", params![name], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?
+            .into_iter()
+            .collect();
+        let aliases = connection
+            .query_map("SELECT alias, version FROM aliases WHERE model = ?1", params![name], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?
+            .into_iter()
+            .collect();
         let latest_version: Option<u32> =
             connection.query_row("SELECT MAX(version) FROM model_versions WHERE model = ?1", params![name], |row| {
                 row.get(0)
@@ -146,11 +152,8 @@ impl MetaStore {
 
     /// Every registered model, by name.
     pub fn registered_models(&self) -> Result<Vec<RegisteredModel>> {
-        let names: Vec<String> = {
-            let connection = self.lock();
-            let mut statement = connection.prepare("SELECT name FROM registered_models ORDER BY name")?;
-            statement.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?
-        };
+        let names: Vec<String> =
+            self.lock().query_map("SELECT name FROM registered_models ORDER BY name", params![], |row| row.get(0))?;
         names.iter().map(|name| self.registered_model(name)).collect()
     }
 
@@ -173,7 +176,7 @@ impl MetaStore {
             return Err(Error::AlreadyExists(format!("registered model `{new_name}`")));
         }
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
+        let mut transaction = connection.transaction()?;
         transaction.execute(
             "UPDATE registered_models SET name = ?2, last_updated_time = ?3 WHERE name = ?1",
             params![name, new_name, at_ms],
@@ -185,7 +188,7 @@ impl MetaStore {
             transaction.execute(&format!("UPDATE {table} SET model = ?2 WHERE model = ?1"), params![name, new_name])?;
         }
         crate::meta::insert_audit(
-            &transaction,
+            &mut transaction,
             at_ms,
             actor,
             new_name,
@@ -199,14 +202,14 @@ impl MetaStore {
     pub fn delete_registered_model(&self, name: &str, actor: &str, at_ms: i64) -> Result<()> {
         self.registered_model(name)?;
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
+        let mut transaction = connection.transaction()?;
         for table in ["registered_model_tags", "model_version_tags", "registered_models"] {
             transaction.execute(&format!("DELETE FROM {table} WHERE name = ?1"), params![name])?;
         }
         for table in ["model_versions", "aliases", "traffic"] {
             transaction.execute(&format!("DELETE FROM {table} WHERE model = ?1"), params![name])?;
         }
-        crate::meta::insert_audit(&transaction, at_ms, actor, name, format!("deleted registered model {name}"))?;
+        crate::meta::insert_audit(&mut transaction, at_ms, actor, name, format!("deleted registered model {name}"))?;
         transaction.commit()?;
         Ok(())
     }
@@ -214,10 +217,10 @@ impl MetaStore {
     /// Sets or removes (`value` = None) a registered-model tag.
     pub fn set_registered_model_tag(&self, name: &str, key: &str, value: Option<&str>) -> Result<()> {
         self.registered_model(name)?;
-        let connection = self.lock();
+        let mut connection = self.lock();
         match value {
             Some(value) => connection.execute(
-                "INSERT OR REPLACE INTO registered_model_tags (name, key, value) VALUES (?1, ?2, ?3)",
+                "INSERT INTO registered_model_tags (name, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (name, key) DO UPDATE SET value = excluded.value",
                 params![name, key, value],
             )?,
             None => connection
@@ -244,14 +247,14 @@ impl MetaStore {
         )?;
         {
             let mut connection = self.lock();
-            let transaction = connection.transaction()?;
+            let mut transaction = connection.transaction()?;
             transaction.execute(
                 "UPDATE model_versions SET description = ?3, user_id = ?4, run_link = ?5, model_id = ?6 WHERE model = ?1 AND version = ?2",
                 params![record.model, record.version, version.description, version.user_id, version.run_link, version.model_id],
             )?;
             for (key, value) in &version.tags {
                 transaction.execute(
-                    "INSERT OR REPLACE INTO model_version_tags (name, version, key, value) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO model_version_tags (name, version, key, value) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value",
                     params![record.model, record.version, key, value],
                 )?;
             }
@@ -262,7 +265,7 @@ impl MetaStore {
 
     /// One version with its registry fields.
     pub fn registry_version(&self, name: &str, version: u32) -> Result<RegistryVersion> {
-        let connection = self.lock();
+        let mut connection = self.lock();
         let mut found = connection
             .query_row(
                 "SELECT created_ms, last_updated_ms, user_id, description, artifact_key, run_id, run_link, model_id
@@ -273,7 +276,7 @@ impl MetaStore {
                         name: name.to_string(),
                         version,
                         creation_time: row.get(0)?,
-                        last_updated_time: row.get::<_, i64>(1)?.max(row.get(0)?),
+                        last_updated_time: row.get::<i64>(1)?.max(row.get(0)?),
                         user_id: row.get(2)?,
                         description: row.get(3)?,
                         source: row.get(4)?,
@@ -287,25 +290,29 @@ impl MetaStore {
             )
             .optional()?
             .ok_or_else(|| Error::NotFound(format!("model version `{name}` version {version}")))?;
-        let mut tags =
-            connection.prepare("SELECT key, value FROM model_version_tags WHERE name = ?1 AND version = ?2")?;
-        found.tags =
-            tags.query_map(params![name, version], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<_, _>>()?;
-        let mut aliases =
-            connection.prepare("SELECT alias FROM aliases WHERE model = ?1 AND version = ?2 ORDER BY alias")?;
-        found.aliases = aliases.query_map(params![name, version], |row| row.get(0))?.collect::<Result<_, _>>()?;
+        found.tags = connection
+            .query_map(
+                "SELECT key, value FROM model_version_tags WHERE name = ?1 AND version = ?2",
+                params![name, version],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )?
+            .into_iter()
+            .collect();
+        found.aliases = connection.query_map(
+            "SELECT alias FROM aliases WHERE model = ?1 AND version = ?2 ORDER BY alias",
+            params![name, version],
+            |row| row.get(0),
+        )?;
         Ok(found)
     }
 
     /// Every version of every registered model (or of one), newest first per model.
     pub fn registry_versions(&self, name: Option<&str>) -> Result<Vec<RegistryVersion>> {
-        let keys: Vec<(String, u32)> = {
-            let connection = self.lock();
-            let mut statement = connection.prepare(
-                "SELECT model, version FROM model_versions WHERE ?1 IS NULL OR model = ?1 ORDER BY model, version DESC",
-            )?;
-            statement.query_map(params![name], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<_, _>>()?
-        };
+        let keys: Vec<(String, u32)> = self.lock().query_map(
+            "SELECT model, version FROM model_versions WHERE CAST(?1 AS TEXT) IS NULL OR model = ?1 ORDER BY model, version DESC",
+            params![name],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
         keys.iter().map(|(name, version)| self.registry_version(name, *version)).collect()
     }
 
@@ -325,12 +332,12 @@ impl MetaStore {
     pub fn delete_model_version(&self, name: &str, version: u32, actor: &str, at_ms: i64) -> Result<()> {
         self.registry_version(name, version)?;
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
+        let mut transaction = connection.transaction()?;
         transaction.execute("DELETE FROM model_versions WHERE model = ?1 AND version = ?2", params![name, version])?;
         transaction
             .execute("DELETE FROM model_version_tags WHERE name = ?1 AND version = ?2", params![name, version])?;
         transaction.execute("DELETE FROM aliases WHERE model = ?1 AND version = ?2", params![name, version])?;
-        crate::meta::insert_audit(&transaction, at_ms, actor, name, format!("deleted {name} version {version}"))?;
+        crate::meta::insert_audit(&mut transaction, at_ms, actor, name, format!("deleted {name} version {version}"))?;
         transaction.commit()?;
         Ok(())
     }
@@ -338,10 +345,10 @@ impl MetaStore {
     /// Sets or removes (`value` = None) a version tag.
     pub fn set_model_version_tag(&self, name: &str, version: u32, key: &str, value: Option<&str>) -> Result<()> {
         self.registry_version(name, version)?;
-        let connection = self.lock();
+        let mut connection = self.lock();
         match value {
             Some(value) => connection.execute(
-                "INSERT OR REPLACE INTO model_version_tags (name, version, key, value) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO model_version_tags (name, version, key, value) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value",
                 params![name, version, key, value],
             )?,
             None => connection.execute(
@@ -356,10 +363,10 @@ impl MetaStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{TestStore, on_both_backends};
 
-    #[test]
-    fn registered_models_versions_tags_and_shared_aliases() -> Result<()> {
-        let store = MetaStore::open_in_memory()?;
+    fn registered_models_versions_tags_and_shared_aliases(location: &TestStore) -> Result<()> {
+        let store = location.open()?;
         store.create_registered_model("fraud", "card fraud", &[("team".into(), "risk".into())], 1)?;
         assert!(matches!(store.create_registered_model("fraud", "", &[], 2), Err(Error::AlreadyExists(_))));
         let first = store.create_model_version(
@@ -395,4 +402,6 @@ mod tests {
         );
         Ok(())
     }
+
+    on_both_backends!(registered_models_versions_tags_and_shared_aliases);
 }

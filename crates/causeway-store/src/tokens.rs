@@ -1,7 +1,7 @@
 //! API tokens: a name, a scope and the BLAKE3 hash of a secret shown once at creation.
 
+use crate::db::{OptionalRow, Row, params};
 use causeway_types::SeededRng;
-use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -56,7 +56,7 @@ pub struct ApiToken {
 }
 
 /// Reads `id, name, scope, created_ms, revoked`; `None` for an unknown scope.
-fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<ApiToken>> {
+fn token_from_row(row: &Row) -> Result<Option<ApiToken>> {
     let scope: String = row.get(2)?;
     let (id, name, created_ms, revoked) = (row.get(0)?, row.get(1)?, row.get(3)?, row.get(4)?);
     Ok(Scope::parse(&scope).map(|scope| ApiToken { id, name, scope, created_ms, revoked }))
@@ -85,7 +85,8 @@ impl MetaStore {
         let secret = random_secret()?;
         let id = format!("{:016x}", SeededRng::derive(at_ms as u64, &secret).next_u64());
         let inserted = self.lock().execute(
-            "INSERT OR IGNORE INTO api_tokens (id, name, scope, secret_hash, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO api_tokens (id, name, scope, secret_hash, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT DO NOTHING",
             params![id, name, scope.as_str(), hash(&secret), at_ms],
         )?;
         if inserted == 0 {
@@ -109,10 +110,11 @@ impl MetaStore {
 
     /// Every token, without secrets.
     pub fn tokens(&self) -> Result<Vec<ApiToken>> {
-        let connection = self.lock();
-        let mut statement = connection
-            .prepare("SELECT id, name, scope, created_ms, revoked FROM api_tokens ORDER BY created_ms, name")?;
-        let rows = statement.query_map([], token_from_row)?.collect::<Result<Vec<_>, _>>()?;
+        let rows = self.lock().query_map(
+            "SELECT id, name, scope, created_ms, revoked FROM api_tokens ORDER BY created_ms, name",
+            params![],
+            token_from_row,
+        )?;
         Ok(rows.into_iter().flatten().collect())
     }
 
@@ -129,10 +131,10 @@ impl MetaStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{TestStore, on_both_backends};
 
-    #[test]
-    fn tokens_authenticate_by_secret_until_revoked() -> Result<()> {
-        let store = MetaStore::open_in_memory()?;
+    fn tokens_authenticate_by_secret_until_revoked(location: &TestStore) -> Result<()> {
+        let store = location.open()?;
         let (token, secret) = store.create_token("ci", Scope::Write, 1)?;
         assert!(secret.starts_with("cw_") && secret.len() == 67);
         assert_eq!(store.authenticate(&secret)?.map(|found| found.name), Some("ci".to_string()));
@@ -147,4 +149,6 @@ mod tests {
         assert_eq!(token.scope, Scope::Write);
         Ok(())
     }
+
+    on_both_backends!(tokens_authenticate_by_secret_until_revoked);
 }

@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::db::{OptionalRow, Row, ToValue, params};
 use causeway_types::{RunStatus, SeededRng};
-use rusqlite::{OptionalExtension, params, params_from_iter};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -145,7 +145,7 @@ pub struct NewRun {
 }
 
 /// Reads `value, at_ms, step, is_nan` starting at column `first`.
-fn metric_point(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<MetricPoint> {
+fn metric_point(row: &Row, first: usize) -> Result<MetricPoint> {
     let is_nan: bool = row.get(first + 3)?;
     Ok(MetricPoint {
         value: if is_nan { f64::NAN } else { row.get(first)? },
@@ -187,18 +187,19 @@ impl MetaStore {
             return Err(Error::InvalidValue("experiment name must not be empty".into()));
         }
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
+        let mut transaction = connection.transaction()?;
         let exists: Option<i64> = transaction
             .query_row("SELECT experiment_id FROM experiments WHERE name = ?1", params![name], |row| row.get(0))
             .optional()?;
         if exists.is_some() {
             return Err(Error::AlreadyExists(format!("experiment `{name}`")));
         }
-        transaction.execute(
-            "INSERT INTO experiments (name, artifact_location, creation_time, last_update_time) VALUES (?1, '', ?2, ?2)",
+        let id: i64 = transaction.query_row(
+            "INSERT INTO experiments (name, artifact_location, creation_time, last_update_time) VALUES (?1, '', ?2, ?2)
+             RETURNING experiment_id",
             params![name, at_ms],
+            |row| row.get(0),
         )?;
-        let id = transaction.last_insert_rowid();
         let location = artifact_location
             .filter(|location| !location.is_empty())
             .map_or_else(|| format!("mlflow-artifacts:/{id}"), str::to_string);
@@ -206,7 +207,7 @@ impl MetaStore {
             .execute("UPDATE experiments SET artifact_location = ?2 WHERE experiment_id = ?1", params![id, location])?;
         for (key, value) in tags {
             transaction.execute(
-                "INSERT OR REPLACE INTO experiment_tags (experiment_id, key, value) VALUES (?1, ?2, ?3)",
+                "INSERT INTO experiment_tags (experiment_id, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (experiment_id, key) DO UPDATE SET value = excluded.value",
                 params![id, key, value],
             )?;
         }
@@ -233,20 +234,21 @@ impl MetaStore {
     pub fn experiments(&self, view: ViewType) -> Result<Vec<Experiment>> {
         let stages = view.stages();
         let placeholders = vec!["?"; stages.len()].join(", ");
-        let values: Vec<&dyn rusqlite::ToSql> = stages.iter().map(|stage| stage as &dyn rusqlite::ToSql).collect();
+        let values: Vec<&dyn ToValue> = stages.iter().map(|stage| stage as &dyn ToValue).collect();
         self.experiments_where(&format!("lifecycle_stage IN ({placeholders})"), &values)
     }
 
-    fn experiments_where(&self, condition: &str, values: &[&dyn rusqlite::ToSql]) -> Result<Vec<Experiment>> {
-        let connection = self.lock();
-        let mut statement = connection.prepare(&format!(
-            "SELECT experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time
-             FROM experiments WHERE {condition} ORDER BY experiment_id"
-        ))?;
-        let mut experiments: Vec<Experiment> = statement
-            .query_map(values, |row| {
+    fn experiments_where(&self, condition: &str, values: &[&dyn ToValue]) -> Result<Vec<Experiment>> {
+        let mut connection = self.lock();
+        let mut experiments: Vec<Experiment> = connection.query_map(
+            &format!(
+                "SELECT experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time
+                 FROM experiments WHERE {condition} ORDER BY experiment_id"
+            ),
+            values,
+            |row| {
                 Ok(Experiment {
-                    experiment_id: row.get::<_, i64>(0)?.to_string(),
+                    experiment_id: row.get::<i64>(0)?.to_string(),
                     name: row.get(1)?,
                     artifact_location: row.get(2)?,
                     lifecycle_stage: row.get(3)?,
@@ -254,18 +256,21 @@ impl MetaStore {
                     last_update_time: row.get(5)?,
                     tags: BTreeMap::new(),
                 })
-            })?
-            .collect::<Result<_, _>>()?;
-        let mut tags = connection.prepare("SELECT key, value FROM experiment_tags WHERE experiment_id = ?1")?;
+            },
+        )?;
         for experiment in &mut experiments {
             let id: i64 = experiment.experiment_id.parse().unwrap_or(-1);
-            experiment.tags =
-                tags.query_map(params![id], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<_, _>>()?;
+            experiment.tags = connection
+                .query_map("SELECT key, value FROM experiment_tags WHERE experiment_id = ?1", params![id], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?
+                .into_iter()
+                .collect();
         }
         Ok(experiments)
     }
 
-    fn change_experiment(&self, experiment_id: &str, sql: &str, value: &dyn rusqlite::ToSql, at_ms: i64) -> Result<()> {
+    fn change_experiment(&self, experiment_id: &str, sql: &str, value: &dyn ToValue, at_ms: i64) -> Result<()> {
         let id = parse_id(experiment_id)?;
         let changed = self.lock().execute(sql, params![id, value, at_ms])?;
         if changed == 0 {
@@ -311,7 +316,7 @@ impl MetaStore {
     pub fn set_experiment_tag(&self, experiment_id: &str, key: &str, value: &str) -> Result<()> {
         let experiment = self.experiment(experiment_id)?;
         self.lock().execute(
-            "INSERT OR REPLACE INTO experiment_tags (experiment_id, key, value) VALUES (?1, ?2, ?3)",
+            "INSERT INTO experiment_tags (experiment_id, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (experiment_id, key) DO UPDATE SET value = excluded.value",
             params![parse_id(&experiment.experiment_id)?, key, value],
         )?;
         Ok(())
@@ -329,7 +334,7 @@ impl MetaStore {
         let run_name = if run.run_name.is_empty() { format!("run-{}", &run_id[..8]) } else { run.run_name.clone() };
         let artifact_uri = format!("{}/{run_id}/artifacts", experiment.artifact_location.trim_end_matches('/'));
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
+        let mut transaction = connection.transaction()?;
         transaction.execute(
             "INSERT INTO runs (run_id, name, status, started_ms, finished_ms, seed, dataset, git_commit, tool_version,
                                experiment_id, user_id, lifecycle_stage, artifact_uri)
@@ -338,7 +343,7 @@ impl MetaStore {
         )?;
         for (key, value) in &run.tags {
             transaction.execute(
-                "INSERT OR REPLACE INTO run_tags (run_id, key, value) VALUES (?1, ?2, ?3)",
+                "INSERT INTO run_tags (run_id, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
                 params![run_id, key, value],
             )?;
         }
@@ -367,24 +372,25 @@ impl MetaStore {
             vec!["?"; ids.len()].join(", "),
             vec!["?"; stages.len()].join(", ")
         );
-        let mut values: Vec<&dyn rusqlite::ToSql> = ids.iter().map(|id| id as &dyn rusqlite::ToSql).collect();
-        values.extend(stages.iter().map(|stage| stage as &dyn rusqlite::ToSql));
+        let mut values: Vec<&dyn ToValue> = ids.iter().map(|id| id as &dyn ToValue).collect();
+        values.extend(stages.iter().map(|stage| stage as &dyn ToValue));
         self.tracked_runs_where(&condition, &values)
     }
 
-    fn tracked_runs_where(&self, condition: &str, values: &[&dyn rusqlite::ToSql]) -> Result<Vec<TrackedRun>> {
-        let connection = self.lock();
-        let mut statement = connection.prepare(&format!(
-            "SELECT run_id, name, experiment_id, user_id, status, started_ms, finished_ms, artifact_uri, lifecycle_stage
-             FROM runs WHERE {condition} ORDER BY started_ms DESC, run_id"
-        ))?;
-        let mut runs: Vec<TrackedRun> = statement
-            .query_map(values, |row| {
+    fn tracked_runs_where(&self, condition: &str, values: &[&dyn ToValue]) -> Result<Vec<TrackedRun>> {
+        let mut connection = self.lock();
+        let mut runs: Vec<TrackedRun> = connection.query_map(
+            &format!(
+                "SELECT run_id, name, experiment_id, user_id, status, started_ms, finished_ms, artifact_uri, lifecycle_stage
+                 FROM runs WHERE {condition} ORDER BY started_ms DESC, run_id"
+            ),
+            values,
+            |row| {
                 let status: String = row.get(4)?;
                 Ok(TrackedRun {
                     run_id: row.get(0)?,
                     run_name: row.get(1)?,
-                    experiment_id: row.get::<_, i64>(2)?.to_string(),
+                    experiment_id: row.get::<i64>(2)?.to_string(),
                     user_id: row.get(3)?,
                     status: RunStatus::parse(&status).unwrap_or(RunStatus::Failed),
                     start_time: row.get(5)?,
@@ -397,53 +403,46 @@ impl MetaStore {
                     inputs: Vec::new(),
                     outputs: Vec::new(),
                 })
-            })?
-            .collect::<Result<_, _>>()?;
+            },
+        )?;
         if runs.is_empty() {
             return Ok(runs);
         }
         let index: HashMap<String, usize> =
             runs.iter().enumerate().map(|(position, run)| (run.run_id.clone(), position)).collect();
         let subquery = format!("SELECT run_id FROM runs WHERE {condition}");
-        let mut params_statement =
-            connection.prepare(&format!("SELECT run_id, key, value FROM run_params WHERE run_id IN ({subquery})"))?;
-        for row in params_statement.query_map(values, |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
-        })? {
-            let (run_id, key, value) = row?;
+        let key_values = |row: &Row| Ok((row.get::<String>(0)?, row.get::<String>(1)?, row.get::<String>(2)?));
+        let params_sql = format!("SELECT run_id, key, value FROM run_params WHERE run_id IN ({subquery})");
+        for (run_id, key, value) in connection.query_map(&params_sql, values, key_values)? {
             if let Some(position) = index.get(&run_id) {
                 runs[*position].params.insert(key, value);
             }
         }
-        let mut tags_statement =
-            connection.prepare(&format!("SELECT run_id, key, value FROM run_tags WHERE run_id IN ({subquery})"))?;
-        for row in tags_statement.query_map(values, |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
-        })? {
-            let (run_id, key, value) = row?;
+        let tags_sql = format!("SELECT run_id, key, value FROM run_tags WHERE run_id IN ({subquery})");
+        for (run_id, key, value) in connection.query_map(&tags_sql, values, key_values)? {
             if let Some(position) = index.get(&run_id) {
                 runs[*position].tags.insert(key, value);
             }
         }
-        let mut metrics_statement = connection.prepare(&format!(
+        let metrics_sql = format!(
             "SELECT run_id, key, value, at_ms, step, is_nan FROM run_metrics WHERE run_id IN ({subquery})
              ORDER BY run_id, key, step, at_ms, is_nan DESC, value"
-        ))?;
-        for row in metrics_statement
-            .query_map(values, |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, metric_point(row, 2)?)))?
-        {
-            let (run_id, key, point) = row?;
+        );
+        let metrics = connection.query_map(&metrics_sql, values, |row| {
+            Ok((row.get::<String>(0)?, row.get::<String>(1)?, metric_point(row, 2)?))
+        })?;
+        for (run_id, key, point) in metrics {
             if let Some(position) = index.get(&run_id) {
                 runs[*position].metrics.insert(key, point);
             }
         }
-        let mut inputs_statement = connection.prepare(&format!(
+        let inputs_sql = format!(
             "SELECT run_id, name, digest, source_type, source, schema, profile, tags_json FROM run_inputs
              WHERE run_id IN ({subquery}) ORDER BY run_id, logged_at, rowid"
-        ))?;
-        for row in inputs_statement.query_map(values, |row| {
+        );
+        let inputs = connection.query_map(&inputs_sql, values, |row| {
             Ok((
-                row.get::<_, String>(0)?,
+                row.get::<String>(0)?,
                 DatasetInput {
                     name: row.get(1)?,
                     digest: row.get(2)?,
@@ -453,22 +452,21 @@ impl MetaStore {
                     profile: row.get(6)?,
                     tags: Vec::new(),
                 },
-                row.get::<_, String>(7)?,
+                row.get::<String>(7)?,
             ))
-        })? {
-            let (run_id, mut input, tags) = row?;
+        })?;
+        for (run_id, mut input, tags) in inputs {
             input.tags = serde_json::from_str(&tags).unwrap_or_default();
             if let Some(position) = index.get(&run_id) {
                 runs[*position].inputs.push(input);
             }
         }
-        let mut outputs_statement = connection.prepare(&format!(
-            "SELECT run_id, model_id, step FROM run_outputs WHERE run_id IN ({subquery}) ORDER BY rowid"
-        ))?;
-        for row in outputs_statement
-            .query_map(values, |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?)))?
-        {
-            let (run_id, model_id, step) = row?;
+        let outputs_sql =
+            format!("SELECT run_id, model_id, step FROM run_outputs WHERE run_id IN ({subquery}) ORDER BY rowid");
+        let outputs = connection.query_map(&outputs_sql, values, |row| {
+            Ok((row.get::<String>(0)?, row.get::<String>(1)?, row.get::<i64>(2)?))
+        })?;
+        for (run_id, model_id, step) in outputs {
             if let Some(position) = index.get(&run_id) {
                 runs[*position].outputs.push((model_id, step));
             }
@@ -480,7 +478,7 @@ impl MetaStore {
     pub fn log_dataset_inputs(&self, run_id: &str, inputs: &[DatasetInput], at_ms: i64) -> Result<()> {
         self.require_active_run(run_id)?;
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
+        let mut transaction = connection.transaction()?;
         for input in inputs {
             transaction.execute(
                 "INSERT INTO run_inputs (run_id, name, digest, source_type, source, schema, profile, tags_json, logged_at)
@@ -530,7 +528,7 @@ impl MetaStore {
     ) -> Result<TrackedRun> {
         self.require_run(run_id)?;
         {
-            let connection = self.lock();
+            let mut connection = self.lock();
             if let Some(status) = status {
                 connection
                     .execute("UPDATE runs SET status = ?2 WHERE run_id = ?1", params![run_id, status.as_str()])?;
@@ -563,13 +561,16 @@ impl MetaStore {
     ) -> Result<()> {
         self.require_active_run(run_id)?;
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
+        let mut transaction = connection.transaction()?;
         {
-            let mut existing = transaction.prepare("SELECT value FROM run_params WHERE run_id = ?1 AND key = ?2")?;
-            let mut insert_param =
-                transaction.prepare("INSERT OR IGNORE INTO run_params (run_id, key, value) VALUES (?1, ?2, ?3)")?;
             for (key, value) in params {
-                let old: Option<String> = existing.query_row(params![run_id, key], |row| row.get(0)).optional()?;
+                let old: Option<String> = transaction
+                    .query_row(
+                        "SELECT value FROM run_params WHERE run_id = ?1 AND key = ?2",
+                        params![run_id, key],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
                 match old {
                     Some(old) if old != *value => {
                         return Err(Error::InvalidValue(format!(
@@ -578,29 +579,27 @@ impl MetaStore {
                     }
                     Some(_) => {}
                     None => {
-                        insert_param.execute(params![run_id, key, value])?;
+                        transaction.execute(
+                            "INSERT INTO run_params (run_id, key, value) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                            params![run_id, key, value],
+                        )?;
                     }
                 }
             }
-            let mut insert_metric = transaction.prepare(
-                "INSERT INTO run_metrics (run_id, key, value, step, at_ms, is_nan) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
             for (key, point) in metrics {
                 // SQLite stores NaN as NULL: keep a flag instead.
                 let value = if point.value.is_nan() { 0.0 } else { point.value };
-                insert_metric.execute(params![
-                    run_id,
-                    key,
-                    value,
-                    point.step,
-                    point.timestamp,
-                    point.value.is_nan()
-                ])?;
+                transaction.execute(
+                    "INSERT INTO run_metrics (run_id, key, value, step, at_ms, is_nan) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![run_id, key, value, point.step, point.timestamp, point.value.is_nan()],
+                )?;
             }
-            let mut insert_tag =
-                transaction.prepare("INSERT OR REPLACE INTO run_tags (run_id, key, value) VALUES (?1, ?2, ?3)")?;
             for (key, value) in tags {
-                insert_tag.execute(params![run_id, key, value])?;
+                transaction.execute(
+                    "INSERT INTO run_tags (run_id, key, value) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+                    params![run_id, key, value],
+                )?;
                 if key == "mlflow.runName" && !value.is_empty() {
                     transaction.execute("UPDATE runs SET name = ?2 WHERE run_id = ?1", params![run_id, value])?;
                 }
@@ -624,29 +623,22 @@ impl MetaStore {
     /// Every value logged for one metric of a run, in (step, timestamp) order.
     pub fn metric_history(&self, run_id: &str, key: &str) -> Result<Vec<MetricPoint>> {
         self.require_run(run_id)?;
-        let connection = self.lock();
-        let mut statement = connection.prepare(
+        self.lock().query_map(
             "SELECT value, at_ms, step, is_nan FROM run_metrics WHERE run_id = ?1 AND key = ?2
              ORDER BY step, at_ms, rowid",
-        )?;
-        let points = statement
-            .query_map(params_from_iter([run_id, key]), |row| metric_point(row, 0))?
-            .collect::<Result<_, _>>()?;
-        Ok(points)
+            params![run_id, key],
+            |row| metric_point(row, 0),
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{TestStore, on_both_backends};
 
-    fn store() -> MetaStore {
-        MetaStore::open_in_memory().expect("store")
-    }
-
-    #[test]
-    fn experiments_have_a_default_unique_names_and_a_life_cycle() -> Result<()> {
-        let store = store();
+    fn experiments_have_a_default_unique_names_and_a_life_cycle(location: &TestStore) -> Result<()> {
+        let store = location.open()?;
         assert_eq!(store.experiment("0")?.name, "Default");
         let id = store.create_experiment("fraud", None, &[("team".into(), "risk".into())], 5)?;
         assert_eq!(id, "1");
@@ -666,9 +658,8 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn runs_log_batches_keep_params_immutable_and_report_latest_metrics() -> Result<()> {
-        let store = store();
+    fn runs_log_batches_keep_params_immutable_and_report_latest_metrics(location: &TestStore) -> Result<()> {
+        let store = location.open()?;
         let run = store.create_tracked_run(&NewRun {
             experiment_id: "0".into(),
             user_id: "ada".into(),
@@ -725,4 +716,9 @@ mod tests {
         assert_eq!(store.run("old")?.seed, 7);
         Ok(())
     }
+
+    on_both_backends!(
+        experiments_have_a_default_unique_names_and_a_life_cycle,
+        runs_log_batches_keep_params_immutable_and_report_latest_metrics
+    );
 }
