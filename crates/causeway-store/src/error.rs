@@ -31,6 +31,9 @@ pub enum Error {
     /// A stored JSON document could not be read or written.
     #[error("stored document is not valid: {0}")]
     Json(#[from] serde_json::Error),
+    /// The S3-compatible object store failed or refused a request.
+    #[error("artifact store: {0}")]
+    ObjectStore(String),
     /// The thing asked for does not exist.
     #[error("{0} not found")]
     NotFound(String),
@@ -64,6 +67,7 @@ impl HasErrorCode for Error {
             Self::InvalidKey(_) => ErrorCode::InvalidInput,
             Self::Sql(_)
             | Self::Postgres(_)
+            | Self::ObjectStore(_)
             | Self::Database(_)
             | Self::NoRow
             | Self::Io { .. }

@@ -10,6 +10,7 @@ mod error;
 pub mod logged_models;
 mod meta;
 pub mod registry;
+mod s3;
 pub mod search;
 pub mod tokens;
 pub mod tracking;
