@@ -33,6 +33,20 @@ pub struct ProjectConfig {
     /// Retraining triggers and rollout.
     #[serde(default, rename = "loop")]
     pub rollout: LoopSection,
+    /// Where metadata and artifacts live (default: embedded, under `.causeway/`).
+    #[serde(default)]
+    pub storage: StorageSection,
+}
+
+/// Where the project's stores live. Each is a URL; unset means the embedded default. The
+/// `--store` / `--artifacts` options (or `CAUSEWAY_STORE` / `CAUSEWAY_ARTIFACTS`) override these.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSection {
+    /// `postgresql://user@host:5432/db[?schema=NAME]` or `sqlite:///path/meta.db`.
+    pub metadata: Option<String>,
+    /// `s3://bucket/prefix[?endpoint=URL]` (credentials from `AWS_*`) or a local directory.
+    pub artifacts: Option<String>,
 }
 
 /// Project-wide settings.

@@ -10,7 +10,7 @@ pub mod pipeline;
 pub mod project;
 pub mod scenario;
 
-pub use config::ProjectConfig;
+pub use config::{ProjectConfig, StorageSection};
 pub use controller::{Controller, LoopState, Stage, TickReport};
 pub use error::{Error, Result};
 pub use project::Project;

@@ -7,7 +7,7 @@ use causeway_data::Ingestor;
 use causeway_features::OnlineStore;
 use causeway_store::{BlobStore, MetaStore};
 
-use crate::config::ProjectConfig;
+use crate::config::{ProjectConfig, StorageSection};
 use crate::error::{Error, Result};
 
 /// The project description file.
@@ -48,9 +48,9 @@ pub struct Project {
     pub dir: PathBuf,
     /// The parsed `causeway.toml`.
     pub config: ProjectConfig,
-    /// Metadata (SQLite).
+    /// Metadata (SQLite under `.causeway/`, or PostgreSQL).
     pub meta: Arc<MetaStore>,
-    /// Artifacts (local directory).
+    /// Artifacts (a local directory under `.causeway/`, or an S3 bucket).
     pub blobs: BlobStore,
     /// Online features (redb), opened on first use: only one process may hold it, so commands
     /// that do not serve never touch it and run beside a live server.
@@ -61,6 +61,11 @@ impl Project {
     /// Creates `causeway.toml` (from `config_text`, unless one exists) and the stores.
     /// Returns the project and whether the configuration file was written.
     pub fn init(dir: &Path, config_text: &str) -> Result<(Project, bool)> {
+        Self::init_with(dir, config_text, &StorageSection::default())
+    }
+
+    /// [`Project::init`] with the stores where `storage` says.
+    pub fn init_with(dir: &Path, config_text: &str, storage: &StorageSection) -> Result<(Project, bool)> {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
         let config_path = dir.join(CONFIG_FILE);
         let written = !config_path.exists();
@@ -69,11 +74,17 @@ impl Project {
             std::fs::write(&config_path, config_text)
                 .map_err(|source| Error::Io { path: config_path.display().to_string(), source })?;
         }
-        Ok((Self::open(dir)?, written))
+        Ok((Self::open_with(dir, storage)?, written))
     }
 
     /// Opens a project; the directory must hold a `causeway.toml`.
     pub fn open(dir: &Path) -> Result<Project> {
+        Self::open_with(dir, &StorageSection::default())
+    }
+
+    /// Opens a project with its stores where `storage` says (each unset field falls back to
+    /// `[storage]` of causeway.toml, then to the embedded store under `.causeway/`).
+    pub fn open_with(dir: &Path, storage: &StorageSection) -> Result<Project> {
         if !dir.join(CONFIG_FILE).is_file() {
             return Err(Error::Config(format!(
                 "{} has no {CONFIG_FILE}: run `causeway init --dir {}` first",
@@ -84,8 +95,15 @@ impl Project {
         let config = ProjectConfig::load(dir)?;
         let state = dir.join(STATE_DIR);
         std::fs::create_dir_all(&state).map_err(|source| Error::Io { path: state.display().to_string(), source })?;
-        let meta = Arc::new(MetaStore::open(&state.join("meta.db"))?);
-        let blobs = BlobStore::open(state.join("artifacts"))?;
+        let metadata = storage.metadata.as_ref().or(config.storage.metadata.as_ref());
+        let meta = Arc::new(match metadata {
+            Some(url) => MetaStore::open_url(url)?,
+            None => MetaStore::open(&state.join("meta.db"))?,
+        });
+        let blobs = match storage.artifacts.as_ref().or(config.storage.artifacts.as_ref()) {
+            Some(url) => BlobStore::open_url(url)?,
+            None => BlobStore::open(state.join("artifacts"))?,
+        };
         Ok(Project { dir: dir.to_path_buf(), config, meta, blobs, online: OnceLock::new() })
     }
 

@@ -58,9 +58,16 @@ pub fn spawn_refresher(engine: Arc<Engine>, period: Duration) -> tokio::task::Jo
             interval.tick().await;
             let engine = engine.clone();
             match tokio::task::spawn_blocking(move || engine.refresh()).await {
-                Ok(Ok(changed)) if !changed.is_empty() => tracing::info!(models = ?changed, "deployments reloaded"),
+                Ok(Ok(report)) => {
+                    if !report.changed.is_empty() {
+                        tracing::info!(models = ?report.changed, "deployments reloaded");
+                    }
+                    for (model, reason) in report.unservable {
+                        tracing::warn!(model, %reason, "not serving this model");
+                    }
+                }
                 Ok(Err(error)) => tracing::warn!(%error, "reloading deployments failed"),
-                _ => {}
+                Err(_) => {}
             }
         }
     })

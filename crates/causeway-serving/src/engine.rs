@@ -9,6 +9,7 @@ use causeway_features::{FeatureSetSpec, OnlineStore, RecordFields};
 use causeway_models::{InputError, ModelArtifact, Predictor};
 use causeway_monitor::{PredictionLog, PredictionRecord, Role};
 use causeway_store::{BlobStore, MetaStore};
+use causeway_types::error::HasErrorCode;
 use causeway_types::{CHAMPION, Clock, FeatureValue, RolloutMode, TrafficPolicy};
 use serde::{Deserialize, Serialize};
 
@@ -122,7 +123,24 @@ pub struct Engine {
     log: PredictionLog,
     deployments: RwLock<HashMap<String, Arc<Deployment>>>,
     versions: RwLock<HashMap<(String, u32), Arc<ModelArtifact>>>,
+    /// Models whose wanted deployment could not be loaded, by the deployment key that failed, so
+    /// each failure is reported once and retried only when what is wanted changes.
+    unservable: std::sync::Mutex<HashMap<String, DeploymentKey>>,
     request_counter: AtomicU64,
+}
+
+/// (champion, challenger, rollout mode): what a deployment serves.
+type DeploymentKey = (u32, Option<u32>, String);
+
+/// What one [`Engine::refresh`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Refresh {
+    /// Models whose deployment changed.
+    pub changed: Vec<String>,
+    /// Models whose wanted versions cannot be served (a format Causeway does not serve, such as a
+    /// pickled scikit-learn model logged through the MLflow API, or an unreadable artifact), with
+    /// why. Each is reported once; the others keep serving.
+    pub unservable: Vec<(String, String)>,
 }
 
 impl Engine {
@@ -141,6 +159,7 @@ impl Engine {
             clock,
             log,
             deployments: RwLock::new(HashMap::new()),
+            unservable: std::sync::Mutex::new(HashMap::new()),
             versions: RwLock::new(HashMap::new()),
             request_counter: AtomicU64::new(0),
         }
@@ -176,10 +195,10 @@ impl Engine {
         Ok(artifact)
     }
 
-    /// Re-reads what should be deployed for every registered model and swaps what changed.
-    /// Returns the models whose deployment changed.
-    pub fn refresh(&self) -> Result<Vec<String>> {
-        let mut changed = Vec::new();
+    /// Re-reads what should be deployed for every registered model and swaps what changed. A model
+    /// that cannot be loaded keeps its current deployment (if any) and does not stop the others.
+    pub fn refresh(&self) -> Result<Refresh> {
+        let mut report = Refresh::default();
         for model in self.meta.model_names()? {
             let policy = match self.meta.traffic(&model)? {
                 Some(policy) => Some(policy),
@@ -197,17 +216,34 @@ impl Engine {
             if current.as_ref().is_some_and(|deployment| deployment.key() == desired_key) {
                 continue;
             }
-            let champion =
-                LoadedVersion { version: policy.champion, artifact: self.artifact(&model, policy.champion)? };
-            let challenger = match policy.challenger {
-                Some(version) => Some(LoadedVersion { version, artifact: self.artifact(&model, version)? }),
-                None => None,
+            let mut unservable = self.unservable.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if unservable.get(&model) == Some(&desired_key) {
+                continue;
+            }
+            let loaded = self.artifact(&model, policy.champion).and_then(|champion| {
+                let challenger = match policy.challenger {
+                    Some(version) => Some(LoadedVersion { version, artifact: self.artifact(&model, version)? }),
+                    None => None,
+                };
+                Ok((LoadedVersion { version: policy.champion, artifact: champion }, challenger))
+            });
+            let (champion, challenger) = match loaded {
+                Ok(versions) => versions,
+                Err(Error::Store(store)) if store.code() != causeway_types::ErrorCode::NotFound => {
+                    return Err(Error::Store(store));
+                }
+                Err(error) => {
+                    unservable.insert(model.clone(), desired_key);
+                    report.unservable.push((model, error.to_string()));
+                    continue;
+                }
             };
+            unservable.remove(&model);
             let deployment = Arc::new(Deployment { model: model.clone(), champion, challenger, mode: policy.mode });
             self.deployments.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(model.clone(), deployment);
-            changed.push(model);
+            report.changed.push(model);
         }
-        Ok(changed)
+        Ok(report)
     }
 
     /// The current deployment of `model`.
@@ -460,6 +496,44 @@ mod tests {
     }
 
     #[test]
+    fn a_model_that_cannot_be_served_is_reported_once_and_does_not_block_the_others() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let meta = Arc::new(MetaStore::open_in_memory().expect("meta"));
+        let blobs = BlobStore::open(directory.path()).expect("blobs");
+        // "a-sklearn" sorts before "m": a pickled model logged through the MLflow API, not ours.
+        let foreign = ModelVersionRecord {
+            model: "a-sklearn".into(),
+            version: 0,
+            run_id: "run".into(),
+            dataset: String::new(),
+            artifact_key: "models:/m-0123".into(),
+            flavor: "mlflow".into(),
+            created_ms: 0,
+            metrics: BTreeMap::new(),
+        };
+        let foreign_version = meta.register_version(&foreign, "test").expect("register").version;
+        meta.set_alias("a-sklearn", CHAMPION, foreign_version, "test", 0, "").expect("alias");
+        let ours = register(&meta, &blobs, 1.0);
+        meta.set_alias("m", CHAMPION, ours, "test", 0, "").expect("alias");
+        let engine = Engine::new(
+            meta.clone(),
+            blobs.clone(),
+            None,
+            Arc::new(ManualClock::new(1_000)),
+            PredictionLog::start(blobs.clone(), 100, 10),
+        );
+        let first = engine.refresh().expect("refresh");
+        assert_eq!(first.changed, vec!["m".to_string()]);
+        assert_eq!(first.unservable.iter().map(|(model, _)| model.as_str()).collect::<Vec<_>>(), vec!["a-sklearn"]);
+        assert_eq!(engine.refresh().expect("refresh"), Refresh::default(), "reported once, not on every reload");
+        assert_eq!(engine.infer("m", None, &[vec![1.0]], None).expect("m serves").version, ours);
+        let second = register(&meta, &blobs, 2.0);
+        meta.set_alias("a-sklearn", CHAMPION, foreign_version, "test", 1, "").expect("alias");
+        meta.set_alias("m", CHAMPION, second, "test", 1, "").expect("alias");
+        assert_eq!(engine.refresh().expect("refresh").changed, vec!["m".to_string()]);
+    }
+
+    #[test]
     fn swaps_deployments_from_the_store_without_disturbing_holders_of_the_old_one() {
         let directory = tempfile::tempdir().expect("tempdir");
         let meta = Arc::new(MetaStore::open_in_memory().expect("meta"));
@@ -475,8 +549,8 @@ mod tests {
         );
         assert!(matches!(engine.infer("m", None, &[vec![1.0]], None), Err(Error::NotDeployed(_))));
         meta.set_alias("m", CHAMPION, first, "test", 0, "").expect("alias");
-        assert_eq!(engine.refresh().expect("refresh"), vec!["m".to_string()]);
-        assert!(engine.refresh().expect("refresh").is_empty(), "nothing changed, nothing reloaded");
+        assert_eq!(engine.refresh().expect("refresh").changed, vec!["m".to_string()]);
+        assert!(engine.refresh().expect("refresh").changed.is_empty(), "nothing changed, nothing reloaded");
         let before = engine.infer("m", None, &[vec![1.0]], Some("a")).expect("infer");
         assert_eq!((before.version, before.scores[0]), (first, causeway_models::sigmoid(1.0)));
         let held = engine.deployment("m").expect("deployment");

@@ -9,5 +9,7 @@ mod engine;
 mod error;
 pub mod routing;
 
-pub use engine::{Deployment, Engine, InferOutcome, LoadedVersion, OnlineFeatures, RecordDecision, RecordRequest};
+pub use engine::{
+    Deployment, Engine, InferOutcome, LoadedVersion, OnlineFeatures, RecordDecision, RecordRequest, Refresh,
+};
 pub use error::{Error, Result};

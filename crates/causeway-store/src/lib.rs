@@ -26,20 +26,15 @@ pub use tracking::{DatasetInput, Experiment, MetricPoint, NewRun, TrackedRun, Vi
 /// Test stores on either backend, and the macro that runs a test body on both.
 #[cfg(test)]
 pub(crate) mod testing {
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use causeway_test_support::PostgresSchema;
 
     use crate::{MetaStore, Result};
 
-    /// The PostgreSQL server the tests use: `CAUSEWAY_TEST_POSTGRES_URL`, or the local one.
-    fn postgres_url() -> String {
-        std::env::var("CAUSEWAY_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/test".to_string())
-    }
-
-    /// Where one test's store lives. Each PostgreSQL test gets a schema of its own, dropped with this.
+    /// Where one test's store lives: a fresh SQLite file, or a PostgreSQL schema of its own
+    /// (dropped with this).
     pub(crate) struct TestStore {
         url: String,
-        schema: Option<String>,
+        _schema: Option<PostgresSchema>,
         _directory: tempfile::TempDir,
     }
 
@@ -48,35 +43,19 @@ pub(crate) mod testing {
         pub(crate) fn sqlite() -> Self {
             let directory = tempfile::tempdir().unwrap_or_else(|error| panic!("temporary directory: {error}"));
             let url = directory.path().join("meta.db").display().to_string();
-            Self { url, schema: None, _directory: directory }
+            Self { url, _schema: None, _directory: directory }
         }
 
         /// A fresh schema on the test PostgreSQL server.
         pub(crate) fn postgres() -> Self {
-            static COUNTER: AtomicU64 = AtomicU64::new(0);
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|elapsed| elapsed.subsec_nanos())
-                .unwrap_or(0);
-            let schema =
-                format!("causeway_test_{}_{}_{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+            let schema = PostgresSchema::new("store");
             let directory = tempfile::tempdir().unwrap_or_else(|error| panic!("temporary directory: {error}"));
-            Self { url: format!("{}?schema={schema}", postgres_url()), schema: Some(schema), _directory: directory }
+            Self { url: schema.url(), _schema: Some(schema), _directory: directory }
         }
 
         /// Opens (again) the store.
         pub(crate) fn open(&self) -> Result<MetaStore> {
             MetaStore::open_url(&self.url)
-        }
-    }
-
-    impl Drop for TestStore {
-        fn drop(&mut self) {
-            if let Some(schema) = &self.schema
-                && let Ok(mut client) = postgres::Client::connect(&postgres_url(), postgres::NoTls)
-            {
-                let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"));
-            }
         }
     }
 

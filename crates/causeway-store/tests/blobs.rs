@@ -2,64 +2,15 @@
 //! from the pinned test environment, started on loopback for this test).
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used, reason = "tests fail loudly")]
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
-
 use causeway_store::{BlobStore, Error};
+use causeway_test_support::S3Server;
 
-/// A moto S3 server on a free loopback port, stopped when dropped.
-struct S3Server {
-    child: Child,
-    endpoint: String,
-}
-
-impl S3Server {
-    fn start() -> Self {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let setup = Command::new("bash").arg(root.join("scripts/python-env.sh")).output().expect("python-env.sh runs");
-        assert!(setup.status.success(), "python-env.sh failed:\n{}", String::from_utf8_lossy(&setup.stderr));
-        let python = String::from_utf8_lossy(&setup.stdout).lines().last().unwrap_or_default().trim().to_string();
-        let port =
-            std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("port").port();
-        let mut child = Command::new(&python)
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("moto server starts");
-        let stderr = child.stderr.take().expect("stderr");
-        let (ready_sender, ready) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("Running on http://") {
-                    let _ = ready_sender.send(());
-                }
-            }
-        });
-        ready.recv_timeout(Duration::from_secs(120)).expect("moto server ready");
-        Self { child, endpoint: format!("http://127.0.0.1:{port}") }
-    }
-
-    fn store(&self, bucket_and_prefix: &str) -> BlobStore {
-        let endpoint = self.endpoint.clone();
-        BlobStore::open_url_with(&format!("s3://{bucket_and_prefix}"), move |name| match name {
-            "AWS_ACCESS_KEY_ID" => Some("testing".to_string()),
-            "AWS_SECRET_ACCESS_KEY" => Some("testing".to_string()),
-            "AWS_ENDPOINT_URL" => Some(endpoint.clone()),
-            _ => None,
-        })
-        .expect("S3 blob store opens")
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn s3_store(server: &S3Server, bucket_and_prefix: &str) -> BlobStore {
+    let environment = server.environment();
+    BlobStore::open_url_with(&format!("s3://{bucket_and_prefix}"), move |name| {
+        environment.iter().find(|(key, _)| *key == name).map(|(_, value)| value.clone())
+    })
+    .expect("S3 blob store opens")
 }
 
 /// Everything the artifact API relies on, asserted identically for each backend.
@@ -109,11 +60,11 @@ fn local_directory_and_s3_bucket_behave_alike() {
     behaves_like_a_blob_store(&BlobStore::open(directory.path().join("blobs")).expect("local store"));
 
     let server = S3Server::start();
-    behaves_like_a_blob_store(&server.store("causeway-test/artifacts"));
+    behaves_like_a_blob_store(&s3_store(&server, "causeway-test/artifacts"));
     // Two prefixes in one bucket do not see each other; a bucket root works too.
-    let other = server.store("causeway-test/elsewhere");
+    let other = s3_store(&server, "causeway-test/elsewhere");
     assert!(other.list_directory("").expect("list root").is_empty());
-    let root = server.store("causeway-root");
+    let root = s3_store(&server, "causeway-root");
     root.put("a/b.txt", b"root").expect("put at the bucket root");
     assert_eq!(root.list_directory("").expect("list root"), vec![("a".to_string(), true, 0)]);
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use causeway_loop::pipeline::{load_dataset, snapshot_id, train_and_register, training_set};
-use causeway_loop::{Controller, Project};
+use causeway_loop::{Controller, Project, StorageSection};
 use causeway_monitor::PredictionLog;
 use causeway_serving::{Engine, OnlineFeatures};
 use causeway_types::{
@@ -27,12 +27,28 @@ struct Cli {
     command: Command,
 }
 
-/// The project directory every command works in.
+/// The project every command works in: its directory, and where its stores live when not in
+/// the embedded defaults.
 #[derive(Debug, Clone, Args)]
-pub struct DirArg {
+pub struct ProjectArgs {
     /// The project directory (holds causeway.toml and .causeway/).
     #[arg(long, default_value = ".")]
     pub dir: PathBuf,
+    /// The metadata store: postgresql://USER@HOST:5432/DB[?schema=NAME] or sqlite:///PATH
+    /// [default: [storage].metadata of causeway.toml, else .causeway/meta.db].
+    #[arg(long, env = "CAUSEWAY_STORE", value_name = "URL")]
+    pub store: Option<String>,
+    /// The artifact store: s3://BUCKET/PREFIX[?endpoint=URL] (credentials from AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY) or a directory [default: [storage].artifacts of causeway.toml, else
+    /// .causeway/artifacts].
+    #[arg(long, env = "CAUSEWAY_ARTIFACTS", value_name = "URL")]
+    pub artifacts: Option<String>,
+}
+
+impl ProjectArgs {
+    fn storage(&self) -> StorageSection {
+        StorageSection { metadata: self.store.clone(), artifacts: self.artifacts.clone() }
+    }
 }
 
 /// Options shared by `serve` and `server`.
@@ -45,7 +61,7 @@ struct ServingArgs {
     #[arg(long)]
     insecure: bool,
     #[command(flatten)]
-    dir: DirArg,
+    dir: ProjectArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,7 +69,7 @@ enum Command {
     /// Create causeway.toml and the embedded stores (.causeway/) in a project directory.
     ///
     /// Example: causeway init --dir my-project
-    Init(DirArg),
+    Init(ProjectArgs),
     /// Ingest a CSV or Parquet file as a new version of a dataset, after validating it.
     ///
     /// The version is the BLAKE3 hash of the content; the expectations under
@@ -67,12 +83,12 @@ enum Command {
         #[arg(long)]
         name: String,
         #[command(flatten)]
-        dir: DirArg,
+        dir: ProjectArgs,
     },
     /// List dataset versions.
     ///
     /// Example: causeway datasets --dir my-project
-    Datasets(DirArg),
+    Datasets(ProjectArgs),
     /// Train the [model] of causeway.toml on the labelled rows of its dataset and register a version.
     ///
     /// Example: causeway train --dir my-project --days 30
@@ -84,16 +100,16 @@ enum Command {
         #[arg(long)]
         promote: bool,
         #[command(flatten)]
-        dir: DirArg,
+        dir: ProjectArgs,
     },
     /// List tracked runs with their reproducibility metadata and metrics.
     ///
     /// Example: causeway runs --dir my-project
-    Runs(DirArg),
+    Runs(ProjectArgs),
     /// List registered model versions, their metrics and aliases.
     ///
     /// Example: causeway models --dir my-project
-    Models(DirArg),
+    Models(ProjectArgs),
     /// Point a model's champion alias at a version (audited).
     ///
     /// Example: causeway promote 3 --model fraud
@@ -104,7 +120,7 @@ enum Command {
         #[arg(long)]
         model: Option<String>,
         #[command(flatten)]
-        dir: DirArg,
+        dir: ProjectArgs,
     },
     /// Point a model's champion alias back at the version it had before (audited).
     ///
@@ -114,7 +130,7 @@ enum Command {
         #[arg(long)]
         model: Option<String>,
         #[command(flatten)]
-        dir: DirArg,
+        dir: ProjectArgs,
     },
     /// Show the timeline: audit log, alerts, loop steps.
     ///
@@ -124,7 +140,7 @@ enum Command {
         #[arg(long)]
         kind: Option<String>,
         #[command(flatten)]
-        dir: DirArg,
+        dir: ProjectArgs,
     },
     /// Serve the project's deployed models over the Open Inference Protocol v2 (REST).
     ///
@@ -196,12 +212,12 @@ enum TokenAction {
         #[arg(long, default_value = "read")]
         scope: String,
         #[command(flatten)]
-        dir: DirArg,
+        dir: ProjectArgs,
     },
     /// List tokens (never their secrets).
     ///
     /// Example: causeway token list --dir my-project
-    List(DirArg),
+    List(ProjectArgs),
     /// Revoke a token by name.
     ///
     /// Example: causeway token revoke --name ci --dir my-project
@@ -210,7 +226,7 @@ enum TokenAction {
         #[arg(long)]
         name: String,
         #[command(flatten)]
-        dir: DirArg,
+        dir: ProjectArgs,
     },
 }
 
@@ -219,7 +235,7 @@ enum LoopAction {
     /// Resume retraining after the loop paused itself (it pauses after a rollback).
     ///
     /// Example: causeway loop resume --dir my-project
-    Resume(DirArg),
+    Resume(ProjectArgs),
 }
 
 /// Parses arguments, runs the command, and turns errors into a message and exit code.
@@ -239,25 +255,25 @@ pub fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Init(dir) => init(&dir.dir),
-        Command::Ingest { file, name, dir } => ingest(&dir.dir, &file, &name),
-        Command::Datasets(dir) => datasets(&dir.dir),
-        Command::Train { days, promote, dir } => train(&dir.dir, days, promote),
-        Command::Runs(dir) => runs(&dir.dir),
-        Command::Models(dir) => models(&dir.dir),
-        Command::Promote { version, model, dir } => promote(&dir.dir, model, version),
-        Command::Rollback { model, dir } => rollback(&dir.dir, model),
-        Command::Events { kind, dir } => events(&dir.dir, kind.as_deref()),
+        Command::Init(dir) => init(&dir),
+        Command::Ingest { file, name, dir } => ingest(&dir, &file, &name),
+        Command::Datasets(dir) => datasets(&dir),
+        Command::Train { days, promote, dir } => train(&dir, days, promote),
+        Command::Runs(dir) => runs(&dir),
+        Command::Models(dir) => models(&dir),
+        Command::Promote { version, model, dir } => promote(&dir, model, version),
+        Command::Rollback { model, dir } => rollback(&dir, model),
+        Command::Events { kind, dir } => events(&dir, kind.as_deref()),
         Command::Serve { listen, serving } => serve(listen, &serving, false),
         Command::Server { host, port, serving } => serve(SocketAddr::new(host, port), &serving, true),
         Command::Token { action } => token(action),
-        Command::Loop { action: LoopAction::Resume(dir) } => resume(&dir.dir),
+        Command::Loop { action: LoopAction::Resume(dir) } => resume(&dir),
         Command::Demo { demo } => crate::demo::run(demo),
     }
 }
 
-fn open(dir: &Path) -> Result<Project> {
-    Ok(Project::open(dir)?)
+fn open(project: &ProjectArgs) -> Result<Project> {
+    Ok(Project::open_with(&project.dir, &project.storage())?)
 }
 
 fn table(headers: &[&str]) -> Table {
@@ -267,8 +283,9 @@ fn table(headers: &[&str]) -> Table {
     table
 }
 
-fn init(dir: &Path) -> Result<ExitCode> {
-    let (project, written) = Project::init(dir, causeway_loop::project::INIT_TEMPLATE)?;
+fn init(arguments: &ProjectArgs) -> Result<ExitCode> {
+    let dir = arguments.dir.as_path();
+    let (project, written) = Project::init_with(dir, causeway_loop::project::INIT_TEMPLATE, &arguments.storage())?;
     if written {
         println!("created {}/causeway.toml and {}/.causeway/", dir.display(), dir.display());
     } else {
@@ -278,7 +295,7 @@ fn init(dir: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn ingest(dir: &Path, file: &Path, name: &str) -> Result<ExitCode> {
+fn ingest(dir: &ProjectArgs, file: &Path, name: &str) -> Result<ExitCode> {
     let project = open(dir)?;
     let suite = project.config.suite(name);
     let outcome = project.ingestor().ingest_file(name, file, &suite, SystemClock.now_ms())?;
@@ -293,7 +310,7 @@ fn ingest(dir: &Path, file: &Path, name: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn datasets(dir: &Path) -> Result<ExitCode> {
+fn datasets(dir: &ProjectArgs) -> Result<ExitCode> {
     let project = open(dir)?;
     let mut output = table(&["dataset", "version", "rows", "columns", "source", "ingested"]);
     for dataset in project.meta.all_datasets()? {
@@ -310,7 +327,7 @@ fn datasets(dir: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn train(dir: &Path, days: Option<u32>, promote: bool) -> Result<ExitCode> {
+fn train(dir: &ProjectArgs, days: Option<u32>, promote: bool) -> Result<ExitCode> {
     let project = open(dir)?;
     let model = project.config.model()?.clone();
     let data = load_dataset(&project, &model.dataset)?;
@@ -360,7 +377,7 @@ fn set_champion(project: &Project, model: &str, version: u32, actor: &str, reaso
     Ok(())
 }
 
-fn runs(dir: &Path) -> Result<ExitCode> {
+fn runs(dir: &ProjectArgs) -> Result<ExitCode> {
     let project = open(dir)?;
     let mut output = table(&["run", "name", "status", "started", "seed", "dataset", "git", "tool", "metrics"]);
     for run in project.meta.runs()? {
@@ -385,7 +402,7 @@ fn runs(dir: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn models(dir: &Path) -> Result<ExitCode> {
+fn models(dir: &ProjectArgs) -> Result<ExitCode> {
     let project = open(dir)?;
     let mut output =
         table(&["model", "version", "family", "trained on", "roc_auc", "recall", "fpr", "threshold", "aliases"]);
@@ -425,7 +442,7 @@ fn model_name(project: &Project, model: Option<String>) -> Result<String> {
     }
 }
 
-fn promote(dir: &Path, model: Option<String>, version: u32) -> Result<ExitCode> {
+fn promote(dir: &ProjectArgs, model: Option<String>, version: u32) -> Result<ExitCode> {
     let project = open(dir)?;
     let model = model_name(&project, model)?;
     project.meta.model_version(&model, version)?;
@@ -437,7 +454,7 @@ fn promote(dir: &Path, model: Option<String>, version: u32) -> Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-fn rollback(dir: &Path, model: Option<String>) -> Result<ExitCode> {
+fn rollback(dir: &ProjectArgs, model: Option<String>) -> Result<ExitCode> {
     let project = open(dir)?;
     let model = model_name(&project, model)?;
     let now = SystemClock.now_ms();
@@ -457,7 +474,7 @@ fn rollback(dir: &Path, model: Option<String>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn events(dir: &Path, kind: Option<&str>) -> Result<ExitCode> {
+fn events(dir: &ProjectArgs, kind: Option<&str>) -> Result<ExitCode> {
     let project = open(dir)?;
     let kind = match kind {
         Some(text) => Some(
@@ -475,7 +492,7 @@ fn events(dir: &Path, kind: Option<&str>) -> Result<ExitCode> {
 fn token(action: TokenAction) -> Result<ExitCode> {
     match action {
         TokenAction::Create { name, scope, dir } => {
-            let project = open(&dir.dir)?;
+            let project = open(&dir)?;
             let scope = causeway_store::Scope::parse(&scope)
                 .with_context(|| format!("unknown scope `{scope}`: use read, write or admin"))?;
             let (token, secret) = project.meta.create_token(&name, scope, SystemClock.now_ms())?;
@@ -483,7 +500,7 @@ fn token(action: TokenAction) -> Result<ExitCode> {
             println!("{secret}");
         }
         TokenAction::List(dir) => {
-            let project = open(&dir.dir)?;
+            let project = open(&dir)?;
             let mut output = table(&["name", "scope", "created", "state"]);
             for token in project.meta.tokens()? {
                 output.add_row(vec![
@@ -496,7 +513,7 @@ fn token(action: TokenAction) -> Result<ExitCode> {
             println!("{output}");
         }
         TokenAction::Revoke { name, dir } => {
-            let project = open(&dir.dir)?;
+            let project = open(&dir)?;
             project.meta.revoke_token(&name)?;
             println!("revoked token `{name}`");
         }
@@ -504,7 +521,7 @@ fn token(action: TokenAction) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn resume(dir: &Path) -> Result<ExitCode> {
+fn resume(dir: &ProjectArgs) -> Result<ExitCode> {
     let project = open(dir)?;
     let mut controller =
         Controller::new(&project, Box::new(|_, _| Err(causeway_loop::Error::Precondition("not retraining".into()))))?;
@@ -517,7 +534,7 @@ fn resume(dir: &Path) -> Result<ExitCode> {
 /// MLflow tracking API too.
 fn serve(listen: SocketAddr, serving: &ServingArgs, tracking: bool) -> Result<ExitCode> {
     let (dir, reload_seconds, insecure) = (serving.dir.dir.as_path(), serving.reload_seconds, serving.insecure);
-    let project = open(dir)?;
+    let project = open(&serving.dir)?;
     let require_tokens = !listen.ip().is_loopback() && !insecure;
     if require_tokens && project.meta.tokens()?.iter().all(|token| token.revoked) {
         anyhow::bail!(
@@ -535,8 +552,11 @@ fn serve(listen: SocketAddr, serving: &ServingArgs, tracking: bool) -> Result<Ex
         clock.clone(),
         PredictionLog::start(project.blobs.clone(), 100_000, 10_000),
     ));
-    let changed = engine.refresh()?;
-    if changed.is_empty() {
+    let report = engine.refresh()?;
+    for (model, reason) in &report.unservable {
+        eprintln!("warning: not serving {model}: {reason}");
+    }
+    if report.changed.is_empty() {
         eprintln!("warning: no model is deployed yet; /v2/health/ready answers 503 until a champion exists");
     }
     let state = causeway_server::AppState::new(engine.clone(), project.meta.clone(), clock.clone());
@@ -555,10 +575,13 @@ fn serve(listen: SocketAddr, serving: &ServingArgs, tracking: bool) -> Result<Ex
             tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let address = listener.local_addr()?;
         let tracking_note = if tracking { "; MLflow tracking API at /api/2.0/mlflow" } else { "" };
+        // One line: tests and supervisors read it as the readiness signal, then may close the pipe.
         println!(
-            "serving {} on http://{address} (models: {}){tracking_note}",
+            "serving {} on http://{address} (models: {}; metadata on {}, artifacts in {}){tracking_note}",
             project.dir.display(),
-            engine.deployed_models().join(", ")
+            engine.deployed_models().join(", "),
+            project.meta.backend(),
+            project.blobs.describe()
         );
         let refresher = causeway_server::spawn_refresher(engine.clone(), Duration::from_secs(reload_seconds.max(1)));
         let result = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;

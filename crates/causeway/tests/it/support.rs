@@ -100,8 +100,18 @@ impl Server {
     }
 
     fn spawn(args: &[&str]) -> Server {
-        let mut child =
-            binary().args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("serve starts");
+        Self::spawn_with(args, &[])
+    }
+
+    /// Starts `causeway ARGS` with extra environment variables and waits for its readiness line.
+    pub fn spawn_with(args: &[&str], environment: &[(&str, String)]) -> Server {
+        let mut child = binary()
+            .args(args)
+            .envs(environment.iter().map(|(name, value)| (*name, value)))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("serve starts");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).expect("readiness line");

@@ -1,0 +1,136 @@
+//! Fixtures the test suites share: the pinned Python environment (`scripts/python-env.sh`), a
+//! real S3-compatible server (moto) on a loopback port, and PostgreSQL schemas of their own.
+//!
+//! Only tests depend on this crate. Fixtures panic with a clear message when the machine lacks
+//! what they need: a test that cannot set up must fail, never pass silently.
+#![allow(clippy::expect_used, clippy::panic, reason = "test fixtures fail loudly")]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The repository's root directory.
+pub fn repository_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
+}
+
+/// The interpreter of the pinned test environment, made by `scripts/python-env.sh` if needed.
+pub fn python() -> String {
+    let setup = Command::new("bash")
+        .arg(repository_root().join("scripts/python-env.sh"))
+        .output()
+        .expect("scripts/python-env.sh runs");
+    assert!(setup.status.success(), "scripts/python-env.sh failed:\n{}", String::from_utf8_lossy(&setup.stderr));
+    String::from_utf8_lossy(&setup.stdout).lines().last().expect("python path").trim().to_string()
+}
+
+/// A moto S3 server on a free loopback port, stopped when dropped. Any access key works.
+pub struct S3Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+}
+
+impl S3Server {
+    /// Starts the server and returns once it says it is listening.
+    pub fn start() -> S3Server {
+        let python = python();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let mut child = Command::new(&python)
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the moto server starts");
+        let stderr = child.stderr.take().expect("moto's stderr");
+        let (ready_sender, ready) = mpsc::channel();
+        std::thread::spawn(move || {
+            // Keep draining after the readiness line so the server never blocks on a full pipe.
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("Running on http://") {
+                    let _ = ready_sender.send(());
+                }
+            }
+        });
+        ready.recv_timeout(Duration::from_secs(120)).expect("the moto server reports it is listening");
+        S3Server { child, endpoint: format!("http://127.0.0.1:{port}") }
+    }
+
+    /// The `AWS_*` settings that point a client at this server.
+    pub fn environment(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+            ("AWS_REGION", "us-east-1".to_string()),
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+        ]
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The PostgreSQL server the tests use: `CAUSEWAY_TEST_POSTGRES_URL`, or the local one, which
+/// `scripts/services.sh` starts if it does not answer.
+pub fn postgres_url() -> String {
+    static READY: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    let url = std::env::var("CAUSEWAY_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/test".to_string());
+    READY.get_or_init(|| {
+        if postgres::Client::connect(&url, postgres::NoTls).is_err() {
+            let started = Command::new("bash")
+                .arg(repository_root().join("scripts/services.sh"))
+                .output()
+                .expect("scripts/services.sh runs");
+            assert!(
+                started.status.success(),
+                "PostgreSQL at {url} is down and scripts/services.sh could not start it:\n{}",
+                String::from_utf8_lossy(&started.stderr)
+            );
+        }
+    });
+    url
+}
+
+/// A schema of its own on the test PostgreSQL server, dropped (with everything in it) on drop.
+pub struct PostgresSchema {
+    /// The schema's name.
+    pub name: String,
+}
+
+impl PostgresSchema {
+    /// A fresh, unique schema name (the store creates the schema when it first connects).
+    pub fn new(purpose: &str) -> PostgresSchema {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.subsec_nanos())
+            .unwrap_or(0);
+        let name =
+            format!("causeway_{purpose}_{}_{}_{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        PostgresSchema { name }
+    }
+
+    /// The store URL of this schema.
+    pub fn url(&self) -> String {
+        format!("{}?schema={}", postgres_url(), self.name)
+    }
+}
+
+impl Drop for PostgresSchema {
+    fn drop(&mut self) {
+        if let Ok(mut client) = postgres::Client::connect(&postgres_url(), postgres::NoTls) {
+            let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name));
+        }
+    }
+}
