@@ -1,7 +1,7 @@
 """Causeway's tracking server against `mlflow server` (SQLite backend), same machine, same
 client workload, one run. Prints medians and ratios; writes them as JSON with --json.
 
-    python bench/mlflow/bench.py --causeway target/release/causeway [--quick] [--json out.json]
+    python bench/mlflow/bench.py --causeway target/release/causeway [--quick] [--json out.json] [--causeway-store URL]
 
 Measured, for each server:
   cold start      spawn → first successful API answer
@@ -63,14 +63,15 @@ def tree_rss_kib(pid):
 
 
 class Server:
-    def __init__(self, kind, causeway, mlflow, workdir):
+    def __init__(self, kind, causeway, mlflow, workdir, causeway_store=None):
         self.kind = kind
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         if kind == "causeway":
             project = os.path.join(workdir, "project")
-            subprocess.run([causeway, "init", "--dir", project], check=True, stdout=subprocess.DEVNULL)
-            command = [causeway, "server", "--dir", project, "--port", str(self.port)]
+            stores = ["--store", causeway_store] if causeway_store else []
+            subprocess.run([causeway, "init", "--dir", project, *stores], check=True, stdout=subprocess.DEVNULL)
+            command = [causeway, "server", "--dir", project, "--port", str(self.port), *stores]
         else:
             command = [
                 mlflow, "server",
@@ -177,9 +178,9 @@ def search(server, experiment, repeats=5):
     return statistics.median(timings)
 
 
-def measure(kind, causeway, mlflow, runs):
+def measure(kind, causeway, mlflow, runs, causeway_store=None):
     workdir = tempfile.mkdtemp(prefix=f"bench-{kind}-")
-    server = Server(kind, causeway, mlflow, workdir)
+    server = Server(kind, causeway, mlflow, workdir, causeway_store)
     try:
         time.sleep(2)
         result = {"cold_start_s": server.cold_start, "idle_rss_mib": tree_rss_kib(server.process.pid) / 1024}
@@ -200,12 +201,13 @@ def main():
     parser.add_argument("--mlflow", default=os.path.join(os.path.dirname(sys.executable), "mlflow"))
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json")
+    parser.add_argument("--causeway-store", help="Causeway's metadata store URL (default: its embedded SQLite), e.g. postgresql://postgres@127.0.0.1:5432/test?schema=bench_1")
     args = parser.parse_args()
     runs = 1000 if args.quick else 10_000
     results = {}
     for kind in ("causeway", "mlflow"):
         print(f"measuring {kind} ...", file=sys.stderr, flush=True)
-        results[kind] = measure(kind, args.causeway, args.mlflow, runs)
+        results[kind] = measure(kind, args.causeway, args.mlflow, runs, args.causeway_store)
     causeway, mlflow = results["causeway"], results["mlflow"]
     ratios = {
         "ingest (causeway / mlflow, goal >= 10)": causeway["ingest_metrics_per_s"] / mlflow["ingest_metrics_per_s"],
