@@ -11,6 +11,9 @@ use postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 
 use crate::error::{Error, Result};
 
+/// The most rows one multi-row insert carries (SQLite allows 32,766 parameters, PostgreSQL 65,535).
+pub(crate) const ROWS_PER_INSERT: usize = 200;
+
 /// A value bound to or read from a query: the five storage classes both backends share.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Value {
@@ -197,7 +200,34 @@ impl PostgresConnection {
 impl Connection {
     /// Runs one statement and returns the number of rows it changed.
     pub(crate) fn execute(&mut self, sql: &str, params: &[&dyn ToValue]) -> Result<usize> {
-        let values: Vec<Value> = params.iter().map(|param| param.to_value()).collect();
+        self.execute_values(sql, params.iter().map(|param| param.to_value()).collect())
+    }
+
+    /// Inserts many rows with multi-row `INSERT … VALUES (…), (…)` statements of up to
+    /// [`ROWS_PER_INSERT`] rows each: one round trip per chunk instead of one per row, which is
+    /// what makes batch logging fast on PostgreSQL. `head` is `INSERT INTO table (columns)`;
+    /// `tail` follows the values (an `ON CONFLICT` clause, or empty). Returns the rows changed.
+    pub(crate) fn insert_rows(&mut self, head: &str, tail: &str, rows: &[Vec<Value>]) -> Result<usize> {
+        let mut changed = 0;
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let width = chunk.first().map_or(0, Vec::len);
+            if chunk.iter().any(|row| row.len() != width) {
+                return Err(Error::Database(format!("rows of different widths for `{head}`")));
+            }
+            let tuples: Vec<String> = (0..chunk.len())
+                .map(|row| {
+                    let placeholders: Vec<String> =
+                        (1..=width).map(|column| format!("?{}", row * width + column)).collect();
+                    format!("({})", placeholders.join(", "))
+                })
+                .collect();
+            let sql = format!("{head} VALUES {} {tail}", tuples.join(", "));
+            changed += self.execute_values(&sql, chunk.iter().flatten().cloned().collect())?;
+        }
+        Ok(changed)
+    }
+
+    fn execute_values(&mut self, sql: &str, values: Vec<Value>) -> Result<usize> {
         match self {
             Self::Sqlite(connection) => {
                 let mut statement = connection.prepare_cached(sql)?;

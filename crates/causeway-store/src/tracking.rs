@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::db::{OptionalRow, Row, ToValue, params};
+use crate::db::{OptionalRow, Row, ToValue, Value, params};
 use causeway_types::{RunStatus, SeededRng};
 use serde::{Deserialize, Serialize};
 
@@ -563,43 +563,61 @@ impl MetaStore {
         let mut connection = self.lock();
         let mut transaction = connection.transaction()?;
         {
+            // Parameters are immutable: compare with what the run has (and what this batch already set).
+            let mut known: HashMap<String, String> = transaction
+                .query_map("SELECT key, value FROM run_params WHERE run_id = ?1", params![run_id], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?
+                .into_iter()
+                .collect();
+            let mut param_rows: Vec<Vec<Value>> = Vec::new();
             for (key, value) in params {
-                let old: Option<String> = transaction
-                    .query_row(
-                        "SELECT value FROM run_params WHERE run_id = ?1 AND key = ?2",
-                        params![run_id, key],
-                        |row| row.get(0),
-                    )
-                    .optional()?;
-                match old {
-                    Some(old) if old != *value => {
+                match known.get(key) {
+                    Some(old) if old != value => {
                         return Err(Error::InvalidValue(format!(
                             "changing param values is not allowed: param `{key}` of run `{run_id}` was `{old}`, new value `{value}`"
                         )));
                     }
                     Some(_) => {}
                     None => {
-                        transaction.execute(
-                            "INSERT INTO run_params (run_id, key, value) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-                            params![run_id, key, value],
-                        )?;
+                        known.insert(key.clone(), value.clone());
+                        param_rows.push(vec![run_id.to_value(), key.to_value(), value.to_value()]);
                     }
                 }
             }
-            for (key, point) in metrics {
-                // SQLite stores NaN as NULL: keep a flag instead.
-                let value = if point.value.is_nan() { 0.0 } else { point.value };
-                transaction.execute(
-                    "INSERT INTO run_metrics (run_id, key, value, step, at_ms, is_nan) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![run_id, key, value, point.step, point.timestamp, point.value.is_nan()],
-                )?;
-            }
-            for (key, value) in tags {
-                transaction.execute(
-                    "INSERT INTO run_tags (run_id, key, value) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
-                    params![run_id, key, value],
-                )?;
+            transaction.insert_rows(
+                "INSERT INTO run_params (run_id, key, value)",
+                "ON CONFLICT DO NOTHING",
+                &param_rows,
+            )?;
+            // SQLite stores NaN as NULL: keep a flag instead.
+            let metric_rows: Vec<Vec<Value>> = metrics
+                .iter()
+                .map(|(key, point)| {
+                    let value = if point.value.is_nan() { 0.0 } else { point.value };
+                    [&run_id as &dyn ToValue, key, &value, &point.step, &point.timestamp, &point.value.is_nan()]
+                        .iter()
+                        .map(|column| column.to_value())
+                        .collect()
+                })
+                .collect();
+            transaction.insert_rows(
+                "INSERT INTO run_metrics (run_id, key, value, step, at_ms, is_nan)",
+                "",
+                &metric_rows,
+            )?;
+            // A batch may set one tag twice; the last value wins, and one upsert must not touch a row twice.
+            let latest_tags: BTreeMap<&String, &String> = tags.iter().map(|(key, value)| (key, value)).collect();
+            let tag_rows: Vec<Vec<Value>> = latest_tags
+                .iter()
+                .map(|(key, value)| vec![run_id.to_value(), key.to_value(), value.to_value()])
+                .collect();
+            transaction.insert_rows(
+                "INSERT INTO run_tags (run_id, key, value)",
+                "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+                &tag_rows,
+            )?;
+            for (key, value) in latest_tags {
                 if key == "mlflow.runName" && !value.is_empty() {
                     transaction.execute("UPDATE runs SET name = ?2 WHERE run_id = ?1", params![run_id, value])?;
                 }
@@ -717,7 +735,40 @@ mod tests {
         Ok(())
     }
 
+    fn large_batches_span_several_inserts_and_keep_mlflow_semantics(location: &TestStore) -> Result<()> {
+        let store = location.open()?;
+        let run = store.create_tracked_run(&NewRun { experiment_id: "0".into(), ..NewRun::default() })?;
+        let metrics: Vec<(String, MetricPoint)> = (0..1_000)
+            .map(|step| {
+                let value = if step == 7 {
+                    f64::NAN
+                } else if step == 8 {
+                    f64::INFINITY
+                } else {
+                    step as f64
+                };
+                ("loss".to_string(), MetricPoint { value, timestamp: 1_000 + step, step })
+            })
+            .collect();
+        let tags = vec![("stage".to_string(), "first".to_string()), ("stage".to_string(), "last".to_string())];
+        let params: Vec<(String, String)> = (0..100).map(|index| (format!("p{index}"), index.to_string())).collect();
+        store.log_batch(&run.run_id, &metrics, &params, &tags)?;
+        let history = store.metric_history(&run.run_id, "loss")?;
+        assert_eq!(history.len(), 1_000);
+        assert!(history[7].value.is_nan() && history[8].value == f64::INFINITY && history[999].value == 999.0);
+        let loaded = store.tracked_run(&run.run_id)?;
+        assert_eq!((loaded.params.len(), loaded.tags["stage"].as_str()), (100, "last"));
+        // The same key twice in one batch with two values is a change, and nothing is written.
+        let conflicting = vec![("q".to_string(), "1".to_string()), ("q".to_string(), "2".to_string())];
+        let extra = [("loss".to_string(), MetricPoint { value: 1.0, timestamp: 1, step: 5_000 })];
+        assert!(matches!(store.log_batch(&run.run_id, &extra, &conflicting, &[]), Err(Error::InvalidValue(_))));
+        assert_eq!(store.metric_history(&run.run_id, "loss")?.len(), 1_000);
+        assert!(!store.tracked_run(&run.run_id)?.params.contains_key("q"));
+        Ok(())
+    }
+
     on_both_backends!(
+        large_batches_span_several_inserts_and_keep_mlflow_semantics,
         experiments_have_a_default_unique_names_and_a_life_cycle,
         runs_log_batches_keep_params_immutable_and_report_latest_metrics
     );
