@@ -424,9 +424,14 @@ impl MetaStore {
                 runs[*position].tags.insert(key, value);
             }
         }
+        // Only each metric's latest value (largest step, then timestamp, a number over NaN, then the
+        // largest value, as MLflow picks it), chosen in SQL: runs may hold long histories.
         let metrics_sql = format!(
-            "SELECT run_id, key, value, at_ms, step, is_nan FROM run_metrics WHERE run_id IN ({subquery})
-             ORDER BY run_id, key, step, at_ms, is_nan DESC, value"
+            "SELECT run_id, key, value, at_ms, step, is_nan FROM (
+                 SELECT run_id, key, value, at_ms, step, is_nan, ROW_NUMBER() OVER (
+                     PARTITION BY run_id, key ORDER BY step DESC, at_ms DESC, is_nan ASC, value DESC) AS position
+                 FROM run_metrics WHERE run_id IN ({subquery})) AS ranked
+             WHERE position = 1"
         );
         let metrics = connection.query_map(&metrics_sql, values, |row| {
             Ok((row.get::<String>(0)?, row.get::<String>(1)?, metric_point(row, 2)?))
