@@ -495,6 +495,11 @@ mod tests {
         meta.register_version(&record, "test").expect("register").version
     }
 
+    fn engine_over(meta: &Arc<MetaStore>, blobs: &BlobStore) -> Engine {
+        let log = PredictionLog::start(blobs.clone(), 100, 10);
+        Engine::new(meta.clone(), blobs.clone(), None, Arc::new(ManualClock::new(1_000)), log)
+    }
+
     #[test]
     fn a_model_that_cannot_be_served_is_reported_once_and_does_not_block_the_others() {
         let directory = tempfile::tempdir().expect("tempdir");
@@ -515,13 +520,7 @@ mod tests {
         meta.set_alias("a-sklearn", CHAMPION, foreign_version, "test", 0, "").expect("alias");
         let ours = register(&meta, &blobs, 1.0);
         meta.set_alias("m", CHAMPION, ours, "test", 0, "").expect("alias");
-        let engine = Engine::new(
-            meta.clone(),
-            blobs.clone(),
-            None,
-            Arc::new(ManualClock::new(1_000)),
-            PredictionLog::start(blobs.clone(), 100, 10),
-        );
+        let engine = engine_over(&meta, &blobs);
         let first = engine.refresh().expect("refresh");
         assert_eq!(first.changed, vec!["m".to_string()]);
         assert_eq!(first.unservable.iter().map(|(model, _)| model.as_str()).collect::<Vec<_>>(), vec!["a-sklearn"]);
@@ -540,13 +539,7 @@ mod tests {
         let blobs = BlobStore::open(directory.path()).expect("blobs");
         let first = register(&meta, &blobs, 1.0);
         let second = register(&meta, &blobs, 3.0);
-        let engine = Engine::new(
-            meta.clone(),
-            blobs.clone(),
-            None,
-            Arc::new(ManualClock::new(1_000)),
-            PredictionLog::start(blobs.clone(), 100, 10),
-        );
+        let engine = engine_over(&meta, &blobs);
         assert!(matches!(engine.infer("m", None, &[vec![1.0]], None), Err(Error::NotDeployed(_))));
         meta.set_alias("m", CHAMPION, first, "test", 0, "").expect("alias");
         assert_eq!(engine.refresh().expect("refresh").changed, vec!["m".to_string()]);

@@ -281,6 +281,15 @@ impl Connection {
         self.query(sql, params)?.iter().map(map).collect()
     }
 
+    /// Runs a two-column query and collects its rows as pairs (into a map, usually).
+    pub(crate) fn query_pairs<First: FromValue, Second: FromValue, Collection: FromIterator<(First, Second)>>(
+        &mut self,
+        sql: &str,
+        params: &[&dyn ToValue],
+    ) -> Result<Collection> {
+        self.query(sql, params)?.iter().map(|row| Ok((row.get(0)?, row.get(1)?))).collect()
+    }
+
     /// Runs a query and maps its first row; [`Error::NoRow`] when there is none.
     pub(crate) fn query_row<T>(
         &mut self,

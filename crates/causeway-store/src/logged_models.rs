@@ -135,17 +135,9 @@ impl MetaStore {
             .optional()?
             .ok_or_else(|| Error::NotFound(format!("logged model `{model_id}`")))?;
         model.tags = connection
-            .query_map("SELECT key, value FROM logged_model_tags WHERE model_id = ?1", params![model_id], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })?
-            .into_iter()
-            .collect();
+            .query_pairs("SELECT key, value FROM logged_model_tags WHERE model_id = ?1", params![model_id])?;
         model.params = connection
-            .query_map("SELECT key, value FROM logged_model_params WHERE model_id = ?1", params![model_id], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })?
-            .into_iter()
-            .collect();
+            .query_pairs("SELECT key, value FROM logged_model_params WHERE model_id = ?1", params![model_id])?;
         Ok(model)
     }
 
@@ -241,11 +233,8 @@ impl MetaStore {
 
     /// The models a run output, with their steps.
     pub fn run_outputs(&self, run_id: &str) -> Result<Vec<(String, i64)>> {
-        self.lock().query_map(
-            "SELECT model_id, step FROM run_outputs WHERE run_id = ?1 ORDER BY rowid",
-            params![run_id],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
+        self.lock()
+            .query_pairs("SELECT model_id, step FROM run_outputs WHERE run_id = ?1 ORDER BY rowid", params![run_id])
     }
 }
 

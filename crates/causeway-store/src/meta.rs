@@ -389,12 +389,7 @@ impl MetaStore {
             )
             .optional()?
             .ok_or_else(|| Error::NotFound(format!("run `{run_id}`")))?;
-        run.params = connection
-            .query_map("SELECT key, value FROM run_params WHERE run_id = ?1", params![run_id], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })?
-            .into_iter()
-            .collect();
+        run.params = connection.query_pairs("SELECT key, value FROM run_params WHERE run_id = ?1", params![run_id])?;
         let metrics = connection.query_map(
             "SELECT key, value, is_nan FROM run_metrics WHERE run_id = ?1 ORDER BY step, rowid",
             params![run_id],
@@ -584,11 +579,7 @@ impl MetaStore {
 
     /// All aliases of a model, by name.
     pub fn aliases(&self, model: &str) -> Result<BTreeMap<String, u32>> {
-        let rows =
-            self.lock().query_map("SELECT alias, version FROM aliases WHERE model = ?1", params![model], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })?;
-        Ok(rows.into_iter().collect())
+        self.lock().query_pairs("SELECT alias, version FROM aliases WHERE model = ?1", params![model])
     }
 
     /// Points `alias` back at the version it had before its current one, and returns that version.

@@ -123,18 +123,9 @@ impl MetaStore {
             )
             .optional()?
             .ok_or_else(|| Error::NotFound(format!("registered model `{name}`")))?;
-        let tags = connection
-            .query_map("SELECT key, value FROM registered_model_tags WHERE name = ?1", params![name], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })?
-            .into_iter()
-            .collect();
-        let aliases = connection
-            .query_map("SELECT alias, version FROM aliases WHERE model = ?1", params![name], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })?
-            .into_iter()
-            .collect();
+        let tags =
+            connection.query_pairs("SELECT key, value FROM registered_model_tags WHERE name = ?1", params![name])?;
+        let aliases = connection.query_pairs("SELECT alias, version FROM aliases WHERE model = ?1", params![name])?;
         let latest_version: Option<u32> =
             connection.query_row("SELECT MAX(version) FROM model_versions WHERE model = ?1", params![name], |row| {
                 row.get(0)
@@ -290,14 +281,10 @@ impl MetaStore {
             )
             .optional()?
             .ok_or_else(|| Error::NotFound(format!("model version `{name}` version {version}")))?;
-        found.tags = connection
-            .query_map(
-                "SELECT key, value FROM model_version_tags WHERE name = ?1 AND version = ?2",
-                params![name, version],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )?
-            .into_iter()
-            .collect();
+        found.tags = connection.query_pairs(
+            "SELECT key, value FROM model_version_tags WHERE name = ?1 AND version = ?2",
+            params![name, version],
+        )?;
         found.aliases = connection.query_map(
             "SELECT alias FROM aliases WHERE model = ?1 AND version = ?2 ORDER BY alias",
             params![name, version],
@@ -308,11 +295,7 @@ impl MetaStore {
 
     /// Every version of every registered model (or of one), newest first per model.
     pub fn registry_versions(&self, name: Option<&str>) -> Result<Vec<RegistryVersion>> {
-        let keys: Vec<(String, u32)> = self.lock().query_map(
-            "SELECT model, version FROM model_versions WHERE CAST(?1 AS TEXT) IS NULL OR model = ?1 ORDER BY model, version DESC",
-            params![name],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )?;
+        let keys: Vec<(String, u32)> = self.lock().query_pairs("SELECT model, version FROM model_versions WHERE CAST(?1 AS TEXT) IS NULL OR model = ?1 ORDER BY model, version DESC", params![name])?;
         keys.iter().map(|(name, version)| self.registry_version(name, *version)).collect()
     }
 

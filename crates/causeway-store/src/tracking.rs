@@ -261,11 +261,7 @@ impl MetaStore {
         for experiment in &mut experiments {
             let id: i64 = experiment.experiment_id.parse().unwrap_or(-1);
             experiment.tags = connection
-                .query_map("SELECT key, value FROM experiment_tags WHERE experiment_id = ?1", params![id], |row| {
-                    Ok((row.get(0)?, row.get(1)?))
-                })?
-                .into_iter()
-                .collect();
+                .query_pairs("SELECT key, value FROM experiment_tags WHERE experiment_id = ?1", params![id])?;
         }
         Ok(experiments)
     }
@@ -569,12 +565,8 @@ impl MetaStore {
         let mut transaction = connection.transaction()?;
         {
             // Parameters are immutable: compare with what the run has (and what this batch already set).
-            let mut known: HashMap<String, String> = transaction
-                .query_map("SELECT key, value FROM run_params WHERE run_id = ?1", params![run_id], |row| {
-                    Ok((row.get(0)?, row.get(1)?))
-                })?
-                .into_iter()
-                .collect();
+            let mut known: HashMap<String, String> =
+                transaction.query_pairs("SELECT key, value FROM run_params WHERE run_id = ?1", params![run_id])?;
             let mut param_rows: Vec<Vec<Value>> = Vec::new();
             for (key, value) in params {
                 match known.get(key) {
