@@ -32,6 +32,9 @@ pub enum Error {
     /// The artifact parsed but is inconsistent.
     #[error("model artifact is inconsistent: {0}")]
     Invalid(String),
+    /// The model uses something Causeway cannot score exactly (named in the message).
+    #[error("not supported: {0}")]
+    Unsupported(String),
     /// The artifact was written by a newer Causeway.
     #[error("model artifact format {found} is newer than this Causeway supports ({supported}); upgrade Causeway")]
     TooNew {
@@ -46,7 +49,7 @@ impl HasErrorCode for Error {
     fn code(&self) -> ErrorCode {
         match self {
             Self::Input(_) => ErrorCode::InvalidInput,
-            Self::Parse(_) | Self::Invalid(_) | Self::TooNew { .. } => ErrorCode::InvalidInput,
+            Self::Parse(_) | Self::Invalid(_) | Self::Unsupported(_) | Self::TooNew { .. } => ErrorCode::InvalidInput,
         }
     }
 }

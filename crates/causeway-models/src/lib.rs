@@ -1,18 +1,23 @@
 //! Models as Causeway scores them: the [`Predictor`] trait, the model families (gradient-boosted
-//! trees, logistic regression), the [`ModelArtifact`] file format, and the [`Signature`] that
-//! checks and encodes inputs.
+//! trees, logistic regression, and [`TreeEnsemble`]s imported from XGBoost and LightGBM with their
+//! exact semantics), the [`ModelArtifact`] file format, and the [`Signature`] that checks and
+//! encodes inputs.
 //!
 //! This crate does not touch the store: it turns bytes into models and inputs into scores.
 
 mod artifact;
+pub mod ensemble;
 mod error;
 pub mod gbdt;
+pub mod import;
 pub mod logistic;
 pub mod signature;
 
 pub use artifact::{ARTIFACT_FORMAT_VERSION, Model, ModelArtifact};
+pub use ensemble::TreeEnsemble;
 pub use error::{Error, InputError, Result};
 pub use gbdt::{GbdtModel, Node, Tree};
+pub use import::{FeatureDescription, Imported, ModelFormat, import_as, import_model};
 pub use logistic::LogisticModel;
 pub use signature::{FeatureKind, FeatureSpec, Signature};
 

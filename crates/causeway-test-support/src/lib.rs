@@ -17,12 +17,26 @@ pub fn repository_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
 }
 
-/// The interpreter of the pinned test environment, made by `scripts/python-env.sh` if needed.
+/// The interpreter of the pinned test environment (the MLflow client, moto), made by
+/// `scripts/python-env.sh` if needed.
 pub fn python() -> String {
-    let setup = Command::new("bash")
-        .arg(repository_root().join("scripts/python-env.sh"))
-        .output()
-        .expect("scripts/python-env.sh runs");
+    python_environment(None)
+}
+
+/// The interpreter of the environment pinned by `requirements` (relative to the repository) in
+/// `venv`, made if needed: e.g. the model libraries of `tests/models/requirements.txt`.
+pub fn python_with(requirements: &str, venv: &str) -> String {
+    python_environment(Some((requirements, venv)))
+}
+
+fn python_environment(pinned: Option<(&str, &str)>) -> String {
+    let root = repository_root();
+    let mut command = Command::new("bash");
+    command.arg(root.join("scripts/python-env.sh"));
+    if let Some((requirements, venv)) = pinned {
+        command.arg(root.join(requirements)).arg(root.join(venv));
+    }
+    let setup = command.output().expect("scripts/python-env.sh runs");
     assert!(setup.status.success(), "scripts/python-env.sh failed:\n{}", String::from_utf8_lossy(&setup.stderr));
     String::from_utf8_lossy(&setup.stdout).lines().last().expect("python path").trim().to_string()
 }

@@ -1,0 +1,78 @@
+//! Importers: XGBoost (JSON, UBJSON) and LightGBM (text) models into a [`TreeEnsemble`] that
+//! scores as the original library does. Anything a format can express that the engine cannot
+//! score exactly is refused with an error naming it, never approximated.
+
+mod document;
+mod lightgbm;
+mod xgboost;
+
+use crate::ensemble::TreeEnsemble;
+use crate::error::{Error, Result};
+
+/// The model file formats Causeway reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelFormat {
+    /// XGBoost's JSON (`model.json`).
+    XgboostJson,
+    /// XGBoost's Universal Binary JSON (`model.ubj`, its default since 2.1).
+    XgboostUbjson,
+    /// LightGBM's text model (`model.txt`).
+    LightgbmText,
+}
+
+impl ModelFormat {
+    /// Recognises a format from the file's first bytes.
+    pub fn detect(bytes: &[u8]) -> Result<Self> {
+        let start = bytes.iter().position(|byte| !byte.is_ascii_whitespace()).unwrap_or(bytes.len());
+        let rest = &bytes[start..];
+        if rest.starts_with(b"tree\n") || rest.starts_with(b"tree\r\n") {
+            return Ok(Self::LightgbmText);
+        }
+        match rest {
+            [b'{', b'L' | b'i' | b'U' | b'I' | b'l', ..] => Ok(Self::XgboostUbjson),
+            [b'{', ..] => Ok(Self::XgboostJson),
+            _ => Err(Error::Unsupported(
+                "unrecognised model file: expected an XGBoost model (.json or .ubj) or a LightGBM model (.txt)".into(),
+            )),
+        }
+    }
+}
+
+/// One input feature as the model file describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeatureDescription {
+    /// Its name (the library's default, such as `f3` or `Column_3`, when the file has none).
+    pub name: String,
+    /// Whether the model reads it as a category code.
+    pub categorical: bool,
+}
+
+/// An imported model with what its file says about its inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Imported {
+    /// The ensemble, scoring as the original does.
+    pub ensemble: TreeEnsemble,
+    /// The input features, in order.
+    pub features: Vec<FeatureDescription>,
+    /// The best iteration recorded by early stopping, when the file has one (XGBoost's
+    /// `Booster.predict` still uses every tree, and so does the import).
+    pub best_iteration: Option<i64>,
+}
+
+/// Reads a model file in any supported format.
+pub fn import_model(bytes: &[u8]) -> Result<Imported> {
+    import_as(bytes, ModelFormat::detect(bytes)?)
+}
+
+/// Reads a model file in the given format.
+pub fn import_as(bytes: &[u8], format: ModelFormat) -> Result<Imported> {
+    match format {
+        ModelFormat::XgboostJson => xgboost::import(&document::parse_json(bytes)?),
+        ModelFormat::XgboostUbjson => xgboost::import(&document::parse_ubjson(bytes)?),
+        ModelFormat::LightgbmText => {
+            let text =
+                std::str::from_utf8(bytes).map_err(|_| Error::Invalid("LightGBM model: not UTF-8 text".into()))?;
+            lightgbm::import(text)
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Imported models score exactly like their originals: `tests/models/make_fixtures.py` (pinned
+//! XGBoost and LightGBM, in `.venv-models`) trains and saves models with the libraries' own
+//! predictions, and every one is compared here.
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used, reason = "tests fail loudly")]
+
+use std::process::Command;
+
+use causeway_models::{Error, ModelFormat, import_model};
+use causeway_test_support::{python_with, repository_root};
+use serde_json::Value;
+
+/// Predictions may differ from the library's by this much (absolute, or relative above 1).
+const TOLERANCE: f64 = 1e-6;
+
+fn fixtures() -> (tempfile::TempDir, Value) {
+    let python = python_with("tests/models/requirements.txt", ".venv-models");
+    let directory = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(python)
+        .arg(repository_root().join("tests/models/make_fixtures.py"))
+        .arg(directory.path())
+        .output()
+        .expect("the fixture script runs");
+    assert!(output.status.success(), "make_fixtures.py failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    let cases = std::fs::read(directory.path().join("cases.json")).expect("cases.json");
+    (directory, serde_json::from_slice(&cases).expect("cases parse"))
+}
+
+fn matrix(value: &Value) -> Vec<Vec<f64>> {
+    value
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|row| row.as_array().expect("row").iter().map(|cell| cell.as_f64().unwrap_or(f64::NAN)).collect())
+        .collect()
+}
+
+fn worst_difference(expected: &[Vec<f64>], actual: &[Vec<f64>]) -> f64 {
+    assert_eq!(expected.len(), actual.len());
+    expected
+        .iter()
+        .zip(actual)
+        .flat_map(|(want, got)| {
+            assert_eq!(want.len(), got.len(), "outputs per row");
+            want.iter().zip(got).map(|(want, got)| (want - got).abs() / want.abs().max(1.0))
+        })
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn imported_models_score_like_their_originals() {
+    let (directory, document) = fixtures();
+    let cases = document["cases"].as_array().expect("cases");
+    assert!(cases.len() >= 15, "every case was generated");
+    let mut report = Vec::new();
+    for case in cases {
+        let name = case["name"].as_str().expect("name");
+        let bytes = std::fs::read(directory.path().join(case["file"].as_str().expect("file"))).expect("model file");
+        let imported = import_model(&bytes).unwrap_or_else(|error| panic!("{name}: {error}"));
+        let rows = matrix(&case["rows"]);
+        let outputs: Vec<Vec<f64>> = rows.iter().map(|row| imported.ensemble.predict(row)).collect();
+        let margins: Vec<Vec<f64>> = rows.iter().map(|row| imported.ensemble.margins(row)).collect();
+        let output_difference = worst_difference(&matrix(&case["output"]), &outputs);
+        let margin_difference = worst_difference(&matrix(&case["margin"]), &margins);
+        report.push(format!("{name}: outputs {output_difference:.1e}, margins {margin_difference:.1e}"));
+        assert!(output_difference <= TOLERANCE, "{name}: outputs differ by {output_difference}\n{}", report.join("\n"));
+        assert!(margin_difference <= TOLERANCE, "{name}: margins differ by {margin_difference}\n{}", report.join("\n"));
+    }
+    println!("largest differences from the original libraries:\n{}", report.join("\n"));
+}
+
+#[test]
+fn formats_are_detected_and_unsupported_features_are_named() {
+    let (directory, _) = fixtures();
+    let read = |file: &str| std::fs::read(directory.path().join(file)).expect("file");
+    assert_eq!(ModelFormat::detect(&read("xgb_binary.json")).expect("json"), ModelFormat::XgboostJson);
+    assert_eq!(ModelFormat::detect(&read("xgb_binary_ubj.ubj")).expect("ubj"), ModelFormat::XgboostUbjson);
+    assert_eq!(ModelFormat::detect(&read("lgb_binary.txt")).expect("txt"), ModelFormat::LightgbmText);
+    assert!(matches!(ModelFormat::detect(b"\x08\x07garbage"), Err(Error::Unsupported(_))));
+    let linear = import_model(&read("lgb_linear.txt")).expect_err("linear trees are refused");
+    assert!(linear.to_string().contains("linear trees"), "{linear}");
+    // Names and kinds of the inputs come from the file.
+    let categorical = import_model(&read("xgb_categorical.json")).expect("imports");
+    assert_eq!(categorical.features.iter().filter(|feature| feature.categorical).count(), 1);
+    let lightgbm = import_model(&read("lgb_categorical.txt")).expect("imports");
+    assert_eq!(lightgbm.features[3].name, "Column_3");
+    assert!(lightgbm.features[3].categorical && !lightgbm.features[0].categorical);
+    let stopped = import_model(&read("xgb_early_stopping.json")).expect("imports");
+    assert!(stopped.best_iteration.is_some());
+    // Damaged files are errors, not panics.
+    let json = read("xgb_binary.json");
+    for cut in [10, json.len() / 2, json.len() - 3] {
+        assert!(import_model(&json[..cut]).is_err(), "cut at {cut}");
+    }
+    let text = String::from_utf8(read("lgb_binary.txt")).expect("text");
+    assert!(import_model(text.replace("left_child=", "left_kid=").as_bytes()).is_err());
+}

@@ -1,0 +1,163 @@
+"""Trains small XGBoost and LightGBM models with pinned versions, saves them in their native
+formats, and writes the reference predictions Causeway's importers must reproduce.
+
+    python tests/models/make_fixtures.py OUT_DIR
+
+OUT_DIR gets one model file per case plus `cases.json`: for every case the model file, its format,
+the input rows (null = missing) and the library's own predictions (`output`, after the objective's
+transform, one list per row) and raw scores (`margin`). Everything is seeded, so two runs write the
+same files. The Rust tests in crates/causeway-models/tests/ run this script and compare.
+"""
+
+import json
+import os
+import sys
+
+import lightgbm
+import numpy as np
+import xgboost
+
+SEED = 20261123
+
+
+def rows_for_json(matrix):
+    return [[None if np.isnan(value) else float(value) for value in row] for row in matrix]
+
+
+def as_rows(values):
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim == 1:
+        array = array[:, None]
+    return array.tolist()
+
+
+def data(rng, rows, features, missing=0.05):
+    x = rng.normal(size=(rows, features))
+    x[rng.random(size=x.shape) < missing] = np.nan
+    return x
+
+
+def binary_label(x, rng):
+    signal = np.nan_to_num(x[:, 0]) + 0.5 * np.nan_to_num(x[:, 1]) ** 2 - np.nan_to_num(x[:, 2]) * np.nan_to_num(x[:, 3])
+    return (signal + 0.3 * rng.normal(size=len(x)) > 0.4).astype(int)
+
+
+def xgboost_cases(out, rng):
+    cases = []
+    x = data(rng, 600, 8)
+    y = binary_label(x, rng)
+    test = data(rng, 200, 8)
+    test[:5] = np.nan  # whole rows missing
+    test[5, 0] = 1e30
+    test[6, 0] = -1e30
+
+    def add(name, booster, inputs, extension="json", dmatrix=None):
+        path = os.path.join(out, f"{name}.{extension}")
+        booster.save_model(path)
+        matrix = dmatrix if dmatrix is not None else xgboost.DMatrix(inputs, missing=np.nan)
+        cases.append({
+            "name": name,
+            "file": os.path.basename(path),
+            "format": "xgboost",
+            "rows": rows_for_json(inputs),
+            "output": as_rows(booster.predict(matrix)),
+            "margin": as_rows(booster.predict(matrix, output_margin=True)),
+        })
+
+    train = xgboost.DMatrix(x, label=y, missing=np.nan)
+    params = {"max_depth": 4, "eta": 0.2, "seed": SEED, "nthread": 1}
+    binary = xgboost.train({**params, "objective": "binary:logistic"}, train, 40)
+    add("xgb_binary", binary, test)
+    add("xgb_binary_ubj", binary, test, extension="ubj")
+    add("xgb_logitraw", xgboost.train({**params, "objective": "binary:logitraw"}, train, 10), test)
+    regression = xgboost.DMatrix(x, label=np.nan_to_num(x[:, 0]) * 3 + 1, missing=np.nan)
+    add("xgb_regression", xgboost.train({**params, "objective": "reg:squarederror"}, regression, 30), test)
+    counts = xgboost.DMatrix(x, label=rng.poisson(np.exp(np.nan_to_num(x[:, 0]) * 0.5)), missing=np.nan)
+    add("xgb_poisson", xgboost.train({**params, "objective": "count:poisson"}, counts, 20), test)
+    classes = np.digitize(np.nan_to_num(x[:, 0]) + np.nan_to_num(x[:, 1]), [-0.7, 0.7])
+    multi = xgboost.DMatrix(x, label=classes, missing=np.nan)
+    add("xgb_multiclass", xgboost.train({**params, "objective": "multi:softprob", "num_class": 3}, multi, 15), test)
+    add("xgb_dart", xgboost.train({**params, "objective": "binary:logistic", "booster": "dart", "rate_drop": 0.3, "seed": SEED}, train, 12), test)
+    forest = {**params, "objective": "binary:logistic", "num_parallel_tree": 4, "subsample": 0.8, "colsample_bynode": 0.8}
+    add("xgb_forest", xgboost.train(forest, train, 3), test)
+    fit, valid = xgboost.DMatrix(x[:450], label=y[:450]), xgboost.DMatrix(x[450:], label=y[450:])
+    stopped = xgboost.train({**params, "objective": "binary:logistic", "eta": 0.6}, fit, 300, evals=[(valid, "valid")],
+                            early_stopping_rounds=5, verbose_eval=False)
+    add("xgb_early_stopping", stopped, test)
+    # A categorical feature (codes 0..7) with partition splits.
+    codes = rng.integers(0, 8, size=600).astype(np.float64)
+    xc = np.column_stack([x[:, :3], codes])
+    yc = (np.isin(codes, [1, 3, 4]) ^ (np.nan_to_num(x[:, 0]) > 0.5)).astype(int)
+    test_codes = np.column_stack([test[:, :3], rng.integers(-1, 10, size=200).astype(np.float64)])
+    test_codes[7, 3] = np.nan
+    types = ["q", "q", "q", "c"]
+    categorical = xgboost.DMatrix(xc, label=yc, feature_types=types, enable_categorical=True)
+    cat_model = xgboost.train({**params, "objective": "binary:logistic", "tree_method": "hist", "max_cat_to_onehot": 1}, categorical, 20)
+    # Codes outside the training range are legal input: XGBoost sends them left.
+    cat_test = xgboost.DMatrix(test_codes, feature_types=types, enable_categorical=True)
+    add("xgb_categorical", cat_model, test_codes, dmatrix=cat_test)
+    return cases
+
+
+def lightgbm_cases(out, rng):
+    cases = []
+    x = data(rng, 800, 8)
+    x[rng.random(size=x.shape) < 0.05] = 0.0
+    y = binary_label(x, rng)
+    test = data(rng, 200, 8)
+    test[:5] = np.nan
+    test[5:10] = 0.0
+    test[10, 0] = 1e-36  # "zero" for zero_as_missing
+
+    def add(name, booster, inputs):
+        path = os.path.join(out, f"{name}.txt")
+        booster.save_model(path)
+        cases.append({
+            "name": name,
+            "file": os.path.basename(path),
+            "format": "lightgbm",
+            "rows": rows_for_json(inputs),
+            "output": as_rows(booster.predict(inputs)),
+            "margin": as_rows(booster.predict(inputs, raw_score=True)),
+        })
+
+    params = {"num_leaves": 15, "learning_rate": 0.2, "min_data_in_leaf": 10, "verbose": -1, "seed": SEED,
+              "num_threads": 1, "deterministic": True}
+    add("lgb_binary", lightgbm.train({**params, "objective": "binary"}, lightgbm.Dataset(x, y), 40), test)
+    regression = lightgbm.Dataset(x, np.nan_to_num(x[:, 0]) * 3 + 1)
+    add("lgb_regression", lightgbm.train({**params, "objective": "regression"}, regression, 30), test)
+    classes = np.digitize(np.nan_to_num(x[:, 0]) + np.nan_to_num(x[:, 1]), [-0.7, 0.7])
+    add("lgb_multiclass", lightgbm.train({**params, "objective": "multiclass", "num_class": 3}, lightgbm.Dataset(x, classes), 15), test)
+    add("lgb_zero_as_missing", lightgbm.train({**params, "objective": "regression", "zero_as_missing": True},
+                                              lightgbm.Dataset(x, np.nan_to_num(x[:, 2]) + np.nan_to_num(x[:, 1])), 10), test)
+    forest = {**params, "objective": "binary", "boosting": "rf", "bagging_freq": 1, "bagging_fraction": 0.7}
+    add("lgb_forest", lightgbm.train(forest, lightgbm.Dataset(x, y), 8), test)
+    counts = rng.poisson(np.exp(np.nan_to_num(x[:, 0]) * 0.5))
+    add("lgb_poisson", lightgbm.train({**params, "objective": "poisson"}, lightgbm.Dataset(x, counts), 20), test)
+    codes = rng.integers(0, 12, size=800).astype(np.float64)
+    xc = np.column_stack([x[:, :3], codes])
+    yc = (np.isin(codes, [1, 3, 4, 9]) ^ (np.nan_to_num(x[:, 0]) > 0.5)).astype(int)
+    test_codes = np.column_stack([test[:, :3], rng.integers(-1, 14, size=200).astype(np.float64)])
+    test_codes[7, 3] = np.nan
+    test_codes[8, 3] = 2.7
+    categorical = lightgbm.Dataset(xc, yc, categorical_feature=[3])
+    add("lgb_categorical", lightgbm.train({**params, "objective": "binary", "min_data_per_group": 5, "cat_smooth": 1}, categorical, 20), test_codes)
+    # Linear trees are not supported by Causeway's engine: the test expects a clear error.
+    linear = lightgbm.train({**params, "objective": "regression", "linear_tree": True},
+                            lightgbm.Dataset(np.nan_to_num(x), np.nan_to_num(x[:, 0]) * 3), 2)
+    linear.save_model(os.path.join(out, "lgb_linear.txt"))
+    return cases
+
+
+def main():
+    out = sys.argv[1]
+    os.makedirs(out, exist_ok=True)
+    rng = np.random.default_rng(SEED)
+    cases = xgboost_cases(out, rng) + lightgbm_cases(out, rng)
+    with open(os.path.join(out, "cases.json"), "w") as handle:
+        json.dump({"versions": {"xgboost": xgboost.__version__, "lightgbm": lightgbm.__version__}, "cases": cases}, handle)
+    print(f"{len(cases)} cases in {out}")
+
+
+if __name__ == "__main__":
+    main()
