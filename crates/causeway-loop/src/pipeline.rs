@@ -211,6 +211,53 @@ pub fn train_and_register(
     Ok(Trained { version, outcome, baseline, run, holdout, comparison })
 }
 
+/// Imports an XGBoost or LightGBM model file as the next version of `model_name`: a tracked
+/// `import` run (file name, format, content hash), the original file kept beside the artifact, and
+/// the version registered (not promoted). The artifact scores exactly as the library does.
+pub fn import_and_register(
+    project: &Project,
+    file_name: &str,
+    bytes: &[u8],
+    model_name: &str,
+    threshold: f64,
+    actor: &str,
+    at_ms: i64,
+) -> Result<ModelVersionRecord> {
+    let format = causeway_models::ModelFormat::detect(bytes)?;
+    let imported = causeway_models::import_as(bytes, format)?;
+    let digest = blake3::hash(bytes).to_hex().to_string();
+    let source = imported.ensemble.source.clone();
+    let trees = imported.ensemble.trees.len();
+    let metadata = BTreeMap::from([("imported_from".to_string(), file_name.to_string())]);
+    let artifact = imported.into_artifact(threshold, metadata)?;
+    let params = BTreeMap::from([
+        ("file".to_string(), file_name.to_string()),
+        ("format".to_string(), format!("{format:?}")),
+        ("source".to_string(), source),
+        ("trees".to_string(), trees.to_string()),
+        ("blake3".to_string(), digest.clone()),
+    ]);
+    let tracker = RunTracker::new(&project.meta, &project.dir);
+    let run = tracker.start("import", 0, &format!("file:{}", &digest[..16]), params, at_ms)?;
+    let artifact_key = format!("models/{model_name}/{}.json", run.run_id);
+    project.blobs.put(&format!("models/{model_name}/{}.original", run.run_id), bytes)?;
+    project.blobs.put(&artifact_key, &artifact.to_bytes()?)?;
+    let run = tracker.finish(&run, &BTreeMap::new(), at_ms)?;
+    Ok(project.meta.register_version(
+        &ModelVersionRecord {
+            model: model_name.to_string(),
+            version: 0,
+            run_id: run.run_id,
+            dataset: run.dataset,
+            artifact_key,
+            flavor: artifact.model.flavor().to_string(),
+            created_ms: at_ms,
+            metrics: BTreeMap::new(),
+        },
+        actor,
+    )?)
+}
+
 /// The blob key of a version's monitoring baseline.
 pub fn baseline_key(artifact_key: &str) -> String {
     format!("{}.baseline.json", artifact_key.trim_end_matches(".json"))

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use causeway_types::FeatureValue;
 use serde::{Deserialize, Serialize};
 
+use crate::ensemble::TreeEnsemble;
 use crate::error::{Error, Result};
 use crate::gbdt::GbdtModel;
 use crate::logistic::LogisticModel;
@@ -22,6 +23,8 @@ pub enum Model {
     Gbdt(GbdtModel),
     /// Logistic regression.
     Logistic(LogisticModel),
+    /// A tree ensemble imported from XGBoost or LightGBM, scored with its library's arithmetic.
+    Ensemble(TreeEnsemble),
 }
 
 impl Model {
@@ -30,6 +33,7 @@ impl Model {
         match self {
             Self::Gbdt(_) => "gbdt",
             Self::Logistic(_) => "logistic",
+            Self::Ensemble(_) => "tree_ensemble",
         }
     }
 }
@@ -39,6 +43,7 @@ impl Predictor for Model {
         match self {
             Self::Gbdt(model) => model.predict_row(row),
             Self::Logistic(model) => model.predict_row(row),
+            Self::Ensemble(model) => model.predict(row).first().copied().unwrap_or(f64::NAN),
         }
     }
 }
@@ -95,6 +100,23 @@ impl ModelArtifact {
         match &self.model {
             Model::Gbdt(model) => model.validate(width),
             Model::Logistic(model) => model.validate(width),
+            Model::Ensemble(model) => {
+                model.validate()?;
+                if model.features != width {
+                    return Err(Error::Invalid(format!(
+                        "the ensemble reads {} features, the signature has {width}",
+                        model.features
+                    )));
+                }
+                if model.outputs != 1 {
+                    return Err(Error::Unsupported(format!(
+                        "serving a model with {} outputs (multi-class); it imports and scores in process, \
+                         but served models answer one score per row",
+                        model.outputs
+                    )));
+                }
+                Ok(())
+            }
         }
     }
 

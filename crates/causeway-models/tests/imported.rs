@@ -3,27 +3,12 @@
 //! predictions, and every one is compared here.
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used, reason = "tests fail loudly")]
 
-use std::process::Command;
-
 use causeway_models::{Error, ModelFormat, import_model};
-use causeway_test_support::{python_with, repository_root};
+use causeway_test_support::model_fixtures;
 use serde_json::Value;
 
 /// Predictions may differ from the library's by this much (absolute, or relative above 1).
 const TOLERANCE: f64 = 1e-6;
-
-fn fixtures() -> (tempfile::TempDir, Value) {
-    let python = python_with("tests/models/requirements.txt", ".venv-models");
-    let directory = tempfile::tempdir().expect("tempdir");
-    let output = Command::new(python)
-        .arg(repository_root().join("tests/models/make_fixtures.py"))
-        .arg(directory.path())
-        .output()
-        .expect("the fixture script runs");
-    assert!(output.status.success(), "make_fixtures.py failed:\n{}", String::from_utf8_lossy(&output.stderr));
-    let cases = std::fs::read(directory.path().join("cases.json")).expect("cases.json");
-    (directory, serde_json::from_slice(&cases).expect("cases parse"))
-}
 
 fn matrix(value: &Value) -> Vec<Vec<f64>> {
     value
@@ -48,7 +33,7 @@ fn worst_difference(expected: &[Vec<f64>], actual: &[Vec<f64>]) -> f64 {
 
 #[test]
 fn imported_models_score_like_their_originals() {
-    let (directory, document) = fixtures();
+    let (directory, document) = model_fixtures();
     let cases = document["cases"].as_array().expect("cases");
     assert!(cases.len() >= 15, "every case was generated");
     let mut report = Vec::new();
@@ -70,7 +55,7 @@ fn imported_models_score_like_their_originals() {
 
 #[test]
 fn formats_are_detected_and_unsupported_features_are_named() {
-    let (directory, _) = fixtures();
+    let (directory, _) = model_fixtures();
     let read = |file: &str| std::fs::read(directory.path().join(file)).expect("file");
     assert_eq!(ModelFormat::detect(&read("xgb_binary.json")).expect("json"), ModelFormat::XgboostJson);
     assert_eq!(ModelFormat::detect(&read("xgb_binary_ubj.ubj")).expect("ubj"), ModelFormat::XgboostUbjson);

@@ -41,6 +41,21 @@ fn python_environment(pinned: Option<(&str, &str)>) -> String {
     String::from_utf8_lossy(&setup.stdout).lines().last().expect("python path").trim().to_string()
 }
 
+/// Model files from the pinned XGBoost and LightGBM (`tests/models/make_fixtures.py`) in a fresh
+/// directory, with `cases.json` describing each and holding the libraries' own predictions.
+pub fn model_fixtures() -> (tempfile::TempDir, serde_json::Value) {
+    let python = python_with("tests/models/requirements.txt", ".venv-models");
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let output = Command::new(python)
+        .arg(repository_root().join("tests/models/make_fixtures.py"))
+        .arg(directory.path())
+        .output()
+        .expect("the fixture script runs");
+    assert!(output.status.success(), "make_fixtures.py failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    let cases = std::fs::read(directory.path().join("cases.json")).expect("cases.json");
+    (directory, serde_json::from_slice(&cases).expect("cases.json parses"))
+}
+
 /// A moto S3 server on a free loopback port, stopped when dropped. Any access key works.
 pub struct S3Server {
     child: Child,

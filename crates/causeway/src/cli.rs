@@ -110,6 +110,28 @@ enum Command {
     ///
     /// Example: causeway models --dir my-project
     Models(ProjectArgs),
+    /// Import an XGBoost (.json, .ubj) or LightGBM (.txt) model file as a new version.
+    ///
+    /// The version scores exactly as the library does (same comparisons, missing-value and
+    /// category rules, float precision). Its inputs are the file's features, in order; categorical
+    /// features take their integer codes. Multi-class models are refused for serving.
+    ///
+    /// Example: causeway import model.json --model fraud --promote
+    Import {
+        /// The model file.
+        file: PathBuf,
+        /// The registered model to add a version to (default: [model].name of causeway.toml).
+        #[arg(long)]
+        model: Option<String>,
+        /// Scores at or above this are the positive class.
+        #[arg(long, default_value_t = 0.5)]
+        threshold: f64,
+        /// Also point the champion alias at the new version.
+        #[arg(long)]
+        promote: bool,
+        #[command(flatten)]
+        dir: ProjectArgs,
+    },
     /// Point a model's champion alias at a version (audited).
     ///
     /// Example: causeway promote 3 --model fraud
@@ -261,6 +283,7 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Train { days, promote, dir } => train(&dir, days, promote),
         Command::Runs(dir) => runs(&dir),
         Command::Models(dir) => models(&dir),
+        Command::Import { file, model, threshold, promote, dir } => import(&dir, &file, model, threshold, promote),
         Command::Promote { version, model, dir } => promote(&dir, model, version),
         Command::Rollback { model, dir } => rollback(&dir, model),
         Command::Events { kind, dir } => events(&dir, kind.as_deref()),
@@ -440,6 +463,30 @@ fn model_name(project: &Project, model: Option<String>) -> Result<String> {
             Ok(project.config.model().context("pass --model NAME or declare [model] in causeway.toml")?.name.clone())
         }
     }
+}
+
+fn import(dir: &ProjectArgs, file: &Path, model: Option<String>, threshold: f64, promote: bool) -> Result<ExitCode> {
+    let project = open(dir)?;
+    let model = model_name(&project, model)?;
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let file_name =
+        file.file_name().map_or_else(|| file.display().to_string(), |name| name.to_string_lossy().into_owned());
+    let version = causeway_loop::pipeline::import_and_register(
+        &project,
+        &file_name,
+        &bytes,
+        &model,
+        threshold,
+        "cli",
+        SystemClock.now_ms(),
+    )
+    .with_context(|| format!("cannot import {}", file.display()))?;
+    println!("imported {} as {model} version {} (run {})", file.display(), version.version, version.run_id);
+    if promote {
+        set_champion(&project, &model, version.version, "cli", "imported")?;
+        println!("{model}@champion -> version {}", version.version);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn promote(dir: &ProjectArgs, model: Option<String>, version: u32) -> Result<ExitCode> {

@@ -6,8 +6,12 @@ mod document;
 mod lightgbm;
 mod xgboost;
 
-use crate::ensemble::TreeEnsemble;
+use std::collections::BTreeMap;
+
+use crate::artifact::{Model, ModelArtifact};
+use crate::ensemble::{Transform, TreeEnsemble};
 use crate::error::{Error, Result};
+use crate::signature::{FeatureKind, FeatureSpec, Signature};
 
 /// The model file formats Causeway reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,5 +78,33 @@ pub fn import_as(bytes: &[u8], format: ModelFormat) -> Result<Imported> {
                 std::str::from_utf8(bytes).map_err(|_| Error::Invalid("LightGBM model: not UTF-8 text".into()))?;
             lightgbm::import(text)
         }
+    }
+}
+
+impl Imported {
+    /// A servable artifact: its signature names the file's features (categorical ones take their
+    /// integer codes), every input may be missing, and a probability at or above `threshold` is
+    /// the positive class. Models with more than one output (multi-class) are refused.
+    pub fn into_artifact(self, threshold: f64, mut metadata: BTreeMap<String, String>) -> Result<ModelArtifact> {
+        let signature = Signature {
+            features: self
+                .features
+                .iter()
+                .map(|feature| FeatureSpec { name: feature.name.clone(), kind: FeatureKind::Numeric, nullable: true })
+                .collect(),
+        };
+        metadata.insert("source".into(), self.ensemble.source.clone());
+        let categorical: Vec<&str> =
+            self.features.iter().filter(|feature| feature.categorical).map(|feature| feature.name.as_str()).collect();
+        if !categorical.is_empty() {
+            metadata.insert("categorical_codes".into(), categorical.join(","));
+        }
+        if !matches!(self.ensemble.transform, Transform::Sigmoid { .. }) {
+            metadata.insert("output".into(), "not a probability (regression or counts)".into());
+        }
+        if let Some(best) = self.best_iteration {
+            metadata.insert("best_iteration".into(), best.to_string());
+        }
+        ModelArtifact::new(Model::Ensemble(self.ensemble), signature, threshold, metadata)
     }
 }

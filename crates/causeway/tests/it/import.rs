@@ -1,0 +1,81 @@
+//! `causeway import` registers XGBoost and LightGBM files as versions that serve exactly the
+//! scores their libraries compute.
+
+use causeway_test_support::model_fixtures;
+use serde_json::{Value, json};
+
+use crate::support::{Server, run};
+
+#[test]
+fn imported_models_serve_their_libraries_scores_over_http() {
+    let (fixtures, document) = model_fixtures();
+    let project = tempfile::tempdir().expect("tempdir");
+    let dir = project.path().join("project");
+    let dir_text = dir.to_str().expect("utf-8");
+    assert!(run(&["init", "--dir", dir_text]).status.success());
+    let cases: Vec<&Value> = document["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .filter(|case| {
+            ["xgb_binary_ubj", "lgb_binary", "xgb_categorical"].contains(&case["name"].as_str().unwrap_or(""))
+        })
+        .collect();
+    assert_eq!(cases.len(), 3);
+    for case in &cases {
+        let name = case["name"].as_str().expect("name").replace('_', "-");
+        let file = fixtures.path().join(case["file"].as_str().expect("file"));
+        let imported =
+            run(&["import", file.to_str().expect("utf-8"), "--model", &name, "--promote", "--dir", dir_text]);
+        assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+        assert!(String::from_utf8_lossy(&imported.stdout).contains("version 1"));
+    }
+    let listing = run(&["models", "--dir", dir_text]);
+    assert!(
+        String::from_utf8_lossy(&listing.stdout).contains("tree_ensemble"),
+        "{}",
+        String::from_utf8_lossy(&listing.stdout)
+    );
+
+    let server = Server::start(&dir);
+    for case in &cases {
+        let name = case["name"].as_str().expect("name").replace('_', "-");
+        let (status, metadata) = server.json("GET", &format!("/v2/models/{name}"), &Value::Null);
+        assert_eq!(status, 200, "{metadata}");
+        let inputs = metadata["inputs"].as_array().expect("inputs");
+        let rows = case["rows"].as_array().expect("rows");
+        // One tensor per feature, every row in one request; null is a missing value.
+        let tensors: Vec<Value> = inputs
+            .iter()
+            .enumerate()
+            .map(|(column, input)| {
+                let data: Vec<Value> = rows.iter().map(|row| row[column].clone()).collect();
+                json!({"name": input["name"], "shape": [rows.len()], "datatype": "FP64", "data": data})
+            })
+            .collect();
+        let (status, answer) = server.json("POST", &format!("/v2/models/{name}/infer"), &json!({"inputs": tensors}));
+        assert_eq!(status, 200, "{answer}");
+        let scores = answer["outputs"][0]["data"].as_array().expect("scores");
+        let expected = case["output"].as_array().expect("expected");
+        assert_eq!(scores.len(), expected.len());
+        for (row, (score, want)) in scores.iter().zip(expected).enumerate() {
+            let (score, want) = (score.as_f64().expect("score"), want[0].as_f64().expect("want"));
+            assert!((score - want).abs() <= 1e-6, "{name} row {row}: served {score}, library {want}");
+        }
+    }
+
+    let multiclass = document["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .find(|case| case["name"] == "lgb_multiclass")
+        .expect("case");
+    let file = fixtures.path().join(multiclass["file"].as_str().expect("file"));
+    let refused = run(&["import", file.to_str().expect("utf-8"), "--model", "multi", "--dir", dir_text]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("3 outputs"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
