@@ -43,7 +43,18 @@ impl Predictor for Model {
         match self {
             Self::Gbdt(model) => model.predict_row(row),
             Self::Logistic(model) => model.predict_row(row),
-            Self::Ensemble(model) => model.predict(row).first().copied().unwrap_or(f64::NAN),
+            Self::Ensemble(model) => match model.compiled() {
+                Some(compiled) => compiled.predict_row(row).first().copied().unwrap_or(f64::NAN),
+                None => model.predict(row).first().copied().unwrap_or(f64::NAN),
+            },
+        }
+    }
+
+    fn predict_rows(&self, rows: &[Vec<f64>]) -> Vec<f64> {
+        match self {
+            // Single-output (checked when the artifact is made), so one value per row.
+            Self::Ensemble(model) => model.score_rows(rows),
+            other => rows.iter().map(|row| other.predict_row(row)).collect(),
         }
     }
 }

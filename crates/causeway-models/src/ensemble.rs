@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::compiled::CompiledEnsemble;
 use crate::error::{Error, Result};
 
 /// The arithmetic an ensemble was trained and must be scored with.
@@ -143,17 +144,41 @@ pub struct TreeEnsemble {
     pub transform: Transform,
     /// Where the model came from (`xgboost 3.2.0`, `lightgbm v4`), for people.
     pub source: String,
+    /// The compiled form, made on first use.
+    #[serde(skip)]
+    pub(crate) compiled: CompiledCache,
+}
+
+/// A [`CompiledEnsemble`] made once, on first use, and shared by clones. It is derived data:
+/// two caches always compare equal.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CompiledCache(std::sync::Arc<std::sync::OnceLock<Option<CompiledEnsemble>>>);
+
+impl PartialEq for CompiledCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// LightGBM's zero: |x| ≤ 1e-35 (`kZeroThreshold`, an `f32` constant).
 const LIGHTGBM_ZERO: f64 = 1e-35_f32 as f64;
 
 impl EnsembleNode {
-    /// The child `x` goes to, or `None` at a leaf.
+    /// The child `row` goes to, or `None` at a leaf.
     fn next(&self, row: &[f64], precision: Precision) -> Option<u32> {
         match self {
+            Self::Numeric { left, right, .. } | Self::Categorical { left, right, .. } => {
+                self.goes_left(row, precision).map(|left_side| if left_side { *left } else { *right })
+            }
             Self::Leaf { .. } => None,
-            Self::Numeric { feature, threshold, comparison, missing, default_left, left, right } => {
+        }
+    }
+
+    /// Whether `row` goes left at this split, or `None` at a leaf.
+    pub(crate) fn goes_left(&self, row: &[f64], precision: Precision) -> Option<bool> {
+        match self {
+            Self::Leaf { .. } => None,
+            Self::Numeric { feature, threshold, comparison, missing, default_left, .. } => {
                 let mut x = row.get(*feature as usize).copied().unwrap_or(f64::NAN);
                 if precision == Precision::Float32 {
                     x = f64::from(x as f32);
@@ -173,22 +198,21 @@ impl EnsembleNode {
                         (-LIGHTGBM_ZERO..=LIGHTGBM_ZERO).contains(&x)
                     }
                 };
-                let go_left = if is_missing {
+                Some(if is_missing {
                     *default_left
                 } else {
                     match comparison {
                         Comparison::Less => x < *threshold,
                         Comparison::LessOrEqual => x <= *threshold,
                     }
-                };
-                Some(if go_left { *left } else { *right })
+                })
             }
-            Self::Categorical { feature, categories, codes, in_set_left, default_left, left, right } => {
+            Self::Categorical { feature, categories, codes, in_set_left, default_left, .. } => {
                 let mut x = row.get(*feature as usize).copied().unwrap_or(f64::NAN);
                 if precision == Precision::Float32 {
                     x = f64::from(x as f32);
                 }
-                let go_left = if x.is_nan() {
+                Some(if x.is_nan() {
                     *default_left
                 } else {
                     let code = match codes {
@@ -201,8 +225,7 @@ impl EnsembleNode {
                     });
                     // A valid code outside the set, and an invalid code, go where "not in the set" goes.
                     if in_set { *in_set_left } else { !*in_set_left }
-                };
-                Some(if go_left { *left } else { *right })
+                })
             }
         }
     }
@@ -301,17 +324,43 @@ impl TreeEnsemble {
         }
     }
 
+    /// The compiled engine for this ensemble (made on first use), or `None` if it cannot be
+    /// compiled (then [`TreeEnsemble::predict`] is the way to score).
+    pub fn compiled(&self) -> Option<&CompiledEnsemble> {
+        self.compiled.0.get_or_init(|| CompiledEnsemble::new(self).ok()).as_ref()
+    }
+
+    /// Scores rows with the compiled engine on one thread (falling back to the reference
+    /// evaluation): the outputs of each row, concatenated.
+    pub fn score_rows(&self, rows: &[Vec<f64>]) -> Vec<f64> {
+        if let Some(compiled) = self.compiled()
+            && rows.iter().all(|row| row.len() == self.features)
+        {
+            let flat: Vec<f64> = rows.iter().flatten().copied().collect();
+            let mut out = vec![0.0; rows.len() * self.outputs];
+            if compiled.predict_into(&flat, &mut out, 1).is_ok() {
+                return out;
+            }
+        }
+        rows.iter().flat_map(|row| self.predict(row)).collect()
+    }
+
     /// The outputs of one row: probabilities, expected counts or values, per the objective.
     pub fn predict(&self, row: &[f64]) -> Vec<f64> {
         let mut margins = self.margins(row);
+        self.finish(&mut margins);
+        margins
+    }
+
+    /// Turns one row's margins into outputs in place: averaging (forests), then the transform.
+    pub fn finish(&self, margins: &mut [f64]) {
         if let Some(divisor) = self.average_over {
             margins.iter_mut().for_each(|margin| *margin /= divisor);
         }
         match self.precision {
-            Precision::Float64 => transform_f64(self.transform, &mut margins),
-            Precision::Float32 => transform_f32(self.transform, &mut margins),
+            Precision::Float64 => transform_f64(self.transform, margins),
+            Precision::Float32 => transform_f32(self.transform, margins),
         }
-        margins
     }
 }
 
@@ -425,6 +474,7 @@ mod tests {
             average_over: None,
             transform: Transform::Sigmoid { scale: 1.0 },
             source: "test".into(),
+            compiled: CompiledCache::default(),
         };
         ensemble.validate().expect("valid");
         assert_eq!(ensemble.margins(&[5.0]), vec![3.5]);

@@ -6,6 +6,7 @@
 //! This crate does not touch the store: it turns bytes into models and inputs into scores.
 
 mod artifact;
+pub mod compiled;
 pub mod ensemble;
 mod error;
 pub mod gbdt;
@@ -14,6 +15,7 @@ pub mod logistic;
 pub mod signature;
 
 pub use artifact::{ARTIFACT_FORMAT_VERSION, Model, ModelArtifact};
+pub use compiled::CompiledEnsemble;
 pub use ensemble::TreeEnsemble;
 pub use error::{Error, InputError, Result};
 pub use gbdt::{GbdtModel, Node, Tree};

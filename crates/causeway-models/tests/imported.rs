@@ -3,7 +3,7 @@
 //! predictions, and every one is compared here.
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used, reason = "tests fail loudly")]
 
-use causeway_models::{Error, ModelFormat, import_model};
+use causeway_models::{CompiledEnsemble, Error, ModelFormat, import_model};
 use causeway_test_support::model_fixtures;
 use serde_json::Value;
 
@@ -47,6 +47,18 @@ fn imported_models_score_like_their_originals() {
         let output_difference = worst_difference(&matrix(&case["output"]), &outputs);
         let margin_difference = worst_difference(&matrix(&case["margin"]), &margins);
         report.push(format!("{name}: outputs {output_difference:.1e}, margins {margin_difference:.1e}"));
+        // The compiled engine computes bit for bit what the reference evaluation computes, on any
+        // number of threads.
+        let compiled = CompiledEnsemble::new(&imported.ensemble).expect("compiles");
+        let flat: Vec<f64> = rows.iter().flatten().copied().collect();
+        for threads in [1, 2] {
+            let mut scored = vec![0.0; rows.len() * compiled.outputs()];
+            compiled.predict_into(&flat, &mut scored, threads).expect("scores");
+            let reference: Vec<f64> = outputs.iter().flatten().copied().collect();
+            let same = scored.iter().zip(&reference).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{name}: the compiled engine differs from the reference on {threads} thread(s)");
+        }
+        assert_eq!(compiled.predict_row(&rows[0]), outputs[0], "{name}: one row");
         assert!(output_difference <= TOLERANCE, "{name}: outputs differ by {output_difference}\n{}", report.join("\n"));
         assert!(margin_difference <= TOLERANCE, "{name}: margins differ by {margin_difference}\n{}", report.join("\n"));
     }
@@ -76,6 +88,10 @@ fn formats_are_detected_and_unsupported_features_are_named() {
     for cut in [10, json.len() / 2, json.len() - 3] {
         assert!(import_model(&json[..cut]).is_err(), "cut at {cut}");
     }
+    let compiled =
+        CompiledEnsemble::new(&import_model(&read("lgb_binary.txt")).expect("imports").ensemble).expect("compiles");
+    let mut out = vec![0.0; 2];
+    assert!(compiled.predict_into(&[1.0; 7], &mut out, 1).is_err(), "7 values are not rows of 8 features");
     let text = String::from_utf8(read("lgb_binary.txt")).expect("text");
     assert!(import_model(text.replace("left_child=", "left_kid=").as_bytes()).is_err());
 }

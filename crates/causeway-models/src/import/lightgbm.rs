@@ -105,6 +105,7 @@ pub(crate) fn import(text: &str) -> Result<Imported> {
         average_over: (average_output && iterations > 0).then_some(iterations as f64),
         transform,
         source: format!("lightgbm {version} ({objective})"),
+        compiled: Default::default(),
     };
     ensemble.validate()?;
     Ok(Imported { ensemble, features: described, best_iteration: None })

@@ -97,6 +97,7 @@ pub(crate) fn import(document: &Document) -> Result<Imported> {
         average_over: None,
         transform,
         source: format!("xgboost {version} ({objective})"),
+        compiled: Default::default(),
     };
     ensemble.validate()?;
     Ok(Imported { ensemble, features: described, best_iteration })
