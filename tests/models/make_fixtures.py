@@ -1,5 +1,6 @@
-"""Trains small XGBoost and LightGBM models with pinned versions, saves them in their native
-formats, and writes the reference predictions Causeway's importers must reproduce.
+"""Trains small XGBoost, LightGBM and scikit-learn models with pinned versions, saves them in their
+native formats and as ONNX, and writes the reference predictions Causeway's importers must
+reproduce (the libraries' own; onnxruntime's for ONNX files).
 
     python tests/models/make_fixtures.py OUT_DIR
 
@@ -149,11 +150,60 @@ def lightgbm_cases(out, rng):
     return cases
 
 
+def onnx_cases(out, rng):
+    """Tree ensembles converted to ONNX by skl2onnx and onnxmltools; the reference is onnxruntime."""
+    import lightgbm as lgb_sklearn
+    import onnxmltools
+    import onnxruntime
+    from onnxmltools.convert.common.data_types import FloatTensorType as ToolsFloat
+    from skl2onnx import to_onnx
+    from sklearn.ensemble import (GradientBoostingClassifier, GradientBoostingRegressor,
+                                  HistGradientBoostingClassifier, RandomForestClassifier)
+
+    cases = []
+    x = data(rng, 500, 6, missing=0.0).astype(np.float32)
+    y = binary_label(x, rng)
+    test = data(rng, 200, 6, missing=0.03).astype(np.float32)
+
+    def add(name, onnx_model, inputs, output_name):
+        path = os.path.join(out, f"{name}.onnx")
+        with open(path, "wb") as handle:
+            handle.write(onnx_model.SerializeToString())
+        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        input_name = session.get_inputs()[0].name
+        names = [output.name for output in session.get_outputs()]
+        result = session.run(None, {input_name: inputs})[names.index(output_name)]
+        result = np.asarray(result, dtype=np.float64)
+        if result.ndim == 2 and result.shape[1] == 2:
+            result = result[:, 1:]  # binary: the positive class, as Causeway serves it
+        cases.append({"name": name, "file": os.path.basename(path), "format": "onnx",
+                      "rows": rows_for_json(inputs.astype(np.float64)), "output": as_rows(result), "margin": None})
+
+    no_zipmap = {"zipmap": False}
+    gbc = GradientBoostingClassifier(n_estimators=30, max_depth=3, random_state=SEED).fit(x, y)
+    add("onnx_sklearn_gbc", to_onnx(gbc, x[:1], options=no_zipmap), test, "probabilities")
+    forest = RandomForestClassifier(n_estimators=15, max_depth=5, random_state=SEED).fit(x, y)
+    add("onnx_sklearn_forest", to_onnx(forest, x[:1], options=no_zipmap), test, "probabilities")
+    regressor = GradientBoostingRegressor(n_estimators=25, max_depth=3, random_state=SEED).fit(x, x[:, 0] * 3 + 1)
+    add("onnx_sklearn_regressor", to_onnx(regressor, x[:1]), test, "variable")
+    classes = np.digitize(x[:, 0] + x[:, 1], [-0.7, 0.7])
+    multi = GradientBoostingClassifier(n_estimators=10, max_depth=2, random_state=SEED).fit(x, classes)
+    add("onnx_sklearn_multiclass", to_onnx(multi, x[:1], options=no_zipmap), test, "probabilities")
+    x_missing = data(rng, 500, 6, missing=0.05).astype(np.float32)
+    hist = HistGradientBoostingClassifier(max_iter=20, random_state=SEED).fit(x_missing, binary_label(x_missing, rng))
+    add("onnx_sklearn_hist", to_onnx(hist, x_missing[:1], options=no_zipmap), test, "probabilities")
+    booster = xgboost.XGBClassifier(n_estimators=20, max_depth=3, random_state=SEED, n_jobs=1).fit(x_missing, binary_label(x_missing, rng))
+    add("onnx_xgboost", onnxmltools.convert_xgboost(booster, initial_types=[("input", ToolsFloat([None, 6]))]), test, "probabilities")
+    light = lgb_sklearn.LGBMClassifier(n_estimators=20, num_leaves=8, random_state=SEED, verbose=-1, n_jobs=1).fit(x_missing, binary_label(x_missing, rng))
+    add("onnx_lightgbm", onnxmltools.convert_lightgbm(light, initial_types=[("input", ToolsFloat([None, 6]))], zipmap=False), test, "probabilities")
+    return cases
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     rng = np.random.default_rng(SEED)
-    cases = xgboost_cases(out, rng) + lightgbm_cases(out, rng)
+    cases = xgboost_cases(out, rng) + lightgbm_cases(out, rng) + onnx_cases(out, rng)
     with open(os.path.join(out, "cases.json"), "w") as handle:
         json.dump({"versions": {"xgboost": xgboost.__version__, "lightgbm": lightgbm.__version__}, "cases": cases}, handle)
     print(f"{len(cases)} cases in {out}")

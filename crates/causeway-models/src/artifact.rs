@@ -160,7 +160,7 @@ mod tests {
             ],
         };
         ModelArtifact::new(
-            Model::Gbdt(GbdtModel { base_score: 0.0, trees: vec![tree] }),
+            Model::Gbdt(GbdtModel::new(0.0, vec![tree])),
             Signature {
                 features: vec![FeatureSpec { name: "amount".into(), kind: FeatureKind::Numeric, nullable: false }],
             },

@@ -154,6 +154,16 @@ pub struct TreeEnsemble {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct CompiledCache(std::sync::Arc<std::sync::OnceLock<Option<CompiledEnsemble>>>);
 
+impl CompiledCache {
+    /// The engine, compiled by `compile` the first time.
+    pub(crate) fn get_or_compile(
+        &self,
+        compile: impl FnOnce() -> Option<CompiledEnsemble>,
+    ) -> Option<&CompiledEnsemble> {
+        self.0.get_or_init(compile).as_ref()
+    }
+}
+
 impl PartialEq for CompiledCache {
     fn eq(&self, _: &Self) -> bool {
         true
@@ -327,7 +337,7 @@ impl TreeEnsemble {
     /// The compiled engine for this ensemble (made on first use), or `None` if it cannot be
     /// compiled (then [`TreeEnsemble::predict`] is the way to score).
     pub fn compiled(&self) -> Option<&CompiledEnsemble> {
-        self.compiled.0.get_or_init(|| CompiledEnsemble::new(self).ok()).as_ref()
+        self.compiled.get_or_compile(|| CompiledEnsemble::new(self).ok())
     }
 
     /// Scores rows with the compiled engine on one thread (falling back to the reference

@@ -3,6 +3,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Predictor;
+use crate::compiled::CompiledEnsemble;
+use crate::ensemble::{
+    Comparison, CompiledCache, EnsembleNode, EnsembleTree, Missing, Precision, Transform, TreeEnsemble,
+};
 use crate::error::{Error, Result};
 
 /// One node of a tree: a split or a leaf. Children are indices into the tree's node array.
@@ -81,19 +85,72 @@ impl Tree {
     }
 }
 
-/// A boosted ensemble: probability = sigmoid(base_score + Σ tree leaf values).
+/// A boosted ensemble: probability = sigmoid(base_score + Σ tree leaf values), summed from the
+/// base score tree by tree. Scored by the compiled engine shared with imported models.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GbdtModel {
     /// The starting margin (log-odds).
     pub base_score: f64,
     /// The trees.
     pub trees: Vec<Tree>,
+    /// The compiled form, made on first use.
+    #[serde(skip)]
+    engine: CompiledCache,
 }
 
 impl GbdtModel {
-    /// The raw margin (log-odds) for one row.
+    /// A model from its base score and trees.
+    pub fn new(base_score: f64, trees: Vec<Tree>) -> Self {
+        Self { base_score, trees, engine: CompiledCache::default() }
+    }
+
+    /// The same model as a [`TreeEnsemble`] of `width` inputs (`f64`, `x < t`, NaN by the
+    /// learned direction, a sigmoid on the margin).
+    pub fn to_ensemble(&self, width: usize) -> TreeEnsemble {
+        let trees = self
+            .trees
+            .iter()
+            .map(|tree| EnsembleTree {
+                nodes: tree
+                    .nodes
+                    .iter()
+                    .map(|node| match node {
+                        Node::Leaf { value } => EnsembleNode::Leaf { value: *value },
+                        Node::Split { feature, threshold, left, right, missing_left } => EnsembleNode::Numeric {
+                            feature: *feature,
+                            threshold: *threshold,
+                            comparison: Comparison::Less,
+                            missing: Missing::Nan,
+                            default_left: *missing_left,
+                            left: *left,
+                            right: *right,
+                        },
+                    })
+                    .collect(),
+                group: 0,
+                weight: 1.0,
+            })
+            .collect();
+        TreeEnsemble {
+            features: width,
+            outputs: 1,
+            base_margins: vec![self.base_score],
+            trees,
+            precision: Precision::Float64,
+            average_over: None,
+            transform: Transform::Sigmoid { scale: 1.0 },
+            source: "causeway gbdt".into(),
+            compiled: CompiledCache::default(),
+        }
+    }
+
+    /// The compiled engine for rows of `width` features, made on first use.
+    fn compiled(&self, width: usize) -> Option<&CompiledEnsemble> {
+        self.engine.get_or_compile(|| CompiledEnsemble::new(&self.to_ensemble(width)).ok())
+    }
+    /// The raw margin (log-odds) for one row, by the reference traversal.
     pub fn margin(&self, row: &[f64]) -> f64 {
-        self.base_score + self.trees.iter().map(|tree| tree.leaf_value(row)).sum::<f64>()
+        self.trees.iter().fold(self.base_score, |margin, tree| margin + tree.leaf_value(row))
     }
 
     /// Checks every tree against an input width.
@@ -104,7 +161,24 @@ impl GbdtModel {
 
 impl Predictor for GbdtModel {
     fn predict_row(&self, row: &[f64]) -> f64 {
-        crate::sigmoid(self.margin(row))
+        match self.compiled(row.len()).filter(|engine| engine.features() == row.len()) {
+            Some(engine) => engine.predict_row(row)[0],
+            None => crate::sigmoid(self.margin(row)),
+        }
+    }
+
+    fn predict_rows(&self, rows: &[Vec<f64>]) -> Vec<f64> {
+        let width = rows.first().map_or(0, Vec::len);
+        if let Some(engine) = self.compiled(width).filter(|engine| engine.features() == width)
+            && rows.iter().all(|row| row.len() == width)
+        {
+            let flat: Vec<f64> = rows.iter().flatten().copied().collect();
+            let mut out = vec![0.0; rows.len()];
+            if engine.predict_into(&flat, &mut out, 1).is_ok() {
+                return out;
+            }
+        }
+        rows.iter().map(|row| crate::sigmoid(self.margin(row))).collect()
     }
 }
 
@@ -124,7 +198,7 @@ mod tests {
 
     #[test]
     fn routes_by_threshold_and_missing_direction() {
-        let model = GbdtModel { base_score: 0.5, trees: vec![stump(2.0, true), stump(5.0, false)] };
+        let model = GbdtModel::new(0.5, vec![stump(2.0, true), stump(5.0, false)]);
         assert_eq!(model.margin(&[1.0]), 0.5 - 2.0);
         assert_eq!(model.margin(&[3.0]), 0.5);
         assert_eq!(model.margin(&[5.0]), 2.5);
@@ -134,11 +208,11 @@ mod tests {
 
     #[test]
     fn rejects_out_of_range_features_and_cycles() {
-        let model = GbdtModel { base_score: 0.0, trees: vec![stump(1.0, true)] };
+        let model = GbdtModel::new(0.0, vec![stump(1.0, true)]);
         assert!(model.validate(1).is_ok());
         assert!(model.validate(0).is_err());
         let cyclic =
             Tree { nodes: vec![Node::Split { feature: 0, threshold: 1.0, left: 0, right: 0, missing_left: true }] };
-        assert!(GbdtModel { base_score: 0.0, trees: vec![cyclic] }.validate(1).is_err());
+        assert!(GbdtModel::new(0.0, vec![cyclic]).validate(1).is_err());
     }
 }

@@ -184,7 +184,7 @@ pub fn train(
     let keep = if validation.is_some() && best.1 > 0 { best.1 } else { trees.len() };
     trees.truncate(keep);
     history.best_rounds = keep;
-    Ok((GbdtModel { base_score, trees }, history))
+    Ok((GbdtModel::new(base_score, trees), history))
 }
 
 fn weighted_log_loss(margins: &[f64], labels: &[f64], weights: &[f64]) -> f64 {
@@ -336,6 +336,12 @@ mod tests {
         let params = GbdtParams { rounds: 60, max_depth: 3, ..GbdtParams::default() };
         let (model, history) = train(&rows, &labels, &params, Some((&valid_rows, &valid_labels)))?;
         let scores = model.predict_rows(&valid_rows);
+        // The compiled engine scores exactly as the reference traversal does, in batches and alone.
+        for (row, score) in valid_rows.iter().zip(&scores) {
+            let reference = sigmoid(model.margin(row));
+            assert_eq!(score.to_bits(), reference.to_bits());
+            assert_eq!(model.predict_row(row).to_bits(), reference.to_bits());
+        }
         let auc = roc_auc(&scores, &valid_labels);
         assert!(auc > 0.85, "auc {auc}");
         assert!(history.train_loss.first() > history.train_loss.last());

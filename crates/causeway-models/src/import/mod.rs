@@ -1,9 +1,11 @@
-//! Importers: XGBoost (JSON, UBJSON) and LightGBM (text) models into a [`TreeEnsemble`] that
+//! Importers: XGBoost (JSON, UBJSON), LightGBM (text) and ONNX-ML tree-ensemble models into a [`TreeEnsemble`] that
 //! scores as the original library does. Anything a format can express that the engine cannot
 //! score exactly is refused with an error naming it, never approximated.
 
 mod document;
 mod lightgbm;
+mod onnx;
+mod protobuf;
 mod xgboost;
 
 use std::collections::BTreeMap;
@@ -22,6 +24,8 @@ pub enum ModelFormat {
     XgboostUbjson,
     /// LightGBM's text model (`model.txt`).
     LightgbmText,
+    /// An ONNX model whose graph is one ONNX-ML tree ensemble (skl2onnx, onnxmltools).
+    Onnx,
 }
 
 impl ModelFormat {
@@ -32,11 +36,15 @@ impl ModelFormat {
         if rest.starts_with(b"tree\n") || rest.starts_with(b"tree\r\n") {
             return Ok(Self::LightgbmText);
         }
+        // An ONNX file is a protobuf ModelProto, which begins with field 1 (ir_version), a varint.
+        if bytes.first() == Some(&0x08) && bytes.len() > 16 {
+            return Ok(Self::Onnx);
+        }
         match rest {
             [b'{', b'L' | b'i' | b'U' | b'I' | b'l', ..] => Ok(Self::XgboostUbjson),
             [b'{', ..] => Ok(Self::XgboostJson),
             _ => Err(Error::Unsupported(
-                "unrecognised model file: expected an XGBoost model (.json or .ubj) or a LightGBM model (.txt)".into(),
+                "unrecognised model file: expected an XGBoost model (.json or .ubj), a LightGBM model (.txt) or an ONNX tree ensemble (.onnx)".into(),
             )),
         }
     }
@@ -78,6 +86,7 @@ pub fn import_as(bytes: &[u8], format: ModelFormat) -> Result<Imported> {
                 std::str::from_utf8(bytes).map_err(|_| Error::Invalid("LightGBM model: not UTF-8 text".into()))?;
             lightgbm::import(text)
         }
+        ModelFormat::Onnx => onnx::import(bytes),
     }
 }
 

@@ -1,5 +1,5 @@
-//! `causeway import` registers XGBoost and LightGBM files as versions that serve exactly the
-//! scores their libraries compute.
+//! `causeway import` registers XGBoost, LightGBM and ONNX tree-ensemble files as versions that
+//! serve the scores their libraries (onnxruntime for ONNX) compute.
 
 use causeway_test_support::model_fixtures;
 use serde_json::{Value, json};
