@@ -3,6 +3,7 @@
 //! monitoring into retraining and a champion/challenger rollout (gates, shadow, canary, promote
 //! or roll back), and the fraud demo that runs all of it on an injected clock.
 
+pub mod card;
 pub mod config;
 pub mod controller;
 mod error;

@@ -194,6 +194,9 @@ pub fn train_and_register(
     let artifact_key = format!("models/{}/{}.json", model.name, run.run_id);
     project.blobs.put(&artifact_key, &outcome.artifact.to_bytes()?)?;
     project.blobs.put(&baseline_key(&artifact_key), &serde_json::to_vec(&baseline)?)?;
+    let evaluation =
+        causeway_train::evaluate(&signature, &holdout, &outcome.holdout_scores, outcome.artifact.threshold);
+    project.blobs.put(&evaluation_key(&artifact_key), &serde_json::to_vec(&evaluation)?)?;
     let run = tracker.finish(&run, &outcome.metrics, at_ms)?;
     let version = project.meta.register_version(
         &ModelVersionRecord {
@@ -256,6 +259,11 @@ pub fn import_and_register(
         },
         actor,
     )?)
+}
+
+/// The blob key of a version's holdout evaluation (calibration, slices).
+pub fn evaluation_key(artifact_key: &str) -> String {
+    format!("{}.evaluation.json", artifact_key.trim_end_matches(".json"))
 }
 
 /// The blob key of a version's monitoring baseline.

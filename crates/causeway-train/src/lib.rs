@@ -5,6 +5,7 @@
 //! This crate does not serve: it turns labelled feature rows into model artifacts and records runs.
 
 mod error;
+pub mod evaluation;
 pub mod gbdt;
 pub mod logistic;
 pub mod metrics;
@@ -18,6 +19,7 @@ use causeway_types::{FeatureValue, SeededRng};
 use serde::{Deserialize, Serialize};
 
 pub use error::{Error, Result};
+pub use evaluation::{Evaluation, evaluate};
 pub use gbdt::GbdtParams;
 pub use logistic::LogisticParams;
 pub use tracking::RunTracker;

@@ -132,6 +132,23 @@ enum Command {
         #[command(flatten)]
         dir: ProjectArgs,
     },
+    /// Print a version's model card: data, training parameters, holdout metrics, calibration,
+    /// metrics per slice with the largest gap, lineage.
+    ///
+    /// Example: causeway card --model fraud --version 2 --html card.html
+    Card {
+        /// The model (default: [model].name of causeway.toml).
+        #[arg(long)]
+        model: Option<String>,
+        /// The version (default: the champion).
+        #[arg(long)]
+        version: Option<u32>,
+        /// Also write the card as a self-contained HTML page here.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        #[command(flatten)]
+        dir: ProjectArgs,
+    },
     /// Point a model's champion alias at a version (audited).
     ///
     /// Example: causeway promote 3 --model fraud
@@ -284,6 +301,7 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Runs(dir) => runs(&dir),
         Command::Models(dir) => models(&dir),
         Command::Import { file, model, threshold, promote, dir } => import(&dir, &file, model, threshold, promote),
+        Command::Card { model, version, html, dir } => card(&dir, model, version, html.as_deref()),
         Command::Promote { version, model, dir } => promote(&dir, model, version),
         Command::Rollback { model, dir } => rollback(&dir, model),
         Command::Events { kind, dir } => events(&dir, kind.as_deref()),
@@ -485,6 +503,25 @@ fn import(dir: &ProjectArgs, file: &Path, model: Option<String>, threshold: f64,
     if promote {
         set_champion(&project, &model, version.version, "cli", "imported")?;
         println!("{model}@champion -> version {}", version.version);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn card(dir: &ProjectArgs, model: Option<String>, version: Option<u32>, html: Option<&Path>) -> Result<ExitCode> {
+    let project = open(dir)?;
+    let model = model_name(&project, model)?;
+    let version = match version {
+        Some(version) => version,
+        None => project
+            .meta
+            .alias(&model, CHAMPION)?
+            .with_context(|| format!("{model} has no champion: pass --version N"))?,
+    };
+    let card = causeway_loop::card::model_card(&project, &model, version)?;
+    print!("{}", card.markdown);
+    if let Some(path) = html {
+        std::fs::write(path, &card.html).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -107,3 +107,29 @@ fn training_features_never_see_events_at_or_after_their_row() {
         assert_eq!(with_everything, only_the_past, "row {row} saw an event at or after its own time");
     }
 }
+
+#[test]
+fn every_version_has_a_model_card_with_calibration_and_slices() {
+    let run = fraud_demo();
+    let dir = run.dir.to_str().expect("utf-8");
+    let html = run.dir.join("card.html");
+    let output = crate::support::run(&["card", "--dir", dir, "--html", html.to_str().expect("utf-8")]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let card = String::from_utf8_lossy(&output.stdout);
+    for section in ["# Model card: fraud version 2", "## Holdout metrics", "## Calibration", "## Slices", "## Lineage"]
+    {
+        assert!(card.contains(section), "missing {section}:\n{card}");
+    }
+    assert!(card.contains("aliases: champion"), "{card}");
+    assert!(
+        card.contains("| channel |") && card.contains("| merchant_category |"),
+        "slices per categorical feature:\n{card}"
+    );
+    assert!(card.contains("Largest gap:"), "{card}");
+    let page = std::fs::read_to_string(&html).expect("the HTML card");
+    assert!(page.starts_with("<!doctype html>") && page.contains("<h2>Slices</h2>") && !page.contains("<script"));
+    let first = crate::support::run(&["card", "--dir", dir, "--version", "1"]);
+    assert!(String::from_utf8_lossy(&first.stdout).contains("# Model card: fraud version 1"));
+    let missing = crate::support::run(&["card", "--dir", dir, "--version", "99"]);
+    assert!(!missing.status.success());
+}
