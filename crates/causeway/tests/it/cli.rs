@@ -77,7 +77,10 @@ fn project_commands_from_init_to_rollback() {
     let artifacts: Vec<Vec<u8>> = std::fs::read_dir(dir.join(".causeway/artifacts/models/fraud"))
         .expect("artifacts")
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| !path.to_string_lossy().ends_with(".baseline.json"))
+        .filter(|path| {
+            let name = path.to_string_lossy();
+            !name.ends_with(".baseline.json") && !name.ends_with(".evaluation.json")
+        })
         .map(|path| std::fs::read(path).expect("read"))
         .collect();
     assert_eq!(artifacts.len(), 2);
