@@ -4,6 +4,7 @@
 //!
 //! This crate does not serve: it turns labelled feature rows into model artifacts and records runs.
 
+pub mod cross_validation;
 mod error;
 pub mod evaluation;
 pub mod gbdt;
@@ -18,6 +19,7 @@ use causeway_models::{FeatureKind, FeatureSpec, Model, ModelArtifact, Predictor,
 use causeway_types::{FeatureValue, SeededRng};
 use serde::{Deserialize, Serialize};
 
+pub use cross_validation::{CrossValidation, cross_validate};
 pub use error::{Error, Result};
 pub use evaluation::{Evaluation, evaluate};
 pub use gbdt::GbdtParams;
@@ -66,7 +68,8 @@ impl TrainingSet {
         self.partition(|index| chosen[index])
     }
 
-    fn partition(&self, second: impl Fn(usize) -> bool) -> (TrainingSet, TrainingSet) {
+    /// Rows where `second(row)` holds go to the second set, the others to the first.
+    pub(crate) fn partition(&self, second: impl Fn(usize) -> bool) -> (TrainingSet, TrainingSet) {
         let mut first_set = TrainingSet::default();
         let mut second_set = TrainingSet::default();
         for index in 0..self.len() {

@@ -99,6 +99,10 @@ enum Command {
         /// Also point the champion alias at the new version.
         #[arg(long)]
         promote: bool,
+        /// First cross-validate the trainer on FOLDS seeded folds of the window and print each
+        /// metric's mean and standard deviation.
+        #[arg(long, value_name = "FOLDS")]
+        folds: Option<usize>,
         #[command(flatten)]
         dir: ProjectArgs,
     },
@@ -297,7 +301,7 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Init(dir) => init(&dir),
         Command::Ingest { file, name, dir } => ingest(&dir, &file, &name),
         Command::Datasets(dir) => datasets(&dir),
-        Command::Train { days, promote, dir } => train(&dir, days, promote),
+        Command::Train { days, promote, folds, dir } => train(&dir, days, promote, folds),
         Command::Runs(dir) => runs(&dir),
         Command::Models(dir) => models(&dir),
         Command::Import { file, model, threshold, promote, dir } => import(&dir, &file, model, threshold, promote),
@@ -368,7 +372,7 @@ fn datasets(dir: &ProjectArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn train(dir: &ProjectArgs, days: Option<u32>, promote: bool) -> Result<ExitCode> {
+fn train(dir: &ProjectArgs, days: Option<u32>, promote: bool, folds: Option<usize>) -> Result<ExitCode> {
     let project = open(dir)?;
     let model = project.config.model()?.clone();
     let data = load_dataset(&project, &model.dataset)?;
@@ -381,6 +385,24 @@ fn train(dir: &ProjectArgs, days: Option<u32>, promote: bool) -> Result<ExitCode
     let now = SystemClock.now_ms();
     let set = training_set(&project, &data, first, last, now, None)?;
     let snapshot = snapshot_id(&project, &model.dataset, first, last)?;
+    if let Some(folds) = folds {
+        let signature = causeway_train::signature_for(project.config.features()?, &set);
+        let result = causeway_train::cross_validate(
+            &model.trainer,
+            &signature,
+            &set,
+            folds,
+            model.target_false_positive_rate,
+            model.seed,
+        )?;
+        let mut output = table(&["metric", &format!("mean over {folds} folds"), "standard deviation"]);
+        for name in ["roc_auc", "pr_auc", "recall", "false_positive_rate", "precision", "log_loss", "brier"] {
+            if let (Some(mean), Some(deviation)) = (result.mean.get(name), result.standard_deviation.get(name)) {
+                output.add_row(vec![name.to_string(), format!("{mean:.4}"), format!("{deviation:.4}")]);
+            }
+        }
+        println!("cross-validation of {} on {} rows:\n{output}", model.trainer.family(), set.len());
+    }
     let trained = train_and_register(&project, &set, &snapshot, now, "cli")?;
     let mut output = table(&["metric", &format!("v{} ({})", trained.version.version, trained.version.flavor)]);
     for (name, value) in &trained.outcome.metrics {

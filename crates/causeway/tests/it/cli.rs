@@ -72,8 +72,9 @@ fn project_commands_from_init_to_rollback() {
     // Training twice on the same data with the same seed gives the same model, byte for byte.
     let first = ok(&["train", "--dir", dir_text, "--days", "20", "--promote"]);
     assert!(first.contains("registered fraud version 1"), "{first}");
-    let second = ok(&["train", "--dir", dir_text, "--days", "20"]);
+    let second = ok(&["train", "--dir", dir_text, "--days", "20", "--folds", "3"]);
     assert!(second.contains("registered fraud version 2"), "{second}");
+    assert!(second.contains("cross-validation of gbdt") && second.contains("mean over 3 folds"), "{second}");
     let artifacts: Vec<Vec<u8>> = std::fs::read_dir(dir.join(".causeway/artifacts/models/fraud"))
         .expect("artifacts")
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
