@@ -220,6 +220,18 @@ impl CompiledEnsemble {
         Ok(())
     }
 
+    /// Scores rows given one `Vec` each, on one thread (a server's request); `None` when a row
+    /// does not have `features()` values.
+    pub fn score_rows(&self, rows: &[Vec<f64>]) -> Option<Vec<f64>> {
+        if rows.iter().any(|row| row.len() != self.features()) {
+            return None;
+        }
+        let flat: Vec<f64> = rows.iter().flatten().copied().collect();
+        let mut out = vec![0.0; rows.len() * self.outputs()];
+        self.predict_into(&flat, &mut out, 1).ok()?;
+        Some(out)
+    }
+
     /// Scores one row.
     pub fn predict_row(&self, row: &[f64]) -> Vec<f64> {
         let mut out = vec![f64::NAN; self.outputs()];

@@ -343,16 +343,9 @@ impl TreeEnsemble {
     /// Scores rows with the compiled engine on one thread (falling back to the reference
     /// evaluation): the outputs of each row, concatenated.
     pub fn score_rows(&self, rows: &[Vec<f64>]) -> Vec<f64> {
-        if let Some(compiled) = self.compiled()
-            && rows.iter().all(|row| row.len() == self.features)
-        {
-            let flat: Vec<f64> = rows.iter().flatten().copied().collect();
-            let mut out = vec![0.0; rows.len() * self.outputs];
-            if compiled.predict_into(&flat, &mut out, 1).is_ok() {
-                return out;
-            }
-        }
-        rows.iter().flat_map(|row| self.predict(row)).collect()
+        self.compiled()
+            .and_then(|compiled| compiled.score_rows(rows))
+            .unwrap_or_else(|| rows.iter().flat_map(|row| self.predict(row)).collect())
     }
 
     /// The outputs of one row: probabilities, expected counts or values, per the objective.

@@ -169,16 +169,9 @@ impl Predictor for GbdtModel {
 
     fn predict_rows(&self, rows: &[Vec<f64>]) -> Vec<f64> {
         let width = rows.first().map_or(0, Vec::len);
-        if let Some(engine) = self.compiled(width).filter(|engine| engine.features() == width)
-            && rows.iter().all(|row| row.len() == width)
-        {
-            let flat: Vec<f64> = rows.iter().flatten().copied().collect();
-            let mut out = vec![0.0; rows.len()];
-            if engine.predict_into(&flat, &mut out, 1).is_ok() {
-                return out;
-            }
-        }
-        rows.iter().map(|row| crate::sigmoid(self.margin(row))).collect()
+        self.compiled(width)
+            .and_then(|engine| engine.score_rows(rows))
+            .unwrap_or_else(|| rows.iter().map(|row| crate::sigmoid(self.margin(row))).collect())
     }
 }
 

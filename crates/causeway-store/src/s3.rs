@@ -385,23 +385,14 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&decoded).into_owned()
 }
 
-/// (`YYYYMMDD`, `YYYYMMDDTHHMMSSZ`) of a Unix time in seconds.
+/// (`YYYYMMDD`, `YYYYMMDDTHHMMSSZ`) of a Unix time in seconds: the ISO-8601 timestamp without
+/// its separators.
 fn amz_date(seconds: u64) -> (String, String) {
-    let days = (seconds / 86_400) as i64;
-    let of_day = seconds % 86_400;
-    // Howard Hinnant's days-to-civil.
-    let shifted = days + 719_468;
-    let era = shifted.div_euclid(146_097);
-    let day_of_era = shifted.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    let date = format!("{year:04}{month:02}{day:02}");
-    let time = format!("{date}T{:02}{:02}{:02}Z", of_day / 3_600, of_day / 60 % 60, of_day % 60);
-    (date, time)
+    let timestamp: String = causeway_types::format_timestamp(seconds as i64 * 1_000)
+        .chars()
+        .filter(|character| !matches!(character, '-' | ':'))
+        .collect();
+    (timestamp.chars().take(8).collect(), timestamp)
 }
 
 /// The text of every `<name>…</name>` element, in order (S3's XML has no attributes we need).
