@@ -52,6 +52,19 @@ pub enum CategoryCodes {
     Lightgbm,
 }
 
+impl CategoryCodes {
+    /// Whether the value `x` (not NaN) reads as a valid code that is in the bitset `categories`
+    /// (code `c` is bit `c % 32` of word `c / 32`).
+    pub fn in_set(self, x: f64, categories: &[u32]) -> bool {
+        let code = match self {
+            Self::Xgboost if (0.0..16_777_216.0).contains(&x) => Some(x as u32),
+            Self::Lightgbm if x > -1.0 => Some(x.min(f64::from(u32::MAX)) as u32),
+            _ => None,
+        };
+        code.is_some_and(|code| categories.get((code / 32) as usize).is_some_and(|word| (word >> (code % 32)) & 1 == 1))
+    }
+}
+
 /// One node: a numeric split, a categorical split or a leaf. Children are node indices.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "node", rename_all = "snake_case")]
@@ -225,16 +238,8 @@ impl EnsembleNode {
                 Some(if x.is_nan() {
                     *default_left
                 } else {
-                    let code = match codes {
-                        CategoryCodes::Xgboost if (0.0..16_777_216.0).contains(&x) => Some(x as u32),
-                        CategoryCodes::Lightgbm if x > -1.0 => Some(x.min(f64::from(u32::MAX)) as u32),
-                        _ => None,
-                    };
-                    let in_set = code.is_some_and(|code| {
-                        categories.get((code / 32) as usize).is_some_and(|word| (word >> (code % 32)) & 1 == 1)
-                    });
                     // A valid code outside the set, and an invalid code, go where "not in the set" goes.
-                    if in_set { *in_set_left } else { !*in_set_left }
+                    if codes.in_set(x, categories) { *in_set_left } else { !*in_set_left }
                 })
             }
         }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::Predictor;
 use crate::compiled::CompiledEnsemble;
 use crate::ensemble::{
-    Comparison, CompiledCache, EnsembleNode, EnsembleTree, Missing, Precision, Transform, TreeEnsemble,
+    CategoryCodes, Comparison, CompiledCache, EnsembleNode, EnsembleTree, Missing, Precision, Transform, TreeEnsemble,
 };
 use crate::error::{Error, Result};
 
@@ -20,6 +20,21 @@ pub enum Node {
         feature: u32,
         /// Split threshold.
         threshold: f64,
+        /// Left child index.
+        left: u32,
+        /// Right child index.
+        right: u32,
+        /// Where missing values go.
+        missing_left: bool,
+    },
+    /// Go left when `row[feature]` is a category code in `categories` (a bitset: code `c` is bit
+    /// `c % 32` of word `c / 32`; codes are read as LightGBM reads them, truncated), right for any
+    /// other code; missing values go left when `missing_left`.
+    Categorical {
+        /// Feature index.
+        feature: u32,
+        /// The codes that go left.
+        categories: Vec<u32>,
         /// Left child index.
         left: u32,
         /// Right child index.
@@ -54,6 +69,12 @@ impl Tree {
                     let go_left = if value.is_nan() { *missing_left } else { value < *threshold };
                     index = if go_left { *left } else { *right } as usize;
                 }
+                Some(Node::Categorical { feature, categories, left, right, missing_left }) => {
+                    let value = row.get(*feature as usize).copied().unwrap_or(f64::NAN);
+                    let go_left =
+                        if value.is_nan() { *missing_left } else { CategoryCodes::Lightgbm.in_set(value, categories) };
+                    index = if go_left { *left } else { *right } as usize;
+                }
                 None => return 0.0,
             }
         }
@@ -65,20 +86,25 @@ impl Tree {
             return Err(Error::Invalid(format!("tree {tree} has no nodes")));
         }
         for (index, node) in self.nodes.iter().enumerate() {
-            if let Node::Split { feature, left, right, threshold, .. } = node {
-                if *feature as usize >= width {
-                    return Err(Error::Invalid(format!("tree {tree} node {index} uses feature {feature} of {width}")));
+            let (feature, left, right) = match node {
+                Node::Leaf { .. } => continue,
+                Node::Split { feature, left, right, threshold, .. } => {
+                    if threshold.is_nan() {
+                        return Err(Error::Invalid(format!("tree {tree} node {index} has a NaN threshold")));
+                    }
+                    (feature, left, right)
                 }
-                if *left as usize <= index
-                    || *right as usize <= index
-                    || *left as usize >= self.nodes.len()
-                    || *right as usize >= self.nodes.len()
-                {
-                    return Err(Error::Invalid(format!("tree {tree} node {index} has children out of order or range")));
-                }
-                if threshold.is_nan() {
-                    return Err(Error::Invalid(format!("tree {tree} node {index} has a NaN threshold")));
-                }
+                Node::Categorical { feature, left, right, .. } => (feature, left, right),
+            };
+            if *feature as usize >= width {
+                return Err(Error::Invalid(format!("tree {tree} node {index} uses feature {feature} of {width}")));
+            }
+            if *left as usize <= index
+                || *right as usize <= index
+                || *left as usize >= self.nodes.len()
+                || *right as usize >= self.nodes.len()
+            {
+                return Err(Error::Invalid(format!("tree {tree} node {index} has children out of order or range")));
             }
         }
         Ok(())
@@ -125,6 +151,17 @@ impl GbdtModel {
                             left: *left,
                             right: *right,
                         },
+                        Node::Categorical { feature, categories, left, right, missing_left } => {
+                            EnsembleNode::Categorical {
+                                feature: *feature,
+                                categories: categories.clone(),
+                                codes: CategoryCodes::Lightgbm,
+                                in_set_left: true,
+                                default_left: *missing_left,
+                                left: *left,
+                                right: *right,
+                            }
+                        }
                     })
                     .collect(),
                 group: 0,

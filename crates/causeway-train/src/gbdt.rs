@@ -1,10 +1,15 @@
 //! A histogram-based gradient-boosted-trees trainer for binary classification (log loss).
 //!
-//! Features are cut into at most `bins` quantile bins once; each tree grows depth-wise, choosing
-//! for every node the split with the largest second-order gain, and learns where missing values go.
-//! There is no randomness: the same data and parameters give the same model, bit for bit.
+//! Features are cut into at most `bins` quantile bins once (categorical features keep one bin per
+//! category code); each tree grows best-first, choosing for every leaf the split with the largest
+//! second-order gain and learning where missing values go. Categorical features split on sets of
+//! categories (ordered by gradient over hessian, as LightGBM does). Histograms are built on the
+//! smaller child only and subtracted from the parent for the larger; threads take whole features,
+//! never parts of the rows, so every sum, and therefore the model, is the same bit for bit on any number of
+//! threads.
 
 use causeway_models::{GbdtModel, Node, Tree, sigmoid};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -19,18 +24,25 @@ pub struct GbdtParams {
     pub learning_rate: f64,
     /// Maximum tree depth.
     pub max_depth: usize,
+    /// Maximum leaves per tree; `None` grows every leaf the depth and gain allow.
+    pub max_leaves: Option<usize>,
     /// Minimum hessian sum in a child.
     pub min_child_weight: f64,
     /// L2 regularization of leaf values.
     pub lambda: f64,
     /// Minimum gain for a split.
     pub min_split_gain: f64,
-    /// Maximum bins per feature (2..=255).
+    /// Maximum bins per numeric feature (2..=255).
     pub bins: usize,
     /// Weight of positive examples; `None` uses sqrt(negatives / positives).
     pub scale_pos_weight: Option<f64>,
     /// Stop when validation loss has not improved for this many rounds.
     pub early_stopping_rounds: Option<usize>,
+    /// Split categorical features on sets of categories; when false their codes split as numbers.
+    pub native_categorical: bool,
+    /// Added to each category's hessian when categories are ordered for a set split, so rare
+    /// categories do not sort to the ends on noise.
+    pub categorical_smoothing: f64,
 }
 
 impl Default for GbdtParams {
@@ -39,12 +51,15 @@ impl Default for GbdtParams {
             rounds: 200,
             learning_rate: 0.1,
             max_depth: 5,
+            max_leaves: None,
             min_child_weight: 1.0,
             lambda: 1.0,
             min_split_gain: 0.0,
             bins: 64,
             scale_pos_weight: None,
             early_stopping_rounds: Some(20),
+            native_categorical: true,
+            categorical_smoothing: 10.0,
         }
     }
 }
@@ -60,68 +75,185 @@ pub struct TrainingHistory {
     pub best_rounds: usize,
 }
 
+/// Histogram slots per feature: one per bin value of a `u8`.
+const SLOTS: usize = 256;
+/// The bin of a missing value.
 const MISSING_BIN: u8 = u8::MAX;
+/// The bin of a categorical code too large (or invalid) to have its own bin; never sent left.
+const OTHER_CATEGORY_BIN: u8 = u8::MAX - 1;
+/// Values sampled per feature to place the bin boundaries.
+const CUT_SAMPLE: usize = 200_000;
+/// Leaves with fewer rows are summed (and partitioned) on one thread.
+const PARALLEL_ROWS: usize = 4_096;
+/// Features per split-finding task.
+const FEATURE_BLOCK: usize = 4;
+/// Rows per chunk for element-wise passes (binning, gradients).
+const ROW_CHUNK: usize = 8_192;
 
+/// How one feature's values map to bins.
+enum FeatureBins {
+    /// Bin `b` holds values `v` with `cuts[b - 1] <= v < cuts[b]`.
+    Numeric { cuts: Vec<f64> },
+    /// Bin `c` holds category code `c`; larger or invalid codes share [`OTHER_CATEGORY_BIN`].
+    Categorical,
+}
+
+/// The training rows as bin numbers, one column per feature: a leaf's rows are summed and
+/// partitioned feature by feature, each pass touching one column only.
 struct BinnedMatrix {
-    bins: Vec<u8>,
+    columns: Vec<Vec<u8>>,
     width: usize,
-    cuts: Vec<Vec<f64>>,
+    features: Vec<FeatureBins>,
 }
 
 impl BinnedMatrix {
-    fn new(rows: &[Vec<f64>], width: usize, max_bins: usize) -> Self {
-        let max_bins = max_bins.clamp(2, 254);
-        let mut cuts = Vec::with_capacity(width);
-        for feature in 0..width {
-            let mut values: Vec<f64> =
-                rows.iter().filter_map(|row| row.get(feature).copied()).filter(|value| !value.is_nan()).collect();
-            values.sort_by(f64::total_cmp);
-            values.dedup();
-            let feature_cuts: Vec<f64> = if values.len() <= max_bins {
-                values.iter().skip(1).copied().collect()
-            } else {
-                let mut chosen: Vec<f64> = (1..max_bins).map(|index| values[index * values.len() / max_bins]).collect();
-                chosen.dedup();
-                chosen
-            };
-            cuts.push(feature_cuts);
-        }
-        let mut bins = Vec::with_capacity(rows.len() * width);
-        for row in rows {
-            for (feature, feature_cuts) in cuts.iter().enumerate() {
-                let value = row.get(feature).copied().unwrap_or(f64::NAN);
-                bins.push(if value.is_nan() {
-                    MISSING_BIN
-                } else {
-                    feature_cuts.partition_point(|cut| *cut <= value) as u8
-                });
-            }
-        }
-        Self { bins, width, cuts }
+    fn new(rows: &[Vec<f64>], categorical: &[bool], max_bins: usize) -> Self {
+        let width = rows.first().map_or(0, Vec::len);
+        let max_bins = max_bins.clamp(2, 255);
+        let sample_count = rows.len().min(CUT_SAMPLE);
+        let features: Vec<FeatureBins> = (0..width)
+            .into_par_iter()
+            .map(|feature| {
+                if categorical.get(feature).copied().unwrap_or(false) {
+                    return FeatureBins::Categorical;
+                }
+                let mut values: Vec<f64> = (0..sample_count)
+                    .map(|index| rows[index * rows.len() / sample_count][feature])
+                    .filter(|value| !value.is_nan())
+                    .collect();
+                values.sort_by(f64::total_cmp);
+                FeatureBins::Numeric { cuts: quantile_cuts(&values, max_bins) }
+            })
+            .collect();
+        let columns = features
+            .par_iter()
+            .enumerate()
+            .map(|(feature, bins)| rows.iter().map(|row| bin_of(row[feature], bins)).collect())
+            .collect();
+        Self { columns, width, features }
     }
 
-    fn bin(&self, row: usize, feature: usize) -> u8 {
-        self.bins[row * self.width + feature]
+}
+
+/// Up to `max_bins - 1` boundaries placing about as many sampled values in every bin.
+fn quantile_cuts(sorted: &[f64], max_bins: usize) -> Vec<f64> {
+    let Some(first) = sorted.first() else { return Vec::new() };
+    let mut distinct: Vec<f64> = sorted.to_vec();
+    distinct.dedup();
+    if distinct.len() <= max_bins {
+        return distinct.into_iter().skip(1).collect();
+    }
+    let mut cuts: Vec<f64> = (1..max_bins).map(|index| sorted[index * sorted.len() / max_bins]).collect();
+    cuts.dedup();
+    cuts.retain(|cut| cut > first);
+    cuts
+}
+
+fn bin_of(value: f64, bins: &FeatureBins) -> u8 {
+    if value.is_nan() {
+        return MISSING_BIN;
+    }
+    match bins {
+        FeatureBins::Numeric { cuts } => cuts.partition_point(|cut| *cut <= value) as u8,
+        // Codes are read as the model reads them at prediction time (truncated; LightGBM's rule).
+        FeatureBins::Categorical if value > -1.0 && value < f64::from(OTHER_CATEGORY_BIN) => value as u8,
+        FeatureBins::Categorical => OTHER_CATEGORY_BIN,
     }
 }
 
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, Debug, PartialEq)]
 struct GradientPair {
     gradient: f64,
     hessian: f64,
 }
 
+impl GradientPair {
+    fn add(&mut self, other: GradientPair) {
+        self.gradient += other.gradient;
+        self.hessian += other.hessian;
+    }
+
+    fn minus(self, other: GradientPair) -> GradientPair {
+        GradientPair { gradient: self.gradient - other.gradient, hessian: self.hessian - other.hessian }
+    }
+}
+
+/// Gradient sums per feature and bin.
+type Histogram = Vec<[GradientPair; SLOTS]>;
+
+/// The sums of `rows`' gradient pairs per feature and bin. Threads take whole features, each
+/// summing its feature over the rows in order, so every sum is the same on any thread count.
+fn build_histogram(matrix: &BinnedMatrix, pairs: &[GradientPair], rows: &[u32]) -> Histogram {
+    let mut histogram: Histogram = vec![[GradientPair::default(); SLOTS]; matrix.width];
+    // The leaf's pairs gathered once, so every feature streams them in order.
+    let ordered: Vec<GradientPair> = if rows.len() < PARALLEL_ROWS {
+        rows.iter().map(|row| pairs[*row as usize]).collect()
+    } else {
+        let mut ordered = vec![GradientPair::default(); rows.len()];
+        ordered.par_chunks_mut(ROW_CHUNK).zip(rows.par_chunks(ROW_CHUNK)).for_each(|(out, rows)| {
+            for (slot, row) in out.iter_mut().zip(rows) {
+                *slot = pairs[*row as usize];
+            }
+        });
+        ordered
+    };
+    let accumulate = |(slots, column): (&mut [GradientPair; SLOTS], &Vec<u8>)| {
+        for (row, pair) in rows.iter().zip(&ordered) {
+            slots[usize::from(column[*row as usize])].add(*pair);
+        }
+    };
+    if rows.len() < PARALLEL_ROWS {
+        histogram.iter_mut().zip(&matrix.columns).for_each(accumulate);
+    } else {
+        histogram.par_iter_mut().zip(&matrix.columns).for_each(accumulate);
+    }
+    histogram
+}
+
+fn subtract_histogram(parent: &mut Histogram, child: &Histogram) {
+    for (parent_slots, child_slots) in parent.iter_mut().zip(child) {
+        for (parent_slot, child_slot) in parent_slots.iter_mut().zip(child_slots) {
+            *parent_slot = parent_slot.minus(*child_slot);
+        }
+    }
+}
+
+/// Which bins go left at a split.
+#[derive(Debug, Clone)]
+enum SplitRule {
+    /// Bins up to and including this one.
+    Threshold(u8),
+    /// These category bins.
+    Categories(Vec<u8>),
+}
+
+#[derive(Debug, Clone)]
 struct Candidate {
     gain: f64,
     feature: usize,
-    bin: usize,
+    rule: SplitRule,
     missing_left: bool,
 }
 
+impl Candidate {
+    /// A lookup from bin to side (true = left).
+    fn sides(&self) -> [bool; SLOTS] {
+        let mut sides = [false; SLOTS];
+        match &self.rule {
+            SplitRule::Threshold(last) => sides[..=usize::from(*last)].fill(true),
+            SplitRule::Categories(bins) => bins.iter().for_each(|bin| sides[usize::from(*bin)] = true),
+        }
+        sides[usize::from(MISSING_BIN)] = self.missing_left;
+        sides
+    }
+}
+
 /// Trains a model on encoded rows and 0/1 labels, optionally early-stopping on a validation set.
+/// `categorical[f]` marks features holding category codes (see [`GbdtParams::native_categorical`]).
 pub fn train(
     rows: &[Vec<f64>],
     labels: &[f64],
+    categorical: &[bool],
     params: &GbdtParams,
     validation: Option<(&[Vec<f64>], &[f64])>,
 ) -> Result<(GbdtModel, TrainingHistory)> {
@@ -132,6 +264,9 @@ pub fn train(
             rows.len(),
             labels.len()
         )));
+    }
+    if rows.len() > u32::MAX as usize {
+        return Err(Error::Data(format!("{} rows is more than one training set may hold", rows.len())));
     }
     if rows.iter().any(|row| row.len() != width) {
         return Err(Error::Data("rows have different widths".into()));
@@ -149,25 +284,32 @@ pub fn train(
     let weighted_positives = positives as f64 * positive_weight;
     let base_score = (weighted_positives / negatives as f64).ln();
 
-    let matrix = BinnedMatrix::new(rows, width, params.bins);
+    let categorical: Vec<bool> =
+        (0..width).map(|feature| params.native_categorical && categorical.get(feature).copied().unwrap_or(false)).collect();
+    let matrix = BinnedMatrix::new(rows, &categorical, params.bins);
     let mut margins = vec![base_score; rows.len()];
     let mut validation_margins = validation.map(|(valid_rows, _)| vec![base_score; valid_rows.len()]);
     let mut trees = Vec::with_capacity(params.rounds);
     let mut history = TrainingHistory::default();
     let mut best = (f64::INFINITY, 0usize);
     let mut pairs = vec![GradientPair::default(); rows.len()];
+    let mut grower = TreeGrower { matrix: &matrix, params, indices: Vec::new(), scratch: Vec::new() };
 
     for round in 0..params.rounds {
-        for (index, pair) in pairs.iter_mut().enumerate() {
-            let probability = sigmoid(margins[index]);
-            pair.gradient = (probability - labels[index]) * weights[index];
-            pair.hessian = (probability * (1.0 - probability)).max(1e-12) * weights[index];
-        }
-        let tree = grow_tree(&matrix, &pairs, params, &mut margins);
+        pairs.par_chunks_mut(ROW_CHUNK).zip(margins.par_chunks(ROW_CHUNK)).enumerate().for_each(
+            |(chunk, (pairs, margins))| {
+                let offset = chunk * ROW_CHUNK;
+                for (index, (pair, margin)) in pairs.iter_mut().zip(margins).enumerate() {
+                    let probability = sigmoid(*margin);
+                    let (label, weight) = (labels[offset + index], weights[offset + index]);
+                    pair.gradient = (probability - label) * weight;
+                    pair.hessian = (probability * (1.0 - probability)).max(1e-12) * weight;
+                }
+            },
+        );
+        let tree = grower.grow(&pairs, &mut margins);
         if let (Some((valid_rows, _)), Some(valid_margins)) = (validation, validation_margins.as_mut()) {
-            for (margin, row) in valid_margins.iter_mut().zip(valid_rows) {
-                *margin += tree.leaf_value(row);
-            }
+            valid_margins.par_iter_mut().zip(valid_rows).for_each(|(margin, row)| *margin += tree.leaf_value(row));
         }
         trees.push(tree);
         history.train_loss.push(weighted_log_loss(&margins, labels, &weights));
@@ -187,121 +329,280 @@ pub fn train(
     Ok((GbdtModel::new(base_score, trees), history))
 }
 
+/// The weighted mean log loss, summed in fixed chunks (the same on any number of threads).
 fn weighted_log_loss(margins: &[f64], labels: &[f64], weights: &[f64]) -> f64 {
-    let mut total = 0.0;
-    let mut weight_sum = 0.0;
-    for ((margin, label), weight) in margins.iter().zip(labels).zip(weights) {
-        let probability = sigmoid(*margin).clamp(1e-15, 1.0 - 1e-15);
-        total -= weight * (label * probability.ln() + (1.0 - label) * (1.0 - probability).ln());
-        weight_sum += weight;
-    }
+    let partials: Vec<(f64, f64)> = margins
+        .par_chunks(ROW_CHUNK)
+        .zip(labels.par_chunks(ROW_CHUNK))
+        .zip(weights.par_chunks(ROW_CHUNK))
+        .map(|((margins, labels), weights)| {
+            let mut total = 0.0;
+            let mut weight_sum = 0.0;
+            for ((margin, label), weight) in margins.iter().zip(labels).zip(weights) {
+                let probability = sigmoid(*margin).clamp(1e-15, 1.0 - 1e-15);
+                total -= weight * (label * probability.ln() + (1.0 - label) * (1.0 - probability).ln());
+                weight_sum += weight;
+            }
+            (total, weight_sum)
+        })
+        .collect();
+    let (total, weight_sum) = partials.iter().fold((0.0, 0.0), |sum, part| (sum.0 + part.0, sum.1 + part.1));
     total / weight_sum.max(f64::MIN_POSITIVE)
 }
 
-/// Grows one tree depth-wise and adds its leaf values to `margins`.
-fn grow_tree(matrix: &BinnedMatrix, pairs: &[GradientPair], params: &GbdtParams, margins: &mut [f64]) -> Tree {
-    let mut nodes: Vec<Node> = vec![Node::Leaf { value: 0.0 }];
-    // Nodes waiting to be split: (node index, rows, depth).
-    let mut frontier: Vec<(usize, Vec<u32>, usize)> = vec![(0, (0..pairs.len() as u32).collect(), 0)];
-    let mut leaves: Vec<(usize, Vec<u32>)> = Vec::new();
-    while let Some((node_index, node_rows, depth)) = frontier.pop() {
-        let total = node_rows.iter().fold(GradientPair::default(), |sum, row| {
-            let pair = pairs[*row as usize];
-            GradientPair { gradient: sum.gradient + pair.gradient, hessian: sum.hessian + pair.hessian }
+/// A leaf of the growing tree: its rows (a range of the grower's index array) and sums.
+struct GrowingLeaf {
+    node: usize,
+    start: usize,
+    end: usize,
+    depth: usize,
+    total: GradientPair,
+    histogram: Option<Histogram>,
+    candidate: Option<Candidate>,
+}
+
+/// Grows trees on one binned matrix, reusing its row buffers between rounds.
+struct TreeGrower<'a> {
+    matrix: &'a BinnedMatrix,
+    params: &'a GbdtParams,
+    /// Row numbers, grouped so every leaf's rows are one range (ascending within it).
+    indices: Vec<u32>,
+    scratch: Vec<u32>,
+}
+
+impl TreeGrower<'_> {
+    /// Grows one tree best-first and adds its leaf values to `margins`.
+    fn grow(&mut self, pairs: &[GradientPair], margins: &mut [f64]) -> Tree {
+        let params = self.params;
+        self.indices.clear();
+        self.indices.extend(0..pairs.len() as u32);
+        let root_histogram = build_histogram(self.matrix, pairs, &self.indices);
+        let mut nodes: Vec<Node> = vec![Node::Leaf { value: 0.0 }];
+        let mut leaves = vec![self.leaf(0, 0, pairs.len(), 0, root_histogram)];
+        let leaf_limit = params.max_leaves.unwrap_or(usize::MAX).max(1);
+        while leaves.len() < leaf_limit {
+            // The leaf whose split gains most (the first such leaf on ties, for determinism).
+            let mut chosen: Option<(usize, f64)> = None;
+            for (position, leaf) in leaves.iter().enumerate() {
+                if let Some(candidate) = &leaf.candidate
+                    && chosen.is_none_or(|(_, gain)| candidate.gain > gain)
+                {
+                    chosen = Some((position, candidate.gain));
+                }
+            }
+            let Some((position, _)) = chosen else { break };
+            let parent = leaves.swap_remove(position);
+            let (Some(candidate), Some(mut parent_histogram)) = (parent.candidate, parent.histogram) else { break };
+            let middle = self.partition(parent.start, parent.end, &candidate);
+            let left = nodes.len();
+            nodes.push(Node::Leaf { value: 0.0 });
+            nodes.push(Node::Leaf { value: 0.0 });
+            nodes[parent.node] = self.split_node(&candidate, left as u32);
+            // Build the smaller child's histogram; the larger one's is the parent's minus it.
+            let left_smaller = middle - parent.start <= parent.end - middle;
+            let small_range = if left_smaller { parent.start..middle } else { middle..parent.end };
+            let small_histogram = build_histogram(self.matrix, pairs, &self.indices[small_range]);
+            subtract_histogram(&mut parent_histogram, &small_histogram);
+            let (left_histogram, right_histogram) =
+                if left_smaller { (small_histogram, parent_histogram) } else { (parent_histogram, small_histogram) };
+            leaves.push(self.leaf(left, parent.start, middle, parent.depth + 1, left_histogram));
+            leaves.push(self.leaf(left + 1, middle, parent.end, parent.depth + 1, right_histogram));
+        }
+        for leaf in leaves {
+            let value = -leaf.total.gradient / (leaf.total.hessian + params.lambda) * params.learning_rate;
+            nodes[leaf.node] = Node::Leaf { value };
+            for row in &self.indices[leaf.start..leaf.end] {
+                margins[*row as usize] += value;
+            }
+        }
+        Tree { nodes }
+    }
+
+    /// A leaf with its best split, keeping the histogram only while the leaf may still split.
+    fn leaf(&self, node: usize, start: usize, end: usize, depth: usize, histogram: Histogram) -> GrowingLeaf {
+        let total = histogram.first().map_or(GradientPair::default(), |slots| {
+            slots.iter().fold(GradientPair::default(), |mut sum, slot| {
+                sum.add(*slot);
+                sum
+            })
         });
-        let candidate = if depth < params.max_depth && node_rows.len() >= 2 {
-            best_split(matrix, pairs, &node_rows, total, params)
+        let candidate = if depth < self.params.max_depth && end - start >= 2 {
+            best_split(self.matrix, &histogram, total, self.params)
         } else {
             None
         };
-        match candidate {
-            Some(candidate) => {
-                let threshold = matrix.cuts[candidate.feature][candidate.bin];
-                let (left_rows, right_rows): (Vec<u32>, Vec<u32>) = node_rows.iter().partition(|row| {
-                    let bin = matrix.bin(**row as usize, candidate.feature);
-                    if bin == MISSING_BIN { candidate.missing_left } else { usize::from(bin) <= candidate.bin }
-                });
-                let left = nodes.len();
-                nodes.push(Node::Leaf { value: 0.0 });
-                nodes.push(Node::Leaf { value: 0.0 });
-                nodes[node_index] = Node::Split {
-                    feature: candidate.feature as u32,
-                    threshold,
-                    left: left as u32,
-                    right: left as u32 + 1,
-                    missing_left: candidate.missing_left,
+        let histogram = candidate.is_some().then_some(histogram);
+        GrowingLeaf { node, start, end, depth, total, histogram, candidate }
+    }
+
+    /// Reorders `indices[start..end]` so the rows going left come first (both sides keep their
+    /// order); returns where the right side starts.
+    fn partition(&mut self, start: usize, end: usize, candidate: &Candidate) -> usize {
+        let sides = candidate.sides();
+        let column = &self.matrix.columns[candidate.feature];
+        let goes_left = |row: u32| sides[usize::from(column[row as usize])];
+        let range = &mut self.indices[start..end];
+        if range.len() <= PARALLEL_ROWS {
+            self.scratch.clear();
+            let mut write = 0;
+            for read in 0..range.len() {
+                let row = range[read];
+                if goes_left(row) {
+                    range[write] = row;
+                    write += 1;
+                } else {
+                    self.scratch.push(row);
+                }
+            }
+            range[write..].copy_from_slice(&self.scratch);
+            return start + write;
+        }
+        // Each chunk splits its rows into both sides; the sides are then laid out chunk by chunk.
+        let parts: Vec<(Vec<u32>, Vec<u32>)> = range
+            .par_chunks(PARALLEL_ROWS)
+            .map(|chunk| {
+                let mut sides = (Vec::with_capacity(chunk.len()), Vec::with_capacity(chunk.len()));
+                for row in chunk {
+                    if goes_left(*row) { sides.0.push(*row) } else { sides.1.push(*row) }
+                }
+                sides
+            })
+            .collect();
+        let mut write = 0;
+        for (left, _) in &parts {
+            range[write..write + left.len()].copy_from_slice(left);
+            write += left.len();
+        }
+        let middle = write;
+        for (_, right) in &parts {
+            range[write..write + right.len()].copy_from_slice(right);
+            write += right.len();
+        }
+        start + middle
+    }
+
+    /// The model node for a split whose children are `left` and `left + 1`.
+    fn split_node(&self, candidate: &Candidate, left: u32) -> Node {
+        let (feature, right, missing_left) = (candidate.feature as u32, left + 1, candidate.missing_left);
+        match &candidate.rule {
+            SplitRule::Threshold(bin) => {
+                let threshold = match &self.matrix.features[candidate.feature] {
+                    FeatureBins::Numeric { cuts } => cuts.get(usize::from(*bin)).copied(),
+                    FeatureBins::Categorical => None,
                 };
-                frontier.push((left + 1, right_rows, depth + 1));
-                frontier.push((left, left_rows, depth + 1));
+                Node::Split { feature, threshold: threshold.unwrap_or(f64::INFINITY), left, right, missing_left }
             }
-            None => {
-                let value = -total.gradient / (total.hessian + params.lambda) * params.learning_rate;
-                nodes[node_index] = Node::Leaf { value };
-                leaves.push((node_index, node_rows));
-            }
-        }
-    }
-    for (node_index, node_rows) in leaves {
-        if let Node::Leaf { value } = nodes[node_index] {
-            for row in node_rows {
-                margins[row as usize] += value;
+            SplitRule::Categories(codes) => {
+                let words = codes.iter().map(|code| usize::from(*code) / 32 + 1).max().unwrap_or(0);
+                let mut categories = vec![0_u32; words];
+                for code in codes {
+                    categories[usize::from(*code) / 32] |= 1 << (code % 32);
+                }
+                Node::Categorical { feature, categories, left, right, missing_left }
             }
         }
     }
-    Tree { nodes }
 }
 
+/// The best split of a leaf over all features, if any gains more than `min_split_gain` (the
+/// first feature's on ties; features are scored in parallel).
 fn best_split(
     matrix: &BinnedMatrix,
-    pairs: &[GradientPair],
-    rows: &[u32],
+    histogram: &Histogram,
     total: GradientPair,
     params: &GbdtParams,
 ) -> Option<Candidate> {
-    let width = matrix.width;
-    const SLOTS: usize = 256;
-    let mut histogram = vec![GradientPair::default(); width * SLOTS];
-    for row in rows {
-        let pair = pairs[*row as usize];
-        let offset = *row as usize * width;
-        for (feature, bin) in matrix.bins[offset..offset + width].iter().enumerate() {
-            let slot = &mut histogram[feature * SLOTS + usize::from(*bin)];
-            slot.gradient += pair.gradient;
-            slot.hessian += pair.hessian;
-        }
-    }
-    let score = |pair: GradientPair| pair.gradient * pair.gradient / (pair.hessian + params.lambda);
-    let parent = score(total);
-    let mut best: Option<Candidate> = None;
-    for feature in 0..width {
-        let slots = &histogram[feature * SLOTS..(feature + 1) * SLOTS];
-        let missing = slots[usize::from(MISSING_BIN)];
-        let bin_count = matrix.cuts[feature].len() + 1;
-        let mut left = GradientPair::default();
-        for (bin, slot) in slots.iter().enumerate().take(bin_count.saturating_sub(1)) {
-            left.gradient += slot.gradient;
-            left.hessian += slot.hessian;
-            for missing_left in [false, true] {
-                let mut left_side = left;
-                if missing_left {
-                    left_side.gradient += missing.gradient;
-                    left_side.hessian += missing.hessian;
-                }
-                let right_side = GradientPair {
-                    gradient: total.gradient - left_side.gradient,
-                    hessian: total.hessian - left_side.hessian,
-                };
-                if left_side.hessian < params.min_child_weight || right_side.hessian < params.min_child_weight {
-                    continue;
-                }
-                let gain = score(left_side) + score(right_side) - parent;
-                if gain > params.min_split_gain && best.as_ref().is_none_or(|current| gain > current.gain) {
-                    best = Some(Candidate { gain, feature, bin, missing_left });
-                }
+    let per_feature: Vec<Option<Candidate>> = histogram
+        .par_iter()
+        .zip(&matrix.features)
+        .enumerate()
+        .with_min_len(FEATURE_BLOCK)
+        .map(|(feature, (slots, bins))| best_split_on(feature, slots, bins, total, params))
+        .collect();
+    per_feature.into_iter().flatten().fold(None, |best: Option<Candidate>, candidate| match best {
+        Some(current) if current.gain >= candidate.gain => Some(current),
+        _ => Some(candidate),
+    })
+}
+
+/// The best split on one feature's histogram.
+fn best_split_on(
+    feature: usize,
+    slots: &[GradientPair; SLOTS],
+    bins: &FeatureBins,
+    total: GradientPair,
+    params: &GbdtParams,
+) -> Option<Candidate> {
+    let lambda = params.lambda;
+    let parent = total.gradient * total.gradient / (total.hessian + lambda);
+    let missing = slots[usize::from(MISSING_BIN)];
+    let directions: &[bool] = if missing.hessian > 0.0 { &[false, true] } else { &[false] };
+    // The best (gain, position in the scan, missing_left) so far; the first wins ties.
+    let mut best: Option<(f64, usize, bool)> = None;
+    let mut scan = |position: usize, left: GradientPair| {
+        for &missing_left in directions {
+            let mut left_side = left;
+            if missing_left {
+                left_side.add(missing);
+            }
+            let right_side = total.minus(left_side);
+            if left_side.hessian < params.min_child_weight || right_side.hessian < params.min_child_weight {
+                continue;
+            }
+            let gain = left_side.gradient * left_side.gradient / (left_side.hessian + lambda)
+                + right_side.gradient * right_side.gradient / (right_side.hessian + lambda)
+                - parent;
+            if gain > params.min_split_gain && best.is_none_or(|(current, _, _)| gain > current) {
+                best = Some((gain, position, missing_left));
             }
         }
+    };
+    match bins {
+        FeatureBins::Numeric { cuts } => {
+            let mut left = GradientPair::default();
+            for (bin, slot) in slots.iter().enumerate().take(cuts.len()) {
+                if bin > 0 && slot.hessian == 0.0 && slot.gradient == 0.0 {
+                    // An empty bin moves nothing across: the previous threshold already scored it.
+                    continue;
+                }
+                left.add(*slot);
+                scan(bin, left);
+            }
+            let (gain, bin, missing_left) = best?;
+            Some(Candidate { gain, feature, rule: SplitRule::Threshold(bin as u8), missing_left })
+        }
+        FeatureBins::Categorical => {
+            // Categories ordered by smoothed mean gradient; every prefix of the order, from either
+            // end, is a candidate left set. The shared "other" bin always goes right.
+            let smoothing = params.categorical_smoothing.max(0.0);
+            let mut order: Vec<(u8, f64)> = slots[..usize::from(OTHER_CATEGORY_BIN)]
+                .iter()
+                .enumerate()
+                .filter(|(_, slot)| slot.hessian > 0.0)
+                .map(|(bin, slot)| (bin as u8, slot.gradient / (slot.hessian + smoothing)))
+                .collect();
+            order.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+            let count = order.len();
+            // Positions 0..count take ascending prefixes, count..2*count descending ones.
+            for descending in [false, true] {
+                let mut left = GradientPair::default();
+                for taken in 1..=count {
+                    let index = if descending { count - taken } else { taken - 1 };
+                    left.add(slots[usize::from(order[index].0)]);
+                    scan(usize::from(descending) * count + taken - 1, left);
+                }
+            }
+            let (gain, position, missing_left) = best?;
+            let taken = position % count.max(1) + 1;
+            let mut codes: Vec<u8> = if position < count {
+                order[..taken].iter().map(|(bin, _)| *bin).collect()
+            } else {
+                order[count - taken..].iter().map(|(bin, _)| *bin).collect()
+            };
+            codes.sort_unstable();
+            Some(Candidate { gain, feature, rule: SplitRule::Categories(codes), missing_left })
+        }
     }
-    best
 }
 
 #[cfg(test)]
@@ -334,7 +635,7 @@ mod tests {
         let (rows, labels) = dataset(1, 4_000);
         let (valid_rows, valid_labels) = dataset(2, 2_000);
         let params = GbdtParams { rounds: 60, max_depth: 3, ..GbdtParams::default() };
-        let (model, history) = train(&rows, &labels, &params, Some((&valid_rows, &valid_labels)))?;
+        let (model, history) = train(&rows, &labels, &[], &params, Some((&valid_rows, &valid_labels)))?;
         let scores = model.predict_rows(&valid_rows);
         // The compiled engine scores exactly as the reference traversal does, in batches and alone.
         for (row, score) in valid_rows.iter().zip(&scores) {
@@ -345,14 +646,86 @@ mod tests {
         let auc = roc_auc(&scores, &valid_labels);
         assert!(auc > 0.85, "auc {auc}");
         assert!(history.train_loss.first() > history.train_loss.last());
-        let (again, _) = train(&rows, &labels, &params, Some((&valid_rows, &valid_labels)))?;
+        let (again, _) = train(&rows, &labels, &[], &params, Some((&valid_rows, &valid_labels)))?;
         assert_eq!(serde_json::to_string(&model).ok(), serde_json::to_string(&again).ok());
+        Ok(())
+    }
+
+    /// Category codes 0..12 (plus missing); codes 1, 4, 7 and 10 are mostly positive, and a
+    /// numeric feature adds a little signal.
+    fn categorical_dataset(seed: u64, count: usize) -> (Vec<Vec<f64>>, Vec<f64>) {
+        let mut rng = SeededRng::new(seed);
+        let mut rows = Vec::new();
+        let mut labels = Vec::new();
+        for _ in 0..count {
+            let code = (rng.range(0.0, 12.0) as usize).min(11);
+            let numeric = rng.range(-1.0, 1.0);
+            let positive = [1, 4, 7, 10].contains(&code);
+            let label = if rng.chance(0.85 + 0.1 * numeric.abs()) { positive } else { !positive };
+            rows.push(vec![if rng.chance(0.05) { f64::NAN } else { code as f64 }, numeric]);
+            labels.push(f64::from(u8::from(label)));
+        }
+        (rows, labels)
+    }
+
+    #[test]
+    fn splits_categories_on_sets() -> Result<()> {
+        let (rows, labels) = categorical_dataset(3, 6_000);
+        let (valid_rows, valid_labels) = categorical_dataset(4, 3_000);
+        let stump = GbdtParams { rounds: 1, max_depth: 1, learning_rate: 1.0, ..GbdtParams::default() };
+        let (model, _) = train(&rows, &labels, &[true, false], &stump, None)?;
+        // One split sends exactly the positive categories left.
+        match &model.trees[0].nodes[0] {
+            Node::Categorical { feature: 0, categories, .. } => {
+                assert_eq!(categories, &vec![(1 << 1) | (1 << 4) | (1 << 7) | (1 << 10)]);
+            }
+            other => panic!("expected a categorical root, got {other:?}"),
+        }
+        let native_auc = roc_auc(&model.predict_rows(&valid_rows), &valid_labels);
+        // Codes split as numbers cannot isolate the set with one split.
+        let numeric = GbdtParams { native_categorical: false, ..stump };
+        let (numeric_model, _) = train(&rows, &labels, &[true, false], &numeric, None)?;
+        let numeric_auc = roc_auc(&numeric_model.predict_rows(&valid_rows), &valid_labels);
+        assert!(native_auc > 0.8 && native_auc > numeric_auc + 0.1, "native {native_auc}, numeric {numeric_auc}");
+
+        // Deeper models: the compiled engine scores categorical splits as the reference does,
+        // including unseen codes, negative codes and missing values.
+        let params = GbdtParams { rounds: 20, max_depth: 3, ..GbdtParams::default() };
+        let (model, _) = train(&rows, &labels, &[true, false], &params, None)?;
+        let mut probes = valid_rows.clone();
+        probes.extend([vec![300.0, 0.5], vec![-0.5, 0.1], vec![-3.0, 0.1], vec![4.7, f64::NAN], vec![f64::NAN, 0.9]]);
+        let scores = model.predict_rows(&probes);
+        for (row, score) in probes.iter().zip(&scores) {
+            assert_eq!(score.to_bits(), sigmoid(model.margin(row)).to_bits(), "row {row:?}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn same_model_on_any_number_of_threads_and_leaf_limits_hold() -> Result<()> {
+        // More rows than one histogram chunk, so the chunked sums are exercised.
+        let (rows, labels) = dataset(5, 3 * PARALLEL_ROWS + 123);
+        let params = GbdtParams { rounds: 8, max_depth: 6, max_leaves: Some(9), ..GbdtParams::default() };
+        let train_on = |threads: usize| -> Result<String> {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .map_err(|error| Error::Data(error.to_string()))?;
+            let (model, _) = pool.install(|| train(&rows, &labels, &[], &params, None))?;
+            for tree in &model.trees {
+                let leaves = tree.nodes.iter().filter(|node| matches!(node, Node::Leaf { .. })).count();
+                assert!(leaves <= 9, "{leaves} leaves");
+            }
+            serde_json::to_string(&model).map_err(|error| Error::Data(error.to_string()))
+        };
+        assert_eq!(train_on(1)?, train_on(2)?);
+        assert_eq!(train_on(2)?, train_on(3)?);
         Ok(())
     }
 
     #[test]
     fn refuses_one_class_and_ragged_input() {
-        assert!(train(&[vec![1.0], vec![2.0]], &[0.0, 0.0], &GbdtParams::default(), None).is_err());
-        assert!(train(&[vec![1.0], vec![2.0, 3.0]], &[0.0, 1.0], &GbdtParams::default(), None).is_err());
+        assert!(train(&[vec![1.0], vec![2.0]], &[0.0, 0.0], &[], &GbdtParams::default(), None).is_err());
+        assert!(train(&[vec![1.0], vec![2.0, 3.0]], &[0.0, 1.0], &[], &GbdtParams::default(), None).is_err());
     }
 }

@@ -187,8 +187,18 @@ pub fn fit(
     let holdout_rows = holdout.encode(signature)?;
     let model = match trainer {
         Trainer::Gbdt(params) => {
-            let (model, _) =
-                gbdt::train(&fit_rows, &fit_part.labels, params, Some((&validation_rows, &validation.labels)))?;
+            let categorical: Vec<bool> = signature
+                .features
+                .iter()
+                .map(|feature| matches!(feature.kind, FeatureKind::Categorical { .. }))
+                .collect();
+            let (model, _) = gbdt::train(
+                &fit_rows,
+                &fit_part.labels,
+                &categorical,
+                params,
+                Some((&validation_rows, &validation.labels)),
+            )?;
             Model::Gbdt(model)
         }
         Trainer::Logistic(params) => Model::Logistic(logistic::train(signature, &fit_rows, &fit_part.labels, params)?),
