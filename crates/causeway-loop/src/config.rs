@@ -6,7 +6,7 @@ use std::path::Path;
 use causeway_data::ExpectationSuite;
 use causeway_features::FeatureSetSpec;
 use causeway_monitor::AlertRules;
-use causeway_train::{GbdtParams, LogisticParams, Trainer};
+use causeway_train::{GbdtParams, LogisticParams, SearchSpec, Trainer};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -95,6 +95,9 @@ pub struct ModelSection {
     /// The seed recorded with every run.
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// A hyper-parameter search over the trainer's parameters (`causeway train --search`).
+    #[serde(default)]
+    pub search: Option<SearchSpec>,
 }
 
 fn default_trainer() -> Trainer {
@@ -315,6 +318,18 @@ target_false_positive_rate = 0.01
 holdout_fraction = 0.3
 holdout_days = 7
 seed = 42
+
+# `causeway train --search` first tries configurations drawn from this space (successive halving:
+# every trial on a few rounds, the best third on three times more, ...), each trial a child run.
+[model.search]
+trials = 9
+strategy = "successive_halving"
+metric = "pr_auc"
+
+[model.search.space]
+learning_rate = { log_uniform = [0.03, 0.3] }
+max_depth = { integers = [3, 7] }
+min_child_weight = { choice = [1.0, 3.0, 10.0] }
 
 [monitor]
 drift_window_days = 7

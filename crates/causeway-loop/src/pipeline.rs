@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use causeway_data::Frame;
 use causeway_features::offline::compute_features;
-use causeway_models::{ModelArtifact, Predictor};
+use causeway_models::{ModelArtifact, Predictor, Signature};
 use causeway_monitor::ModelBaseline;
-use causeway_train::{FitOutcome, RunTracker, TrainingSet, fit, signature_for};
+use causeway_train::{FitOutcome, RunTracker, SearchSpec, Trainer, TrainingSet, fit, signature_for};
 use causeway_types::{ModelVersionRecord, RunRecord};
 use serde::{Deserialize, Serialize};
 
@@ -133,6 +133,32 @@ pub struct Trained {
     pub holdout: TrainingSet,
     /// The comparison model's holdout metrics, when one is configured.
     pub comparison: Option<(String, BTreeMap<String, f64>)>,
+    /// The hyper-parameter search that chose the trainer, when one ran.
+    pub search: Option<SearchSummary>,
+}
+
+/// What a hyper-parameter search found, for people.
+#[derive(Debug, Clone)]
+pub struct SearchSummary {
+    /// The search's parent run; every trial is a child run of it.
+    pub run_id: String,
+    /// How many configurations were drawn and how many evaluations ran.
+    pub trials: usize,
+    /// Evaluations across all rungs.
+    pub evaluations: usize,
+    /// The ranking metric and the winner's value on the search's scoring rows.
+    pub metric: String,
+    /// The winner's value.
+    pub best_value: f64,
+    /// The winner's drawn values.
+    pub best_values: BTreeMap<String, String>,
+}
+
+/// How a training run is set up beyond `causeway.toml`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TrainOptions {
+    /// Run the `[model.search]` hyper-parameter search first and train its winner.
+    pub search: bool,
 }
 
 /// Trains the configured model (and the comparison baseline) on `set`, tracks both runs, stores
@@ -143,6 +169,20 @@ pub fn train_and_register(
     snapshot: &str,
     at_ms: i64,
     actor: &str,
+) -> Result<Trained> {
+    train_and_register_with(project, set, snapshot, at_ms, actor, TrainOptions::default())
+}
+
+/// [`train_and_register`] with options: with `search`, the `[model.search]` hyper-parameter
+/// search runs first on the training part (never the holdout), every trial a child run of one
+/// search run, and its winner is the trainer that is fitted and registered.
+pub fn train_and_register_with(
+    project: &Project,
+    set: &TrainingSet,
+    snapshot: &str,
+    at_ms: i64,
+    actor: &str,
+    options: TrainOptions,
 ) -> Result<Trained> {
     let model = project.config.model()?;
     let spec = project.config.features()?;
@@ -173,16 +213,27 @@ pub fn train_and_register(
         }
         None => None,
     };
-    let name = format!("{}-{}", model.name, model.trainer.family());
-    let mut params = model.trainer.params();
+    let (trainer, search) = if options.search {
+        let spec = model.search.as_ref().ok_or_else(|| {
+            Error::Config("--search needs a [model.search] section with a [model.search.space] in causeway.toml".into())
+        })?;
+        let (trainer, summary) = run_search(project, spec, &model.trainer, &signature, &train, snapshot, at_ms)?;
+        (trainer, Some(summary))
+    } else {
+        (model.trainer.clone(), None)
+    };
+    let name = format!("{}-{}", model.name, trainer.family());
+    let mut params = trainer.params();
+    if let Some(search) = &search {
+        params.insert("search_run".into(), search.run_id.clone());
+    }
     params.insert("train_rows".into(), train.len().to_string());
     params.insert("holdout_rows".into(), holdout.len().to_string());
     let run = tracker.start(&name, model.seed, snapshot, params, at_ms)?;
     let metadata =
         BTreeMap::from([("run_id".to_string(), run.run_id.clone()), ("dataset".to_string(), snapshot.to_string())]);
     let outcome =
-        match fit(&model.trainer, &signature, &train, &holdout, model.target_false_positive_rate, model.seed, metadata)
-        {
+        match fit(&trainer, &signature, &train, &holdout, model.target_false_positive_rate, model.seed, metadata) {
             Ok(outcome) => outcome,
             Err(error) => {
                 tracker.fail(&run, at_ms)?;
@@ -211,7 +262,104 @@ pub fn train_and_register(
         },
         actor,
     )?;
-    Ok(Trained { version, outcome, baseline, run, holdout, comparison })
+    Ok(Trained { version, outcome, baseline, run, holdout, comparison, search })
+}
+
+/// Runs a hyper-parameter search on `train`, recording one parent run and one child run per
+/// trial (metrics logged at each rung's budget as the step), and returns the winning trainer.
+fn run_search(
+    project: &Project,
+    spec: &SearchSpec,
+    base: &Trainer,
+    signature: &Signature,
+    train: &TrainingSet,
+    snapshot: &str,
+    at_ms: i64,
+) -> Result<(Trainer, SearchSummary)> {
+    let model = project.config.model()?;
+    let tracker = RunTracker::new(&project.meta, &project.dir);
+    let mut params = BTreeMap::from([
+        ("family".to_string(), base.family().to_string()),
+        ("strategy".to_string(), format!("{:?}", spec.strategy)),
+        ("trials".to_string(), spec.trials.to_string()),
+        ("metric".to_string(), spec.metric.clone()),
+        ("reduction".to_string(), spec.reduction.to_string()),
+    ]);
+    for (name, distribution) in &spec.space {
+        params.insert(format!("space.{name}"), serde_json::to_string(distribution)?);
+    }
+    let parent = tracker.start(&format!("{}-search", model.name), model.seed, snapshot, params, at_ms)?;
+    let mut children: BTreeMap<usize, RunRecord> = BTreeMap::new();
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let outcome = causeway_train::search::search(
+        spec,
+        base,
+        signature,
+        train,
+        model.target_false_positive_rate,
+        model.seed,
+        |trial, result| {
+            if !children.contains_key(&trial.number) {
+                let mut params = trial.trainer.params();
+                for (name, value) in &trial.drawn {
+                    params.insert(name.clone(), value.clone());
+                }
+                let name = format!("{}-trial-{}", model.name, trial.number);
+                let run = tracker.start(&name, model.seed, snapshot, params, at_ms)?;
+                tracker.set_tags(&run, &[("mlflow.parentRunId", parent.run_id.as_str())])?;
+                children.insert(trial.number, run);
+            }
+            if let Some(run) = children.get(&trial.number) {
+                let mut metrics = result.metrics.clone();
+                metrics.insert("budget".into(), result.budget as f64);
+                tracker.log_step(run, &metrics, result.budget as i64, at_ms)?;
+            }
+            if progress {
+                eprintln!(
+                    "search: trial {} rung {} ({} {}) {} {:.4}",
+                    trial.number,
+                    result.rung,
+                    result.budget,
+                    if matches!(base, Trainer::Gbdt(_)) { "rounds" } else { "iterations" },
+                    spec.metric,
+                    result.metrics.get(&spec.metric).copied().unwrap_or(f64::NAN)
+                );
+            }
+            Ok(())
+        },
+    );
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            for run in children.values() {
+                tracker.fail(run, at_ms)?;
+            }
+            tracker.fail(&parent, at_ms)?;
+            return Err(error.into());
+        }
+    };
+    for run in children.values() {
+        tracker.finish(run, &BTreeMap::new(), at_ms)?;
+    }
+    let best = outcome.best_trial().ok_or_else(|| Error::Precondition("the search ran no trial".into()))?;
+    if let Some(best_run) = children.get(&best.number) {
+        tracker.set_tags(&parent, &[("causeway.search.best_run", best_run.run_id.as_str())])?;
+    }
+    let metrics = BTreeMap::from([
+        (format!("best_{}", spec.metric), outcome.best_value),
+        ("best_trial".to_string(), best.number as f64),
+        ("evaluations".to_string(), outcome.evaluations.len() as f64),
+    ]);
+    tracker.finish(&parent, &metrics, at_ms)?;
+    let summary = SearchSummary {
+        run_id: parent.run_id.clone(),
+        trials: outcome.trials.len(),
+        evaluations: outcome.evaluations.len(),
+        metric: spec.metric.clone(),
+        best_value: outcome.best_value,
+        best_values: best.drawn.clone(),
+    };
+    Ok((best.trainer.clone(), summary))
 }
 
 /// Imports an XGBoost or LightGBM model file as the next version of `model_name`: a tracked

@@ -9,6 +9,9 @@ pub enum Error {
     /// The training data cannot be used.
     #[error("training data: {0}")]
     Data(String),
+    /// A hyper-parameter search is declared wrongly.
+    #[error("search: {0}")]
+    Search(String),
     /// The model could not be built.
     #[error(transparent)]
     Model(#[from] causeway_models::Error),
@@ -20,7 +23,7 @@ pub enum Error {
 impl HasErrorCode for Error {
     fn code(&self) -> ErrorCode {
         match self {
-            Self::Data(_) => ErrorCode::InvalidInput,
+            Self::Data(_) | Self::Search(_) => ErrorCode::InvalidInput,
             Self::Model(error) => error.code(),
             Self::Store(error) => error.code(),
         }

@@ -10,6 +10,7 @@ pub mod evaluation;
 pub mod gbdt;
 pub mod logistic;
 pub mod metrics;
+pub mod search;
 pub mod tracking;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,6 +25,7 @@ pub use error::{Error, Result};
 pub use evaluation::{Evaluation, evaluate};
 pub use gbdt::GbdtParams;
 pub use logistic::LogisticParams;
+pub use search::{SearchOutcome, SearchSpec};
 pub use tracking::RunTracker;
 
 /// Labelled rows of feature values, in time order.

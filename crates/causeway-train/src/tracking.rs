@@ -54,6 +54,17 @@ impl<'a> RunTracker<'a> {
         Ok(self.meta.run(&run.run_id)?)
     }
 
+    /// Sets tags on a run (for example `mlflow.parentRunId`, which nests it under another run).
+    pub fn set_tags(&self, run: &RunRecord, tags: &[(&str, &str)]) -> Result<()> {
+        let tags: Vec<(String, String)> = tags.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
+        Ok(self.meta.log_batch(&run.run_id, &[], &[], &tags)?)
+    }
+
+    /// Logs metrics at a step (for example the budget of a search rung) without finishing the run.
+    pub fn log_step(&self, run: &RunRecord, metrics: &BTreeMap<String, f64>, step: i64, at_ms: i64) -> Result<()> {
+        Ok(self.meta.log_metrics(&run.run_id, metrics, step, at_ms)?)
+    }
+
     /// Marks the run failed.
     pub fn fail(&self, run: &RunRecord, at_ms: i64) -> Result<()> {
         Ok(self.meta.finish_run(&run.run_id, RunStatus::Failed, at_ms)?)

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use causeway_loop::pipeline::{load_dataset, snapshot_id, train_and_register, training_set};
+use causeway_loop::pipeline::{TrainOptions, load_dataset, snapshot_id, train_and_register_with, training_set};
 use causeway_loop::{Controller, Project, StorageSection};
 use causeway_monitor::PredictionLog;
 use causeway_serving::{Engine, OnlineFeatures};
@@ -103,6 +103,10 @@ enum Command {
         /// metric's mean and standard deviation.
         #[arg(long, value_name = "FOLDS")]
         folds: Option<usize>,
+        /// First run the [model.search] hyper-parameter search (random or successive halving,
+        /// every trial a child run) and train its winner.
+        #[arg(long)]
+        search: bool,
         #[command(flatten)]
         dir: ProjectArgs,
     },
@@ -301,7 +305,7 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Init(dir) => init(&dir),
         Command::Ingest { file, name, dir } => ingest(&dir, &file, &name),
         Command::Datasets(dir) => datasets(&dir),
-        Command::Train { days, promote, folds, dir } => train(&dir, days, promote, folds),
+        Command::Train { days, promote, folds, search, dir } => train(&dir, days, promote, folds, search),
         Command::Runs(dir) => runs(&dir),
         Command::Models(dir) => models(&dir),
         Command::Import { file, model, threshold, promote, dir } => import(&dir, &file, model, threshold, promote),
@@ -372,7 +376,7 @@ fn datasets(dir: &ProjectArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn train(dir: &ProjectArgs, days: Option<u32>, promote: bool, folds: Option<usize>) -> Result<ExitCode> {
+fn train(dir: &ProjectArgs, days: Option<u32>, promote: bool, folds: Option<usize>, search: bool) -> Result<ExitCode> {
     let project = open(dir)?;
     let model = project.config.model()?.clone();
     let data = load_dataset(&project, &model.dataset)?;
@@ -403,7 +407,19 @@ fn train(dir: &ProjectArgs, days: Option<u32>, promote: bool, folds: Option<usiz
         }
         println!("cross-validation of {} on {} rows:\n{output}", model.trainer.family(), set.len());
     }
-    let trained = train_and_register(&project, &set, &snapshot, now, "cli")?;
+    let trained = train_and_register_with(&project, &set, &snapshot, now, "cli", TrainOptions { search })?;
+    if let Some(search) = &trained.search {
+        let values: Vec<String> = search.best_values.iter().map(|(name, value)| format!("{name}={value}")).collect();
+        println!(
+            "search run {}: {} trials, {} evaluations; best {} {:.4} with {}",
+            search.run_id,
+            search.trials,
+            search.evaluations,
+            search.metric,
+            search.best_value,
+            values.join(" ")
+        );
+    }
     let mut output = table(&["metric", &format!("v{} ({})", trained.version.version, trained.version.flavor)]);
     for (name, value) in &trained.outcome.metrics {
         output.add_row(vec![name.clone(), format!("{value:.4}")]);

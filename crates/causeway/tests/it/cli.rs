@@ -92,6 +92,29 @@ fn project_commands_from_init_to_rollback() {
     };
     assert_eq!(strip_run(&artifacts[0]), strip_run(&artifacts[1]), "same seed and data must give the same model");
 
+    // A hyper-parameter search: nine trials by successive halving, every one a child run of the
+    // search run; its winner is trained and registered.
+    let searched = ok(&["train", "--dir", dir_text, "--days", "20", "--search"]);
+    assert!(searched.contains("9 trials, 13 evaluations; best pr_auc"), "{searched}");
+    assert!(searched.contains("registered fraud version 3"), "{searched}");
+    {
+        let meta = causeway_store::MetaStore::open(&dir.join(".causeway/meta.db")).expect("meta");
+        let runs = meta.runs().expect("runs");
+        let search = runs.iter().find(|run| run.name == "fraud-search").expect("the search run");
+        assert_eq!(search.params["strategy"], "SuccessiveHalving");
+        let trials: Vec<_> = runs.iter().filter(|run| run.name.starts_with("fraud-trial-")).collect();
+        assert_eq!(trials.len(), 9);
+        for trial in &trials {
+            let tracked = meta.tracked_run(&trial.run_id).expect("trial");
+            assert_eq!(tracked.tags.get("mlflow.parentRunId"), Some(&search.run_id), "{}", trial.name);
+            assert_eq!(format!("{:?}", tracked.status), "Finished");
+        }
+        let best = meta.tracked_run(&search.run_id).expect("search").tags["causeway.search.best_run"].clone();
+        assert!(trials.iter().any(|trial| trial.run_id == best));
+        let registered = runs.iter().filter(|run| run.name == "fraud-gbdt").max_by_key(|run| run.started_ms);
+        assert_eq!(registered.map(|run| run.params["search_run"].clone()), Some(search.run_id.clone()));
+    }
+
     let runs = ok(&["runs", "--dir", dir_text]);
     assert!(runs.contains("fraud-gbdt") && runs.contains("fraud-logistic") && runs.contains("FINISHED"), "{runs}");
     assert!(ok(&["promote", "2", "--dir", dir_text]).contains("version 2"));
