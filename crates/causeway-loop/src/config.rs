@@ -10,6 +10,7 @@ use causeway_train::{GbdtParams, LogisticParams, SearchSpec, Trainer};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::external::ExternalSpec;
 
 /// The whole project description.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +99,9 @@ pub struct ModelSection {
     /// A hyper-parameter search over the trainer's parameters (`causeway train --search`).
     #[serde(default)]
     pub search: Option<SearchSpec>,
+    /// The researcher's own training command (`causeway train --external`).
+    #[serde(default)]
+    pub external: Option<ExternalSpec>,
 }
 
 fn default_trainer() -> Trainer {

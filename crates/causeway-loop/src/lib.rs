@@ -6,6 +6,7 @@
 pub mod card;
 pub mod config;
 pub mod controller;
+pub mod external;
 mod error;
 pub mod pipeline;
 pub mod project;

@@ -11,6 +11,7 @@ use causeway_train::{FitOutcome, RunTracker, SearchSpec, Trainer, TrainingSet, f
 use causeway_types::{ModelVersionRecord, RunRecord};
 use serde::{Deserialize, Serialize};
 
+use crate::config::ModelSection;
 use crate::error::{Error, Result};
 use crate::project::Project;
 
@@ -186,13 +187,7 @@ pub fn train_and_register_with(
 ) -> Result<Trained> {
     let model = project.config.model()?;
     let spec = project.config.features()?;
-    let (train, holdout) =
-        set.split_fresh(i64::from(model.holdout_days) * causeway_types::DAY_MS, model.holdout_fraction, model.seed);
-    if holdout.labels.iter().all(|label| *label < 0.5) || train.labels.iter().all(|label| *label < 0.5) {
-        return Err(Error::Precondition(
-            "the training window has no positive labels in its train or holdout part".into(),
-        ));
-    }
+    let (train, holdout) = split_holdout(model, set)?;
     let signature = signature_for(spec, &train);
     let tracker = RunTracker::new(&project.meta, &project.dir);
     let comparison = match &model.baseline_trainer {
@@ -240,18 +235,54 @@ pub fn train_and_register_with(
                 return Err(error.into());
             }
         };
-    let train_rows = train.encode(&signature)?;
-    let baseline = ModelBaseline::from_rows(&signature, &train_rows, &outcome.holdout_scores);
-    let artifact_key = format!("models/{}/{}.json", model.name, run.run_id);
+    let (version, baseline, run) = store_and_register(
+        project,
+        &model.name,
+        &signature,
+        (&train, &holdout),
+        &outcome,
+        &run,
+        (snapshot, at_ms, actor),
+    )?;
+    Ok(Trained { version, outcome, baseline, run, holdout, comparison, search })
+}
+
+/// The training part and the holdout (a seeded share of the freshest `holdout_days`), both with
+/// positive labels.
+pub(crate) fn split_holdout(model: &ModelSection, set: &TrainingSet) -> Result<(TrainingSet, TrainingSet)> {
+    let (train, holdout) =
+        set.split_fresh(i64::from(model.holdout_days) * causeway_types::DAY_MS, model.holdout_fraction, model.seed);
+    if holdout.labels.iter().all(|label| *label < 0.5) || train.labels.iter().all(|label| *label < 0.5) {
+        return Err(Error::Precondition(
+            "the training window has no positive labels in its train or holdout part".into(),
+        ));
+    }
+    Ok((train, holdout))
+}
+
+/// Stores a fitted model's artifact, monitoring baseline and holdout evaluation under its run,
+/// finishes the run with the holdout metrics, and registers the next version of `model_name`.
+pub(crate) fn store_and_register(
+    project: &Project,
+    model_name: &str,
+    signature: &Signature,
+    (train, holdout): (&TrainingSet, &TrainingSet),
+    outcome: &FitOutcome,
+    run: &RunRecord,
+    (snapshot, at_ms, actor): (&str, i64, &str),
+) -> Result<(ModelVersionRecord, ModelBaseline, RunRecord)> {
+    let tracker = RunTracker::new(&project.meta, &project.dir);
+    let train_rows = train.encode(signature)?;
+    let baseline = ModelBaseline::from_rows(signature, &train_rows, &outcome.holdout_scores);
+    let artifact_key = format!("models/{model_name}/{}.json", run.run_id);
     project.blobs.put(&artifact_key, &outcome.artifact.to_bytes()?)?;
     project.blobs.put(&baseline_key(&artifact_key), &serde_json::to_vec(&baseline)?)?;
-    let evaluation =
-        causeway_train::evaluate(&signature, &holdout, &outcome.holdout_scores, outcome.artifact.threshold);
+    let evaluation = causeway_train::evaluate(signature, holdout, &outcome.holdout_scores, outcome.artifact.threshold);
     project.blobs.put(&evaluation_key(&artifact_key), &serde_json::to_vec(&evaluation)?)?;
-    let run = tracker.finish(&run, &outcome.metrics, at_ms)?;
+    let run = tracker.finish(run, &outcome.metrics, at_ms)?;
     let version = project.meta.register_version(
         &ModelVersionRecord {
-            model: model.name.clone(),
+            model: model_name.to_string(),
             version: 0,
             run_id: run.run_id.clone(),
             dataset: snapshot.to_string(),
@@ -262,7 +293,7 @@ pub fn train_and_register_with(
         },
         actor,
     )?;
-    Ok(Trained { version, outcome, baseline, run, holdout, comparison, search })
+    Ok((version, baseline, run))
 }
 
 /// Runs a hyper-parameter search on `train`, recording one parent run and one child run per

@@ -107,6 +107,14 @@ enum Command {
         /// every trial a child run) and train its winner.
         #[arg(long)]
         search: bool,
+        /// Train with the [model.external] command instead (the researcher's own script), which
+        /// logs through MLflow to a tracking server this command starts on loopback.
+        #[arg(long, conflicts_with_all = ["search", "folds"])]
+        external: bool,
+        /// With --external: the MLflow tracking URI to give the script (default: a server this
+        /// command runs for the script's lifetime on 127.0.0.1, on this project's stores).
+        #[arg(long, value_name = "URI", requires = "external")]
+        tracking_uri: Option<String>,
         #[command(flatten)]
         dir: ProjectArgs,
     },
@@ -305,7 +313,10 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Init(dir) => init(&dir),
         Command::Ingest { file, name, dir } => ingest(&dir, &file, &name),
         Command::Datasets(dir) => datasets(&dir),
-        Command::Train { days, promote, folds, search, dir } => train(&dir, days, promote, folds, search),
+        Command::Train { days, promote, folds, search, external, tracking_uri, dir } => {
+            let how = if external { TrainHow::External { tracking_uri } } else { TrainHow::BuiltIn { folds, search } };
+            train(&dir, days, promote, how)
+        }
         Command::Runs(dir) => runs(&dir),
         Command::Models(dir) => models(&dir),
         Command::Import { file, model, threshold, promote, dir } => import(&dir, &file, model, threshold, promote),
@@ -376,7 +387,15 @@ fn datasets(dir: &ProjectArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn train(dir: &ProjectArgs, days: Option<u32>, promote: bool, folds: Option<usize>, search: bool) -> Result<ExitCode> {
+/// Which trainer `causeway train` runs.
+enum TrainHow {
+    /// `[model].trainer`, optionally cross-validated first or chosen by the search.
+    BuiltIn { folds: Option<usize>, search: bool },
+    /// `[model.external]`, logging to `tracking_uri` or to a server started for it.
+    External { tracking_uri: Option<String> },
+}
+
+fn train(dir: &ProjectArgs, days: Option<u32>, promote: bool, how: TrainHow) -> Result<ExitCode> {
     let project = open(dir)?;
     let model = project.config.model()?.clone();
     let data = load_dataset(&project, &model.dataset)?;
@@ -389,6 +408,29 @@ fn train(dir: &ProjectArgs, days: Option<u32>, promote: bool, folds: Option<usiz
     let now = SystemClock.now_ms();
     let set = training_set(&project, &data, first, last, now, None)?;
     let snapshot = snapshot_id(&project, &model.dataset, first, last)?;
+    let (folds, search) = match how {
+        TrainHow::BuiltIn { folds, search } => (folds, search),
+        TrainHow::External { tracking_uri } => {
+            let spec = model.external.clone().ok_or_else(|| {
+                anyhow::anyhow!("--external needs a [model.external] section with a `command` in causeway.toml")
+            })?;
+            let server = match tracking_uri {
+                Some(uri) => TrackingForScript::Given(uri),
+                None => TrackingForScript::started(&project)?,
+            };
+            println!("training with `{}` (MLflow tracking at {})", spec.command.join(" "), server.uri());
+            let trained = causeway_loop::external::train_external(
+                &project,
+                &spec,
+                &set,
+                &snapshot,
+                server.uri(),
+                now,
+                "cli",
+            )?;
+            return report_trained(&project, &trained, &snapshot, promote);
+        }
+    };
     if let Some(folds) = folds {
         let signature = causeway_train::signature_for(project.config.features()?, &set);
         let result = causeway_train::cross_validate(
@@ -420,23 +462,84 @@ fn train(dir: &ProjectArgs, days: Option<u32>, promote: bool, folds: Option<usiz
             values.join(" ")
         );
     }
+    report_trained(&project, &trained, &snapshot, promote)
+}
+
+/// Prints a trained version's metrics (and its comparison baseline) and promotes it if asked.
+fn report_trained(
+    project: &Project,
+    trained: &causeway_loop::pipeline::Trained,
+    snapshot: &str,
+    promote: bool,
+) -> Result<ExitCode> {
+    let model = &trained.version.model;
     let mut output = table(&["metric", &format!("v{} ({})", trained.version.version, trained.version.flavor)]);
     for (name, value) in &trained.outcome.metrics {
         output.add_row(vec![name.clone(), format!("{value:.4}")]);
     }
-    println!(
-        "registered {} version {} from run {} on {}",
-        model.name, trained.version.version, trained.run.run_id, snapshot
-    );
+    println!("registered {model} version {} from run {} on {snapshot}", trained.version.version, trained.run.run_id);
     println!("{output}");
     if let Some((family, metrics)) = &trained.comparison {
         println!("{family} baseline holdout ROC-AUC {:.4}", metrics.get("roc_auc").copied().unwrap_or(f64::NAN));
     }
     if promote {
-        set_champion(&project, &model.name, trained.version.version, "cli", "train --promote")?;
-        println!("{}@champion -> version {}", model.name, trained.version.version);
+        set_champion(project, model, trained.version.version, "cli", "train --promote")?;
+        println!("{model}@champion -> version {}", trained.version.version);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The MLflow tracking server an external training command logs to.
+enum TrackingForScript {
+    /// A server the user runs.
+    Given(String),
+    /// One this command runs on loopback until dropped.
+    Started { uri: String, stop: Option<tokio::sync::oneshot::Sender<()>>, thread: Option<std::thread::JoinHandle<()>> },
+}
+
+impl TrackingForScript {
+    /// Serves the project's tracking and artifact API on 127.0.0.1 (any free port).
+    fn started(project: &Project) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+        let listener = runtime.block_on(tokio::net::TcpListener::bind(("127.0.0.1", 0)))?;
+        let uri = format!("http://{}", listener.local_addr()?);
+        let state =
+            causeway_server::mlflow::TrackingState { meta: project.meta.clone(), clock: Arc::new(SystemClock) };
+        let app = causeway_server::mlflow::router(state).merge(causeway_server::artifacts::router(project.blobs.clone()));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let served = runtime.block_on(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped.await;
+                    })
+                    .await
+            });
+            if let Err(error) = served {
+                eprintln!("warning: the tracking server for the training command failed: {error}");
+            }
+        });
+        Ok(Self::Started { uri, stop: Some(stop), thread: Some(thread) })
+    }
+
+    fn uri(&self) -> &str {
+        match self {
+            Self::Given(uri) | Self::Started { uri, .. } => uri,
+        }
+    }
+}
+
+impl Drop for TrackingForScript {
+    fn drop(&mut self) {
+        if let Self::Started { stop, thread, .. } = self {
+            if let Some(stop) = stop.take() {
+                let _ = stop.send(());
+            }
+            if let Some(thread) = thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
 }
 
 fn set_champion(project: &Project, model: &str, version: u32, actor: &str, reason: &str) -> Result<()> {

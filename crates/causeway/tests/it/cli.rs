@@ -125,6 +125,58 @@ fn project_commands_from_init_to_rollback() {
 }
 
 #[test]
+fn an_external_command_trains_and_its_model_is_registered_like_ours() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("shop");
+    let dir_text = dir.to_str().expect("utf-8");
+    ok(&["init", "--dir", dir_text]);
+    let python = causeway_test_support::python();
+    let script = causeway_test_support::repository_root().join("tests/external/train.py");
+    let config = |command: &str| {
+        format!("{FRAUD_CONFIG}\n[model.external]\ncommand = {command}\ntimeout_minutes = 10\nenvironment = {{ ROUNDS = \"30\" }}\n")
+    };
+    std::fs::write(dir.join("causeway.toml"), config(&format!("[{python:?}, {:?}]", script.display().to_string())))
+        .expect("config");
+    let data = root.path().join("transactions.csv");
+    write_transactions(&data, 30, 5);
+    ok(&["ingest", data.to_str().expect("utf-8"), "--name", "transactions", "--dir", dir_text]);
+
+    let trained = ok(&["train", "--dir", dir_text, "--days", "20", "--external", "--promote"]);
+    assert!(trained.contains("trained 30 rounds on"), "the script's output is shown: {trained}");
+    assert!(trained.contains("registered fraud version 1") && trained.contains("roc_auc"), "{trained}");
+    {
+        let meta = causeway_store::MetaStore::open(&dir.join(".causeway/meta.db")).expect("meta");
+        let runs = meta.runs().expect("runs");
+        let run = runs.iter().find(|run| run.name == "fraud-external").expect("the external run");
+        // What the script logged through the MLflow client landed on Causeway's run.
+        assert_eq!(run.params["max_depth"], "4");
+        assert_eq!(run.params["rounds"], "30");
+        assert_eq!(run.params["family"], "external");
+        assert!(run.metrics.contains_key("train_logloss") && run.metrics["roc_auc"] > 0.8, "{:?}", run.metrics);
+        assert_eq!(format!("{:?}", run.status), "Finished");
+        let versions = meta.model_versions("fraud").expect("versions");
+        assert_eq!(versions[0].run_id, run.run_id);
+        assert_eq!(versions[0].flavor, "tree_ensemble");
+    }
+    // The registered model has a card (holdout evaluation, slices) like a built-in one.
+    let card = ok(&["card", "--dir", dir_text]);
+    assert!(card.contains("merchant_category") && card.contains("external"), "{card}");
+
+    // A failing command fails the run and says so; a command writing no model is named.
+    std::fs::write(dir.join("causeway.toml"), config("[\"false\"]")).expect("config");
+    let failed = run(&["train", "--dir", dir_text, "--days", "20", "--external"]);
+    assert!(!failed.status.success());
+    assert!(stderr(&failed).contains("the training command `false` failed"), "{}", stderr(&failed));
+    std::fs::write(dir.join("causeway.toml"), config("[\"true\"]")).expect("config");
+    let empty = run(&["train", "--dir", dir_text, "--days", "20", "--external"]);
+    assert!(stderr(&empty).contains("wrote no model file into CAUSEWAY_MODEL_DIR"), "{}", stderr(&empty));
+    let meta = causeway_store::MetaStore::open(&dir.join(".causeway/meta.db")).expect("meta");
+    let failed_runs = meta.runs().expect("runs").iter().filter(|run| format!("{:?}", run.status) == "Failed").count();
+    assert_eq!(failed_runs, 2);
+    assert_eq!(meta.model_versions("fraud").expect("versions").len(), 1);
+}
+
+#[test]
 fn help_explains_every_command_and_errors_exit_non_zero() {
     let commands: [&[&str]; 16] = [
         &["server"],
