@@ -143,11 +143,25 @@ pub struct Gates {
     pub recall_tolerance: f64,
     /// The challenger's ROC-AUC must not be lower than the champion's (minus this tolerance).
     pub auc_tolerance: f64,
+    /// The candidate's holdout ROC-AUC must be at least this.
+    pub min_roc_auc: Option<f64>,
+    /// The candidate's holdout recall must be at least this.
+    pub min_recall: Option<f64>,
+    /// The largest recall or false-positive-rate gap between comparable slices of a categorical
+    /// feature (the model card's fairness call-out) must be at most this.
+    pub max_slice_gap: Option<f64>,
 }
 
 impl Default for Gates {
     fn default() -> Self {
-        Self { max_false_positive_rate: 0.03, recall_tolerance: 0.0, auc_tolerance: 0.01 }
+        Self {
+            max_false_positive_rate: 0.03,
+            recall_tolerance: 0.0,
+            auc_tolerance: 0.01,
+            min_roc_auc: None,
+            min_recall: None,
+            max_slice_gap: None,
+        }
     }
 }
 
@@ -353,10 +367,13 @@ canary_days = 7
 canary_share = 0.05
 min_labeled_positives = 40
 
+# A version is promoted (by the loop, `causeway promote` or `train --promote`) only through these.
 [loop.gates]
 max_false_positive_rate = 0.03
 recall_tolerance = 0.0
 auc_tolerance = 0.01
+min_roc_auc = 0.85
+max_slice_gap = 0.35
 "#;
 
 #[cfg(test)]

@@ -330,34 +330,15 @@ impl<'a> Controller<'a> {
         let (_, champion_metrics) = evaluate(&champion_artifact, &names, &trained.holdout)?;
         let challenger_metrics = &trained.outcome.metrics;
         let metric = |metrics: &BTreeMap<String, f64>, name: &str| metrics.get(name).copied().unwrap_or(f64::NAN);
-        let gates = &rollout.gates;
-        let mut failures = Vec::new();
-        // Each gate holds only when its comparison is true, so a NaN metric fails the gate.
-        let at_most = |value: f64, limit: f64| value <= limit;
-        let at_least = |value: f64, limit: f64| value >= limit;
-        if !at_most(metric(challenger_metrics, "false_positive_rate"), gates.max_false_positive_rate) {
-            failures.push(format!(
-                "false-positive rate {:.4} > {:.4}",
-                metric(challenger_metrics, "false_positive_rate"),
-                gates.max_false_positive_rate
-            ));
-        }
-        if !at_least(metric(challenger_metrics, "recall"), metric(&champion_metrics, "recall") - gates.recall_tolerance)
-        {
-            failures.push(format!(
-                "recall {:.3} < champion's {:.3}",
-                metric(challenger_metrics, "recall"),
-                metric(&champion_metrics, "recall")
-            ));
-        }
-        if !at_least(metric(challenger_metrics, "roc_auc"), metric(&champion_metrics, "roc_auc") - gates.auc_tolerance)
-        {
-            failures.push(format!(
-                "ROC-AUC {:.3} < champion's {:.3}",
-                metric(challenger_metrics, "roc_auc"),
-                metric(&champion_metrics, "roc_auc")
-            ));
-        }
+        let evaluation = causeway_train::evaluate(
+            &trained.outcome.artifact.signature,
+            &trained.holdout,
+            &trained.outcome.holdout_scores,
+            trained.outcome.artifact.threshold,
+        );
+        let failures =
+            crate::gates::check(&rollout.gates, challenger_metrics, Some(&evaluation), Some(&champion_metrics))
+                .failures();
         let summary = format!(
             "v{challenger} trained on {} ({} rows, run {}): holdout ROC-AUC {:.3}, recall {:.3}, FPR {:.4}; champion v{champion} on the same holdout: ROC-AUC {:.3}, recall {:.3}, FPR {:.4}",
             trained.version.dataset,

@@ -250,7 +250,10 @@ fn check_inputs(
     }
     let named: Vec<&str> = described.iter().map(|feature| feature.name.as_str()).collect();
     let generic = named.iter().enumerate().all(|(index, name)| {
-        name.is_empty() || *name == format!("f{index}") || *name == format!("Column_{index}") || *name == format!("x{index}")
+        name.is_empty()
+            || *name == format!("f{index}")
+            || *name == format!("Column_{index}")
+            || *name == format!("x{index}")
     });
     if !generic && named != expected {
         return Err(Error::Precondition(format!(

@@ -6,8 +6,9 @@
 pub mod card;
 pub mod config;
 pub mod controller;
-pub mod external;
 mod error;
+pub mod external;
+pub mod gates;
 pub mod pipeline;
 pub mod project;
 pub mod scenario;

@@ -330,21 +330,22 @@ fn run_search(
         model.target_false_positive_rate,
         model.seed,
         |trial, result| {
-            if !children.contains_key(&trial.number) {
-                let mut params = trial.trainer.params();
-                for (name, value) in &trial.drawn {
-                    params.insert(name.clone(), value.clone());
+            let run = match children.entry(trial.number) {
+                std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::btree_map::Entry::Vacant(entry) => {
+                    let mut params = trial.trainer.params();
+                    for (name, value) in &trial.drawn {
+                        params.insert(name.clone(), value.clone());
+                    }
+                    let name = format!("{}-trial-{}", model.name, trial.number);
+                    let run = tracker.start(&name, model.seed, snapshot, params, at_ms)?;
+                    tracker.set_tags(&run, &[("mlflow.parentRunId", parent.run_id.as_str())])?;
+                    entry.insert(run)
                 }
-                let name = format!("{}-trial-{}", model.name, trial.number);
-                let run = tracker.start(&name, model.seed, snapshot, params, at_ms)?;
-                tracker.set_tags(&run, &[("mlflow.parentRunId", parent.run_id.as_str())])?;
-                children.insert(trial.number, run);
-            }
-            if let Some(run) = children.get(&trial.number) {
-                let mut metrics = result.metrics.clone();
-                metrics.insert("budget".into(), result.budget as f64);
-                tracker.log_step(run, &metrics, result.budget as i64, at_ms)?;
-            }
+            };
+            let mut metrics = result.metrics.clone();
+            metrics.insert("budget".into(), result.budget as f64);
+            tracker.log_step(run, &metrics, result.budget as i64, at_ms)?;
             if progress {
                 eprintln!(
                     "search: trial {} rung {} ({} {}) {} {:.4}",

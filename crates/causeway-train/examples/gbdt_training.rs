@@ -23,7 +23,10 @@ fn rows_of(values: &[f64], width: usize) -> Vec<Vec<f64>> {
 
 fn main() {
     let arguments: Vec<String> = std::env::args().collect();
-    assert!(arguments.len() == 7, "usage: gbdt_training TRAIN.f64 LABELS.f64 TEST.f64 FEATURES SCORES_OUT.f64 PARAMS_JSON");
+    assert!(
+        arguments.len() == 7,
+        "usage: gbdt_training TRAIN.f64 LABELS.f64 TEST.f64 FEATURES SCORES_OUT.f64 PARAMS_JSON"
+    );
     let width: usize = arguments[4].parse().expect("features");
     let rows = rows_of(&read_f64(&arguments[1]), width);
     let labels = read_f64(&arguments[2]);

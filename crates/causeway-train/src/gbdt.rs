@@ -132,7 +132,6 @@ impl BinnedMatrix {
             .collect();
         Self { columns, width, features }
     }
-
 }
 
 /// Up to `max_bins - 1` boundaries placing about as many sampled values in every bin.
@@ -284,8 +283,9 @@ pub fn train(
     let weighted_positives = positives as f64 * positive_weight;
     let base_score = (weighted_positives / negatives as f64).ln();
 
-    let categorical: Vec<bool> =
-        (0..width).map(|feature| params.native_categorical && categorical.get(feature).copied().unwrap_or(false)).collect();
+    let categorical: Vec<bool> = (0..width)
+        .map(|feature| params.native_categorical && categorical.get(feature).copied().unwrap_or(false))
+        .collect();
     let matrix = BinnedMatrix::new(rows, &categorical, params.bins);
     let mut margins = vec![base_score; rows.len()];
     let mut validation_margins = validation.map(|(valid_rows, _)| vec![base_score; valid_rows.len()]);

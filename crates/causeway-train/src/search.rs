@@ -259,15 +259,8 @@ pub fn search(
         for &number in &alive {
             let trial = &trials[number];
             let trainer = with_budget(&trial.trainer, *budget);
-            let FitOutcome { metrics, .. } = fit(
-                &trainer,
-                signature,
-                &fit_part,
-                &scoring_part,
-                target_false_positive_rate,
-                seed,
-                BTreeMap::new(),
-            )?;
+            let FitOutcome { metrics, .. } =
+                fit(&trainer, signature, &fit_part, &scoring_part, target_false_positive_rate, seed, BTreeMap::new())?;
             let evaluation = TrialResult { trial: number, rung, budget: *budget, metrics };
             last_scores.push((number, rank_value(&evaluation.metrics)?));
             observe(trial, &evaluation)?;
@@ -352,7 +345,8 @@ mod tests {
                 .map(|e| (e.trial, e.metrics["roc_auc"]))
                 .collect();
             let next: Vec<usize> = outcome.evaluations.iter().filter(|e| e.rung == rung + 1).map(|e| e.trial).collect();
-            let worst_kept = next.iter().map(|t| scores.iter().find(|(n, _)| n == t).map_or(0.0, |s| s.1)).fold(1.0, f64::min);
+            let worst_kept =
+                next.iter().map(|t| scores.iter().find(|(n, _)| n == t).map_or(0.0, |s| s.1)).fold(1.0, f64::min);
             let best_dropped = scores.iter().filter(|(n, _)| !next.contains(n)).map(|s| s.1).fold(0.0, f64::max);
             assert!(worst_kept >= best_dropped, "rung {rung}: kept {worst_kept}, dropped {best_dropped}");
         }
@@ -389,7 +383,10 @@ mod tests {
         let (signature, set) = set(3, 500);
         let base = Trainer::Gbdt(GbdtParams { rounds: 5, ..GbdtParams::default() });
         let run = |spec: &SearchSpec| {
-            search(spec, &base, &signature, &set, 0.05, 1, |_, _| Ok(())).err().map(|e| e.to_string()).unwrap_or_default()
+            search(spec, &base, &signature, &set, 0.05, 1, |_, _| Ok(()))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
         };
         let mut unknown = spec(Strategy::Random);
         unknown.space.insert("learning_speed".into(), Distribution::Uniform([0.0, 1.0]));

@@ -56,7 +56,8 @@ impl<'a> RunTracker<'a> {
 
     /// Sets tags on a run (for example `mlflow.parentRunId`, which nests it under another run).
     pub fn set_tags(&self, run: &RunRecord, tags: &[(&str, &str)]) -> Result<()> {
-        let tags: Vec<(String, String)> = tags.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
+        let tags: Vec<(String, String)> =
+            tags.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
         Ok(self.meta.log_batch(&run.run_id, &[], &[], &tags)?)
     }
 

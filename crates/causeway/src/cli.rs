@@ -96,7 +96,8 @@ enum Command {
         /// Train on the most recent DAYS days of data (default: all).
         #[arg(long)]
         days: Option<u32>,
-        /// Also point the champion alias at the new version.
+        /// Also point the champion alias at the new version if it passes the [loop.gates]
+        /// (exit code 1 and the failed gates printed if not; the version stays registered).
         #[arg(long)]
         promote: bool,
         /// First cross-validate the trainer on FOLDS seeded folds of the window and print each
@@ -174,6 +175,9 @@ enum Command {
         /// The model (default: [model].name of causeway.toml).
         #[arg(long)]
         model: Option<String>,
+        /// Promote even if the [loop.gates] fail (the audit log records that it was forced).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         dir: ProjectArgs,
     },
@@ -321,7 +325,7 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Models(dir) => models(&dir),
         Command::Import { file, model, threshold, promote, dir } => import(&dir, &file, model, threshold, promote),
         Command::Card { model, version, html, dir } => card(&dir, model, version, html.as_deref()),
-        Command::Promote { version, model, dir } => promote(&dir, model, version),
+        Command::Promote { version, model, force, dir } => promote(&dir, model, version, force),
         Command::Rollback { model, dir } => rollback(&dir, model),
         Command::Events { kind, dir } => events(&dir, kind.as_deref()),
         Command::Serve { listen, serving } => serve(listen, &serving, false),
@@ -419,15 +423,8 @@ fn train(dir: &ProjectArgs, days: Option<u32>, promote: bool, how: TrainHow) -> 
                 None => TrackingForScript::started(&project)?,
             };
             println!("training with `{}` (MLflow tracking at {})", spec.command.join(" "), server.uri());
-            let trained = causeway_loop::external::train_external(
-                &project,
-                &spec,
-                &set,
-                &snapshot,
-                server.uri(),
-                now,
-                "cli",
-            )?;
+            let trained =
+                causeway_loop::external::train_external(&project, &spec, &set, &snapshot, server.uri(), now, "cli")?;
             return report_trained(&project, &trained, &snapshot, promote);
         }
     };
@@ -483,7 +480,9 @@ fn report_trained(
         println!("{family} baseline holdout ROC-AUC {:.4}", metrics.get("roc_auc").copied().unwrap_or(f64::NAN));
     }
     if promote {
-        set_champion(project, model, trained.version.version, "cli", "train --promote")?;
+        if !promote_through_gates(project, model, trained.version.version, false, "train --promote")? {
+            return Ok(ExitCode::FAILURE);
+        }
         println!("{model}@champion -> version {}", trained.version.version);
     }
     Ok(ExitCode::SUCCESS)
@@ -503,9 +502,9 @@ impl TrackingForScript {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
         let listener = runtime.block_on(tokio::net::TcpListener::bind(("127.0.0.1", 0)))?;
         let uri = format!("http://{}", listener.local_addr()?);
-        let state =
-            causeway_server::mlflow::TrackingState { meta: project.meta.clone(), clock: Arc::new(SystemClock) };
-        let app = causeway_server::mlflow::router(state).merge(causeway_server::artifacts::router(project.blobs.clone()));
+        let state = causeway_server::mlflow::TrackingState { meta: project.meta.clone(), clock: Arc::new(SystemClock) };
+        let app =
+            causeway_server::mlflow::router(state).merge(causeway_server::artifacts::router(project.blobs.clone()));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let served = runtime.block_on(async move {
@@ -642,8 +641,12 @@ fn import(dir: &ProjectArgs, file: &Path, model: Option<String>, threshold: f64,
     .with_context(|| format!("cannot import {}", file.display()))?;
     println!("imported {} as {model} version {} (run {})", file.display(), version.version, version.run_id);
     if promote {
-        set_champion(&project, &model, version.version, "cli", "imported")?;
-        println!("{model}@champion -> version {}", version.version);
+        // An imported file has no holdout evaluation here, so there is nothing to gate on.
+        set_champion(&project, &model, version.version, "cli", "imported (no holdout evaluation; gates not checked)")?;
+        println!(
+            "{model}@champion -> version {} (imported: no holdout evaluation, gates not checked)",
+            version.version
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -667,16 +670,47 @@ fn card(dir: &ProjectArgs, model: Option<String>, version: Option<u32>, html: Op
     Ok(ExitCode::SUCCESS)
 }
 
-fn promote(dir: &ProjectArgs, model: Option<String>, version: u32) -> Result<ExitCode> {
+fn promote(dir: &ProjectArgs, model: Option<String>, version: u32, force: bool) -> Result<ExitCode> {
     let project = open(dir)?;
     let model = model_name(&project, model)?;
     project.meta.model_version(&model, version)?;
-    set_champion(&project, &model, version, "cli", "promote")?;
+    if !promote_through_gates(&project, &model, version, force, "promote")? {
+        return Ok(ExitCode::FAILURE);
+    }
     if project.meta.alias(&model, CHALLENGER)? == Some(version) {
         project.meta.delete_alias(&model, CHALLENGER, "cli", SystemClock.now_ms(), "promoted by hand")?;
     }
     println!("{model}@champion -> version {version}; running servers pick it up within their reload interval");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Checks the [loop.gates] for `version`, prints every verdict, and points the champion alias at
+/// it when they pass (or when `force`d, which the audit reason records). Returns whether it did.
+fn promote_through_gates(project: &Project, model: &str, version: u32, force: bool, reason: &str) -> Result<bool> {
+    let report = causeway_loop::gates::check_version(project, model, version)?;
+    let mut output = table(&["gate", "verdict", "check"]);
+    for check in &report.checks {
+        output.add_row(vec![
+            check.gate.to_string(),
+            if check.passed { "pass" } else { "FAIL" }.to_string(),
+            check.detail.clone(),
+        ]);
+    }
+    println!("gates for {model} version {version}:\n{output}");
+    if !report.passed() && !force {
+        eprintln!(
+            "error: {model} version {version} was not promoted: {}; fix the model or [loop.gates] in causeway.toml, or pass --force",
+            report.failures().join("; ")
+        );
+        return Ok(false);
+    }
+    let reason = if report.passed() {
+        format!("{reason} (gates passed)")
+    } else {
+        format!("{reason} (forced past failed gates: {})", report.failures().join("; "))
+    };
+    set_champion(project, model, version, "cli", &reason)?;
+    Ok(true)
 }
 
 fn rollback(dir: &ProjectArgs, model: Option<String>) -> Result<ExitCode> {

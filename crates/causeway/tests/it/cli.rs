@@ -120,6 +120,20 @@ fn project_commands_from_init_to_rollback() {
     assert!(ok(&["promote", "2", "--dir", dir_text]).contains("version 2"));
     assert!(ok(&["models", "--dir", dir_text]).contains("champion"));
     assert!(ok(&["rollback", "--dir", dir_text]).contains("rolled back to version 1"));
+    // Promotion goes through [loop.gates]: a gate the version cannot pass refuses it (exit code
+    // 1, champion unchanged) until --force, which the audit log records.
+    std::fs::write(dir.join("causeway.toml"), FRAUD_CONFIG.replace("min_roc_auc = 0.85", "min_roc_auc = 0.999"))
+        .expect("config");
+    let refused = run(&["promote", "3", "--dir", dir_text]);
+    assert!(!refused.status.success());
+    assert!(stdout(&refused).contains("min_roc_auc") && stdout(&refused).contains("FAIL"), "{}", stdout(&refused));
+    assert!(stderr(&refused).contains("was not promoted: min_roc_auc (needs ROC-AUC"), "{}", stderr(&refused));
+    assert!(ok(&["models", "--dir", dir_text]).contains("champion"));
+    let forced = ok(&["promote", "3", "--force", "--dir", dir_text]);
+    assert!(forced.contains("fraud@champion -> version 3"), "{forced}");
+    let audit = ok(&["events", "--kind", "audit", "--dir", dir_text]);
+    assert!(audit.contains("forced past failed gates: min_roc_auc"), "{audit}");
+    std::fs::write(dir.join("causeway.toml"), FRAUD_CONFIG).expect("config");
     let audit = ok(&["events", "--kind", "audit", "--dir", dir_text]);
     assert!(audit.contains("fraud@champion -> version 2") && audit.contains("rollback"), "{audit}");
 }
@@ -133,7 +147,9 @@ fn an_external_command_trains_and_its_model_is_registered_like_ours() {
     let python = causeway_test_support::python();
     let script = causeway_test_support::repository_root().join("tests/external/train.py");
     let config = |command: &str| {
-        format!("{FRAUD_CONFIG}\n[model.external]\ncommand = {command}\ntimeout_minutes = 10\nenvironment = {{ ROUNDS = \"30\" }}\n")
+        format!(
+            "{FRAUD_CONFIG}\n[model.external]\ncommand = {command}\ntimeout_minutes = 10\nenvironment = {{ ROUNDS = \"30\" }}\n"
+        )
     };
     std::fs::write(dir.join("causeway.toml"), config(&format!("[{python:?}, {:?}]", script.display().to_string())))
         .expect("config");
