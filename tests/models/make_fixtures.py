@@ -199,13 +199,60 @@ def onnx_cases(out, rng):
     return cases
 
 
+def graph_cases(out, rng):
+    """General ONNX graphs (not tree ensembles), which Causeway scores through onnxruntime; the
+    reference is onnxruntime in Python."""
+    import glob
+
+    import onnxruntime
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x = data(rng, 400, 5, missing=0.0).astype(np.float32)
+    y = binary_label(x, rng)
+    test = data(rng, 100, 5, missing=0.0).astype(np.float32)
+    cases = []
+
+    def add(name, onnx_model, output_name, refused=None):
+        path = os.path.join(out, f"{name}.onnx")
+        with open(path, "wb") as handle:
+            handle.write(onnx_model.SerializeToString())
+        case = {"name": name, "file": os.path.basename(path), "rows": rows_for_json(test.astype(np.float64))}
+        if refused:
+            case["refused"] = refused
+        else:
+            session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+            names = [output.name for output in session.get_outputs()]
+            result = np.asarray(session.run(None, {session.get_inputs()[0].name: test})[names.index(output_name)],
+                                dtype=np.float64)
+            case["output"] = (result[:, 1] if result.ndim == 2 and result.shape[1] == 2 else result.reshape(-1)).tolist()
+        cases.append(case)
+
+    no_zipmap = {"zipmap": False}
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression()).fit(x, y)
+    add("graph_scaler_logistic", to_onnx(pipeline, x[:1], options={id(pipeline.steps[-1][1]): no_zipmap}), "probabilities")
+    mlp = MLPClassifier(hidden_layer_sizes=(8,), max_iter=300, random_state=SEED).fit(x, y)
+    add("graph_mlp", to_onnx(mlp, x[:1], options=no_zipmap), "probabilities")
+    linear = LinearRegression().fit(x, x[:, 0] * 2 - x[:, 1])
+    add("graph_linear_regression", to_onnx(linear, x[:1]), "variable")
+    zipmapped = LogisticRegression().fit(x, y)
+    add("graph_zipmap", to_onnx(zipmapped, x[:1]), None, refused="zipmap")
+    library = sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so*")))
+    return cases, library[0] if library else None
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     rng = np.random.default_rng(SEED)
     cases = xgboost_cases(out, rng) + lightgbm_cases(out, rng) + onnx_cases(out, rng)
+    graphs, library = graph_cases(out, rng)
     with open(os.path.join(out, "cases.json"), "w") as handle:
-        json.dump({"versions": {"xgboost": xgboost.__version__, "lightgbm": lightgbm.__version__}, "cases": cases}, handle)
+        json.dump({"versions": {"xgboost": xgboost.__version__, "lightgbm": lightgbm.__version__}, "cases": cases,
+                   "graphs": graphs, "onnxruntime_library": library}, handle)
     print(f"{len(cases)} cases in {out}")
 
 

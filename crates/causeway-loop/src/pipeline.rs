@@ -407,19 +407,40 @@ pub fn import_and_register(
     at_ms: i64,
 ) -> Result<ModelVersionRecord> {
     let format = causeway_models::ModelFormat::detect(bytes)?;
-    let imported = causeway_models::import_as(bytes, format)?;
     let digest = blake3::hash(bytes).to_hex().to_string();
-    let source = imported.ensemble.source.clone();
-    let trees = imported.ensemble.trees.len();
     let metadata = BTreeMap::from([("imported_from".to_string(), file_name.to_string())]);
-    let artifact = imported.into_artifact(threshold, metadata)?;
-    let params = BTreeMap::from([
+    let mut params = BTreeMap::from([
         ("file".to_string(), file_name.to_string()),
         ("format".to_string(), format!("{format:?}")),
-        ("source".to_string(), source),
-        ("trees".to_string(), trees.to_string()),
         ("blake3".to_string(), digest.clone()),
     ]);
+    let artifact = match causeway_models::import_as(bytes, format) {
+        Ok(imported) => {
+            params.insert("source".into(), imported.ensemble.source.clone());
+            params.insert("trees".into(), imported.ensemble.trees.len().to_string());
+            imported.into_artifact(threshold, metadata)?
+        }
+        // An ONNX graph that is not a tree ensemble: onnxruntime scores it.
+        Err(causeway_models::Error::Unsupported(tree_reason)) if format == causeway_models::ModelFormat::Onnx => {
+            let graph = causeway_models::OnnxGraph::from_bytes(bytes).map_err(|error| {
+                Error::Precondition(format!(
+                    "{file_name}: not a tree ensemble Causeway compiles ({tree_reason}), and onnxruntime cannot take it: {error}"
+                ))
+            })?;
+            params.insert("source".into(), "onnx graph (onnxruntime)".into());
+            let signature = causeway_models::Signature {
+                features: (0..graph.features)
+                    .map(|index| causeway_models::FeatureSpec {
+                        name: format!("f{index}"),
+                        kind: causeway_models::FeatureKind::Numeric,
+                        nullable: true,
+                    })
+                    .collect(),
+            };
+            ModelArtifact::new(causeway_models::Model::Onnx(graph), signature, threshold, metadata)?
+        }
+        Err(error) => return Err(error.into()),
+    };
     let tracker = RunTracker::new(&project.meta, &project.dir);
     let run = tracker.start("import", 0, &format!("file:{}", &digest[..16]), params, at_ms)?;
     let artifact_key = format!("models/{model_name}/{}.json", run.run_id);

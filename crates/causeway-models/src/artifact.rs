@@ -9,6 +9,7 @@ use crate::ensemble::TreeEnsemble;
 use crate::error::{Error, Result};
 use crate::gbdt::GbdtModel;
 use crate::logistic::LogisticModel;
+use crate::onnx_graph::OnnxGraph;
 use crate::signature::Signature;
 use crate::{InputError, Predictor};
 
@@ -25,6 +26,8 @@ pub enum Model {
     Logistic(LogisticModel),
     /// A tree ensemble imported from XGBoost or LightGBM, scored with its library's arithmetic.
     Ensemble(TreeEnsemble),
+    /// Any other ONNX graph, scored by onnxruntime.
+    Onnx(OnnxGraph),
 }
 
 impl Model {
@@ -34,6 +37,7 @@ impl Model {
             Self::Gbdt(_) => "gbdt",
             Self::Logistic(_) => "logistic",
             Self::Ensemble(_) => "tree_ensemble",
+            Self::Onnx(_) => "onnx",
         }
     }
 }
@@ -47,6 +51,7 @@ impl Predictor for Model {
                 Some(compiled) => compiled.predict_row(row).first().copied().unwrap_or(f64::NAN),
                 None => model.predict(row).first().copied().unwrap_or(f64::NAN),
             },
+            Self::Onnx(graph) => graph.score_rows(&[row.to_vec()]).first().copied().unwrap_or(f64::NAN),
         }
     }
 
@@ -54,6 +59,7 @@ impl Predictor for Model {
         match self {
             // Single-output (checked when the artifact is made), so one value per row.
             Self::Ensemble(model) => model.score_rows(rows),
+            Self::Onnx(graph) => graph.score_rows(rows),
             other => rows.iter().map(|row| other.predict_row(row)).collect(),
         }
     }
@@ -127,6 +133,15 @@ impl ModelArtifact {
                     )));
                 }
                 Ok(())
+            }
+            Model::Onnx(graph) => {
+                if graph.features != width {
+                    return Err(Error::Invalid(format!(
+                        "the ONNX graph reads {} features, the signature has {width}",
+                        graph.features
+                    )));
+                }
+                graph.prepare()
             }
         }
     }

@@ -12,6 +12,7 @@ mod error;
 pub mod gbdt;
 pub mod import;
 pub mod logistic;
+pub mod onnx_graph;
 pub mod signature;
 
 pub use artifact::{ARTIFACT_FORMAT_VERSION, Model, ModelArtifact};
@@ -21,6 +22,7 @@ pub use error::{Error, InputError, Result};
 pub use gbdt::{GbdtModel, Node, Tree};
 pub use import::{FeatureDescription, Imported, ModelFormat, import_as, import_model};
 pub use logistic::LogisticModel;
+pub use onnx_graph::{OnnxGraph, use_runtime_library};
 pub use signature::{FeatureKind, FeatureSpec, Signature};
 
 /// Something that turns encoded feature rows into probabilities of the positive class.

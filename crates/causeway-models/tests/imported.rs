@@ -102,3 +102,54 @@ fn formats_are_detected_and_unsupported_features_are_named() {
     let text = String::from_utf8(read("lgb_binary.txt")).expect("text");
     assert!(import_model(text.replace("left_child=", "left_kid=").as_bytes()).is_err());
 }
+
+/// General ONNX graphs (a scaler + logistic regression pipeline, a small neural network, a linear
+/// regression) go through onnxruntime and score as onnxruntime in Python does; a graph whose
+/// only output is scikit-learn's ZipMap is refused with the conversion option that avoids it.
+#[cfg(feature = "onnxruntime")]
+#[test]
+fn general_onnx_graphs_score_like_onnxruntime() {
+    use causeway_models::{FeatureKind, FeatureSpec, Model, ModelArtifact, OnnxGraph, Predictor, Signature};
+
+    let (directory, document) = model_fixtures();
+    let library = document["onnxruntime_library"].as_str().expect("the fixture venv has onnxruntime");
+    causeway_models::use_runtime_library(std::path::Path::new(library));
+    let graphs = document["graphs"].as_array().expect("graphs");
+    assert_eq!(graphs.len(), 4, "every graph case was generated");
+    for case in graphs {
+        let name = case["name"].as_str().expect("name");
+        let bytes = std::fs::read(directory.path().join(case["file"].as_str().expect("file"))).expect("model file");
+        // The tree-ensemble importer refuses these by name; the runtime takes them.
+        assert!(matches!(import_model(&bytes), Err(Error::Unsupported(_))), "{name}");
+        let graph = OnnxGraph::from_bytes(&bytes);
+        if let Some(reason) = case["refused"].as_str() {
+            let message = graph.expect_err(name).to_string();
+            assert!(message.contains(reason), "{name}: {message}");
+            continue;
+        }
+        let graph = graph.unwrap_or_else(|error| panic!("{name}: {error}"));
+        let rows = matrix(&case["rows"]);
+        let signature = Signature {
+            features: (0..graph.features)
+                .map(|index| FeatureSpec { name: format!("f{index}"), kind: FeatureKind::Numeric, nullable: true })
+                .collect(),
+        };
+        let artifact = ModelArtifact::new(Model::Onnx(graph), signature, 0.5, Default::default()).expect(name);
+        // The graph travels inside the artifact and scores the same after a round trip.
+        let reloaded = ModelArtifact::from_bytes(&artifact.to_bytes().expect("bytes")).expect("reloads");
+        let expected: Vec<Vec<f64>> = case["output"]
+            .as_array()
+            .expect("output")
+            .iter()
+            .map(|value| vec![value.as_f64().expect("number")])
+            .collect();
+        for model in [&artifact.model, &reloaded.model] {
+            let batch: Vec<Vec<f64>> = model.predict_rows(&rows).into_iter().map(|score| vec![score]).collect();
+            let difference = worst_difference(&expected, &batch);
+            assert!(difference <= TOLERANCE, "{name}: differs from onnxruntime by {difference}");
+            assert!((model.predict_row(&rows[3]) - expected[3][0]).abs() <= TOLERANCE, "{name}: one row");
+        }
+        // Rows of the wrong width score NaN rather than reading out of bounds.
+        assert!(artifact.model.predict_rows(&[vec![1.0]])[0].is_nan());
+    }
+}

@@ -4,7 +4,7 @@
 use causeway_test_support::model_fixtures;
 use serde_json::{Value, json};
 
-use crate::support::{Server, run};
+use crate::support::{Server, run, run_with};
 
 #[test]
 fn imported_models_serve_their_libraries_scores_over_http() {
@@ -78,4 +78,57 @@ fn imported_models_serve_their_libraries_scores_over_http() {
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
+}
+
+#[test]
+fn a_general_onnx_graph_imports_and_serves_through_onnxruntime() {
+    let (fixtures, document) = model_fixtures();
+    let library = document["onnxruntime_library"].as_str().expect("the fixture venv has onnxruntime").to_string();
+    let project = tempfile::tempdir().expect("tempdir");
+    let dir = project.path().join("project");
+    let dir_text = dir.to_str().expect("utf-8");
+    assert!(run(&["init", "--dir", dir_text]).status.success());
+    let case = document["graphs"]
+        .as_array()
+        .expect("graphs")
+        .iter()
+        .find(|case| case["name"] == "graph_scaler_logistic")
+        .expect("case");
+    let file = fixtures.path().join(case["file"].as_str().expect("file"));
+    let file_text = file.to_str().expect("utf-8");
+
+    // Without the runtime the graph is refused, naming what to install and where to point.
+    let refused = run_with(&["import", file_text, "--model", "pipeline", "--dir", dir_text], &[("ORT_DYLIB_PATH", "")]);
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("onnxruntime") && message.contains("ORT_DYLIB_PATH"), "{message}");
+
+    let environment = [("ORT_DYLIB_PATH", library.as_str())];
+    let imported =
+        run_with(&["import", file_text, "--model", "pipeline", "--promote", "--dir", dir_text], &environment);
+    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+    let listing = run(&["models", "--dir", dir_text]);
+    assert!(String::from_utf8_lossy(&listing.stdout).contains("onnx"), "{}", String::from_utf8_lossy(&listing.stdout));
+
+    let server = Server::spawn_with(
+        &["serve", "--dir", dir_text, "--listen", "127.0.0.1:0"],
+        &[("ORT_DYLIB_PATH", library.clone())],
+    );
+    let rows = case["rows"].as_array().expect("rows");
+    let width = rows[0].as_array().expect("row").len();
+    let tensors: Vec<Value> = (0..width)
+        .map(|column| {
+            let data: Vec<Value> = rows.iter().map(|row| row[column].clone()).collect();
+            json!({"name": format!("f{column}"), "shape": [rows.len()], "datatype": "FP64", "data": data})
+        })
+        .collect();
+    let (status, answer) = server.json("POST", "/v2/models/pipeline/infer", &json!({"inputs": tensors}));
+    assert_eq!(status, 200, "{answer}");
+    let scores = answer["outputs"][0]["data"].as_array().expect("scores");
+    let expected = case["output"].as_array().expect("expected");
+    assert_eq!(scores.len(), expected.len());
+    for (row, (score, want)) in scores.iter().zip(expected).enumerate() {
+        let (score, want) = (score.as_f64().expect("score"), want.as_f64().expect("want"));
+        assert!((score - want).abs() <= 1e-6, "row {row}: served {score}, onnxruntime {want}");
+    }
 }

@@ -24,6 +24,11 @@ pub fn run(args: &[&str]) -> Output {
     binary().args(args).output().expect("the causeway binary runs")
 }
 
+/// Runs `causeway ARGS` with extra environment variables.
+pub fn run_with(args: &[&str], environment: &[(&str, &str)]) -> Output {
+    binary().args(args).envs(environment.iter().copied()).output().expect("the causeway binary runs")
+}
+
 /// A demo run: its project directory, summary and exit status.
 pub struct DemoRun {
     /// Keeps the directory alive for the whole test binary.

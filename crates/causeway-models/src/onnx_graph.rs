@@ -1,0 +1,350 @@
+//! General ONNX graphs (anything other than a tree ensemble: scikit-learn pipelines, linear
+//! models, neural networks) scored through onnxruntime, loaded at run time from the library named
+//! by `ORT_DYLIB_PATH` (the `libonnxruntime.so` of the `onnxruntime` PyPI wheel) — never
+//! downloaded, never linked. Needs the `onnxruntime` cargo feature (on in the `causeway` binary);
+//! without it, or without the library, such a model still imports and stores but refuses to load
+//! for scoring, with a message naming what is missing.
+//!
+//! The graph must take one float tensor `[rows, features]` and give a float tensor `[rows]`,
+//! `[rows, 1]` (a score) or `[rows, 2]` (class probabilities; the second column is the score).
+//! Integer label outputs are ignored; scikit-learn's ZipMap (a sequence of maps) is refused with
+//! the conversion option that avoids it.
+
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// An ONNX graph and how to read its output. The bytes travel inside the artifact (base64).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OnnxGraph {
+    /// The `.onnx` file.
+    #[serde(with = "base64_bytes")]
+    pub bytes: Vec<u8>,
+    /// The input tensor's name.
+    pub input: String,
+    /// The output tensor read as the score.
+    pub output: String,
+    /// The column of a `[rows, 2]` output that is the score (`None`: the output is one column).
+    pub column: Option<usize>,
+    /// Input width.
+    pub features: usize,
+    /// The session, made on first use.
+    #[serde(skip)]
+    session: OnceLock<std::result::Result<runtime::Scorer, String>>,
+}
+
+impl Clone for OnnxGraph {
+    fn clone(&self) -> Self {
+        Self {
+            bytes: self.bytes.clone(),
+            input: self.input.clone(),
+            output: self.output.clone(),
+            column: self.column,
+            features: self.features,
+            session: OnceLock::new(),
+        }
+    }
+}
+
+impl PartialEq for OnnxGraph {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+            && self.input == other.input
+            && self.output == other.output
+            && self.column == other.column
+            && self.features == other.features
+    }
+}
+
+impl OnnxGraph {
+    /// Reads a graph's input and outputs through onnxruntime and chooses the score output.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let layout = runtime::inspect(bytes)?;
+        Ok(Self {
+            bytes: bytes.to_vec(),
+            input: layout.input,
+            output: layout.output,
+            column: layout.column,
+            features: layout.features,
+            session: OnceLock::new(),
+        })
+    }
+
+    /// Makes the session now (so a missing runtime is reported when the model is loaded).
+    pub fn prepare(&self) -> Result<()> {
+        self.scorer().map(|_| ())
+    }
+
+    fn scorer(&self) -> Result<&runtime::Scorer> {
+        self.session
+            .get_or_init(|| {
+                runtime::Scorer::new(&self.bytes, &self.input, &self.output).map_err(|error| error.to_string())
+            })
+            .as_ref()
+            .map_err(|message| Error::Unsupported(message.clone()))
+    }
+
+    /// Scores rows (each `features` wide); rows of another width, and runtime failures, give NaN.
+    pub fn score_rows(&self, rows: &[Vec<f64>]) -> Vec<f64> {
+        let failed = || vec![f64::NAN; rows.len()];
+        if rows.is_empty() || rows.iter().any(|row| row.len() != self.features) {
+            return failed();
+        }
+        let Ok(scorer) = self.scorer() else { return failed() };
+        let values: Vec<f32> = rows.iter().flatten().map(|value| *value as f32).collect();
+        match scorer.run(values, rows.len(), self.features) {
+            Ok(output) => {
+                let width = output.len() / rows.len().max(1);
+                let column = self.column.unwrap_or(0);
+                (0..rows.len())
+                    .map(|row| output.get(row * width + column).map_or(f64::NAN, |v| f64::from(*v)))
+                    .collect()
+            }
+            Err(_) => failed(),
+        }
+    }
+}
+
+/// Tells the runtime where `libonnxruntime` is, before the first ONNX graph is used (otherwise
+/// `ORT_DYLIB_PATH` is read). Returns false if the runtime was already initialized.
+pub fn use_runtime_library(path: &std::path::Path) -> bool {
+    runtime::set_library(path)
+}
+
+/// The graph's layout as [`OnnxGraph`] needs it.
+struct Layout {
+    input: String,
+    output: String,
+    column: Option<usize>,
+    features: usize,
+}
+
+#[cfg(feature = "onnxruntime")]
+mod runtime {
+    use std::path::{Path, PathBuf};
+    use std::sync::{Mutex, OnceLock};
+
+    use ort::session::Session;
+    use ort::value::{Tensor, TensorElementType, ValueType};
+
+    use super::Layout;
+    use crate::error::{Error, Result};
+
+    static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
+    static ENVIRONMENT: OnceLock<std::result::Result<ort::environment::Environment, String>> = OnceLock::new();
+
+    pub(super) fn set_library(path: &Path) -> bool {
+        LIBRARY.set(path.to_path_buf()).is_ok() && ENVIRONMENT.get().is_none()
+    }
+
+    fn environment() -> Result<&'static ort::environment::Environment> {
+        ENVIRONMENT
+            .get_or_init(|| {
+                let from_environment = std::env::var_os("ORT_DYLIB_PATH").filter(|path| !path.is_empty()).map(PathBuf::from);
+                let path = LIBRARY.get().cloned().or(from_environment).ok_or_else(
+                    || {
+                        "scoring a general ONNX graph needs onnxruntime: set ORT_DYLIB_PATH to libonnxruntime.so \
+                         (from `pip install onnxruntime==1.32.0`: site-packages/onnxruntime/capi/libonnxruntime.so.1.32.0)"
+                            .to_string()
+                    },
+                )?;
+                ort::init_from(&path)
+                    .map_err(|error| format!("cannot load onnxruntime from {} (ORT_DYLIB_PATH): {error}", path.display()))?
+                    .with_name("causeway")
+                    .build()
+                    .map_err(|error| format!("onnxruntime: {error}"))
+            })
+            .as_ref()
+            .map_err(|message| Error::Unsupported(message.clone()))
+    }
+
+    fn session(bytes: &[u8]) -> Result<Session> {
+        let environment = environment()?;
+        let invalid = |error: ort::Error| Error::Invalid(format!("onnxruntime cannot load the graph: {error}"));
+        Session::builder(environment)
+            .map_err(invalid)?
+            .with_intra_threads(1)
+            .map_err(|error| invalid(error.into()))?
+            .commit_from_memory(bytes)
+            .map_err(invalid)
+    }
+
+    pub(super) fn inspect(bytes: &[u8]) -> Result<Layout> {
+        let session = session(bytes)?;
+        let [input] = session.inputs() else {
+            return Err(Error::Unsupported(format!(
+                "the graph takes {} inputs; Causeway feeds one float tensor [rows, features]",
+                session.inputs().len()
+            )));
+        };
+        let features = match input.dtype() {
+            ValueType::Tensor { ty: TensorElementType::Float32, shape, .. } if shape.len() == 2 && shape[1] > 0 => {
+                shape[1] as usize
+            }
+            other => {
+                return Err(Error::Unsupported(format!(
+                    "input `{}` is {other:?}; Causeway feeds one float tensor [rows, features] with a fixed feature count",
+                    input.name()
+                )));
+            }
+        };
+        let mut described = Vec::new();
+        for output in session.outputs() {
+            described.push(format!("{} {:?}", output.name(), output.dtype()));
+            if let ValueType::Tensor { ty: TensorElementType::Float32, shape, .. } = output.dtype() {
+                let column = match shape.len() {
+                    1 => None,
+                    2 if shape[1] == 1 => None,
+                    2 if shape[1] == 2 => Some(1),
+                    _ => {
+                        return Err(Error::Unsupported(format!(
+                            "output `{}` has shape {shape:?}; served models answer one score per row (multi-class is not served yet)",
+                            output.name()
+                        )));
+                    }
+                };
+                return Ok(Layout {
+                    input: input.name().to_string(),
+                    output: output.name().to_string(),
+                    column,
+                    features,
+                });
+            }
+        }
+        Err(Error::Unsupported(format!(
+            "no float tensor output to read a score from (outputs: {}); for scikit-learn, convert with \
+             options={{'zipmap': False}}",
+            described.join(", ")
+        )))
+    }
+
+    /// One session; onnxruntime runs need exclusive access, so calls queue on the mutex.
+    pub(super) struct Scorer {
+        session: Mutex<Session>,
+        input: String,
+        output: String,
+    }
+
+    impl Scorer {
+        pub(super) fn new(bytes: &[u8], input: &str, output: &str) -> Result<Self> {
+            Ok(Self { session: Mutex::new(session(bytes)?), input: input.to_string(), output: output.to_string() })
+        }
+
+        pub(super) fn run(&self, values: Vec<f32>, rows: usize, features: usize) -> Result<Vec<f32>> {
+            let failed = |error: ort::Error| Error::Invalid(format!("onnxruntime: {error}"));
+            let tensor = Tensor::from_array((vec![rows as i64, features as i64], values)).map_err(failed)?;
+            let mut session = self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let outputs = session.run(ort::inputs![self.input.as_str() => tensor]).map_err(failed)?;
+            let value = outputs
+                .get(&self.output)
+                .ok_or_else(|| Error::Invalid(format!("the graph gave no output `{}`", self.output)))?;
+            let (_, data) = value.try_extract_tensor::<f32>().map_err(failed)?;
+            Ok(data.to_vec())
+        }
+    }
+}
+
+#[cfg(not(feature = "onnxruntime"))]
+mod runtime {
+    use std::path::Path;
+
+    use super::Layout;
+    use crate::error::{Error, Result};
+
+    const MISSING: &str = "scoring a general ONNX graph needs a build with the `onnxruntime` feature";
+
+    pub(super) fn set_library(_path: &Path) -> bool {
+        false
+    }
+
+    pub(super) fn inspect(_bytes: &[u8]) -> Result<Layout> {
+        Err(Error::Unsupported(MISSING.into()))
+    }
+
+    pub(super) struct Scorer;
+
+    impl Scorer {
+        pub(super) fn new(_bytes: &[u8], _input: &str, _output: &str) -> Result<Self> {
+            Err(Error::Unsupported(MISSING.into()))
+        }
+
+        pub(super) fn run(&self, _values: Vec<f32>, _rows: usize, _features: usize) -> Result<Vec<f32>> {
+            Err(Error::Unsupported(MISSING.into()))
+        }
+    }
+}
+
+impl std::fmt::Debug for runtime::Scorer {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("onnxruntime session")
+    }
+}
+
+/// Standard base64 (RFC 4648, padded) for the graph's bytes inside the JSON artifact.
+mod base64_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        let mut text = String::with_capacity(bytes.len().div_ceil(3) * 4);
+        for chunk in bytes.chunks(3) {
+            let word =
+                chunk.iter().enumerate().fold(0_u32, |word, (index, byte)| word | u32::from(*byte) << (16 - 8 * index));
+            for position in 0..4 {
+                if position <= chunk.len() {
+                    text.push(char::from(ALPHABET[((word >> (18 - 6 * position)) & 63) as usize]));
+                } else {
+                    text.push('=');
+                }
+            }
+        }
+        serializer.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        decode(&text).ok_or_else(|| serde::de::Error::custom("invalid base64 in the ONNX graph's bytes"))
+    }
+
+    pub fn decode(text: &str) -> Option<Vec<u8>> {
+        let trimmed = text.trim_end_matches('=');
+        let mut bytes = Vec::with_capacity(trimmed.len() * 3 / 4);
+        let (mut word, mut bits) = (0_u32, 0);
+        for character in trimmed.bytes() {
+            let value = ALPHABET.iter().position(|known| *known == character)? as u32;
+            word = (word << 6) | value;
+            bits += 6;
+            if bits >= 8 {
+                bits -= 8;
+                bytes.push((word >> bits) as u8);
+                word &= (1 << bits) - 1;
+            }
+        }
+        Some(bytes)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn round_trips_every_length() {
+            for length in 0..40_usize {
+                let bytes: Vec<u8> = (0..length).map(|index| (index * 37 % 256) as u8).collect();
+                let value = serde_json::to_value(super::super::OnnxGraphBytes(bytes.clone())).unwrap_or_default();
+                let text = value.as_str().unwrap_or_default().to_string();
+                assert_eq!(text.len(), length.div_ceil(3) * 4);
+                assert_eq!(super::decode(&text), Some(bytes));
+            }
+            // RFC 4648's examples.
+            let encoded = serde_json::to_value(super::super::OnnxGraphBytes(b"foobar".to_vec())).unwrap_or_default();
+            assert_eq!(encoded, serde_json::json!("Zm9vYmFy"));
+            assert_eq!(super::decode("Zm9vYg=="), Some(b"foob".to_vec()));
+        }
+    }
+}
+
+#[cfg(test)]
+#[derive(Serialize)]
+struct OnnxGraphBytes(#[serde(with = "base64_bytes")] Vec<u8>);
