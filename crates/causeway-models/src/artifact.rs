@@ -31,6 +31,23 @@ pub enum Model {
 }
 
 impl Model {
+    /// Values per row: 1 for a score, the class count for a multi-class model.
+    pub fn outputs(&self) -> usize {
+        match self {
+            Self::Ensemble(model) => model.outputs.max(1),
+            _ => 1,
+        }
+    }
+
+    /// Every output of every row, row after row (`rows.len() * outputs()` values): class
+    /// probabilities for a multi-class model, the score otherwise.
+    pub fn predict_outputs(&self, rows: &[Vec<f64>]) -> Vec<f64> {
+        match self {
+            Self::Ensemble(model) => model.score_rows(rows),
+            other => other.predict_rows(rows),
+        }
+    }
+
     /// The family's name.
     pub fn flavor(&self) -> &'static str {
         match self {
@@ -47,17 +64,27 @@ impl Predictor for Model {
         match self {
             Self::Gbdt(model) => model.predict_row(row),
             Self::Logistic(model) => model.predict_row(row),
-            Self::Ensemble(model) => match model.compiled() {
-                Some(compiled) => compiled.predict_row(row).first().copied().unwrap_or(f64::NAN),
-                None => model.predict(row).first().copied().unwrap_or(f64::NAN),
-            },
+            Self::Ensemble(model) => {
+                let outputs = match model.compiled() {
+                    Some(compiled) => compiled.predict_row(row),
+                    None => model.predict(row),
+                };
+                // One output: the score; several (classes): the most likely class's probability.
+                outputs.iter().copied().fold(f64::NAN, f64::max)
+            }
             Self::Onnx(graph) => graph.score_rows(&[row.to_vec()]).first().copied().unwrap_or(f64::NAN),
         }
     }
 
+    /// One value per row; for a multi-class model, the most likely class's probability (what
+    /// monitoring watches), with every class's in [`Model::predict_outputs`].
     fn predict_rows(&self, rows: &[Vec<f64>]) -> Vec<f64> {
         match self {
-            // Single-output (checked when the artifact is made), so one value per row.
+            Self::Ensemble(model) if model.outputs > 1 => model
+                .score_rows(rows)
+                .chunks(model.outputs)
+                .map(|classes| classes.iter().copied().fold(f64::NAN, f64::max))
+                .collect(),
             Self::Ensemble(model) => model.score_rows(rows),
             Self::Onnx(graph) => graph.score_rows(rows),
             other => rows.iter().map(|row| other.predict_row(row)).collect(),
@@ -125,10 +152,10 @@ impl ModelArtifact {
                         model.features
                     )));
                 }
-                if model.outputs != 1 {
+                if model.outputs > 1 && !matches!(model.transform, crate::ensemble::Transform::Softmax) {
                     return Err(Error::Unsupported(format!(
-                        "serving a model with {} outputs (multi-class); it imports and scores in process, \
-                         but served models answer one score per row",
+                        "serving {} outputs that are not class probabilities (softmax); served models answer \
+                         one score per row or one probability per class",
                         model.outputs
                     )));
                 }

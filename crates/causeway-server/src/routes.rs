@@ -74,10 +74,17 @@ fn metadata(state: &AppState, name: &str, version: Option<u32>) -> Result<Json<V
         "versions": versions,
         "platform": format!("causeway_{}", artifact.model.flavor()),
         "inputs": input_metadata(&artifact.signature),
-        "outputs": [
-            {"name": "score", "datatype": "FP64", "shape": [-1]},
-            {"name": "label", "datatype": "BOOL", "shape": [-1]}
-        ],
+        "outputs": if artifact.model.outputs() > 1 {
+            json!([
+                {"name": "probabilities", "datatype": "FP64", "shape": [-1, artifact.model.outputs()]},
+                {"name": "label", "datatype": "INT64", "shape": [-1]}
+            ])
+        } else {
+            json!([
+                {"name": "score", "datatype": "FP64", "shape": [-1]},
+                {"name": "label", "datatype": "BOOL", "shape": [-1]}
+            ])
+        },
         "parameters": {"version": version.to_string(), "threshold": artifact.threshold, "champion": deployment.champion.version.to_string()}
     })))
 }
@@ -168,11 +175,31 @@ fn infer_now(
     let rows = rows_from_tensors(&artifact.signature, &request.inputs)?;
     let outcome = state.engine.infer(name, version, &rows, request.id.as_deref())?;
     let count = outcome.scores.len();
-    let response = InferResponse {
-        model_name: name.to_string(),
-        model_version: outcome.version.to_string(),
-        id: request.id.unwrap_or_default(),
-        outputs: vec![
+    let outputs = if outcome.outputs > 1 {
+        // Multi-class: every class's probability, and the most likely class.
+        let classes = outcome.outputs;
+        let labels = outcome.class_probabilities.chunks(classes).map(|row| {
+            row.iter()
+                .enumerate()
+                .fold((0, f64::NEG_INFINITY), |best, (class, p)| if *p > best.1 { (class, *p) } else { best })
+                .0
+        });
+        vec![
+            OutputTensor {
+                name: "probabilities".into(),
+                shape: vec![count, classes],
+                datatype: "FP64".into(),
+                data: outcome.class_probabilities.iter().map(|p| json!(p)).collect(),
+            },
+            OutputTensor {
+                name: "label".into(),
+                shape: vec![count],
+                datatype: "INT64".into(),
+                data: labels.map(|class| json!(class)).collect(),
+            },
+        ]
+    } else {
+        vec![
             OutputTensor {
                 name: "score".into(),
                 shape: vec![count],
@@ -185,7 +212,13 @@ fn infer_now(
                 datatype: "BOOL".into(),
                 data: outcome.scores.iter().map(|score| json!(*score >= outcome.threshold)).collect(),
             },
-        ],
+        ]
+    };
+    let response = InferResponse {
+        model_name: name.to_string(),
+        model_version: outcome.version.to_string(),
+        id: request.id.unwrap_or_default(),
+        outputs,
     };
     Ok((response, outcome.version))
 }

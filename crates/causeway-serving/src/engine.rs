@@ -92,8 +92,12 @@ pub struct RecordDecision {
 pub struct InferOutcome {
     /// The version that answered.
     pub version: u32,
-    /// One score per row.
+    /// One score per row (for a multi-class model, the most likely class's probability).
     pub scores: Vec<f64>,
+    /// Values per row in `class_probabilities`: 1 for a scoring model, the class count otherwise.
+    pub outputs: usize,
+    /// For a multi-class model, every class's probability, row after row; empty otherwise.
+    pub class_probabilities: Vec<f64>,
     /// The version's decision threshold.
     pub threshold: f64,
 }
@@ -303,7 +307,14 @@ impl Engine {
             served.artifact.signature.check_encoded(row)?;
         }
         let started = Instant::now();
-        let scores = served.artifact.model.predict_rows(rows);
+        let outputs = served.artifact.model.outputs();
+        let (scores, class_probabilities) = if outputs > 1 {
+            let probabilities = served.artifact.model.predict_outputs(rows);
+            let top = probabilities.chunks(outputs).map(|classes| classes.iter().copied().fold(f64::NAN, f64::max));
+            (top.collect(), probabilities)
+        } else {
+            (served.artifact.model.predict_rows(rows), Vec::new())
+        };
         let latency_us = started.elapsed().as_micros() as u64;
         let many = rows.len() > 1;
         for (index, (row, score)) in rows.iter().zip(&scores).enumerate() {
@@ -333,7 +344,13 @@ impl Engine {
                 });
             }
         }
-        Ok(InferOutcome { version: served.version, scores, threshold: served.artifact.threshold })
+        Ok(InferOutcome {
+            version: served.version,
+            scores,
+            outputs,
+            class_probabilities,
+            threshold: served.artifact.threshold,
+        })
     }
 
     /// Scores one record: fills its features from the online store, routes, scores and logs.
@@ -360,6 +377,12 @@ impl Engine {
                 .collect();
             artifact.signature.encode(&ordered)
         };
+        if served.artifact.model.outputs() > 1 {
+            return Err(Error::Unsupported(format!(
+                "`{model}` is a multi-class model: record scoring answers a decision at a threshold; \
+                 ask /v2/models/{model}/infer for every class's probability"
+            )));
+        }
         let row = encode(&served.artifact)?;
         let score = served.artifact.model.predict_row(&row);
         let latency_us = started.elapsed().as_micros() as u64;

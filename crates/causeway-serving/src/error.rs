@@ -40,6 +40,9 @@ pub enum Error {
     /// The online store failed.
     #[error(transparent)]
     Features(#[from] causeway_features::Error),
+    /// The model cannot answer this kind of request.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl HasErrorCode for Error {
@@ -51,6 +54,7 @@ impl HasErrorCode for Error {
             Self::Store(error) => error.code(),
             Self::Load { .. } => ErrorCode::Internal,
             Self::Features(error) => error.code(),
+            Self::Unsupported(_) => ErrorCode::InvalidInput,
         }
     }
 }

@@ -64,6 +64,8 @@ fn imported_models_serve_their_libraries_scores_over_http() {
         }
     }
 
+    // A multi-class model serves every class's probability and the most likely class.
+    drop(server);
     let multiclass = document["cases"]
         .as_array()
         .expect("cases")
@@ -71,13 +73,41 @@ fn imported_models_serve_their_libraries_scores_over_http() {
         .find(|case| case["name"] == "lgb_multiclass")
         .expect("case");
     let file = fixtures.path().join(multiclass["file"].as_str().expect("file"));
-    let refused = run(&["import", file.to_str().expect("utf-8"), "--model", "multi", "--dir", dir_text]);
-    assert!(!refused.status.success());
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("3 outputs"),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
-    );
+    let imported = run(&["import", file.to_str().expect("utf-8"), "--model", "multi", "--promote", "--dir", dir_text]);
+    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+    let server = Server::start(&dir);
+    let (status, metadata) = server.json("GET", "/v2/models/multi", &Value::Null);
+    assert_eq!(status, 200, "{metadata}");
+    assert_eq!(metadata["outputs"][0]["name"], "probabilities");
+    assert_eq!(metadata["outputs"][0]["shape"], json!([-1, 3]));
+    let rows = multiclass["rows"].as_array().expect("rows");
+    let inputs = metadata["inputs"].as_array().expect("inputs");
+    let tensors: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(column, input)| {
+            let data: Vec<Value> = rows.iter().map(|row| row[column].clone()).collect();
+            json!({"name": input["name"], "shape": [rows.len()], "datatype": "FP64", "data": data})
+        })
+        .collect();
+    let (status, answer) = server.json("POST", "/v2/models/multi/infer", &json!({"inputs": tensors}));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["outputs"][0]["shape"], json!([rows.len(), 3]));
+    let probabilities = answer["outputs"][0]["data"].as_array().expect("probabilities");
+    let labels = answer["outputs"][1]["data"].as_array().expect("labels");
+    let expected = multiclass["output"].as_array().expect("expected");
+    for (row, want) in expected.iter().enumerate() {
+        let want: Vec<f64> = want.as_array().expect("classes").iter().map(|p| p.as_f64().expect("p")).collect();
+        let got: Vec<f64> = probabilities[row * 3..row * 3 + 3].iter().map(|p| p.as_f64().expect("p")).collect();
+        for (class, (got, want)) in got.iter().zip(&want).enumerate() {
+            assert!((got - want).abs() <= 1e-6, "row {row} class {class}: served {got}, LightGBM {want}");
+        }
+        let best = want
+            .iter()
+            .enumerate()
+            .fold((0, f64::MIN), |best, (class, p)| if *p > best.1 { (class, *p) } else { best });
+        assert_eq!(labels[row].as_u64(), Some(best.0 as u64), "row {row}");
+    }
 }
 
 #[test]
