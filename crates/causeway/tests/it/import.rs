@@ -6,6 +6,18 @@ use serde_json::{Value, json};
 
 use crate::support::{Server, run, run_with};
 
+/// One OIP tensor per named input holding that column of every row (null is a missing value).
+fn column_tensors(names: &[Value], rows: &[Value]) -> Vec<Value> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(column, name)| {
+            let data: Vec<Value> = rows.iter().map(|row| row[column].clone()).collect();
+            json!({"name": name, "shape": [rows.len()], "datatype": "FP64", "data": data})
+        })
+        .collect()
+}
+
 #[test]
 fn imported_models_serve_their_libraries_scores_over_http() {
     let (fixtures, document) = model_fixtures();
@@ -42,17 +54,11 @@ fn imported_models_serve_their_libraries_scores_over_http() {
         let name = case["name"].as_str().expect("name").replace('_', "-");
         let (status, metadata) = server.json("GET", &format!("/v2/models/{name}"), &Value::Null);
         assert_eq!(status, 200, "{metadata}");
-        let inputs = metadata["inputs"].as_array().expect("inputs");
+        let names: Vec<Value> =
+            metadata["inputs"].as_array().expect("inputs").iter().map(|input| input["name"].clone()).collect();
         let rows = case["rows"].as_array().expect("rows");
-        // One tensor per feature, every row in one request; null is a missing value.
-        let tensors: Vec<Value> = inputs
-            .iter()
-            .enumerate()
-            .map(|(column, input)| {
-                let data: Vec<Value> = rows.iter().map(|row| row[column].clone()).collect();
-                json!({"name": input["name"], "shape": [rows.len()], "datatype": "FP64", "data": data})
-            })
-            .collect();
+        // One tensor per feature, every row in one request.
+        let tensors = column_tensors(&names, rows);
         let (status, answer) = server.json("POST", &format!("/v2/models/{name}/infer"), &json!({"inputs": tensors}));
         assert_eq!(status, 200, "{answer}");
         let scores = answer["outputs"][0]["data"].as_array().expect("scores");
@@ -81,15 +87,9 @@ fn imported_models_serve_their_libraries_scores_over_http() {
     assert_eq!(metadata["outputs"][0]["name"], "probabilities");
     assert_eq!(metadata["outputs"][0]["shape"], json!([-1, 3]));
     let rows = multiclass["rows"].as_array().expect("rows");
-    let inputs = metadata["inputs"].as_array().expect("inputs");
-    let tensors: Vec<Value> = inputs
-        .iter()
-        .enumerate()
-        .map(|(column, input)| {
-            let data: Vec<Value> = rows.iter().map(|row| row[column].clone()).collect();
-            json!({"name": input["name"], "shape": [rows.len()], "datatype": "FP64", "data": data})
-        })
-        .collect();
+    let names: Vec<Value> =
+        metadata["inputs"].as_array().expect("inputs").iter().map(|input| input["name"].clone()).collect();
+    let tensors = column_tensors(&names, rows);
     let (status, answer) = server.json("POST", "/v2/models/multi/infer", &json!({"inputs": tensors}));
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["outputs"][0]["shape"], json!([rows.len(), 3]));
@@ -146,12 +146,8 @@ fn a_general_onnx_graph_imports_and_serves_through_onnxruntime() {
     );
     let rows = case["rows"].as_array().expect("rows");
     let width = rows[0].as_array().expect("row").len();
-    let tensors: Vec<Value> = (0..width)
-        .map(|column| {
-            let data: Vec<Value> = rows.iter().map(|row| row[column].clone()).collect();
-            json!({"name": format!("f{column}"), "shape": [rows.len()], "datatype": "FP64", "data": data})
-        })
-        .collect();
+    let names: Vec<Value> = (0..width).map(|column| json!(format!("f{column}"))).collect();
+    let tensors = column_tensors(&names, rows);
     let (status, answer) = server.json("POST", "/v2/models/pipeline/infer", &json!({"inputs": tensors}));
     assert_eq!(status, 200, "{answer}");
     let scores = answer["outputs"][0]["data"].as_array().expect("scores");
