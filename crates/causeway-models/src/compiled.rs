@@ -1,61 +1,55 @@
-//! The fast tree engine: a [`TreeEnsemble`] laid out for scoring. Every tree's nodes sit in one
-//! array in breadth-first order with siblings adjacent (the right child is `left + 1`), 16 bytes a
-//! node (threshold or leaf value, feature and flags, left child); rows are scored in blocks, tree
-//! by tree, so a tree stays in cache while a block of rows walks it; blocks go to threads.
+//! The fast tree engine: a [`TreeEnsemble`] laid out for scoring, in one of two layouts.
 //!
-//! It computes exactly what [`TreeEnsemble::predict`] computes (same comparisons, same summation
-//! order and precision): categorical splits and LightGBM's zero-as-missing take a slower path
-//! through the reference node, everything else the fast one.
+//! - **Perfect trees** (most ensembles: numeric splits, trees no deeper than
+//!   [`MAX_PERFECT_DEPTH`]): every tree is padded into a complete binary tree in heap order, so a
+//!   split is only a threshold and a feature (8 bytes for `f32` models) and the step down is
+//!   arithmetic — `2i + 1`, plus one if the row goes right — with no branch at all. Trees are
+//!   padded in runs of [`TREES_TOGETHER`] to the run's deepest, so a single row walks a whole
+//!   run side by side with a fixed trip count. `f32` models (XGBoost) compare in `f32`.
+//! - **General** (categorical splits, LightGBM's zero-as-missing, deep trees): every tree's nodes
+//!   in one array in breadth-first order with siblings adjacent (the right child is `left + 1`),
+//!   16 bytes a node; special splits take a slower path through the reference node.
+//!
+//! Rows are scored in blocks, tree by tree, so a tree stays in cache while a block of rows walks
+//! it; blocks go to threads. Either layout computes exactly what [`TreeEnsemble::predict`]
+//! computes: the same comparisons, the same summation order and precision.
 
 use rayon::prelude::*;
 
-use crate::ensemble::{Comparison, EnsembleNode, Missing, Precision, TreeEnsemble};
+use crate::ensemble::{Comparison, EnsembleNode, EnsembleTree, Missing, Precision, TreeEnsemble};
 use crate::error::{Error, Result};
 
 /// Rows scored together against each tree.
 const BLOCK_ROWS: usize = 64;
 /// Trees one row walks side by side when scored alone.
 const TREES_TOGETHER: usize = 16;
-
-/// The low 24 bits of `meta` hold the feature; the high 8 the flags below.
-const FEATURE_MASK: u32 = (1 << 24) - 1;
-const LEAF: u32 = 1 << 24;
-const DEFAULT_LEFT: u32 = 1 << 25;
-const NAN_IS_ZERO: u32 = 1 << 26;
-/// Decided by the reference node in `special` (categorical, zero-as-missing).
-const SPECIAL: u32 = 1 << 27;
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Node {
-    /// The threshold, or the leaf value (times the tree's weight for `f64` ensembles).
-    value: f64,
-    /// Feature and flags.
-    meta: u32,
-    /// The left child (the right is `left + 1`); for a special node, its index in `special`.
-    left: u32,
-}
-
-/// A special node: the reference node and the compiled index of its left child.
-#[derive(Debug, Clone, PartialEq)]
-struct Special {
-    node: EnsembleNode,
-    compiled_left: u32,
-}
+/// Rows of a block that walk a perfect tree side by side, each with its own position.
+const LANES: usize = 8;
+/// The deepest tree the perfect layout pads; deeper ensembles use the general layout.
+pub const MAX_PERFECT_DEPTH: u32 = 10;
+/// Padding may multiply an ensemble's node count by at most this; beyond, the general layout is
+/// both smaller and faster.
+const MAX_PADDING_FACTOR: usize = 8;
 
 /// A [`TreeEnsemble`] compiled for scoring.
 #[derive(Debug, Clone)]
 pub struct CompiledEnsemble {
-    nodes: Vec<Node>,
-    roots: Vec<u32>,
-    /// Each tree's depth: steps from the root to its deepest leaf.
-    depths: Vec<u32>,
+    layout: Layout,
     groups: Vec<u32>,
     /// Per-tree leaf factors for `f32` ensembles (DART), applied the way XGBoost does.
     weights: Vec<f32>,
-    special: Vec<Special>,
     /// Every numeric split compares `x <= t` (LightGBM) rather than `x < t` (XGBoost).
     inclusive: bool,
     reference: TreeEnsemble,
+}
+
+#[derive(Debug, Clone)]
+enum Layout {
+    /// Perfect trees comparing in `f32` (an `f32` ensemble whose thresholds are all `f32` values).
+    Perfect32(PerfectTrees<f32>),
+    /// Perfect trees comparing in `f64`.
+    Perfect64(PerfectTrees<f64>),
+    General(GeneralTrees),
 }
 
 impl CompiledEnsemble {
@@ -65,86 +59,23 @@ impl CompiledEnsemble {
         if ensemble.features > FEATURE_MASK as usize {
             return Err(Error::Unsupported(format!("{} features (at most {FEATURE_MASK})", ensemble.features)));
         }
-        let mut compiled = Self {
-            nodes: Vec::new(),
-            roots: Vec::with_capacity(ensemble.trees.len()),
-            depths: Vec::with_capacity(ensemble.trees.len()),
-            groups: ensemble.trees.iter().map(|tree| tree.group).collect(),
-            weights: ensemble.trees.iter().map(|tree| tree.weight as f32).collect(),
-            special: Vec::new(),
-            inclusive: false,
-            reference: ensemble.clone(),
-        };
-        let comparisons: std::collections::BTreeSet<bool> = ensemble
+        let inclusive = ensemble
             .trees
             .iter()
             .flat_map(|tree| &tree.nodes)
-            .filter_map(|node| match node {
-                EnsembleNode::Numeric { comparison, .. } => Some(*comparison == Comparison::LessOrEqual),
-                _ => None,
-            })
-            .collect();
-        compiled.inclusive = comparisons.contains(&true);
-        for tree in &ensemble.trees {
-            compiled.roots.push(compiled.nodes.len() as u32);
-            // Breadth-first: each split's two children are placed next to each other.
-            let base = compiled.nodes.len();
-            let mut order: Vec<u32> = vec![0];
-            let mut position = 0;
-            let mut compiled_index = vec![u32::MAX; tree.nodes.len()];
-            let mut depth_of = vec![0_u32; tree.nodes.len()];
-            compiled_index[0] = base as u32;
-            while position < order.len() {
-                let original = order[position] as usize;
-                if let EnsembleNode::Numeric { left, right, .. } | EnsembleNode::Categorical { left, right, .. } =
-                    &tree.nodes[original]
-                {
-                    for child in [*left, *right] {
-                        compiled_index[child as usize] = (base + order.len()) as u32;
-                        depth_of[child as usize] = depth_of[original] + 1;
-                        order.push(child);
-                    }
-                }
-                position += 1;
-            }
-            compiled.depths.push(order.iter().map(|index| depth_of[*index as usize]).max().unwrap_or(0));
-            for original in order {
-                let node = &tree.nodes[original as usize];
-                let compiled_node = match node {
-                    EnsembleNode::Leaf { value } => {
-                        let value = if ensemble.precision == Precision::Float64 { value * tree.weight } else { *value };
-                        Node { value, meta: LEAF, left: 0 }
-                    }
-                    EnsembleNode::Numeric { feature, threshold, comparison, missing, default_left, left, .. } => {
-                        let compiled_left = compiled_index[*left as usize];
-                        let mut meta = *feature;
-                        if *default_left {
-                            meta |= DEFAULT_LEFT;
-                        }
-                        let other_comparison = (*comparison == Comparison::LessOrEqual) != compiled.inclusive;
-                        match missing {
-                            _ if other_comparison => compiled.special_node(node, compiled_left),
-                            Missing::Nan => Node { value: *threshold, meta, left: compiled_left },
-                            Missing::NanIsZero => {
-                                Node { value: *threshold, meta: meta | NAN_IS_ZERO, left: compiled_left }
-                            }
-                            Missing::Zero => compiled.special_node(node, compiled_left),
-                        }
-                    }
-                    EnsembleNode::Categorical { left, .. } => {
-                        let compiled_left = compiled_index[*left as usize];
-                        compiled.special_node(node, compiled_left)
-                    }
-                };
-                compiled.nodes.push(compiled_node);
-            }
+            .any(|node| matches!(node, EnsembleNode::Numeric { comparison: Comparison::LessOrEqual, .. }));
+        let layout = match ensemble.precision {
+            Precision::Float32 => PerfectTrees::new(ensemble, inclusive).map(Layout::Perfect32),
+            Precision::Float64 => PerfectTrees::new(ensemble, inclusive).map(Layout::Perfect64),
         }
-        Ok(compiled)
-    }
-
-    fn special_node(&mut self, node: &EnsembleNode, compiled_left: u32) -> Node {
-        self.special.push(Special { node: node.clone(), compiled_left });
-        Node { value: 0.0, meta: SPECIAL, left: (self.special.len() - 1) as u32 }
+        .unwrap_or_else(|| Layout::General(GeneralTrees::new(ensemble, inclusive)));
+        Ok(Self {
+            layout,
+            groups: ensemble.trees.iter().map(|tree| tree.group).collect(),
+            weights: ensemble.trees.iter().map(|tree| tree.weight as f32).collect(),
+            inclusive,
+            reference: ensemble.clone(),
+        })
     }
 
     /// The ensemble this was compiled from.
@@ -162,35 +93,13 @@ impl CompiledEnsemble {
         self.reference.outputs
     }
 
-    /// One step down from node `index` for the row at `values[base..base + width]` (already
-    /// rounded for `f32`); a leaf stays put. `LESS_OR_EQUAL` is the comparison of every fast-path split.
-    #[inline(always)]
-    fn step<const LESS_OR_EQUAL: bool>(&self, index: u32, values: &[f64], base: usize) -> u32 {
-        let node = &self.nodes[index as usize];
-        if node.meta & (LEAF | SPECIAL) != 0 {
-            if node.meta & LEAF != 0 {
-                return index;
-            }
-            return self.special_child(node.left as usize, &values[base..base + self.features()]) as u32;
+    /// Which layout the ensemble was compiled into: `perfect f32`, `perfect f64` or `general`.
+    pub fn layout(&self) -> &'static str {
+        match self.layout {
+            Layout::Perfect32(_) => "perfect f32",
+            Layout::Perfect64(_) => "perfect f64",
+            Layout::General(_) => "general",
         }
-        let mut x = values[base + (node.meta & FEATURE_MASK) as usize];
-        if x.is_nan() {
-            if node.meta & NAN_IS_ZERO == 0 {
-                return node.left + u32::from(node.meta & DEFAULT_LEFT == 0);
-            }
-            x = 0.0;
-        }
-        let go_left = if LESS_OR_EQUAL { x <= node.value } else { x < node.value };
-        node.left + u32::from(!go_left)
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn special_child(&self, special: usize, row: &[f64]) -> usize {
-        let entry = &self.special[special];
-        // `row` is already rounded for f32 ensembles; rounding again changes nothing.
-        let left = entry.node.goes_left(row, self.reference.precision).unwrap_or(true);
-        entry.compiled_left as usize + usize::from(!left)
     }
 
     /// Scores rows (row-major, `features()` values each; rounded to `f32` first for `f32`
@@ -241,53 +150,55 @@ impl CompiledEnsemble {
         out
     }
 
-    /// The leaf values `rows` reach in tree `tree`, walking all rows down one level at a time so
-    /// their independent loads overlap.
-    #[inline(always)]
-    fn walk_rows<const LESS_OR_EQUAL: bool>(&self, tree: usize, rows: &[f64], width: usize, leaves: &mut [f64]) {
-        let count = leaves.len();
-        let mut current = [self.roots[tree]; BLOCK_ROWS];
-        for _ in 0..self.depths[tree] {
-            for (position, index) in current.iter_mut().enumerate().take(count) {
-                *index = self.step::<LESS_OR_EQUAL>(*index, rows, position * width);
-            }
-        }
-        for (leaf, index) in leaves.iter_mut().zip(&current) {
-            *leaf = self.nodes[*index as usize].value;
-        }
-    }
-
-    /// The leaf values one row reaches in `trees.len()` consecutive trees from `first`, walked
-    /// side by side (for single rows, where there are no other rows to overlap with).
-    #[inline(always)]
-    fn walk_trees<const LESS_OR_EQUAL: bool>(&self, first: usize, row: &[f64], leaves: &mut [f64]) {
-        let count = leaves.len();
-        let mut current = [0_u32; TREES_TOGETHER];
-        current[..count].copy_from_slice(&self.roots[first..first + count]);
-        let depth = self.depths[first..first + count].iter().copied().max().unwrap_or(0);
-        for _ in 0..depth {
-            for index in current.iter_mut().take(count) {
-                *index = self.step::<LESS_OR_EQUAL>(*index, row, 0);
-            }
-        }
-        for (leaf, index) in leaves.iter_mut().zip(&current) {
-            *leaf = self.nodes[*index as usize].value;
-        }
-    }
-
+    /// Scores a block of at most [`BLOCK_ROWS`] rows in the layout's own arithmetic.
     fn predict_block(&self, rows: &[f64], out: &mut [f64]) {
-        let (width, outputs) = (self.features(), self.outputs());
+        let width = self.features();
         let count = rows.len() / width;
+        match &self.layout {
+            Layout::Perfect32(trees) => trees.predict_block(self, rows, count, out),
+            Layout::Perfect64(trees) => trees.predict_block(self, rows, count, out),
+            Layout::General(trees) => {
+                let rounded: Vec<f64>;
+                let rows = if self.reference.precision == Precision::Float32 {
+                    rounded = rows.iter().map(|value| f64::from(*value as f32)).collect();
+                    &rounded[..]
+                } else {
+                    rows
+                };
+                if self.inclusive {
+                    self.sum_leaves(
+                        count,
+                        out,
+                        |tree, leaves| trees.walk_rows::<true>(tree, rows, width, leaves),
+                        |first, leaves| trees.walk_trees::<true>(first, rows, leaves),
+                    );
+                } else {
+                    self.sum_leaves(
+                        count,
+                        out,
+                        |tree, leaves| trees.walk_rows::<false>(tree, rows, width, leaves),
+                        |first, leaves| trees.walk_trees::<false>(first, rows, leaves),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Adds up the leaves `count` rows reach, tree by tree in the ensemble's order and precision,
+    /// and finishes each row's outputs into `out`. `walk_rows(tree, leaves)` gives every row's leaf
+    /// in one tree; for a single row, `walk_trees(first, leaves)` gives its leaves in
+    /// `leaves.len()` consecutive trees from `first` (a multiple of [`TREES_TOGETHER`]).
+    fn sum_leaves(
+        &self,
+        count: usize,
+        out: &mut [f64],
+        mut walk_rows: impl FnMut(usize, &mut [f64]),
+        mut walk_trees: impl FnMut(usize, &mut [f64]),
+    ) {
+        let outputs = self.outputs();
         let precision = self.reference.precision;
-        let rounded: Vec<f64>;
-        let rows = if precision == Precision::Float32 {
-            rounded = rows.iter().map(|value| f64::from(*value as f32)).collect();
-            &rounded[..]
-        } else {
-            rows
-        };
         let mut leaves = [0.0_f64; BLOCK_ROWS];
-        let trees = self.roots.len();
+        let trees = self.groups.len();
         let mut sums32: Vec<f32> = Vec::new();
         match precision {
             Precision::Float64 => {
@@ -316,11 +227,7 @@ impl CompiledEnsemble {
             let mut first = 0;
             while first < trees {
                 let together = TREES_TOGETHER.min(trees - first);
-                if self.inclusive {
-                    self.walk_trees::<true>(first, rows, &mut leaves[..together]);
-                } else {
-                    self.walk_trees::<false>(first, rows, &mut leaves[..together]);
-                }
+                walk_trees(first, &mut leaves[..together]);
                 for (offset, leaf) in leaves[..together].iter().enumerate() {
                     add(first + offset, 0, *leaf, out);
                 }
@@ -328,11 +235,7 @@ impl CompiledEnsemble {
             }
         } else {
             for tree in 0..trees {
-                if self.inclusive {
-                    self.walk_rows::<true>(tree, rows, width, &mut leaves[..count]);
-                } else {
-                    self.walk_rows::<false>(tree, rows, width, &mut leaves[..count]);
-                }
+                walk_rows(tree, &mut leaves[..count]);
                 for (row, leaf) in leaves[..count].iter().enumerate() {
                     add(tree, row, *leaf, out);
                 }
@@ -344,5 +247,623 @@ impl CompiledEnsemble {
         for sums in out.chunks_mut(outputs).take(count) {
             self.reference.finish(sums);
         }
+    }
+}
+
+/// A leaf value as the compiled layouts store it: times the tree's weight for `f64` ensembles
+/// (`f32` ensembles apply the weight in `f32` when adding, as XGBoost does).
+fn stored_leaf(value: f64, tree: &EnsembleTree, precision: Precision) -> f64 {
+    if precision == Precision::Float64 { value * tree.weight } else { value }
+}
+
+/// The number type a perfect layout compares in.
+trait Threshold: Copy + PartialOrd + Default + Send + Sync + std::fmt::Debug {
+    fn from_f64(value: f64) -> Self;
+    fn to_f64(self) -> f64;
+    fn next_up(self) -> Self;
+}
+
+impl Threshold for f32 {
+    fn from_f64(value: f64) -> Self {
+        value as f32
+    }
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+    fn next_up(self) -> Self {
+        f32::next_up(self)
+    }
+}
+
+impl Threshold for f64 {
+    fn from_f64(value: f64) -> Self {
+        value
+    }
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn next_up(self) -> Self {
+        f64::next_up(self)
+    }
+}
+
+/// One split of a perfect tree: a row goes to the second child when `!(value < threshold)`,
+/// where `value` is the row's `feature`-th entry in its extended form (see
+/// [`PerfectTrees::extend`]). The children of split `i` are `2i + 1` and `2i + 2`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct PerfectSplit<T> {
+    threshold: T,
+    feature: u32,
+}
+
+/// Where one padded tree lies in [`PerfectTrees`].
+#[derive(Debug, Clone, Copy)]
+struct PerfectTree {
+    /// Its first split.
+    splits: usize,
+    /// Its first leaf.
+    leaves: usize,
+    /// Levels of splits: `2^depth - 1` splits, `2^depth` leaves.
+    depth: u32,
+}
+
+/// Trees padded into complete binary trees, every split reduced to one comparison.
+///
+/// Each library split (`x < t` or `x <= t`, a NaN going left or right) becomes "second child when
+/// `!(v < s)`", which sends NaN to the second child by itself: a split whose NaN goes right keeps
+/// its children and compares `x` (with `s` the next value above `t` for `x <= t`); one whose NaN
+/// goes left swaps its children and compares `-x`, which the row carries after its own values
+/// (`x < t` is `-x > -t`; `x <= t` is `-x >= -t`, that is `-x` not below the next value above
+/// `-t`). A leaf above the bottom is repeated in every leaf slot below it, under splits whose
+/// direction does not matter.
+#[derive(Debug, Clone)]
+struct PerfectTrees<T> {
+    splits: Vec<PerfectSplit<T>>,
+    leaves: Vec<f64>,
+    trees: Vec<PerfectTree>,
+    /// Input width: a row's extended form is twice this.
+    width: usize,
+}
+
+/// One step down a perfect tree: 0 to the first child, 1 to the second. No branches.
+#[inline(always)]
+fn direction<T: Threshold>(split: PerfectSplit<T>, row: &[T]) -> usize {
+    usize::from(!(row[split.feature as usize] < split.threshold))
+}
+
+impl<T: Threshold> PerfectTrees<T> {
+    /// Pads `ensemble`, or `None` when it does not fit the layout: categorical splits,
+    /// zero-as-missing, a comparison other than the ensemble's (`inclusive`), thresholds `T`
+    /// cannot hold exactly or infinite ones, trees deeper than [`MAX_PERFECT_DEPTH`] or padding
+    /// beyond [`MAX_PADDING_FACTOR`].
+    fn new(ensemble: &TreeEnsemble, inclusive: bool) -> Option<Self> {
+        for node in ensemble.trees.iter().flat_map(|tree| &tree.nodes) {
+            match node {
+                EnsembleNode::Leaf { .. } => {}
+                EnsembleNode::Categorical { .. } => return None,
+                EnsembleNode::Numeric { threshold, comparison, missing, .. } => {
+                    let exact = T::from_f64(*threshold).to_f64() == *threshold && threshold.is_finite();
+                    if !exact || *missing == Missing::Zero || (*comparison == Comparison::LessOrEqual) != inclusive {
+                        return None;
+                    }
+                }
+            }
+        }
+        let depths: Vec<u32> = ensemble.trees.iter().map(tree_depth).collect();
+        let mut padded_depths = Vec::with_capacity(depths.len());
+        for run in depths.chunks(TREES_TOGETHER) {
+            let deepest = run.iter().copied().max().unwrap_or(0);
+            if deepest > MAX_PERFECT_DEPTH {
+                return None;
+            }
+            padded_depths.extend(std::iter::repeat_n(deepest, run.len()));
+        }
+        let padded_nodes: usize = padded_depths.iter().map(|depth| (2_usize << depth) - 1).sum();
+        let real_nodes: usize = ensemble.trees.iter().map(|tree| tree.nodes.len()).sum();
+        if padded_nodes > MAX_PADDING_FACTOR * real_nodes {
+            return None;
+        }
+        let width = ensemble.features;
+        let mut layout = Self { splits: Vec::new(), leaves: Vec::new(), trees: Vec::new(), width };
+        for (tree, depth) in ensemble.trees.iter().zip(padded_depths) {
+            let placed = PerfectTree { splits: layout.splits.len(), leaves: layout.leaves.len(), depth };
+            layout.splits.resize(placed.splits + (1 << depth) - 1, PerfectSplit::default());
+            layout.leaves.resize(placed.leaves + (1 << depth), 0.0);
+            let mut pending = vec![(0_usize, 0_usize, 0_u32)]; // (node, position, level)
+            while let Some((node, position, level)) = pending.pop() {
+                match &tree.nodes[node] {
+                    EnsembleNode::Leaf { value } => {
+                        let span = 1_usize << (depth - level);
+                        let first = placed.leaves + (position + 1 - (1 << level)) * span;
+                        layout.leaves[first..first + span].fill(stored_leaf(*value, tree, ensemble.precision));
+                    }
+                    EnsembleNode::Numeric { feature, threshold, missing, default_left, left, right, .. } => {
+                        // LightGBM's `None` missing type compares a NaN as 0, always the same way.
+                        let nan_left = match missing {
+                            Missing::NanIsZero if inclusive => 0.0 <= *threshold,
+                            Missing::NanIsZero => 0.0 < *threshold,
+                            _ => *default_left,
+                        };
+                        let threshold = T::from_f64(*threshold);
+                        let (split, first, second) = match (nan_left, inclusive) {
+                            (false, false) => (PerfectSplit { threshold, feature: *feature }, left, right),
+                            (false, true) => {
+                                (PerfectSplit { threshold: threshold.next_up(), feature: *feature }, left, right)
+                            }
+                            (true, false) => {
+                                let negated = T::from_f64(-threshold.to_f64()).next_up();
+                                (PerfectSplit { threshold: negated, feature: *feature + width as u32 }, right, left)
+                            }
+                            (true, true) => {
+                                let negated = T::from_f64(-threshold.to_f64());
+                                (PerfectSplit { threshold: negated, feature: *feature + width as u32 }, right, left)
+                            }
+                        };
+                        layout.splits[placed.splits + position] = split;
+                        pending.push((*first as usize, 2 * position + 1, level + 1));
+                        pending.push((*second as usize, 2 * position + 2, level + 1));
+                    }
+                    EnsembleNode::Categorical { .. } => return None,
+                }
+            }
+            layout.trees.push(placed);
+        }
+        Some(layout)
+    }
+
+    /// Rows in the form splits read: each row's values in `T`, then their negations.
+    fn extend(&self, rows: &[f64]) -> Vec<T> {
+        let mut extended = Vec::with_capacity(rows.len() * 2);
+        for row in rows.chunks_exact(self.width) {
+            extended.extend(row.iter().map(|value| T::from_f64(*value)));
+            extended.extend(row.iter().map(|value| T::from_f64(-*value)));
+        }
+        extended
+    }
+
+    fn predict_block(&self, compiled: &CompiledEnsemble, rows: &[f64], count: usize, out: &mut [f64]) {
+        let rows = self.extend(rows);
+        compiled.sum_leaves(
+            count,
+            out,
+            |tree, leaves| self.walk_rows(tree, &rows, leaves),
+            |first, leaves| self.walk_trees(first, &rows, leaves),
+        );
+    }
+
+    /// The leaf values extended `rows` reach in tree `tree`; [`LANES`] rows walk down side by
+    /// side so their independent loads overlap.
+    #[inline(always)]
+    fn walk_rows(&self, tree: usize, rows: &[T], leaves: &mut [f64]) {
+        let width = 2 * self.width;
+        let PerfectTree { splits, leaves: first_leaf, depth } = self.trees[tree];
+        let internal = (1_usize << depth) - 1;
+        let splits = &self.splits[splits..splits + internal];
+        let values = &self.leaves[first_leaf..=first_leaf + internal];
+        let mut row_runs = rows.chunks_exact(LANES * width);
+        let mut leaf_runs = leaves.chunks_exact_mut(LANES);
+        for (run, out) in (&mut row_runs).zip(&mut leaf_runs) {
+            let mut positions = [0_usize; LANES];
+            for _ in 0..depth {
+                for (lane, position) in positions.iter_mut().enumerate() {
+                    let row = &run[lane * width..(lane + 1) * width];
+                    *position = 2 * *position + 1 + direction(splits[*position], row);
+                }
+            }
+            for (leaf, position) in out.iter_mut().zip(positions) {
+                *leaf = values[position - internal];
+            }
+        }
+        for (row, leaf) in row_runs.remainder().chunks_exact(width).zip(leaf_runs.into_remainder()) {
+            let mut position = 0;
+            for _ in 0..depth {
+                position = 2 * position + 1 + direction(splits[position], row);
+            }
+            *leaf = values[position - internal];
+        }
+    }
+
+    /// The leaf values one extended row reaches in `leaves.len()` consecutive trees from `first`
+    /// (a multiple of [`TREES_TOGETHER`], so all are padded to one depth), walked side by side.
+    #[inline(always)]
+    fn walk_trees(&self, first: usize, row: &[T], leaves: &mut [f64]) {
+        let count = leaves.len();
+        let PerfectTree { splits, leaves: first_leaf, depth } = self.trees[first];
+        let internal = (1_usize << depth) - 1;
+        let splits = &self.splits[splits..splits + count * internal];
+        let values = &self.leaves[first_leaf..first_leaf + count * (internal + 1)];
+        let mut positions = [0_usize; TREES_TOGETHER];
+        for _ in 0..depth {
+            for (tree, position) in positions.iter_mut().enumerate().take(count) {
+                *position = 2 * *position + 1 + direction(splits[tree * internal + *position], row);
+            }
+        }
+        for (tree, leaf) in leaves.iter_mut().enumerate() {
+            *leaf = values[tree * (internal + 1) + positions[tree] - internal];
+        }
+    }
+}
+
+/// Levels of splits on the longest path from the root of a validated tree.
+fn tree_depth(tree: &EnsembleTree) -> u32 {
+    let mut deepest = 0;
+    let mut pending = vec![(0_usize, 0_u32)];
+    while let Some((node, level)) = pending.pop() {
+        match &tree.nodes[node] {
+            EnsembleNode::Leaf { .. } => deepest = deepest.max(level),
+            EnsembleNode::Numeric { left, right, .. } | EnsembleNode::Categorical { left, right, .. } => {
+                pending.push((*left as usize, level + 1));
+                pending.push((*right as usize, level + 1));
+            }
+        }
+    }
+    deepest
+}
+
+/// The low 24 bits of a general node's `meta` hold the feature; the high 8 the flags below.
+const FEATURE_MASK: u32 = (1 << 24) - 1;
+const LEAF: u32 = 1 << 24;
+const DEFAULT_LEFT: u32 = 1 << 25;
+const NAN_IS_ZERO: u32 = 1 << 26;
+/// Decided by the reference node in `special` (categorical, zero-as-missing).
+const SPECIAL: u32 = 1 << 27;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Node {
+    /// The threshold, or the leaf value (times the tree's weight for `f64` ensembles).
+    value: f64,
+    /// Feature and flags.
+    meta: u32,
+    /// The left child (the right is `left + 1`); for a special node, its index in `special`.
+    left: u32,
+}
+
+/// A special node: the reference node and the compiled index of its left child.
+#[derive(Debug, Clone, PartialEq)]
+struct Special {
+    node: EnsembleNode,
+    compiled_left: u32,
+}
+
+/// The general layout: any tree the reference evaluation scores.
+#[derive(Debug, Clone)]
+struct GeneralTrees {
+    nodes: Vec<Node>,
+    roots: Vec<u32>,
+    /// Each tree's depth: steps from the root to its deepest leaf.
+    depths: Vec<u32>,
+    special: Vec<Special>,
+    precision: Precision,
+    features: usize,
+}
+
+impl GeneralTrees {
+    fn new(ensemble: &TreeEnsemble, inclusive: bool) -> Self {
+        let mut compiled = Self {
+            nodes: Vec::new(),
+            roots: Vec::with_capacity(ensemble.trees.len()),
+            depths: ensemble.trees.iter().map(tree_depth).collect(),
+            special: Vec::new(),
+            precision: ensemble.precision,
+            features: ensemble.features,
+        };
+        for tree in &ensemble.trees {
+            compiled.roots.push(compiled.nodes.len() as u32);
+            // Breadth-first: each split's two children are placed next to each other.
+            let base = compiled.nodes.len();
+            let mut order: Vec<u32> = vec![0];
+            let mut position = 0;
+            let mut compiled_index = vec![u32::MAX; tree.nodes.len()];
+            compiled_index[0] = base as u32;
+            while position < order.len() {
+                let original = order[position] as usize;
+                if let EnsembleNode::Numeric { left, right, .. } | EnsembleNode::Categorical { left, right, .. } =
+                    &tree.nodes[original]
+                {
+                    for child in [*left, *right] {
+                        compiled_index[child as usize] = (base + order.len()) as u32;
+                        order.push(child);
+                    }
+                }
+                position += 1;
+            }
+            for original in order {
+                let node = &tree.nodes[original as usize];
+                let compiled_node = match node {
+                    EnsembleNode::Leaf { value } => {
+                        Node { value: stored_leaf(*value, tree, ensemble.precision), meta: LEAF, left: 0 }
+                    }
+                    EnsembleNode::Numeric { feature, threshold, comparison, missing, default_left, left, .. } => {
+                        let compiled_left = compiled_index[*left as usize];
+                        let mut meta = *feature;
+                        if *default_left {
+                            meta |= DEFAULT_LEFT;
+                        }
+                        let other_comparison = (*comparison == Comparison::LessOrEqual) != inclusive;
+                        match missing {
+                            _ if other_comparison => compiled.special_node(node, compiled_left),
+                            Missing::Nan => Node { value: *threshold, meta, left: compiled_left },
+                            Missing::NanIsZero => {
+                                Node { value: *threshold, meta: meta | NAN_IS_ZERO, left: compiled_left }
+                            }
+                            Missing::Zero => compiled.special_node(node, compiled_left),
+                        }
+                    }
+                    EnsembleNode::Categorical { left, .. } => {
+                        let compiled_left = compiled_index[*left as usize];
+                        compiled.special_node(node, compiled_left)
+                    }
+                };
+                compiled.nodes.push(compiled_node);
+            }
+        }
+        compiled
+    }
+
+    fn special_node(&mut self, node: &EnsembleNode, compiled_left: u32) -> Node {
+        self.special.push(Special { node: node.clone(), compiled_left });
+        Node { value: 0.0, meta: SPECIAL, left: (self.special.len() - 1) as u32 }
+    }
+
+    /// One step down from node `index` for the row at `values[base..base + width]` (already
+    /// rounded for `f32`); a leaf stays put. `LESS_OR_EQUAL` is the comparison of every fast-path split.
+    #[inline(always)]
+    fn step<const LESS_OR_EQUAL: bool>(&self, index: u32, values: &[f64], base: usize) -> u32 {
+        let node = &self.nodes[index as usize];
+        if node.meta & (LEAF | SPECIAL) != 0 {
+            if node.meta & LEAF != 0 {
+                return index;
+            }
+            return self.special_child(node.left as usize, &values[base..base + self.features]) as u32;
+        }
+        let mut x = values[base + (node.meta & FEATURE_MASK) as usize];
+        if x.is_nan() {
+            if node.meta & NAN_IS_ZERO == 0 {
+                return node.left + u32::from(node.meta & DEFAULT_LEFT == 0);
+            }
+            x = 0.0;
+        }
+        let go_left = if LESS_OR_EQUAL { x <= node.value } else { x < node.value };
+        node.left + u32::from(!go_left)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn special_child(&self, special: usize, row: &[f64]) -> usize {
+        let entry = &self.special[special];
+        // `row` is already rounded for f32 ensembles; rounding again changes nothing.
+        let left = entry.node.goes_left(row, self.precision).unwrap_or(true);
+        entry.compiled_left as usize + usize::from(!left)
+    }
+
+    /// The leaf values `rows` reach in tree `tree`, walking all rows down one level at a time so
+    /// their independent loads overlap.
+    #[inline(always)]
+    fn walk_rows<const LESS_OR_EQUAL: bool>(&self, tree: usize, rows: &[f64], width: usize, leaves: &mut [f64]) {
+        let count = leaves.len();
+        let mut current = [self.roots[tree]; BLOCK_ROWS];
+        for _ in 0..self.depths[tree] {
+            for (position, index) in current.iter_mut().enumerate().take(count) {
+                *index = self.step::<LESS_OR_EQUAL>(*index, rows, position * width);
+            }
+        }
+        for (leaf, index) in leaves.iter_mut().zip(&current) {
+            *leaf = self.nodes[*index as usize].value;
+        }
+    }
+
+    /// The leaf values one row reaches in `leaves.len()` consecutive trees from `first`, walked
+    /// side by side (for single rows, where there are no other rows to overlap with).
+    #[inline(always)]
+    fn walk_trees<const LESS_OR_EQUAL: bool>(&self, first: usize, row: &[f64], leaves: &mut [f64]) {
+        let count = leaves.len();
+        let mut current = [0_u32; TREES_TOGETHER];
+        current[..count].copy_from_slice(&self.roots[first..first + count]);
+        let depth = self.depths[first..first + count].iter().copied().max().unwrap_or(0);
+        for _ in 0..depth {
+            for index in current.iter_mut().take(count) {
+                *index = self.step::<LESS_OR_EQUAL>(*index, row, 0);
+            }
+        }
+        for (leaf, index) in leaves.iter_mut().zip(&current) {
+            *leaf = self.nodes[*index as usize].value;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ensemble::{CategoryCodes, CompiledCache, Transform};
+
+    /// splitmix64: a seeded source of test shapes and values.
+    struct Numbers(u64);
+
+    impl Numbers {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+        fn below(&mut self, bound: u64) -> u64 {
+            self.next() % bound
+        }
+        fn unit(&mut self) -> f64 {
+            (self.next() >> 11) as f64 / (1_u64 << 53) as f64
+        }
+    }
+
+    #[derive(Clone, Copy)]
+    struct Shape {
+        precision: Precision,
+        comparison: Comparison,
+        missing: Missing,
+        outputs: usize,
+        max_depth: u32,
+        categorical: bool,
+    }
+
+    /// A random tree of at most `max_depth` levels of splits, some of its branches stopping early.
+    fn grow(numbers: &mut Numbers, shape: Shape, features: u32, level: u32, nodes: &mut Vec<EnsembleNode>) -> u32 {
+        let index = nodes.len() as u32;
+        let leaf = level == shape.max_depth || (level > 1 && numbers.below(4) == 0);
+        if leaf {
+            let value = numbers.unit() - 0.5;
+            let value = if shape.precision == Precision::Float32 { f64::from(value as f32) } else { value };
+            nodes.push(EnsembleNode::Leaf { value });
+            return index;
+        }
+        nodes.push(EnsembleNode::Leaf { value: 0.0 });
+        let left = grow(numbers, shape, features, level + 1, nodes);
+        let right = grow(numbers, shape, features, level + 1, nodes);
+        let feature = numbers.below(u64::from(features)) as u32;
+        nodes[index as usize] = if shape.categorical && numbers.below(5) == 0 {
+            EnsembleNode::Categorical {
+                feature,
+                categories: vec![numbers.next() as u32],
+                codes: CategoryCodes::Lightgbm,
+                in_set_left: true,
+                default_left: numbers.below(2) == 0,
+                left,
+                right,
+            }
+        } else {
+            // Thresholds on a coarse grid, so rows hit them exactly now and then.
+            let threshold = (numbers.below(9) as f64 - 4.0) * 0.25;
+            EnsembleNode::Numeric {
+                feature,
+                threshold,
+                comparison: shape.comparison,
+                missing: shape.missing,
+                default_left: numbers.below(2) == 0,
+                left,
+                right,
+            }
+        };
+        index
+    }
+
+    fn ensemble(seed: u64, shape: Shape) -> TreeEnsemble {
+        let mut numbers = Numbers(seed);
+        let features = 5;
+        let trees = (0..37)
+            .map(|number| {
+                let mut nodes = Vec::new();
+                grow(&mut numbers, shape, features, 0, &mut nodes);
+                let weight = if number % 3 == 0 { 0.75 } else { 1.0 };
+                EnsembleTree { nodes, group: (number % shape.outputs) as u32, weight }
+            })
+            .collect();
+        TreeEnsemble {
+            features: features as usize,
+            outputs: shape.outputs,
+            base_margins: (0..shape.outputs).map(|output| output as f64 * 0.1).collect(),
+            trees,
+            precision: shape.precision,
+            average_over: None,
+            transform: if shape.outputs > 1 { Transform::Softmax } else { Transform::Sigmoid { scale: 1.0 } },
+            source: "test".into(),
+            compiled: CompiledCache::default(),
+        }
+    }
+
+    /// Rows of exact grid values, values between them, NaN and f32-rounding edge cases.
+    fn rows(seed: u64, count: usize, width: usize) -> Vec<f64> {
+        let mut numbers = Numbers(seed);
+        (0..count * width)
+            .map(|_| match numbers.below(7) {
+                0 => f64::NAN,
+                1 => (numbers.below(9) as f64 - 4.0) * 0.25,
+                2 => (numbers.below(9) as f64 - 4.0) * 0.25 - 1e-9,
+                3 => 0.0,
+                4 => -0.0,
+                _ => numbers.unit() * 2.5 - 1.25,
+            })
+            .collect()
+    }
+
+    fn assert_matches_reference(ensemble: &TreeEnsemble, layout: &str, label: &str) {
+        let compiled = CompiledEnsemble::new(ensemble).expect("compiles");
+        assert_eq!(compiled.layout(), layout, "{label}");
+        let width = ensemble.features;
+        for count in [1, 5, 8, 64, 201] {
+            let rows = rows(count as u64, count, width);
+            let reference: Vec<f64> = rows.chunks(width).flat_map(|row| ensemble.predict(row)).collect();
+            for threads in [1, 2] {
+                let mut out = vec![0.0; count * ensemble.outputs];
+                compiled.predict_into(&rows, &mut out, threads).expect("scores");
+                for (index, (got, want)) in out.iter().zip(&reference).enumerate() {
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "{label}: {count} rows, {threads} threads, value {index}"
+                    );
+                }
+            }
+            for (row, want) in rows.chunks(width).zip(reference.chunks(ensemble.outputs)) {
+                assert_eq!(compiled.predict_row(row), want, "{label}: one row {row:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn both_layouts_score_exactly_like_the_reference() {
+        let base = Shape {
+            precision: Precision::Float32,
+            comparison: Comparison::Less,
+            missing: Missing::Nan,
+            outputs: 1,
+            max_depth: 6,
+            categorical: false,
+        };
+        let cases = [
+            (base, "perfect f32", "xgboost-like"),
+            (Shape { outputs: 3, ..base }, "perfect f32", "multi-class"),
+            (Shape { max_depth: 0, ..base }, "perfect f32", "single leaves"),
+            (
+                Shape { precision: Precision::Float64, comparison: Comparison::LessOrEqual, ..base },
+                "perfect f64",
+                "lightgbm-like",
+            ),
+            (
+                Shape {
+                    precision: Precision::Float64,
+                    comparison: Comparison::LessOrEqual,
+                    missing: Missing::NanIsZero,
+                    ..base
+                },
+                "perfect f64",
+                "nan is zero",
+            ),
+            (Shape { missing: Missing::Zero, precision: Precision::Float64, ..base }, "general", "zero as missing"),
+            (Shape { categorical: true, ..base }, "general", "categorical"),
+            (Shape { max_depth: MAX_PERFECT_DEPTH + 2, ..base }, "general", "too deep to pad"),
+        ];
+        for (seed, (shape, layout, label)) in cases.into_iter().enumerate() {
+            assert_matches_reference(&ensemble(seed as u64 + 20_261_130, shape), layout, label);
+        }
+    }
+
+    #[test]
+    fn thresholds_f32_cannot_hold_use_f64_comparisons() {
+        let mut shape = ensemble(
+            7,
+            Shape {
+                precision: Precision::Float32,
+                comparison: Comparison::Less,
+                missing: Missing::Nan,
+                outputs: 1,
+                max_depth: 3,
+                categorical: false,
+            },
+        );
+        for node in shape.trees.iter_mut().flat_map(|tree| tree.nodes.iter_mut()) {
+            if let EnsembleNode::Numeric { threshold, .. } = node {
+                *threshold += 1e-12;
+            }
+        }
+        assert_matches_reference(&shape, "general", "thresholds between f32 values");
     }
 }

@@ -48,10 +48,13 @@ fn imported_models_score_like_their_originals() {
         // onnxruntime gives no raw scores: ONNX cases compare outputs only.
         let margin_difference =
             if case["margin"].is_null() { 0.0 } else { worst_difference(&matrix(&case["margin"]), &margins) };
-        report.push(format!("{name}: outputs {output_difference:.1e}, margins {margin_difference:.1e}"));
         // The compiled engine computes bit for bit what the reference evaluation computes, on any
-        // number of threads.
+        // number of threads, in whichever layout the model fits.
         let compiled = CompiledEnsemble::new(&imported.ensemble).expect("compiles");
+        report.push(format!(
+            "{name}: outputs {output_difference:.1e}, margins {margin_difference:.1e} ({} layout)",
+            compiled.layout()
+        ));
         let flat: Vec<f64> = rows.iter().flatten().copied().collect();
         for threads in [1, 2] {
             let mut scored = vec![0.0; rows.len() * compiled.outputs()];
