@@ -303,7 +303,7 @@ struct PerfectTree {
     splits: usize,
     /// Its first leaf.
     leaves: usize,
-    /// Levels of splits: `2^depth - 1` splits, `2^depth` leaves.
+    /// Levels of splits: `2^depth - 1` splits (in `2^depth` slots), `2^depth` leaves.
     depth: u32,
 }
 
@@ -323,6 +323,25 @@ struct PerfectTrees<T> {
     trees: Vec<PerfectTree>,
     /// Input width: a row's extended form is twice this.
     width: usize,
+}
+
+/// Calls `$self.$walk::<DEPTH, SLOTS>(..)` for a run-time depth up to [`MAX_PERFECT_DEPTH`].
+macro_rules! by_depth {
+    ($depth:expr, $self:ident . $walk:ident ( $($argument:expr),* )) => {
+        match $depth {
+            0 => $self.$walk::<0, 1>($($argument),*),
+            1 => $self.$walk::<1, 2>($($argument),*),
+            2 => $self.$walk::<2, 4>($($argument),*),
+            3 => $self.$walk::<3, 8>($($argument),*),
+            4 => $self.$walk::<4, 16>($($argument),*),
+            5 => $self.$walk::<5, 32>($($argument),*),
+            6 => $self.$walk::<6, 64>($($argument),*),
+            7 => $self.$walk::<7, 128>($($argument),*),
+            8 => $self.$walk::<8, 256>($($argument),*),
+            9 => $self.$walk::<9, 512>($($argument),*),
+            _ => $self.$walk::<10, 1024>($($argument),*),
+        }
+    };
 }
 
 /// One step down a perfect tree: 0 to the first child, 1 to the second. No branches.
@@ -367,7 +386,8 @@ impl<T: Threshold> PerfectTrees<T> {
         let mut layout = Self { splits: Vec::new(), leaves: Vec::new(), trees: Vec::new(), width };
         for (tree, depth) in ensemble.trees.iter().zip(padded_depths) {
             let placed = PerfectTree { splits: layout.splits.len(), leaves: layout.leaves.len(), depth };
-            layout.splits.resize(placed.splits + (1 << depth) - 1, PerfectSplit::default());
+            // `2^depth` slots: the last is never read, and a power of two lets indexing be masked.
+            layout.splits.resize(placed.splits + (1 << depth), PerfectSplit::default());
             layout.leaves.resize(placed.leaves + (1 << depth), 0.0);
             let mut pending = vec![(0_usize, 0_usize, 0_u32)]; // (node, position, level)
             while let Some((node, position, level)) = pending.pop() {
@@ -431,55 +451,74 @@ impl<T: Threshold> PerfectTrees<T> {
         );
     }
 
-    /// The leaf values extended `rows` reach in tree `tree`; [`LANES`] rows walk down side by
+    /// The leaf values extended `rows` reach in tree `tree`.
+    fn walk_rows(&self, tree: usize, rows: &[T], leaves: &mut [f64]) {
+        let depth = self.trees[tree].depth;
+        by_depth!(depth, self.walk_rows_at(tree, rows, leaves))
+    }
+
+    /// The leaf values one extended row reaches in `leaves.len()` consecutive trees from `first`
+    /// (a multiple of [`TREES_TOGETHER`], so all are padded to one depth).
+    fn walk_trees(&self, first: usize, row: &[T], leaves: &mut [f64]) {
+        let depth = self.trees[first].depth;
+        by_depth!(depth, self.walk_trees_at(first, row, leaves))
+    }
+
+    /// The splits and leaves of the `count` consecutive trees from `first`, `SLOTS` (`2^depth`)
+    /// of each, as arrays, so positions below `SLOTS` index them without checks.
+    #[inline(always)]
+    fn arrays<const SLOTS: usize>(
+        &self,
+        first: usize,
+        count: usize,
+    ) -> Option<(&[[PerfectSplit<T>; SLOTS]], &[[f64; SLOTS]])> {
+        let PerfectTree { splits, leaves, .. } = self.trees[first];
+        let (splits, _) = self.splits.get(splits..splits + count * SLOTS)?.as_chunks::<SLOTS>();
+        let (leaves, _) = self.leaves.get(leaves..leaves + count * SLOTS)?.as_chunks::<SLOTS>();
+        Some((splits, leaves))
+    }
+
+    /// [`PerfectTrees::walk_rows`] for trees of depth `DEPTH`: [`LANES`] rows walk down side by
     /// side so their independent loads overlap.
     #[inline(always)]
-    fn walk_rows(&self, tree: usize, rows: &[T], leaves: &mut [f64]) {
+    fn walk_rows_at<const DEPTH: u32, const SLOTS: usize>(&self, tree: usize, rows: &[T], leaves: &mut [f64]) {
         let width = 2 * self.width;
-        let PerfectTree { splits, leaves: first_leaf, depth } = self.trees[tree];
-        let internal = (1_usize << depth) - 1;
-        let splits = &self.splits[splits..splits + internal];
-        let values = &self.leaves[first_leaf..=first_leaf + internal];
+        let Some(([splits], [values])) = self.arrays::<SLOTS>(tree, 1) else { return };
         let mut row_runs = rows.chunks_exact(LANES * width);
         let mut leaf_runs = leaves.chunks_exact_mut(LANES);
         for (run, out) in (&mut row_runs).zip(&mut leaf_runs) {
             let mut positions = [0_usize; LANES];
-            for _ in 0..depth {
+            for _ in 0..DEPTH {
                 for (lane, position) in positions.iter_mut().enumerate() {
                     let row = &run[lane * width..(lane + 1) * width];
-                    *position = 2 * *position + 1 + direction(splits[*position], row);
+                    *position = 2 * *position + 1 + direction(splits[*position % SLOTS], row);
                 }
             }
             for (leaf, position) in out.iter_mut().zip(positions) {
-                *leaf = values[position - internal];
+                *leaf = values[(position + 1) % SLOTS];
             }
         }
         for (row, leaf) in row_runs.remainder().chunks_exact(width).zip(leaf_runs.into_remainder()) {
             let mut position = 0;
-            for _ in 0..depth {
-                position = 2 * position + 1 + direction(splits[position], row);
+            for _ in 0..DEPTH {
+                position = 2 * position + 1 + direction(splits[position % SLOTS], row);
             }
-            *leaf = values[position - internal];
+            *leaf = values[(position + 1) % SLOTS];
         }
     }
 
-    /// The leaf values one extended row reaches in `leaves.len()` consecutive trees from `first`
-    /// (a multiple of [`TREES_TOGETHER`], so all are padded to one depth), walked side by side.
+    /// [`PerfectTrees::walk_trees`] for trees of depth `DEPTH`, walked side by side.
     #[inline(always)]
-    fn walk_trees(&self, first: usize, row: &[T], leaves: &mut [f64]) {
-        let count = leaves.len();
-        let PerfectTree { splits, leaves: first_leaf, depth } = self.trees[first];
-        let internal = (1_usize << depth) - 1;
-        let splits = &self.splits[splits..splits + count * internal];
-        let values = &self.leaves[first_leaf..first_leaf + count * (internal + 1)];
+    fn walk_trees_at<const DEPTH: u32, const SLOTS: usize>(&self, first: usize, row: &[T], leaves: &mut [f64]) {
+        let Some((splits, values)) = self.arrays::<SLOTS>(first, leaves.len()) else { return };
         let mut positions = [0_usize; TREES_TOGETHER];
-        for _ in 0..depth {
-            for (tree, position) in positions.iter_mut().enumerate().take(count) {
-                *position = 2 * *position + 1 + direction(splits[tree * internal + *position], row);
+        for _ in 0..DEPTH {
+            for (position, splits) in positions.iter_mut().zip(splits) {
+                *position = 2 * *position + 1 + direction(splits[*position % SLOTS], row);
             }
         }
-        for (tree, leaf) in leaves.iter_mut().enumerate() {
-            *leaf = values[tree * (internal + 1) + positions[tree] - internal];
+        for ((leaf, position), values) in leaves.iter_mut().zip(positions).zip(values) {
+            *leaf = values[(position + 1) % SLOTS];
         }
     }
 }
