@@ -296,6 +296,9 @@ struct PerfectSplit<T> {
     feature: u32,
 }
 
+/// The splits and the leaves of consecutive perfect trees, `SLOTS` of each per tree.
+type TreeArrays<'a, T, const SLOTS: usize> = (&'a [[PerfectSplit<T>; SLOTS]], &'a [[f64; SLOTS]]);
+
 /// Where one padded tree lies in [`PerfectTrees`].
 #[derive(Debug, Clone, Copy)]
 struct PerfectTree {
@@ -346,6 +349,7 @@ macro_rules! by_depth {
 
 /// One step down a perfect tree: 0 to the first child, 1 to the second. No branches.
 #[inline(always)]
+#[allow(clippy::neg_cmp_op_on_partial_ord, reason = "the negation is the point: NaN compares false, so it goes second")]
 fn direction<T: Threshold>(split: PerfectSplit<T>, row: &[T]) -> usize {
     usize::from(!(row[split.feature as usize] < split.threshold))
 }
@@ -467,11 +471,7 @@ impl<T: Threshold> PerfectTrees<T> {
     /// The splits and leaves of the `count` consecutive trees from `first`, `SLOTS` (`2^depth`)
     /// of each, as arrays, so positions below `SLOTS` index them without checks.
     #[inline(always)]
-    fn arrays<const SLOTS: usize>(
-        &self,
-        first: usize,
-        count: usize,
-    ) -> Option<(&[[PerfectSplit<T>; SLOTS]], &[[f64; SLOTS]])> {
+    fn arrays<const SLOTS: usize>(&self, first: usize, count: usize) -> Option<TreeArrays<'_, T, SLOTS>> {
         let PerfectTree { splits, leaves, .. } = self.trees[first];
         let (splits, _) = self.splits.get(splits..splits + count * SLOTS)?.as_chunks::<SLOTS>();
         let (leaves, _) = self.leaves.get(leaves..leaves + count * SLOTS)?.as_chunks::<SLOTS>();
