@@ -848,7 +848,7 @@ mod tests {
     }
 
     #[test]
-    fn both_layouts_score_exactly_like_the_reference() {
+    fn every_layout_scores_exactly_like_the_reference() {
         let base = Shape {
             precision: Precision::Float32,
             comparison: Comparison::Less,
