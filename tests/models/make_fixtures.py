@@ -228,7 +228,10 @@ def graph_cases(out, rng):
             names = [output.name for output in session.get_outputs()]
             result = np.asarray(session.run(None, {session.get_inputs()[0].name: test})[names.index(output_name)],
                                 dtype=np.float64)
-            case["output"] = (result[:, 1] if result.ndim == 2 and result.shape[1] == 2 else result.reshape(-1)).tolist()
+            if result.ndim == 2 and result.shape[1] > 2:
+                case["output"], case["classes"] = result.tolist(), int(result.shape[1])
+            else:
+                case["output"] = (result[:, 1] if result.ndim == 2 and result.shape[1] == 2 else result.reshape(-1)).tolist()
         cases.append(case)
 
     no_zipmap = {"zipmap": False}
@@ -238,6 +241,10 @@ def graph_cases(out, rng):
     add("graph_mlp", to_onnx(mlp, x[:1], options=no_zipmap), "probabilities")
     linear = LinearRegression().fit(x, x[:, 0] * 2 - x[:, 1])
     add("graph_linear_regression", to_onnx(linear, x[:1]), "variable")
+    classes = np.digitize(x[:, 0] + 0.5 * x[:, 1], [-0.5, 0.5])
+    multinomial = make_pipeline(StandardScaler(), LogisticRegression()).fit(x, classes)
+    add("graph_multiclass", to_onnx(multinomial, x[:1], options={id(multinomial.steps[-1][1]): no_zipmap}),
+        "probabilities")
     zipmapped = LogisticRegression().fit(x, y)
     add("graph_zipmap", to_onnx(zipmapped, x[:1]), None, refused="zipmap")
     library = sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so*")))

@@ -35,6 +35,7 @@ impl Model {
     pub fn outputs(&self) -> usize {
         match self {
             Self::Ensemble(model) => model.outputs.max(1),
+            Self::Onnx(graph) => graph.outputs(),
             _ => 1,
         }
     }
@@ -44,6 +45,7 @@ impl Model {
     pub fn predict_outputs(&self, rows: &[Vec<f64>]) -> Vec<f64> {
         match self {
             Self::Ensemble(model) => model.score_rows(rows),
+            Self::Onnx(graph) => graph.score_outputs(rows),
             other => other.predict_rows(rows),
         }
     }

@@ -6,7 +6,9 @@
 //! for scoring, with a message naming what is missing.
 //!
 //! The graph must take one float tensor `[rows, features]` and give a float tensor `[rows]`,
-//! `[rows, 1]` (a score) or `[rows, 2]` (class probabilities; the second column is the score).
+//! `[rows, 1]` (a score), `[rows, 2]` (class probabilities; the second column is the score) or
+//! `[rows, classes]` with more than two classes (every class's probability, served as such; the
+//! most likely class's probability is the row's score).
 //! Integer label outputs are ignored; scikit-learn's ZipMap (a sequence of maps) is refused with
 //! the conversion option that avoids it.
 
@@ -30,6 +32,10 @@ pub struct OnnxGraph {
     pub column: Option<usize>,
     /// Input width.
     pub features: usize,
+    /// The class count when the output is every class's probability (`[rows, classes]`, more
+    /// than two classes); `None` when it is one score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<usize>,
     /// The session, made on first use.
     #[serde(skip)]
     session: OnceLock<std::result::Result<runtime::Scorer, String>>,
@@ -43,6 +49,7 @@ impl Clone for OnnxGraph {
             output: self.output.clone(),
             column: self.column,
             features: self.features,
+            classes: self.classes,
             session: OnceLock::new(),
         }
     }
@@ -55,6 +62,7 @@ impl PartialEq for OnnxGraph {
             && self.output == other.output
             && self.column == other.column
             && self.features == other.features
+            && self.classes == other.classes
     }
 }
 
@@ -68,6 +76,7 @@ impl OnnxGraph {
             output: layout.output,
             column: layout.column,
             features: layout.features,
+            classes: layout.classes,
             session: OnceLock::new(),
         })
     }
@@ -86,24 +95,42 @@ impl OnnxGraph {
             .map_err(|message| Error::Unsupported(message.clone()))
     }
 
-    /// Scores rows (each `features` wide); rows of another width, and runtime failures, give NaN.
+    /// Values per row: the class count, or 1 for a score.
+    pub fn outputs(&self) -> usize {
+        self.classes.unwrap_or(1)
+    }
+
+    /// One score per row (each `features` wide; for a multi-class graph, the most likely class's
+    /// probability); rows of another width, and runtime failures, give NaN.
     pub fn score_rows(&self, rows: &[Vec<f64>]) -> Vec<f64> {
-        let failed = || vec![f64::NAN; rows.len()];
+        let outputs = self.score_outputs(rows);
+        match self.classes {
+            Some(classes) => outputs.chunks(classes).map(|row| row.iter().copied().fold(f64::NAN, f64::max)).collect(),
+            None => outputs,
+        }
+    }
+
+    /// Every output of every row, row after row (`rows.len() * outputs()` values): each class's
+    /// probability for a multi-class graph, the score otherwise; NaN where scoring failed.
+    pub fn score_outputs(&self, rows: &[Vec<f64>]) -> Vec<f64> {
+        let wanted = self.outputs();
+        let failed = || vec![f64::NAN; rows.len() * wanted];
         if rows.is_empty() || rows.iter().any(|row| row.len() != self.features) {
             return failed();
         }
         let Ok(scorer) = self.scorer() else { return failed() };
         let values: Vec<f32> = rows.iter().flatten().map(|value| *value as f32).collect();
-        match scorer.run(values, rows.len(), self.features) {
-            Ok(output) => {
-                let width = output.len() / rows.len().max(1);
-                let column = self.column.unwrap_or(0);
-                (0..rows.len())
-                    .map(|row| output.get(row * width + column).map_or(f64::NAN, |v| f64::from(*v)))
-                    .collect()
-            }
-            Err(_) => failed(),
-        }
+        let Ok(output) = scorer.run(values, rows.len(), self.features) else { return failed() };
+        let width = output.len() / rows.len();
+        let columns: Vec<usize> = match self.classes {
+            Some(classes) if width == classes => (0..classes).collect(),
+            Some(_) => return failed(),
+            None => vec![self.column.unwrap_or(0)],
+        };
+        (0..rows.len())
+            .flat_map(|row| columns.iter().map(move |column| (row, *column)))
+            .map(|(row, column)| output.get(row * width + column).map_or(f64::NAN, |value| f64::from(*value)))
+            .collect()
     }
 }
 
@@ -119,6 +146,7 @@ struct Layout {
     output: String,
     column: Option<usize>,
     features: usize,
+    classes: Option<usize>,
 }
 
 #[cfg(feature = "onnxruntime")]
@@ -194,13 +222,15 @@ mod runtime {
         for output in session.outputs() {
             described.push(format!("{} {:?}", output.name(), output.dtype()));
             if let ValueType::Tensor { ty: TensorElementType::Float32, shape, .. } = output.dtype() {
-                let column = match shape.len() {
-                    1 => None,
-                    2 if shape[1] == 1 => None,
-                    2 if shape[1] == 2 => Some(1),
+                let (column, classes) = match shape.len() {
+                    1 => (None, None),
+                    2 if shape[1] == 1 => (None, None),
+                    2 if shape[1] == 2 => (Some(1), None),
+                    2 if shape[1] > 2 => (None, Some(shape[1] as usize)),
                     _ => {
                         return Err(Error::Unsupported(format!(
-                            "output `{}` has shape {shape:?}; served models answer one score per row (multi-class is not served yet)",
+                            "output `{}` has shape {shape:?}; Causeway reads a score [rows] or [rows, 1], or class \
+                             probabilities [rows, classes] with a fixed class count",
                             output.name()
                         )));
                     }
@@ -210,6 +240,7 @@ mod runtime {
                     output: output.name().to_string(),
                     column,
                     features,
+                    classes,
                 });
             }
         }

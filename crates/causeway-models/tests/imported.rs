@@ -107,7 +107,7 @@ fn formats_are_detected_and_unsupported_features_are_named() {
 }
 
 /// General ONNX graphs (a scaler + logistic regression pipeline, a small neural network, a linear
-/// regression) go through onnxruntime and score as onnxruntime in Python does; a graph whose
+/// regression, a three-class multinomial pipeline) go through onnxruntime and score as onnxruntime in Python does; a graph whose
 /// only output is scikit-learn's ZipMap is refused with the conversion option that avoids it.
 #[cfg(feature = "onnxruntime")]
 #[test]
@@ -118,7 +118,7 @@ fn general_onnx_graphs_score_like_onnxruntime() {
     let library = document["onnxruntime_library"].as_str().expect("the fixture venv has onnxruntime");
     causeway_models::use_runtime_library(std::path::Path::new(library));
     let graphs = document["graphs"].as_array().expect("graphs");
-    assert_eq!(graphs.len(), 4, "every graph case was generated");
+    assert_eq!(graphs.len(), 5, "every graph case was generated");
     for case in graphs {
         let name = case["name"].as_str().expect("name");
         let bytes = std::fs::read(directory.path().join(case["file"].as_str().expect("file"))).expect("model file");
@@ -140,6 +140,22 @@ fn general_onnx_graphs_score_like_onnxruntime() {
         let artifact = ModelArtifact::new(Model::Onnx(graph), signature, 0.5, Default::default()).expect(name);
         // The graph travels inside the artifact and scores the same after a round trip.
         let reloaded = ModelArtifact::from_bytes(&artifact.to_bytes().expect("bytes")).expect("reloads");
+        if let Some(classes) = case["classes"].as_u64() {
+            // Every class's probability, and the most likely one's as the row's score.
+            let expected = matrix(&case["output"]);
+            for model in [&artifact.model, &reloaded.model] {
+                assert_eq!(model.outputs(), classes as usize, "{name}");
+                let outputs: Vec<Vec<f64>> =
+                    model.predict_outputs(&rows).chunks(classes as usize).map(<[f64]>::to_vec).collect();
+                let difference = worst_difference(&expected, &outputs);
+                assert!(difference <= TOLERANCE, "{name}: differs from onnxruntime by {difference}");
+                let best: Vec<Vec<f64>> =
+                    expected.iter().map(|row| vec![row.iter().copied().fold(f64::NAN, f64::max)]).collect();
+                let scores: Vec<Vec<f64>> = model.predict_rows(&rows).into_iter().map(|score| vec![score]).collect();
+                assert!(worst_difference(&best, &scores) <= TOLERANCE, "{name}: top-class probabilities");
+            }
+            continue;
+        }
         let expected: Vec<Vec<f64>> = case["output"]
             .as_array()
             .expect("output")
