@@ -207,11 +207,25 @@ enum Command {
     /// /v1/models/{name}/score (record-style, features from the online store), /v1/labels,
     /// /metrics (Prometheus).
     ///
+    /// With --model FILE, serves one XGBoost (.json/.ubj), LightGBM (.txt) or ONNX file alone,
+    /// with no project: the file is imported into a temporary project removed on exit.
+    ///
     /// Example: causeway serve --dir my-project --listen 127.0.0.1:8080
+    ///
+    /// Example: causeway serve --model model.ubj --listen 127.0.0.1:8080
     Serve {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Serve this model file alone instead of a project's deployed models.
+        #[arg(long = "model", value_name = "FILE", conflicts_with = "dir")]
+        model_file: Option<PathBuf>,
+        /// The name a --model file is served under [default: the file name without its extension].
+        #[arg(long, requires = "model_file")]
+        name: Option<String>,
+        /// Scores of a --model file at or above this are the positive class.
+        #[arg(long, default_value_t = 0.5, requires = "model_file")]
+        threshold: f64,
         #[command(flatten)]
         serving: ServingArgs,
     },
@@ -328,7 +342,10 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Promote { version, model, force, dir } => promote(&dir, model, version, force),
         Command::Rollback { model, dir } => rollback(&dir, model),
         Command::Events { kind, dir } => events(&dir, kind.as_deref()),
-        Command::Serve { listen, serving } => serve(listen, &serving, false),
+        Command::Serve { listen, model_file: Some(file), name, threshold, serving } => {
+            serve_file(listen, &file, name, threshold, &serving)
+        }
+        Command::Serve { listen, model_file: None, serving, .. } => serve(listen, &serving, false),
         Command::Server { host, port, serving } => serve(SocketAddr::new(host, port), &serving, true),
         Command::Token { action } => token(action),
         Command::Loop { action: LoopAction::Resume(dir) } => resume(&dir),
@@ -787,6 +804,54 @@ fn resume(dir: &ProjectArgs) -> Result<ExitCode> {
     controller.resume(SystemClock.now_ms())?;
     println!("retraining resumed");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Serves one model file with no project of the user's: imports it into a temporary project (removed
+/// when the server stops) as the champion of `name`, then serves that project.
+fn serve_file(
+    listen: SocketAddr,
+    file: &Path,
+    name: Option<String>,
+    threshold: f64,
+    serving: &ServingArgs,
+) -> Result<ExitCode> {
+    if !listen.ip().is_loopback() && !serving.insecure {
+        anyhow::bail!(
+            "serving a model file on {listen} (not a loopback address) has no API tokens to check: pass --insecure, \
+             or import the file into a project (`causeway import`) and create tokens there"
+        );
+    }
+    let name = match name {
+        Some(name) => name,
+        None => file
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned())
+            .filter(|stem| !stem.is_empty())
+            .with_context(|| format!("cannot name a model after {}: pass --name", file.display()))?,
+    };
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let scratch = tempfile::Builder::new().prefix("causeway-serve-").tempdir()?;
+    let project_args = ProjectArgs { dir: scratch.path().to_path_buf(), store: None, artifacts: None };
+    let (project, _) =
+        Project::init_with(&project_args.dir, causeway_loop::project::INIT_TEMPLATE, &project_args.storage())?;
+    let file_name =
+        file.file_name().map_or_else(|| file.display().to_string(), |name| name.to_string_lossy().into_owned());
+    let version = causeway_loop::pipeline::import_and_register(
+        &project,
+        &file_name,
+        &bytes,
+        &name,
+        threshold,
+        "cli",
+        SystemClock.now_ms(),
+    )
+    .with_context(|| format!("cannot serve {}", file.display()))?;
+    set_champion(&project, &name, version.version, "cli", "served from a file")?;
+    drop(project);
+    // Standard output's first line stays the server's readiness line.
+    eprintln!("serving {} as model `{name}` (a temporary project, removed on exit)", file.display());
+    let serving = ServingArgs { dir: project_args, ..serving.clone() };
+    serve(listen, &serving, false)
 }
 
 /// Serves the data plane (OIP v2, record scoring, labels, metrics) and, with `tracking`, the

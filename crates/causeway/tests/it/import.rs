@@ -157,4 +157,98 @@ fn a_general_onnx_graph_imports_and_serves_through_onnxruntime() {
         let (score, want) = (score.as_f64().expect("score"), want.as_f64().expect("want"));
         assert!((score - want).abs() <= 1e-6, "row {row}: served {score}, onnxruntime {want}");
     }
+
+    // A multi-class graph serves every class's probability and the most likely class.
+    drop(server);
+    let case = document["graphs"]
+        .as_array()
+        .expect("graphs")
+        .iter()
+        .find(|case| case["name"] == "graph_multiclass")
+        .expect("case");
+    let file = fixtures.path().join(case["file"].as_str().expect("file"));
+    let imported = run_with(
+        &["import", file.to_str().expect("utf-8"), "--model", "classes", "--promote", "--dir", dir_text],
+        &environment,
+    );
+    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+    let server =
+        Server::spawn_with(&["serve", "--dir", dir_text, "--listen", "127.0.0.1:0"], &[("ORT_DYLIB_PATH", library)]);
+    let (status, metadata) = server.json("GET", "/v2/models/classes", &Value::Null);
+    assert_eq!(status, 200, "{metadata}");
+    assert_eq!(metadata["outputs"][0]["shape"], json!([-1, 3]));
+    let rows = case["rows"].as_array().expect("rows");
+    let (status, answer) =
+        server.json("POST", "/v2/models/classes/infer", &json!({"inputs": column_tensors(&names, rows)}));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["outputs"][0]["shape"], json!([rows.len(), 3]));
+    let probabilities = answer["outputs"][0]["data"].as_array().expect("probabilities");
+    let labels = answer["outputs"][1]["data"].as_array().expect("labels");
+    for (row, want) in case["output"].as_array().expect("expected").iter().enumerate() {
+        let want: Vec<f64> = want.as_array().expect("classes").iter().map(|p| p.as_f64().expect("p")).collect();
+        for (class, want) in want.iter().enumerate() {
+            let got = probabilities[row * 3 + class].as_f64().expect("p");
+            assert!((got - want).abs() <= 1e-6, "row {row} class {class}: served {got}, onnxruntime {want}");
+        }
+        let best = (0..3).fold(0, |best, class| if want[class] > want[best] { class } else { best });
+        assert_eq!(labels[row].as_u64(), Some(best as u64), "row {row}");
+    }
+}
+
+/// `causeway serve --model FILE` serves one file with no project, under the file's name or
+/// `--name`, and leaves nothing behind but its temporary project, which it removes.
+#[test]
+fn a_model_file_serves_alone() {
+    let (fixtures, document) = model_fixtures();
+    let case = document["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .find(|case| case["name"] == "xgb_binary_ubj")
+        .expect("case");
+    let file = fixtures.path().join(case["file"].as_str().expect("file"));
+    let file_text = file.to_str().expect("utf-8");
+    let stem = file.file_stem().expect("stem").to_str().expect("utf-8").to_string();
+
+    let server = Server::spawn_with(&["serve", "--model", file_text, "--listen", "127.0.0.1:0"], &[]);
+    let (status, metadata) = server.json("GET", &format!("/v2/models/{stem}"), &Value::Null);
+    assert_eq!(status, 200, "{metadata}");
+    let names: Vec<Value> =
+        metadata["inputs"].as_array().expect("inputs").iter().map(|input| input["name"].clone()).collect();
+    let rows = case["rows"].as_array().expect("rows");
+    let (status, answer) =
+        server.json("POST", &format!("/v2/models/{stem}/infer"), &json!({"inputs": column_tensors(&names, rows)}));
+    assert_eq!(status, 200, "{answer}");
+    let scores = answer["outputs"][0]["data"].as_array().expect("scores");
+    for (row, (score, want)) in scores.iter().zip(case["output"].as_array().expect("expected")).enumerate() {
+        let (score, want) = (score.as_f64().expect("score"), want[0].as_f64().expect("want"));
+        assert!((score - want).abs() <= 1e-6, "row {row}: served {score}, XGBoost {want}");
+    }
+    // Stopped as a supervisor stops it, the server removes its temporary project.
+    let project = server.readiness.split_whitespace().nth(1).expect("the project directory").to_string();
+    assert!(std::path::Path::new(&project).join("causeway.toml").is_file(), "{}", server.readiness);
+    assert!(server.terminate().success());
+    assert!(!std::path::Path::new(&project).exists(), "{project} was removed");
+
+    let named = Server::spawn_with(&["serve", "--model", file_text, "--name", "fraud", "--listen", "127.0.0.1:0"], &[]);
+    let (status, metadata) = named.json("GET", "/v2/models/fraud", &Value::Null);
+    assert_eq!(status, 200, "{metadata}");
+    assert!(named.terminate().success());
+
+    // A file and a project are two different things to serve; a public address needs --insecure.
+    let both = run(&["serve", "--model", file_text, "--dir", "."]);
+    assert!(!both.status.success());
+    assert!(String::from_utf8_lossy(&both.stderr).contains("--dir"), "{}", String::from_utf8_lossy(&both.stderr));
+    let public = run(&["serve", "--model", file_text, "--listen", "0.0.0.0:0"]);
+    assert!(!public.status.success());
+    assert!(String::from_utf8_lossy(&public.stderr).contains("--insecure"));
+    // A file that is not a model is refused by name, before anything listens.
+    let bogus = fixtures.path().join("cases.json");
+    let refused = run(&["serve", "--model", bogus.to_str().expect("utf-8"), "--listen", "127.0.0.1:0"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("cannot serve"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
 }

@@ -83,6 +83,8 @@ pub struct Server {
     child: Child,
     /// `host:port` it listens on.
     pub address: String,
+    /// The first line it printed (what it serves, where, from which project).
+    pub readiness: String,
 }
 
 impl Server {
@@ -126,7 +128,14 @@ impl Server {
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("unexpected first line: {line}"))
             .to_string();
-        Server { child, address }
+        Server { child, address, readiness: line }
+    }
+
+    /// Stops the server as a supervisor does (SIGTERM) and waits for it to exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let signalled = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        assert!(signalled.is_ok_and(|status| status.success()), "kill -TERM");
+        self.child.wait().expect("the server exits")
     }
 
     /// Sends one request and returns (status, body).
