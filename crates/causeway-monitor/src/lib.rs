@@ -1,9 +1,11 @@
 //! Monitoring in Causeway: the prediction log (a bounded queue drained off the request path into
 //! Parquet segments, and its reader), drift statistics (PSI and KS per feature and for the score
 //! against the model's training baseline), delayed-label joins with rolling metrics per model
-//! version, alert rules, and the self-contained HTML report.
+//! version, alert rules, the self-contained HTML report, and drift between two datasets
+//! (`causeway drift`).
 
 pub mod baseline;
+pub mod dataset_drift;
 pub mod drift;
 mod error;
 pub mod outcomes;
@@ -12,6 +14,7 @@ pub mod report;
 pub mod rules;
 
 pub use baseline::{FeatureBaseline, ModelBaseline};
+pub use dataset_drift::{DatasetDrift, dataset_drift};
 pub use drift::{DriftReport, FeatureDrift};
 pub use error::{Error, Result};
 pub use outcomes::{VersionOutcomes, outcomes_by_version};

@@ -191,6 +191,27 @@ enum Command {
         #[command(flatten)]
         dir: ProjectArgs,
     },
+    /// Compare two CSV or Parquet files column by column for drift: PSI (and KS for numbers),
+    /// null shares, the largest change, and added, removed or retyped columns. Needs no project.
+    ///
+    /// Exits 0 when nothing drifted, 1 when a column drifted or the schema changed, 2 on errors.
+    ///
+    /// Example: causeway drift train.parquet today.csv --threshold 0.2
+    Drift {
+        /// The reference file (what is expected: training data, an earlier batch).
+        reference: PathBuf,
+        /// The file to compare with it.
+        current: PathBuf,
+        /// The PSI from which a column counts as drifted (0.1 moderate, 0.25 conventional).
+        #[arg(long, default_value_t = causeway_monitor::dataset_drift::DRIFTED_PSI)]
+        threshold: f64,
+        /// Compare only these columns (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        columns: Vec<String>,
+        /// Print the report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the timeline: audit log, alerts, loop steps.
     ///
     /// Example: causeway events --kind alert
@@ -342,6 +363,9 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Promote { version, model, force, dir } => promote(&dir, model, version, force),
         Command::Rollback { model, dir } => rollback(&dir, model),
         Command::Events { kind, dir } => events(&dir, kind.as_deref()),
+        Command::Drift { reference, current, threshold, columns, json } => {
+            drift(&reference, &current, threshold, &columns, json)
+        }
         Command::Serve { listen, model_file: Some(file), name, threshold, serving } => {
             serve_file(listen, &file, name, threshold, &serving)
         }
@@ -748,6 +772,65 @@ fn rollback(dir: &ProjectArgs, model: Option<String>) -> Result<ExitCode> {
     )?;
     println!("{model}@champion rolled back to version {version}");
     Ok(ExitCode::SUCCESS)
+}
+
+fn drift(reference: &Path, current: &Path, threshold: f64, columns: &[String], json: bool) -> Result<ExitCode> {
+    if !(threshold.is_finite() && threshold > 0.0) {
+        anyhow::bail!("--threshold must be a positive number, not {threshold}");
+    }
+    let read =
+        |path: &Path| causeway_data::ingest::read_file(path).with_context(|| format!("cannot read {}", path.display()));
+    let (before, after) = (read(reference)?, read(current)?);
+    for column in columns {
+        if before.column(column).is_none() && after.column(column).is_none() {
+            anyhow::bail!("neither file has a column `{column}`");
+        }
+    }
+    let report = causeway_monitor::dataset_drift(&before, &after, threshold, columns);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let percent = |share: f64| format!("{:.1}%", share * 100.0);
+        let mut output = table(&["column", "kind", "PSI", "KS", "nulls", "change", "verdict"]);
+        for column in &report.columns {
+            let change = match (&column.mean, &column.largest_shift) {
+                (Some((before, after)), _) => format!("mean {before:.4} -> {after:.4}"),
+                (None, Some((category, before, after))) => {
+                    format!("{category}: {} -> {}", percent(*before), percent(*after))
+                }
+                (None, None) => String::new(),
+            };
+            output.add_row(vec![
+                column.name.clone(),
+                column.kind.to_string(),
+                format!("{:.3}", column.psi),
+                column.ks.map_or_else(String::new, |ks| format!("{ks:.3}")),
+                format!("{} -> {}", percent(column.null_share.0), percent(column.null_share.1)),
+                change,
+                format!("{:?}", column.verdict).to_lowercase(),
+            ]);
+        }
+        println!("{output}");
+        for change in &report.schema_changes {
+            match (&change.reference, &change.current) {
+                (Some(before), Some(after)) => println!("column `{}` changed type: {before} -> {after}", change.name),
+                (Some(before), None) => {
+                    println!("column `{}` ({before}) is missing from {}", change.name, current.display())
+                }
+                (None, Some(after)) => println!("column `{}` ({after}) is new in {}", change.name, current.display()),
+                (None, None) => {}
+            }
+        }
+        let drifted = report.drifted().count();
+        println!(
+            "{drifted} of {} columns drifted (PSI >= {threshold}), {} schema change(s); {} rows -> {} rows",
+            report.columns.len(),
+            report.schema_changes.len(),
+            report.reference_rows,
+            report.current_rows
+        );
+    }
+    Ok(if report.is_stable() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn events(dir: &ProjectArgs, kind: Option<&str>) -> Result<ExitCode> {

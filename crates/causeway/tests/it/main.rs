@@ -5,6 +5,7 @@
 
 mod cli;
 mod demo;
+mod drift;
 mod import;
 mod mlflow_client;
 mod reliability;
