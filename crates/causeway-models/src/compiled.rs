@@ -38,7 +38,8 @@ pub struct CompiledEnsemble {
     groups: Vec<u32>,
     /// Per-tree leaf factors for `f32` ensembles (DART), applied the way XGBoost does.
     weights: Vec<f32>,
-    /// Every numeric split compares `x <= t` (LightGBM) rather than `x < t` (XGBoost).
+    /// Some numeric split compares `x <= t` (LightGBM) rather than `x < t` (XGBoost); splits with
+    /// the other comparison take the general layout's special path.
     inclusive: bool,
     reference: TreeEnsemble,
 }
@@ -56,6 +57,9 @@ impl CompiledEnsemble {
     /// Compiles a validated ensemble.
     pub fn new(ensemble: &TreeEnsemble) -> Result<Self> {
         ensemble.validate()?;
+        if ensemble.features == 0 {
+            return Err(Error::Unsupported("an ensemble without features (the reference evaluation scores it)".into()));
+        }
         if ensemble.features > FEATURE_MASK as usize {
             return Err(Error::Unsupported(format!("{} features (at most {FEATURE_MASK})", ensemble.features)));
         }
@@ -328,6 +332,9 @@ struct PerfectTrees<T> {
     width: usize,
 }
 
+// `by_depth!` has one arm per depth up to this.
+const _: () = assert!(MAX_PERFECT_DEPTH == 10);
+
 /// Calls `$self.$walk::<DEPTH, SLOTS>(..)` for a run-time depth up to [`MAX_PERFECT_DEPTH`].
 macro_rules! by_depth {
     ($depth:expr, $self:ident . $walk:ident ( $($argument:expr),* )) => {
@@ -342,7 +349,8 @@ macro_rules! by_depth {
             7 => $self.$walk::<7, 128>($($argument),*),
             8 => $self.$walk::<8, 256>($($argument),*),
             9 => $self.$walk::<9, 512>($($argument),*),
-            _ => $self.$walk::<10, 1024>($($argument),*),
+            10 => $self.$walk::<10, 1024>($($argument),*),
+            _ => unreachable!("perfect trees are at most {MAX_PERFECT_DEPTH} deep"),
         }
     };
 }
@@ -483,7 +491,9 @@ impl<T: Threshold> PerfectTrees<T> {
     #[inline(always)]
     fn walk_rows_at<const DEPTH: u32, const SLOTS: usize>(&self, tree: usize, rows: &[T], leaves: &mut [f64]) {
         let width = 2 * self.width;
-        let Some(([splits], [values])) = self.arrays::<SLOTS>(tree, 1) else { return };
+        let Some(([splits], [values])) = self.arrays::<SLOTS>(tree, 1) else {
+            unreachable!("every perfect tree has 2^depth split and leaf slots")
+        };
         let mut row_runs = rows.chunks_exact(LANES * width);
         let mut leaf_runs = leaves.chunks_exact_mut(LANES);
         for (run, out) in (&mut row_runs).zip(&mut leaf_runs) {
@@ -510,7 +520,9 @@ impl<T: Threshold> PerfectTrees<T> {
     /// [`PerfectTrees::walk_trees`] for trees of depth `DEPTH`, walked side by side.
     #[inline(always)]
     fn walk_trees_at<const DEPTH: u32, const SLOTS: usize>(&self, first: usize, row: &[T], leaves: &mut [f64]) {
-        let Some((splits, values)) = self.arrays::<SLOTS>(first, leaves.len()) else { return };
+        let Some((splits, values)) = self.arrays::<SLOTS>(first, leaves.len()) else {
+            unreachable!("a run of perfect trees has 2^depth split and leaf slots per tree")
+        };
         let mut positions = [0_usize; TREES_TOGETHER];
         for _ in 0..DEPTH {
             for (position, splits) in positions.iter_mut().zip(splits) {
@@ -742,12 +754,14 @@ mod tests {
         outputs: usize,
         max_depth: u32,
         categorical: bool,
+        /// Branches may stop before `max_depth`.
+        lopsided: bool,
     }
 
     /// A random tree of at most `max_depth` levels of splits, some of its branches stopping early.
     fn grow(numbers: &mut Numbers, shape: Shape, features: u32, level: u32, nodes: &mut Vec<EnsembleNode>) -> u32 {
         let index = nodes.len() as u32;
-        let leaf = level == shape.max_depth || (level > 1 && numbers.below(4) == 0);
+        let leaf = level == shape.max_depth || (shape.lopsided && level > 1 && numbers.below(4) == 0);
         if leaf {
             let value = numbers.unit() - 0.5;
             let value = if shape.precision == Precision::Float32 { f64::from(value as f32) } else { value };
@@ -770,7 +784,12 @@ mod tests {
             }
         } else {
             // Thresholds on a coarse grid, so rows hit them exactly now and then.
-            let threshold = (numbers.below(9) as f64 - 4.0) * 0.25;
+            let threshold = match numbers.below(12) {
+                0 => f64::from(f32::MAX),
+                1 => -f64::from(f32::MAX),
+                2 => f64::from(f32::from_bits(1)), // the smallest subnormal
+                _ => (numbers.below(9) as f64 - 4.0) * 0.25,
+            };
             EnsembleNode::Numeric {
                 feature,
                 threshold,
@@ -808,16 +827,19 @@ mod tests {
         }
     }
 
-    /// Rows of exact grid values, values between them, NaN and f32-rounding edge cases.
+    /// Rows of exact grid values, values between them, NaN, signed zeros, infinities, values at and
+    /// beyond the f32 range, and subnormals.
     fn rows(seed: u64, count: usize, width: usize) -> Vec<f64> {
         let mut numbers = Numbers(seed);
         (0..count * width)
-            .map(|_| match numbers.below(7) {
+            .map(|_| match numbers.below(9) {
                 0 => f64::NAN,
                 1 => (numbers.below(9) as f64 - 4.0) * 0.25,
                 2 => (numbers.below(9) as f64 - 4.0) * 0.25 - 1e-9,
                 3 => 0.0,
                 4 => -0.0,
+                5 => [f64::INFINITY, f64::NEG_INFINITY, 3.5e38, -3.5e38][numbers.below(4) as usize],
+                6 => [f64::from(f32::MAX), -f64::from(f32::MAX), 1e-45, -1e-45, 1e-310][numbers.below(5) as usize],
                 _ => numbers.unit() * 2.5 - 1.25,
             })
             .collect()
@@ -842,7 +864,9 @@ mod tests {
                 }
             }
             for (row, want) in rows.chunks(width).zip(reference.chunks(ensemble.outputs)) {
-                assert_eq!(compiled.predict_row(row), want, "{label}: one row {row:?}");
+                let got: Vec<u64> = compiled.predict_row(row).iter().map(|value| value.to_bits()).collect();
+                let want: Vec<u64> = want.iter().map(|value| value.to_bits()).collect();
+                assert_eq!(got, want, "{label}: one row {row:?}");
             }
         }
     }
@@ -856,6 +880,7 @@ mod tests {
             outputs: 1,
             max_depth: 6,
             categorical: false,
+            lopsided: true,
         };
         let cases = [
             (base, "perfect f32", "xgboost-like"),
@@ -878,11 +903,37 @@ mod tests {
             ),
             (Shape { missing: Missing::Zero, precision: Precision::Float64, ..base }, "general", "zero as missing"),
             (Shape { categorical: true, ..base }, "general", "categorical"),
-            (Shape { max_depth: MAX_PERFECT_DEPTH + 2, ..base }, "general", "too deep to pad"),
+            (Shape { comparison: Comparison::LessOrEqual, ..base }, "perfect f32", "f32 with x <= t"),
+            (Shape { precision: Precision::Float64, ..base }, "perfect f64", "f64 with x < t"),
+            (
+                Shape { max_depth: MAX_PERFECT_DEPTH, lopsided: false, ..base },
+                "perfect f32",
+                "complete, deepest padded",
+            ),
+            (Shape { max_depth: MAX_PERFECT_DEPTH + 1, lopsided: false, ..base }, "general", "complete, too deep"),
+            (Shape { max_depth: 12, ..base }, "general", "lopsided, padding too costly"),
         ];
         for (seed, (shape, layout, label)) in cases.into_iter().enumerate() {
             assert_matches_reference(&ensemble(seed as u64 + 20_261_130, shape), layout, label);
         }
+    }
+
+    #[test]
+    fn mixed_comparisons_take_the_general_layout() {
+        let shape = Shape {
+            precision: Precision::Float64,
+            comparison: Comparison::LessOrEqual,
+            missing: Missing::Nan,
+            outputs: 1,
+            max_depth: 4,
+            categorical: false,
+            lopsided: true,
+        };
+        let mut mixed = ensemble(11, shape);
+        if let Some(EnsembleNode::Numeric { comparison, .. }) = mixed.trees[5].nodes.first_mut() {
+            *comparison = Comparison::Less;
+        }
+        assert_matches_reference(&mixed, "general", "one split with x < t among x <= t");
     }
 
     #[test]
@@ -896,6 +947,7 @@ mod tests {
                 outputs: 1,
                 max_depth: 3,
                 categorical: false,
+                lopsided: true,
             },
         );
         for node in shape.trees.iter_mut().flat_map(|tree| tree.nodes.iter_mut()) {

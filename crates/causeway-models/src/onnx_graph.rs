@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// The most classes a multi-class graph may answer.
+const MAX_CLASSES: usize = 65_536;
+
 /// An ONNX graph and how to read its output. The bytes travel inside the artifact (base64).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct OnnxGraph {
@@ -81,8 +84,19 @@ impl OnnxGraph {
         })
     }
 
-    /// Makes the session now (so a missing runtime is reported when the model is loaded).
+    /// Checks the stored layout and makes the session now (so a missing runtime is reported
+    /// when the model is loaded).
     pub fn prepare(&self) -> Result<()> {
+        match (self.classes, self.column) {
+            (None, None | Some(1)) => {}
+            (Some(classes), None) if (3..=MAX_CLASSES).contains(&classes) => {}
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "an ONNX graph reading column {:?} of {:?} classes",
+                    self.column, self.classes
+                )));
+            }
+        }
         self.scorer().map(|_| ())
     }
 
@@ -218,6 +232,11 @@ mod runtime {
                 )));
             }
         };
+        // A classifier also answers its labels as integers; without them, a wide float output may
+        // be several regression targets or logits, which must not be served as probabilities.
+        let labelled = session.outputs().iter().any(|output| {
+            matches!(output.dtype(), ValueType::Tensor { ty: TensorElementType::Int64 | TensorElementType::Int32, .. })
+        });
         let mut described = Vec::new();
         for output in session.outputs() {
             described.push(format!("{} {:?}", output.name(), output.dtype()));
@@ -226,11 +245,11 @@ mod runtime {
                     1 => (None, None),
                     2 if shape[1] == 1 => (None, None),
                     2 if shape[1] == 2 => (Some(1), None),
-                    2 if shape[1] > 2 => (None, Some(shape[1] as usize)),
+                    2 if shape[1] > 2 && labelled => (None, Some(shape[1] as usize)),
                     _ => {
                         return Err(Error::Unsupported(format!(
                             "output `{}` has shape {shape:?}; Causeway reads a score [rows] or [rows, 1], or class \
-                             probabilities [rows, classes] with a fixed class count",
+                             probabilities [rows, classes] with a fixed class count beside an integer label output",
                             output.name()
                         )));
                     }

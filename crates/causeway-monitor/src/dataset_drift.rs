@@ -4,7 +4,8 @@
 //! Numbers (integers, floats) get the PSI on the reference's deciles (one bin per value when it has
 //! ten values or fewer) and the Kolmogorov–Smirnov distance; text and booleans get the PSI over
 //! their categories and the category whose share moved most. Both count nulls as their own bin.
-//! Columns present in one dataset only, or whose type changed, are reported as schema changes.
+//! Columns present in one dataset only, or that changed between a number and text, are reported
+//! as schema changes (an integer column that became a float one is still compared as numbers).
 //! This module compares frames; it does not read files or print.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,7 +43,7 @@ pub struct ColumnDrift {
     pub kind: &'static str,
     /// Population stability index of the current values against the reference's bins.
     pub psi: f64,
-    /// Kolmogorov–Smirnov distance (numeric columns).
+    /// Kolmogorov–Smirnov distance (numeric columns with values on both sides).
     pub ks: Option<f64>,
     /// Share of nulls in the reference and in the current dataset.
     pub null_share: (f64, f64),
@@ -54,7 +55,7 @@ pub struct ColumnDrift {
     pub verdict: Verdict,
 }
 
-/// A column whose presence or type differs between the datasets.
+/// A column present in one dataset only, or a number in one and text in the other.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SchemaChange {
     /// Column name.
@@ -76,8 +77,19 @@ pub struct DatasetDrift {
     pub threshold: f64,
     /// Columns in both, with comparable types, in the reference's order.
     pub columns: Vec<ColumnDrift>,
-    /// Columns added, removed or retyped.
+    /// Columns added, removed, or changed between a number and text.
     pub schema_changes: Vec<SchemaChange>,
+}
+
+impl Verdict {
+    /// The verdict's name in reports: `stable`, `moderate` or `drifted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stable => "stable",
+            Self::Moderate => "moderate",
+            Self::Drifted => "drifted",
+        }
+    }
 }
 
 impl DatasetDrift {
@@ -161,7 +173,8 @@ pub fn dataset_drift(reference: &Frame, current: &Frame, threshold: f64, only: &
             let (before, after) = (numbers(before), numbers(after));
             let measured = feature_drift(&FeatureBaseline::numeric(name, &before), &after);
             drift.psi = measured.psi;
-            drift.ks = measured.ks;
+            let has_values = |values: &[f64]| values.iter().any(|value| !value.is_nan());
+            drift.ks = measured.ks.filter(|_| has_values(&before) && has_values(&after));
             drift.mean = Some((mean(&before), mean(&after)));
         } else {
             let (before, after) = (category_shares(before), category_shares(after));

@@ -315,6 +315,10 @@ impl Engine {
         } else {
             (served.artifact.model.predict_rows(rows), Vec::new())
         };
+        // A NaN would be answered as a confident label (false, or class 0): refuse instead.
+        if let Some(row) = scores.iter().position(|score| score.is_nan()) {
+            return Err(Error::NoScore { model: model.to_string(), version: served.version, row });
+        }
         let latency_us = started.elapsed().as_micros() as u64;
         let many = rows.len() > 1;
         for (index, (row, score)) in rows.iter().zip(&scores).enumerate() {
@@ -385,6 +389,9 @@ impl Engine {
         }
         let row = encode(&served.artifact)?;
         let score = served.artifact.model.predict_row(&row);
+        if score.is_nan() {
+            return Err(Error::NoScore { model: model.to_string(), version: served.version, row: 0 });
+        }
         let latency_us = started.elapsed().as_micros() as u64;
         let timestamp_ms = self.event_time(features, &request.fields);
         self.log.log(PredictionRecord {

@@ -43,6 +43,16 @@ pub enum Error {
     /// The model cannot answer this kind of request.
     #[error("{0}")]
     Unsupported(String),
+    /// The model gave no number for a row (a runtime failure, or a graph that propagates NaN).
+    #[error("model `{model}` version {version} could not score row {row} (it answered NaN)")]
+    NoScore {
+        /// The model.
+        model: String,
+        /// The version.
+        version: u32,
+        /// The first row without a score.
+        row: usize,
+    },
 }
 
 impl HasErrorCode for Error {
@@ -52,7 +62,7 @@ impl HasErrorCode for Error {
             Self::Input(_) => ErrorCode::InvalidInput,
             Self::NoFeatures => ErrorCode::Unavailable,
             Self::Store(error) => error.code(),
-            Self::Load { .. } => ErrorCode::Internal,
+            Self::Load { .. } | Self::NoScore { .. } => ErrorCode::Internal,
             Self::Features(error) => error.code(),
             Self::Unsupported(_) => ErrorCode::InvalidInput,
         }

@@ -807,7 +807,7 @@ fn drift(reference: &Path, current: &Path, threshold: f64, columns: &[String], j
                 column.ks.map_or_else(String::new, |ks| format!("{ks:.3}")),
                 format!("{} -> {}", percent(column.null_share.0), percent(column.null_share.1)),
                 change,
-                format!("{:?}", column.verdict).to_lowercase(),
+                column.verdict.as_str().to_string(),
             ]);
         }
         println!("{output}");
@@ -908,12 +908,19 @@ fn serve_file(
         Some(name) => name,
         None => file
             .file_stem()
-            .map(|stem| stem.to_string_lossy().into_owned())
-            .filter(|stem| !stem.is_empty())
+            .and_then(|stem| stem.to_str())
+            .filter(|stem| !stem.is_empty() && !stem.starts_with('.'))
+            .map(str::to_string)
             .with_context(|| format!("cannot name a model after {}: pass --name", file.display()))?,
     };
+    if serving.dir.store.is_some() || serving.dir.artifacts.is_some() {
+        eprintln!("warning: --store and --artifacts (or CAUSEWAY_STORE, CAUSEWAY_ARTIFACTS) do not apply to --model");
+    }
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let scratch = tempfile::Builder::new().prefix("causeway-serve-").tempdir()?;
+    let scratch = tempfile::Builder::new()
+        .prefix("causeway-serve-")
+        .tempdir()
+        .context("cannot create a temporary project (is TMPDIR writable?)")?;
     let project_args = ProjectArgs { dir: scratch.path().to_path_buf(), store: None, artifacts: None };
     let (project, _) =
         Project::init_with(&project_args.dir, causeway_loop::project::INIT_TEMPLATE, &project_args.storage())?;

@@ -243,12 +243,11 @@ fn a_model_file_serves_alone() {
     assert!(!public.status.success());
     assert!(String::from_utf8_lossy(&public.stderr).contains("--insecure"));
     // A file that is not a model is refused by name, before anything listens.
-    let bogus = fixtures.path().join("cases.json");
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let bogus = scratch.path().join("notes.txt");
+    std::fs::write(&bogus, "not a model\n").expect("write");
     let refused = run(&["serve", "--model", bogus.to_str().expect("utf-8"), "--listen", "127.0.0.1:0"]);
     assert!(!refused.status.success());
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("cannot serve"),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
-    );
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("cannot serve") && message.contains("unrecognised model file"), "{message}");
 }
