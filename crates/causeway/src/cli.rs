@@ -13,7 +13,8 @@ use causeway_loop::{Controller, Project, StorageSection};
 use causeway_monitor::PredictionLog;
 use causeway_serving::{Engine, OnlineFeatures};
 use causeway_types::{
-    CHALLENGER, CHAMPION, Clock, EventKind, RolloutMode, SystemClock, TrafficPolicy, format_timestamp,
+    CHALLENGER, CHAMPION, Clock, EventKind, ModelVersionRecord, RolloutMode, SystemClock, TrafficPolicy,
+    format_timestamp,
 };
 use clap::{Args, Parser, Subcommand};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
@@ -664,22 +665,27 @@ fn model_name(project: &Project, model: Option<String>) -> Result<String> {
     }
 }
 
-fn import(dir: &ProjectArgs, file: &Path, model: Option<String>, threshold: f64, promote: bool) -> Result<ExitCode> {
-    let project = open(dir)?;
-    let model = model_name(&project, model)?;
+/// Reads a model file and registers it as the next version of `model` (not promoted).
+fn import_file(project: &Project, file: &Path, model: &str, threshold: f64) -> Result<ModelVersionRecord> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let file_name =
         file.file_name().map_or_else(|| file.display().to_string(), |name| name.to_string_lossy().into_owned());
-    let version = causeway_loop::pipeline::import_and_register(
-        &project,
+    Ok(causeway_loop::pipeline::import_and_register(
+        project,
         &file_name,
         &bytes,
-        &model,
+        model,
         threshold,
         "cli",
         SystemClock.now_ms(),
-    )
-    .with_context(|| format!("cannot import {}", file.display()))?;
+    )?)
+}
+
+fn import(dir: &ProjectArgs, file: &Path, model: Option<String>, threshold: f64, promote: bool) -> Result<ExitCode> {
+    let project = open(dir)?;
+    let model = model_name(&project, model)?;
+    let version =
+        import_file(&project, file, &model, threshold).with_context(|| format!("cannot import {}", file.display()))?;
     println!("imported {} as {model} version {} (run {})", file.display(), version.version, version.run_id);
     if promote {
         // An imported file has no holdout evaluation here, so there is nothing to gate on.
@@ -916,7 +922,6 @@ fn serve_file(
     if serving.dir.store.is_some() || serving.dir.artifacts.is_some() {
         eprintln!("warning: --store and --artifacts (or CAUSEWAY_STORE, CAUSEWAY_ARTIFACTS) do not apply to --model");
     }
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let scratch = tempfile::Builder::new()
         .prefix("causeway-serve-")
         .tempdir()
@@ -924,18 +929,8 @@ fn serve_file(
     let project_args = ProjectArgs { dir: scratch.path().to_path_buf(), store: None, artifacts: None };
     let (project, _) =
         Project::init_with(&project_args.dir, causeway_loop::project::INIT_TEMPLATE, &project_args.storage())?;
-    let file_name =
-        file.file_name().map_or_else(|| file.display().to_string(), |name| name.to_string_lossy().into_owned());
-    let version = causeway_loop::pipeline::import_and_register(
-        &project,
-        &file_name,
-        &bytes,
-        &name,
-        threshold,
-        "cli",
-        SystemClock.now_ms(),
-    )
-    .with_context(|| format!("cannot serve {}", file.display()))?;
+    let version =
+        import_file(&project, file, &name, threshold).with_context(|| format!("cannot serve {}", file.display()))?;
     set_champion(&project, &name, version.version, "cli", "served from a file")?;
     drop(project);
     // Standard output's first line stays the server's readiness line.
