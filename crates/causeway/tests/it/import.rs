@@ -82,31 +82,33 @@ fn imported_models_serve_their_libraries_scores_over_http() {
     let imported = run(&["import", file.to_str().expect("utf-8"), "--model", "multi", "--promote", "--dir", dir_text]);
     assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
     let server = Server::start(&dir);
-    let (status, metadata) = server.json("GET", "/v2/models/multi", &Value::Null);
+    assert_serves_classes(&server, "multi", multiclass, "LightGBM");
+}
+
+/// `model` on `server` answers every class's probability (three classes) as `case` expects,
+/// within 1e-6 of `library`, and the most likely class as its label.
+fn assert_serves_classes(server: &Server, model: &str, case: &Value, library: &str) {
+    let (status, metadata) = server.json("GET", &format!("/v2/models/{model}"), &Value::Null);
     assert_eq!(status, 200, "{metadata}");
     assert_eq!(metadata["outputs"][0]["name"], "probabilities");
     assert_eq!(metadata["outputs"][0]["shape"], json!([-1, 3]));
-    let rows = multiclass["rows"].as_array().expect("rows");
+    let rows = case["rows"].as_array().expect("rows");
     let names: Vec<Value> =
         metadata["inputs"].as_array().expect("inputs").iter().map(|input| input["name"].clone()).collect();
     let tensors = column_tensors(&names, rows);
-    let (status, answer) = server.json("POST", "/v2/models/multi/infer", &json!({"inputs": tensors}));
+    let (status, answer) = server.json("POST", &format!("/v2/models/{model}/infer"), &json!({"inputs": tensors}));
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["outputs"][0]["shape"], json!([rows.len(), 3]));
     let probabilities = answer["outputs"][0]["data"].as_array().expect("probabilities");
     let labels = answer["outputs"][1]["data"].as_array().expect("labels");
-    let expected = multiclass["output"].as_array().expect("expected");
-    for (row, want) in expected.iter().enumerate() {
+    for (row, want) in case["output"].as_array().expect("expected").iter().enumerate() {
         let want: Vec<f64> = want.as_array().expect("classes").iter().map(|p| p.as_f64().expect("p")).collect();
-        let got: Vec<f64> = probabilities[row * 3..row * 3 + 3].iter().map(|p| p.as_f64().expect("p")).collect();
-        for (class, (got, want)) in got.iter().zip(&want).enumerate() {
-            assert!((got - want).abs() <= 1e-6, "row {row} class {class}: served {got}, LightGBM {want}");
+        for (class, want) in want.iter().enumerate() {
+            let got = probabilities[row * 3 + class].as_f64().expect("p");
+            assert!((got - want).abs() <= 1e-6, "row {row} class {class}: served {got}, {library} {want}");
         }
-        let best = want
-            .iter()
-            .enumerate()
-            .fold((0, f64::MIN), |best, (class, p)| if *p > best.1 { (class, *p) } else { best });
-        assert_eq!(labels[row].as_u64(), Some(best.0 as u64), "row {row}");
+        let best = (0..3).fold(0, |best, class| if want[class] > want[best] { class } else { best });
+        assert_eq!(labels[row].as_u64(), Some(best as u64), "row {row}");
     }
 }
 
@@ -174,25 +176,7 @@ fn a_general_onnx_graph_imports_and_serves_through_onnxruntime() {
     assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
     let server =
         Server::spawn_with(&["serve", "--dir", dir_text, "--listen", "127.0.0.1:0"], &[("ORT_DYLIB_PATH", library)]);
-    let (status, metadata) = server.json("GET", "/v2/models/classes", &Value::Null);
-    assert_eq!(status, 200, "{metadata}");
-    assert_eq!(metadata["outputs"][0]["shape"], json!([-1, 3]));
-    let rows = case["rows"].as_array().expect("rows");
-    let (status, answer) =
-        server.json("POST", "/v2/models/classes/infer", &json!({"inputs": column_tensors(&names, rows)}));
-    assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["outputs"][0]["shape"], json!([rows.len(), 3]));
-    let probabilities = answer["outputs"][0]["data"].as_array().expect("probabilities");
-    let labels = answer["outputs"][1]["data"].as_array().expect("labels");
-    for (row, want) in case["output"].as_array().expect("expected").iter().enumerate() {
-        let want: Vec<f64> = want.as_array().expect("classes").iter().map(|p| p.as_f64().expect("p")).collect();
-        for (class, want) in want.iter().enumerate() {
-            let got = probabilities[row * 3 + class].as_f64().expect("p");
-            assert!((got - want).abs() <= 1e-6, "row {row} class {class}: served {got}, onnxruntime {want}");
-        }
-        let best = (0..3).fold(0, |best, class| if want[class] > want[best] { class } else { best });
-        assert_eq!(labels[row].as_u64(), Some(best as u64), "row {row}");
-    }
+    assert_serves_classes(&server, "classes", case, "onnxruntime");
 }
 
 /// `causeway serve --model FILE` serves one file with no project, under the file's name or
