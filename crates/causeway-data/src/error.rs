@@ -8,35 +8,58 @@ use crate::validate::ValidationReport;
 /// Everything that can go wrong reading, validating or storing data.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A file could not be read.
-    #[error("cannot read {path}: {source}")]
+    /// A file could not be read. (The cause is part of the message, not a separate source, so a
+    /// chain of contexts does not repeat it.)
+    #[error("cannot read {path}: {cause}")]
     Read {
         /// The file.
         path: String,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
+    },
+    /// A file could not be written.
+    #[error("cannot write {path}: {cause}")]
+    Write {
+        /// The file.
+        path: String,
+        /// The cause.
+        cause: std::io::Error,
+    },
+    /// A file holds nothing.
+    #[error("{0} is empty: a CSV file needs a header row naming its columns, then one row per record")]
+    Empty(String),
+    /// A CSV file is malformed.
+    #[error("cannot parse {context}: {message}")]
+    Csv {
+        /// The file.
+        context: String,
+        /// What is wrong, and where.
+        message: String,
     },
     /// Arrow could not parse or build the data.
-    #[error("cannot parse {context}: {source}")]
+    #[error("cannot parse {context}: {cause}")]
     Arrow {
         /// What was being parsed.
         context: String,
         /// The cause.
-        source: arrow_schema::ArrowError,
+        cause: arrow_schema::ArrowError,
     },
     /// Parquet could not be read or written.
-    #[error("parquet {context}: {source}")]
+    #[error("parquet {context}: {cause}")]
     Parquet {
         /// What was being done.
         context: String,
         /// The cause.
-        source: parquet::errors::ParquetError,
+        cause: parquet::errors::ParquetError,
     },
     /// The file's extension is not one Causeway reads.
     #[error("unsupported file `{0}`: use a .csv or .parquet file")]
     UnsupportedFile(String),
     /// A column has a type Causeway does not store.
-    #[error("column `{column}` has unsupported type {dtype}; supported: int64, float64, utf8, bool")]
+    #[error(
+        "column `{column}` has unsupported type {dtype}; Causeway reads integers, floats, decimals, strings, \
+         booleans, timestamps, dates, dictionary-encoded values of these and lists of numbers"
+    )]
     UnsupportedType {
         /// The column.
         column: String,
@@ -69,8 +92,10 @@ impl HasErrorCode for Error {
             | Self::Malformed(_)
             | Self::Arrow { .. }
             | Self::Suite(_)
+            | Self::Empty(_)
+            | Self::Csv { .. }
             | Self::Read { .. } => ErrorCode::InvalidInput,
-            Self::Parquet { .. } | Self::Json(_) => ErrorCode::Storage,
+            Self::Parquet { .. } | Self::Json(_) | Self::Write { .. } => ErrorCode::Storage,
             Self::Store(error) => error.code(),
         }
     }

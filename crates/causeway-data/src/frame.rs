@@ -5,15 +5,16 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
-use arrow_array::{
-    Array, ArrayRef, BooleanArray, Float32Array, Float64Array, Int8Array, Int16Array, Int32Array, Int64Array,
-    LargeStringArray, RecordBatch, StringArray, UInt8Array, UInt16Array, UInt32Array,
-};
-use arrow_schema::{DataType, Field as ArrowField, Schema as ArrowSchema};
+use arrow_array::builder::{BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType, UInt64Type};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_cast::cast;
+use arrow_schema::{DataType, Field as ArrowField, Schema as ArrowSchema, TimeUnit};
 use causeway_types::{Dtype, Field, Schema};
 
 use crate::error::{Error, Result};
+use crate::values::format_instant;
 
 /// One column's values; `None` is null.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +27,8 @@ pub enum Column {
     Utf8(Vec<Option<String>>),
     /// Booleans.
     Bool(Vec<Option<bool>>),
+    /// Instants as milliseconds since 1970-01-01 UTC.
+    Timestamp(Vec<Option<i64>>),
 }
 
 impl Column {
@@ -36,6 +39,7 @@ impl Column {
             Self::Float64(_) => Dtype::Float64,
             Self::Utf8(_) => Dtype::Utf8,
             Self::Bool(_) => Dtype::Bool,
+            Self::Timestamp(_) => Dtype::Timestamp,
         }
     }
 
@@ -46,6 +50,7 @@ impl Column {
             Self::Float64(values) => values.len(),
             Self::Utf8(values) => values.len(),
             Self::Bool(values) => values.len(),
+            Self::Timestamp(values) => values.len(),
         }
     }
 
@@ -61,13 +66,17 @@ impl Column {
             Self::Float64(values) => values.get(row).is_none_or(Option::is_none),
             Self::Utf8(values) => values.get(row).is_none_or(Option::is_none),
             Self::Bool(values) => values.get(row).is_none_or(Option::is_none),
+            Self::Timestamp(values) => values.get(row).is_none_or(Option::is_none),
         }
     }
 
-    /// Value `row` as a number (booleans as 0/1), or `None` when null or not numeric.
+    /// Value `row` as a number (booleans as 0/1, timestamps as epoch milliseconds), or `None` when
+    /// null or text.
     pub fn number(&self, row: usize) -> Option<f64> {
         match self {
-            Self::Int64(values) => values.get(row).copied().flatten().map(|value| value as f64),
+            Self::Int64(values) | Self::Timestamp(values) => {
+                values.get(row).copied().flatten().map(|value| value as f64)
+            }
             Self::Float64(values) => values.get(row).copied().flatten(),
             Self::Bool(values) => values.get(row).copied().flatten().map(|value| f64::from(u8::from(value))),
             Self::Utf8(_) => None,
@@ -81,6 +90,7 @@ impl Column {
             Self::Float64(values) => values.get(row).copied().flatten().map(|value| value.to_string()),
             Self::Utf8(values) => values.get(row).cloned().flatten(),
             Self::Bool(values) => values.get(row).copied().flatten().map(|value| value.to_string()),
+            Self::Timestamp(values) => values.get(row).copied().flatten().map(format_instant),
         }
     }
 
@@ -101,6 +111,9 @@ impl Column {
             }
             Self::Utf8(values) => Self::Utf8(rows.iter().map(|row| values.get(*row).cloned().flatten()).collect()),
             Self::Bool(values) => Self::Bool(rows.iter().map(|row| values.get(*row).copied().flatten()).collect()),
+            Self::Timestamp(values) => {
+                Self::Timestamp(rows.iter().map(|row| values.get(*row).copied().flatten()).collect())
+            }
         }
     }
 
@@ -110,6 +123,7 @@ impl Column {
             (Self::Float64(left), Self::Float64(right)) => left.extend_from_slice(right),
             (Self::Utf8(left), Self::Utf8(right)) => left.extend_from_slice(right),
             (Self::Bool(left), Self::Bool(right)) => left.extend_from_slice(right),
+            (Self::Timestamp(left), Self::Timestamp(right)) => left.extend_from_slice(right),
             (left, right) => {
                 return Err(Error::Malformed(format!(
                     "cannot append a {} column to a {} column",
@@ -127,6 +141,7 @@ impl Column {
             Dtype::Float64 => Self::Float64(Vec::new()),
             Dtype::Utf8 => Self::Utf8(Vec::new()),
             Dtype::Bool => Self::Bool(Vec::new()),
+            Dtype::Timestamp => Self::Timestamp(Vec::new()),
         }
     }
 
@@ -136,6 +151,7 @@ impl Column {
             Dtype::Float64 => Self::Float64(vec![None; count]),
             Dtype::Utf8 => Self::Utf8(vec![None; count]),
             Dtype::Bool => Self::Bool(vec![None; count]),
+            Dtype::Timestamp => Self::Timestamp(vec![None; count]),
         }
     }
 }
@@ -243,13 +259,55 @@ impl Frame {
         Ok(Frame { names, columns })
     }
 
-    /// Converts an Arrow record batch.
+    /// Converts an Arrow record batch (see [`column_from_array`] for the types it reads; a list of
+    /// numbers becomes one column per position).
     pub fn from_batch(batch: &RecordBatch) -> Result<Frame> {
         let mut frame = Frame::new();
         for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {
-            frame = frame.with_column(field.name().clone(), column_from_array(field.name(), array.as_ref())?)?;
+            for (name, column) in columns_from_array(field.name(), array.as_ref())? {
+                frame = frame.with_column(name, column)?;
+            }
         }
         Ok(frame)
+    }
+
+    /// The named columns only, in the order given; an error names every column that is missing.
+    pub fn select(&self, names: &[String]) -> Result<Frame> {
+        let missing: Vec<&str> = names.iter().filter(|name| self.column(name).is_none()).map(String::as_str).collect();
+        if !missing.is_empty() {
+            return Err(Error::Malformed(format!(
+                "no column {} (columns present: {})",
+                missing.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", "),
+                self.names.join(", ")
+            )));
+        }
+        let mut frame = Frame::new();
+        for name in names {
+            if let Some(column) = self.column(name)
+                && frame.column(name).is_none()
+            {
+                frame = frame.with_column(name.clone(), column.clone())?;
+            }
+        }
+        Ok(frame)
+    }
+
+    /// Replaces the column named `name` (which must exist) with one of the same length.
+    pub fn replace(&mut self, name: &str, column: Column) -> Result<()> {
+        let rows = self.rows();
+        let index = self
+            .names
+            .iter()
+            .position(|candidate| candidate == name)
+            .ok_or_else(|| Error::Malformed(format!("column `{name}` is missing")))?;
+        if column.len() != rows {
+            return Err(Error::Malformed(format!(
+                "column `{name}` has {} rows but the frame has {rows}",
+                column.len()
+            )));
+        }
+        self.columns[index] = column;
+        Ok(())
     }
 
     /// Converts to an Arrow record batch.
@@ -280,12 +338,18 @@ impl Frame {
                     builder.extend(values.iter().copied());
                     (DataType::Boolean, Arc::new(builder.finish()))
                 }
+                Column::Timestamp(values) => {
+                    let mut builder = TimestampMillisecondBuilder::with_capacity(values.len());
+                    builder.extend(values.iter().copied());
+                    let array = builder.finish().with_timezone("UTC");
+                    (array.data_type().clone(), Arc::new(array))
+                }
             };
             fields.push(ArrowField::new(name, dtype, true));
             arrays.push(array);
         }
         RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), arrays)
-            .map_err(|source| Error::Arrow { context: "frame".into(), source })
+            .map_err(|cause| Error::Arrow { context: "frame".into(), cause })
     }
 
     /// The BLAKE3 hash of the content: column names, types, nulls and values, in order.
@@ -299,7 +363,7 @@ impl Frame {
             hasher.update(name.as_bytes());
             hasher.update(column.dtype().as_str().as_bytes());
             match column {
-                Column::Int64(values) => values.iter().for_each(|value| match value {
+                Column::Int64(values) | Column::Timestamp(values) => values.iter().for_each(|value| match value {
                     Some(value) => {
                         hasher.update(&[1]);
                         hasher.update(&value.to_le_bytes());
@@ -340,84 +404,129 @@ impl Frame {
     }
 }
 
-fn column_from_array(name: &str, array: &dyn Array) -> Result<Column> {
-    let any = array.as_any();
-    let int_values = |get: &dyn Fn(usize) -> i64| -> Column {
-        Column::Int64((0..array.len()).map(|row| (!array.is_null(row)).then(|| get(row))).collect())
-    };
-    let column = match array.data_type() {
-        DataType::Int64 => match any.downcast_ref::<Int64Array>() {
-            Some(typed) => int_values(&|row| typed.value(row)),
-            None => return unsupported(name, array),
-        },
-        DataType::Int32 => match any.downcast_ref::<Int32Array>() {
-            Some(typed) => int_values(&|row| i64::from(typed.value(row))),
-            None => return unsupported(name, array),
-        },
-        DataType::Int16 => match any.downcast_ref::<Int16Array>() {
-            Some(typed) => int_values(&|row| i64::from(typed.value(row))),
-            None => return unsupported(name, array),
-        },
-        DataType::Int8 => match any.downcast_ref::<Int8Array>() {
-            Some(typed) => int_values(&|row| i64::from(typed.value(row))),
-            None => return unsupported(name, array),
-        },
-        DataType::UInt32 => match any.downcast_ref::<UInt32Array>() {
-            Some(typed) => int_values(&|row| i64::from(typed.value(row))),
-            None => return unsupported(name, array),
-        },
-        DataType::UInt16 => match any.downcast_ref::<UInt16Array>() {
-            Some(typed) => int_values(&|row| i64::from(typed.value(row))),
-            None => return unsupported(name, array),
-        },
-        DataType::UInt8 => match any.downcast_ref::<UInt8Array>() {
-            Some(typed) => int_values(&|row| i64::from(typed.value(row))),
-            None => return unsupported(name, array),
-        },
-        DataType::Float64 => match any.downcast_ref::<Float64Array>() {
-            Some(typed) => Column::Float64(
-                (0..array.len())
-                    .map(|row| (!array.is_null(row)).then(|| typed.value(row)).filter(|value| !value.is_nan()))
-                    .collect(),
-            ),
-            None => return unsupported(name, array),
-        },
-        DataType::Float32 => match any.downcast_ref::<Float32Array>() {
-            Some(typed) => Column::Float64(
-                (0..array.len())
-                    .map(|row| {
-                        (!array.is_null(row)).then(|| f64::from(typed.value(row))).filter(|value| !value.is_nan())
-                    })
-                    .collect(),
-            ),
-            None => return unsupported(name, array),
-        },
-        DataType::Utf8 => match any.downcast_ref::<StringArray>() {
-            Some(typed) => Column::Utf8(
-                (0..array.len()).map(|row| (!array.is_null(row)).then(|| typed.value(row).to_string())).collect(),
-            ),
-            None => return unsupported(name, array),
-        },
-        DataType::LargeUtf8 => match any.downcast_ref::<LargeStringArray>() {
-            Some(typed) => Column::Utf8(
-                (0..array.len()).map(|row| (!array.is_null(row)).then(|| typed.value(row).to_string())).collect(),
-            ),
-            None => return unsupported(name, array),
-        },
-        DataType::Boolean => match any.downcast_ref::<BooleanArray>() {
-            Some(typed) => {
-                Column::Bool((0..array.len()).map(|row| (!array.is_null(row)).then(|| typed.value(row))).collect())
-            }
-            None => return unsupported(name, array),
-        },
-        DataType::Null => Column::Utf8(vec![None; array.len()]),
-        _ => return unsupported(name, array),
-    };
-    Ok(column)
+/// Converts one Arrow array into columns: one column, or one per element position for a list of
+/// numbers (named `name[0]`, `name[1]`, …), as the prediction log stores encoded features.
+fn columns_from_array(name: &str, array: &dyn Array) -> Result<Vec<(String, Column)>> {
+    match array.data_type() {
+        DataType::List(item) | DataType::LargeList(item) | DataType::FixedSizeList(item, _)
+            if is_number_type(item.data_type()) =>
+        {
+            list_columns(name, array)
+        }
+        _ => Ok(vec![(name.to_string(), column_from_array(name, array)?)]),
+    }
 }
 
-fn unsupported(name: &str, array: &dyn Array) -> Result<Column> {
-    Err(Error::UnsupportedType { column: name.to_string(), dtype: array.data_type().to_string() })
+fn is_number_type(dtype: &DataType) -> bool {
+    dtype.is_integer() || dtype.is_floating() || matches!(dtype, DataType::Decimal128(..) | DataType::Decimal256(..))
+}
+
+fn list_columns(name: &str, array: &dyn Array) -> Result<Vec<(String, Column)>> {
+    let cast_error = |cause| Error::Arrow { context: format!("column `{name}`"), cause };
+    let rows: Vec<Option<Vec<Option<f64>>>> = (0..array.len())
+        .map(|row| -> Result<Option<Vec<Option<f64>>>> {
+            if array.is_null(row) {
+                return Ok(None);
+            }
+            let values = match array.data_type() {
+                DataType::List(_) => array.as_list::<i32>().value(row),
+                DataType::LargeList(_) => array.as_list::<i64>().value(row),
+                _ => array.as_fixed_size_list().value(row),
+            };
+            let values = cast(&values, &DataType::Float64).map_err(cast_error)?;
+            let values = values.as_primitive::<Float64Type>();
+            Ok(Some((0..values.len()).map(|index| values.is_valid(index).then(|| values.value(index))).collect()))
+        })
+        .collect::<Result<_>>()?;
+    let width = rows.iter().flatten().map(Vec::len).max().unwrap_or(0);
+    Ok((0..width)
+        .map(|position| {
+            let values = rows
+                .iter()
+                .map(|row| row.as_ref().and_then(|values| values.get(position).copied().flatten()))
+                .map(|value| value.filter(|value| !value.is_nan()))
+                .collect();
+            (format!("{name}[{position}]"), Column::Float64(values))
+        })
+        .collect())
+}
+
+/// Converts one Arrow array of any type Causeway reads into a column: every integer width
+/// (unsigned ones that fit), floats and decimals, strings of any size, booleans, timestamps of
+/// any unit and time zone, dates, and dictionary-encoded values of these (pandas categoricals).
+fn column_from_array(name: &str, array: &dyn Array) -> Result<Column> {
+    let cast_to = |dtype: &DataType| {
+        cast(array, dtype).map_err(|cause| Error::Arrow { context: format!("column `{name}`"), cause })
+    };
+    let nulls = |row: usize| array.is_null(row);
+    let column = match array.data_type() {
+        DataType::Null => Column::Utf8(vec![None; array.len()]),
+        DataType::Dictionary(_, values) => {
+            let decoded = cast_to(values)?;
+            return column_from_array(name, decoded.as_ref());
+        }
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32 => {
+            let values = cast_to(&DataType::Int64)?;
+            let values = values.as_primitive::<Int64Type>();
+            Column::Int64((0..array.len()).map(|row| (!nulls(row)).then(|| values.value(row))).collect())
+        }
+        DataType::UInt64 => {
+            let values = array.as_primitive::<UInt64Type>();
+            let fits = (0..array.len()).all(|row| nulls(row) || i64::try_from(values.value(row)).is_ok());
+            if fits {
+                Column::Int64(
+                    (0..array.len())
+                        .map(|row| if nulls(row) { None } else { i64::try_from(values.value(row)).ok() })
+                        .collect(),
+                )
+            } else {
+                Column::Float64((0..array.len()).map(|row| (!nulls(row)).then(|| values.value(row) as f64)).collect())
+            }
+        }
+        DataType::Float16
+        | DataType::Float32
+        | DataType::Float64
+        | DataType::Decimal32(..)
+        | DataType::Decimal64(..)
+        | DataType::Decimal128(..)
+        | DataType::Decimal256(..) => {
+            let values = cast_to(&DataType::Float64)?;
+            let values = values.as_primitive::<Float64Type>();
+            Column::Float64(
+                (0..array.len())
+                    .map(|row| (!nulls(row)).then(|| values.value(row)).filter(|value| !value.is_nan()))
+                    .collect(),
+            )
+        }
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            let values = cast_to(&DataType::Utf8)?;
+            let values = values.as_string::<i32>();
+            Column::Utf8((0..array.len()).map(|row| (!nulls(row)).then(|| values.value(row).to_string())).collect())
+        }
+        DataType::Boolean => {
+            let values = array.as_boolean();
+            Column::Bool((0..array.len()).map(|row| (!nulls(row)).then(|| values.value(row))).collect())
+        }
+        DataType::Timestamp(_, zone) => {
+            // Arrow stores zoned timestamps as UTC instants; zone-less ones are read as UTC.
+            let values = cast_to(&DataType::Timestamp(TimeUnit::Millisecond, zone.clone()))?;
+            let values = values.as_primitive::<TimestampMillisecondType>();
+            Column::Timestamp((0..array.len()).map(|row| (!nulls(row)).then(|| values.value(row))).collect())
+        }
+        DataType::Date32 | DataType::Date64 => {
+            let values = cast_to(&DataType::Timestamp(TimeUnit::Millisecond, None))?;
+            let values = values.as_primitive::<TimestampMillisecondType>();
+            Column::Timestamp((0..array.len()).map(|row| (!nulls(row)).then(|| values.value(row))).collect())
+        }
+        _ => return Err(Error::UnsupportedType { column: name.to_string(), dtype: array.data_type().to_string() }),
+    };
+    Ok(column)
 }
 
 #[cfg(test)]

@@ -1,23 +1,17 @@
 //! Ingest: read a CSV or Parquet file (or take a frame), validate it, version it by content hash,
 //! profile it and store it as Parquet. A rejected batch changes nothing in the store.
 
-use std::fs::File;
-use std::io::{BufReader, Seek};
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 
-use arrow_csv::ReaderBuilder;
-use arrow_csv::reader::Format;
 use causeway_store::{BlobStore, MetaStore};
-use causeway_types::{DatasetVersion, Event, EventKind};
-use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
+use causeway_types::{DatasetVersion, Dtype, Event, EventKind};
 
 use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::profile::Profile;
+use crate::read::{ReadOptions, apply_types};
+pub use crate::read::{read_file, read_file_with, read_parquet_bytes, write_csv, write_parquet};
 use crate::validate::{ExpectationSuite, ValidationReport};
 
 /// What an ingest produced.
@@ -46,9 +40,43 @@ impl<'a> Ingestor<'a> {
     }
 
     /// Reads `path` (CSV with a header row, or Parquet) and ingests it as a version of `name`.
+    /// Columns take the types the suite declares, else the types earlier versions have, wherever
+    /// every value converts (a value that does not is reported by validation, and nothing is
+    /// stored).
     pub fn ingest_file(&self, name: &str, path: &Path, suite: &ExpectationSuite, at_ms: i64) -> Result<IngestOutcome> {
-        let frame = read_file(path)?;
+        self.ingest_columns(name, path, &[], suite, at_ms)
+    }
+
+    /// [`Ingestor::ingest_file`] reading only `columns` (all when empty).
+    pub fn ingest_columns(
+        &self,
+        name: &str,
+        path: &Path,
+        columns: &[String],
+        suite: &ExpectationSuite,
+        at_ms: i64,
+    ) -> Result<IngestOutcome> {
+        let options = ReadOptions {
+            columns: columns.to_vec(),
+            skip_missing_columns: false,
+            types: self.column_types(name, suite)?,
+        };
+        let frame = read_file_with(path, &options)?;
+        if frame.rows() == 0 {
+            return Err(Error::Malformed(format!("{} has a header but no rows: nothing to ingest", path.display())));
+        }
         self.ingest_frame(name, &frame, &path.display().to_string(), suite, at_ms)
+    }
+
+    /// The type each column of `name` must have: what the suite declares, else what the first
+    /// stored version has.
+    pub fn column_types(&self, name: &str, suite: &ExpectationSuite) -> Result<BTreeMap<String, Dtype>> {
+        let mut types: BTreeMap<String, Dtype> = BTreeMap::new();
+        if let Some(first) = self.meta.dataset_versions(name)?.first() {
+            types.extend(first.schema.fields.iter().map(|field| (field.name.clone(), field.dtype)));
+        }
+        types.extend(suite.declared_types());
+        Ok(types)
     }
 
     /// Ingests an in-memory frame as a version of `name`.
@@ -61,6 +89,10 @@ impl<'a> Ingestor<'a> {
         at_ms: i64,
     ) -> Result<IngestOutcome> {
         let subject = format!("batch of `{name}` from {source}");
+        // Frames handed in directly (not read from a file) get the same typing as files.
+        let mut typed = frame.clone();
+        apply_types(&mut typed, &self.column_types(name, suite)?)?;
+        let frame = &typed;
         let mut report = suite.validate(&subject, frame);
         let schema = frame.schema();
         if let Some(first) = self.meta.dataset_versions(name)?.first() {
@@ -71,6 +103,7 @@ impl<'a> Ingestor<'a> {
                     rows: frame.rows() as u64,
                     examples: Vec::new(),
                 });
+                report.schema_changes += 1;
             }
         }
         if !report.passed() {
@@ -118,75 +151,6 @@ impl<'a> Ingestor<'a> {
     pub fn profile(&self, dataset: &DatasetVersion) -> Result<Profile> {
         Ok(serde_json::from_slice(&self.blobs.get(&dataset.profile_key)?)?)
     }
-}
-
-/// Reads a CSV (header row, types inferred from all rows) or Parquet file into a frame.
-pub fn read_file(path: &Path) -> Result<Frame> {
-    let display = path.display().to_string();
-    let extension = path.extension().and_then(|extension| extension.to_str()).unwrap_or_default().to_ascii_lowercase();
-    let open = || File::open(path).map_err(|source| Error::Read { path: display.clone(), source });
-    match extension.as_str() {
-        "csv" => {
-            let mut file = open()?;
-            let (schema, _) = Format::default()
-                .with_header(true)
-                .infer_schema(BufReader::new(&mut file), None)
-                .map_err(|source| Error::Arrow { context: display.clone(), source })?;
-            file.rewind().map_err(|source| Error::Read { path: display.clone(), source })?;
-            let reader = ReaderBuilder::new(Arc::new(schema))
-                .with_header(true)
-                .with_batch_size(65_536)
-                .build(BufReader::new(file))
-                .map_err(|source| Error::Arrow { context: display.clone(), source })?;
-            let mut frames = Vec::new();
-            for batch in reader {
-                let batch = batch.map_err(|source| Error::Arrow { context: display.clone(), source })?;
-                frames.push(Frame::from_batch(&batch)?);
-            }
-            Frame::concat(&frames)
-        }
-        "parquet" | "pq" => {
-            let bytes = std::fs::read(path).map_err(|source| Error::Read { path: display.clone(), source })?;
-            read_parquet_bytes(bytes, &display)
-        }
-        _ => Err(Error::UnsupportedFile(display)),
-    }
-}
-
-/// Parses Parquet bytes into a frame.
-pub fn read_parquet_bytes(bytes: Vec<u8>, context: &str) -> Result<Frame> {
-    let parquet_error = |source| Error::Parquet { context: format!("read {context}"), source };
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
-        .map_err(parquet_error)?
-        .with_batch_size(65_536)
-        .build()
-        .map_err(parquet_error)?;
-    let mut frames = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|source| Error::Arrow { context: context.to_string(), source })?;
-        frames.push(Frame::from_batch(&batch)?);
-    }
-    Frame::concat(&frames)
-}
-
-/// Serializes a frame as a Snappy-compressed Parquet file.
-pub fn write_parquet(frame: &Frame) -> Result<Vec<u8>> {
-    let batch = frame.to_batch()?;
-    let parquet_error = |source| Error::Parquet { context: "write".into(), source };
-    let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
-    let mut buffer = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut buffer, batch.schema(), Some(properties)).map_err(parquet_error)?;
-    writer.write(&batch).map_err(parquet_error)?;
-    writer.close().map_err(parquet_error)?;
-    Ok(buffer)
-}
-
-/// Writes a frame as CSV with a header row.
-pub fn write_csv(frame: &Frame, path: &Path) -> Result<()> {
-    let batch = frame.to_batch()?;
-    let file = File::create(path).map_err(|source| Error::Read { path: path.display().to_string(), source })?;
-    let mut writer = arrow_csv::WriterBuilder::new().with_header(true).build(file);
-    writer.write(&batch).map_err(|source| Error::Arrow { context: path.display().to_string(), source })
 }
 
 #[cfg(test)]
@@ -263,12 +227,18 @@ mod tests {
         let (meta, blobs) = stores(directory.path());
         let ingestor = Ingestor::new(&meta, &blobs);
         ingestor.ingest_frame("t", &frame(&[1.0]), "good", &ExpectationSuite::default(), 1)?;
-        let drifted = Frame::new().with_column("id", Column::Int64(vec![Some(1)]))?;
+        // An integer column read where text was stored becomes text (lossless); text where numbers
+        // were stored cannot become numbers, and missing columns are missing.
+        let drifted = Frame::new()
+            .with_column("id", Column::Int64(vec![Some(1)]))?
+            .with_column("count", Column::Utf8(vec![Some("many".into())]))?;
         let error =
             ingestor.ingest_frame("t", &drifted, "drifted", &ExpectationSuite::default(), 2).expect_err("must reject");
         let text = error.to_string();
-        assert!(text.contains("schema drift: column `id` has type int64"), "{text}");
+        assert!(!text.contains("`id`"), "{text}");
+        assert!(text.contains("schema drift: column `count` has type utf8 but earlier versions have int64"), "{text}");
         assert!(text.contains("column `amount` is missing"), "{text}");
+        assert!(text.contains("was rejected: 2 schema changes against earlier versions on 1 rows"), "{text}");
         Ok(())
     }
 

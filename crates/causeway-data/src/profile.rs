@@ -61,7 +61,7 @@ impl ColumnProfile {
     pub fn of_column(name: &str, column: &Column) -> ColumnProfile {
         let dtype = column.dtype();
         match column {
-            Column::Int64(_) | Column::Float64(_) => {
+            Column::Int64(_) | Column::Float64(_) | Column::Timestamp(_) => {
                 let values: Vec<f64> = (0..column.len()).filter_map(|row| column.number(row)).collect();
                 let mut profile = ColumnProfile::of_numbers(name, &values, column.len());
                 profile.dtype = dtype;

@@ -41,6 +41,17 @@ fn default_true() -> bool {
     true
 }
 
+/// What a value of `dtype` is, for messages.
+fn dtype_noun(dtype: Dtype) -> &'static str {
+    match dtype {
+        Dtype::Int64 => "integers",
+        Dtype::Float64 => "numbers",
+        Dtype::Bool => "booleans",
+        Dtype::Timestamp => "dates or times",
+        Dtype::Utf8 => "text",
+    }
+}
+
 /// The expectations a dataset's batches must meet.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,8 +83,12 @@ pub struct ValidationReport {
     pub rows: u64,
     /// Expectations checked.
     pub checked: usize,
-    /// Broken expectations; empty means the batch passed.
+    /// Broken expectations and schema changes; empty means the batch passed.
     pub failures: Vec<Failure>,
+    /// How many of the failures are schema changes against earlier versions (the others broke
+    /// an expectation).
+    #[serde(default)]
+    pub schema_changes: usize,
 }
 
 impl ValidationReport {
@@ -88,12 +103,20 @@ impl fmt::Display for ValidationReport {
         if self.passed() {
             return write!(formatter, "{}: {} rows passed {} expectations", self.subject, self.rows, self.checked);
         }
+        let broken = self.failures.len().saturating_sub(self.schema_changes);
+        let mut problems = Vec::new();
+        if broken > 0 || self.schema_changes == 0 {
+            problems.push(format!("{broken} of {} expectations failed", self.checked));
+        }
+        if self.schema_changes > 0 {
+            let plural = if self.schema_changes == 1 { "" } else { "s" };
+            problems.push(format!("{} schema change{plural} against earlier versions", self.schema_changes));
+        }
         writeln!(
             formatter,
-            "{} was rejected: {} of {} expectations failed on {} rows; nothing was stored",
+            "{} was rejected: {} on {} rows; nothing was stored",
             self.subject,
-            self.failures.len(),
-            self.checked,
+            problems.join(" and "),
             self.rows
         )?;
         for failure in &self.failures {
@@ -107,6 +130,13 @@ impl fmt::Display for ValidationReport {
 }
 
 impl ExpectationSuite {
+    /// The column types the suite declares.
+    pub fn declared_types(&self) -> impl Iterator<Item = (String, Dtype)> + '_ {
+        self.expectations
+            .iter()
+            .filter_map(|expectation| expectation.dtype.map(|dtype| (expectation.column.clone(), dtype)))
+    }
+
     /// Checks `frame`; the report lists every broken expectation.
     pub fn validate(&self, subject: &str, frame: &Frame) -> ValidationReport {
         let mut failures = Vec::new();
@@ -125,12 +155,29 @@ impl ExpectationSuite {
             if let Some(dtype) = expectation.dtype
                 && column.dtype() != dtype
             {
-                failures.push(Failure {
-                    column: expectation.column.clone(),
-                    rule: format!("type must be {}", dtype.as_str()),
-                    rows: frame.rows() as u64,
-                    examples: vec![format!("found {}", column.dtype().as_str())],
-                });
+                // Text that should have been another type: name the values that are not.
+                let failure = match column.as_strings() {
+                    Some(values) => {
+                        let (rows, examples) = crate::values::unparsable(values, dtype, EXAMPLES);
+                        Failure {
+                            column: expectation.column.clone(),
+                            rule: format!(
+                                "type must be {}: these values are not {}",
+                                dtype.as_str(),
+                                dtype_noun(dtype)
+                            ),
+                            rows: rows as u64,
+                            examples: examples.iter().map(|(row, text)| format!("row {row}: {text:?}")).collect(),
+                        }
+                    }
+                    None => Failure {
+                        column: expectation.column.clone(),
+                        rule: format!("type must be {}", dtype.as_str()),
+                        rows: frame.rows() as u64,
+                        examples: vec![format!("found {}", column.dtype().as_str())],
+                    },
+                };
+                failures.push(failure);
                 continue;
             }
             let mut check = |rule: String, broken: &dyn Fn(usize) -> bool| {
@@ -170,6 +217,7 @@ impl ExpectationSuite {
             rows: frame.rows() as u64,
             checked: self.expectations.len(),
             failures,
+            schema_changes: 0,
         }
     }
 }

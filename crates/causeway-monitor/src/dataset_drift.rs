@@ -2,8 +2,9 @@
 //! current one — column by column: what `causeway drift REFERENCE CURRENT` reports.
 //!
 //! Numbers (integers, floats) get the PSI on the reference's deciles (one bin per value when it has
-//! ten values or fewer) and the Kolmogorov–Smirnov distance; text and booleans get the PSI over
-//! their categories and the category whose share moved most. Both count nulls as their own bin.
+//! ten values or fewer) and the exact two-sample Kolmogorov–Smirnov statistic; text and booleans
+//! get the PSI over their categories and the category whose share moved most. Both count nulls as
+//! their own bin. Time columns are listed, not compared: time moves on between any two batches.
 //! Columns present in one dataset only, or that changed between a number and text, are reported
 //! as schema changes (an integer column that became a float one is still compared as numbers).
 //! This module compares frames; it does not read files or print.
@@ -15,7 +16,7 @@ use causeway_types::Dtype;
 use serde::Serialize;
 
 use crate::baseline::FeatureBaseline;
-use crate::drift::{feature_drift, psi};
+use crate::drift::{feature_drift, ks_two_sample, psi};
 
 /// The conventional PSI levels: below 0.1 stable, from 0.25 drifted.
 pub const MODERATE_PSI: f64 = 0.1;
@@ -79,6 +80,8 @@ pub struct DatasetDrift {
     pub columns: Vec<ColumnDrift>,
     /// Columns added, removed, or changed between a number and text.
     pub schema_changes: Vec<SchemaChange>,
+    /// Time columns present in both, which are not compared.
+    pub time_columns: Vec<String>,
 }
 
 impl Verdict {
@@ -108,6 +111,7 @@ fn kind_of(dtype: Dtype) -> &'static str {
     match dtype {
         Dtype::Int64 | Dtype::Float64 => "numeric",
         Dtype::Utf8 | Dtype::Bool => "categorical",
+        Dtype::Timestamp => "time",
     }
 }
 
@@ -140,6 +144,7 @@ pub fn dataset_drift(reference: &Frame, current: &Frame, threshold: f64, only: &
     let wanted = |name: &str| only.is_empty() || only.iter().any(|column| column == name);
     let mut columns = Vec::new();
     let mut schema_changes = Vec::new();
+    let mut time_columns = Vec::new();
     for (name, before) in reference.columns().filter(|(name, _)| wanted(name)) {
         let Some(after) = current.column(name) else {
             schema_changes.push(SchemaChange {
@@ -158,6 +163,10 @@ pub fn dataset_drift(reference: &Frame, current: &Frame, threshold: f64, only: &
             });
             continue;
         }
+        if kind == "time" {
+            time_columns.push(name.to_string());
+            continue;
+        }
         let null_share = (null_share(before), null_share(after));
         let mut drift = ColumnDrift {
             name: name.to_string(),
@@ -174,7 +183,7 @@ pub fn dataset_drift(reference: &Frame, current: &Frame, threshold: f64, only: &
             let measured = feature_drift(&FeatureBaseline::numeric(name, &before), &after);
             drift.psi = measured.psi;
             let has_values = |values: &[f64]| values.iter().any(|value| !value.is_nan());
-            drift.ks = measured.ks.filter(|_| has_values(&before) && has_values(&after));
+            drift.ks = (has_values(&before) && has_values(&after)).then(|| ks_two_sample(&before, &after));
             drift.mean = Some((mean(&before), mean(&after)));
         } else {
             let (before, after) = (category_shares(before), category_shares(after));
@@ -211,7 +220,14 @@ pub fn dataset_drift(reference: &Frame, current: &Frame, threshold: f64, only: &
             });
         }
     }
-    DatasetDrift { reference_rows: reference.rows(), current_rows: current.rows(), threshold, columns, schema_changes }
+    DatasetDrift {
+        reference_rows: reference.rows(),
+        current_rows: current.rows(),
+        threshold,
+        columns,
+        schema_changes,
+        time_columns,
+    }
 }
 
 #[cfg(test)]

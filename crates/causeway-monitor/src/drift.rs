@@ -64,6 +64,35 @@ pub fn ks_from_quantiles(quantiles: &[f64], values: &[f64]) -> f64 {
     quantiles.iter().chain(live.iter()).map(|x| (baseline_cdf(*x) - live_cdf(*x)).abs()).fold(0.0, f64::max)
 }
 
+/// The two-sample Kolmogorov–Smirnov statistic: the largest distance between the empirical
+/// distribution functions of `first` and `second` (NaN ignored; 0 when either has no values).
+/// Exact, as `scipy.stats.ks_2samp` computes it: both samples sorted, the distance checked at
+/// every observed value after all of its ties.
+pub fn ks_two_sample(first: &[f64], second: &[f64]) -> f64 {
+    let sorted = |values: &[f64]| {
+        let mut present: Vec<f64> = values.iter().copied().filter(|value| !value.is_nan()).collect();
+        present.sort_by(f64::total_cmp);
+        present
+    };
+    let (first, second) = (sorted(first), sorted(second));
+    if first.is_empty() || second.is_empty() {
+        return 0.0;
+    }
+    let (first_count, second_count) = (first.len() as f64, second.len() as f64);
+    let (mut i, mut j, mut largest) = (0usize, 0usize, 0.0f64);
+    while i < first.len() && j < second.len() {
+        let value = first[i].min(second[j]);
+        while i < first.len() && first[i] <= value {
+            i += 1;
+        }
+        while j < second.len() && second[j] <= value {
+            j += 1;
+        }
+        largest = largest.max((i as f64 / first_count - j as f64 / second_count).abs());
+    }
+    largest
+}
+
 /// Drift of one feature given its live values.
 pub fn feature_drift(baseline: &FeatureBaseline, values: &[f64]) -> FeatureDrift {
     match baseline {

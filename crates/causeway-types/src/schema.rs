@@ -6,14 +6,22 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Dtype {
-    /// 64-bit signed integers (also used for 0/1 flags and epoch-millisecond timestamps).
+    /// 64-bit signed integers (also 0/1 flags and epoch-millisecond times written as numbers).
+    #[serde(alias = "int", alias = "integer")]
     Int64,
     /// 64-bit floats.
+    #[serde(alias = "float", alias = "double", alias = "number")]
     Float64,
     /// UTF-8 strings (categories and identifiers).
+    #[serde(alias = "string", alias = "str", alias = "text")]
     Utf8,
     /// Booleans.
+    #[serde(alias = "boolean")]
     Bool,
+    /// Instants in time, as milliseconds since 1970-01-01 UTC (timestamps of any unit and time
+    /// zone, and dates, which are midnight UTC).
+    #[serde(alias = "datetime", alias = "date")]
+    Timestamp,
 }
 
 impl Dtype {
@@ -24,6 +32,7 @@ impl Dtype {
             Self::Float64 => "float64",
             Self::Utf8 => "utf8",
             Self::Bool => "bool",
+            Self::Timestamp => "timestamp",
         }
     }
 
@@ -31,6 +40,9 @@ impl Dtype {
     pub fn is_numeric(self) -> bool {
         matches!(self, Self::Int64 | Self::Float64)
     }
+
+    /// Every type, in the order error messages list them.
+    pub const ALL: [Dtype; 5] = [Self::Int64, Self::Float64, Self::Utf8, Self::Bool, Self::Timestamp];
 }
 
 /// One named, typed column.

@@ -1,8 +1,10 @@
-//! The `causeway` command. All logic lives in the library crates; see `cli.rs` for the commands.
+//! The `causeway` command. All logic lives in the library crates; `args.rs` declares the command
+//! line and `commands/` runs each command.
 
-mod cli;
+mod args;
+mod commands;
 mod demo;
 
 fn main() -> std::process::ExitCode {
-    cli::main()
+    commands::main()
 }

@@ -1,0 +1,327 @@
+//! The command line: every command, its arguments and its help text (clap only; the commands
+//! themselves are in `commands/`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use causeway_loop::StorageSection;
+use clap::{Args, Parser, Subcommand};
+
+/// Causeway: data, features, training, registry, serving, monitoring and the retraining loop in
+/// one program.
+#[derive(Debug, Parser)]
+#[command(name = "causeway", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The project every command works in: its directory, and where its stores live when not in
+/// the embedded defaults.
+#[derive(Debug, Clone, Args)]
+pub struct ProjectArgs {
+    /// The project directory (holds causeway.toml and .causeway/).
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    /// The metadata store: postgresql://USER@HOST:5432/DB[?schema=NAME] or sqlite:///PATH
+    /// [default: [storage].metadata of causeway.toml, else .causeway/meta.db].
+    #[arg(long, env = "CAUSEWAY_STORE", value_name = "URL")]
+    pub store: Option<String>,
+    /// The artifact store: s3://BUCKET/PREFIX[?endpoint=URL] (credentials from AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY) or a directory [default: [storage].artifacts of causeway.toml, else
+    /// .causeway/artifacts].
+    #[arg(long, env = "CAUSEWAY_ARTIFACTS", value_name = "URL")]
+    pub artifacts: Option<String>,
+}
+
+impl ProjectArgs {
+    /// The stores these arguments name (unset ones fall back to causeway.toml, then the defaults).
+    pub fn storage(&self) -> StorageSection {
+        StorageSection { metadata: self.store.clone(), artifacts: self.artifacts.clone() }
+    }
+}
+
+/// Options shared by `serve` and `server`.
+#[derive(Debug, Clone, Args)]
+pub struct ServingArgs {
+    /// Seconds between checks for promotions and rollbacks in the store.
+    #[arg(long, default_value_t = 2)]
+    pub reload_seconds: u64,
+    /// Serve a non-loopback address without requiring API tokens.
+    #[arg(long)]
+    pub insecure: bool,
+    #[command(flatten)]
+    pub dir: ProjectArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create causeway.toml and the embedded stores (.causeway/) in a project directory.
+    ///
+    /// Example: causeway init --dir my-project
+    Init(ProjectArgs),
+    /// Ingest a CSV or Parquet file as a new version of a dataset, after validating it.
+    ///
+    /// The version is the BLAKE3 hash of the content; the expectations under
+    /// [datasets.NAME] in causeway.toml must pass or nothing is stored.
+    ///
+    /// Example: causeway ingest data/transactions.csv --name transactions
+    Ingest {
+        /// The CSV (with a header row) or Parquet file.
+        file: PathBuf,
+        /// The dataset's name.
+        #[arg(long)]
+        name: String,
+        /// Read only these columns (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        columns: Vec<String>,
+        #[command(flatten)]
+        dir: ProjectArgs,
+    },
+    /// List dataset versions.
+    ///
+    /// Example: causeway datasets --dir my-project
+    Datasets(ProjectArgs),
+    /// Train the [model] of causeway.toml on the labelled rows of its dataset and register a version.
+    ///
+    /// Example: causeway train --dir my-project --days 30
+    Train {
+        /// Train on the most recent DAYS days of data (default: all).
+        #[arg(long)]
+        days: Option<u32>,
+        /// Also point the champion alias at the new version if it passes the [loop.gates]
+        /// (exit code 1 and the failed gates printed if not; the version stays registered).
+        #[arg(long)]
+        promote: bool,
+        /// First cross-validate the trainer on FOLDS seeded folds of the window and print each
+        /// metric's mean and standard deviation.
+        #[arg(long, value_name = "FOLDS")]
+        folds: Option<usize>,
+        /// First run the [model.search] hyper-parameter search (random or successive halving,
+        /// every trial a child run) and train its winner.
+        #[arg(long)]
+        search: bool,
+        /// Train with the [model.external] command instead (the researcher's own script), which
+        /// logs through MLflow to a tracking server this command starts on loopback.
+        #[arg(long, conflicts_with_all = ["search", "folds"])]
+        external: bool,
+        /// With --external: the MLflow tracking URI to give the script (default: a server this
+        /// command runs for the script's lifetime on 127.0.0.1, on this project's stores).
+        #[arg(long, value_name = "URI", requires = "external")]
+        tracking_uri: Option<String>,
+        #[command(flatten)]
+        dir: ProjectArgs,
+    },
+    /// List tracked runs with their reproducibility metadata and metrics.
+    ///
+    /// Example: causeway runs --dir my-project
+    Runs(ProjectArgs),
+    /// List registered model versions, their metrics and aliases.
+    ///
+    /// Example: causeway models --dir my-project
+    Models(ProjectArgs),
+    /// Import an XGBoost (.json, .ubj), LightGBM (.txt) or ONNX (.onnx) model file as a new version.
+    ///
+    /// The version scores exactly as the library does (same comparisons, missing-value and
+    /// category rules, float precision). Its inputs are the file's features, in order; categorical
+    /// features take their category values (or integer codes). Binary, multi-class and regression
+    /// models all serve; ONNX graphs other than tree ensembles need onnxruntime (ORT_DYLIB_PATH).
+    ///
+    /// Example: causeway import model.json --model fraud --promote
+    Import {
+        /// The model file.
+        file: PathBuf,
+        /// The registered model to add a version to (default: [model].name of causeway.toml).
+        #[arg(long)]
+        model: Option<String>,
+        /// Scores at or above this are the positive class.
+        #[arg(long, default_value_t = 0.5)]
+        threshold: f64,
+        /// Also point the champion alias at the new version.
+        #[arg(long)]
+        promote: bool,
+        #[command(flatten)]
+        dir: ProjectArgs,
+    },
+    /// Print a version's model card: data, training parameters, holdout metrics, calibration,
+    /// metrics per slice with the largest gap, lineage.
+    ///
+    /// Example: causeway card --model fraud --version 2 --html card.html
+    Card {
+        /// The model (default: [model].name of causeway.toml).
+        #[arg(long)]
+        model: Option<String>,
+        /// The version (default: the champion).
+        #[arg(long)]
+        version: Option<u32>,
+        /// Also write the card as a self-contained HTML page here.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        #[command(flatten)]
+        dir: ProjectArgs,
+    },
+    /// Point a model's champion alias at a version (audited).
+    ///
+    /// Example: causeway promote 3 --model fraud
+    Promote {
+        /// The version to promote.
+        version: u32,
+        /// The model (default: [model].name of causeway.toml).
+        #[arg(long)]
+        model: Option<String>,
+        /// Promote even if the [loop.gates] fail (the audit log records that it was forced).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        dir: ProjectArgs,
+    },
+    /// Point a model's champion alias back at the version it had before (audited).
+    ///
+    /// Example: causeway rollback --model fraud
+    Rollback {
+        /// The model (default: [model].name of causeway.toml).
+        #[arg(long)]
+        model: Option<String>,
+        #[command(flatten)]
+        dir: ProjectArgs,
+    },
+    /// Compare two CSV or Parquet files column by column for drift: PSI (and KS for numbers),
+    /// null shares, the largest change, and added, removed or retyped columns. Needs no project.
+    ///
+    /// Exits 0 when nothing drifted, 1 when a column drifted or the schema changed, 2 on errors.
+    ///
+    /// Example: causeway drift train.parquet today.csv --threshold 0.2
+    Drift {
+        /// The reference file (what is expected: training data, an earlier batch).
+        reference: PathBuf,
+        /// The file to compare with it.
+        current: PathBuf,
+        /// The PSI from which a column counts as drifted (0.1 moderate, 0.25 conventional).
+        #[arg(long, default_value_t = causeway_monitor::dataset_drift::DRIFTED_PSI)]
+        threshold: f64,
+        /// Compare only these columns (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        columns: Vec<String>,
+        /// Print the report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the timeline: audit log, alerts, loop steps.
+    ///
+    /// Example: causeway events --kind alert
+    Events {
+        /// Only this kind: audit, alert, resolved, loop, data.
+        #[arg(long)]
+        kind: Option<String>,
+        #[command(flatten)]
+        dir: ProjectArgs,
+    },
+    /// Serve the project's deployed models over the Open Inference Protocol v2 (REST).
+    ///
+    /// Routes: /v2/health/live, /v2/health/ready, /v2/models/{name}[/versions/{v}][/ready|/infer],
+    /// /v1/models/{name}/score (record-style, features from the online store), /v1/labels,
+    /// /metrics (Prometheus).
+    ///
+    /// With --model FILE, serves one XGBoost (.json/.ubj), LightGBM (.txt) or ONNX file alone,
+    /// with no project: the file is imported into a temporary project removed on exit.
+    ///
+    /// Example: causeway serve --dir my-project --listen 127.0.0.1:8080
+    ///
+    /// Example: causeway serve --model model.ubj --listen 127.0.0.1:8080
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Serve this model file alone instead of a project's deployed models.
+        #[arg(long = "model", value_name = "FILE", conflicts_with = "dir")]
+        model_file: Option<PathBuf>,
+        /// The name a --model file is served under [default: the file name without its extension].
+        #[arg(long, requires = "model_file")]
+        name: Option<String>,
+        /// Scores of a --model file at or above this are the positive class.
+        #[arg(long, default_value_t = 0.5, requires = "model_file")]
+        threshold: f64,
+        #[command(flatten)]
+        serving: ServingArgs,
+    },
+    /// Run the control plane: the MLflow tracking REST API (/api/2.0/mlflow/...) plus the
+    /// serving routes of `causeway serve`, on the project's store.
+    ///
+    /// Point research code at it with MLFLOW_TRACKING_URI=http://HOST:PORT; its experiments and
+    /// runs become Causeway runs (`causeway runs`).
+    ///
+    /// Example: causeway server --dir my-project --host 127.0.0.1 --port 5000
+    Server {
+        /// Address to bind.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// Port to bind (0 picks a free one).
+        #[arg(long, default_value_t = 5000)]
+        port: u16,
+        #[command(flatten)]
+        serving: ServingArgs,
+    },
+    /// Manage API tokens (required when a server binds a non-loopback address).
+    ///
+    /// Example: causeway token create --name ci --scope write
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Control the retraining loop.
+    ///
+    /// Example: causeway loop resume
+    Loop {
+        #[command(subcommand)]
+        action: LoopAction,
+    },
+    /// Run a demo end to end.
+    ///
+    /// Example: causeway demo fraud --seed 7
+    Demo {
+        #[command(subcommand)]
+        demo: crate::demo::DemoCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Create a token; its secret is printed once and never stored.
+    ///
+    /// Scopes: read (GET), write (also log runs, artifacts, predictions, labels), admin (also
+    /// change registered models, versions and aliases).
+    ///
+    /// Example: causeway token create --name ci --scope write --dir my-project
+    Create {
+        /// A unique name; audit events show it as the actor.
+        #[arg(long)]
+        name: String,
+        /// read, write or admin.
+        #[arg(long, default_value = "read")]
+        scope: String,
+        #[command(flatten)]
+        dir: ProjectArgs,
+    },
+    /// List tokens (never their secrets).
+    ///
+    /// Example: causeway token list --dir my-project
+    List(ProjectArgs),
+    /// Revoke a token by name.
+    ///
+    /// Example: causeway token revoke --name ci --dir my-project
+    Revoke {
+        /// The token's name.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        dir: ProjectArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LoopAction {
+    /// Resume retraining after the loop paused itself (it pauses after a rollback).
+    ///
+    /// Example: causeway loop resume --dir my-project
+    Resume(ProjectArgs),
+}

@@ -1,0 +1,81 @@
+//! The commands: each parses nothing (clap did), calls library functions and prints. Errors go
+//! to stderr with a non-zero exit code.
+
+mod admin;
+mod drift;
+mod project;
+mod registry;
+mod serve;
+mod train;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use causeway_loop::Project;
+use clap::Parser;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+
+use crate::args::{Cli, Command, LoopAction, ProjectArgs};
+use admin::{events, resume, token};
+use drift::drift;
+use project::{datasets, ingest, init};
+use registry::{card, import, models, promote, rollback, runs};
+use serve::{serve, serve_file};
+use train::{TrainHow, train};
+
+/// Parses arguments, runs the command, and turns errors into a message and exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAUSEWAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Init(dir) => init(&dir),
+        Command::Ingest { file, name, columns, dir } => ingest(&dir, &file, &name, &columns),
+        Command::Datasets(dir) => datasets(&dir),
+        Command::Train { days, promote, folds, search, external, tracking_uri, dir } => {
+            let how = if external { TrainHow::External { tracking_uri } } else { TrainHow::BuiltIn { folds, search } };
+            train(&dir, days, promote, how)
+        }
+        Command::Runs(dir) => runs(&dir),
+        Command::Models(dir) => models(&dir),
+        Command::Import { file, model, threshold, promote, dir } => import(&dir, &file, model, threshold, promote),
+        Command::Card { model, version, html, dir } => card(&dir, model, version, html.as_deref()),
+        Command::Promote { version, model, force, dir } => promote(&dir, model, version, force),
+        Command::Rollback { model, dir } => rollback(&dir, model),
+        Command::Events { kind, dir } => events(&dir, kind.as_deref()),
+        Command::Drift { reference, current, threshold, columns, json } => {
+            drift(&reference, &current, threshold, &columns, json)
+        }
+        Command::Serve { listen, model_file: Some(file), name, threshold, serving } => {
+            serve_file(listen, &file, name, threshold, &serving)
+        }
+        Command::Serve { listen, model_file: None, serving, .. } => serve(listen, &serving, false),
+        Command::Server { host, port, serving } => serve(SocketAddr::new(host, port), &serving, true),
+        Command::Token { action } => token(action),
+        Command::Loop { action: LoopAction::Resume(dir) } => resume(&dir),
+        Command::Demo { demo } => crate::demo::run(demo),
+    }
+}
+
+pub(crate) fn open(project: &ProjectArgs) -> Result<Project> {
+    Ok(Project::open_with(&project.dir, &project.storage())?)
+}
+
+pub(crate) fn table(headers: &[&str]) -> Table {
+    let mut table = Table::new();
+    table.load_style(UTF8_FULL_CONDENSED);
+    table.set_header(headers.to_vec());
+    table
+}

@@ -1,0 +1,227 @@
+//! The registry: `runs`, `models`, `import`, `card`, `promote`, `rollback`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use causeway_loop::Project;
+use causeway_types::{
+    CHALLENGER, CHAMPION, Clock, ModelVersionRecord, RolloutMode, SystemClock, TrafficPolicy, format_timestamp,
+};
+
+use super::{open, table};
+use crate::args::ProjectArgs;
+
+pub(crate) fn set_champion(project: &Project, model: &str, version: u32, actor: &str, reason: &str) -> Result<()> {
+    let now = SystemClock.now_ms();
+    project.meta.set_alias(model, CHAMPION, version, actor, now, reason)?;
+    project.meta.set_traffic(
+        &TrafficPolicy {
+            model: model.to_string(),
+            champion: version,
+            challenger: None,
+            mode: RolloutMode::ChampionOnly,
+            generation: 0,
+        },
+        actor,
+        now,
+    )?;
+    Ok(())
+}
+
+pub(crate) fn runs(dir: &ProjectArgs) -> Result<ExitCode> {
+    let project = open(dir)?;
+    let mut output = table(&["run", "name", "status", "started", "seed", "dataset", "git", "tool", "metrics"]);
+    for run in project.meta.runs()? {
+        // The headline metrics first when present, then the rest, at most five.
+        let mut names: Vec<&String> = run.metrics.keys().collect();
+        names.sort_by_key(|name| (!matches!(name.as_str(), "roc_auc" | "recall" | "pr_auc"), name.as_str()));
+        let metrics: Vec<String> =
+            names.iter().take(5).map(|name| format!("{name}={:.4}", run.metrics[*name])).collect();
+        output.add_row(vec![
+            run.run_id[..12.min(run.run_id.len())].to_string(),
+            run.name.clone(),
+            run.status.as_str().to_string(),
+            format_timestamp(run.started_ms),
+            run.seed.to_string(),
+            run.dataset.clone(),
+            run.git_commit.as_deref().map_or("–", |commit| &commit[..8.min(commit.len())]).to_string(),
+            run.tool_version.clone(),
+            metrics.join(" "),
+        ]);
+    }
+    println!("{output}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn models(dir: &ProjectArgs) -> Result<ExitCode> {
+    let project = open(dir)?;
+    let mut output =
+        table(&["model", "version", "family", "trained on", "roc_auc", "recall", "fpr", "threshold", "aliases"]);
+    for name in project.meta.model_names()? {
+        let aliases = project.meta.aliases(&name)?;
+        for version in project.meta.model_versions(&name)? {
+            let metric =
+                |metric: &str| version.metrics.get(metric).map_or_else(|| "–".into(), |value| format!("{value:.4}"));
+            let tags: Vec<&str> = aliases
+                .iter()
+                .filter(|(_, target)| **target == version.version)
+                .map(|(alias, _)| alias.as_str())
+                .collect();
+            output.add_row(vec![
+                name.clone(),
+                version.version.to_string(),
+                version.flavor.clone(),
+                version.dataset.clone(),
+                metric("roc_auc"),
+                metric("recall"),
+                metric("false_positive_rate"),
+                metric("threshold"),
+                tags.join(", "),
+            ]);
+        }
+    }
+    println!("{output}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn model_name(project: &Project, model: Option<String>) -> Result<String> {
+    match model {
+        Some(model) => Ok(model),
+        None => {
+            Ok(project.config.model().context("pass --model NAME or declare [model] in causeway.toml")?.name.clone())
+        }
+    }
+}
+
+/// Reads a model file and registers it as the next version of `model` (not promoted).
+pub(crate) fn import_file(project: &Project, file: &Path, model: &str, threshold: f64) -> Result<ModelVersionRecord> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let file_name =
+        file.file_name().map_or_else(|| file.display().to_string(), |name| name.to_string_lossy().into_owned());
+    Ok(causeway_loop::pipeline::import_and_register(
+        project,
+        &file_name,
+        &bytes,
+        model,
+        threshold,
+        "cli",
+        SystemClock.now_ms(),
+    )?)
+}
+
+pub(crate) fn import(
+    dir: &ProjectArgs,
+    file: &Path,
+    model: Option<String>,
+    threshold: f64,
+    promote: bool,
+) -> Result<ExitCode> {
+    let project = open(dir)?;
+    let model = model_name(&project, model)?;
+    let version =
+        import_file(&project, file, &model, threshold).with_context(|| format!("cannot import {}", file.display()))?;
+    println!("imported {} as {model} version {} (run {})", file.display(), version.version, version.run_id);
+    if promote {
+        // An imported file has no holdout evaluation here, so there is nothing to gate on.
+        set_champion(&project, &model, version.version, "cli", "imported (no holdout evaluation; gates not checked)")?;
+        println!(
+            "{model}@champion -> version {} (imported: no holdout evaluation, gates not checked)",
+            version.version
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn card(
+    dir: &ProjectArgs,
+    model: Option<String>,
+    version: Option<u32>,
+    html: Option<&Path>,
+) -> Result<ExitCode> {
+    let project = open(dir)?;
+    let model = model_name(&project, model)?;
+    let version = match version {
+        Some(version) => version,
+        None => project
+            .meta
+            .alias(&model, CHAMPION)?
+            .with_context(|| format!("{model} has no champion: pass --version N"))?,
+    };
+    let card = causeway_loop::card::model_card(&project, &model, version)?;
+    print!("{}", card.markdown);
+    if let Some(path) = html {
+        std::fs::write(path, &card.html).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn promote(dir: &ProjectArgs, model: Option<String>, version: u32, force: bool) -> Result<ExitCode> {
+    let project = open(dir)?;
+    let model = model_name(&project, model)?;
+    project.meta.model_version(&model, version)?;
+    if !promote_through_gates(&project, &model, version, force, "promote")? {
+        return Ok(ExitCode::FAILURE);
+    }
+    if project.meta.alias(&model, CHALLENGER)? == Some(version) {
+        project.meta.delete_alias(&model, CHALLENGER, "cli", SystemClock.now_ms(), "promoted by hand")?;
+    }
+    println!("{model}@champion -> version {version}; running servers pick it up within their reload interval");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Checks the [loop.gates] for `version`, prints every verdict, and points the champion alias at
+/// it when they pass (or when `force`d, which the audit reason records). Returns whether it did.
+pub(crate) fn promote_through_gates(
+    project: &Project,
+    model: &str,
+    version: u32,
+    force: bool,
+    reason: &str,
+) -> Result<bool> {
+    let report = causeway_loop::gates::check_version(project, model, version)?;
+    let mut output = table(&["gate", "verdict", "check"]);
+    for check in &report.checks {
+        output.add_row(vec![
+            check.gate.to_string(),
+            if check.passed { "pass" } else { "FAIL" }.to_string(),
+            check.detail.clone(),
+        ]);
+    }
+    println!("gates for {model} version {version}:\n{output}");
+    if !report.passed() && !force {
+        eprintln!(
+            "error: {model} version {version} was not promoted: {}; fix the model or [loop.gates] in causeway.toml, or pass --force",
+            report.failures().join("; ")
+        );
+        return Ok(false);
+    }
+    let reason = if report.passed() {
+        format!("{reason} (gates passed)")
+    } else {
+        format!("{reason} (forced past failed gates: {})", report.failures().join("; "))
+    };
+    set_champion(project, model, version, "cli", &reason)?;
+    Ok(true)
+}
+
+pub(crate) fn rollback(dir: &ProjectArgs, model: Option<String>) -> Result<ExitCode> {
+    let project = open(dir)?;
+    let model = model_name(&project, model)?;
+    let now = SystemClock.now_ms();
+    let version = project.meta.rollback_alias(&model, CHAMPION, "cli", now, "by hand")?;
+    project.meta.set_traffic(
+        &TrafficPolicy {
+            model: model.clone(),
+            champion: version,
+            challenger: None,
+            mode: RolloutMode::ChampionOnly,
+            generation: 0,
+        },
+        "cli",
+        now,
+    )?;
+    println!("{model}@champion rolled back to version {version}");
+    Ok(ExitCode::SUCCESS)
+}

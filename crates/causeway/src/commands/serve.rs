@@ -1,0 +1,151 @@
+//! `serve` and `server`: the data plane, and the control plane beside it.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use causeway_loop::Project;
+use causeway_monitor::PredictionLog;
+use causeway_serving::{Engine, OnlineFeatures};
+use causeway_types::{Clock, SystemClock};
+
+use super::open;
+use super::registry::{import_file, set_champion};
+use crate::args::{ProjectArgs, ServingArgs};
+
+/// Serves one model file with no project of the user's: imports it into a temporary project (removed
+/// when the server stops) as the champion of `name`, then serves that project.
+pub(crate) fn serve_file(
+    listen: SocketAddr,
+    file: &Path,
+    name: Option<String>,
+    threshold: f64,
+    serving: &ServingArgs,
+) -> Result<ExitCode> {
+    if !listen.ip().is_loopback() && !serving.insecure {
+        anyhow::bail!(
+            "serving a model file on {listen} (not a loopback address) has no API tokens to check: pass --insecure, \
+             or import the file into a project (`causeway import`) and create tokens there"
+        );
+    }
+    let name = match name {
+        Some(name) => name,
+        None => file
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .filter(|stem| !stem.is_empty() && !stem.starts_with('.'))
+            .map(str::to_string)
+            .with_context(|| format!("cannot name a model after {}: pass --name", file.display()))?,
+    };
+    if serving.dir.store.is_some() || serving.dir.artifacts.is_some() {
+        eprintln!("warning: --store and --artifacts (or CAUSEWAY_STORE, CAUSEWAY_ARTIFACTS) do not apply to --model");
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("causeway-serve-")
+        .tempdir()
+        .context("cannot create a temporary project (is TMPDIR writable?)")?;
+    let project_args = ProjectArgs { dir: scratch.path().to_path_buf(), store: None, artifacts: None };
+    let (project, _) =
+        Project::init_with(&project_args.dir, causeway_loop::project::INIT_TEMPLATE, &project_args.storage())?;
+    let version =
+        import_file(&project, file, &name, threshold).with_context(|| format!("cannot serve {}", file.display()))?;
+    set_champion(&project, &name, version.version, "cli", "served from a file")?;
+    drop(project);
+    // Standard output's first line stays the server's readiness line.
+    eprintln!("serving {} as model `{name}` (a temporary project, removed on exit)", file.display());
+    let serving = ServingArgs { dir: project_args, ..serving.clone() };
+    serve(listen, &serving, false)
+}
+
+/// Serves the data plane (OIP v2, record scoring, labels, metrics) and, with `tracking`, the
+/// MLflow tracking API too.
+pub(crate) fn serve(listen: SocketAddr, serving: &ServingArgs, tracking: bool) -> Result<ExitCode> {
+    let (dir, reload_seconds, insecure) = (serving.dir.dir.as_path(), serving.reload_seconds, serving.insecure);
+    let project = open(&serving.dir)?;
+    let require_tokens = !listen.ip().is_loopback() && !insecure;
+    if require_tokens && project.meta.tokens()?.iter().all(|token| token.revoked) {
+        anyhow::bail!(
+            "serving {listen} (not a loopback address) requires API tokens: create one with `causeway token create --name NAME --scope admin --dir {}`, or pass --insecure",
+            dir.display()
+        );
+    }
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let online = project.online()?;
+    let features = project.config.features.clone().map(|spec| OnlineFeatures { spec, store: online.clone() });
+    let engine = Arc::new(Engine::new(
+        project.meta.clone(),
+        project.blobs.clone(),
+        features,
+        clock.clone(),
+        PredictionLog::start(project.blobs.clone(), 100_000, 10_000),
+    ));
+    let report = engine.refresh()?;
+    for (model, reason) in &report.unservable {
+        eprintln!("warning: not serving {model}: {reason}");
+    }
+    if report.changed.is_empty() {
+        eprintln!("warning: no model is deployed yet; /v2/health/ready answers 503 until a champion exists");
+    }
+    let state = causeway_server::AppState::new(engine.clone(), project.meta.clone(), clock.clone());
+    let mut app = causeway_server::router(state);
+    if tracking {
+        let tracking_state = causeway_server::mlflow::TrackingState { meta: project.meta.clone(), clock };
+        app = app
+            .merge(causeway_server::mlflow::router(tracking_state))
+            .merge(causeway_server::artifacts::router(project.blobs.clone()));
+    }
+    let auth = causeway_server::auth::AuthConfig { meta: project.meta.clone(), required: require_tokens };
+    let app = app.layer(axum::middleware::from_fn_with_state(auth, causeway_server::auth::authenticate));
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let address = listener.local_addr()?;
+        let tracking_note = if tracking { "; MLflow tracking API at /api/2.0/mlflow" } else { "" };
+        // One line: tests and supervisors read it as the readiness signal, then may close the pipe.
+        println!(
+            "serving {} on http://{address} (models: {}; metadata on {}, artifacts in {}){tracking_note}",
+            project.dir.display(),
+            engine.deployed_models().join(", "),
+            project.meta.backend(),
+            project.blobs.describe()
+        );
+        let refresher = causeway_server::spawn_refresher(engine.clone(), Duration::from_secs(reload_seconds.max(1)));
+        let result = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
+        refresher.abort();
+        if let Err(error) = engine.log().flush() {
+            eprintln!("warning: flushing the prediction log failed: {error}");
+        }
+        if let Err(error) = online.flush() {
+            eprintln!("warning: flushing the online store failed: {error}");
+        }
+        result.context("server failed")?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {},
+            _ = terminate.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
