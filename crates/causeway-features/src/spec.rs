@@ -89,6 +89,11 @@ pub struct FeatureSetSpec {
     /// Derived ratios.
     #[serde(default)]
     pub ratios: Vec<RatioSpec>,
+    /// Features that may never be missing: training data and requests without them are refused.
+    /// Every other feature may be missing (the trees learn where missing values go; linear models
+    /// read them as the training mean).
+    #[serde(default)]
+    pub not_null: Vec<String>,
 }
 
 /// Read access to one raw record (a row of a frame, or a request's fields).
@@ -108,16 +113,9 @@ impl FeatureSetSpec {
         names
     }
 
-    /// Names of the features that may be missing (aggregates of empty windows and ratios of them).
+    /// Names of the features that may be missing: all but those listed in `not_null`.
     pub fn nullable_features(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .views
-            .iter()
-            .flat_map(|view| view.aggregates.iter().filter(|aggregate| aggregate.function != Aggregate::Count))
-            .map(|aggregate| aggregate.name.clone())
-            .collect();
-        names.extend(self.ratios.iter().map(|ratio| ratio.name.clone()));
-        names
+        self.feature_names().into_iter().filter(|name| !self.not_null.contains(name)).collect()
     }
 
     /// The raw fields a record must carry: numeric, categorical, entity keys and timestamps.
@@ -151,6 +149,11 @@ impl FeatureSetSpec {
                 }
             }
         }
+        for name in &self.not_null {
+            if !names.contains(name) {
+                return Err(Error::Spec(format!("not_null names `{name}`, which is not a feature")));
+            }
+        }
         for ratio in &self.ratios {
             if !self.numeric.contains(&ratio.numerator) {
                 return Err(Error::Spec(format!(
@@ -173,7 +176,12 @@ impl FeatureSetSpec {
     pub fn assemble(&self, record: &dyn RecordFields, aggregates: &[Vec<f64>]) -> Vec<FeatureValue> {
         let mut values: Vec<FeatureValue> = Vec::with_capacity(self.numeric.len() + self.categorical.len() + 8);
         for name in &self.numeric {
-            values.push(record.number(name).map_or(FeatureValue::Missing, FeatureValue::Number));
+            // Text where a number belongs stays text, so encoding names it ("not a number")
+            // instead of taking it for a missing value.
+            values.push(match record.number(name) {
+                Some(number) => FeatureValue::Number(number),
+                None => record.text(name).map_or(FeatureValue::Missing, FeatureValue::Text),
+            });
         }
         for name in &self.categorical {
             values.push(record.text(name).map_or(FeatureValue::Missing, FeatureValue::Text));
@@ -259,7 +267,12 @@ pub(crate) mod tests {
         let empty = spec.assemble(&record, &[vec![0.0, f64::NAN]]);
         assert_eq!(empty[3], FeatureValue::Missing);
         assert_eq!(empty[4], FeatureValue::Missing);
-        assert_eq!(spec.nullable_features(), ["mean_amount_30d", "amount_to_mean"]);
+        assert_eq!(spec.nullable_features(), spec.feature_names(), "every feature may be missing by default");
+        let strict = FeatureSetSpec { not_null: vec!["amount".into()], ..spec.clone() };
+        assert!(strict.check().is_ok());
+        assert!(!strict.nullable_features().contains(&"amount".to_string()));
+        let dangling = FeatureSetSpec { not_null: vec!["nope".into()], ..spec.clone() };
+        assert!(dangling.check().is_err());
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! performs overall, by calibration and per slice (the largest gap called out), and where it came
 //! from. Built once as sections, rendered as Markdown and as self-contained HTML.
 
+use causeway_models::Task;
 use causeway_types::{ModelVersionRecord, format_timestamp};
 
 use crate::error::Result;
-use crate::pipeline::evaluation_key;
+use crate::pipeline::{evaluation_key, load_artifact};
 use crate::project::Project;
 
 /// A rendered card.
@@ -39,9 +40,10 @@ pub fn model_card(project: &Project, model: &str, version: u32) -> Result<ModelC
         .get(&evaluation_key(&record.artifact_key))
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    let task = load_artifact(project, &record).ok().map(|artifact| artifact.task);
     let mut blocks = vec![
         Block::Heading(format!("Model card: {model} version {version}")),
-        Block::Paragraph(summary(&record, &aliases)),
+        Block::Paragraph(summary(&record, &aliases, task.as_ref())),
         Block::Heading("Data".into()),
     ];
     let parameter = |key: &str| run.as_ref().and_then(|run| run.params.get(key).cloned()).unwrap_or_else(|| "—".into());
@@ -67,10 +69,12 @@ pub fn model_card(project: &Project, model: &str, version: u32) -> Result<ModelC
     ));
     match &evaluation {
         Some(evaluation) => {
-            blocks.push(Block::Heading("Calibration".into()));
-            blocks.push(Block::Paragraph(
-                "Holdout rows by score bin: a calibrated model's positive rate is close to its mean score.".into(),
-            ));
+            if !evaluation.calibration.is_empty() {
+                blocks.push(Block::Heading("Calibration".into()));
+                blocks.push(Block::Paragraph(
+                    "Holdout rows by score bin: a calibrated model's positive rate is close to its mean score.".into(),
+                ));
+            }
             blocks.push(Block::Table(
                 vec!["scores".into(), "rows".into(), "mean score".into(), "positive rate".into()],
                 evaluation
@@ -86,6 +90,9 @@ pub fn model_card(project: &Project, model: &str, version: u32) -> Result<ModelC
                     })
                     .collect(),
             ));
+            if evaluation.calibration.is_empty() {
+                blocks.pop();
+            }
             blocks.push(Block::Heading("Slices".into()));
             blocks.push(Block::Paragraph(match &evaluation.largest_gap {
                 Some(gap) => format!(
@@ -104,26 +111,60 @@ pub fn model_card(project: &Project, model: &str, version: u32) -> Result<ModelC
                     causeway_train::evaluation::MIN_SLICE_POSITIVES
                 ),
             }));
-            blocks.push(Block::Table(
-                ["feature", "value", "rows", "positives", "recall", "false-positive rate", "precision"]
-                    .map(String::from)
-                    .to_vec(),
-                evaluation
-                    .slices
-                    .iter()
-                    .map(|slice| {
-                        vec![
-                            slice.feature.clone(),
-                            slice.value.clone(),
-                            slice.rows.to_string(),
-                            slice.positives.to_string(),
-                            format!("{:.3}", slice.recall),
-                            format!("{:.4}", slice.false_positive_rate),
-                            format!("{:.3}", slice.precision),
-                        ]
-                    })
-                    .collect(),
-            ));
+            let cell = |value: Option<f64>, digits: usize| {
+                value.map_or_else(|| "—".into(), |value| format!("{value:.digits$}"))
+            };
+            let (headers, rows): (Vec<&str>, Vec<Vec<String>>) = match &task {
+                Some(Task::Multiclass { .. }) => (
+                    vec!["feature", "value", "rows", "accuracy"],
+                    evaluation
+                        .slices
+                        .iter()
+                        .map(|slice| {
+                            vec![
+                                slice.feature.clone(),
+                                slice.value.clone(),
+                                slice.rows.to_string(),
+                                cell(slice.accuracy, 3),
+                            ]
+                        })
+                        .collect(),
+                ),
+                Some(Task::Regression) => (
+                    vec!["feature", "value", "rows", "RMSE"],
+                    evaluation
+                        .slices
+                        .iter()
+                        .map(|slice| {
+                            vec![
+                                slice.feature.clone(),
+                                slice.value.clone(),
+                                slice.rows.to_string(),
+                                cell(slice.rmse, 4),
+                            ]
+                        })
+                        .collect(),
+                ),
+                _ => (
+                    vec!["feature", "value", "rows", "positives", "recall", "false-positive rate", "precision"],
+                    evaluation
+                        .slices
+                        .iter()
+                        .map(|slice| {
+                            vec![
+                                slice.feature.clone(),
+                                slice.value.clone(),
+                                slice.rows.to_string(),
+                                slice.positives.to_string(),
+                                cell(slice.recall, 3),
+                                cell(slice.false_positive_rate, 4),
+                                cell(slice.precision, 3),
+                            ]
+                        })
+                        .collect(),
+                ),
+            };
+            blocks.push(Block::Table(headers.into_iter().map(String::from).collect(), rows));
         }
         None => blocks.push(Block::Paragraph(
             "No holdout evaluation is stored for this version (imported, or trained before evaluations were kept)."
@@ -148,9 +189,22 @@ pub fn model_card(project: &Project, model: &str, version: u32) -> Result<ModelC
     Ok(ModelCard { markdown: markdown(&blocks), html: html(model, version, &blocks) })
 }
 
-fn summary(record: &ModelVersionRecord, aliases: &[String]) -> String {
+fn summary(record: &ModelVersionRecord, aliases: &[String], task: Option<&Task>) -> String {
     let aliases = if aliases.is_empty() { "no alias".to_string() } else { format!("aliases: {}", aliases.join(", ")) };
-    format!("`{}` model, registered {}; {aliases}.", record.flavor, format_timestamp(record.created_ms))
+    let task = match task {
+        Some(Task::Binary { classes }) => {
+            format!(
+                " predicting one of two classes ({} or {}; positive class `{}`)",
+                classes[0], classes[1], classes[1]
+            )
+        }
+        Some(Task::Multiclass { classes }) => {
+            format!(" predicting one of {} classes ({})", classes.len(), classes.join(", "))
+        }
+        Some(Task::Regression) => " predicting a number".to_string(),
+        None => String::new(),
+    };
+    format!("`{}` model{task}, registered {}; {aliases}.", record.flavor, format_timestamp(record.created_ms))
 }
 
 fn format_number(value: f64) -> String {

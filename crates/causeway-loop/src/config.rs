@@ -5,6 +5,7 @@ use std::path::Path;
 
 use causeway_data::ExpectationSuite;
 use causeway_features::FeatureSetSpec;
+use causeway_models::TaskKind;
 use causeway_monitor::AlertRules;
 use causeway_train::{GbdtParams, LogisticParams, SearchSpec, Trainer};
 use serde::{Deserialize, Serialize};
@@ -72,12 +73,26 @@ pub struct ModelSection {
     pub name: String,
     /// The dataset rows come from.
     pub dataset: String,
-    /// The label column (0/1); rows without it take labels from the label store.
+    /// The label column; rows without a label take one from the label store (by id).
     pub label: String,
-    /// The row id column (the prediction request id).
-    pub id_column: String,
-    /// The event-time column (epoch ms).
-    pub timestamp_column: String,
+    /// `binary`, `multiclass` or `regression`; inferred from the label's values when absent.
+    #[serde(default)]
+    pub task: Option<TaskKind>,
+    /// Binary tasks: the label value that is the positive class (needed when the values are not
+    /// a yes/no, true/false or 1/0 pair).
+    #[serde(default)]
+    pub positive_class: Option<String>,
+    /// Multi-class tasks: the classes, in output order (default: the label's values, sorted).
+    #[serde(default)]
+    pub classes: Option<Vec<String>>,
+    /// The row id column (the prediction request id labels join on); optional.
+    #[serde(default)]
+    pub id_column: Option<String>,
+    /// The event-time column (a timestamp, or epoch milliseconds); optional. With it, the
+    /// holdout is drawn from the freshest `holdout_days` and `train --days` picks a window;
+    /// without it, the holdout is a seeded random share of the rows.
+    #[serde(default)]
+    pub timestamp_column: Option<String>,
     /// The champion's trainer.
     #[serde(default = "default_trainer")]
     pub trainer: Trainer,
@@ -87,10 +102,11 @@ pub struct ModelSection {
     /// The decision threshold is chosen for this false-positive rate on the holdout.
     #[serde(default = "default_false_positive_rate")]
     pub target_false_positive_rate: f64,
-    /// The share of the most recent `holdout_days` of rows held out (seeded) for evaluation.
+    /// The share of rows held out (seeded) for evaluation: of the most recent `holdout_days`
+    /// with a time column, of all rows without one.
     #[serde(default = "default_holdout")]
     pub holdout_fraction: f64,
-    /// How many of the most recent days the holdout is drawn from.
+    /// How many of the most recent days the holdout is drawn from (with a time column).
     #[serde(default = "default_holdout_days")]
     pub holdout_days: u32,
     /// The seed recorded with every run.
@@ -133,22 +149,31 @@ pub enum Trigger {
     Drift,
 }
 
-/// Promotion gates.
+/// Promotion gates. Each applies to the tasks it names; the others skip it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Gates {
-    /// The challenger's false-positive rate must stay at or below this.
+    /// Binary: the challenger's false-positive rate must stay at or below this.
     pub max_false_positive_rate: f64,
-    /// The challenger's recall must not be lower than the champion's (minus this tolerance).
+    /// Binary: the challenger's recall must not be lower than the champion's (minus this).
     pub recall_tolerance: f64,
-    /// The challenger's ROC-AUC must not be lower than the champion's (minus this tolerance).
+    /// Binary: the challenger's ROC-AUC must not be lower than the champion's (minus this).
     pub auc_tolerance: f64,
-    /// The candidate's holdout ROC-AUC must be at least this.
+    /// Binary: the candidate's holdout ROC-AUC must be at least this.
     pub min_roc_auc: Option<f64>,
-    /// The candidate's holdout recall must be at least this.
+    /// Binary: the candidate's holdout recall must be at least this.
     pub min_recall: Option<f64>,
-    /// The largest recall or false-positive-rate gap between comparable slices of a categorical
-    /// feature (the model card's fairness call-out) must be at most this.
+    /// Multi-class: the challenger's accuracy must not be lower than the champion's (minus this).
+    pub accuracy_tolerance: f64,
+    /// Multi-class: the candidate's holdout accuracy must be at least this.
+    pub min_accuracy: Option<f64>,
+    /// Regression: the challenger's RMSE must not exceed the champion's by more than this share
+    /// (0.02: 2 % worse at most).
+    pub rmse_tolerance: f64,
+    /// Regression: the candidate's holdout RMSE must be at most this.
+    pub max_rmse: Option<f64>,
+    /// The largest gap between comparable slices of a categorical feature (recall or
+    /// false-positive rate; accuracy; RMSE — the model card's call-out) must be at most this.
     pub max_slice_gap: Option<f64>,
 }
 
@@ -160,6 +185,10 @@ impl Default for Gates {
             auc_tolerance: 0.01,
             min_roc_auc: None,
             min_recall: None,
+            accuracy_tolerance: 0.01,
+            min_accuracy: None,
+            rmse_tolerance: 0.02,
+            max_rmse: None,
             max_slice_gap: None,
         }
     }
@@ -215,13 +244,19 @@ impl ProjectConfig {
                 config.rollout.canary_share
             )));
         }
-        if let Some(model) = &config.model
-            && !(0.0..0.9).contains(&model.holdout_fraction)
-        {
-            return Err(Error::Config(format!(
-                "model.holdout_fraction must be within 0..0.9, got {}",
-                model.holdout_fraction
-            )));
+        if let Some(model) = &config.model {
+            if !(0.0..0.9).contains(&model.holdout_fraction) {
+                return Err(Error::Config(format!(
+                    "model.holdout_fraction must be within 0..0.9, got {}",
+                    model.holdout_fraction
+                )));
+            }
+            if model.positive_class.is_some() && model.task.is_some_and(|task| task != TaskKind::Binary) {
+                return Err(Error::Config("model.positive_class applies to task = \"binary\" only".into()));
+            }
+            if model.classes.is_some() && model.task.is_some_and(|task| task != TaskKind::Multiclass) {
+                return Err(Error::Config("model.classes applies to task = \"multiclass\" only".into()));
+            }
         }
         Ok(config)
     }
@@ -328,6 +363,7 @@ denominator = "customer_mean_amount_30d"
 name = "fraud"
 dataset = "transactions"
 label = "is_fraud"
+task = "binary"
 id_column = "transaction_id"
 timestamp_column = "timestamp"
 trainer = { family = "gbdt", rounds = 150, learning_rate = 0.1, max_depth = 5, early_stopping_rounds = 20 }

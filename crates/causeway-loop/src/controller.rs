@@ -327,17 +327,19 @@ impl<'a> Controller<'a> {
         let challenger = trained.version.version;
         let champion_artifact = self.artifact(champion)?;
         let names = self.project.config.features()?.feature_names();
-        let (_, champion_metrics) = evaluate(&champion_artifact, &names, &trained.holdout)?;
+        let task = &trained.outcome.artifact.task;
+        let (_, champion_metrics) = evaluate(&champion_artifact, &names, &trained.holdout, task)?;
         let challenger_metrics = &trained.outcome.metrics;
         let metric = |metrics: &BTreeMap<String, f64>, name: &str| metrics.get(name).copied().unwrap_or(f64::NAN);
         let evaluation = causeway_train::evaluate(
             &trained.outcome.artifact.signature,
+            task,
             &trained.holdout,
-            &trained.outcome.holdout_scores,
+            &trained.outcome.holdout_outputs,
             trained.outcome.artifact.threshold,
         );
         let failures =
-            crate::gates::check(&rollout.gates, challenger_metrics, Some(&evaluation), Some(&champion_metrics))
+            crate::gates::check(&rollout.gates, task, challenger_metrics, Some(&evaluation), Some(&champion_metrics))
                 .failures();
         let summary = format!(
             "v{challenger} trained on {} ({} rows, run {}): holdout ROC-AUC {:.3}, recall {:.3}, FPR {:.4}; champion v{champion} on the same holdout: ROC-AUC {:.3}, recall {:.3}, FPR {:.4}",

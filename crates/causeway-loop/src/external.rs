@@ -16,12 +16,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use causeway_models::{Model, ModelArtifact, Predictor, Signature};
+use causeway_models::{Model, ModelArtifact, Signature, Task};
 use causeway_train::{FitOutcome, RunTracker, TrainingSet, VALIDATION_FRACTION, metrics, signature_for};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::pipeline::{Trained, split_holdout, store_and_register};
+use crate::pipeline::{Labelled, Split, SplitSummary, Trained, split_holdout, store_and_register};
 use crate::project::Project;
 
 /// `[model.external]` in `causeway.toml`.
@@ -49,15 +49,16 @@ const MODEL_EXTENSIONS: [&str; 4] = ["json", "ubj", "txt", "onnx"];
 pub fn train_external(
     project: &Project,
     spec: &ExternalSpec,
-    set: &TrainingSet,
+    labelled: &Labelled,
     snapshot: &str,
     tracking_uri: &str,
     at_ms: i64,
     actor: &str,
 ) -> Result<Trained> {
     let model = project.config.model()?;
+    let task = &labelled.task;
     let program = spec.command.first().ok_or_else(|| Error::Config("[model.external] command is empty".into()))?;
-    let (train, holdout) = split_holdout(model, set)?;
+    let Split { train, holdout, warnings } = split_holdout(model, &labelled.set, task)?;
     let signature = signature_for(project.config.features()?, &train);
     // The script fits on most of the training part; the rest picks the threshold, unseen by it.
     let (fit_part, validation) = train.split_random(VALIDATION_FRACTION, model.seed);
@@ -86,6 +87,8 @@ pub fn train_external(
             ("CAUSEWAY_SIGNATURE", path_text(&signature_path)),
             ("CAUSEWAY_MODEL_DIR", path_text(&model_dir)),
             ("CAUSEWAY_LABEL_COLUMN", model.label.clone()),
+            ("CAUSEWAY_TASK", task.kind().as_str().to_string()),
+            ("CAUSEWAY_CLASSES", task.classes().join(",")),
             ("CAUSEWAY_FEATURES", signature.features.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(",")),
             ("CAUSEWAY_SEED", model.seed.to_string()),
         ];
@@ -106,17 +109,28 @@ pub fn train_external(
             ("trained_by".to_string(), spec.command.join(" ")),
             ("model_file".to_string(), file_name),
         ]);
-        let candidate = ModelArtifact::new(Model::Ensemble(imported.ensemble), signature.clone(), 0.5, metadata)?;
-        let validation_scores = candidate.model.predict_rows(&validation.encode(&signature)?);
-        let threshold = metrics::threshold_for_false_positive_rate(
-            &validation_scores,
-            &validation.labels,
-            model.target_false_positive_rate,
-        );
+        let candidate =
+            ModelArtifact::for_task(Model::Ensemble(imported.ensemble), signature.clone(), task.clone(), 0.5, metadata)
+                .map_err(|error| {
+                    Error::Precondition(format!("{} does not fit the {} task: {error}", file.display(), task.kind()))
+                })?;
+        let threshold = match task {
+            Task::Binary { .. } => metrics::threshold_for_false_positive_rate(
+                &candidate.model.predict_outputs(&validation.encode(&signature)?),
+                &validation.labels,
+                model.target_false_positive_rate,
+            ),
+            _ => 0.5,
+        };
         let artifact = ModelArtifact { threshold, ..candidate };
-        let holdout_scores = artifact.model.predict_rows(&holdout.encode(&signature)?);
-        let metrics = metrics::binary_metrics(&holdout_scores, &holdout.labels, threshold);
-        Ok(FitOutcome { artifact, metrics, holdout_scores })
+        let holdout_outputs = artifact.model.predict_outputs(&holdout.encode(&signature)?);
+        let holdout_scores = if task.outputs() > 1 {
+            holdout_outputs.chunks(task.outputs()).map(|row| row.iter().copied().fold(f64::NAN, f64::max)).collect()
+        } else {
+            holdout_outputs.clone()
+        };
+        let metrics = metrics::task_metrics(task, &holdout_outputs, &holdout.labels, threshold);
+        Ok(FitOutcome { artifact, metrics, holdout_scores, holdout_outputs, rounds: None })
     })();
     let outcome = match result {
         Ok(outcome) => outcome,
@@ -136,7 +150,20 @@ pub fn train_external(
     )?;
     // The work files served their purpose; the model file is kept beside the artifact.
     let _ = std::fs::remove_dir_all(&work);
-    Ok(Trained { version, outcome, baseline, run, holdout, comparison: None, search: None })
+    let split =
+        SplitSummary { train: train.len(), fit: fit_part.len(), validation: validation.len(), holdout: holdout.len() };
+    Ok(Trained {
+        version,
+        outcome,
+        baseline,
+        run,
+        holdout,
+        comparison: None,
+        search: None,
+        task_note: labelled.task_note.clone(),
+        split,
+        warnings,
+    })
 }
 
 fn io_error(path: &Path, error: std::io::Error) -> Error {

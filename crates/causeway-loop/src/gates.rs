@@ -5,13 +5,13 @@
 
 use std::collections::BTreeMap;
 
+use causeway_models::{Task, TaskKind};
 use causeway_train::Evaluation;
-
 use causeway_types::CHAMPION;
 
 use crate::config::Gates;
 use crate::error::Result;
-use crate::pipeline::evaluation_key;
+use crate::pipeline::{evaluate, evaluation_key, load_artifact, load_holdout};
 use crate::project::Project;
 
 /// One gate's verdict.
@@ -30,6 +30,9 @@ pub struct GateCheck {
 pub struct GateReport {
     /// The checks, in declaration order.
     pub checks: Vec<GateCheck>,
+    /// What the comparison with the champion was measured on, for people (`None` when there is
+    /// no other champion).
+    pub basis: Option<String>,
 }
 
 impl GateReport {
@@ -49,27 +52,60 @@ impl GateReport {
 }
 
 /// The gates of `[loop.gates]` applied to a registered version: its holdout metrics and stored
-/// evaluation, against the current champion's registered metrics (when another version is
-/// champion). Registered metrics come from different holdouts; the loop, which has one shared
-/// holdout, compares on it instead.
+/// evaluation, against the current champion (when another version is champion) scored on the
+/// same holdout rows — stored with every trained version. When those rows cannot be scored by
+/// the champion (an imported candidate, a champion reading features the rows lack), the
+/// champion's registered metrics stand in, and the report says so.
 pub fn check_version(project: &Project, model: &str, version: u32) -> Result<GateReport> {
     let record = project.meta.model_version(model, version)?;
+    let task = load_artifact(project, &record)?.task;
     let evaluation: Option<Evaluation> = project
         .blobs
         .get(&evaluation_key(&record.artifact_key))
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok());
     let champion = match project.meta.alias(model, CHAMPION)? {
-        Some(champion) if champion != version => Some(project.meta.model_version(model, champion)?.metrics),
+        Some(champion) if champion != version => Some(champion),
         _ => None,
     };
-    Ok(check(&project.config.rollout.gates, &record.metrics, evaluation.as_ref(), champion.as_ref()))
+    let Some(champion) = champion else {
+        return Ok(check(&project.config.rollout.gates, &task, &record.metrics, evaluation.as_ref(), None));
+    };
+    let champion_record = project.meta.model_version(model, champion)?;
+    let same_rows = load_holdout(project, &record)?.and_then(|(names, holdout)| {
+        let artifact = load_artifact(project, &champion_record).ok()?;
+        match evaluate(&artifact, &names, &holdout, &task) {
+            Ok((_, metrics)) => Some(Ok((metrics, holdout.len()))),
+            Err(error) => Some(Err(error.to_string())),
+        }
+    });
+    let (champion_metrics, basis) = match same_rows {
+        Some(Ok((metrics, rows))) => {
+            (metrics, format!("champion v{champion} scored on v{version}'s {rows} holdout rows"))
+        }
+        Some(Err(why)) => (
+            champion_record.metrics.clone(),
+            format!(
+                "champion v{champion}'s registered metrics (measured on its own holdout: it cannot score v{version}'s: {why})"
+            ),
+        ),
+        None => (
+            champion_record.metrics.clone(),
+            format!("champion v{champion}'s registered metrics (v{version} has no stored holdout rows)"),
+        ),
+    };
+    let mut report =
+        check(&project.config.rollout.gates, &task, &record.metrics, evaluation.as_ref(), Some(&champion_metrics));
+    report.basis = Some(basis);
+    Ok(report)
 }
 
-/// Applies `gates` to a candidate's holdout `metrics` (and its `evaluation`, for the slice gap),
-/// comparing with the `champion`'s metrics when given. A missing or NaN metric fails its gate.
+/// Applies `gates` to a candidate's holdout `metrics` (and its `evaluation`, for the slice gap)
+/// for `task`, comparing with the `champion`'s metrics on the same rows when given. Gates of
+/// other tasks do not apply; a missing or NaN metric fails its gate.
 pub fn check(
     gates: &Gates,
+    task: &Task,
     metrics: &BTreeMap<String, f64>,
     evaluation: Option<&Evaluation>,
     champion: Option<&BTreeMap<String, f64>>,
@@ -77,41 +113,90 @@ pub fn check(
     let value = |metrics: &BTreeMap<String, f64>, name: &str| metrics.get(name).copied().unwrap_or(f64::NAN);
     let mut checks = Vec::new();
     // Each gate holds only when its comparison is true, so NaN fails.
-    let false_positive_rate = value(metrics, "false_positive_rate");
-    checks.push(GateCheck {
-        gate: "max_false_positive_rate",
-        passed: false_positive_rate <= gates.max_false_positive_rate,
-        detail: format!("false-positive rate {false_positive_rate:.4} ≤ {:.4}", gates.max_false_positive_rate),
-    });
-    if let Some(champion) = champion {
-        let (recall, champion_recall) = (value(metrics, "recall"), value(champion, "recall"));
-        checks.push(GateCheck {
-            gate: "recall_tolerance",
-            passed: recall >= champion_recall - gates.recall_tolerance,
-            detail: format!("recall {recall:.3} ≥ champion's {champion_recall:.3} − {:.3}", gates.recall_tolerance),
-        });
-        let (auc, champion_auc) = (value(metrics, "roc_auc"), value(champion, "roc_auc"));
-        checks.push(GateCheck {
-            gate: "auc_tolerance",
-            passed: auc >= champion_auc - gates.auc_tolerance,
-            detail: format!("ROC-AUC {auc:.3} ≥ champion's {champion_auc:.3} − {:.3}", gates.auc_tolerance),
-        });
-    }
-    if let Some(minimum) = gates.min_roc_auc {
-        let auc = value(metrics, "roc_auc");
-        checks.push(GateCheck {
-            gate: "min_roc_auc",
-            passed: auc >= minimum,
-            detail: format!("ROC-AUC {auc:.3} ≥ {minimum:.3}"),
-        });
-    }
-    if let Some(minimum) = gates.min_recall {
-        let recall = value(metrics, "recall");
-        checks.push(GateCheck {
-            gate: "min_recall",
-            passed: recall >= minimum,
-            detail: format!("recall {recall:.3} ≥ {minimum:.3}"),
-        });
+    match task.kind() {
+        TaskKind::Binary => {
+            let false_positive_rate = value(metrics, "false_positive_rate");
+            checks.push(GateCheck {
+                gate: "max_false_positive_rate",
+                passed: false_positive_rate <= gates.max_false_positive_rate,
+                detail: format!("false-positive rate {false_positive_rate:.4} ≤ {:.4}", gates.max_false_positive_rate),
+            });
+            if let Some(champion) = champion {
+                let (recall, champion_recall) = (value(metrics, "recall"), value(champion, "recall"));
+                checks.push(GateCheck {
+                    gate: "recall_tolerance",
+                    passed: recall >= champion_recall - gates.recall_tolerance,
+                    detail: format!(
+                        "recall {recall:.3} ≥ champion's {champion_recall:.3} − {:.3}",
+                        gates.recall_tolerance
+                    ),
+                });
+                let (auc, champion_auc) = (value(metrics, "roc_auc"), value(champion, "roc_auc"));
+                checks.push(GateCheck {
+                    gate: "auc_tolerance",
+                    passed: auc >= champion_auc - gates.auc_tolerance,
+                    detail: format!("ROC-AUC {auc:.3} ≥ champion's {champion_auc:.3} − {:.3}", gates.auc_tolerance),
+                });
+            }
+            if let Some(minimum) = gates.min_roc_auc {
+                let auc = value(metrics, "roc_auc");
+                checks.push(GateCheck {
+                    gate: "min_roc_auc",
+                    passed: auc >= minimum,
+                    detail: format!("ROC-AUC {auc:.3} ≥ {minimum:.3}"),
+                });
+            }
+            if let Some(minimum) = gates.min_recall {
+                let recall = value(metrics, "recall");
+                checks.push(GateCheck {
+                    gate: "min_recall",
+                    passed: recall >= minimum,
+                    detail: format!("recall {recall:.3} ≥ {minimum:.3}"),
+                });
+            }
+        }
+        TaskKind::Multiclass => {
+            let accuracy = value(metrics, "accuracy");
+            if let Some(champion) = champion {
+                let champion_accuracy = value(champion, "accuracy");
+                checks.push(GateCheck {
+                    gate: "accuracy_tolerance",
+                    passed: accuracy >= champion_accuracy - gates.accuracy_tolerance,
+                    detail: format!(
+                        "accuracy {accuracy:.3} ≥ champion's {champion_accuracy:.3} − {:.3}",
+                        gates.accuracy_tolerance
+                    ),
+                });
+            }
+            if let Some(minimum) = gates.min_accuracy {
+                checks.push(GateCheck {
+                    gate: "min_accuracy",
+                    passed: accuracy >= minimum,
+                    detail: format!("accuracy {accuracy:.3} ≥ {minimum:.3}"),
+                });
+            }
+        }
+        TaskKind::Regression => {
+            let rmse = value(metrics, "rmse");
+            if let Some(champion) = champion {
+                let champion_rmse = value(champion, "rmse");
+                checks.push(GateCheck {
+                    gate: "rmse_tolerance",
+                    passed: rmse <= champion_rmse * (1.0 + gates.rmse_tolerance),
+                    detail: format!(
+                        "RMSE {rmse:.4} ≤ champion's {champion_rmse:.4} × (1 + {:.3})",
+                        gates.rmse_tolerance
+                    ),
+                });
+            }
+            if let Some(maximum) = gates.max_rmse {
+                checks.push(GateCheck {
+                    gate: "max_rmse",
+                    passed: rmse <= maximum,
+                    detail: format!("RMSE {rmse:.4} ≤ {maximum:.4}"),
+                });
+            }
+        }
     }
     if let Some(maximum) = gates.max_slice_gap {
         let check = match evaluation {
@@ -136,7 +221,7 @@ pub fn check(
         };
         checks.push(check);
     }
-    GateReport { checks }
+    GateReport { checks, basis: None }
 }
 
 #[cfg(test)]
@@ -175,11 +260,12 @@ mod tests {
         let gates =
             Gates { min_roc_auc: Some(0.9), min_recall: Some(0.5), max_slice_gap: Some(0.2), ..Gates::default() };
         let champion = metrics(0.93, 0.7, 0.01);
-        let good = check(&gates, &metrics(0.94, 0.72, 0.02), Some(&evaluation(Some(0.1))), Some(&champion));
+        let good =
+            check(&gates, &Task::binary(), &metrics(0.94, 0.72, 0.02), Some(&evaluation(Some(0.1))), Some(&champion));
         assert!(good.passed(), "{:?}", good.failures());
         assert_eq!(good.checks.len(), 6);
         let failing = |candidate: BTreeMap<String, f64>, gap: Option<f64>| -> Vec<&'static str> {
-            check(&gates, &candidate, Some(&evaluation(gap)), Some(&champion))
+            check(&gates, &Task::binary(), &candidate, Some(&evaluation(gap)), Some(&champion))
                 .checks
                 .into_iter()
                 .filter(|check| !check.passed)
@@ -192,12 +278,39 @@ mod tests {
         assert_eq!(failing(metrics(0.94, 0.72, 0.02), Some(0.25)), ["max_slice_gap"]);
         assert!(failing(metrics(0.94, 0.72, 0.02), None).is_empty());
         let low = Gates { recall_tolerance: 1.0, auc_tolerance: 1.0, ..gates.clone() };
-        let report = check(&low, &metrics(0.85, 0.4, 0.02), Some(&evaluation(None)), Some(&champion));
+        let report = check(&low, &Task::binary(), &metrics(0.85, 0.4, 0.02), Some(&evaluation(None)), Some(&champion));
         assert_eq!(report.failures().len(), 2, "{:?}", report.failures());
         // Without a champion the comparisons are skipped; without an evaluation the gap fails;
         // a NaN metric fails.
-        let alone = check(&gates, &metrics(0.95, 0.8, f64::NAN), None, None);
+        let alone = check(&gates, &Task::binary(), &metrics(0.95, 0.8, f64::NAN), None, None);
         let failed: Vec<_> = alone.checks.iter().filter(|check| !check.passed).map(|check| check.gate).collect();
         assert_eq!(failed, ["max_false_positive_rate", "max_slice_gap"]);
+    }
+
+    #[test]
+    fn multiclass_and_regression_gates_compare_their_own_metrics() {
+        let gates =
+            Gates { min_accuracy: Some(0.8), max_rmse: Some(10.0), min_roc_auc: Some(0.99), ..Gates::default() };
+        let classes = Task::Multiclass { classes: vec!["a".into(), "b".into(), "c".into()] };
+        let accuracy = |value: f64| BTreeMap::from([("accuracy".to_string(), value)]);
+        let failed = |report: GateReport| -> Vec<&'static str> {
+            report.checks.into_iter().filter(|check| !check.passed).map(|check| check.gate).collect()
+        };
+        assert!(failed(check(&gates, &classes, &accuracy(0.9), None, Some(&accuracy(0.905)))).is_empty());
+        assert_eq!(
+            failed(check(&gates, &classes, &accuracy(0.85), None, Some(&accuracy(0.9)))),
+            ["accuracy_tolerance"]
+        );
+        assert_eq!(failed(check(&gates, &classes, &accuracy(0.7), None, None)), ["min_accuracy"]);
+        let rmse = |value: f64| BTreeMap::from([("rmse".to_string(), value)]);
+        let numbers = Task::Regression;
+        assert!(
+            failed(check(&gates, &numbers, &rmse(8.1), None, Some(&rmse(8.0)))).is_empty(),
+            "1.25 % worse is tolerated"
+        );
+        assert_eq!(failed(check(&gates, &numbers, &rmse(8.2), None, Some(&rmse(8.0)))), ["rmse_tolerance"]);
+        assert_eq!(failed(check(&gates, &numbers, &rmse(11.0), None, None)), ["max_rmse"]);
+        let report = check(&gates, &numbers, &rmse(5.0), None, None);
+        assert!(report.checks.iter().all(|check| check.gate != "min_roc_auc"), "binary gates do not apply");
     }
 }

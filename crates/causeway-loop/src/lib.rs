@@ -9,6 +9,7 @@ pub mod controller;
 mod error;
 pub mod external;
 pub mod gates;
+pub mod labels;
 pub mod pipeline;
 pub mod project;
 pub mod scenario;

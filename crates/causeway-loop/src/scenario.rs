@@ -333,7 +333,7 @@ pub fn run_demo(dir: &Path, options: &DemoOptions, observer: &mut dyn Observer) 
         message: format!(
             "trained v{champion} ({}) on {} rows: holdout ROC-AUC {:.3}, PR-AUC {:.3}, recall {:.3} at FPR {:.4}{comparison}; v{champion} is champion",
             trained.outcome.artifact.model.flavor(),
-            set.len(),
+            set.set.len(),
             metric("roc_auc"),
             metric("pr_auc"),
             metric("recall"),

@@ -5,12 +5,15 @@ use std::collections::BTreeMap;
 use causeway_types::FeatureValue;
 use serde::{Deserialize, Serialize};
 
+use crate::ensemble::Transform;
 use crate::ensemble::TreeEnsemble;
 use crate::error::{Error, Result};
-use crate::gbdt::GbdtModel;
+use crate::gbdt::{GbdtModel, Objective};
+use crate::linear::{LinearModel, Link};
 use crate::logistic::LogisticModel;
 use crate::onnx_graph::OnnxGraph;
 use crate::signature::Signature;
+use crate::task::Task;
 use crate::{InputError, Predictor};
 
 /// The artifact format this build writes and the newest it reads.
@@ -22,8 +25,10 @@ pub const ARTIFACT_FORMAT_VERSION: u32 = 1;
 pub enum Model {
     /// Gradient-boosted trees.
     Gbdt(GbdtModel),
-    /// Logistic regression.
+    /// Logistic regression (binary).
     Logistic(LogisticModel),
+    /// A linear model: ridge regression, or multinomial logistic regression.
+    Linear(LinearModel),
     /// A tree ensemble imported from XGBoost or LightGBM, scored with its library's arithmetic.
     Ensemble(TreeEnsemble),
     /// Any other ONNX graph, scored by onnxruntime.
@@ -34,9 +39,38 @@ impl Model {
     /// Values per row: 1 for a score, the class count for a multi-class model.
     pub fn outputs(&self) -> usize {
         match self {
+            Self::Gbdt(model) => model.outputs(),
+            Self::Linear(model) => model.outputs(),
             Self::Ensemble(model) => model.outputs.max(1),
             Self::Onnx(graph) => graph.outputs(),
-            _ => 1,
+            Self::Logistic(_) => 1,
+        }
+    }
+
+    /// The task the model's outputs fit, as far as the model alone tells: class probabilities
+    /// (classes known by index), a probability (binary, classes 0 and 1), or a number.
+    pub fn natural_task(&self) -> Task {
+        match self {
+            Self::Gbdt(model) => match model.objective {
+                Objective::Logistic => Task::binary(),
+                Objective::Softmax { classes } => Task::indexed_classes(classes),
+                Objective::SquaredError => Task::Regression,
+            },
+            Self::Logistic(_) => Task::binary(),
+            Self::Linear(model) => match model.link {
+                Link::Softmax => Task::indexed_classes(model.outputs()),
+                Link::Identity => Task::Regression,
+            },
+            Self::Ensemble(model) => match model.transform {
+                _ if model.outputs > 1 => Task::indexed_classes(model.outputs),
+                Transform::Sigmoid { .. } => Task::binary(),
+                Transform::Identity | Transform::Exp | Transform::Softmax => Task::Regression,
+            },
+            Self::Onnx(graph) => match (graph.classes, graph.column) {
+                (Some(classes), _) => Task::indexed_classes(classes),
+                (None, Some(_)) => Task::binary(),
+                (None, None) => Task::Regression,
+            },
         }
     }
 
@@ -46,7 +80,9 @@ impl Model {
         match self {
             Self::Ensemble(model) => model.score_rows(rows),
             Self::Onnx(graph) => graph.score_outputs(rows),
-            other => other.predict_rows(rows),
+            Self::Gbdt(model) => model.predict_outputs(rows),
+            Self::Linear(model) => model.predict_outputs(rows),
+            Self::Logistic(model) => model.predict_rows(rows),
         }
     }
 
@@ -55,6 +91,7 @@ impl Model {
         match self {
             Self::Gbdt(_) => "gbdt",
             Self::Logistic(_) => "logistic",
+            Self::Linear(_) => "linear",
             Self::Ensemble(_) => "tree_ensemble",
             Self::Onnx(_) => "onnx",
         }
@@ -66,6 +103,7 @@ impl Predictor for Model {
         match self {
             Self::Gbdt(model) => model.predict_row(row),
             Self::Logistic(model) => model.predict_row(row),
+            Self::Linear(model) => model.predict_row(row),
             Self::Ensemble(model) => {
                 let outputs = match model.compiled() {
                     Some(compiled) => compiled.predict_row(row),
@@ -89,6 +127,7 @@ impl Predictor for Model {
                 .collect(),
             Self::Ensemble(model) => model.score_rows(rows),
             Self::Onnx(graph) => graph.score_rows(rows),
+            Self::Gbdt(model) => model.predict_rows(rows),
             other => rows.iter().map(|row| other.predict_row(row)).collect(),
         }
     }
@@ -103,7 +142,11 @@ pub struct ModelArtifact {
     pub model: Model,
     /// Its inputs.
     pub signature: Signature,
-    /// Scores at or above this are the positive class.
+    /// What it predicts, with its classes (artifacts written before tasks existed get the task
+    /// their model's outputs fit).
+    pub task: Task,
+    /// Binary models: scores at or above this are the positive class (0.5 for other tasks,
+    /// where it does not apply).
     pub threshold: f64,
     /// Free-form facts (training run, dataset) for people.
     #[serde(default)]
@@ -111,9 +154,22 @@ pub struct ModelArtifact {
 }
 
 impl ModelArtifact {
-    /// Wraps a model; the artifact is checked for consistency.
+    /// Wraps a model for the task its outputs fit ([`Model::natural_task`]); checked for
+    /// consistency.
     pub fn new(model: Model, signature: Signature, threshold: f64, metadata: BTreeMap<String, String>) -> Result<Self> {
-        let artifact = Self { format_version: ARTIFACT_FORMAT_VERSION, model, signature, threshold, metadata };
+        let task = model.natural_task();
+        Self::for_task(model, signature, task, threshold, metadata)
+    }
+
+    /// Wraps a model for `task` (named classes, or a number); checked for consistency.
+    pub fn for_task(
+        model: Model,
+        signature: Signature,
+        task: Task,
+        threshold: f64,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<Self> {
+        let artifact = Self { format_version: ARTIFACT_FORMAT_VERSION, model, signature, task, threshold, metadata };
         artifact.validate()?;
         Ok(artifact)
     }
@@ -128,7 +184,16 @@ impl ModelArtifact {
         if header.format_version > ARTIFACT_FORMAT_VERSION {
             return Err(Error::TooNew { found: header.format_version, supported: ARTIFACT_FORMAT_VERSION });
         }
-        let artifact: Self = serde_json::from_slice(bytes)?;
+        let mut document: serde_json::Value = serde_json::from_slice(bytes)?;
+        let task_missing = document.get("task").is_none();
+        if let Some(object) = document.as_object_mut()
+            && task_missing
+        {
+            // Written before artifacts named their task: the model's outputs tell it.
+            let model: Model = serde_json::from_value(object.get("model").cloned().unwrap_or_default())?;
+            object.insert("task".into(), serde_json::to_value(model.natural_task())?);
+        }
+        let artifact: Self = serde_json::from_value(document)?;
         artifact.validate()?;
         Ok(artifact)
     }
@@ -142,10 +207,24 @@ impl ModelArtifact {
         if !(0.0..=1.0).contains(&self.threshold) {
             return Err(Error::Invalid(format!("threshold {} is outside 0..1", self.threshold)));
         }
+        let outputs = self.model.outputs();
+        let fits = match &self.task {
+            Task::Binary { classes } => classes.len() == 2 && outputs == 1,
+            Task::Multiclass { classes } => classes.len() >= 2 && outputs == classes.len(),
+            Task::Regression => outputs == 1,
+        };
+        if !fits {
+            return Err(Error::Invalid(format!(
+                "a {} task with {} classes cannot be served by a model with {outputs} outputs",
+                self.task.kind(),
+                self.task.classes().len()
+            )));
+        }
         let width = self.signature.width();
         match &self.model {
             Model::Gbdt(model) => model.validate(width),
             Model::Logistic(model) => model.validate(width),
+            Model::Linear(model) => model.validate(width),
             Model::Ensemble(model) => {
                 model.validate()?;
                 if model.features != width {
@@ -178,6 +257,12 @@ impl ModelArtifact {
     /// Checks, encodes and scores one row of feature values.
     pub fn score_values(&self, values: &[FeatureValue]) -> Result<f64, InputError> {
         Ok(self.model.predict_row(&self.signature.encode(values)?))
+    }
+
+    /// Every output of one encoded row: the positive class's probability, each class's
+    /// probability, or the prediction.
+    pub fn outputs_of(&self, row: &[f64]) -> Vec<f64> {
+        self.model.predict_outputs(std::slice::from_ref(&row.to_vec()))
     }
 
     /// Checks and scores already encoded rows.

@@ -73,7 +73,8 @@ pub enum EnsembleNode {
     Numeric {
         /// Feature index.
         feature: u32,
-        /// Threshold (an `f32` value widened, for `Float32` ensembles).
+        /// Threshold (an `f32` value widened, for `Float32` ensembles; may be infinite).
+        #[serde(with = "crate::float_text")]
         threshold: f64,
         /// The comparison that sends a value left.
         comparison: Comparison,
@@ -106,6 +107,7 @@ pub enum EnsembleNode {
     /// A leaf adding `value` to its tree's output.
     Leaf {
         /// The contribution.
+        #[serde(with = "crate::float_text")]
         value: f64,
     },
 }

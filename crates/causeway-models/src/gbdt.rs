@@ -1,4 +1,6 @@
-//! Gradient-boosted decision trees for binary classification, stored as flat node arrays.
+//! Gradient-boosted decision trees, stored as flat node arrays: binary classification (a sigmoid
+//! on the margin), multi-class classification (one tree per class per round, a softmax across
+//! the classes' margins) and regression (the margin is the prediction).
 
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +20,8 @@ pub enum Node {
     Split {
         /// Feature index.
         feature: u32,
-        /// Split threshold.
+        /// Split threshold (may be infinite).
+        #[serde(with = "crate::float_text")]
         threshold: f64,
         /// Left child index.
         left: u32,
@@ -44,7 +47,8 @@ pub enum Node {
     },
     /// A leaf adding `value` to the margin.
     Leaf {
-        /// The leaf's contribution (log-odds).
+        /// The leaf's contribution (log-odds, or part of the prediction).
+        #[serde(with = "crate::float_text")]
         value: f64,
     },
 }
@@ -111,23 +115,96 @@ impl Tree {
     }
 }
 
-/// A boosted ensemble: probability = sigmoid(base_score + Σ tree leaf values), summed from the
-/// base score tree by tree. Scored by the compiled engine shared with imported models.
+/// What the margins of a [`GbdtModel`] mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Objective {
+    /// Log loss: the probability of the positive class is `sigmoid(margin)`.
+    #[default]
+    Logistic,
+    /// Multi-class log loss: tree `t` adds to class `t % classes`; the classes' probabilities
+    /// are the softmax of their margins.
+    Softmax {
+        /// The number of classes.
+        classes: usize,
+    },
+    /// Squared error: the margin is the prediction.
+    SquaredError,
+}
+
+impl Objective {
+    /// Values per row.
+    pub fn outputs(self) -> usize {
+        match self {
+            Self::Softmax { classes } => classes,
+            _ => 1,
+        }
+    }
+}
+
+/// A boosted ensemble: margin = base score + Σ tree leaf values, summed tree by tree, turned into
+/// outputs by the [`Objective`] (for binary models: probability = sigmoid(margin)). Scored by the
+/// compiled engine shared with imported models.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GbdtModel {
-    /// The starting margin (log-odds).
+    /// The starting margin (log-odds for binary models, the mean for regression).
     pub base_score: f64,
     /// The trees.
     pub trees: Vec<Tree>,
+    /// What the margins mean (binary log loss when absent, as artifacts before multi-class had).
+    #[serde(default)]
+    pub objective: Objective,
+    /// The starting margin of each class (softmax models only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub base_scores: Vec<f64>,
     /// The compiled form, made on first use.
     #[serde(skip)]
     engine: CompiledCache,
 }
 
 impl GbdtModel {
-    /// A model from its base score and trees.
+    /// A binary model from its base score and trees.
     pub fn new(base_score: f64, trees: Vec<Tree>) -> Self {
-        Self { base_score, trees, engine: CompiledCache::default() }
+        Self::with_objective(Objective::Logistic, vec![base_score], trees)
+    }
+
+    /// A model of any objective: one base score per output (one, or one per class), and trees
+    /// (for softmax, round after round, one tree per class in class order).
+    pub fn with_objective(objective: Objective, base_scores: Vec<f64>, trees: Vec<Tree>) -> Self {
+        let base_score = base_scores.first().copied().unwrap_or(0.0);
+        let base_scores = if objective.outputs() > 1 { base_scores } else { Vec::new() };
+        Self { base_score, trees, objective, base_scores, engine: CompiledCache::default() }
+    }
+
+    /// Values per row: 1, or the class count.
+    pub fn outputs(&self) -> usize {
+        self.objective.outputs()
+    }
+
+    /// Every output of every row, row after row: class probabilities, the positive class's
+    /// probability, or the prediction.
+    pub fn predict_outputs(&self, rows: &[Vec<f64>]) -> Vec<f64> {
+        let width = rows.first().map_or(0, Vec::len);
+        self.compiled(width)
+            .and_then(|engine| engine.score_rows(rows))
+            .unwrap_or_else(|| rows.iter().flat_map(|row| self.reference_outputs(row)).collect())
+    }
+
+    /// One row's outputs by the reference traversal.
+    pub fn reference_outputs(&self, row: &[f64]) -> Vec<f64> {
+        match self.objective {
+            Objective::Logistic => vec![crate::sigmoid(self.margin(row))],
+            Objective::SquaredError => vec![self.margin(row)],
+            Objective::Softmax { classes } => {
+                let mut margins: Vec<f64> =
+                    (0..classes).map(|class| self.base_scores.get(class).copied().unwrap_or(0.0)).collect();
+                for (index, tree) in self.trees.iter().enumerate() {
+                    margins[index % classes.max(1)] += tree.leaf_value(row);
+                }
+                crate::linear::softmax(&mut margins);
+                margins
+            }
+        }
     }
 
     /// The same model as a [`TreeEnsemble`] of `width` inputs (`f64`, `x < t`, NaN by the
@@ -167,15 +244,29 @@ impl GbdtModel {
                 group: 0,
                 weight: 1.0,
             })
+            .collect::<Vec<_>>();
+        let outputs = self.outputs();
+        let trees = trees
+            .into_iter()
+            .enumerate()
+            .map(|(index, tree)| EnsembleTree { group: (index % outputs.max(1)) as u32, ..tree })
             .collect();
+        let (base_margins, transform) = match self.objective {
+            Objective::Logistic => (vec![self.base_score], Transform::Sigmoid { scale: 1.0 }),
+            Objective::SquaredError => (vec![self.base_score], Transform::Identity),
+            Objective::Softmax { classes } => (
+                (0..classes).map(|class| self.base_scores.get(class).copied().unwrap_or(0.0)).collect(),
+                Transform::Softmax,
+            ),
+        };
         TreeEnsemble {
             features: width,
-            outputs: 1,
-            base_margins: vec![self.base_score],
+            outputs,
+            base_margins,
             trees,
             precision: Precision::Float64,
             average_over: None,
-            transform: Transform::Sigmoid { scale: 1.0 },
+            transform,
             source: "causeway gbdt".into(),
             compiled: CompiledCache::default(),
         }
@@ -185,30 +276,44 @@ impl GbdtModel {
     fn compiled(&self, width: usize) -> Option<&CompiledEnsemble> {
         self.engine.get_or_compile(|| CompiledEnsemble::new(&self.to_ensemble(width)).ok())
     }
-    /// The raw margin (log-odds) for one row, by the reference traversal.
+    /// The raw margin for one row of a one-output model (log-odds, or the prediction), by the
+    /// reference traversal.
     pub fn margin(&self, row: &[f64]) -> f64 {
         self.trees.iter().fold(self.base_score, |margin, tree| margin + tree.leaf_value(row))
     }
 
-    /// Checks every tree against an input width.
+    /// Checks every tree against an input width, and the objective against the base scores.
     pub fn validate(&self, width: usize) -> Result<()> {
+        if let Objective::Softmax { classes } = self.objective
+            && (classes < 2 || self.base_scores.len() != classes)
+        {
+            return Err(Error::Invalid(format!(
+                "a softmax model of {classes} classes needs {classes} base scores, has {}",
+                self.base_scores.len()
+            )));
+        }
         self.trees.iter().enumerate().try_for_each(|(index, tree)| tree.validate(width, index))
     }
 }
 
 impl Predictor for GbdtModel {
+    /// The positive class's probability, the prediction, or (multi-class) the most likely
+    /// class's probability.
     fn predict_row(&self, row: &[f64]) -> f64 {
-        match self.compiled(row.len()).filter(|engine| engine.features() == row.len()) {
-            Some(engine) => engine.predict_row(row)[0],
-            None => crate::sigmoid(self.margin(row)),
-        }
+        let outputs = match self.compiled(row.len()).filter(|engine| engine.features() == row.len()) {
+            Some(engine) => engine.predict_row(row),
+            None => self.reference_outputs(row),
+        };
+        outputs.iter().copied().fold(f64::NAN, f64::max)
     }
 
     fn predict_rows(&self, rows: &[Vec<f64>]) -> Vec<f64> {
-        let width = rows.first().map_or(0, Vec::len);
-        self.compiled(width)
-            .and_then(|engine| engine.score_rows(rows))
-            .unwrap_or_else(|| rows.iter().map(|row| crate::sigmoid(self.margin(row))).collect())
+        let outputs = self.outputs().max(1);
+        let all = self.predict_outputs(rows);
+        if outputs == 1 {
+            return all;
+        }
+        all.chunks(outputs).map(|classes| classes.iter().copied().fold(f64::NAN, f64::max)).collect()
     }
 }
 

@@ -9,21 +9,27 @@ mod artifact;
 pub mod compiled;
 pub mod ensemble;
 mod error;
+mod float_text;
 pub mod gbdt;
 pub mod import;
+pub mod linear;
 pub mod logistic;
+pub mod metrics;
 pub mod onnx_graph;
 pub mod signature;
+pub mod task;
 
 pub use artifact::{ARTIFACT_FORMAT_VERSION, Model, ModelArtifact};
 pub use compiled::CompiledEnsemble;
 pub use ensemble::TreeEnsemble;
 pub use error::{Error, InputError, Result};
-pub use gbdt::{GbdtModel, Node, Tree};
+pub use gbdt::{GbdtModel, Node, Objective, Tree};
 pub use import::{FeatureDescription, Imported, ModelFormat, import_as, import_model};
+pub use linear::{LinearModel, Link};
 pub use logistic::LogisticModel;
 pub use onnx_graph::{OnnxGraph, use_runtime_library};
 pub use signature::{FeatureKind, FeatureSpec, Signature};
+pub use task::{LabelValue, Task, TaskKind};
 
 /// Something that turns encoded feature rows into probabilities of the positive class.
 pub trait Predictor: Send + Sync {

@@ -59,6 +59,20 @@ pub struct OutputTensor {
     pub data: Vec<Value>,
 }
 
+impl From<causeway_serving::outputs::OutputTensor> for OutputTensor {
+    fn from(tensor: causeway_serving::outputs::OutputTensor) -> Self {
+        use causeway_serving::outputs::TensorData;
+        let datatype = tensor.data.datatype().to_string();
+        let data = match tensor.data {
+            TensorData::Fp64(values) => values.into_iter().map(Value::from).collect(),
+            TensorData::Int64(values) => values.into_iter().map(Value::from).collect(),
+            TensorData::Bool(values) => values.into_iter().map(Value::from).collect(),
+            TensorData::Bytes(values) => values.into_iter().map(Value::from).collect(),
+        };
+        Self { name: tensor.name.to_string(), shape: tensor.shape, datatype, data }
+    }
+}
+
 /// Tensor metadata for `GET /v2/models/{name}`.
 #[derive(Debug, Serialize)]
 pub struct TensorMetadata {
@@ -68,6 +82,9 @@ pub struct TensorMetadata {
     pub datatype: String,
     /// Shape (-1 is variable).
     pub shape: Vec<i64>,
+    /// A categorical input's vocabulary: send one of these as BYTES (or its index).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<serde_json::Value>,
 }
 
 const NUMERIC_TYPES: [&str; 11] =
@@ -223,6 +240,10 @@ pub fn input_metadata(signature: &Signature) -> Vec<TensorMetadata> {
                 FeatureKind::Categorical { .. } => "BYTES".into(),
             },
             shape: vec![-1],
+            parameters: match &feature.kind {
+                FeatureKind::Categorical { vocabulary } => Some(serde_json::json!({ "categories": vocabulary })),
+                FeatureKind::Numeric => None,
+            },
         })
         .collect()
 }

@@ -8,7 +8,9 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
+use causeway_models::{LabelValue, Task};
 use causeway_serving::RecordRequest;
+use causeway_serving::outputs::output_metadata;
 use causeway_types::{ErrorCode, LabelRecord, TOOL_VERSION};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -74,18 +76,17 @@ fn metadata(state: &AppState, name: &str, version: Option<u32>) -> Result<Json<V
         "versions": versions,
         "platform": format!("causeway_{}", artifact.model.flavor()),
         "inputs": input_metadata(&artifact.signature),
-        "outputs": if artifact.model.outputs() > 1 {
-            json!([
-                {"name": "probabilities", "datatype": "FP64", "shape": [-1, artifact.model.outputs()]},
-                {"name": "label", "datatype": "INT64", "shape": [-1]}
-            ])
-        } else {
-            json!([
-                {"name": "score", "datatype": "FP64", "shape": [-1]},
-                {"name": "label", "datatype": "BOOL", "shape": [-1]}
-            ])
-        },
-        "parameters": {"version": version.to_string(), "threshold": artifact.threshold, "champion": deployment.champion.version.to_string()}
+        "outputs": output_metadata(&artifact)
+            .into_iter()
+            .map(|(name, datatype, shape)| json!({"name": name, "datatype": datatype, "shape": shape}))
+            .collect::<Vec<_>>(),
+        "parameters": {
+            "version": version.to_string(),
+            "task": artifact.task.kind().as_str(),
+            "classes": artifact.task.classes(),
+            "threshold": artifact.threshold,
+            "champion": deployment.champion.version.to_string()
+        }
     })))
 }
 
@@ -174,46 +175,7 @@ fn infer_now(
     let artifact = state.engine.artifact(name, signature_version)?;
     let rows = rows_from_tensors(&artifact.signature, &request.inputs)?;
     let outcome = state.engine.infer(name, version, &rows, request.id.as_deref())?;
-    let count = outcome.scores.len();
-    let outputs = if outcome.outputs > 1 {
-        // Multi-class: every class's probability, and the most likely class.
-        let classes = outcome.outputs;
-        let labels = outcome.class_probabilities.chunks(classes).map(|row| {
-            row.iter()
-                .enumerate()
-                .fold((0, f64::NEG_INFINITY), |best, (class, p)| if *p > best.1 { (class, *p) } else { best })
-                .0
-        });
-        vec![
-            OutputTensor {
-                name: "probabilities".into(),
-                shape: vec![count, classes],
-                datatype: "FP64".into(),
-                data: outcome.class_probabilities.iter().map(|p| json!(p)).collect(),
-            },
-            OutputTensor {
-                name: "label".into(),
-                shape: vec![count],
-                datatype: "INT64".into(),
-                data: labels.map(|class| json!(class)).collect(),
-            },
-        ]
-    } else {
-        vec![
-            OutputTensor {
-                name: "score".into(),
-                shape: vec![count],
-                datatype: "FP64".into(),
-                data: outcome.scores.iter().map(|score| json!(score)).collect(),
-            },
-            OutputTensor {
-                name: "label".into(),
-                shape: vec![count],
-                datatype: "BOOL".into(),
-                data: outcome.scores.iter().map(|score| json!(*score >= outcome.threshold)).collect(),
-            },
-        ]
-    };
+    let outputs = outcome.tensors().into_iter().map(OutputTensor::from).collect();
     let response = InferResponse {
         model_name: name.to_string(),
         model_version: outcome.version.to_string(),
@@ -261,6 +223,9 @@ async fn score_record(State(state): State<AppState>, Path(name): Path<String>, b
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LabelsBody {
+    /// The model the labels are for (needed when several are deployed and labels are text).
+    #[serde(default)]
+    model: Option<String>,
     labels: Vec<LabelItem>,
 }
 
@@ -268,29 +233,52 @@ struct LabelsBody {
 #[serde(deny_unknown_fields)]
 struct LabelItem {
     request_id: String,
-    label: f64,
+    label: LabelValue,
 }
 
 /// The most labels one request may carry.
 const MAX_LABELS: usize = 100_000;
+
+/// The task labels are checked against: the named model's champion, or the only deployed model.
+fn labels_task(state: &AppState, model: Option<&str>) -> Result<Option<Task>, ApiError> {
+    let name = match model {
+        Some(name) => name.to_string(),
+        None => match state.engine.deployed_models().as_slice() {
+            [only] => only.clone(),
+            _ => return Ok(None),
+        },
+    };
+    let deployment = state.engine.deployment(&name)?;
+    Ok(Some(deployment.champion.artifact.task.clone()))
+}
 
 async fn post_labels(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let body: LabelsBody = parse(&body)?;
     if body.labels.len() > MAX_LABELS {
         return Err(ApiError::new(ErrorCode::TooLarge, format!("at most {MAX_LABELS} labels per request")));
     }
-    if let Some(bad) = body.labels.iter().find(|item| !item.label.is_finite() || item.request_id.is_empty()) {
-        return Err(ApiError::invalid(format!(
-            "label for `{}` must be a finite number with a non-empty request_id",
-            bad.request_id
-        )));
+    if let Some(bad) = body.labels.iter().find(|item| item.request_id.is_empty()) {
+        return Err(ApiError::invalid(format!("label {:?} has an empty request_id", bad.label)));
     }
+    let task = labels_task(&state, body.model.as_deref())?;
     let now = state.clock.now_ms();
-    let labels: Vec<(String, LabelRecord)> = body
-        .labels
-        .into_iter()
-        .map(|item| (item.request_id, LabelRecord { label: item.label, arrived_ms: now }))
-        .collect();
+    let mut labels: Vec<(String, LabelRecord)> = Vec::with_capacity(body.labels.len());
+    for item in body.labels {
+        let encoded = match (&task, &item.label) {
+            (Some(task), label) => task.encode_label(label).map_err(|why| {
+                ApiError::invalid(format!("label for `{}`: {why}; nothing was stored", item.request_id))
+            })?,
+            (None, LabelValue::Number(value)) if value.is_finite() => *value,
+            (None, label) => {
+                return Err(ApiError::invalid(format!(
+                    "label for `{}` is {label:?}: with several models deployed, name the model the labels are for \
+                     ({{\"model\": \"NAME\", \"labels\": [...]}}) so the label can be checked; nothing was stored",
+                    item.request_id
+                )));
+            }
+        };
+        labels.push((item.request_id, LabelRecord { label: encoded, arrived_ms: now }));
+    }
     let count = labels.len();
     let meta = state.meta.clone();
     tokio::task::spawn_blocking(move || meta.put_labels(&labels))

@@ -6,7 +6,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use causeway_features::{FeatureSetSpec, OnlineStore, RecordFields};
-use causeway_models::{InputError, ModelArtifact, Predictor};
+use causeway_models::metrics::argmax;
+use causeway_models::{InputError, ModelArtifact, Predictor, Task, TaskKind};
 use causeway_monitor::{PredictionLog, PredictionRecord, Role};
 use causeway_store::{BlobStore, MetaStore};
 use causeway_types::error::HasErrorCode;
@@ -14,6 +15,7 @@ use causeway_types::{CHAMPION, Clock, FeatureValue, RolloutMode, TrafficPolicy};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::outputs::{OutputTensor, output_tensors};
 use crate::routing::route;
 
 /// One loaded model version.
@@ -68,6 +70,16 @@ pub struct RecordRequest {
     pub fields: BTreeMap<String, FeatureValue>,
 }
 
+/// What a record request predicted: a class (by name) or a number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Prediction {
+    /// The predicted number (regression).
+    Value(f64),
+    /// The predicted class.
+    Class(String),
+}
+
 /// The answer to a record request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordDecision {
@@ -77,12 +89,22 @@ pub struct RecordDecision {
     pub model: String,
     /// The version that answered.
     pub version: u32,
-    /// The score (probability of the positive class).
+    /// What the model predicts.
+    pub task: TaskKind,
+    /// Binary: the positive class's probability; multi-class: the predicted class's
+    /// probability; regression: the prediction.
     pub score: f64,
-    /// The version's decision threshold.
-    pub threshold: f64,
-    /// `score >= threshold`.
-    pub positive: bool,
+    /// The predicted class, or the predicted number.
+    pub prediction: Prediction,
+    /// Binary: the version's decision threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// Binary: `score >= threshold`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub positive: Option<bool>,
+    /// Multi-class: every class's probability, by class.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub probabilities: BTreeMap<String, f64>,
     /// The features the model saw, by name.
     pub features: BTreeMap<String, FeatureValue>,
 }
@@ -92,14 +114,24 @@ pub struct RecordDecision {
 pub struct InferOutcome {
     /// The version that answered.
     pub version: u32,
-    /// One score per row (for a multi-class model, the most likely class's probability).
+    /// One score per row: the positive class's probability, the most likely class's
+    /// probability, or the prediction.
     pub scores: Vec<f64>,
-    /// Values per row in `class_probabilities`: 1 for a scoring model, the class count otherwise.
+    /// Values per row in `values`: 1, or the class count.
     pub outputs: usize,
-    /// For a multi-class model, every class's probability, row after row; empty otherwise.
-    pub class_probabilities: Vec<f64>,
-    /// The version's decision threshold.
+    /// Every output of every row, row after row.
+    pub values: Vec<f64>,
+    /// The version's decision threshold (binary models).
     pub threshold: f64,
+    /// What the version predicts.
+    pub task: Task,
+}
+
+impl InferOutcome {
+    /// The answer as the task's output tensors.
+    pub fn tensors(&self) -> Vec<OutputTensor> {
+        output_tensors(&self.task, self.threshold, self.scores.len(), &self.values)
+    }
 }
 
 struct Fields<'a>(&'a BTreeMap<String, FeatureValue>);
@@ -308,12 +340,11 @@ impl Engine {
         }
         let started = Instant::now();
         let outputs = served.artifact.model.outputs();
-        let (scores, class_probabilities) = if outputs > 1 {
-            let probabilities = served.artifact.model.predict_outputs(rows);
-            let top = probabilities.chunks(outputs).map(|classes| classes.iter().copied().fold(f64::NAN, f64::max));
-            (top.collect(), probabilities)
+        let values = served.artifact.model.predict_outputs(rows);
+        let scores: Vec<f64> = if outputs > 1 {
+            values.chunks(outputs).map(|classes| classes.iter().copied().fold(f64::NAN, f64::max)).collect()
         } else {
-            (served.artifact.model.predict_rows(rows), Vec::new())
+            values.clone()
         };
         // A NaN would be answered as a confident label (false, or class 0): refuse instead.
         if let Some(row) = scores.iter().position(|score| score.is_nan()) {
@@ -352,19 +383,19 @@ impl Engine {
             version: served.version,
             scores,
             outputs,
-            class_probabilities,
+            values,
             threshold: served.artifact.threshold,
+            task: served.artifact.task.clone(),
         })
     }
 
-    /// Scores one record: fills its features from the online store, routes, scores and logs.
+    /// Scores one record: fills its features from the online store (or, for a model that reads
+    /// other inputs than the project's features, such as an imported file, takes each of its
+    /// inputs from the fields), routes, scores and logs.
     pub fn score_record(&self, model: &str, request: &RecordRequest) -> Result<RecordDecision> {
         let deployment = self.deployment(model)?;
-        let features = self.features.as_ref().ok_or(Error::NoFeatures)?;
         let started = Instant::now();
         let request_id = request.request_id.clone().unwrap_or_else(|| self.next_request_id());
-        let values = self.record_features(features, &request.fields)?;
-        let by_name: BTreeMap<String, FeatureValue> = features.spec.feature_names().into_iter().zip(values).collect();
         let path = route(
             &request_id,
             deployment.champion.version,
@@ -372,6 +403,7 @@ impl Engine {
             deployment.mode,
         );
         let served = deployment.version(path.served).unwrap_or(&deployment.champion);
+        let by_name = self.record_inputs(&served.artifact, &request.fields)?;
         let encode = |artifact: &ModelArtifact| -> Result<Vec<f64>, InputError> {
             let ordered: Vec<FeatureValue> = artifact
                 .signature
@@ -381,19 +413,17 @@ impl Engine {
                 .collect();
             artifact.signature.encode(&ordered)
         };
-        if served.artifact.model.outputs() > 1 {
-            return Err(Error::Unsupported(format!(
-                "`{model}` is a multi-class model: record scoring answers a decision at a threshold; \
-                 ask /v2/models/{model}/infer for every class's probability"
-            )));
-        }
         let row = encode(&served.artifact)?;
-        let score = served.artifact.model.predict_row(&row);
+        let values = served.artifact.outputs_of(&row);
+        let score = values.iter().copied().fold(f64::NAN, f64::max);
         if score.is_nan() {
             return Err(Error::NoScore { model: model.to_string(), version: served.version, row: 0 });
         }
         let latency_us = started.elapsed().as_micros() as u64;
-        let timestamp_ms = self.event_time(features, &request.fields);
+        let timestamp_ms = match &self.features {
+            Some(features) => self.event_time(features, &request.fields),
+            None => self.clock.now_ms(),
+        };
         self.log.log(PredictionRecord {
             request_id: request_id.clone(),
             timestamp_ms,
@@ -419,15 +449,68 @@ impl Engine {
                 features: shadow_row,
             });
         }
+        let artifact = &served.artifact;
+        let (prediction, threshold, positive, probabilities) = match &artifact.task {
+            Task::Binary { classes } => {
+                let positive = score >= artifact.threshold;
+                (
+                    Prediction::Class(classes[usize::from(positive)].clone()),
+                    Some(artifact.threshold),
+                    Some(positive),
+                    BTreeMap::new(),
+                )
+            }
+            Task::Multiclass { classes } => (
+                Prediction::Class(classes[argmax(&values)].clone()),
+                None,
+                None,
+                classes.iter().cloned().zip(values.iter().copied()).collect(),
+            ),
+            Task::Regression => (Prediction::Value(score), None, None, BTreeMap::new()),
+        };
         Ok(RecordDecision {
             request_id,
             model: model.to_string(),
             version: served.version,
+            task: artifact.task.kind(),
             score,
-            threshold: served.artifact.threshold,
-            positive: score >= served.artifact.threshold,
+            prediction,
+            threshold,
+            positive,
+            probabilities,
             features: by_name,
         })
+    }
+
+    /// The values a record request gives `artifact`, by input name: the project's features (from
+    /// the fields and the online store) when the model reads them, else each model input taken
+    /// from the fields as sent — every input must be there (null for missing).
+    fn record_inputs(
+        &self,
+        artifact: &ModelArtifact,
+        fields: &BTreeMap<String, FeatureValue>,
+    ) -> Result<BTreeMap<String, FeatureValue>> {
+        if let Some(features) = &self.features {
+            let names = features.spec.feature_names();
+            if artifact.signature.features.iter().all(|feature| names.contains(&feature.name)) {
+                let values = self.record_features(features, fields)?;
+                return Ok(names.into_iter().zip(values).collect());
+            }
+        }
+        let mut inputs = BTreeMap::new();
+        for feature in &artifact.signature.features {
+            let value = fields.get(&feature.name).ok_or_else(|| {
+                InputError::new(
+                    &feature.name,
+                    format!(
+                        "is an input of this model and missing from `fields` (inputs: {}; send null for a missing value)",
+                        artifact.signature.names().join(", ")
+                    ),
+                )
+            })?;
+            inputs.insert(feature.name.clone(), value.clone());
+        }
+        Ok(inputs)
     }
 
     fn event_time(&self, features: &OnlineFeatures, fields: &BTreeMap<String, FeatureValue>) -> i64 {

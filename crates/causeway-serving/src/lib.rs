@@ -7,9 +7,10 @@
 
 mod engine;
 mod error;
+pub mod outputs;
 pub mod routing;
 
 pub use engine::{
-    Deployment, Engine, InferOutcome, LoadedVersion, OnlineFeatures, RecordDecision, RecordRequest, Refresh,
+    Deployment, Engine, InferOutcome, LoadedVersion, OnlineFeatures, Prediction, RecordDecision, RecordRequest, Refresh,
 };
 pub use error::{Error, Result};

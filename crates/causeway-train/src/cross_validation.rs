@@ -4,12 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use causeway_models::Signature;
 use causeway_types::SeededRng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::{Trainer, TrainingSet, fit};
+use crate::{Problem, Trainer, TrainingSet, fit};
 
 /// The outcome of a cross-validation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,20 +40,18 @@ pub fn assign_folds(rows: usize, folds: usize, seed: u64) -> Vec<usize> {
 /// Trains and evaluates `trainer` once per fold.
 pub fn cross_validate(
     trainer: &Trainer,
-    signature: &Signature,
+    problem: &Problem<'_>,
     set: &TrainingSet,
     folds: usize,
-    target_false_positive_rate: f64,
-    seed: u64,
 ) -> Result<CrossValidation> {
     if folds < 2 || folds > set.len() {
         return Err(Error::Data(format!("{folds} folds for {} rows: need 2 ≤ folds ≤ rows", set.len())));
     }
-    let assignment = assign_folds(set.len(), folds, seed);
+    let assignment = assign_folds(set.len(), folds, problem.seed);
     let mut results = Vec::with_capacity(folds);
     for fold in 0..folds {
         let (train, holdout) = set.partition(|row| assignment[row] == fold);
-        let outcome = fit(trainer, signature, &train, &holdout, target_false_positive_rate, seed, BTreeMap::new())?;
+        let outcome = fit(trainer, problem, &train, &holdout, BTreeMap::new())?;
         results.push(outcome.metrics);
     }
     let names: Vec<String> = results.first().map(|first| first.keys().cloned().collect()).unwrap_or_default();
@@ -72,7 +69,7 @@ pub fn cross_validate(
 
 #[cfg(test)]
 mod tests {
-    use causeway_models::{FeatureKind, FeatureSpec};
+    use causeway_models::{FeatureKind, FeatureSpec, Signature};
     use causeway_types::FeatureValue;
 
     use super::*;
@@ -102,14 +99,16 @@ mod tests {
         let numeric = |name: &str| FeatureSpec { name: name.into(), kind: FeatureKind::Numeric, nullable: false };
         let signature = Signature { features: vec![numeric("a"), numeric("b")] };
         let trainer = Trainer::Gbdt(GbdtParams { rounds: 30, max_depth: 3, ..GbdtParams::default() });
-        let result = cross_validate(&trainer, &signature, &set, 4, 0.05, 11)?;
+        let task = causeway_models::Task::binary();
+        let problem = Problem { task: &task, signature: &signature, target_false_positive_rate: 0.05, seed: 11 };
+        let result = cross_validate(&trainer, &problem, &set, 4)?;
         assert_eq!(result.folds.len(), 4);
         let held_out: f64 = result.folds.iter().map(|metrics| metrics["rows"]).sum();
         assert_eq!(held_out, 1_200.0, "every row is held out exactly once");
         assert!(result.mean["roc_auc"] > 0.9, "{:?}", result.mean);
         assert!(result.standard_deviation["roc_auc"] < 0.05);
-        assert_eq!(result, cross_validate(&trainer, &signature, &set, 4, 0.05, 11)?, "same seed, same result");
-        assert!(cross_validate(&trainer, &signature, &set, 1, 0.05, 11).is_err());
+        assert_eq!(result, cross_validate(&trainer, &problem, &set, 4)?, "same seed, same result");
+        assert!(cross_validate(&trainer, &problem, &set, 1).is_err());
         Ok(())
     }
 }

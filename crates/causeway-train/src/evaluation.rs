@@ -1,17 +1,20 @@
-//! A version's evaluation beyond one number: metrics at its threshold, a calibration curve, and
-//! metrics per slice of every categorical feature with the largest gap between slices called out.
+//! A version's evaluation beyond one number: its task's metrics (at its threshold, for binary
+//! models), a calibration curve (binary), and metrics per slice of every categorical feature —
+//! recall, false-positive rate and precision (binary), accuracy (multi-class) or RMSE
+//! (regression) — with the largest gap between comparable slices called out.
 //!
 //! Pure computation over scores, labels and feature values; storing and rendering are the
 //! pipeline's and the model card's.
 
 use std::collections::BTreeMap;
 
-use causeway_models::{FeatureKind, Signature};
+use causeway_models::metrics::{argmax, task_metrics};
+use causeway_models::{FeatureKind, Signature, Task};
 use causeway_types::FeatureValue;
 use serde::{Deserialize, Serialize};
 
 use crate::TrainingSet;
-use crate::metrics::{Confusion, binary_metrics};
+use crate::metrics::Confusion;
 
 /// Slices smaller than this are listed but not compared.
 pub const MIN_SLICE_ROWS: usize = 100;
@@ -42,14 +45,37 @@ pub struct Slice {
     pub value: String,
     /// Rows in the slice.
     pub rows: usize,
-    /// Positive rows.
+    /// Positive rows (binary models; 0 otherwise).
     pub positives: usize,
-    /// Recall at the version's threshold.
-    pub recall: f64,
-    /// False-positive rate at the threshold.
-    pub false_positive_rate: f64,
-    /// Precision at the threshold.
-    pub precision: f64,
+    /// Recall at the version's threshold (binary models).
+    #[serde(default)]
+    pub recall: Option<f64>,
+    /// False-positive rate at the threshold (binary models).
+    #[serde(default)]
+    pub false_positive_rate: Option<f64>,
+    /// Precision at the threshold (binary models).
+    #[serde(default)]
+    pub precision: Option<f64>,
+    /// The share of rows whose most likely class is right (multi-class models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+    /// Root-mean-square error (regression models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rmse: Option<f64>,
+}
+
+impl Slice {
+    /// The value of `metric` (`recall`, `false_positive_rate`, `precision`, `accuracy`, `rmse`).
+    pub fn metric(&self, metric: &str) -> Option<f64> {
+        match metric {
+            "recall" => self.recall,
+            "false_positive_rate" => self.false_positive_rate,
+            "precision" => self.precision,
+            "accuracy" => self.accuracy,
+            "rmse" => self.rmse,
+            _ => None,
+        }
+    }
 }
 
 /// The largest difference of one metric between two comparable slices of one feature.
@@ -57,7 +83,7 @@ pub struct Slice {
 pub struct SliceGap {
     /// The feature.
     pub feature: String,
-    /// `recall` or `false_positive_rate`.
+    /// `recall`, `false_positive_rate`, `accuracy` or `rmse`.
     pub metric: String,
     /// The slice where the metric is best, and its value.
     pub best: (String, f64),
@@ -76,7 +102,7 @@ pub struct Evaluation {
     pub rows: usize,
     /// ROC-AUC, PR-AUC, log loss, Brier score, precision, recall, F1, false-positive rate, …
     pub metrics: BTreeMap<String, f64>,
-    /// Ten equal-width score bins (empty bins left out).
+    /// Ten equal-width score bins (empty bins left out; binary models only).
     pub calibration: Vec<CalibrationBin>,
     /// Every value of every categorical feature.
     pub slices: Vec<Slice>,
@@ -84,18 +110,20 @@ pub struct Evaluation {
     pub largest_gap: Option<SliceGap>,
 }
 
-/// Evaluates `scores` (in `set`'s row order) at `threshold`.
-pub fn evaluate(signature: &Signature, set: &TrainingSet, scores: &[f64], threshold: f64) -> Evaluation {
+/// Evaluates a model's `outputs` on `set` (in its row order: one per row, or one per class per
+/// row for multi-class), at `threshold` for binary models.
+pub fn evaluate(signature: &Signature, task: &Task, set: &TrainingSet, outputs: &[f64], threshold: f64) -> Evaluation {
     let labels = &set.labels;
+    let binary = matches!(task, Task::Binary { .. });
     Evaluation {
         threshold,
         rows: labels.len(),
-        metrics: binary_metrics(scores, labels, threshold),
-        calibration: calibration(scores, labels, 10),
-        slices: slices(signature, set, scores, threshold),
+        metrics: task_metrics(task, outputs, labels, threshold),
+        calibration: if binary { calibration(outputs, labels, 10) } else { Vec::new() },
+        slices: slices(signature, task, set, outputs, threshold),
         largest_gap: None,
     }
-    .with_largest_gap()
+    .with_largest_gap(task)
 }
 
 /// Equal-width bins over [0, 1].
@@ -124,61 +152,90 @@ pub fn calibration(scores: &[f64], labels: &[f64], bins: usize) -> Vec<Calibrati
         .collect()
 }
 
-fn slices(signature: &Signature, set: &TrainingSet, scores: &[f64], threshold: f64) -> Vec<Slice> {
+fn slices(signature: &Signature, task: &Task, set: &TrainingSet, outputs: &[f64], threshold: f64) -> Vec<Slice> {
+    let width = task.outputs().max(1);
     let mut slices = Vec::new();
     for (column, feature) in signature.features.iter().enumerate() {
         if !matches!(feature.kind, FeatureKind::Categorical { .. }) {
             continue;
         }
         let mut groups: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
-        for ((values, score), label) in set.values.iter().zip(scores).zip(&set.labels) {
+        for ((values, row_outputs), label) in set.values.iter().zip(outputs.chunks(width)).zip(&set.labels) {
             let value = match values.get(column) {
                 Some(FeatureValue::Text(text)) => text.clone(),
                 Some(FeatureValue::Number(number)) => number.to_string(),
                 _ => "(missing)".to_string(),
             };
             let group = groups.entry(value).or_default();
-            group.0.push(*score);
+            group.0.extend_from_slice(row_outputs);
             group.1.push(*label);
         }
-        for (value, (group_scores, group_labels)) in groups {
-            let confusion = Confusion::at(&group_scores, &group_labels, threshold);
-            slices.push(Slice {
+        for (value, (group_outputs, group_labels)) in groups {
+            let mut slice = Slice {
                 feature: feature.name.clone(),
                 value,
                 rows: group_labels.len(),
-                positives: group_labels.iter().filter(|label| **label >= 0.5).count(),
-                recall: confusion.recall(),
-                false_positive_rate: confusion.false_positive_rate(),
-                precision: confusion.precision(),
-            });
+                positives: 0,
+                recall: None,
+                false_positive_rate: None,
+                precision: None,
+                accuracy: None,
+                rmse: None,
+            };
+            match task {
+                Task::Binary { .. } => {
+                    let confusion = Confusion::at(&group_outputs, &group_labels, threshold);
+                    slice.positives = group_labels.iter().filter(|label| **label >= 0.5).count();
+                    slice.recall = Some(confusion.recall());
+                    slice.false_positive_rate = Some(confusion.false_positive_rate());
+                    slice.precision = Some(confusion.precision());
+                }
+                Task::Multiclass { .. } => {
+                    let right = group_outputs
+                        .chunks(width)
+                        .zip(&group_labels)
+                        .filter(|(probabilities, label)| argmax(probabilities) == **label as usize)
+                        .count();
+                    slice.accuracy = Some(right as f64 / group_labels.len().max(1) as f64);
+                }
+                Task::Regression => {
+                    let squared: f64 = group_outputs
+                        .iter()
+                        .zip(&group_labels)
+                        .map(|(prediction, label)| (prediction - label).powi(2))
+                        .sum();
+                    slice.rmse = Some((squared / group_labels.len().max(1) as f64).sqrt());
+                }
+            }
+            slices.push(slice);
         }
     }
     slices
 }
 
 impl Evaluation {
-    fn with_largest_gap(mut self) -> Self {
+    fn with_largest_gap(mut self, task: &Task) -> Self {
         let mut largest: Option<SliceGap> = None;
         let features: Vec<String> = self.slices.iter().map(|slice| slice.feature.clone()).collect();
+        let compared: &[&str] = match task {
+            Task::Binary { .. } => &["recall", "false_positive_rate"],
+            Task::Multiclass { .. } => &["accuracy"],
+            Task::Regression => &["rmse"],
+        };
         for feature in features.iter().collect::<std::collections::BTreeSet<_>>() {
-            for metric in ["recall", "false_positive_rate"] {
+            for metric in compared {
+                let metric = *metric;
                 let comparable: Vec<(&str, f64)> = self
                     .slices
                     .iter()
                     .filter(|slice| &slice.feature == feature && slice.rows >= MIN_SLICE_ROWS)
                     .filter(|slice| metric != "recall" || slice.positives >= MIN_SLICE_POSITIVES)
-                    .map(|slice| {
-                        (
-                            slice.value.as_str(),
-                            if metric == "recall" { slice.recall } else { slice.false_positive_rate },
-                        )
-                    })
+                    .filter_map(|slice| Some((slice.value.as_str(), slice.metric(metric)?)))
                     .collect();
                 if comparable.len() < 2 {
                     continue;
                 }
-                let best_is_high = metric == "recall";
+                let best_is_high = matches!(metric, "recall" | "accuracy");
                 let by_value = |a: &&(&str, f64), b: &&(&str, f64)| a.1.total_cmp(&b.1);
                 let (high, low) = match (comparable.iter().max_by(by_value), comparable.iter().min_by(by_value)) {
                     (Some(high), Some(low)) => (*high, *low),
@@ -229,7 +286,7 @@ mod tests {
                 nullable: true,
             }],
         };
-        let evaluation = evaluate(&signature, &set, &scores, 0.5);
+        let evaluation = evaluate(&signature, &Task::binary(), &set, &scores, 0.5);
         assert_eq!(evaluation.slices.len(), 2);
         assert_eq!(evaluation.calibration.iter().map(|bin| bin.rows).sum::<usize>(), 400);
         assert!(evaluation.calibration.iter().all(|bin| bin.mean_score >= bin.lower && bin.mean_score <= bin.upper));

@@ -1,4 +1,6 @@
-//! A histogram-based gradient-boosted-trees trainer for binary classification (log loss).
+//! A histogram-based gradient-boosted-trees trainer for binary classification (log loss),
+//! multi-class classification (softmax: one tree per class per round) and regression (squared
+//! error).
 //!
 //! Features are cut into at most `bins` quantile bins once (categorical features keep one bin per
 //! category code); each tree grows best-first, choosing for every leaf the split with the largest
@@ -8,7 +10,7 @@
 //! never parts of the rows, so every sum, and therefore the model, is the same bit for bit on any number of
 //! threads.
 
-use causeway_models::{GbdtModel, Node, Tree, sigmoid};
+use causeway_models::{GbdtModel, Node, Objective, Tree, sigmoid};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +45,9 @@ pub struct GbdtParams {
     /// Added to each category's hessian when categories are ordered for a set split, so rare
     /// categories do not sort to the ends on noise.
     pub categorical_smoothing: f64,
+    /// After early stopping chose the rounds on the validation rows, grow the trees again on
+    /// every training row (validation rows included) for that many rounds.
+    pub refit: bool,
 }
 
 impl Default for GbdtParams {
@@ -60,6 +65,7 @@ impl Default for GbdtParams {
             early_stopping_rounds: Some(20),
             native_categorical: true,
             categorical_smoothing: 10.0,
+            refit: true,
         }
     }
 }
@@ -247,14 +253,58 @@ impl Candidate {
     }
 }
 
-/// Trains a model on encoded rows and 0/1 labels, optionally early-stopping on a validation set.
-/// `categorical[f]` marks features holding category codes (see [`GbdtParams::native_categorical`]).
+/// What the trainer minimizes, and so what its margins mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loss {
+    /// Binary log loss on 0/1 labels.
+    Logistic,
+    /// Multi-class log loss on class-index labels `0..classes`, one tree per class per round.
+    Softmax {
+        /// The number of classes.
+        classes: usize,
+    },
+    /// Squared error on numeric labels.
+    SquaredError,
+}
+
+impl Loss {
+    fn outputs(self) -> usize {
+        match self {
+            Self::Softmax { classes } => classes,
+            _ => 1,
+        }
+    }
+
+    fn objective(self) -> Objective {
+        match self {
+            Self::Logistic => Objective::Logistic,
+            Self::Softmax { classes } => Objective::Softmax { classes },
+            Self::SquaredError => Objective::SquaredError,
+        }
+    }
+}
+
+/// Trains a binary model on encoded rows and 0/1 labels, optionally early-stopping on a
+/// validation set. `categorical[f]` marks features holding category codes (see
+/// [`GbdtParams::native_categorical`]).
 pub fn train(
     rows: &[Vec<f64>],
     labels: &[f64],
     categorical: &[bool],
     params: &GbdtParams,
     validation: Option<(&[Vec<f64>], &[f64])>,
+) -> Result<(GbdtModel, TrainingHistory)> {
+    train_loss(rows, labels, categorical, params, validation, Loss::Logistic)
+}
+
+/// Trains a model minimizing `loss` (binary, multi-class or regression).
+pub fn train_loss(
+    rows: &[Vec<f64>],
+    labels: &[f64],
+    categorical: &[bool],
+    params: &GbdtParams,
+    validation: Option<(&[Vec<f64>], &[f64])>,
+    loss: Loss,
 ) -> Result<(GbdtModel, TrainingHistory)> {
     let width = rows.first().map_or(0, Vec::len);
     if rows.is_empty() || rows.len() != labels.len() {
@@ -270,77 +320,190 @@ pub fn train(
     if rows.iter().any(|row| row.len() != width) {
         return Err(Error::Data("rows have different widths".into()));
     }
-    let positives = labels.iter().filter(|label| **label > 0.5).count();
-    if positives == 0 || positives == labels.len() {
-        return Err(Error::Data(format!(
-            "training needs both classes; found {positives} positives in {} rows",
-            labels.len()
-        )));
-    }
-    let negatives = labels.len() - positives;
-    let positive_weight = params.scale_pos_weight.unwrap_or_else(|| (negatives as f64 / positives as f64).sqrt());
-    let weights: Vec<f64> = labels.iter().map(|label| if *label > 0.5 { positive_weight } else { 1.0 }).collect();
-    let weighted_positives = positives as f64 * positive_weight;
-    let base_score = (weighted_positives / negatives as f64).ln();
+    let (weights, base_scores) = starting_point(labels, params, loss)?;
+    let outputs = loss.outputs();
+    let count = rows.len();
 
     let categorical: Vec<bool> = (0..width)
         .map(|feature| params.native_categorical && categorical.get(feature).copied().unwrap_or(false))
         .collect();
     let matrix = BinnedMatrix::new(rows, &categorical, params.bins);
-    let mut margins = vec![base_score; rows.len()];
-    let mut validation_margins = validation.map(|(valid_rows, _)| vec![base_score; valid_rows.len()]);
-    let mut trees = Vec::with_capacity(params.rounds);
+    // Margins class after class: class `c` of row `r` is `margins[c * count + r]`.
+    let mut margins: Vec<f64> = base_scores.iter().flat_map(|base| std::iter::repeat_n(*base, count)).collect();
+    let mut validation_margins = validation.map(|(valid_rows, _)| {
+        base_scores.iter().flat_map(|base| std::iter::repeat_n(*base, valid_rows.len())).collect::<Vec<f64>>()
+    });
+    let mut trees = Vec::with_capacity(params.rounds * outputs);
     let mut history = TrainingHistory::default();
     let mut best = (f64::INFINITY, 0usize);
-    let mut pairs = vec![GradientPair::default(); rows.len()];
+    let mut pairs = vec![GradientPair::default(); count * outputs];
     let mut grower = TreeGrower { matrix: &matrix, params, indices: Vec::new(), scratch: Vec::new() };
 
     for round in 0..params.rounds {
-        pairs.par_chunks_mut(ROW_CHUNK).zip(margins.par_chunks(ROW_CHUNK)).enumerate().for_each(
-            |(chunk, (pairs, margins))| {
-                let offset = chunk * ROW_CHUNK;
-                for (index, (pair, margin)) in pairs.iter_mut().zip(margins).enumerate() {
-                    let probability = sigmoid(*margin);
-                    let (label, weight) = (labels[offset + index], weights[offset + index]);
-                    pair.gradient = (probability - label) * weight;
-                    pair.hessian = (probability * (1.0 - probability)).max(1e-12) * weight;
-                }
-            },
-        );
-        let tree = grower.grow(&pairs, &mut margins);
-        if let (Some((valid_rows, _)), Some(valid_margins)) = (validation, validation_margins.as_mut()) {
-            valid_margins.par_iter_mut().zip(valid_rows).for_each(|(margin, row)| *margin += tree.leaf_value(row));
+        gradients(loss, &margins, labels, &weights, &mut pairs);
+        for class in 0..outputs {
+            let range = class * count..(class + 1) * count;
+            let tree = grower.grow(&pairs[range.clone()], &mut margins[range]);
+            if let (Some((valid_rows, _)), Some(valid_margins)) = (validation, validation_margins.as_mut()) {
+                let valid_count = valid_rows.len();
+                valid_margins[class * valid_count..(class + 1) * valid_count]
+                    .par_iter_mut()
+                    .zip(valid_rows)
+                    .for_each(|(margin, row)| *margin += tree.leaf_value(row));
+            }
+            trees.push(tree);
         }
-        trees.push(tree);
-        history.train_loss.push(weighted_log_loss(&margins, labels, &weights));
+        history.train_loss.push(mean_loss(loss, &margins, labels, &weights));
         if let (Some((_, valid_labels)), Some(valid_margins)) = (validation, validation_margins.as_ref()) {
-            let loss = weighted_log_loss(valid_margins, valid_labels, &vec![1.0; valid_labels.len()]);
-            history.validation_loss.push(loss);
-            if loss < best.0 - 1e-9 {
-                best = (loss, round + 1);
+            let value = mean_loss(loss, valid_margins, valid_labels, &vec![1.0; valid_labels.len()]);
+            history.validation_loss.push(value);
+            if value < best.0 - 1e-9 {
+                best = (value, round + 1);
             } else if params.early_stopping_rounds.is_some_and(|patience| round + 1 - best.1 >= patience) {
                 break;
             }
         }
     }
-    let keep = if validation.is_some() && best.1 > 0 { best.1 } else { trees.len() };
-    trees.truncate(keep);
+    let keep = if validation.is_some() && best.1 > 0 { best.1 } else { trees.len() / outputs.max(1) };
+    trees.truncate(keep * outputs);
     history.best_rounds = keep;
-    Ok((GbdtModel::new(base_score, trees), history))
+    Ok((GbdtModel::with_objective(loss.objective(), base_scores, trees), history))
 }
 
-/// The weighted mean log loss, summed in fixed chunks (the same on any number of threads).
-fn weighted_log_loss(margins: &[f64], labels: &[f64], weights: &[f64]) -> f64 {
-    let partials: Vec<(f64, f64)> = margins
-        .par_chunks(ROW_CHUNK)
-        .zip(labels.par_chunks(ROW_CHUNK))
-        .zip(weights.par_chunks(ROW_CHUNK))
-        .map(|((margins, labels), weights)| {
+/// Row weights and the starting margins: binary models weigh positives by `scale_pos_weight`
+/// and start at the weighted log-odds; multi-class models start at each class's log share;
+/// regression starts at the mean. Labels the loss cannot take are refused by name.
+fn starting_point(labels: &[f64], params: &GbdtParams, loss: Loss) -> Result<(Vec<f64>, Vec<f64>)> {
+    match loss {
+        Loss::Logistic => {
+            if let Some(bad) = labels.iter().find(|label| **label != 0.0 && **label != 1.0) {
+                return Err(Error::Data(format!("binary training needs labels 0 and 1, found {bad}")));
+            }
+            let positives = labels.iter().filter(|label| **label > 0.5).count();
+            if positives == 0 || positives == labels.len() {
+                return Err(Error::Data(format!(
+                    "training needs both classes; found {positives} positives in {} rows",
+                    labels.len()
+                )));
+            }
+            let negatives = labels.len() - positives;
+            let positive_weight =
+                params.scale_pos_weight.unwrap_or_else(|| (negatives as f64 / positives as f64).sqrt());
+            let weights = labels.iter().map(|label| if *label > 0.5 { positive_weight } else { 1.0 }).collect();
+            Ok((weights, vec![(positives as f64 * positive_weight / negatives as f64).ln()]))
+        }
+        Loss::Softmax { classes } => {
+            let mut counts = vec![0usize; classes];
+            for label in labels {
+                let class = *label as usize;
+                if label.fract() != 0.0 || *label < 0.0 || class >= classes {
+                    return Err(Error::Data(format!("class labels must be 0..{classes}, found {label}")));
+                }
+                counts[class] += 1;
+            }
+            if counts.iter().filter(|count| **count > 0).count() < 2 {
+                return Err(Error::Data("multi-class training needs at least two classes in its rows".into()));
+            }
+            let total = labels.len() as f64;
+            let bases = counts.iter().map(|count| ((*count as f64).max(0.5) / total).ln()).collect();
+            Ok((vec![1.0; labels.len()], bases))
+        }
+        Loss::SquaredError => {
+            if let Some(bad) = labels.iter().find(|label| !label.is_finite()) {
+                return Err(Error::Data(format!("regression labels must be finite numbers, found {bad}")));
+            }
+            let mean = labels.iter().sum::<f64>() / labels.len() as f64;
+            Ok((vec![1.0; labels.len()], vec![mean]))
+        }
+    }
+}
+
+/// Every row's gradient pair for every output (laid out like the margins), from the margins at
+/// the start of the round. Element-wise in fixed chunks, so the same on any thread count.
+fn gradients(loss: Loss, margins: &[f64], labels: &[f64], weights: &[f64], pairs: &mut [GradientPair]) {
+    let count = labels.len();
+    match loss {
+        Loss::Logistic => {
+            pairs.par_chunks_mut(ROW_CHUNK).zip(margins.par_chunks(ROW_CHUNK)).enumerate().for_each(
+                |(chunk, (pairs, margins))| {
+                    let offset = chunk * ROW_CHUNK;
+                    for (index, (pair, margin)) in pairs.iter_mut().zip(margins).enumerate() {
+                        let probability = sigmoid(*margin);
+                        let (label, weight) = (labels[offset + index], weights[offset + index]);
+                        pair.gradient = (probability - label) * weight;
+                        pair.hessian = (probability * (1.0 - probability)).max(1e-12) * weight;
+                    }
+                },
+            );
+        }
+        Loss::SquaredError => {
+            pairs.par_chunks_mut(ROW_CHUNK).zip(margins.par_chunks(ROW_CHUNK)).enumerate().for_each(
+                |(chunk, (pairs, margins))| {
+                    let offset = chunk * ROW_CHUNK;
+                    for (index, (pair, margin)) in pairs.iter_mut().zip(margins).enumerate() {
+                        let weight = weights[offset + index];
+                        pair.gradient = (margin - labels[offset + index]) * weight;
+                        pair.hessian = weight;
+                    }
+                },
+            );
+        }
+        Loss::Softmax { classes } => {
+            // LightGBM's factor on the hessian: classes / (classes - 1).
+            let factor = classes as f64 / (classes as f64 - 1.0).max(1.0);
+            let rows: Vec<Vec<(f64, f64)>> = (0..count)
+                .into_par_iter()
+                .with_min_len(ROW_CHUNK)
+                .map(|row| {
+                    let mut probabilities: Vec<f64> = (0..classes).map(|class| margins[class * count + row]).collect();
+                    causeway_models::linear::softmax(&mut probabilities);
+                    let label = labels[row] as usize;
+                    probabilities
+                        .iter()
+                        .enumerate()
+                        .map(|(class, probability)| {
+                            let target = if class == label { 1.0 } else { 0.0 };
+                            (probability - target, (factor * probability * (1.0 - probability)).max(1e-12))
+                        })
+                        .collect()
+                })
+                .collect();
+            for (row, classes_of_row) in rows.iter().enumerate() {
+                for (class, (gradient, hessian)) in classes_of_row.iter().enumerate() {
+                    let weight = weights[row];
+                    pairs[class * count + row] =
+                        GradientPair { gradient: gradient * weight, hessian: hessian * weight };
+                }
+            }
+        }
+    }
+}
+
+/// The mean loss at `margins` (weighted), summed in fixed chunks (the same on any number of
+/// threads): log loss, multi-class log loss, or mean squared error.
+fn mean_loss(loss: Loss, margins: &[f64], labels: &[f64], weights: &[f64]) -> f64 {
+    let count = labels.len();
+    let partials: Vec<(f64, f64)> = (0..count.div_ceil(ROW_CHUNK))
+        .into_par_iter()
+        .map(|chunk| {
             let mut total = 0.0;
             let mut weight_sum = 0.0;
-            for ((margin, label), weight) in margins.iter().zip(labels).zip(weights) {
-                let probability = sigmoid(*margin).clamp(1e-15, 1.0 - 1e-15);
-                total -= weight * (label * probability.ln() + (1.0 - label) * (1.0 - probability).ln());
+            for row in chunk * ROW_CHUNK..((chunk + 1) * ROW_CHUNK).min(count) {
+                let (label, weight) = (labels[row], weights[row]);
+                let value = match loss {
+                    Loss::Logistic => {
+                        let probability = sigmoid(margins[row]).clamp(1e-15, 1.0 - 1e-15);
+                        -(label * probability.ln() + (1.0 - label) * (1.0 - probability).ln())
+                    }
+                    Loss::SquaredError => (margins[row] - label).powi(2),
+                    Loss::Softmax { classes } => {
+                        let mut probabilities: Vec<f64> =
+                            (0..classes).map(|class| margins[class * count + row]).collect();
+                        causeway_models::linear::softmax(&mut probabilities);
+                        -probabilities.get(label as usize).copied().unwrap_or(0.0).clamp(1e-15, 1.0).ln()
+                    }
+                };
+                total += weight * value;
                 weight_sum += weight;
             }
             (total, weight_sum)
@@ -721,6 +884,80 @@ mod tests {
         assert_eq!(train_on(1)?, train_on(2)?);
         assert_eq!(train_on(2)?, train_on(3)?);
         Ok(())
+    }
+
+    /// Three classes by the angle of (a, b), and a number that is a bumpy function of a and b.
+    fn multi_task_dataset(seed: u64, count: usize) -> (Vec<Vec<f64>>, Vec<f64>, Vec<f64>) {
+        let mut rng = SeededRng::new(seed);
+        let (mut rows, mut classes, mut values) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..count {
+            let (a, b) = (rng.range(-1.0, 1.0), rng.range(-1.0, 1.0));
+            let angle = b.atan2(a) + std::f64::consts::PI;
+            let class = ((angle / (2.0 * std::f64::consts::PI / 3.0)) as usize).min(2);
+            let class = if rng.chance(0.1) { (class + 1) % 3 } else { class };
+            rows.push(vec![a, if rng.chance(0.05) { f64::NAN } else { b }, rng.normal()]);
+            classes.push(class as f64);
+            values.push(3.0 * (2.0 * a).sin() + b * b * 4.0 + 0.3 * rng.normal());
+        }
+        (rows, classes, values)
+    }
+
+    #[test]
+    fn softmax_and_squared_error_learn_and_score_as_the_reference() -> Result<()> {
+        let (rows, classes, values) = multi_task_dataset(8, 6_000);
+        let (valid_rows, valid_classes, valid_values) = multi_task_dataset(9, 2_000);
+        let params = GbdtParams { rounds: 80, max_depth: 4, ..GbdtParams::default() };
+        let softmax = Loss::Softmax { classes: 3 };
+        let (model, history) = train_loss(&rows, &classes, &[], &params, Some((&valid_rows, &valid_classes)), softmax)?;
+        assert_eq!(model.trees.len(), history.best_rounds * 3, "one tree per class per round");
+        let outputs = model.predict_outputs(&valid_rows);
+        for (row, probabilities) in valid_rows.iter().zip(outputs.chunks(3)) {
+            let reference = model.reference_outputs(row);
+            for (fast, slow) in probabilities.iter().zip(&reference) {
+                assert!((fast - slow).abs() < 1e-12, "{probabilities:?} vs {reference:?}");
+            }
+        }
+        let names: Vec<String> = ["a", "b", "c"].iter().map(|name| name.to_string()).collect();
+        let accuracy = causeway_models::metrics::multiclass_metrics(&outputs, &names, &valid_classes)["accuracy"];
+        assert!(accuracy > 0.8, "accuracy {accuracy}");
+
+        let (regressor, _) =
+            train_loss(&rows, &values, &[], &params, Some((&valid_rows, &valid_values)), Loss::SquaredError)?;
+        let predictions = regressor.predict_outputs(&valid_rows);
+        let metrics = causeway_models::metrics::regression_metrics(&predictions, &valid_values);
+        assert!(metrics["r2"] > 0.85, "{metrics:?}");
+        for (row, prediction) in valid_rows.iter().zip(&predictions) {
+            assert_eq!(prediction.to_bits(), regressor.margin(row).to_bits());
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn every_loss_gives_the_same_model_on_any_number_of_threads() -> Result<()> {
+        let (rows, classes, values) = multi_task_dataset(10, 2 * PARALLEL_ROWS + 77);
+        let params = GbdtParams { rounds: 5, max_depth: 5, ..GbdtParams::default() };
+        for (labels, loss) in [(&classes, Loss::Softmax { classes: 3 }), (&values, Loss::SquaredError)] {
+            let train_on = |threads: usize| -> Result<String> {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .map_err(|error| Error::Data(error.to_string()))?;
+                let (model, _) = pool.install(|| train_loss(&rows, labels, &[], &params, None, loss))?;
+                serde_json::to_string(&model).map_err(|error| Error::Data(error.to_string()))
+            };
+            assert_eq!(train_on(1)?, train_on(2)?, "{loss:?}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn labels_a_loss_cannot_take_are_named() {
+        let rows = vec![vec![1.0], vec![2.0], vec![3.0]];
+        let params = GbdtParams { rounds: 2, ..GbdtParams::default() };
+        let error = |labels: &[f64], loss| train_loss(&rows, labels, &[], &params, None, loss).unwrap_err().to_string();
+        assert!(error(&[0.0, 1.0, 2.0], Loss::Logistic).contains("labels 0 and 1, found 2"));
+        assert!(error(&[0.0, 1.0, 3.0], Loss::Softmax { classes: 3 }).contains("0..3, found 3"));
+        assert!(error(&[0.0, f64::NAN, 3.0], Loss::SquaredError).contains("finite numbers, found NaN"));
     }
 
     #[test]

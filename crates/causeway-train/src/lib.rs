@@ -1,6 +1,9 @@
-//! Training in Causeway: the trainers (histogram gradient-boosted trees and logistic
-//! regression), evaluation metrics, the training-set and signature builder, and run tracking with
-//! what reproduces a run (seed, dataset version, git commit, tool version, parameters, metrics).
+//! Training in Causeway: the trainers (histogram gradient-boosted trees, logistic and
+//! multinomial logistic regression, ridge regression) for binary, multi-class and regression
+//! tasks, evaluation, the training-set and signature builder, and run tracking with what
+//! reproduces a run (seed, dataset version, git commit, tool version, parameters, metrics). The
+//! metrics themselves live in `causeway_models::metrics` (re-exported here as `metrics`), so
+//! serving and monitoring measure without linking the trainers.
 //!
 //! This crate does not serve: it turns labelled feature rows into model artifacts and records runs.
 
@@ -9,22 +12,22 @@ mod error;
 pub mod evaluation;
 pub mod gbdt;
 pub mod logistic;
-pub mod metrics;
 pub mod search;
 pub mod tracking;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use causeway_features::FeatureSetSpec;
-use causeway_models::{FeatureKind, FeatureSpec, Model, ModelArtifact, Predictor, Signature};
+pub use causeway_models::metrics;
+use causeway_models::{FeatureKind, FeatureSpec, Model, ModelArtifact, Signature, Task, TaskKind};
 use causeway_types::{FeatureValue, SeededRng};
 use serde::{Deserialize, Serialize};
 
 pub use cross_validation::{CrossValidation, cross_validate};
 pub use error::{Error, Result};
 pub use evaluation::{Evaluation, evaluate};
-pub use gbdt::GbdtParams;
-pub use logistic::LogisticParams;
+pub use gbdt::{GbdtParams, Loss};
+pub use logistic::{LinearParams, LogisticParams};
 pub use search::{SearchOutcome, SearchSpec};
 pub use tracking::RunTracker;
 
@@ -37,7 +40,7 @@ pub struct TrainingSet {
     pub timestamps: Vec<i64>,
     /// Feature values, in the feature set's order.
     pub values: Vec<Vec<FeatureValue>>,
-    /// 0/1 labels.
+    /// Encoded labels: 0/1 (binary), the class index (multi-class) or the value (regression).
     pub labels: Vec<f64>,
 }
 
@@ -68,6 +71,12 @@ impl TrainingSet {
         let mut rng = SeededRng::derive(seed, "random-split");
         let chosen: Vec<bool> = (0..self.len()).map(|_| rng.chance(fraction)).collect();
         self.partition(|index| chosen[index])
+    }
+
+    /// How many rows [`TrainingSet::split_random`] with these arguments puts in the second set.
+    pub fn count_random(&self, fraction: f64, seed: u64) -> usize {
+        let mut rng = SeededRng::derive(seed, "random-split");
+        (0..self.len()).filter(|_| rng.chance(fraction)).count()
     }
 
     /// Rows where `second(row)` holds go to the second set, the others to the first.
@@ -111,11 +120,7 @@ pub fn signature_for(spec: &FeatureSetSpec, set: &TrainingSet) -> Signature {
             } else {
                 FeatureKind::Numeric
             };
-            FeatureSpec {
-                name: name.clone(),
-                kind,
-                nullable: nullable.contains(name) || spec.categorical.contains(name),
-            }
+            FeatureSpec { name: name.clone(), kind, nullable: nullable.contains(name) }
         })
         .collect();
     Signature { features }
@@ -125,10 +130,13 @@ pub fn signature_for(spec: &FeatureSetSpec, set: &TrainingSet) -> Signature {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "family", rename_all = "snake_case")]
 pub enum Trainer {
-    /// Gradient-boosted trees.
+    /// Gradient-boosted trees (every task).
     Gbdt(GbdtParams),
-    /// Logistic regression.
+    /// Logistic regression: binary, or multinomial for several classes. On a regression task
+    /// it is read as [`Trainer::Linear`] with the same penalty.
     Logistic(LogisticParams),
+    /// Ridge regression. On a classification task it is read as [`Trainer::Logistic`].
+    Linear(LinearParams),
 }
 
 impl Trainer {
@@ -137,6 +145,19 @@ impl Trainer {
         match self {
             Self::Gbdt(_) => "gbdt",
             Self::Logistic(_) => "logistic",
+            Self::Linear(_) => "linear",
+        }
+    }
+
+    /// This trainer as it fits `task`: the linear families swap (logistic for classes, linear
+    /// for numbers) keeping their penalty; trees fit every task.
+    pub fn for_task(&self, task: TaskKind) -> Trainer {
+        match (self, task) {
+            (Self::Logistic(params), TaskKind::Regression) => Self::Linear(LinearParams { l2: params.l2 }),
+            (Self::Linear(params), TaskKind::Binary | TaskKind::Multiclass) => {
+                Self::Logistic(LogisticParams { l2: params.l2, ..LogisticParams::default() })
+            }
+            (trainer, _) => trainer.clone(),
         }
     }
 
@@ -145,6 +166,7 @@ impl Trainer {
         let value = match self {
             Self::Gbdt(params) => serde_json::to_value(params),
             Self::Logistic(params) => serde_json::to_value(params),
+            Self::Linear(params) => serde_json::to_value(params),
         };
         let mut params = BTreeMap::from([("family".to_string(), self.family().to_string())]);
         if let Ok(serde_json::Value::Object(map)) = value {
@@ -161,55 +183,122 @@ impl Trainer {
 pub struct FitOutcome {
     /// The artifact, ready to register.
     pub artifact: ModelArtifact,
-    /// Holdout metrics at the chosen threshold.
+    /// Holdout metrics (at the chosen threshold, for binary models).
     pub metrics: BTreeMap<String, f64>,
-    /// Scores on the holdout rows, in order.
+    /// One score per holdout row, in order: the positive class's probability, the most likely
+    /// class's probability, or the prediction.
     pub holdout_scores: Vec<f64>,
+    /// Every output of every holdout row, row after row (the same as the scores unless
+    /// multi-class, where it holds every class's probability).
+    pub holdout_outputs: Vec<f64>,
+    /// Rounds the trees kept (early stopping), for GBDT.
+    pub rounds: Option<usize>,
+}
+
+/// What is being learnt, shared by every fit of one training run (cross-validation folds, search
+/// trials, the final model): the task, the inputs, the false-positive rate binary thresholds aim
+/// for, and the seed of every split.
+#[derive(Debug, Clone, Copy)]
+pub struct Problem<'a> {
+    /// The task, with its classes.
+    pub task: &'a Task,
+    /// The model's inputs.
+    pub signature: &'a Signature,
+    /// Binary models: the threshold is the lowest whose validation false-positive rate is at
+    /// most this.
+    pub target_false_positive_rate: f64,
+    /// Seeds the validation split.
+    pub seed: u64,
+}
+
+/// Which signature features the trees split as categories.
+fn categorical_mask(signature: &Signature) -> Vec<bool> {
+    signature.features.iter().map(|feature| matches!(feature.kind, FeatureKind::Categorical { .. })).collect()
+}
+
+/// The loss the trees minimize for `task`.
+fn loss_for(task: &Task) -> Loss {
+    match task {
+        Task::Binary { .. } => Loss::Logistic,
+        Task::Multiclass { classes } => Loss::Softmax { classes: classes.len() },
+        Task::Regression => Loss::SquaredError,
+    }
 }
 
 /// The share of the training rows (a seeded random sample) used for early stopping and for
 /// choosing the decision threshold, so the holdout stays untouched until the final evaluation.
 pub const VALIDATION_FRACTION: f64 = 0.15;
 
-/// Fits `trainer` on `train` (early-stopping on a seeded [`VALIDATION_FRACTION`] of it), picks
-/// the threshold whose false-positive rate on that validation part is at most
-/// `target_false_positive_rate`, and evaluates on `holdout`, which training never saw.
+/// Fits `trainer` for `task` on `train` and evaluates it on `holdout`, which training never saw.
+///
+/// A seeded [`VALIDATION_FRACTION`] of `train` early-stops the trees and, for binary models,
+/// picks the threshold whose false-positive rate there is at most `target_false_positive_rate`.
+/// With [`GbdtParams::refit`] (the default), the trees are then grown again on all of `train`
+/// for the rounds early stopping chose, so no row is spent on validation alone; the threshold
+/// stays the one picked on the validation rows.
 pub fn fit(
     trainer: &Trainer,
-    signature: &Signature,
+    problem: &Problem<'_>,
     train: &TrainingSet,
     holdout: &TrainingSet,
-    target_false_positive_rate: f64,
-    seed: u64,
     metadata: BTreeMap<String, String>,
 ) -> Result<FitOutcome> {
+    let Problem { task, signature, target_false_positive_rate, seed } = *problem;
+    let trainer = trainer.for_task(task.kind());
     let (fit_part, validation) = train.split_random(VALIDATION_FRACTION, seed);
     let fit_rows = fit_part.encode(signature)?;
     let validation_rows = validation.encode(signature)?;
     let holdout_rows = holdout.encode(signature)?;
-    let model = match trainer {
+    let classes = task.classes().len();
+    let (model, rounds) = match &trainer {
         Trainer::Gbdt(params) => {
-            let categorical: Vec<bool> = signature
-                .features
-                .iter()
-                .map(|feature| matches!(feature.kind, FeatureKind::Categorical { .. }))
-                .collect();
-            let (model, _) = gbdt::train(
+            let (categorical, loss) = (categorical_mask(signature), loss_for(task));
+            let validating = !validation.is_empty();
+            let (model, history) = gbdt::train_loss(
                 &fit_rows,
                 &fit_part.labels,
                 &categorical,
                 params,
-                Some((&validation_rows, &validation.labels)),
+                validating.then_some((validation_rows.as_slice(), validation.labels.as_slice())),
+                loss,
             )?;
-            Model::Gbdt(model)
+            (Model::Gbdt(model), Some(history.best_rounds))
         }
-        Trainer::Logistic(params) => Model::Logistic(logistic::train(signature, &fit_rows, &fit_part.labels, params)?),
+        Trainer::Logistic(params) => match task {
+            Task::Multiclass { .. } => {
+                (Model::Linear(logistic::train_softmax(signature, &fit_rows, &fit_part.labels, classes, params)?), None)
+            }
+            _ => (Model::Logistic(logistic::train(signature, &fit_rows, &fit_part.labels, params)?), None),
+        },
+        Trainer::Linear(params) => {
+            (Model::Linear(logistic::train_ridge(signature, &fit_rows, &fit_part.labels, params)?), None)
+        }
     };
-    let validation_scores = model.predict_rows(&validation_rows);
-    let threshold =
-        metrics::threshold_for_false_positive_rate(&validation_scores, &validation.labels, target_false_positive_rate);
-    let holdout_scores = model.predict_rows(&holdout_rows);
-    let metrics = metrics::binary_metrics(&holdout_scores, &holdout.labels, threshold);
-    let artifact = ModelArtifact::new(model, signature.clone(), threshold, metadata)?;
-    Ok(FitOutcome { artifact, metrics, holdout_scores })
+    let threshold = match task {
+        Task::Binary { .. } if !validation.is_empty() => metrics::threshold_for_false_positive_rate(
+            &model.predict_outputs(&validation_rows),
+            &validation.labels,
+            target_false_positive_rate,
+        ),
+        _ => 0.5,
+    };
+    // Grow the trees again on every training row, for the rounds early stopping chose.
+    let model = match (&trainer, rounds) {
+        (Trainer::Gbdt(params), Some(rounds)) if params.refit && !validation.is_empty() => {
+            let refit = GbdtParams { rounds: rounds.max(1), early_stopping_rounds: None, ..params.clone() };
+            let (categorical, loss) = (categorical_mask(signature), loss_for(task));
+            let all_rows = train.encode(signature)?;
+            Model::Gbdt(gbdt::train_loss(&all_rows, &train.labels, &categorical, &refit, None, loss)?.0)
+        }
+        _ => model,
+    };
+    let holdout_outputs = model.predict_outputs(&holdout_rows);
+    let holdout_scores = if task.outputs() > 1 {
+        holdout_outputs.chunks(classes).map(|row| row.iter().copied().fold(f64::NAN, f64::max)).collect()
+    } else {
+        holdout_outputs.clone()
+    };
+    let metrics = metrics::task_metrics(task, &holdout_outputs, &holdout.labels, threshold);
+    let artifact = ModelArtifact::for_task(model, signature.clone(), task.clone(), threshold, metadata)?;
+    Ok(FitOutcome { artifact, metrics, holdout_scores, holdout_outputs, rounds })
 }

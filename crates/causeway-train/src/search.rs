@@ -9,12 +9,12 @@
 
 use std::collections::BTreeMap;
 
-use causeway_models::Signature;
+use causeway_models::Task;
 use causeway_types::SeededRng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::{FitOutcome, Trainer, TrainingSet, fit};
+use crate::{FitOutcome, Problem, Trainer, TrainingSet, fit};
 
 /// The share of the training rows the search scores its trials on.
 pub const SEARCH_VALIDATION_FRACTION: f64 = 0.2;
@@ -81,9 +81,10 @@ pub struct SearchSpec {
     pub trials: usize,
     /// How they are scheduled.
     pub strategy: Strategy,
-    /// The metric that ranks trials (`roc_auc`, `pr_auc`, `log_loss`, `brier`, ...). Losses are
-    /// minimized, everything else maximized.
-    pub metric: String,
+    /// The metric that ranks trials (`roc_auc`, `pr_auc`, `log_loss`, `brier`, `accuracy`,
+    /// `macro_f1`, `rmse`, `mae`, ...; default: the task's headline metric, ROC-AUC, accuracy or
+    /// RMSE). Losses and errors are minimized, everything else maximized.
+    pub metric: Option<String>,
     /// Successive halving keeps `1 / reduction` of the trials per rung.
     pub reduction: usize,
     /// Parameter name → distribution; names are the trainer's parameters.
@@ -92,21 +93,20 @@ pub struct SearchSpec {
 
 impl Default for SearchSpec {
     fn default() -> Self {
-        Self {
-            trials: 16,
-            strategy: Strategy::SuccessiveHalving,
-            metric: "roc_auc".into(),
-            reduction: 3,
-            space: BTreeMap::new(),
-        }
+        Self { trials: 16, strategy: Strategy::SuccessiveHalving, metric: None, reduction: 3, space: BTreeMap::new() }
     }
 }
 
 impl SearchSpec {
-    /// Whether a larger value of the ranking metric is better.
-    pub fn maximize(&self) -> bool {
-        !matches!(self.metric.as_str(), "log_loss" | "brier")
+    /// The metric that ranks trials for `task`.
+    pub fn metric_for(&self, task: &Task) -> String {
+        self.metric.clone().unwrap_or_else(|| task.kind().headline_metric().0.to_string())
     }
+}
+
+/// Whether a larger value of `metric` is better (losses and errors are minimized).
+pub fn maximize(metric: &str) -> bool {
+    !matches!(metric, "log_loss" | "brier" | "rmse" | "mae" | "mape")
 }
 
 /// One drawn configuration.
@@ -158,6 +158,7 @@ fn budget_of(trainer: &Trainer) -> (&'static str, usize) {
     match trainer {
         Trainer::Gbdt(params) => ("rounds", params.rounds),
         Trainer::Logistic(params) => ("max_iterations", params.max_iterations),
+        Trainer::Linear(_) => ("l2", 0),
     }
 }
 
@@ -166,6 +167,7 @@ fn with_budget(trainer: &Trainer, budget: usize) -> Trainer {
     match &mut trainer {
         Trainer::Gbdt(params) => params.rounds = budget,
         Trainer::Logistic(params) => params.max_iterations = budget,
+        Trainer::Linear(_) => {}
     }
     trainer
 }
@@ -208,13 +210,14 @@ pub fn draw_trials(spec: &SearchSpec, base: &Trainer, seed: u64) -> Result<Vec<T
 pub fn search(
     spec: &SearchSpec,
     base: &Trainer,
-    signature: &Signature,
+    problem: &Problem<'_>,
     set: &TrainingSet,
-    target_false_positive_rate: f64,
-    seed: u64,
     mut observe: impl FnMut(&Trial, &TrialResult) -> Result<()>,
 ) -> Result<SearchOutcome> {
+    let (task, seed) = (problem.task, problem.seed);
+    let base = &base.for_task(task.kind());
     let trials = draw_trials(spec, base, seed)?;
+    let metric = spec.metric_for(task);
     let (budget_name, full_budget) = budget_of(base);
     if spec.strategy == Strategy::SuccessiveHalving && spec.space.contains_key(budget_name) {
         return Err(Error::Search(format!(
@@ -225,16 +228,17 @@ pub fn search(
         return Err(Error::Search("reduction must be at least 2".into()));
     }
     let (fit_part, scoring_part) = set.split_random(SEARCH_VALIDATION_FRACTION, seed ^ 0x5EA2C4);
-    if scoring_part.labels.iter().all(|label| *label < 0.5) || fit_part.labels.iter().all(|label| *label < 0.5) {
+    let no_positives = |part: &TrainingSet| part.labels.iter().all(|label| *label < 0.5);
+    if matches!(task, Task::Binary { .. }) && (no_positives(&scoring_part) || no_positives(&fit_part)) {
         return Err(Error::Data("the search's fitting or scoring part has no positive labels".into()));
     }
     let rank_value = |metrics: &BTreeMap<String, f64>| -> Result<f64> {
-        let value = metrics.get(&spec.metric).copied().ok_or_else(|| {
+        let value = metrics.get(&metric).copied().ok_or_else(|| {
             let known: Vec<&String> = metrics.keys().collect();
-            Error::Search(format!("unknown metric `{}`; trials report {known:?}", spec.metric))
+            Error::Search(format!("unknown metric `{metric}` for a {} task; trials report {known:?}", task.kind()))
         })?;
         // Larger is better after this; NaN ranks last.
-        let value = if spec.maximize() { value } else { -value };
+        let value = if maximize(&metric) { value } else { -value };
         Ok(if value.is_nan() { f64::NEG_INFINITY } else { value })
     };
 
@@ -259,8 +263,7 @@ pub fn search(
         for &number in &alive {
             let trial = &trials[number];
             let trainer = with_budget(&trial.trainer, *budget);
-            let FitOutcome { metrics, .. } =
-                fit(&trainer, signature, &fit_part, &scoring_part, target_false_positive_rate, seed, BTreeMap::new())?;
+            let FitOutcome { metrics, .. } = fit(&trainer, problem, &fit_part, &scoring_part, BTreeMap::new())?;
             let evaluation = TrialResult { trial: number, rung, budget: *budget, metrics };
             last_scores.push((number, rank_value(&evaluation.metrics)?));
             observe(trial, &evaluation)?;
@@ -275,13 +278,13 @@ pub fn search(
         }
     }
     let (best, score) = last_scores.first().copied().ok_or_else(|| Error::Search("no trial ran".into()))?;
-    let best_value = if spec.maximize() { score } else { -score };
+    let best_value = if maximize(&metric) { score } else { -score };
     Ok(SearchOutcome { trials, evaluations, best, best_value })
 }
 
 #[cfg(test)]
 mod tests {
-    use causeway_models::{FeatureKind, FeatureSpec};
+    use causeway_models::{FeatureKind, FeatureSpec, Signature};
     use causeway_types::FeatureValue;
 
     use super::*;
@@ -306,6 +309,12 @@ mod tests {
         (Signature { features }, set)
     }
 
+    /// A binary problem over `signature`.
+    fn problem(signature: &Signature, seed: u64) -> Problem<'_> {
+        static TASK: std::sync::OnceLock<Task> = std::sync::OnceLock::new();
+        Problem { task: TASK.get_or_init(Task::binary), signature, target_false_positive_rate: 0.05, seed }
+    }
+
     fn spec(strategy: Strategy) -> SearchSpec {
         SearchSpec {
             trials: 9,
@@ -324,7 +333,7 @@ mod tests {
         let (signature, set) = set(1, 3_000);
         let base = Trainer::Gbdt(GbdtParams { rounds: 27, early_stopping_rounds: None, ..GbdtParams::default() });
         let mut seen = Vec::new();
-        let outcome = search(&spec(Strategy::SuccessiveHalving), &base, &signature, &set, 0.05, 7, |trial, e| {
+        let outcome = search(&spec(Strategy::SuccessiveHalving), &base, &problem(&signature, 7), &set, |trial, e| {
             seen.push((trial.number, e.rung, e.budget));
             Ok(())
         })?;
@@ -354,7 +363,7 @@ mod tests {
         assert_eq!(Some(outcome.best), last);
         assert!(outcome.best_value > 0.8, "{}", outcome.best_value);
         // The same seed draws and picks the same.
-        let again = search(&spec(Strategy::SuccessiveHalving), &base, &signature, &set, 0.05, 7, |_, _| Ok(()))?;
+        let again = search(&spec(Strategy::SuccessiveHalving), &base, &problem(&signature, 7), &set, |_, _| Ok(()))?;
         assert_eq!(again.best, outcome.best);
         assert_eq!(again.trials, outcome.trials);
         Ok(())
@@ -364,7 +373,7 @@ mod tests {
     fn random_search_runs_every_trial_on_the_full_budget() -> Result<()> {
         let (signature, set) = set(2, 2_000);
         let base = Trainer::Gbdt(GbdtParams { rounds: 10, ..GbdtParams::default() });
-        let outcome = search(&spec(Strategy::Random), &base, &signature, &set, 0.05, 3, |_, _| Ok(()))?;
+        let outcome = search(&spec(Strategy::Random), &base, &problem(&signature, 3), &set, |_, _| Ok(()))?;
         assert_eq!(outcome.evaluations.len(), 9);
         assert!(outcome.evaluations.iter().all(|e| e.budget == 10));
         let best = outcome.evaluations.iter().map(|e| e.metrics["roc_auc"]).fold(f64::MIN, f64::max);
@@ -383,7 +392,7 @@ mod tests {
         let (signature, set) = set(3, 500);
         let base = Trainer::Gbdt(GbdtParams { rounds: 5, ..GbdtParams::default() });
         let run = |spec: &SearchSpec| {
-            search(spec, &base, &signature, &set, 0.05, 1, |_, _| Ok(()))
+            search(spec, &base, &problem(&signature, 1), &set, |_, _| Ok(()))
                 .err()
                 .map(|e| e.to_string())
                 .unwrap_or_default()
@@ -395,8 +404,8 @@ mod tests {
         budget.space.insert("rounds".into(), Distribution::Integers([10, 20]));
         assert!(run(&budget).contains("sets `rounds` itself"), "{}", run(&budget));
         let mut metric = spec(Strategy::Random);
-        metric.metric = "accuracy".into();
-        assert!(run(&metric).contains("unknown metric `accuracy`"), "{}", run(&metric));
+        metric.metric = Some("accuracy".into());
+        assert!(run(&metric).contains("unknown metric `accuracy` for a binary task"), "{}", run(&metric));
         let mut bad_range = spec(Strategy::Random);
         bad_range.space.insert("lambda".into(), Distribution::LogUniform([0.0, 1.0]));
         assert!(run(&bad_range).contains("parameter `lambda`"), "{}", run(&bad_range));

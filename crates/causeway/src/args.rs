@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use causeway_loop::StorageSection;
+use causeway_models::TaskKind;
 use clap::{Args, Parser, Subcommand};
 
 /// Causeway: data, features, training, registry, serving, monitoring and the retraining loop in
@@ -93,17 +94,25 @@ pub enum Command {
         /// (exit code 1 and the failed gates printed if not; the version stays registered).
         #[arg(long)]
         promote: bool,
-        /// First cross-validate the trainer on FOLDS seeded folds of the window and print each
-        /// metric's mean and standard deviation.
-        #[arg(long, value_name = "FOLDS")]
+        /// Only cross-validate the trainer on FOLDS seeded folds of the window and print each
+        /// metric's mean and standard deviation; nothing is registered.
+        #[arg(long, value_name = "FOLDS", conflicts_with_all = ["promote", "search"])]
         folds: Option<usize>,
+        /// Train on this version of the dataset only (`causeway datasets` lists them; a unique
+        /// prefix is enough) instead of every version.
+        #[arg(long, value_name = "VERSION")]
+        dataset_version: Option<String>,
+        /// Evaluate on the labelled rows of this CSV or Parquet file (not stored) instead of
+        /// holding out a share of the window; every row of the window then trains.
+        #[arg(long, value_name = "FILE")]
+        holdout: Option<PathBuf>,
         /// First run the [model.search] hyper-parameter search (random or successive halving,
         /// every trial a child run) and train its winner.
         #[arg(long)]
         search: bool,
         /// Train with the [model.external] command instead (the researcher's own script), which
         /// logs through MLflow to a tracking server this command starts on loopback.
-        #[arg(long, conflicts_with_all = ["search", "folds"])]
+        #[arg(long, conflicts_with_all = ["search", "folds", "holdout"])]
         external: bool,
         /// With --external: the MLflow tracking URI to give the script (default: a server this
         /// command runs for the script's lifetime on 127.0.0.1, on this project's stores).
@@ -134,9 +143,13 @@ pub enum Command {
         /// The registered model to add a version to (default: [model].name of causeway.toml).
         #[arg(long)]
         model: Option<String>,
-        /// Scores at or above this are the positive class.
+        /// Binary models: scores at or above this are the positive class.
         #[arg(long, default_value_t = 0.5)]
         threshold: f64,
+        /// What the model predicts, when its outputs leave it open (a one-column ONNX graph is a
+        /// number unless `binary`): binary, multiclass or regression.
+        #[arg(long, value_name = "TASK")]
+        task: Option<TaskKind>,
         /// Also point the champion alias at the new version.
         #[arg(long)]
         promote: bool,
@@ -241,6 +254,10 @@ pub enum Command {
         /// Scores of a --model file at or above this are the positive class.
         #[arg(long, default_value_t = 0.5, requires = "model_file")]
         threshold: f64,
+        /// What a --model file predicts, when its outputs leave it open: binary, multiclass or
+        /// regression.
+        #[arg(long, value_name = "TASK", requires = "model_file")]
+        task: Option<TaskKind>,
         #[command(flatten)]
         serving: ServingArgs,
     },

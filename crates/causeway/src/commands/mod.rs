@@ -22,7 +22,7 @@ use drift::drift;
 use project::{datasets, ingest, init};
 use registry::{card, import, models, promote, rollback, runs};
 use serve::{serve, serve_file};
-use train::{TrainHow, train};
+use train::{TrainData, TrainHow, train};
 
 /// Parses arguments, runs the command, and turns errors into a message and exit code.
 pub fn main() -> ExitCode {
@@ -44,13 +44,20 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Init(dir) => init(&dir),
         Command::Ingest { file, name, columns, dir } => ingest(&dir, &file, &name, &columns),
         Command::Datasets(dir) => datasets(&dir),
-        Command::Train { days, promote, folds, search, external, tracking_uri, dir } => {
-            let how = if external { TrainHow::External { tracking_uri } } else { TrainHow::BuiltIn { folds, search } };
-            train(&dir, days, promote, how)
+        Command::Train { days, promote, folds, dataset_version, holdout, search, external, tracking_uri, dir } => {
+            let how = match (external, folds) {
+                (true, _) => TrainHow::External { tracking_uri },
+                (false, Some(folds)) => TrainHow::CrossValidate { folds },
+                (false, None) => TrainHow::BuiltIn { search },
+            };
+            let data = TrainData { days, dataset_version: dataset_version.as_deref(), holdout: holdout.as_deref() };
+            train(&dir, data, promote, how)
         }
         Command::Runs(dir) => runs(&dir),
         Command::Models(dir) => models(&dir),
-        Command::Import { file, model, threshold, promote, dir } => import(&dir, &file, model, threshold, promote),
+        Command::Import { file, model, threshold, task, promote, dir } => {
+            import(&dir, &file, model, threshold, task, promote)
+        }
         Command::Card { model, version, html, dir } => card(&dir, model, version, html.as_deref()),
         Command::Promote { version, model, force, dir } => promote(&dir, model, version, force),
         Command::Rollback { model, dir } => rollback(&dir, model),
@@ -58,8 +65,8 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Drift { reference, current, threshold, columns, json } => {
             drift(&reference, &current, threshold, &columns, json)
         }
-        Command::Serve { listen, model_file: Some(file), name, threshold, serving } => {
-            serve_file(listen, &file, name, threshold, &serving)
+        Command::Serve { listen, model_file: Some(file), name, threshold, task, serving } => {
+            serve_file(listen, &file, name, threshold, task, &serving)
         }
         Command::Serve { listen, model_file: None, serving, .. } => serve(listen, &serving, false),
         Command::Server { host, port, serving } => serve(SocketAddr::new(host, port), &serving, true),

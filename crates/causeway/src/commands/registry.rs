@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use causeway_loop::Project;
+use causeway_models::{Task, TaskKind};
 use causeway_types::{
     CHALLENGER, CHAMPION, Clock, ModelVersionRecord, RolloutMode, SystemClock, TrafficPolicy, format_timestamp,
 };
@@ -56,33 +57,65 @@ pub(crate) fn runs(dir: &ProjectArgs) -> Result<ExitCode> {
 
 pub(crate) fn models(dir: &ProjectArgs) -> Result<ExitCode> {
     let project = open(dir)?;
-    let mut output =
-        table(&["model", "version", "family", "trained on", "roc_auc", "recall", "fpr", "threshold", "aliases"]);
+    let mut output = table(&["model", "version", "family", "task", "trained on", "holdout metrics", "aliases"]);
     for name in project.meta.model_names()? {
         let aliases = project.meta.aliases(&name)?;
         for version in project.meta.model_versions(&name)? {
-            let metric =
-                |metric: &str| version.metrics.get(metric).map_or_else(|| "–".into(), |value| format!("{value:.4}"));
             let tags: Vec<&str> = aliases
                 .iter()
                 .filter(|(_, target)| **target == version.version)
                 .map(|(alias, _)| alias.as_str())
                 .collect();
+            let task = version_task(&project, &version);
             output.add_row(vec![
                 name.clone(),
                 version.version.to_string(),
                 version.flavor.clone(),
+                task.map_or_else(|| "–".into(), |task| task.as_str().to_string()),
                 version.dataset.clone(),
-                metric("roc_auc"),
-                metric("recall"),
-                metric("false_positive_rate"),
-                metric("threshold"),
+                headline(&version.metrics, task),
                 tags.join(", "),
             ]);
         }
     }
     println!("{output}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a registered version predicts: told by its holdout metrics, else by its artifact (none
+/// for versions Causeway cannot load, such as pickled MLflow models).
+fn version_task(project: &Project, version: &ModelVersionRecord) -> Option<TaskKind> {
+    if version.metrics.contains_key("roc_auc") {
+        Some(TaskKind::Binary)
+    } else if version.metrics.contains_key("accuracy") {
+        Some(TaskKind::Multiclass)
+    } else if version.metrics.contains_key("rmse") {
+        Some(TaskKind::Regression)
+    } else {
+        causeway_loop::pipeline::load_artifact(project, version).ok().map(|artifact| artifact.task.kind())
+    }
+}
+
+/// A version's headline holdout metrics, for its task (`–` when it has none, as imports).
+fn headline(metrics: &std::collections::BTreeMap<String, f64>, task: Option<TaskKind>) -> String {
+    let names: &[(&str, &str)] = match task {
+        Some(TaskKind::Binary) => {
+            &[("roc_auc", "roc_auc"), ("recall", "recall"), ("false_positive_rate", "fpr"), ("threshold", "threshold")]
+        }
+        Some(TaskKind::Multiclass) => &[("accuracy", "accuracy"), ("macro_f1", "macro_f1"), ("log_loss", "log_loss")],
+        Some(TaskKind::Regression) => &[("rmse", "rmse"), ("mae", "mae"), ("r2", "r2")],
+        None => &[],
+    };
+    let shown: Vec<String> = names
+        .iter()
+        .filter_map(|(key, label)| metrics.get(*key).map(|value| format!("{label} {}", format_metric(*value))))
+        .collect();
+    if shown.is_empty() { "–".into() } else { shown.join("  ") }
+}
+
+/// Four decimals for rates and scores, fewer digits lost for large numbers (RMSE in dollars).
+fn format_metric(value: f64) -> String {
+    if value.abs() >= 1000.0 { format!("{value:.0}") } else { format!("{value:.4}") }
 }
 
 pub(crate) fn model_name(project: &Project, model: Option<String>) -> Result<String> {
@@ -95,8 +128,14 @@ pub(crate) fn model_name(project: &Project, model: Option<String>) -> Result<Str
 }
 
 /// Reads a model file and registers it as the next version of `model` (not promoted).
-pub(crate) fn import_file(project: &Project, file: &Path, model: &str, threshold: f64) -> Result<ModelVersionRecord> {
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+pub(crate) fn import_file(
+    project: &Project,
+    file: &Path,
+    model: &str,
+    threshold: f64,
+    task: Option<TaskKind>,
+) -> Result<ModelVersionRecord> {
+    let bytes = std::fs::read(file).map_err(|error| anyhow::anyhow!("cannot read {}: {error}", file.display()))?;
     let file_name =
         file.file_name().map_or_else(|| file.display().to_string(), |name| name.to_string_lossy().into_owned());
     Ok(causeway_loop::pipeline::import_and_register(
@@ -105,6 +144,7 @@ pub(crate) fn import_file(project: &Project, file: &Path, model: &str, threshold
         &bytes,
         model,
         threshold,
+        task,
         "cli",
         SystemClock.now_ms(),
     )?)
@@ -115,13 +155,21 @@ pub(crate) fn import(
     file: &Path,
     model: Option<String>,
     threshold: f64,
+    task: Option<TaskKind>,
     promote: bool,
 ) -> Result<ExitCode> {
     let project = open(dir)?;
     let model = model_name(&project, model)?;
-    let version =
-        import_file(&project, file, &model, threshold).with_context(|| format!("cannot import {}", file.display()))?;
-    println!("imported {} as {model} version {} (run {})", file.display(), version.version, version.run_id);
+    let version = import_file(&project, file, &model, threshold, task)
+        .with_context(|| format!("cannot import {}", file.display()))?;
+    let artifact = causeway_loop::pipeline::load_artifact(&project, &version)?;
+    println!(
+        "imported {} as {model} version {} (run {}): {}",
+        file.display(),
+        version.version,
+        version.run_id,
+        describe_task(&artifact.task)
+    );
     if promote {
         // An imported file has no holdout evaluation here, so there is nothing to gate on.
         set_champion(&project, &model, version.version, "cli", "imported (no holdout evaluation; gates not checked)")?;
@@ -131,6 +179,16 @@ pub(crate) fn import(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The task of a model for people: `binary (classes 0, 1)`, `multiclass (3 classes: a, b, c)`,
+/// `regression`.
+pub(crate) fn describe_task(task: &Task) -> String {
+    match task {
+        Task::Binary { classes } => format!("binary (classes {}, positive {})", classes.join(", "), classes[1]),
+        Task::Multiclass { classes } => format!("multiclass ({} classes: {})", classes.len(), classes.join(", ")),
+        Task::Regression => "regression".to_string(),
+    }
 }
 
 pub(crate) fn card(

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use causeway_loop::Project;
+use causeway_models::TaskKind;
 use causeway_monitor::PredictionLog;
 use causeway_serving::{Engine, OnlineFeatures};
 use causeway_types::{Clock, SystemClock};
@@ -23,6 +24,7 @@ pub(crate) fn serve_file(
     file: &Path,
     name: Option<String>,
     threshold: f64,
+    task: Option<TaskKind>,
     serving: &ServingArgs,
 ) -> Result<ExitCode> {
     if !listen.ip().is_loopback() && !serving.insecure {
@@ -50,8 +52,8 @@ pub(crate) fn serve_file(
     let project_args = ProjectArgs { dir: scratch.path().to_path_buf(), store: None, artifacts: None };
     let (project, _) =
         Project::init_with(&project_args.dir, causeway_loop::project::INIT_TEMPLATE, &project_args.storage())?;
-    let version =
-        import_file(&project, file, &name, threshold).with_context(|| format!("cannot serve {}", file.display()))?;
+    let version = import_file(&project, file, &name, threshold, task)
+        .with_context(|| format!("cannot serve {}", file.display()))?;
     set_champion(&project, &name, version.version, "cli", "served from a file")?;
     drop(project);
     // Standard output's first line stays the server's readiness line.

@@ -1,11 +1,12 @@
 //! `train`: the built-in trainers, the search, cross-validation and external training.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Result;
 use causeway_loop::Project;
-use causeway_loop::pipeline::{TrainOptions, load_dataset, snapshot_id, train_and_register_with, training_set};
+use causeway_loop::pipeline::{TrainOptions, prepare_training, train_and_register_with};
 use causeway_types::{Clock, SystemClock};
 
 use super::registry::promote_through_gates;
@@ -14,60 +15,81 @@ use crate::args::ProjectArgs;
 
 /// Which trainer `causeway train` runs.
 pub(crate) enum TrainHow {
-    /// `[model].trainer`, optionally cross-validated first or chosen by the search.
-    BuiltIn { folds: Option<usize>, search: bool },
+    /// `[model].trainer`, or the search's winner.
+    BuiltIn { search: bool },
+    /// Cross-validation of `[model].trainer` only: nothing is registered.
+    CrossValidate { folds: usize },
     /// `[model.external]`, logging to `tracking_uri` or to a server started for it.
     External { tracking_uri: Option<String> },
 }
 
-pub(crate) fn train(dir: &ProjectArgs, days: Option<u32>, promote: bool, how: TrainHow) -> Result<ExitCode> {
+/// The data a `train` command reads.
+pub(crate) struct TrainData<'a> {
+    /// `--days`.
+    pub days: Option<u32>,
+    /// `--dataset-version`.
+    pub dataset_version: Option<&'a str>,
+    /// `--holdout FILE`.
+    pub holdout: Option<&'a Path>,
+}
+
+pub(crate) fn train(dir: &ProjectArgs, data: TrainData<'_>, promote: bool, how: TrainHow) -> Result<ExitCode> {
     let project = open(dir)?;
     let model = project.config.model()?.clone();
-    let data = load_dataset(&project, &model.dataset)?;
-    let times = data.require(&model.timestamp_column)?;
-    let last = (0..data.rows()).filter_map(|row| times.number(row)).fold(f64::MIN, f64::max) as i64 + 1;
-    let first = match days {
-        Some(days) => last - i64::from(days) * causeway_types::DAY_MS,
-        None => (0..data.rows()).filter_map(|row| times.number(row)).fold(f64::MAX, f64::min) as i64,
-    };
     let now = SystemClock.now_ms();
-    let set = training_set(&project, &data, first, last, now, None)?;
-    let snapshot = snapshot_id(&project, &model.dataset, first, last)?;
-    let (folds, search) = match how {
-        TrainHow::BuiltIn { folds, search } => (folds, search),
+    let prepared = prepare_training(&project, data.days, data.dataset_version, data.holdout, now)?;
+    println!("task: {}", prepared.labelled.task_note);
+    let search = match how {
+        TrainHow::BuiltIn { search } => search,
+        TrainHow::CrossValidate { folds } => {
+            let labelled = &prepared.labelled;
+            let signature = causeway_train::signature_for(project.config.features()?, &labelled.set);
+            let problem = causeway_train::Problem {
+                task: &labelled.task,
+                signature: &signature,
+                target_false_positive_rate: model.target_false_positive_rate,
+                seed: model.seed,
+            };
+            let result = causeway_train::cross_validate(&model.trainer, &problem, &labelled.set, folds)?;
+            let mut output = table(&["metric", &format!("mean over {folds} folds"), "standard deviation"]);
+            for name in causeway_models::metrics::headline_metrics(&labelled.task) {
+                if let (Some(mean), Some(deviation)) = (result.mean.get(*name), result.standard_deviation.get(*name)) {
+                    output.add_row(vec![name.to_string(), format!("{mean:.4}"), format!("{deviation:.4}")]);
+                }
+            }
+            println!(
+                "cross-validation of {} on {} rows ({folds} folds; nothing registered):\n{output}",
+                model.trainer.for_task(labelled.task.kind()).family(),
+                labelled.set.len()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
         TrainHow::External { tracking_uri } => {
             let spec = model.external.clone().ok_or_else(|| {
                 anyhow::anyhow!("--external needs a [model.external] section with a `command` in causeway.toml")
             })?;
+            if prepared.holdout.is_some() {
+                anyhow::bail!("--holdout is not available with --external yet; the holdout is a share of the window");
+            }
             let server = match tracking_uri {
                 Some(uri) => TrackingForScript::Given(uri),
                 None => TrackingForScript::started(&project)?,
             };
             println!("training with `{}` (MLflow tracking at {})", spec.command.join(" "), server.uri());
-            let trained =
-                causeway_loop::external::train_external(&project, &spec, &set, &snapshot, server.uri(), now, "cli")?;
-            return report_trained(&project, &trained, &snapshot, promote);
+            let trained = causeway_loop::external::train_external(
+                &project,
+                &spec,
+                &prepared.labelled,
+                &prepared.snapshot,
+                server.uri(),
+                now,
+                "cli",
+            )?;
+            return report_trained(&project, &trained, &prepared.snapshot, promote);
         }
     };
-    if let Some(folds) = folds {
-        let signature = causeway_train::signature_for(project.config.features()?, &set);
-        let result = causeway_train::cross_validate(
-            &model.trainer,
-            &signature,
-            &set,
-            folds,
-            model.target_false_positive_rate,
-            model.seed,
-        )?;
-        let mut output = table(&["metric", &format!("mean over {folds} folds"), "standard deviation"]);
-        for name in ["roc_auc", "pr_auc", "recall", "false_positive_rate", "precision", "log_loss", "brier"] {
-            if let (Some(mean), Some(deviation)) = (result.mean.get(name), result.standard_deviation.get(name)) {
-                output.add_row(vec![name.to_string(), format!("{mean:.4}"), format!("{deviation:.4}")]);
-            }
-        }
-        println!("cross-validation of {} on {} rows:\n{output}", model.trainer.family(), set.len());
-    }
-    let trained = train_and_register_with(&project, &set, &snapshot, now, "cli", TrainOptions { search })?;
+    let options = TrainOptions { search, holdout: prepared.holdout.clone() };
+    let trained = train_and_register_with(&project, &prepared.labelled, &prepared.snapshot, now, "cli", options)?;
     if let Some(search) = &trained.search {
         let values: Vec<String> = search.best_values.iter().map(|(name, value)| format!("{name}={value}")).collect();
         println!(
@@ -80,10 +102,11 @@ pub(crate) fn train(dir: &ProjectArgs, days: Option<u32>, promote: bool, how: Tr
             values.join(" ")
         );
     }
-    report_trained(&project, &trained, &snapshot, promote)
+    report_trained(&project, &trained, &prepared.snapshot, promote)
 }
 
-/// Prints a trained version's metrics (and its comparison baseline) and promotes it if asked.
+/// Prints a trained version's split, metrics (and its comparison baseline's headline metric) and
+/// promotes it if asked.
 pub(crate) fn report_trained(
     project: &Project,
     trained: &causeway_loop::pipeline::Trained,
@@ -91,6 +114,10 @@ pub(crate) fn report_trained(
     promote: bool,
 ) -> Result<ExitCode> {
     let model = &trained.version.model;
+    for warning in &trained.warnings {
+        eprintln!("warning: {warning}");
+    }
+    println!("split: {}", trained.split);
     let mut output = table(&["metric", &format!("v{} ({})", trained.version.version, trained.version.flavor)]);
     for (name, value) in &trained.outcome.metrics {
         output.add_row(vec![name.clone(), format!("{value:.4}")]);
@@ -98,7 +125,8 @@ pub(crate) fn report_trained(
     println!("registered {model} version {} from run {} on {snapshot}", trained.version.version, trained.run.run_id);
     println!("{output}");
     if let Some((family, metrics)) = &trained.comparison {
-        println!("{family} baseline holdout ROC-AUC {:.4}", metrics.get("roc_auc").copied().unwrap_or(f64::NAN));
+        let (headline, _) = trained.outcome.artifact.task.kind().headline_metric();
+        println!("{family} baseline holdout {headline} {:.4}", metrics.get(headline).copied().unwrap_or(f64::NAN));
     }
     if promote {
         if !promote_through_gates(project, model, trained.version.version, false, "train --promote")? {

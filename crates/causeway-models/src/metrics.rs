@@ -1,8 +1,13 @@
-//! Binary classification metrics.
+//! Metrics for every task: binary classification (ROC-AUC, PR-AUC, precision, recall, …, at a
+//! threshold), multi-class classification (accuracy, macro-F1, log loss, recall per class) and
+//! regression (RMSE, MAE, R², MAPE). Pure functions over outputs and encoded labels; training,
+//! gates, cards and monitoring all measure through them.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+use crate::task::Task;
 
 /// Counts at a threshold (score ≥ threshold is positive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -172,9 +177,135 @@ pub fn binary_metrics(scores: &[f64], labels: &[f64], threshold: f64) -> BTreeMa
     ])
 }
 
+/// Multi-class metrics of `probabilities` (`classes` per row, row after row) against class-index
+/// labels: `accuracy`, `macro_f1`, `log_loss`, and `recall_<class>` and `precision_<class>` per
+/// class (named by `names`).
+pub fn multiclass_metrics(probabilities: &[f64], names: &[String], labels: &[f64]) -> BTreeMap<String, f64> {
+    let classes = names.len().max(1);
+    let rows = labels.len();
+    let mut correct = 0usize;
+    let mut loss = 0.0;
+    let mut true_positives = vec![0usize; classes];
+    let mut predicted = vec![0usize; classes];
+    let mut actual = vec![0usize; classes];
+    for (row, label) in labels.iter().enumerate() {
+        let Some(scores) = probabilities.get(row * classes..(row + 1) * classes) else { break };
+        let guess = argmax(scores);
+        let truth = *label as usize;
+        predicted[guess] += 1;
+        if truth < classes {
+            actual[truth] += 1;
+            if guess == truth {
+                correct += 1;
+                true_positives[truth] += 1;
+            }
+            loss -= scores[truth].clamp(1e-15, 1.0).ln();
+        }
+    }
+    let mut metrics = BTreeMap::new();
+    let mut f1_sum = 0.0;
+    for (index, name) in names.iter().enumerate() {
+        let recall = ratio(true_positives[index] as u64, actual[index] as u64);
+        let precision = ratio(true_positives[index] as u64, predicted[index] as u64);
+        let f1 = if recall + precision == 0.0 { 0.0 } else { 2.0 * recall * precision / (recall + precision) };
+        f1_sum += f1;
+        metrics.insert(format!("recall_{name}"), recall);
+        metrics.insert(format!("precision_{name}"), precision);
+    }
+    metrics.insert("accuracy".into(), ratio(correct as u64, rows as u64));
+    metrics.insert("macro_f1".into(), f1_sum / classes as f64);
+    metrics.insert("log_loss".into(), loss / rows.max(1) as f64);
+    metrics.insert("rows".into(), rows as f64);
+    metrics.insert("classes".into(), names.len() as f64);
+    metrics
+}
+
+/// The index of the largest value (the first on ties; NaN never wins).
+pub fn argmax(values: &[f64]) -> usize {
+    let mut best = 0;
+    for (index, value) in values.iter().enumerate() {
+        if *value > values[best] || values[best].is_nan() {
+            best = index;
+        }
+    }
+    best
+}
+
+/// Regression metrics of `predictions` against `labels`: `rmse`, `mae`, `r2` (1 − residual sum
+/// of squares / total sum of squares; NaN for a constant label), `mape` (mean absolute percentage
+/// error over labels that are not zero; NaN when all are), and the label's `mean`.
+pub fn regression_metrics(predictions: &[f64], labels: &[f64]) -> BTreeMap<String, f64> {
+    let rows = labels.len().min(predictions.len());
+    let count = rows.max(1) as f64;
+    let mean = labels.iter().take(rows).sum::<f64>() / count;
+    let (mut squared, mut absolute, mut total, mut percentage, mut nonzero) = (0.0, 0.0, 0.0, 0.0, 0usize);
+    for (prediction, label) in predictions.iter().zip(labels) {
+        let error = prediction - label;
+        squared += error * error;
+        absolute += error.abs();
+        total += (label - mean) * (label - mean);
+        if *label != 0.0 {
+            percentage += (error / label).abs();
+            nonzero += 1;
+        }
+    }
+    BTreeMap::from([
+        ("rmse".to_string(), (squared / count).sqrt()),
+        ("mae".to_string(), absolute / count),
+        ("r2".to_string(), if total > 0.0 { 1.0 - squared / total } else { f64::NAN }),
+        ("mape".to_string(), if nonzero > 0 { percentage / nonzero as f64 } else { f64::NAN }),
+        ("mean".to_string(), mean),
+        ("rows".to_string(), rows as f64),
+    ])
+}
+
+/// The standard metrics of `task`: `outputs` are the model's outputs (one per row, or one per
+/// class per row for multi-class), `labels` encoded; `threshold` applies to binary tasks only.
+pub fn task_metrics(task: &Task, outputs: &[f64], labels: &[f64], threshold: f64) -> BTreeMap<String, f64> {
+    match task {
+        Task::Binary { .. } => binary_metrics(outputs, labels, threshold),
+        Task::Multiclass { classes } => multiclass_metrics(outputs, classes, labels),
+        Task::Regression => regression_metrics(outputs, labels),
+    }
+}
+
+/// The metrics people look at first for `task`, in order.
+pub fn headline_metrics(task: &Task) -> &'static [&'static str] {
+    match task {
+        Task::Binary { .. } => {
+            &["roc_auc", "pr_auc", "recall", "false_positive_rate", "precision", "log_loss", "brier"]
+        }
+        Task::Multiclass { .. } => &["accuracy", "macro_f1", "log_loss"],
+        Task::Regression => &["rmse", "mae", "r2", "mape"],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multiclass_and_regression_metrics_match_hand_computed_values() {
+        let names: Vec<String> = ["a", "b", "c"].iter().map(|name| name.to_string()).collect();
+        // Rows: truth a (right), b (guessed c), c (right), c (guessed a).
+        let probabilities = [0.7, 0.2, 0.1, 0.1, 0.3, 0.6, 0.0, 0.2, 0.8, 0.5, 0.1, 0.4];
+        let metrics = multiclass_metrics(&probabilities, &names, &[0.0, 1.0, 2.0, 2.0]);
+        assert_eq!(metrics["accuracy"], 0.5);
+        assert_eq!((metrics["recall_a"], metrics["recall_b"], metrics["recall_c"]), (1.0, 0.0, 0.5));
+        // F1: a = 2·1·0.5/1.5, b = 0, c = 2·0.5·0.5/1.
+        assert!((metrics["macro_f1"] - (2.0 / 3.0 + 0.0 + 0.5) / 3.0).abs() < 1e-12);
+        let loss = -(0.7_f64.ln() + 0.3_f64.ln() + 0.8_f64.ln() + 0.4_f64.ln()) / 4.0;
+        assert!((metrics["log_loss"] - loss).abs() < 1e-12);
+
+        let regression = regression_metrics(&[2.0, 4.0, 7.0], &[1.0, 4.0, 10.0]);
+        assert!((regression["rmse"] - (10.0_f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert!((regression["mae"] - 4.0 / 3.0).abs() < 1e-12);
+        // Mean 5; total sum of squares 16 + 1 + 25 = 42; residual 10.
+        assert!((regression["r2"] - (1.0 - 10.0 / 42.0)).abs() < 1e-12);
+        assert!((regression["mape"] - (1.0 + 0.0 + 0.3) / 3.0).abs() < 1e-12);
+        assert!(regression_metrics(&[1.0], &[0.0])["mape"].is_nan());
+        assert_eq!(argmax(&[f64::NAN, 0.2, 0.9, 0.9]), 2);
+    }
 
     #[test]
     fn auc_matches_pair_counting_with_ties() {
