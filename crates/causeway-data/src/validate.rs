@@ -35,6 +35,13 @@ pub struct Expectation {
     /// The allowed values, compared as text.
     #[serde(default)]
     pub allowed: Option<Vec<String>>,
+    /// The column holds numbers (integers, floats or booleans), whatever their width.
+    #[serde(default)]
+    pub numeric: bool,
+    /// Who needs the column, for messages (`a numeric feature in [features]`); not written in
+    /// `causeway.toml`, set by callers that add expectations of their own.
+    #[serde(skip)]
+    pub origin: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -81,8 +88,15 @@ pub struct ValidationReport {
     pub subject: String,
     /// Rows checked.
     pub rows: u64,
-    /// Expectations checked.
+    /// Declared expectations checked.
     pub checked: usize,
+    /// Checks added for the columns the project reads (features, the time column), beside the
+    /// declared expectations.
+    #[serde(default)]
+    pub column_checks: usize,
+    /// How many of the failures are those checks.
+    #[serde(default)]
+    pub column_check_failures: usize,
     /// Broken expectations and schema changes; empty means the batch passed.
     pub failures: Vec<Failure>,
     /// How many of the failures are schema changes against earlier versions (the others broke
@@ -101,12 +115,22 @@ impl ValidationReport {
 impl fmt::Display for ValidationReport {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.passed() {
-            return write!(formatter, "{}: {} rows passed {} expectations", self.subject, self.rows, self.checked);
+            write!(formatter, "{}: {} rows passed {} expectations", self.subject, self.rows, self.checked)?;
+            if self.column_checks > 0 {
+                write!(formatter, " and {} checks of the columns the project reads", self.column_checks)?;
+            }
+            return Ok(());
         }
-        let broken = self.failures.len().saturating_sub(self.schema_changes);
+        let broken = self.failures.len().saturating_sub(self.schema_changes + self.column_check_failures);
         let mut problems = Vec::new();
-        if broken > 0 || self.schema_changes == 0 {
+        if broken > 0 || (self.schema_changes == 0 && self.column_check_failures == 0) {
             problems.push(format!("{broken} of {} expectations failed", self.checked));
+        }
+        if self.column_check_failures > 0 {
+            problems.push(format!(
+                "{} of {} checks of the columns the project reads failed",
+                self.column_check_failures, self.column_checks
+            ));
         }
         if self.schema_changes > 0 {
             let plural = if self.schema_changes == 1 { "" } else { "s" };
@@ -140,84 +164,110 @@ impl ExpectationSuite {
     /// Checks `frame`; the report lists every broken expectation.
     pub fn validate(&self, subject: &str, frame: &Frame) -> ValidationReport {
         let mut failures = Vec::new();
+        let mut column_check_failures = 0;
         for expectation in &self.expectations {
-            let Some(column) = frame.column(&expectation.column) else {
-                if expectation.required {
-                    failures.push(Failure {
-                        column: expectation.column.clone(),
-                        rule: "column is required but missing".into(),
-                        rows: frame.rows() as u64,
-                        examples: vec![format!("columns present: {}", frame.names().join(", "))],
-                    });
-                }
-                continue;
-            };
-            if let Some(dtype) = expectation.dtype
-                && column.dtype() != dtype
-            {
-                // Text that should have been another type: name the values that are not.
-                let failure = match column.as_strings() {
-                    Some(values) => {
-                        let (rows, examples) = crate::values::unparsable(values, dtype, EXAMPLES);
-                        Failure {
-                            column: expectation.column.clone(),
-                            rule: format!(
-                                "type must be {}: these values are not {}",
-                                dtype.as_str(),
-                                dtype_noun(dtype)
-                            ),
-                            rows: rows as u64,
-                            examples: examples.iter().map(|(row, text)| format!("row {row}: {text:?}")).collect(),
-                        }
-                    }
-                    None => Failure {
-                        column: expectation.column.clone(),
-                        rule: format!("type must be {}", dtype.as_str()),
-                        rows: frame.rows() as u64,
-                        examples: vec![format!("found {}", column.dtype().as_str())],
-                    },
-                };
-                failures.push(failure);
-                continue;
-            }
-            let mut check = |rule: String, broken: &dyn Fn(usize) -> bool| {
-                let offending: Vec<usize> = (0..column.len()).filter(|row| broken(*row)).collect();
-                if !offending.is_empty() {
-                    failures.push(Failure {
-                        column: expectation.column.clone(),
-                        rule,
-                        rows: offending.len() as u64,
-                        examples: offending
-                            .iter()
-                            .take(EXAMPLES)
-                            .map(|row| format!("row {row}: {}", column.text(*row).unwrap_or_else(|| "null".into())))
-                            .collect(),
-                    });
-                }
-            };
-            if expectation.not_null {
-                check("must not be null".into(), &|row| column.is_null(row));
-            }
-            if let Some(min) = expectation.min {
-                check(format!("must be >= {min}"), &|row| column.number(row).is_some_and(|value| value < min));
-            }
-            if let Some(max) = expectation.max {
-                check(format!("must be <= {max}"), &|row| column.number(row).is_some_and(|value| value > max));
-            }
-            if let Some(allowed) = &expectation.allowed {
-                let set: BTreeSet<&str> = allowed.iter().map(String::as_str).collect();
-                let shown: Vec<&str> = set.iter().copied().take(8).collect();
-                check(format!("must be one of [{}]", shown.join(", ")), &|row| {
-                    column.text(row).is_some_and(|value| !set.contains(value.as_str()))
-                });
+            let failed_before = failures.len();
+            self.check_one(expectation, frame, &mut failures);
+            if expectation.origin.is_some() {
+                column_check_failures += failures.len() - failed_before;
             }
         }
+        let column_checks = self.expectations.iter().filter(|expectation| expectation.origin.is_some()).count();
         ValidationReport {
             subject: subject.to_string(),
             rows: frame.rows() as u64,
-            checked: self.expectations.len(),
+            checked: self.expectations.len() - column_checks,
+            column_checks,
+            column_check_failures,
             failures,
             schema_changes: 0,
+        }
+    }
+
+    /// Checks one expectation, adding what it finds broken to `failures`.
+    fn check_one(&self, expectation: &Expectation, frame: &Frame, failures: &mut Vec<Failure>) {
+        let origin = expectation.origin.as_ref().map(|origin| format!(" ({origin})")).unwrap_or_default();
+        let Some(column) = frame.column(&expectation.column) else {
+            if expectation.required {
+                failures.push(Failure {
+                    column: expectation.column.clone(),
+                    rule: format!("column is required but missing{origin}"),
+                    rows: frame.rows() as u64,
+                    examples: vec![format!("columns present: {}", frame.names().join(", "))],
+                });
+            }
+            return;
+        };
+        if expectation.numeric && !matches!(column.dtype(), Dtype::Int64 | Dtype::Float64 | Dtype::Bool) {
+            let (rows, examples) = match column.as_strings() {
+                Some(values) => crate::values::unparsable(values, Dtype::Float64, EXAMPLES),
+                None => (frame.rows(), Vec::new()),
+            };
+            failures.push(Failure {
+                column: expectation.column.clone(),
+                rule: format!(
+                    "must hold numbers{origin}, but it is {}: these values are not numbers (declare `type = \"float64\"` to name every one)",
+                    column.dtype().as_str()
+                ),
+                rows: rows as u64,
+                examples: examples.iter().map(|(row, text)| format!("row {row}: {text:?}")).collect(),
+            });
+            return;
+        }
+        if let Some(dtype) = expectation.dtype
+            && column.dtype() != dtype
+        {
+            // Text that should have been another type: name the values that are not.
+            let failure = match column.as_strings() {
+                Some(values) => {
+                    let (rows, examples) = crate::values::unparsable(values, dtype, EXAMPLES);
+                    Failure {
+                        column: expectation.column.clone(),
+                        rule: format!("type must be {}: these values are not {}", dtype.as_str(), dtype_noun(dtype)),
+                        rows: rows as u64,
+                        examples: examples.iter().map(|(row, text)| format!("row {row}: {text:?}")).collect(),
+                    }
+                }
+                None => Failure {
+                    column: expectation.column.clone(),
+                    rule: format!("type must be {}", dtype.as_str()),
+                    rows: frame.rows() as u64,
+                    examples: vec![format!("found {}", column.dtype().as_str())],
+                },
+            };
+            failures.push(failure);
+            return;
+        }
+        let mut check = |rule: String, broken: &dyn Fn(usize) -> bool| {
+            let offending: Vec<usize> = (0..column.len()).filter(|row| broken(*row)).collect();
+            if !offending.is_empty() {
+                failures.push(Failure {
+                    column: expectation.column.clone(),
+                    rule,
+                    rows: offending.len() as u64,
+                    examples: offending
+                        .iter()
+                        .take(EXAMPLES)
+                        .map(|row| format!("row {row}: {}", column.text(*row).unwrap_or_else(|| "null".into())))
+                        .collect(),
+                });
+            }
+        };
+        if expectation.not_null {
+            check("must not be null".into(), &|row| column.is_null(row));
+        }
+        if let Some(min) = expectation.min {
+            check(format!("must be >= {min}"), &|row| column.number(row).is_some_and(|value| value < min));
+        }
+        if let Some(max) = expectation.max {
+            check(format!("must be <= {max}"), &|row| column.number(row).is_some_and(|value| value > max));
+        }
+        if let Some(allowed) = &expectation.allowed {
+            let set: BTreeSet<&str> = allowed.iter().map(String::as_str).collect();
+            let shown: Vec<&str> = set.iter().copied().take(8).collect();
+            check(format!("must be one of [{}]", shown.join(", ")), &|row| {
+                column.text(row).is_some_and(|value| !set.contains(value.as_str()))
+            });
         }
     }
 }

@@ -183,9 +183,11 @@ fn binary_task(model: &ModelSection, values: &[(String, usize)]) -> Result<Task>
             (Some(true), Some(false)) => first.clone(),
             (Some(false), Some(true)) => second.clone(),
             _ => {
+                // Suggest the rarer value: the event a binary model usually looks for.
+                let (rarer, other) = if values[0].1 <= values[1].1 { (&first, &second) } else { (&second, &first) };
                 return Err(Error::Precondition(format!(
                     "label `{label}` has the values {first:?} and {second:?}: say which is the positive class with \
-                     positive_class = {second:?} (or {first:?}) under [model] in causeway.toml"
+                     positive_class = {rarer:?} (the rarer one) or {other:?} under [model] in causeway.toml"
                 )));
             }
         },
@@ -253,7 +255,7 @@ mod tests {
             "{third}"
         );
         let unnamed = error(model(None, None), text(&["good", "bad"]));
-        assert!(unnamed.contains("say which is the positive class with positive_class = \"good\""), "{unnamed}");
+        assert!(unnamed.contains("with positive_class = \"bad\" (the rarer one) or \"good\""), "{unnamed}");
         let credit = resolve_task(&model(None, Some("bad")), &text(&["good", "bad"])).expect("positive given");
         assert_eq!(credit.task, Task::Binary { classes: vec!["good".into(), "bad".into()] });
         let wrong = error(model(None, Some("ugly")), text(&["good", "bad"]));

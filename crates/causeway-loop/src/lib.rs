@@ -6,11 +6,14 @@
 pub mod card;
 pub mod config;
 pub mod controller;
+pub mod datasets;
+pub mod draft;
 mod error;
 pub mod external;
 pub mod gates;
 pub mod labels;
 pub mod pipeline;
+pub mod predict;
 pub mod project;
 pub mod scenario;
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use causeway_data::ingest::write_parquet;
-use causeway_data::{Column, Frame};
+use causeway_data::{Column, Expectation, ExpectationSuite, Frame};
 use causeway_features::offline::compute_features;
 use causeway_models::{FeatureKind, ModelArtifact, Signature, Task, TaskKind};
 use causeway_monitor::ModelBaseline;
@@ -28,6 +28,58 @@ pub struct LabelFault {
     pub conditions: Vec<(String, String)>,
     /// The label forced on matching rows.
     pub label: f64,
+}
+
+/// The expectations a batch of `name` must meet: the ones `causeway.toml` declares for it, and,
+/// when it is the `[model]` dataset, that every column the features read is there and every
+/// numeric feature holds numbers (and that the time column is there).
+pub fn ingest_suite(project: &Project, name: &str) -> Result<ExpectationSuite> {
+    let mut suite = project.config.suite(name);
+    let (Some(model), Some(spec)) = (&project.config.model, &project.config.features) else { return Ok(suite) };
+    if model.dataset != name {
+        return Ok(suite);
+    }
+    let mut need = |column: &str, numeric: bool, origin: String| {
+        if !suite.expectations.iter().any(|expectation| expectation.column == column && !expectation.required) {
+            suite.expectations.push(Expectation {
+                column: column.to_string(),
+                required: true,
+                numeric,
+                origin: Some(origin),
+                ..Expectation::default()
+            });
+        }
+    };
+    for column in &spec.numeric {
+        need(column, true, "a numeric feature in [features]".into());
+    }
+    for column in &spec.categorical {
+        need(column, false, "a categorical feature in [features]".into());
+    }
+    for view in &spec.views {
+        need(&view.entity, false, format!("the entity of feature view `{}`", view.name));
+        need(&view.timestamp, false, format!("the time of feature view `{}`", view.name));
+        for source in view.source_columns().into_iter().filter(|source| !source.is_empty()) {
+            need(source, true, format!("aggregated by feature view `{}`", view.name));
+        }
+    }
+    if let Some(time) = &model.timestamp_column {
+        need(time, false, "[model] timestamp_column".into());
+    }
+    Ok(suite)
+}
+
+/// Ingests a file as a version of dataset `name` (only `columns`, when given) against
+/// [`ingest_suite`]; nothing is stored when a check fails.
+pub fn ingest_file(
+    project: &Project,
+    name: &str,
+    path: &Path,
+    columns: &[String],
+    at_ms: i64,
+) -> Result<causeway_data::IngestOutcome> {
+    let suite = ingest_suite(project, name)?;
+    Ok(project.ingestor().ingest_columns(name, path, columns, &suite, at_ms)?)
 }
 
 /// Loads every stored version of a dataset as one frame.
@@ -87,6 +139,8 @@ pub struct Prepared {
     pub snapshot: String,
     /// Rows from a holdout file, evaluated on instead of a share of the window.
     pub holdout: Option<TrainingSet>,
+    /// The dataset versions the rows came from.
+    pub versions: Vec<String>,
 }
 
 /// Gathers what `causeway train` trains on: the `[model]` dataset (every version, or the one
@@ -128,7 +182,7 @@ pub fn prepare_training(
         }
         None => None,
     };
-    Ok(Prepared { labelled, snapshot, holdout })
+    Ok(Prepared { labelled, snapshot, holdout, versions })
 }
 
 /// The rows a `train --days DAYS` run uses, `[from, to)` in epoch milliseconds: the last `days`
@@ -391,6 +445,9 @@ pub struct TrainOptions {
     /// Evaluate on these rows instead of holding out a share of the window; every row of the
     /// window is then training data.
     pub holdout: Option<TrainingSet>,
+    /// The dataset versions the rows came from, recorded as the run's lineage (when empty, the
+    /// lineage is every version stored before the run).
+    pub dataset_versions: Vec<String>,
 }
 
 /// A holdout of fewer rows than this, and under a fifth of the rows, is a warning.
@@ -467,6 +524,9 @@ pub fn train_and_register_with(
     }
     params.insert("train_rows".into(), train.len().to_string());
     params.insert("holdout_rows".into(), holdout.len().to_string());
+    if !options.dataset_versions.is_empty() {
+        params.insert(crate::datasets::DATASET_VERSIONS_PARAM.into(), options.dataset_versions.join(","));
+    }
     let run = tracker.start(&name, model.seed, snapshot, params, at_ms)?;
     let metadata =
         BTreeMap::from([("run_id".to_string(), run.run_id.clone()), ("dataset".to_string(), snapshot.to_string())]);

@@ -320,6 +320,30 @@ impl MetaStore {
             .ok_or_else(|| Error::NotFound(format!("dataset `{name}@{version}`")))
     }
 
+    /// Removes one dataset version's record and writes the audit event, in one transaction; the
+    /// caller deletes its blobs. The version must be named exactly.
+    pub fn delete_dataset(&self, name: &str, version: &str, actor: &str, at_ms: i64, reason: &str) -> Result<()> {
+        let mut connection = self.lock();
+        let mut transaction = connection.transaction()?;
+        let removed =
+            transaction.execute("DELETE FROM datasets WHERE name = ?1 AND version = ?2", params![name, version])?;
+        if removed == 0 {
+            return Err(Error::NotFound(format!("dataset `{name}@{version}`")));
+        }
+        insert_event(
+            &mut transaction,
+            &audit(
+                at_ms,
+                actor,
+                name,
+                format!("deleted dataset version {name}@{}{}", short(version), reason_suffix(reason)),
+                serde_json::json!({"action": "delete_dataset", "version": version, "reason": reason}),
+            ),
+        )?;
+        transaction.commit()?;
+        Ok(())
+    }
+
     // ---- runs -----------------------------------------------------------------------------
 
     /// Records a new run (status RUNNING) with its parameters.
@@ -966,14 +990,22 @@ mod tests {
         assert_eq!(store.dataset("transactions", "abc")?, dataset);
         assert_eq!(store.all_datasets()?.len(), 2);
         assert!(matches!(store.dataset("transactions", "zzz"), Err(Error::NotFound(_))));
+        store.delete_dataset("transactions", "fedcba", "ada", 7, "a bad batch")?;
+        assert_eq!(store.dataset_versions("transactions")?, vec![dataset.clone()]);
+        assert!(matches!(store.delete_dataset("transactions", "fedcba", "ada", 8, ""), Err(Error::NotFound(_))));
+        let deleted = store.events(Some(EventKind::Audit))?;
+        assert_eq!(deleted.len(), 1);
+        assert!(deleted[0].message.contains("deleted dataset version transactions@fedcba (a bad batch)"));
+        store.insert_dataset(&DatasetVersion { version: "fedcba".into(), created_ms: 6, ..dataset.clone() })?;
         let first = store.record_event(&audit(1, "ada", "fraud", "one".into(), serde_json::json!({"n": 1})))?;
         let mut data = audit(2, "ada", "fraud", "two".into(), serde_json::Value::Null);
         data.kind = EventKind::Data;
         let second = store.record_event(&data)?;
         assert!(second > first, "event ids grow");
-        assert_eq!(store.events(None)?.len(), 2);
+        assert_eq!(store.events(None)?.len(), 3);
         let audits = store.events(Some(EventKind::Audit))?;
-        assert_eq!((audits.len(), audits[0].details["n"].as_i64()), (1, Some(1)));
+        assert_eq!(audits.len(), 2);
+        assert!(audits.iter().any(|event| event.details["n"].as_i64() == Some(1)));
         store.put_state("loop", &serde_json::json!({"paused": true}))?;
         store.put_state("loop", &serde_json::json!({"paused": false}))?;
         assert_eq!(store.state("loop")?, Some(serde_json::json!({"paused": false})));

@@ -36,7 +36,9 @@ pub struct GbdtParams {
     pub min_split_gain: f64,
     /// Maximum bins per numeric feature (2..=255).
     pub bins: usize,
-    /// Weight of positive examples; `None` uses sqrt(negatives / positives).
+    /// Weight of positive examples (binary tasks); `None` weighs every row alike, as LightGBM
+    /// and XGBoost do by default. `sqrt(negatives / positives)` is a common choice for rare
+    /// positives when recall matters more than calibrated probabilities.
     pub scale_pos_weight: Option<f64>,
     /// Stop when validation loss has not improved for this many rounds.
     pub early_stopping_rounds: Option<usize>,
@@ -48,6 +50,14 @@ pub struct GbdtParams {
     /// After early stopping chose the rounds on the validation rows, grow the trees again on
     /// every training row (validation rows included) for that many rounds.
     pub refit: bool,
+    /// Extra L2 on the leaves of categorical splits (LightGBM's `cat_l2`).
+    pub categorical_l2: f64,
+    /// Each side of a categorical split holds at least this many rows (approximately; like
+    /// LightGBM's `min_data_per_group`, which defaults to 100, but measured better here at 20).
+    pub min_category_side_rows: f64,
+    /// A categorical split sends at most this many categories one way (LightGBM's
+    /// `max_cat_threshold`).
+    pub max_categories_per_split: usize,
 }
 
 impl Default for GbdtParams {
@@ -60,12 +70,15 @@ impl Default for GbdtParams {
             min_child_weight: 1.0,
             lambda: 1.0,
             min_split_gain: 0.0,
-            bins: 64,
+            bins: 255,
             scale_pos_weight: None,
             early_stopping_rounds: Some(20),
             native_categorical: true,
             categorical_smoothing: 10.0,
             refit: true,
+            categorical_l2: 10.0,
+            min_category_side_rows: 20.0,
+            max_categories_per_split: 32,
         }
     }
 }
@@ -387,8 +400,7 @@ fn starting_point(labels: &[f64], params: &GbdtParams, loss: Loss) -> Result<(Ve
                 )));
             }
             let negatives = labels.len() - positives;
-            let positive_weight =
-                params.scale_pos_weight.unwrap_or_else(|| (negatives as f64 / positives as f64).sqrt());
+            let positive_weight = params.scale_pos_weight.unwrap_or(1.0);
             let weights = labels.iter().map(|label| if *label > 0.5 { positive_weight } else { 1.0 }).collect();
             Ok((weights, vec![(positives as f64 * positive_weight / negatives as f64).ln()]))
         }
@@ -590,7 +602,7 @@ impl TreeGrower<'_> {
             })
         });
         let candidate = if depth < self.params.max_depth && end - start >= 2 {
-            best_split(self.matrix, &histogram, total, self.params)
+            best_split(self.matrix, &histogram, total, end - start, self.params)
         } else {
             None
         };
@@ -673,6 +685,7 @@ fn best_split(
     matrix: &BinnedMatrix,
     histogram: &Histogram,
     total: GradientPair,
+    rows: usize,
     params: &GbdtParams,
 ) -> Option<Candidate> {
     let per_feature: Vec<Option<Candidate>> = histogram
@@ -680,7 +693,7 @@ fn best_split(
         .zip(&matrix.features)
         .enumerate()
         .with_min_len(FEATURE_BLOCK)
-        .map(|(feature, (slots, bins))| best_split_on(feature, slots, bins, total, params))
+        .map(|(feature, (slots, bins))| best_split_on(feature, slots, bins, total, rows, params))
         .collect();
     per_feature.into_iter().flatten().fold(None, |best: Option<Candidate>, candidate| match best {
         Some(current) if current.gain >= candidate.gain => Some(current),
@@ -694,14 +707,25 @@ fn best_split_on(
     slots: &[GradientPair; SLOTS],
     bins: &FeatureBins,
     total: GradientPair,
+    rows: usize,
     params: &GbdtParams,
 ) -> Option<Candidate> {
-    let lambda = params.lambda;
+    // Categorical splits carry extra L2, as LightGBM's `cat_l2` does: a set of categories fits
+    // the training rows more easily than a threshold does.
+    let lambda = match bins {
+        FeatureBins::Categorical => params.lambda + params.categorical_l2,
+        FeatureBins::Numeric { .. } => params.lambda,
+    };
+    // Rows per unit of hessian in this leaf: turns a bin's hessian into an approximate row count
+    // (LightGBM's `cnt_factor`), so categorical limits can speak in rows.
+    let rows_per_hessian = rows as f64 / total.hessian.max(f64::MIN_POSITIVE);
+    let approximate_rows = |pair: GradientPair| pair.hessian * rows_per_hessian;
     let parent = total.gradient * total.gradient / (total.hessian + lambda);
     let missing = slots[usize::from(MISSING_BIN)];
     let directions: &[bool] = if missing.hessian > 0.0 { &[false, true] } else { &[false] };
     // The best (gain, position in the scan, missing_left) so far; the first wins ties.
     let mut best: Option<(f64, usize, bool)> = None;
+    let categorical = matches!(bins, FeatureBins::Categorical);
     let mut scan = |position: usize, left: GradientPair| {
         for &missing_left in directions {
             let mut left_side = left;
@@ -710,6 +734,12 @@ fn best_split_on(
             }
             let right_side = total.minus(left_side);
             if left_side.hessian < params.min_child_weight || right_side.hessian < params.min_child_weight {
+                continue;
+            }
+            if categorical
+                && (approximate_rows(left_side) < params.min_category_side_rows
+                    || approximate_rows(right_side) < params.min_category_side_rows)
+            {
                 continue;
             }
             let gain = left_side.gradient * left_side.gradient / (left_side.hessian + lambda)
@@ -737,19 +767,22 @@ fn best_split_on(
         FeatureBins::Categorical => {
             // Categories ordered by smoothed mean gradient; every prefix of the order, from either
             // end, is a candidate left set. The shared "other" bin always goes right.
+            // Categories with fewer (approximate) rows than the smoothing are too rare to order by
+            // their statistics and stay on the right with the unseen ones, as in LightGBM.
             let smoothing = params.categorical_smoothing.max(0.0);
             let mut order: Vec<(u8, f64)> = slots[..usize::from(OTHER_CATEGORY_BIN)]
                 .iter()
                 .enumerate()
-                .filter(|(_, slot)| slot.hessian > 0.0)
+                .filter(|(_, slot)| slot.hessian > 0.0 && approximate_rows(**slot) >= smoothing)
                 .map(|(bin, slot)| (bin as u8, slot.gradient / (slot.hessian + smoothing)))
                 .collect();
             order.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
             let count = order.len();
+            let largest_set = params.max_categories_per_split.max(1).min(count.div_ceil(2).max(1));
             // Positions 0..count take ascending prefixes, count..2*count descending ones.
             for descending in [false, true] {
                 let mut left = GradientPair::default();
-                for taken in 1..=count {
+                for taken in 1..=largest_set.min(count) {
                     let index = if descending { count - taken } else { taken - 1 };
                     left.add(slots[usize::from(order[index].0)]);
                     scan(usize::from(descending) * count + taken - 1, left);

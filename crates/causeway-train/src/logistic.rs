@@ -17,7 +17,7 @@ pub struct LogisticParams {
     pub l2: f64,
     /// Maximum Newton iterations.
     pub max_iterations: usize,
-    /// Weight of positive examples; `None` uses sqrt(negatives / positives).
+    /// Weight of positive examples; `None` weighs every row alike.
     pub scale_pos_weight: Option<f64>,
 }
 
@@ -84,8 +84,7 @@ pub fn train(
     if positives == 0 || positives == labels.len() {
         return Err(Error::Data("training needs both classes".into()));
     }
-    let positive_weight =
-        params.scale_pos_weight.unwrap_or_else(|| ((labels.len() - positives) as f64 / positives as f64).sqrt());
+    let positive_weight = params.scale_pos_weight.unwrap_or(1.0);
     let expansions = expansions_for(signature, rows);
     let width = LogisticModel::expanded_width(&expansions);
     let dimension = width + 1;

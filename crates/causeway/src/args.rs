@@ -59,8 +59,33 @@ pub struct ServingArgs {
 pub enum Command {
     /// Create causeway.toml and the embedded stores (.causeway/) in a project directory.
     ///
+    /// With --from FILE --label COLUMN, the project is drafted for that file: its columns become
+    /// typed expectations, numeric and categorical features, an id and a time column when one
+    /// plausibly is; the task is inferred from the label (or --task); the file is ingested.
+    ///
     /// Example: causeway init --dir my-project
-    Init(ProjectArgs),
+    ///
+    /// Example: causeway init --from churn.csv --label churn --dir churn
+    Init {
+        /// Draft the project for this CSV or Parquet file, and ingest it.
+        #[arg(long, value_name = "FILE", requires = "label")]
+        from: Option<PathBuf>,
+        /// The column to predict.
+        #[arg(long, value_name = "COLUMN", requires = "from")]
+        label: Option<String>,
+        /// The label value that is the positive class of a binary task (when it is not a
+        /// yes/no, true/false or 1/0 pair).
+        #[arg(long, value_name = "VALUE", requires = "from")]
+        positive: Option<String>,
+        /// binary, multiclass or regression (default: inferred from the label's values).
+        #[arg(long, value_name = "TASK", requires = "from")]
+        task: Option<TaskKind>,
+        /// The dataset and model name (default: the file name without its extension).
+        #[arg(long, requires = "from")]
+        name: Option<String>,
+        #[command(flatten)]
+        dir: ProjectArgs,
+    },
     /// Ingest a CSV or Parquet file as a new version of a dataset, after validating it.
     ///
     /// The version is the BLAKE3 hash of the content; the expectations under
@@ -79,10 +104,17 @@ pub enum Command {
         #[command(flatten)]
         dir: ProjectArgs,
     },
-    /// List dataset versions.
+    /// List dataset versions, or delete one.
     ///
     /// Example: causeway datasets --dir my-project
-    Datasets(ProjectArgs),
+    ///
+    /// Example: causeway datasets delete 1e50b503 --dir my-project
+    Datasets {
+        #[command(subcommand)]
+        action: Option<DatasetAction>,
+        #[command(flatten)]
+        dir: ProjectArgs,
+    },
     /// Train the [model] of causeway.toml on the labelled rows of its dataset and register a version.
     ///
     /// Example: causeway train --dir my-project --days 30
@@ -118,6 +150,27 @@ pub enum Command {
         /// command runs for the script's lifetime on 127.0.0.1, on this project's stores).
         #[arg(long, value_name = "URI", requires = "external")]
         tracking_uri: Option<String>,
+        #[command(flatten)]
+        dir: ProjectArgs,
+    },
+    /// Score every row of a CSV or Parquet file with the champion (or a version) and write the
+    /// predictions: the id column (when [model] names one), `score` (binary: the positive class's
+    /// probability), `prediction` (the class or the value) and, for multi-class models,
+    /// `probability_<class>`.
+    ///
+    /// Example: causeway predict customers.csv --output scored.csv --dir churn
+    Predict {
+        /// The rows to score (the features are computed as serving computes them).
+        file: PathBuf,
+        /// Where to write the predictions (.csv or .parquet).
+        #[arg(long, short = 'o', value_name = "OUT")]
+        output: PathBuf,
+        /// The model (default: [model].name of causeway.toml).
+        #[arg(long)]
+        model: Option<String>,
+        /// The version (default: the champion).
+        #[arg(long)]
+        version: Option<u32>,
         #[command(flatten)]
         dir: ProjectArgs,
     },
@@ -298,6 +351,26 @@ pub enum Command {
     Demo {
         #[command(subcommand)]
         demo: crate::demo::DemoCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetAction {
+    /// Delete a dataset version (its record, Parquet file and profile; audited). Refused while
+    /// a registered model version was trained on it, unless --force.
+    ///
+    /// Example: causeway datasets delete 1e50b503 --name churn
+    Delete {
+        /// The version (`causeway datasets` lists them; a unique prefix is enough).
+        version: String,
+        /// The dataset, when several hold versions starting with VERSION.
+        #[arg(long)]
+        name: Option<String>,
+        /// Delete it even though registered model versions were trained on it.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        dir: ProjectArgs,
     },
 }
 

@@ -16,11 +16,11 @@ use causeway_loop::Project;
 use clap::Parser;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
-use crate::args::{Cli, Command, LoopAction, ProjectArgs};
+use crate::args::{Cli, Command, DatasetAction, LoopAction, ProjectArgs};
 use admin::{events, resume, token};
 use drift::drift;
-use project::{datasets, ingest, init};
-use registry::{card, import, models, promote, rollback, runs};
+use project::{datasets, delete_dataset, ingest, init, init_from};
+use registry::{card, import, models, predict, promote, rollback, runs};
 use serve::{serve, serve_file};
 use train::{TrainData, TrainHow, train};
 
@@ -41,9 +41,22 @@ pub fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Init(dir) => init(&dir),
+        Command::Init { from: None, dir, .. } => init(&dir),
+        Command::Init { from: Some(file), label, positive, task, name, dir } => {
+            let request = causeway_loop::draft::DraftRequest {
+                label: label.unwrap_or_default(),
+                positive,
+                task,
+                name: name.unwrap_or_default(),
+                source: String::new(),
+            };
+            init_from(&dir, &file, request)
+        }
         Command::Ingest { file, name, columns, dir } => ingest(&dir, &file, &name, &columns),
-        Command::Datasets(dir) => datasets(&dir),
+        Command::Datasets { action: None, dir } => datasets(&dir),
+        Command::Datasets { action: Some(DatasetAction::Delete { version, name, force, dir }), .. } => {
+            delete_dataset(&dir, &version, name.as_deref(), force)
+        }
         Command::Train { days, promote, folds, dataset_version, holdout, search, external, tracking_uri, dir } => {
             let how = match (external, folds) {
                 (true, _) => TrainHow::External { tracking_uri },
@@ -53,6 +66,7 @@ fn run(command: Command) -> Result<ExitCode> {
             let data = TrainData { days, dataset_version: dataset_version.as_deref(), holdout: holdout.as_deref() };
             train(&dir, data, promote, how)
         }
+        Command::Predict { file, output, model, version, dir } => predict(&dir, &file, &output, model, version),
         Command::Runs(dir) => runs(&dir),
         Command::Models(dir) => models(&dir),
         Command::Import { file, model, threshold, task, promote, dir } => {

@@ -22,10 +22,32 @@ pub(crate) fn init(arguments: &ProjectArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub(crate) fn init_from(
+    arguments: &ProjectArgs,
+    file: &Path,
+    request: causeway_loop::draft::DraftRequest,
+) -> Result<ExitCode> {
+    let dir = arguments.dir.as_path();
+    let done = causeway_loop::draft::init_from(dir, &arguments.storage(), file, request, SystemClock.now_ms())?;
+    let dataset = &done.ingested.dataset;
+    println!(
+        "created {}/causeway.toml for {} ({} rows, {} columns):",
+        dir.display(),
+        file.display(),
+        dataset.rows,
+        dataset.schema.fields.len()
+    );
+    for decision in &done.draft.decisions {
+        println!("  {decision}");
+    }
+    println!("ingested {}@{}", dataset.name, dataset.short_version());
+    println!("next: causeway train --dir {}   (then `causeway predict FILE --output OUT.csv`)", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 pub(crate) fn ingest(dir: &ProjectArgs, file: &Path, name: &str, columns: &[String]) -> Result<ExitCode> {
     let project = open(dir)?;
-    let suite = project.config.suite(name);
-    let outcome = project.ingestor().ingest_columns(name, file, columns, &suite, SystemClock.now_ms())?;
+    let outcome = causeway_loop::pipeline::ingest_file(&project, name, file, columns, SystemClock.now_ms())?;
     let state = if outcome.created { "stored" } else { "already stored (identical content)" };
     println!(
         "{name}@{} {state}: {} rows, {} columns; {}",
@@ -51,5 +73,19 @@ pub(crate) fn datasets(dir: &ProjectArgs) -> Result<ExitCode> {
         ]);
     }
     println!("{output}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn delete_dataset(dir: &ProjectArgs, version: &str, name: Option<&str>, force: bool) -> Result<ExitCode> {
+    let project = open(dir)?;
+    let deleted = causeway_loop::datasets::delete_version(&project, name, version, force, "cli", SystemClock.now_ms())?;
+    let dataset = &deleted.version;
+    println!("deleted {}@{} ({} rows, from {})", dataset.name, dataset.short_version(), dataset.rows, dataset.source);
+    if !deleted.forced_past.is_empty() {
+        eprintln!(
+            "warning: {} were trained on it; their lineage now names data that is gone",
+            deleted.forced_past.join(", ")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -283,3 +283,27 @@ pub(crate) fn rollback(dir: &ProjectArgs, model: Option<String>) -> Result<ExitC
     println!("{model}@champion rolled back to version {version}");
     Ok(ExitCode::SUCCESS)
 }
+
+pub(crate) fn predict(
+    dir: &ProjectArgs,
+    file: &Path,
+    output: &Path,
+    model: Option<String>,
+    version: Option<u32>,
+) -> Result<ExitCode> {
+    let project = open(dir)?;
+    let started = std::time::Instant::now();
+    let predictions = causeway_loop::predict::predict_file(&project, model.as_deref(), version, file)?;
+    causeway_data::write_file(&predictions.frame, output)?;
+    println!(
+        "scored {} rows of {} with {} version {} ({}) in {:.2} s; wrote {}",
+        predictions.frame.rows(),
+        file.display(),
+        predictions.model,
+        predictions.version,
+        describe_task(&predictions.task),
+        started.elapsed().as_secs_f64(),
+        output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -88,7 +88,8 @@ pub(crate) fn train(dir: &ProjectArgs, data: TrainData<'_>, promote: bool, how: 
             return report_trained(&project, &trained, &prepared.snapshot, promote);
         }
     };
-    let options = TrainOptions { search, holdout: prepared.holdout.clone() };
+    let options =
+        TrainOptions { search, holdout: prepared.holdout.clone(), dataset_versions: prepared.versions.clone() };
     let trained = train_and_register_with(&project, &prepared.labelled, &prepared.snapshot, now, "cli", options)?;
     if let Some(search) = &trained.search {
         let values: Vec<String> = search.best_values.iter().map(|(name, value)| format!("{name}={value}")).collect();
