@@ -12,6 +12,7 @@ same files. The Rust tests in crates/causeway-models/tests/ run this script and 
 
 import json
 import os
+import re
 import sys
 
 import lightgbm
@@ -143,10 +144,55 @@ def lightgbm_cases(out, rng):
     test_codes[8, 3] = 2.7
     categorical = lightgbm.Dataset(xc, yc, categorical_feature=[3])
     add("lgb_categorical", lightgbm.train({**params, "objective": "binary", "min_data_per_group": 5, "cat_smooth": 1}, categorical, 20), test_codes)
+    # A threshold of infinity, which LightGBM writes as `inf` (every number goes left): the first
+    # numeric split of the binary model made infinite, loaded back by LightGBM for its predictions.
+    text = lightgbm.train({**params, "objective": "binary"}, lightgbm.Dataset(x, y), 10).model_to_string()
+    first = re.search(r"threshold=(\S+)", text).group(1)
+    edited = re.sub(r"tree_sizes=[^\n]*\n", "", text.replace(f"threshold={first}", "threshold=inf", 1))
+    add("lgb_infinite_threshold", lightgbm.Booster(model_str=edited), test)
     # Linear trees are not supported by Causeway's engine: the test expects a clear error.
     linear = lightgbm.train({**params, "objective": "regression", "linear_tree": True},
                             lightgbm.Dataset(np.nan_to_num(x), np.nan_to_num(x[:, 0]) * 3), 2)
     linear.save_model(os.path.join(out, "lgb_linear.txt"))
+    return cases
+
+
+def pandas_cases(out, rng):
+    """Models trained on a pandas DataFrame with a categorical column: LightGBM writes the
+    categories as `pandas_categorical`, XGBoost 3 stores them in the model. `rows` hold the codes
+    (pandas' category order), `text_rows` the categories themselves, `categories` the vocabulary."""
+    import pandas as pd
+
+    colours = ["blue", "green", "red", "violet"]
+
+    def frame(count):
+        data = pd.DataFrame({"colour": pd.Categorical(rng.choice(colours, count), categories=colours),
+                             "size": rng.normal(size=count)})
+        data.loc[rng.random(count) < 0.05, "colour"] = np.nan
+        return data
+
+    train, test = frame(600), frame(100)
+    y = (train["colour"].isin(["red", "violet"]).to_numpy() ^ (train["size"].to_numpy() > 0.8)).astype(int)
+    codes = np.column_stack([test["colour"].cat.codes.replace(-1, np.nan).to_numpy(dtype=np.float64), test["size"].to_numpy()])
+    text_rows = [[None if pd.isna(colour) else colour, float(size)] for colour, size in zip(test["colour"], test["size"])]
+    cases = []
+
+    def add(name, file, output, margin):
+        cases.append({"name": name, "file": file, "format": name.split("_")[0], "rows": rows_for_json(codes),
+                      "output": as_rows(output), "margin": as_rows(margin), "text_rows": text_rows,
+                      "categories": {"colour": colours}})
+
+    booster = lightgbm.train({"objective": "binary", "num_leaves": 7, "min_data_in_leaf": 10, "verbose": -1,
+                              "seed": SEED, "num_threads": 1, "deterministic": True, "min_data_per_group": 5,
+                              "cat_smooth": 1}, lightgbm.Dataset(train, y), 20)
+    booster.save_model(os.path.join(out, "lgb_pandas.txt"))
+    add("lgb_pandas", "lgb_pandas.txt", booster.predict(test), booster.predict(test, raw_score=True))
+    matrix = xgboost.DMatrix(train, label=y, enable_categorical=True)
+    model = xgboost.train({"objective": "binary:logistic", "max_depth": 3, "seed": SEED, "nthread": 1,
+                           "tree_method": "hist", "max_cat_to_onehot": 1}, matrix, 20)
+    model.save_model(os.path.join(out, "xgb_pandas.json"))
+    test_matrix = xgboost.DMatrix(test, enable_categorical=True)
+    add("xgb_pandas", "xgb_pandas.json", model.predict(test_matrix), model.predict(test_matrix, output_margin=True))
     return cases
 
 
@@ -255,7 +301,7 @@ def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     rng = np.random.default_rng(SEED)
-    cases = xgboost_cases(out, rng) + lightgbm_cases(out, rng) + onnx_cases(out, rng)
+    cases = xgboost_cases(out, rng) + lightgbm_cases(out, rng) + pandas_cases(out, rng) + onnx_cases(out, rng)
     graphs, library = graph_cases(out, rng)
     with open(os.path.join(out, "cases.json"), "w") as handle:
         json.dump({"versions": {"xgboost": xgboost.__version__, "lightgbm": lightgbm.__version__}, "cases": cases,

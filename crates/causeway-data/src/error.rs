@@ -28,6 +28,9 @@ pub enum Error {
     /// A file holds nothing.
     #[error("{0} is empty: a CSV file needs a header row naming its columns, then one row per record")]
     Empty(String),
+    /// A file has a header but no rows.
+    #[error("{0} has a header but no rows: nothing to ingest")]
+    NoRows(String),
     /// A CSV file is malformed.
     #[error("cannot parse {context}: {message}")]
     Csv {
@@ -93,6 +96,7 @@ impl HasErrorCode for Error {
             | Self::Arrow { .. }
             | Self::Suite(_)
             | Self::Empty(_)
+            | Self::NoRows(_)
             | Self::Csv { .. }
             | Self::Read { .. } => ErrorCode::InvalidInput,
             Self::Parquet { .. } | Self::Json(_) | Self::Write { .. } => ErrorCode::Storage,

@@ -63,7 +63,7 @@ impl<'a> Ingestor<'a> {
         };
         let frame = read_file_with(path, &options)?;
         if frame.rows() == 0 {
-            return Err(Error::Malformed(format!("{} has a header but no rows: nothing to ingest", path.display())));
+            return Err(Error::NoRows(path.display().to_string()));
         }
         self.ingest_frame(name, &frame, &path.display().to_string(), suite, at_ms)
     }
@@ -97,8 +97,13 @@ impl<'a> Ingestor<'a> {
         let schema = frame.schema();
         if let Some(first) = self.meta.dataset_versions(name)?.first() {
             for problem in first.schema.incompatibilities(&schema) {
+                let column = problem.split('`').nth(1).unwrap_or_default().to_string();
+                // A column an expectation already found broken is not reported twice.
+                if report.failures.iter().any(|failure| failure.column == column) {
+                    continue;
+                }
                 report.failures.push(crate::validate::Failure {
-                    column: problem.split('`').nth(1).unwrap_or_default().to_string(),
+                    column,
                     rule: format!("schema drift: {problem}"),
                     rows: frame.rows() as u64,
                     examples: Vec::new(),
@@ -238,7 +243,7 @@ mod tests {
         assert!(!text.contains("`id`"), "{text}");
         assert!(text.contains("schema drift: column `count` has type utf8 but earlier versions have int64"), "{text}");
         assert!(text.contains("column `amount` is missing"), "{text}");
-        assert!(text.contains("was rejected: 2 schema changes against earlier versions on 1 rows"), "{text}");
+        assert!(text.contains("was rejected: 2 schema changes against earlier versions on 1 row;"), "{text}");
         Ok(())
     }
 

@@ -48,6 +48,11 @@ fn default_true() -> bool {
     true
 }
 
+/// `1 row`, `5 rows`.
+fn rows(count: u64) -> String {
+    if count == 1 { "1 row".into() } else { format!("{count} rows") }
+}
+
 /// What a value of `dtype` is, for messages.
 fn dtype_noun(dtype: Dtype) -> &'static str {
     match dtype {
@@ -115,7 +120,7 @@ impl ValidationReport {
 impl fmt::Display for ValidationReport {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.passed() {
-            write!(formatter, "{}: {} rows passed {} expectations", self.subject, self.rows, self.checked)?;
+            write!(formatter, "{}: {} passed {} expectations", self.subject, rows(self.rows), self.checked)?;
             if self.column_checks > 0 {
                 write!(formatter, " and {} checks of the columns the project reads", self.column_checks)?;
             }
@@ -138,13 +143,13 @@ impl fmt::Display for ValidationReport {
         }
         writeln!(
             formatter,
-            "{} was rejected: {} on {} rows; nothing was stored",
+            "{} was rejected: {} on {}; nothing was stored",
             self.subject,
             problems.join(" and "),
-            self.rows
+            rows(self.rows)
         )?;
         for failure in &self.failures {
-            writeln!(formatter, "  - column `{}`: {} ({} rows)", failure.column, failure.rule, failure.rows)?;
+            writeln!(formatter, "  - column `{}`: {} ({})", failure.column, failure.rule, rows(failure.rows))?;
             for example in &failure.examples {
                 writeln!(formatter, "      {example}")?;
             }
@@ -167,6 +172,12 @@ impl ExpectationSuite {
         let mut column_check_failures = 0;
         for expectation in &self.expectations {
             let failed_before = failures.len();
+            // A column already found broken is not reported again by the checks added for it.
+            if expectation.origin.is_some()
+                && failures.iter().any(|failure: &Failure| failure.column == expectation.column)
+            {
+                continue;
+            }
             self.check_one(expectation, frame, &mut failures);
             if expectation.origin.is_some() {
                 column_check_failures += failures.len() - failed_before;
@@ -321,7 +332,7 @@ mod tests {
         assert_eq!(rules, ["must not be null", "must be >= 0", "must be <= 100", "must be one of [in_store, online]"]);
         assert_eq!(report.failures[3].rows, 2);
         let text = report.to_string();
-        assert!(text.contains("column `amount`: must not be null (1 rows)"), "{text}");
+        assert!(text.contains("column `amount`: must not be null (1 row)"), "{text}");
         assert!(text.contains("row 0: fax"), "{text}");
         Ok(())
     }

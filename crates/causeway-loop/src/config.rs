@@ -265,7 +265,7 @@ impl ProjectConfig {
     pub fn load(directory: &Path) -> Result<Self> {
         let path = directory.join(crate::project::CONFIG_FILE);
         let text =
-            std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+            std::fs::read_to_string(&path).map_err(|cause| Error::Io { path: path.display().to_string(), cause })?;
         Self::parse(&text).map_err(|error| match error {
             Error::Config(message) => Error::Config(format!("{}: {message}", path.display())),
             other => other,

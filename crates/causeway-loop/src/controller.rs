@@ -11,7 +11,7 @@ use causeway_models::ModelArtifact;
 use causeway_monitor::drift::drift_report;
 use causeway_monitor::rules::Observation;
 use causeway_monitor::{
-    DriftReport, ModelBaseline, PredictionRecord, RuleState, VersionOutcomes, outcomes_by_version, read_window,
+    DriftReport, Judging, ModelBaseline, PredictionRecord, RuleState, VersionOutcomes, outcomes_by_version, read_window,
 };
 use causeway_types::{CHALLENGER, CHAMPION, DAY_MS, Event, EventKind, RolloutMode, TrafficPolicy, format_date};
 use serde::{Deserialize, Serialize};
@@ -202,7 +202,8 @@ impl<'a> Controller<'a> {
         };
         let mut thresholds = HashMap::new();
         for version in records.iter().map(|record| record.version).collect::<HashSet<_>>() {
-            thresholds.insert(version, self.artifact(version)?.threshold);
+            let artifact = self.artifact(version)?;
+            thresholds.insert(version, Judging { task: artifact.task.kind(), threshold: artifact.threshold });
         }
 
         // Drift of the champion's traffic against its training baseline.
@@ -396,7 +397,7 @@ impl<'a> Controller<'a> {
         shadow_since_ms: i64,
         records: &[PredictionRecord],
         labels: &HashMap<String, causeway_types::LabelRecord>,
-        thresholds: &HashMap<u32, f64>,
+        thresholds: &HashMap<u32, Judging>,
         events: &mut Vec<Event>,
     ) -> Result<()> {
         let rollout = self.project.config.rollout.clone();
@@ -509,8 +510,9 @@ impl<'a> Controller<'a> {
     }
 
     /// Resumes retraining after a pause.
-    pub fn resume(&mut self, now: i64) -> Result<()> {
-        if let Stage::Paused { .. } = self.state.stage {
+    pub fn resume(&mut self, now: i64) -> Result<bool> {
+        let paused = matches!(self.state.stage, Stage::Paused { .. });
+        if paused {
             self.state.stage = Stage::Idle;
             self.state.last_retrain_ms = None;
             let mut events = Vec::new();
@@ -524,6 +526,42 @@ impl<'a> Controller<'a> {
             )?;
             self.project.meta.put_state(&state_key(&self.model), &serde_json::to_value(&self.state)?)?;
         }
-        Ok(())
+        Ok(paused)
     }
+}
+
+/// What `causeway loop resume` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resumed {
+    /// Retraining was paused and now runs again.
+    Resumed {
+        /// When it had paused.
+        paused_since_ms: i64,
+    },
+    /// Retraining was not paused: nothing changed.
+    NotPaused,
+}
+
+/// Resumes retraining of the project's model after the loop paused itself (after a rollback).
+/// Changes nothing, and says so, when it was not paused.
+pub fn resume(project: &Project, now: i64) -> Result<Resumed> {
+    let model = project.config.model()?.name.clone();
+    let mut state: LoopState = match project.meta.state(&state_key(&model))? {
+        Some(value) => serde_json::from_value(value)?,
+        None => return Ok(Resumed::NotPaused),
+    };
+    let Stage::Paused { since_ms: paused_since_ms } = state.stage else { return Ok(Resumed::NotPaused) };
+    state.stage = Stage::Idle;
+    state.last_retrain_ms = None;
+    project.meta.record_event(&Event {
+        id: 0,
+        at_ms: now,
+        kind: EventKind::Loop,
+        actor: "cli".into(),
+        subject: model.clone(),
+        message: "retraining resumed".into(),
+        details: serde_json::Value::Null,
+    })?;
+    project.meta.put_state(&state_key(&model), &serde_json::to_value(&state)?)?;
+    Ok(Resumed::Resumed { paused_since_ms })
 }

@@ -10,12 +10,12 @@ pub enum Error {
     #[error("configuration: {0}")]
     Config(String),
     /// A project file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: String,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message, not a separate source, so it is said once).
+        cause: std::io::Error,
     },
     /// There is nothing to do this with (no data, no model, …).
     #[error("{0}")]

@@ -47,8 +47,11 @@ fn distinct_values(column: &Column) -> Vec<(String, usize)> {
 }
 
 fn quoted(values: &[(String, usize)], limit: usize) -> String {
-    let mut shown: Vec<String> =
-        values.iter().take(limit).map(|(value, count)| format!("{value:?} ({count} rows)")).collect();
+    let mut shown: Vec<String> = values
+        .iter()
+        .take(limit)
+        .map(|(value, count)| format!("{value:?} ({count} row{})", if *count == 1 { "" } else { "s" }))
+        .collect();
     if values.len() > limit {
         shown.push(format!("and {} more", values.len() - limit));
     }
@@ -83,13 +86,9 @@ pub fn resolve_task(model: &ModelSection, column: &Column) -> Result<ResolvedTas
                 Dtype::Int64 | Dtype::Float64 if integers && values.len() <= 2 => {
                     (TaskKind::Binary, "two integer values".to_string())
                 }
-                Dtype::Int64 | Dtype::Float64 if integers && values.len() <= MAX_INTEGER_CLASSES => (
-                    TaskKind::Multiclass,
-                    format!(
-                        "{} integer values; set [model] task = \"regression\" to predict it as a number",
-                        values.len()
-                    ),
-                ),
+                Dtype::Int64 | Dtype::Float64 if integers && values.len() <= MAX_INTEGER_CLASSES => {
+                    (TaskKind::Multiclass, format!("{} integer values", values.len()))
+                }
                 Dtype::Int64 | Dtype::Float64 => (TaskKind::Regression, "numbers".to_string()),
                 Dtype::Timestamp => {
                     return Err(Error::Precondition(format!(
@@ -146,9 +145,14 @@ pub fn resolve_task(model: &ModelSection, column: &Column) -> Result<ResolvedTas
         Task::Multiclass { .. } => format!("{} classes: {}", classes.len(), classes.join(", ")),
         Task::Regression => "numbers".to_string(),
     };
+    let hint = if inferred.is_some() && integers && kind == TaskKind::Multiclass {
+        "; set [model] task = \"regression\" to predict it as a number"
+    } else {
+        ""
+    };
     let note = match (inferred, &task) {
         (Some(why), Task::Regression) => format!("{kind} (inferred from label `{label}`: {why})"),
-        (Some(why), _) => format!("{kind} (inferred from label `{label}`, {why}: {detail})"),
+        (Some(why), _) => format!("{kind} (inferred from label `{label}`, {why}: {detail}{hint})"),
         (None, _) => format!("{kind} (label `{label}`: {detail})"),
     };
     Ok(ResolvedTask { task, note })
@@ -251,7 +255,7 @@ mod tests {
         let error = |model: ModelSection, column: Column| resolve_task(&model, &column).unwrap_err().to_string();
         let third = error(model(Some(TaskKind::Binary), None), Column::Int64(vec![Some(0), Some(1), Some(2), Some(2)]));
         assert!(
-            third.contains("more than two values in a binary task: \"0\" (1 rows), \"1\" (1 rows), \"2\" (2 rows)"),
+            third.contains("more than two values in a binary task: \"0\" (1 row), \"1\" (1 row), \"2\" (2 rows)"),
             "{third}"
         );
         let unnamed = error(model(None, None), text(&["good", "bad"]));

@@ -66,13 +66,13 @@ impl Project {
 
     /// [`Project::init`] with the stores where `storage` says.
     pub fn init_with(dir: &Path, config_text: &str, storage: &StorageSection) -> Result<(Project, bool)> {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
+        std::fs::create_dir_all(dir).map_err(|cause| Error::Io { path: dir.display().to_string(), cause })?;
         let config_path = dir.join(CONFIG_FILE);
         let written = !config_path.exists();
         if written {
             ProjectConfig::parse(config_text)?;
             std::fs::write(&config_path, config_text)
-                .map_err(|source| Error::Io { path: config_path.display().to_string(), source })?;
+                .map_err(|cause| Error::Io { path: config_path.display().to_string(), cause })?;
         }
         Ok((Self::open_with(dir, storage)?, written))
     }
@@ -94,7 +94,7 @@ impl Project {
         }
         let config = ProjectConfig::load(dir)?;
         let state = dir.join(STATE_DIR);
-        std::fs::create_dir_all(&state).map_err(|source| Error::Io { path: state.display().to_string(), source })?;
+        std::fs::create_dir_all(&state).map_err(|cause| Error::Io { path: state.display().to_string(), cause })?;
         let metadata = storage.metadata.as_ref().or(config.storage.metadata.as_ref());
         let meta = Arc::new(match metadata {
             Some(url) => MetaStore::open_url(url)?,

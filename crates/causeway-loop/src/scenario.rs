@@ -273,7 +273,7 @@ pub fn run_demo(dir: &Path, options: &DemoOptions, observer: &mut dyn Observer) 
         })
         .collect();
     let data_dir = dir.join("data");
-    std::fs::create_dir_all(&data_dir).map_err(|source| Error::Io { path: data_dir.display().to_string(), source })?;
+    std::fs::create_dir_all(&data_dir).map_err(|cause| Error::Io { path: data_dir.display().to_string(), cause })?;
     let csv_path = data_dir.join("transactions_history.csv");
     write_csv(&to_frame(&history, true)?, &csv_path)?;
     let first_live = day_start(options.first_live_day());
@@ -456,8 +456,7 @@ pub fn run_demo(dir: &Path, options: &DemoOptions, observer: &mut dyn Observer) 
     );
     let report_path = dir.join("report.html");
     let html = render_html(&report_data(options, &generator, &ticks, &versions, &events, &checks));
-    std::fs::write(&report_path, html)
-        .map_err(|source| Error::Io { path: report_path.display().to_string(), source })?;
+    std::fs::write(&report_path, html).map_err(|cause| Error::Io { path: report_path.display().to_string(), cause })?;
     timer.lap("report");
     Ok(DemoOutcome {
         dir: dir.to_path_buf(),
@@ -532,7 +531,10 @@ fn summarize_versions(project: &Project, model: &str, from: i64, to: i64) -> Res
     let mut thresholds = HashMap::new();
     let versions = project.meta.model_versions(model)?;
     for version in &versions {
-        thresholds.insert(version.version, version.metrics.get("threshold").copied().unwrap_or(0.5));
+        thresholds.insert(
+            version.version,
+            causeway_monitor::Judging::binary(version.metrics.get("threshold").copied().unwrap_or(0.5)),
+        );
     }
     let outcomes = causeway_monitor::outcomes_by_version(&records, &labels, &thresholds);
     let aliases = project.meta.aliases(model)?;

@@ -51,6 +51,12 @@ impl Signature {
 
     /// Encodes one row of feature values (in signature order) into numbers; missing is NaN.
     pub fn encode(&self, values: &[FeatureValue]) -> Result<Vec<f64>, InputError> {
+        self.encode_noting(values, &mut Vec::new())
+    }
+
+    /// [`Signature::encode`], adding to `unknown` the index of every categorical feature whose
+    /// value is a category the model never saw (encoded as missing).
+    pub fn encode_noting(&self, values: &[FeatureValue], unknown: &mut Vec<usize>) -> Result<Vec<f64>, InputError> {
         if values.len() != self.features.len() {
             return Err(InputError::new(
                 "input",
@@ -62,7 +68,17 @@ impl Signature {
                 ),
             ));
         }
-        self.features.iter().zip(values).map(|(feature, value)| self.encode_value(feature, value)).collect()
+        let mut row = Vec::with_capacity(values.len());
+        for (index, (feature, value)) in self.features.iter().zip(values).enumerate() {
+            let encoded = self.encode_value(feature, value)?;
+            if encoded.is_nan()
+                && matches!((&feature.kind, value), (FeatureKind::Categorical { .. }, FeatureValue::Text(_)))
+            {
+                unknown.push(index);
+            }
+            row.push(encoded);
+        }
+        Ok(row)
     }
 
     /// Encodes one value of `feature`.

@@ -3,8 +3,11 @@
 //! predictions, and every one is compared here.
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used, reason = "tests fail loudly")]
 
-use causeway_models::{CompiledEnsemble, Error, ModelFormat, import_model};
+use std::collections::BTreeMap;
+
+use causeway_models::{CompiledEnsemble, Error, FeatureKind, ModelArtifact, ModelFormat, import_model};
 use causeway_test_support::model_fixtures;
+use causeway_types::FeatureValue;
 use serde_json::Value;
 
 /// Predictions may differ from the library's by this much (absolute, or relative above 1).
@@ -64,6 +67,44 @@ fn imported_models_score_like_their_originals() {
             assert!(same, "{name}: the compiled engine differs from the reference on {threads} thread(s)");
         }
         assert_eq!(compiled.predict_row(&rows[0]), outputs[0], "{name}: one row");
+        // The artifact round trip (what serving loads) scores the same, infinite thresholds included.
+        let artifact =
+            imported.clone().into_artifact(0.5, BTreeMap::new()).unwrap_or_else(|error| panic!("{name}: {error}"));
+        let loaded = ModelArtifact::from_bytes(&artifact.to_bytes().expect("bytes"))
+            .unwrap_or_else(|error| panic!("{name}: the stored artifact does not load back: {error}"));
+        let reloaded: Vec<f64> = loaded.model.predict_outputs(&rows);
+        let reference: Vec<f64> = outputs.iter().flatten().copied().collect();
+        assert!(
+            reloaded.iter().zip(&reference).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{name}: the loaded artifact scores differently"
+        );
+        // Files that name their categories publish them, and requests may send them as text.
+        if let Some(categories) = case.get("categories").and_then(Value::as_object) {
+            for (feature, expected) in categories {
+                let spec = loaded.signature.features.iter().find(|spec| &spec.name == feature).expect("the feature");
+                let expected: Vec<String> = expected
+                    .as_array()
+                    .expect("list")
+                    .iter()
+                    .map(|value| value.as_str().expect("text").to_string())
+                    .collect();
+                assert_eq!(spec.kind, FeatureKind::Categorical { vocabulary: expected }, "{name}: {feature}");
+            }
+            for (text_row, output) in case["text_rows"].as_array().expect("text rows").iter().zip(&outputs) {
+                let values: Vec<FeatureValue> = text_row
+                    .as_array()
+                    .expect("row")
+                    .iter()
+                    .map(|cell| match cell {
+                        Value::String(text) => FeatureValue::Text(text.clone()),
+                        Value::Number(number) => FeatureValue::Number(number.as_f64().expect("number")),
+                        _ => FeatureValue::Missing,
+                    })
+                    .collect();
+                let encoded = loaded.signature.encode(&values).expect("encodes");
+                assert_eq!(loaded.model.predict_outputs(&[encoded]), *output, "{name}: {text_row}");
+            }
+        }
         assert!(output_difference <= TOLERANCE, "{name}: outputs differ by {output_difference}\n{}", report.join("\n"));
         assert!(margin_difference <= TOLERANCE, "{name}: margins differ by {margin_difference}\n{}", report.join("\n"));
     }

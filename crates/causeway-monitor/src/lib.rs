@@ -17,6 +17,6 @@ pub use baseline::{FeatureBaseline, ModelBaseline};
 pub use dataset_drift::{DatasetDrift, dataset_drift};
 pub use drift::{DriftReport, FeatureDrift};
 pub use error::{Error, Result};
-pub use outcomes::{VersionOutcomes, outcomes_by_version};
+pub use outcomes::{Judging, VersionOutcomes, outcomes_by_version};
 pub use predlog::{PredictionLog, PredictionRecord, Role, read_window};
 pub use rules::{AlertRules, RuleState};

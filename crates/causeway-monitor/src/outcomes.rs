@@ -1,13 +1,31 @@
 //! Delayed labels joined to logged predictions by request id, and the resulting metrics per
-//! model version.
+//! model version, for its task: recall, precision, false-positive rate and ROC-AUC (binary),
+//! accuracy (multi-class), RMSE and MAE (regression).
 
 use std::collections::{BTreeMap, HashMap};
 
-use causeway_train::metrics::{Confusion, roc_auc};
+use causeway_models::TaskKind;
+use causeway_models::metrics::{Confusion, regression_metrics, roc_auc};
 use causeway_types::LabelRecord;
 use serde::{Deserialize, Serialize};
 
 use crate::predlog::PredictionRecord;
+
+/// How one version's predictions are judged: its task, and its threshold (binary).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Judging {
+    /// What the version predicts.
+    pub task: TaskKind,
+    /// Binary versions: the decision threshold.
+    pub threshold: f64,
+}
+
+impl Judging {
+    /// A binary version deciding at `threshold`.
+    pub fn binary(threshold: f64) -> Self {
+        Self { task: TaskKind::Binary, threshold }
+    }
+}
 
 /// How one model version did on the labelled part of a window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,42 +46,81 @@ pub struct VersionOutcomes {
     pub recall: f64,
     /// False-positive rate at the version's threshold.
     pub false_positive_rate: f64,
+    /// The task's metrics on the labelled predictions: `recall`, `precision`,
+    /// `false_positive_rate`, `roc_auc` (binary); `accuracy` (multi-class); `rmse`, `mae`, `r2`
+    /// (regression).
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
 }
 
-/// Joins labels to predictions and computes metrics per version, at each version's threshold.
-/// Shadow predictions count: they score the same requests and receive the same labels.
+/// Joins labels to predictions and computes metrics per version, for its task (binary at its
+/// threshold; a version missing from `judging` is judged as binary at 0.5). Shadow predictions
+/// count: they score the same requests and receive the same labels.
 pub fn outcomes_by_version(
     records: &[PredictionRecord],
     labels: &HashMap<String, LabelRecord>,
-    thresholds: &HashMap<u32, f64>,
+    judging: &HashMap<u32, Judging>,
 ) -> BTreeMap<u32, VersionOutcomes> {
-    let mut grouped: BTreeMap<u32, (u64, Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    /// One version's predictions, and the scores, predictions and labels of the labelled ones.
+    #[derive(Default)]
+    struct Joined {
+        predictions: u64,
+        scores: Vec<f64>,
+        predicted: Vec<f64>,
+        truth: Vec<f64>,
+    }
+    let mut grouped: BTreeMap<u32, Joined> = BTreeMap::new();
     for record in records {
         let entry = grouped.entry(record.version).or_default();
-        entry.0 += 1;
+        entry.predictions += 1;
         if let Some(label) = labels.get(&record.request_id) {
-            entry.1.push(record.score);
-            entry.2.push(label.label);
+            entry.scores.push(record.score);
+            entry.predicted.push(record.prediction);
+            entry.truth.push(label.label);
         }
     }
     grouped
         .into_iter()
-        .map(|(version, (predictions, scores, truth))| {
-            let threshold = thresholds.get(&version).copied().unwrap_or(0.5);
-            let confusion = Confusion::at(&scores, &truth, threshold);
-            (
+        .map(|(version, Joined { predictions, scores, predicted, truth })| {
+            let judging = judging.get(&version).copied().unwrap_or(Judging::binary(0.5));
+            let mut outcomes = VersionOutcomes {
                 version,
-                VersionOutcomes {
-                    version,
-                    predictions,
-                    labeled: scores.len() as u64,
-                    positives: truth.iter().filter(|label| **label > 0.5).count() as u64,
-                    roc_auc: roc_auc(&scores, &truth),
-                    precision: confusion.precision(),
-                    recall: confusion.recall(),
-                    false_positive_rate: confusion.false_positive_rate(),
-                },
-            )
+                predictions,
+                labeled: scores.len() as u64,
+                positives: 0,
+                roc_auc: f64::NAN,
+                precision: f64::NAN,
+                recall: f64::NAN,
+                false_positive_rate: f64::NAN,
+                metrics: BTreeMap::new(),
+            };
+            match judging.task {
+                TaskKind::Binary => {
+                    let confusion = Confusion::at(&scores, &truth, judging.threshold);
+                    outcomes.positives = truth.iter().filter(|label| **label > 0.5).count() as u64;
+                    outcomes.roc_auc = roc_auc(&scores, &truth);
+                    outcomes.precision = confusion.precision();
+                    outcomes.recall = confusion.recall();
+                    outcomes.false_positive_rate = confusion.false_positive_rate();
+                    outcomes.metrics = BTreeMap::from([
+                        ("roc_auc".to_string(), outcomes.roc_auc),
+                        ("precision".to_string(), outcomes.precision),
+                        ("recall".to_string(), outcomes.recall),
+                        ("false_positive_rate".to_string(), outcomes.false_positive_rate),
+                    ]);
+                }
+                TaskKind::Multiclass => {
+                    let right = predicted.iter().zip(&truth).filter(|(guess, label)| guess == label).count();
+                    let accuracy = if truth.is_empty() { f64::NAN } else { right as f64 / truth.len() as f64 };
+                    outcomes.metrics = BTreeMap::from([("accuracy".to_string(), accuracy)]);
+                }
+                TaskKind::Regression => {
+                    let mut metrics = regression_metrics(&predicted, &truth);
+                    metrics.retain(|name, _| matches!(name.as_str(), "rmse" | "mae" | "r2"));
+                    outcomes.metrics = metrics;
+                }
+            }
+            (version, outcomes)
         })
         .collect()
 }
@@ -81,6 +138,7 @@ mod tests {
             version,
             role: Role::Served,
             score,
+            prediction: score,
             latency_us: 1,
             features: vec![],
         }
@@ -100,7 +158,8 @@ mod tests {
             ("b".to_string(), LabelRecord { label: 0.0, arrived_ms: 5 }),
             ("c".to_string(), LabelRecord { label: 0.0, arrived_ms: 5 }),
         ]);
-        let outcomes = outcomes_by_version(&records, &labels, &HashMap::from([(1, 0.5), (2, 0.5)]));
+        let judging = HashMap::from([(1, Judging::binary(0.5)), (2, Judging::binary(0.5))]);
+        let outcomes = outcomes_by_version(&records, &labels, &judging);
         let first = &outcomes[&1];
         assert_eq!((first.predictions, first.labeled, first.positives), (3, 3, 1));
         assert_eq!(first.recall, 1.0);
@@ -109,5 +168,26 @@ mod tests {
         let second = &outcomes[&2];
         assert_eq!((second.predictions, second.labeled), (2, 1));
         assert_eq!(second.recall, 0.0);
+    }
+
+    #[test]
+    fn multiclass_and_regression_versions_are_judged_on_their_predictions() {
+        let mut classes = record("a", 1, 0.7);
+        classes.prediction = 2.0;
+        let mut wrong = record("b", 1, 0.6);
+        wrong.prediction = 0.0;
+        let mut price = record("a", 2, 105.0);
+        price.prediction = 105.0;
+        let labels = HashMap::from([
+            ("a".to_string(), LabelRecord { label: 2.0, arrived_ms: 1 }),
+            ("b".to_string(), LabelRecord { label: 1.0, arrived_ms: 1 }),
+        ]);
+        let judging = HashMap::from([
+            (1, Judging { task: TaskKind::Multiclass, threshold: 0.5 }),
+            (2, Judging { task: TaskKind::Regression, threshold: 0.5 }),
+        ]);
+        let outcomes = outcomes_by_version(&[classes, wrong, price], &labels, &judging);
+        assert_eq!(outcomes[&1].metrics["accuracy"], 0.5);
+        assert_eq!(outcomes[&2].metrics["rmse"], 103.0, "predicted 105, the label was 2");
     }
 }

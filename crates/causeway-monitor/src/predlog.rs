@@ -52,8 +52,13 @@ pub struct PredictionRecord {
     pub version: u32,
     /// Served or shadow.
     pub role: Role,
-    /// The score.
+    /// The score: the positive class's probability, the most likely class's probability, or
+    /// the predicted number.
     pub score: f64,
+    /// What was predicted, as a number: the class index (multi-class), the value (regression),
+    /// or the score (binary). Segments written before it existed read it as the score.
+    #[serde(default)]
+    pub prediction: f64,
     /// Scoring latency in microseconds.
     pub latency_us: u64,
     /// The encoded features the model saw.
@@ -183,6 +188,7 @@ fn schema() -> Arc<Schema> {
         Field::new("version", DataType::Int64, false),
         Field::new("role", DataType::Utf8, false),
         Field::new("score", DataType::Float64, false),
+        Field::new("prediction", DataType::Float64, true),
         Field::new("latency_us", DataType::Int64, false),
         Field::new("features", DataType::List(Arc::new(Field::new("item", DataType::Float64, true))), false),
     ]))
@@ -202,6 +208,7 @@ fn write_segment(blobs: &BlobStore, records: &[PredictionRecord], sequence: &mut
     let mut versions = Int64Builder::new();
     let mut roles = StringBuilder::new();
     let mut scores = Float64Builder::new();
+    let mut predictions = Float64Builder::new();
     let mut latencies = Int64Builder::new();
     let mut features = ListBuilder::new(Float64Builder::new());
     for record in records {
@@ -211,6 +218,7 @@ fn write_segment(blobs: &BlobStore, records: &[PredictionRecord], sequence: &mut
         versions.append_value(i64::from(record.version));
         roles.append_value(record.role.as_str());
         scores.append_value(record.score);
+        predictions.append_value(record.prediction);
         latencies.append_value(record.latency_us as i64);
         for value in &record.features {
             features.values().append_value(*value);
@@ -224,6 +232,7 @@ fn write_segment(blobs: &BlobStore, records: &[PredictionRecord], sequence: &mut
         Arc::new(versions.finish()),
         Arc::new(roles.finish()),
         Arc::new(scores.finish()),
+        Arc::new(predictions.finish()),
         Arc::new(latencies.finish()),
         Arc::new(features.finish()),
     ];
@@ -275,9 +284,11 @@ fn read_segment(
         .map_err(|error| segment_error(error.to_string()))?;
     for batch in reader {
         let batch = batch.map_err(|error| segment_error(error.to_string()))?;
-        let column = |index: usize| batch.column(index).clone();
-        let strings = |index: usize| column(index).as_any().downcast_ref::<StringArray>().cloned();
-        let integers = |index: usize| column(index).as_any().downcast_ref::<Int64Array>().cloned();
+        // Columns by name: segments from before a column was added still read.
+        let column = |name: &str| batch.column_by_name(name).cloned();
+        let strings = |name: &str| column(name).and_then(|array| array.as_any().downcast_ref::<StringArray>().cloned());
+        let integers = |name: &str| column(name).and_then(|array| array.as_any().downcast_ref::<Int64Array>().cloned());
+        let floats = |name: &str| column(name).and_then(|array| array.as_any().downcast_ref::<Float64Array>().cloned());
         let (
             Some(request_ids),
             Some(timestamps),
@@ -288,18 +299,19 @@ fn read_segment(
             Some(latencies),
             Some(features),
         ) = (
-            strings(0),
-            integers(1),
-            strings(2),
-            integers(3),
-            strings(4),
-            column(5).as_any().downcast_ref::<Float64Array>().cloned(),
-            integers(6),
-            column(7).as_any().downcast_ref::<ListArray>().cloned(),
+            strings("request_id"),
+            integers("timestamp_ms"),
+            strings("model"),
+            integers("version"),
+            strings("role"),
+            floats("score"),
+            integers("latency_us"),
+            column("features").and_then(|array| array.as_any().downcast_ref::<ListArray>().cloned()),
         )
         else {
             return Err(segment_error("unexpected column types".into()));
         };
+        let predictions = floats("prediction");
         for row in 0..batch.num_rows() {
             let timestamp_ms = timestamps.value(row);
             if timestamp_ms < from_ms || timestamp_ms >= to_ms {
@@ -316,6 +328,10 @@ fn read_segment(
                 version: u32::try_from(versions.value(row)).unwrap_or(0),
                 role: if roles.value(row) == "shadow" { Role::Shadow } else { Role::Served },
                 score: scores.value(row),
+                prediction: match &predictions {
+                    Some(predictions) if predictions.is_valid(row) => predictions.value(row),
+                    _ => scores.value(row),
+                },
                 latency_us: u64::try_from(latencies.value(row)).unwrap_or(0),
                 features: values.unwrap_or_default(),
             });
@@ -336,6 +352,7 @@ mod tests {
             version: 1,
             role: if index % 2 == 0 { Role::Served } else { Role::Shadow },
             score: index as f64 / 100.0,
+            prediction: index as f64 / 100.0,
             latency_us: 5,
             features: vec![index as f64, f64::NAN],
         }

@@ -20,12 +20,18 @@ pub struct AlertRules {
     pub score_psi_threshold: f64,
     /// Days of labelled traffic behind performance metrics.
     pub performance_window_days: u32,
-    /// Labelled positives needed before performance is judged.
+    /// Labelled positives (binary models; labelled rows for the others) needed before
+    /// performance is judged.
     pub min_labeled_positives: u64,
-    /// Largest allowed drop of recall below the version's holdout recall.
+    /// Binary: largest allowed drop of recall below the version's holdout recall.
     pub max_recall_drop: f64,
-    /// Largest allowed drop of ROC-AUC below the version's holdout ROC-AUC.
+    /// Binary: largest allowed drop of ROC-AUC below the version's holdout ROC-AUC.
     pub max_auc_drop: f64,
+    /// Multi-class: largest allowed drop of accuracy below the version's holdout accuracy.
+    pub max_accuracy_drop: f64,
+    /// Regression: largest allowed rise of RMSE above the version's holdout RMSE, as a share
+    /// (0.2: 20 % worse).
+    pub max_rmse_increase: f64,
 }
 
 impl Default for AlertRules {
@@ -38,6 +44,8 @@ impl Default for AlertRules {
             min_labeled_positives: 50,
             max_recall_drop: 0.15,
             max_auc_drop: 0.05,
+            max_accuracy_drop: 0.05,
+            max_rmse_increase: 0.2,
         }
     }
 }
@@ -146,9 +154,46 @@ impl AlertRules {
         observations
     }
 
-    /// Checks labelled recall and ROC-AUC against the version's holdout metrics. Returns nothing
-    /// until enough labelled positives arrived.
+    /// Checks labelled performance against the version's holdout metrics, for its task (told by
+    /// the holdout metrics): recall and ROC-AUC (binary), accuracy (multi-class), RMSE
+    /// (regression). Returns nothing until enough labels arrived.
     pub fn check_performance(&self, outcomes: &VersionOutcomes, holdout: &BTreeMap<String, f64>) -> Vec<Observation> {
+        let measured = |name: &str| outcomes.metrics.get(name).copied().unwrap_or(f64::NAN);
+        if let Some(expected) = holdout.get("accuracy") {
+            if outcomes.labeled < self.min_labeled_positives {
+                return Vec::new();
+            }
+            let (value, limit) = (measured("accuracy"), expected - self.max_accuracy_drop);
+            return vec![Observation {
+                rule: "performance:accuracy".into(),
+                kind: RuleKind::Performance,
+                // A missing (NaN) accuracy fires too.
+                firing: value.is_nan() || value < limit,
+                value,
+                limit,
+                message: format!(
+                    "v{} accuracy {value:.3} on {} labelled predictions (holdout {expected:.3}, limit {limit:.3})",
+                    outcomes.version, outcomes.labeled
+                ),
+            }];
+        }
+        if let Some(expected) = holdout.get("rmse") {
+            if outcomes.labeled < self.min_labeled_positives {
+                return Vec::new();
+            }
+            let (value, limit) = (measured("rmse"), expected * (1.0 + self.max_rmse_increase));
+            return vec![Observation {
+                rule: "performance:rmse".into(),
+                kind: RuleKind::Performance,
+                firing: value.is_nan() || value > limit,
+                value,
+                limit,
+                message: format!(
+                    "v{} RMSE {value:.4} on {} labelled predictions (holdout {expected:.4}, limit {limit:.4})",
+                    outcomes.version, outcomes.labeled
+                ),
+            }];
+        }
         if outcomes.positives < self.min_labeled_positives {
             return Vec::new();
         }
@@ -227,6 +272,7 @@ mod tests {
             precision: 0.5,
             recall: 0.1,
             false_positive_rate: 0.01,
+            metrics: BTreeMap::new(),
         };
         assert!(rules.check_performance(&outcomes, &holdout).is_empty());
         outcomes.positives = 100;
@@ -235,5 +281,17 @@ mod tests {
         outcomes.recall = 0.7;
         outcomes.roc_auc = 0.93;
         assert!(rules.check_performance(&outcomes, &holdout).iter().all(|observation| !observation.firing));
+        // A regression is judged on its RMSE, a multi-class model on its accuracy.
+        let rmse = BTreeMap::from([("rmse".to_string(), 10.0)]);
+        outcomes.labeled = 100;
+        outcomes.metrics = BTreeMap::from([("rmse".to_string(), 13.0)]);
+        let observations = rules.check_performance(&outcomes, &rmse);
+        assert_eq!(observations.len(), 1);
+        assert!(observations[0].firing && observations[0].rule == "performance:rmse", "{observations:?}");
+        outcomes.metrics.insert("rmse".into(), 11.0);
+        assert!(!rules.check_performance(&outcomes, &rmse)[0].firing, "10 % worse is within the 20 % allowed");
+        let accuracy = BTreeMap::from([("accuracy".to_string(), 0.9)]);
+        outcomes.metrics = BTreeMap::from([("accuracy".to_string(), 0.8)]);
+        assert!(rules.check_performance(&outcomes, &accuracy)[0].firing);
     }
 }

@@ -31,6 +31,15 @@ pub struct ErrorLabels {
     pub code: String,
 }
 
+/// Labels of a categorical input's unknown values.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct CategoryLabels {
+    /// The model.
+    pub model: String,
+    /// The categorical input.
+    pub feature: String,
+}
+
 /// The server's metrics and their registry.
 pub struct Metrics {
     registry: Registry,
@@ -40,6 +49,8 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     /// Handler latency in seconds.
     pub latency: Family<RequestLabels, Histogram>,
+    /// Category values the model never saw (scored as missing), per model and input.
+    pub unknown_categories: Family<CategoryLabels, Counter>,
     dropped: Counter,
     dropped_seen: Mutex<u64>,
     logged: Counter,
@@ -63,6 +74,12 @@ impl Metrics {
         });
         let dropped = Counter::default();
         let logged = Counter::default();
+        let unknown_categories = Family::<CategoryLabels, Counter>::default();
+        registry.register(
+            "unknown_categories",
+            "Categorical input values the model never saw in training (scored as missing), per model and input",
+            unknown_categories.clone(),
+        );
         registry.register(
             "prediction_requests",
             "Predictions served, per model version and endpoint",
@@ -85,6 +102,7 @@ impl Metrics {
             requests,
             errors,
             latency,
+            unknown_categories,
             dropped,
             dropped_seen: Mutex::new(0),
             logged,

@@ -141,9 +141,21 @@ fn checked_elements(tensor: &InputTensor) -> Result<(Vec<Value>, Vec<usize>), In
     }
 }
 
+/// Encoded rows, and the categorical features whose value was a category the model never saw
+/// (one index per such value).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EncodedRows {
+    /// One encoded row per request row.
+    pub rows: Vec<Vec<f64>>,
+    /// Signature indices of unknown category values.
+    pub unknown_categories: Vec<usize>,
+}
+
 /// Converts the request's tensors to encoded rows for `signature`: either one `[rows, features]`
-/// tensor in signature order, or one `[rows]` (or `[rows, 1]`) tensor per feature, by name.
-pub fn rows_from_tensors(signature: &Signature, inputs: &[InputTensor]) -> Result<Vec<Vec<f64>>, InputError> {
+/// tensor in signature order, or one `[rows]` (or `[rows, 1]`) tensor per feature, by name
+/// (`BYTES` for categories), noting unknown categories.
+pub fn encode_tensors(signature: &Signature, inputs: &[InputTensor]) -> Result<EncodedRows, InputError> {
+    let mut unknown = Vec::new();
     let width = signature.width();
     let names = signature.names();
     if inputs.is_empty() {
@@ -175,9 +187,9 @@ pub fn rows_from_tensors(signature: &Signature, inputs: &[InputTensor]) -> Resul
         for row in values.chunks(width.max(1)) {
             let features: Vec<FeatureValue> =
                 row.iter().map(|value| element(tensor, value)).collect::<Result<_, _>>()?;
-            encoded.push(signature.encode(&features)?);
+            encoded.push(signature.encode_noting(&features, &mut unknown)?);
         }
-        return Ok(encoded);
+        return Ok(EncodedRows { rows: encoded, unknown_categories: unknown });
     }
     for tensor in inputs {
         if !names.contains(&tensor.name.as_str()) {
@@ -219,13 +231,14 @@ pub fn rows_from_tensors(signature: &Signature, inputs: &[InputTensor]) -> Resul
         columns.push(values.iter().map(|value| element(tensor, value)).collect::<Result<_, _>>()?);
     }
     let rows = rows.unwrap_or(0);
-    (0..rows)
+    let encoded = (0..rows)
         .map(|row| {
             let values: Vec<FeatureValue> =
                 columns.iter().map(|column| column.get(row).cloned().unwrap_or(FeatureValue::Missing)).collect();
-            signature.encode(&values)
+            signature.encode_noting(&values, &mut unknown)
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(EncodedRows { rows: encoded, unknown_categories: unknown })
 }
 
 /// The input metadata of a signature: one tensor per feature.
@@ -276,16 +289,26 @@ mod tests {
         let matrix = tensor(
             serde_json::json!({"name": "input", "shape": [2, 2], "datatype": "FP64", "data": [[1.0, 1], [2.0, 0]]}),
         );
-        assert_eq!(rows_from_tensors(&signature(), &[matrix]).expect("rows"), vec![vec![1.0, 1.0], vec![2.0, 0.0]]);
+        assert_eq!(encode_tensors(&signature(), &[matrix]).expect("rows").rows, vec![vec![1.0, 1.0], vec![2.0, 0.0]]);
         let by_name = [
             tensor(serde_json::json!({"name": "amount", "shape": [2], "datatype": "FP32", "data": [1.5, 2.5]})),
             tensor(
                 serde_json::json!({"name": "channel", "shape": [2, 1], "datatype": "BYTES", "data": ["online", null]}),
             ),
         ];
-        let rows = rows_from_tensors(&signature(), &by_name).expect("rows");
-        assert_eq!(rows[0], vec![1.5, 1.0]);
-        assert!(rows[1][1].is_nan());
+        let encoded = encode_tensors(&signature(), &by_name).expect("rows");
+        assert_eq!(encoded.rows[0], vec![1.5, 1.0]);
+        assert!(encoded.rows[1][1].is_nan());
+        assert!(encoded.unknown_categories.is_empty(), "null is missing, not unknown");
+        let unseen = [
+            tensor(serde_json::json!({"name": "amount", "shape": [2], "datatype": "FP64", "data": [1.5, 2.5]})),
+            tensor(
+                serde_json::json!({"name": "channel", "shape": [2], "datatype": "BYTES", "data": ["fax", "online"]}),
+            ),
+        ];
+        let encoded = encode_tensors(&signature(), &unseen).expect("rows");
+        assert!(encoded.rows[0][1].is_nan(), "an unseen category is scored as missing");
+        assert_eq!(encoded.unknown_categories, vec![1], "and counted");
     }
 
     #[test]
@@ -313,7 +336,7 @@ mod tests {
         ];
         for (inputs, field) in cases {
             let inputs: Vec<InputTensor> = serde_json::from_value(inputs.clone()).expect("tensors");
-            let error = rows_from_tensors(&signature(), &inputs).expect_err("must fail");
+            let error = encode_tensors(&signature(), &inputs).expect_err("must fail");
             assert_eq!(error.field, field, "{error}");
         }
     }

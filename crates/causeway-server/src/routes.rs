@@ -16,8 +16,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
+use crate::metrics::CategoryLabels;
 use crate::metrics::{ErrorLabels, RequestLabels};
-use crate::oip::{InferRequest, InferResponse, OutputTensor, input_metadata, rows_from_tensors};
+use crate::oip::{InferRequest, InferResponse, OutputTensor, encode_tensors, input_metadata};
 use crate::{AppState, MAX_BODY_BYTES};
 
 /// All routes, with the body cap.
@@ -134,6 +135,16 @@ async fn infer_version(
     }
 }
 
+fn count_unknown_categories<'a>(state: &AppState, model: &str, features: impl Iterator<Item = &'a str>) {
+    for feature in features {
+        state
+            .metrics
+            .unknown_categories
+            .get_or_create(&CategoryLabels { model: model.to_string(), feature: feature.to_string() })
+            .inc();
+    }
+}
+
 fn count_error(state: &AppState, model: &str, endpoint: &str, error: &ApiError) {
     state
         .metrics
@@ -173,8 +184,16 @@ fn infer_now(
     let deployment = state.engine.deployment(name)?;
     let signature_version = version.unwrap_or(deployment.champion.version);
     let artifact = state.engine.artifact(name, signature_version)?;
-    let rows = rows_from_tensors(&artifact.signature, &request.inputs)?;
-    let outcome = state.engine.infer(name, version, &rows, request.id.as_deref())?;
+    let encoded = encode_tensors(&artifact.signature, &request.inputs)?;
+    count_unknown_categories(
+        state,
+        name,
+        encoded
+            .unknown_categories
+            .iter()
+            .map(|index| artifact.signature.features.get(*index).map_or("", |feature| feature.name.as_str())),
+    );
+    let outcome = state.engine.infer(name, version, &encoded.rows, request.id.as_deref())?;
     let outputs = outcome.tensors().into_iter().map(OutputTensor::from).collect();
     let response = InferResponse {
         model_name: name.to_string(),
@@ -210,6 +229,7 @@ async fn score_record(State(state): State<AppState>, Path(name): Path<String>, b
     .await;
     match result {
         Ok(decision) => {
+            count_unknown_categories(&state, &name, decision.unknown_categories.iter().map(String::as_str));
             count_success(&state, &name, decision.version, "score", started);
             Json(decision).into_response()
         }

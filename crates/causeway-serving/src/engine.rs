@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use causeway_features::{FeatureSetSpec, OnlineStore, RecordFields};
 use causeway_models::metrics::argmax;
-use causeway_models::{InputError, ModelArtifact, Predictor, Task, TaskKind};
+use causeway_models::{InputError, ModelArtifact, Task, TaskKind};
 use causeway_monitor::{PredictionLog, PredictionRecord, Role};
 use causeway_store::{BlobStore, MetaStore};
 use causeway_types::error::HasErrorCode;
@@ -107,6 +107,9 @@ pub struct RecordDecision {
     pub probabilities: BTreeMap<String, f64>,
     /// The features the model saw, by name.
     pub features: BTreeMap<String, FeatureValue>,
+    /// Categorical features whose value the model never saw in training (scored as missing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unknown_categories: Vec<String>,
 }
 
 /// The answer to a tensor request.
@@ -131,6 +134,15 @@ impl InferOutcome {
     /// The answer as the task's output tensors.
     pub fn tensors(&self) -> Vec<OutputTensor> {
         output_tensors(&self.task, self.threshold, self.scores.len(), &self.values)
+    }
+}
+
+/// What the prediction log records as a row's prediction: the class index (multi-class), the
+/// value (regression), the positive class's probability (binary).
+fn logged_prediction(task: &Task, outputs: &[f64]) -> f64 {
+    match task {
+        Task::Multiclass { .. } => argmax(outputs) as f64,
+        _ => outputs.first().copied().unwrap_or(f64::NAN),
     }
 }
 
@@ -222,10 +234,10 @@ impl Engine {
             other => Error::Store(other),
         })?;
         let bytes = self.blobs.get(&record.artifact_key)?;
-        let artifact = Arc::new(ModelArtifact::from_bytes(&bytes).map_err(|source| Error::Load {
+        let artifact = Arc::new(ModelArtifact::from_bytes(&bytes).map_err(|cause| Error::Load {
             model: model.to_string(),
             version,
-            source,
+            cause,
         })?);
         self.versions.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(key, artifact.clone());
         Ok(artifact)
@@ -352,8 +364,10 @@ impl Engine {
         }
         let latency_us = started.elapsed().as_micros() as u64;
         let many = rows.len() > 1;
+        let width = outputs.max(1);
         for (index, (row, score)) in rows.iter().zip(&scores).enumerate() {
             let row_id = if many { format!("{request_id}/{index}") } else { request_id.clone() };
+            let row_outputs = values.get(index * width..(index + 1) * width).unwrap_or_default();
             self.log.log(PredictionRecord {
                 request_id: row_id.clone(),
                 timestamp_ms: now,
@@ -361,19 +375,22 @@ impl Engine {
                 version: served.version,
                 role: Role::Served,
                 score: *score,
+                prediction: logged_prediction(&served.artifact.task, row_outputs),
                 latency_us,
                 features: row.clone(),
             });
             if let Some(shadow) = &shadow
                 && shadow.artifact.signature.check_encoded(row).is_ok()
             {
+                let shadow_outputs = shadow.artifact.outputs_of(row);
                 self.log.log(PredictionRecord {
                     request_id: row_id,
                     timestamp_ms: now,
                     model: model.to_string(),
                     version: shadow.version,
                     role: Role::Shadow,
-                    score: shadow.artifact.model.predict_row(row),
+                    score: shadow_outputs.iter().copied().fold(f64::NAN, f64::max),
+                    prediction: logged_prediction(&shadow.artifact.task, &shadow_outputs),
                     latency_us,
                     features: row.clone(),
                 });
@@ -404,16 +421,21 @@ impl Engine {
         );
         let served = deployment.version(path.served).unwrap_or(&deployment.champion);
         let by_name = self.record_inputs(&served.artifact, &request.fields)?;
-        let encode = |artifact: &ModelArtifact| -> Result<Vec<f64>, InputError> {
+        let encode = |artifact: &ModelArtifact, unknown: &mut Vec<usize>| -> Result<Vec<f64>, InputError> {
             let ordered: Vec<FeatureValue> = artifact
                 .signature
                 .features
                 .iter()
                 .map(|feature| by_name.get(&feature.name).cloned().unwrap_or(FeatureValue::Missing))
                 .collect();
-            artifact.signature.encode(&ordered)
+            artifact.signature.encode_noting(&ordered, unknown)
         };
-        let row = encode(&served.artifact)?;
+        let mut unknown = Vec::new();
+        let row = encode(&served.artifact, &mut unknown)?;
+        let unknown_categories: Vec<String> = unknown
+            .iter()
+            .filter_map(|index| served.artifact.signature.features.get(*index).map(|feature| feature.name.clone()))
+            .collect();
         let values = served.artifact.outputs_of(&row);
         let score = values.iter().copied().fold(f64::NAN, f64::max);
         if score.is_nan() {
@@ -431,20 +453,22 @@ impl Engine {
             version: served.version,
             role: Role::Served,
             score,
+            prediction: logged_prediction(&served.artifact.task, &values),
             latency_us,
             features: row,
         });
         if let Some(shadow) = path.shadow.and_then(|version| deployment.version(version))
-            && let Ok(shadow_row) = encode(&shadow.artifact)
+            && let Ok(shadow_row) = encode(&shadow.artifact, &mut Vec::new())
         {
-            let shadow_score = shadow.artifact.model.predict_row(&shadow_row);
+            let shadow_outputs = shadow.artifact.outputs_of(&shadow_row);
             self.log.log(PredictionRecord {
                 request_id: request_id.clone(),
                 timestamp_ms,
                 model: model.to_string(),
                 version: shadow.version,
                 role: Role::Shadow,
-                score: shadow_score,
+                score: shadow_outputs.iter().copied().fold(f64::NAN, f64::max),
+                prediction: logged_prediction(&shadow.artifact.task, &shadow_outputs),
                 latency_us,
                 features: shadow_row,
             });
@@ -479,6 +503,7 @@ impl Engine {
             positive,
             probabilities,
             features: by_name,
+            unknown_categories,
         })
     }
 

@@ -28,14 +28,14 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] causeway_store::Error),
     /// A model artifact failed to load.
-    #[error("cannot load model `{model}` version {version}: {source}")]
+    #[error("cannot load model `{model}` version {version}: {cause}")]
     Load {
         /// The model.
         model: String,
         /// The version.
         version: u32,
-        /// The cause.
-        source: causeway_models::Error,
+        /// The cause (in the message, said once).
+        cause: causeway_models::Error,
     },
     /// The online store failed.
     #[error(transparent)]

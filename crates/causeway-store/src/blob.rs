@@ -226,7 +226,7 @@ fn collect_files(directory: &Path, root: &Path, keys: &mut Vec<String>) -> Resul
 }
 
 pub(crate) fn io_error(action: &'static str, path: &Path, source: std::io::Error) -> Error {
-    Error::Io { action, path: path.display().to_string(), source }
+    Error::Io { action, path: path.display().to_string(), cause: source }
 }
 
 #[cfg(test)]

@@ -19,14 +19,15 @@ pub enum Error {
     #[error("metadata store: the query returned no row")]
     NoRow,
     /// A file operation failed.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}: {cause}")]
     Io {
         /// What was being done.
         action: &'static str,
         /// The file involved.
         path: String,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (in the message, not a separate source, so a chain of contexts
+        /// does not repeat it).
+        cause: std::io::Error,
     },
     /// A stored JSON document could not be read or written.
     #[error("stored document is not valid: {0}")]

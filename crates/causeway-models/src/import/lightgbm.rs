@@ -88,11 +88,17 @@ pub(crate) fn import(text: &str) -> Result<Imported> {
         header.get("feature_names").map(|names| names.split_whitespace().collect()).unwrap_or_default();
     let infos: Vec<&str> =
         header.get("feature_infos").map(|infos| infos.split_whitespace().collect()).unwrap_or_default();
+    // Numeric features are described as `[min:max]` (or `none`), categorical ones by their values.
+    let categorical: Vec<bool> = (0..features)
+        .map(|index| infos.get(index).is_some_and(|info| !info.starts_with('[') && *info != "none"))
+        .collect();
+    let mut vocabularies = pandas_categories(text)?.into_iter();
     let described = (0..features)
         .map(|index| FeatureDescription {
             name: names.get(index).map_or_else(|| format!("Column_{index}"), |name| name.to_string()),
-            // Numeric features are described as `[min:max]` (or `none`), categorical ones by their values.
-            categorical: infos.get(index).is_some_and(|info| !info.starts_with('[') && *info != "none"),
+            categorical: categorical[index],
+            // pandas_categorical lists the categorical features' categories, in feature order.
+            categories: if categorical[index] { vocabularies.next() } else { None },
         })
         .collect();
     let version = header.get("version").copied().unwrap_or("unknown");
@@ -109,6 +115,30 @@ pub(crate) fn import(text: &str) -> Result<Imported> {
     };
     ensemble.validate()?;
     Ok(Imported { ensemble, features: described, best_iteration: None })
+}
+
+/// The categories of each categorical feature, in feature order, from the `pandas_categorical:`
+/// line LightGBM writes after the parameters when it was trained on pandas categoricals (none
+/// when the line is absent or `null`).
+fn pandas_categories(text: &str) -> Result<Vec<Vec<String>>> {
+    let Some(line) = text.lines().rev().find_map(|line| line.trim().strip_prefix("pandas_categorical:")) else {
+        return Ok(Vec::new());
+    };
+    let document = crate::import::document::parse_json(line.trim().as_bytes())?;
+    if document == crate::import::document::Document::Null {
+        return Ok(Vec::new());
+    }
+    document
+        .as_array("pandas_categorical")?
+        .iter()
+        .map(|categories| {
+            categories
+                .as_array("pandas_categorical")?
+                .iter()
+                .map(|category| category.as_text("pandas_categorical"))
+                .collect::<Result<Vec<String>>>()
+        })
+        .collect()
 }
 
 fn objective_transform(objective: &str) -> Result<Transform> {

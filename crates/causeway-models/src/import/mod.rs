@@ -57,6 +57,9 @@ pub struct FeatureDescription {
     pub name: String,
     /// Whether the model reads it as a category code.
     pub categorical: bool,
+    /// The categories in code order, when the file names them (LightGBM's `pandas_categorical`,
+    /// XGBoost's stored categories): requests may then send the category itself.
+    pub categories: Option<Vec<String>>,
 }
 
 /// An imported model with what its file says about its inputs.
@@ -91,20 +94,34 @@ pub fn import_as(bytes: &[u8], format: ModelFormat) -> Result<Imported> {
 }
 
 impl Imported {
-    /// A servable artifact: its signature names the file's features (categorical ones take their
-    /// integer codes), every input may be missing, and a probability at or above `threshold` is
-    /// the positive class. Models with more than one output (multi-class) are refused.
+    /// A servable artifact: its signature names the file's features (categorical ones take
+    /// their categories when the file names them, else their integer codes), every input may be
+    /// missing, and, for binary models, a probability at or above `threshold` is the positive
+    /// class.
     pub fn into_artifact(self, threshold: f64, mut metadata: BTreeMap<String, String>) -> Result<ModelArtifact> {
         let signature = Signature {
             features: self
                 .features
                 .iter()
-                .map(|feature| FeatureSpec { name: feature.name.clone(), kind: FeatureKind::Numeric, nullable: true })
+                .map(|feature| FeatureSpec {
+                    name: feature.name.clone(),
+                    kind: match &feature.categories {
+                        Some(vocabulary) if feature.categorical => {
+                            FeatureKind::Categorical { vocabulary: vocabulary.clone() }
+                        }
+                        _ => FeatureKind::Numeric,
+                    },
+                    nullable: true,
+                })
                 .collect(),
         };
         metadata.insert("source".into(), self.ensemble.source.clone());
-        let categorical: Vec<&str> =
-            self.features.iter().filter(|feature| feature.categorical).map(|feature| feature.name.as_str()).collect();
+        let categorical: Vec<&str> = self
+            .features
+            .iter()
+            .filter(|feature| feature.categorical && feature.categories.is_none())
+            .map(|feature| feature.name.as_str())
+            .collect();
         if !categorical.is_empty() {
             metadata.insert("categorical_codes".into(), categorical.join(","));
         }

@@ -295,8 +295,9 @@ pub(crate) fn import(bytes: &[u8]) -> Result<Imported> {
     }
     let features =
         graph_width(&graph)?.unwrap_or_else(|| feature_ids.iter().map(|id| *id as usize + 1).max().unwrap_or(0));
-    let described =
-        (0..features).map(|index| FeatureDescription { name: format!("f{index}"), categorical: false }).collect();
+    let described = (0..features)
+        .map(|index| FeatureDescription { name: format!("f{index}"), categorical: false, categories: None })
+        .collect();
     let ensemble = TreeEnsemble {
         features,
         outputs,

@@ -13,6 +13,44 @@ fn unsupported(what: impl std::fmt::Display) -> Error {
     Error::Unsupported(format!("XGBoost model: {what}"))
 }
 
+/// The categories XGBoost (3.1 and later) stores with a model trained on pandas categoricals, per
+/// feature in code order (`model/cats/enc`: each feature's names as UTF-8 bytes cut at
+/// `offsets`); `None` for features without stored text categories.
+fn stored_categories(model: &Document) -> Result<Vec<Option<Vec<String>>>> {
+    let Some(encodings) = model.get("cats").and_then(|cats| cats.get("enc")) else { return Ok(Vec::new()) };
+    encodings
+        .as_array("cats/enc")?
+        .iter()
+        .map(|encoding| {
+            let offsets = encoding.get("offsets").map(|offsets| offsets.integers("cats/enc/offsets")).transpose()?;
+            let values = encoding.get("values").map(|values| values.integers("cats/enc/values")).transpose()?;
+            let (Some(offsets), Some(values)) = (offsets, values) else { return Ok(None) };
+            if offsets.len() < 2 {
+                return Ok(None);
+            }
+            let bytes: Vec<u8> = values
+                .iter()
+                .map(|value| u8::try_from(*value))
+                .collect::<Result<_, _>>()
+                .map_err(|_| Error::Unsupported("XGBoost model: stored categories that are not text".into()))?;
+            offsets
+                .windows(2)
+                .map(|window| {
+                    let (start, end) = (usize::try_from(window[0]), usize::try_from(window[1]));
+                    match (start, end) {
+                        (Ok(start), Ok(end)) if start <= end && end <= bytes.len() => {
+                            String::from_utf8(bytes[start..end].to_vec())
+                                .map_err(|_| Error::Invalid("XGBoost model: a stored category is not UTF-8".into()))
+                        }
+                        _ => Err(Error::Invalid("XGBoost model: stored category offsets out of range".into())),
+                    }
+                })
+                .collect::<Result<Vec<String>>>()
+                .map(Some)
+        })
+        .collect()
+}
+
 /// Reads a parsed XGBoost model document.
 pub(crate) fn import(document: &Document) -> Result<Imported> {
     let learner = document.at("learner")?;
@@ -77,10 +115,12 @@ pub(crate) fn import(document: &Document) -> Result<Imported> {
         .iter()
         .map(|kind| kind.as_text("feature_types"))
         .collect::<Result<_>>()?;
+    let vocabularies = stored_categories(model)?;
     let described = (0..features)
         .map(|index| FeatureDescription {
             name: feature_names.get(index).cloned().unwrap_or_else(|| format!("f{index}")),
             categorical: feature_types.get(index).is_some_and(|kind| kind == "c"),
+            categories: vocabularies.get(index).cloned().flatten(),
         })
         .collect();
     let best_iteration = learner

@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use causeway_loop::Controller;
 use causeway_types::{Clock, EventKind, SystemClock, format_timestamp};
 
 use super::{open, table};
@@ -58,9 +57,13 @@ pub(crate) fn token(action: TokenAction) -> Result<ExitCode> {
 
 pub(crate) fn resume(dir: &ProjectArgs) -> Result<ExitCode> {
     let project = open(dir)?;
-    let mut controller =
-        Controller::new(&project, Box::new(|_, _| Err(causeway_loop::Error::Precondition("not retraining".into()))))?;
-    controller.resume(SystemClock.now_ms())?;
-    println!("retraining resumed");
+    match causeway_loop::controller::resume(&project, SystemClock.now_ms())? {
+        causeway_loop::controller::Resumed::Resumed { paused_since_ms } => {
+            println!("retraining resumed (it had paused at {})", format_timestamp(paused_since_ms));
+        }
+        causeway_loop::controller::Resumed::NotPaused => {
+            println!("retraining was not paused; nothing changed");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

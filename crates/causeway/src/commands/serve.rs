@@ -54,17 +54,25 @@ pub(crate) fn serve_file(
         Project::init_with(&project_args.dir, causeway_loop::project::INIT_TEMPLATE, &project_args.storage())?;
     let version = import_file(&project, file, &name, threshold, task)
         .with_context(|| format!("cannot serve {}", file.display()))?;
+    // The artifact must load back as serving loads it, or there is nothing to serve.
+    causeway_loop::pipeline::load_artifact(&project, &version)
+        .with_context(|| format!("cannot serve {}: the imported model does not load", file.display()))?;
     set_champion(&project, &name, version.version, "cli", "served from a file")?;
     drop(project);
     // Standard output's first line stays the server's readiness line.
     eprintln!("serving {} as model `{name}` (a temporary project, removed on exit)", file.display());
     let serving = ServingArgs { dir: project_args, ..serving.clone() };
-    serve(listen, &serving, false)
+    serve_with(listen, &serving, false, Some(&name))
 }
 
 /// Serves the data plane (OIP v2, record scoring, labels, metrics) and, with `tracking`, the
 /// MLflow tracking API too.
 pub(crate) fn serve(listen: SocketAddr, serving: &ServingArgs, tracking: bool) -> Result<ExitCode> {
+    serve_with(listen, serving, tracking, None)
+}
+
+/// [`serve`], refusing to start when `required` names a model that cannot be deployed.
+fn serve_with(listen: SocketAddr, serving: &ServingArgs, tracking: bool, required: Option<&str>) -> Result<ExitCode> {
     let (dir, reload_seconds, insecure) = (serving.dir.dir.as_path(), serving.reload_seconds, serving.insecure);
     let project = open(&serving.dir)?;
     let require_tokens = !listen.ip().is_loopback() && !insecure;
@@ -85,6 +93,12 @@ pub(crate) fn serve(listen: SocketAddr, serving: &ServingArgs, tracking: bool) -
         PredictionLog::start(project.blobs.clone(), 100_000, 10_000),
     ));
     let report = engine.refresh()?;
+    if let Some(required) = required
+        && !engine.deployed_models().iter().any(|model| model == required)
+    {
+        let reason = report.unservable.iter().find(|(model, _)| model == required).map(|(_, reason)| reason.as_str());
+        anyhow::bail!("cannot serve `{required}`: {}", reason.unwrap_or("it did not deploy"));
+    }
     for (model, reason) in &report.unservable {
         eprintln!("warning: not serving {model}: {reason}");
     }

@@ -235,3 +235,111 @@ fn a_model_file_serves_alone() {
     let message = String::from_utf8_lossy(&refused.stderr);
     assert!(message.contains("cannot serve") && message.contains("unrecognised model file"), "{message}");
 }
+
+/// A model file that names its categories (LightGBM's `pandas_categorical`, XGBoost's stored
+/// categories) publishes them in its metadata and takes them as BYTES; record scoring of an
+/// imported model takes its own inputs from the fields (not the project's features); a LightGBM
+/// model with an infinite threshold imports and serves; an imported regressor answers a
+/// prediction and no label.
+#[test]
+fn imported_categories_infinite_thresholds_and_regressors_serve() {
+    let (fixtures, document) = model_fixtures();
+    let case = |name: &str| -> &Value {
+        document["cases"].as_array().expect("cases").iter().find(|case| case["name"] == name).expect("case")
+    };
+    let project = tempfile::tempdir().expect("tempdir");
+    let dir = project.path().join("project");
+    let dir_text = dir.to_str().expect("utf-8");
+    assert!(run(&["init", "--dir", dir_text]).status.success());
+    for (name, model) in [
+        ("lgb_pandas", "lgb-pandas"),
+        ("xgb_pandas", "xgb-pandas"),
+        ("lgb_infinite_threshold", "infinite"),
+        ("lgb_regression", "regressor"),
+    ] {
+        let file = fixtures.path().join(case(name)["file"].as_str().expect("file"));
+        let imported =
+            run(&["import", file.to_str().expect("utf-8"), "--model", model, "--promote", "--dir", dir_text]);
+        assert!(imported.status.success(), "{name}: {}", String::from_utf8_lossy(&imported.stderr));
+    }
+    let server = Server::start(&dir);
+    for (name, model) in [("lgb_pandas", "lgb-pandas"), ("xgb_pandas", "xgb-pandas")] {
+        let case = case(name);
+        let (status, metadata) = server.json("GET", &format!("/v2/models/{model}"), &Value::Null);
+        assert_eq!(status, 200, "{metadata}");
+        assert_eq!(metadata["inputs"][0]["datatype"], "BYTES", "{metadata}");
+        assert_eq!(metadata["inputs"][0]["parameters"]["categories"], json!(["blue", "green", "red", "violet"]));
+        let rows = case["text_rows"].as_array().expect("rows");
+        let colours: Vec<Value> = rows.iter().map(|row| row[0].clone()).collect();
+        let sizes: Vec<Value> = rows.iter().map(|row| row[1].clone()).collect();
+        let inputs = json!([
+            {"name": "colour", "shape": [rows.len()], "datatype": "BYTES", "data": colours},
+            {"name": "size", "shape": [rows.len()], "datatype": "FP64", "data": sizes},
+        ]);
+        let (status, answer) = server.json("POST", &format!("/v2/models/{model}/infer"), &json!({"inputs": inputs}));
+        assert_eq!(status, 200, "{answer}");
+        let scores = answer["outputs"][0]["data"].as_array().expect("scores");
+        for (row, (score, want)) in scores.iter().zip(case["output"].as_array().expect("expected")).enumerate() {
+            let (score, want) = (score.as_f64().expect("score"), want[0].as_f64().expect("want"));
+            assert!((score - want).abs() <= 1e-6, "{name} row {row}: served {score}, library {want}");
+        }
+        // Record scoring reads the model's own inputs from the fields.
+        let (status, decision) = server.json(
+            "POST",
+            &format!("/v1/models/{model}/score"),
+            &json!({"request_id": "r1", "fields": {"colour": "red", "size": 0.1}}),
+        );
+        assert_eq!(status, 200, "{decision}");
+        assert_eq!(decision["task"], "binary");
+        let (status, refused) =
+            server.json("POST", &format!("/v1/models/{model}/score"), &json!({"fields": {"colour": "red"}}));
+        assert_eq!(status, 400, "{refused}");
+        assert!(refused["error"].as_str().unwrap_or("").contains("`size`"), "{refused}");
+        // An unseen category is scored as missing and counted.
+        let (status, _) = server.json(
+            "POST",
+            &format!("/v1/models/{model}/score"),
+            &json!({"fields": {"colour": "turquoise", "size": 0.1}}),
+        );
+        assert_eq!(status, 200);
+    }
+    let (_, metrics) = server.request("GET", "/metrics", None);
+    assert!(
+        metrics.contains("causeway_unknown_categories_total{model=\"lgb-pandas\",feature=\"colour\"} 1"),
+        "{metrics}"
+    );
+
+    let infinite = case("lgb_infinite_threshold");
+    let (_, metadata) = server.json("GET", "/v2/models/infinite", &Value::Null);
+    let names: Vec<Value> =
+        metadata["inputs"].as_array().expect("inputs").iter().map(|input| input["name"].clone()).collect();
+    let rows = infinite["rows"].as_array().expect("rows");
+    let (status, answer) =
+        server.json("POST", "/v2/models/infinite/infer", &json!({"inputs": column_tensors(&names, rows)}));
+    assert_eq!(status, 200, "{answer}");
+    for (row, (score, want)) in answer["outputs"][0]["data"]
+        .as_array()
+        .expect("scores")
+        .iter()
+        .zip(infinite["output"].as_array().expect("expected"))
+        .enumerate()
+    {
+        assert!((score.as_f64().expect("score") - want[0].as_f64().expect("want")).abs() <= 1e-6, "row {row}");
+    }
+
+    let regression = case("lgb_regression");
+    let (_, metadata) = server.json("GET", "/v2/models/regressor", &Value::Null);
+    assert_eq!(metadata["parameters"]["task"], "regression");
+    assert_eq!(metadata["outputs"], json!([{"name": "prediction", "datatype": "FP64", "shape": [-1]}]));
+    let names: Vec<Value> =
+        metadata["inputs"].as_array().expect("inputs").iter().map(|input| input["name"].clone()).collect();
+    let rows = regression["rows"].as_array().expect("rows");
+    let (status, answer) =
+        server.json("POST", "/v2/models/regressor/infer", &json!({"inputs": column_tensors(&names, rows)}));
+    assert_eq!(status, 200, "{answer}");
+    let outputs = answer["outputs"].as_array().expect("outputs");
+    assert_eq!(outputs.len(), 1, "a regressor answers no label: {answer}");
+    assert_eq!(outputs[0]["name"], "prediction");
+    let first = outputs[0]["data"][0].as_f64().expect("prediction");
+    assert!((first - regression["output"][0][0].as_f64().expect("want")).abs() <= 1e-6);
+}
