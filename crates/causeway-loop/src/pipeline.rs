@@ -997,3 +997,46 @@ pub fn evaluate(
     let metrics = causeway_models::metrics::task_metrics(task, &outputs, &set.labels, artifact.threshold);
     Ok((outputs, metrics))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(text: &str) -> ModelSection {
+        toml::from_str(&format!("name = \"m\"\ndataset = \"d\"\nlabel = \"y\"\n{text}")).expect("a model section")
+    }
+
+    fn set(days: i64, rows: usize) -> TrainingSet {
+        let mut set = TrainingSet::default();
+        for row in 0..rows {
+            set.ids.push(row.to_string());
+            set.timestamps.push(row as i64 * days * causeway_types::DAY_MS / rows as i64);
+            set.values.push(vec![FeatureValue::Number(row as f64)]);
+            set.labels.push(f64::from(u8::from(row % 4 == 0)));
+        }
+        set
+    }
+
+    #[test]
+    fn a_holdout_the_split_shrank_is_a_warning_that_says_how_to_widen_it() -> Result<()> {
+        // A year of rows: the freshest 7 days hold 2 % of them, 30 % of which is 0.6 %.
+        let timed = section("timestamp_column = \"t\"\nholdout_days = 7\nholdout_fraction = 0.3");
+        let split = split_holdout(&timed, &set(365, 5_000), &Task::binary())?;
+        assert!(split.holdout.len() < 60, "{}", split.holdout.len());
+        assert_eq!(split.warnings.len(), 1);
+        assert!(
+            split.warnings[0].contains("raise [model] holdout_days (7) or holdout_fraction (0.3)"),
+            "{:?}",
+            split.warnings
+        );
+        // Without a time column the holdout is a seeded share of every row: no warning.
+        let untimed = section("holdout_fraction = 0.25");
+        let split = split_holdout(&untimed, &set(365, 5_000), &Task::binary())?;
+        assert!((1_150..1_350).contains(&split.holdout.len()), "{}", split.holdout.len());
+        assert!(split.warnings.is_empty(), "{:?}", split.warnings);
+        // A small dataset is not a shrunk holdout.
+        let small = split_holdout(&untimed, &set(365, 300), &Task::binary())?;
+        assert!(small.warnings.is_empty(), "{:?}", small.warnings);
+        Ok(())
+    }
+}

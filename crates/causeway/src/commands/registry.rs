@@ -248,6 +248,9 @@ pub(crate) fn promote_through_gates(
         ]);
     }
     println!("gates for {model} version {version}:\n{output}");
+    if let Some(basis) = &report.basis {
+        println!("compared with {basis}");
+    }
     if !report.passed() && !force {
         eprintln!(
             "error: {model} version {version} was not promoted: {}; fix the model or [loop.gates] in causeway.toml, or pass --force",

@@ -120,7 +120,20 @@ fn every_task_from_init_to_serving_on_public_data() {
     assert_eq!(status, 400, "{refused}");
     drop(server);
 
+    // A second version is gated against the champion scored on the same holdout rows.
     let churn = &trained.iter().find(|(name, _, _)| name == "churn").expect("churn").2;
+    let config = churn.join("causeway.toml");
+    let original = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        original.replace("seed = 42\n", "seed = 42\ntrainer = { family = \"gbdt\", rounds = 40 }\n"),
+    )
+    .expect("config");
+    assert!(ok(&["train", "--dir", text(churn)]).contains("registered churn version 2"));
+    let promoted = run(&["promote", "2", "--dir", text(churn)]);
+    let said = String::from_utf8_lossy(&promoted.stdout);
+    assert!(said.contains("compared with champion v1 scored on v2's 1254 holdout rows"), "{said}");
+    assert!(said.contains("auc_tolerance") && said.contains("recall_tolerance"), "{said}");
     let server = Server::start(churn);
     let (status, refused) = server.json("POST", "/v1/labels", &json!({"labels": [{"request_id": "c1", "label": 2}]}));
     assert_eq!(status, 400, "a third value of a binary label is refused: {refused}");
