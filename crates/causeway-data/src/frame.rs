@@ -11,7 +11,7 @@ use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType, UInt6
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_cast::cast;
 use arrow_schema::{DataType, Field as ArrowField, Schema as ArrowSchema, TimeUnit};
-use causeway_types::{Dtype, Field, Schema};
+use causeway_types::{Dtype, FeatureValue, Field, Schema};
 
 use crate::error::{Error, Result};
 use crate::values::format_instant;
@@ -91,6 +91,15 @@ impl Column {
             Self::Utf8(values) => values.get(row).cloned().flatten(),
             Self::Bool(values) => values.get(row).copied().flatten().map(|value| value.to_string()),
             Self::Timestamp(values) => values.get(row).copied().flatten().map(format_instant),
+        }
+    }
+
+    /// Value `row` as a feature value: text for text columns, a number otherwise (booleans as
+    /// 0/1, timestamps as epoch milliseconds), missing when null.
+    pub fn feature_value(&self, row: usize) -> FeatureValue {
+        match self {
+            Self::Utf8(_) => self.text(row).map_or(FeatureValue::Missing, FeatureValue::Text),
+            _ => self.number(row).map_or(FeatureValue::Missing, FeatureValue::Number),
         }
     }
 

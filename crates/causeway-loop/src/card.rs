@@ -111,59 +111,30 @@ pub fn model_card(project: &Project, model: &str, version: u32) -> Result<ModelC
                     causeway_train::evaluation::MIN_SLICE_POSITIVES
                 ),
             }));
-            let cell = |value: Option<f64>, digits: usize| {
-                value.map_or_else(|| "—".into(), |value| format!("{value:.digits$}"))
+            // The columns each task's slices carry beyond feature, value and rows.
+            type Cells = fn(&causeway_train::evaluation::Slice) -> Vec<String>;
+            let (extra, cells): (&[&str], Cells) = match &task {
+                Some(Task::Multiclass { .. }) => (&["accuracy"], |slice| vec![cell(slice.accuracy, 3)]),
+                Some(Task::Regression) => (&["RMSE"], |slice| vec![cell(slice.rmse, 4)]),
+                _ => (&["positives", "recall", "false-positive rate", "precision"], |slice| {
+                    vec![
+                        slice.positives.to_string(),
+                        cell(slice.recall, 3),
+                        cell(slice.false_positive_rate, 4),
+                        cell(slice.precision, 3),
+                    ]
+                }),
             };
-            let (headers, rows): (Vec<&str>, Vec<Vec<String>>) = match &task {
-                Some(Task::Multiclass { .. }) => (
-                    vec!["feature", "value", "rows", "accuracy"],
-                    evaluation
-                        .slices
-                        .iter()
-                        .map(|slice| {
-                            vec![
-                                slice.feature.clone(),
-                                slice.value.clone(),
-                                slice.rows.to_string(),
-                                cell(slice.accuracy, 3),
-                            ]
-                        })
-                        .collect(),
-                ),
-                Some(Task::Regression) => (
-                    vec!["feature", "value", "rows", "RMSE"],
-                    evaluation
-                        .slices
-                        .iter()
-                        .map(|slice| {
-                            vec![
-                                slice.feature.clone(),
-                                slice.value.clone(),
-                                slice.rows.to_string(),
-                                cell(slice.rmse, 4),
-                            ]
-                        })
-                        .collect(),
-                ),
-                _ => (
-                    vec!["feature", "value", "rows", "positives", "recall", "false-positive rate", "precision"],
-                    evaluation
-                        .slices
-                        .iter()
-                        .map(|slice| {
-                            vec![
-                                slice.feature.clone(),
-                                slice.value.clone(),
-                                slice.rows.to_string(),
-                                slice.positives.to_string(),
-                                cell(slice.recall, 3),
-                                cell(slice.false_positive_rate, 4),
-                                cell(slice.precision, 3),
-                            ]
-                        })
-                        .collect(),
-                ),
-            };
+            let headers: Vec<&str> = ["feature", "value", "rows"].into_iter().chain(extra.iter().copied()).collect();
+            let rows: Vec<Vec<String>> = evaluation
+                .slices
+                .iter()
+                .map(|slice| {
+                    let mut row = vec![slice.feature.clone(), slice.value.clone(), slice.rows.to_string()];
+                    row.extend(cells(slice));
+                    row
+                })
+                .collect();
             blocks.push(Block::Table(headers.into_iter().map(String::from).collect(), rows));
         }
         None => blocks.push(Block::Paragraph(
@@ -187,6 +158,11 @@ pub fn model_card(project: &Project, model: &str, version: u32) -> Result<ModelC
     }
     blocks.push(Block::Table(vec!["".into(), "".into()], lineage));
     Ok(ModelCard { markdown: markdown(&blocks), html: html(model, version, &blocks) })
+}
+
+/// A metric cell: the value with `digits` decimals, or a dash.
+fn cell(value: Option<f64>, digits: usize) -> String {
+    value.map_or_else(|| "—".into(), |value| format!("{value:.digits$}"))
 }
 
 fn summary(record: &ModelVersionRecord, aliases: &[String], task: Option<&Task>) -> String {

@@ -712,17 +712,8 @@ pub fn load_holdout(project: &Project, version: &ModelVersionRecord) -> Result<O
     let names: Vec<String> =
         frame.names().iter().filter(|name| *name != HOLDOUT_ID && *name != HOLDOUT_LABEL).cloned().collect();
     let columns: Vec<&Column> = names.iter().filter_map(|name| frame.column(name)).collect();
-    let values = (0..frame.rows())
-        .map(|row| {
-            columns
-                .iter()
-                .map(|column| match column {
-                    Column::Utf8(_) => column.text(row).map_or(FeatureValue::Missing, FeatureValue::Text),
-                    _ => column.number(row).map_or(FeatureValue::Missing, FeatureValue::Number),
-                })
-                .collect()
-        })
-        .collect();
+    let values =
+        (0..frame.rows()).map(|row| columns.iter().map(|column| column.feature_value(row)).collect()).collect();
     let labels = frame.require(HOLDOUT_LABEL)?;
     let ids = frame.require(HOLDOUT_ID)?;
     let set = TrainingSet {

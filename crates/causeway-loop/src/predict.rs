@@ -104,17 +104,7 @@ fn input_values(project: &Project, artifact: &ModelArtifact, rows: &Frame) -> Re
         )));
     }
     let columns: Vec<&Column> = wanted.iter().filter_map(|name| rows.column(name)).collect();
-    Ok((0..rows.rows())
-        .map(|row| {
-            columns
-                .iter()
-                .map(|column| match column {
-                    Column::Utf8(_) => column.text(row).map_or(FeatureValue::Missing, FeatureValue::Text),
-                    _ => column.number(row).map_or(FeatureValue::Missing, FeatureValue::Number),
-                })
-                .collect()
-        })
-        .collect())
+    Ok((0..rows.rows()).map(|row| columns.iter().map(|column| column.feature_value(row)).collect()).collect())
 }
 
 fn predictions_frame(project: &Project, artifact: &ModelArtifact, rows: &Frame, outputs: &[f64]) -> Result<Frame> {
