@@ -243,25 +243,55 @@ impl Frame {
     }
 
     /// Stacks frames vertically. Columns are matched by name; a column missing from a frame is
-    /// filled with nulls there.
+    /// filled with nulls there. A column's type is the first type it has with a value (floats
+    /// where integers and floats meet); where it has another, its values convert when they can
+    /// without loss (an all-null column always can), else the frames do not stack.
     pub fn concat(frames: &[Frame]) -> Result<Frame> {
         let mut names: Vec<String> = Vec::new();
-        let mut dtypes: Vec<Dtype> = Vec::new();
+        let mut dtypes: Vec<Option<Dtype>> = Vec::new();
         for frame in frames {
             for (name, column) in frame.columns() {
-                if !names.iter().any(|known| known == name) {
-                    names.push(name.to_string());
-                    dtypes.push(column.dtype());
+                let has_values = (0..column.len()).any(|row| !column.is_null(row));
+                match names.iter().position(|known| known == name) {
+                    None => {
+                        names.push(name.to_string());
+                        dtypes.push(has_values.then(|| column.dtype()));
+                    }
+                    Some(index) if dtypes[index].is_none() && has_values => dtypes[index] = Some(column.dtype()),
+                    // Integers and floats stack as floats.
+                    Some(index)
+                        if has_values && dtypes[index] == Some(Dtype::Int64) && column.dtype() == Dtype::Float64 =>
+                    {
+                        dtypes[index] = Some(Dtype::Float64);
+                    }
+                    Some(_) => {}
                 }
             }
         }
-        let mut columns: Vec<Column> = dtypes.iter().map(|dtype| Column::empty_like(*dtype)).collect();
+        let first_types: Vec<Dtype> = names
+            .iter()
+            .zip(&dtypes)
+            .map(|(name, dtype)| {
+                dtype.unwrap_or_else(|| {
+                    frames.iter().find_map(|frame| frame.column(name)).map_or(Dtype::Utf8, Column::dtype)
+                })
+            })
+            .collect();
+        let mut columns: Vec<Column> = first_types.iter().map(|dtype| Column::empty_like(*dtype)).collect();
         for frame in frames {
             for (index, name) in names.iter().enumerate() {
                 let Some(target) = columns.get_mut(index) else { continue };
+                let dtype = target.dtype();
                 match frame.column(name) {
-                    Some(column) => target.append(column)?,
-                    None => target.append(&Column::nulls(target.dtype(), frame.rows()))?,
+                    Some(column) if column.dtype() == dtype => target.append(column)?,
+                    Some(column) if (0..column.len()).all(|row| column.is_null(row)) => {
+                        target.append(&Column::nulls(dtype, column.len()))?
+                    }
+                    Some(column) => match column.coerce(dtype) {
+                        Some(converted) => target.append(&converted)?,
+                        None => target.append(column)?,
+                    },
+                    None => target.append(&Column::nulls(dtype, frame.rows()))?,
                 }
             }
         }

@@ -69,14 +69,34 @@ impl<'a> Ingestor<'a> {
     }
 
     /// The type each column of `name` must have: what the suite declares, else what the first
-    /// stored version has.
+    /// stored version has — unless that version held no value in the column, whose type then
+    /// says nothing.
     pub fn column_types(&self, name: &str, suite: &ExpectationSuite) -> Result<BTreeMap<String, Dtype>> {
         let mut types: BTreeMap<String, Dtype> = BTreeMap::new();
         if let Some(first) = self.meta.dataset_versions(name)?.first() {
-            types.extend(first.schema.fields.iter().map(|field| (field.name.clone(), field.dtype)));
+            let empty = self.empty_columns(first)?;
+            types.extend(
+                first
+                    .schema
+                    .fields
+                    .iter()
+                    .filter(|field| !empty.contains(&field.name))
+                    .map(|field| (field.name.clone(), field.dtype)),
+            );
         }
         types.extend(suite.declared_types());
         Ok(types)
+    }
+
+    /// The columns of a stored version that hold no value at all (from its profile).
+    fn empty_columns(&self, version: &DatasetVersion) -> Result<Vec<String>> {
+        Ok(self
+            .profile(version)?
+            .columns
+            .into_iter()
+            .filter(|column| column.count == 0)
+            .map(|column| column.name)
+            .collect())
     }
 
     /// Ingests an in-memory frame as a version of `name`.
@@ -96,7 +116,11 @@ impl<'a> Ingestor<'a> {
         let mut report = suite.validate(&subject, frame);
         let schema = frame.schema();
         if let Some(first) = self.meta.dataset_versions(name)?.first() {
-            for problem in first.schema.incompatibilities(&schema) {
+            // A column the first version held no value in has no type to keep.
+            let empty = self.empty_columns(first)?;
+            let mut earlier = first.schema.clone();
+            earlier.fields.retain(|field| !empty.contains(&field.name) || schema.field(&field.name).is_none());
+            for problem in earlier.incompatibilities(&schema) {
                 let column = problem.split('`').nth(1).unwrap_or_default().to_string();
                 // A column an expectation already found broken is not reported twice.
                 if report.failures.iter().any(|failure| failure.column == column) {
@@ -244,6 +268,38 @@ mod tests {
         assert!(text.contains("schema drift: column `count` has type utf8 but earlier versions have int64"), "{text}");
         assert!(text.contains("column `amount` is missing"), "{text}");
         assert!(text.contains("was rejected: 2 schema changes against earlier versions on 1 row;"), "{text}");
+        Ok(())
+    }
+
+    #[test]
+    fn the_schema_comes_from_the_declaration_not_the_first_batch() -> Result<()> {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let (meta, blobs) = stores(directory.path());
+        let ingestor = Ingestor::new(&meta, &blobs);
+        // A first batch whose only income is missing (`n/a`) and whose counts are whole.
+        let first = directory.path().join("first.csv");
+        std::fs::write(&first, "id,income,count\na,n/a,1\nb,,2\n").expect("write");
+        let suite: ExpectationSuite = toml::from_str(
+            "[[expectations]]\ncolumn = \"income\"\ntype = \"float64\"\n[[expectations]]\ncolumn = \"count\"\ntype = \"float64\"\n",
+        )
+        .expect("a suite");
+        let stored = ingestor.ingest_file("t", &first, &suite, 1)?;
+        let types: Vec<Dtype> = stored.dataset.schema.fields.iter().map(|field| field.dtype).collect();
+        assert_eq!(types, [Dtype::Utf8, Dtype::Float64, Dtype::Float64], "declared, not inferred from one batch");
+        // A later batch with numbers fits; undeclared columns keep the first version's types.
+        let second = directory.path().join("second.csv");
+        std::fs::write(&second, "id,income,count\nc,1250.5,3.5\n").expect("write");
+        assert!(ingestor.ingest_file("t", &second, &suite, 2)?.created);
+        // Without a declaration, a first batch with no income at all sets no type for it: the next
+        // batch's numbers are numbers, and the versions load together.
+        ingestor.ingest_file("u", &first, &ExpectationSuite::default(), 3)?;
+        let later = ingestor.ingest_file("u", &second, &ExpectationSuite::default(), 4)?;
+        assert_eq!(later.dataset.schema.field("income").map(|field| field.dtype), Some(Dtype::Float64));
+        let versions = meta.dataset_versions("u")?;
+        let frames: Vec<Frame> = versions.iter().map(|version| ingestor.load(version)).collect::<Result<_>>()?;
+        let all = Frame::concat(&frames)?;
+        assert_eq!(all.require("income")?.dtype(), Dtype::Float64);
+        assert_eq!(all.require("income")?.number(2), Some(1250.5));
         Ok(())
     }
 

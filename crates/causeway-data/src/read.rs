@@ -109,12 +109,14 @@ pub fn read_csv_bytes(bytes: &[u8], context: &str, options: &ReadOptions) -> Res
     for (index, column_values) in wanted.iter().zip(values) {
         let name = &headers[*index];
         let text = Column::Utf8(column_values);
-        let dtype = match options.types.get(name) {
-            Some(dtype) => *dtype,
-            None => infer_dtype(text.as_strings().unwrap_or_default()),
-        };
-        // A declared type that some value does not fit leaves the column as text for validation.
-        let column = text.coerce(dtype).unwrap_or(text);
+        let inferred = infer_dtype(text.as_strings().unwrap_or_default());
+        // A wanted type that some value does not fit leaves the type the values have (text, when
+        // some value is not a number), so validation can name what does not fit.
+        let column = match options.types.get(name) {
+            Some(dtype) => text.coerce(*dtype).or_else(|| text.coerce(inferred)),
+            None => text.coerce(inferred),
+        }
+        .unwrap_or(text);
         frame = frame.with_column(name.clone(), column)?;
     }
     Ok(frame)

@@ -58,11 +58,22 @@ pub fn format_instant(ms: i64) -> String {
     }
 }
 
+/// Digits that are an identifier rather than a number: a leading zero (`00123`, a zip code) or
+/// more digits than a float holds exactly.
+fn identifier_digits(text: &str) -> bool {
+    let digits = text.trim().trim_start_matches(['-', '+']);
+    digits.len() > 1
+        && digits.bytes().all(|byte| byte.is_ascii_digit())
+        && (digits.starts_with('0') || digits.len() > 15)
+}
+
 /// The narrowest type every present value of a text column parses as: integers, then numbers,
-/// then `true`/`false`, then instants; text otherwise. A column with no values is text.
+/// then `true`/`false`, then instants; text otherwise. A column with no values is text, and so
+/// is one holding identifiers written as digits (`00123`, or 16 digits and more), which numbers
+/// would change.
 pub fn infer_dtype(values: &[Option<String>]) -> Dtype {
     let present: Vec<&str> = values.iter().flatten().map(String::as_str).collect();
-    if present.is_empty() {
+    if present.is_empty() || present.iter().any(|text| identifier_digits(text)) {
         return Dtype::Utf8;
     }
     if present.iter().all(|text| parse_integer(text).is_some()) {
@@ -145,7 +156,13 @@ impl Column {
                     })
                     .collect::<Option<_>>()?,
             ),
-            (Column::Int64(values), Dtype::Timestamp) => Column::Timestamp(values.clone()),
+            // Integers are taken for epoch milliseconds only when they plausibly are (1973 to
+            // 5138): seconds or days would land in January 1970.
+            (Column::Int64(values), Dtype::Timestamp)
+                if values.iter().flatten().all(|value| (100_000_000_000..100_000_000_000_000).contains(value)) =>
+            {
+                Column::Timestamp(values.clone())
+            }
             (Column::Timestamp(values), Dtype::Int64) => Column::Int64(values.clone()),
             _ => return None,
         })
@@ -190,6 +207,9 @@ mod tests {
         assert_eq!(infer_dtype(&texts(&["yes", "no"])), Dtype::Utf8, "yes/no stays text (labels map it)");
         assert_eq!(infer_dtype(&texts(&["128", "abc"])), Dtype::Utf8);
         assert_eq!(infer_dtype(&texts(&["", "NA"])), Dtype::Utf8);
+        assert_eq!(infer_dtype(&texts(&["00123", "123"])), Dtype::Utf8, "a leading zero is an identifier");
+        assert_eq!(infer_dtype(&texts(&["1234567890123456789"])), Dtype::Utf8, "more digits than a float holds");
+        assert_eq!(infer_dtype(&texts(&["0", "0.5", "-0"])), Dtype::Float64);
     }
 
     #[test]
@@ -214,6 +234,12 @@ mod tests {
             Column::Utf8(texts(&["Yes", "no"])).coerce(Dtype::Bool),
             Some(Column::Bool(vec![Some(true), Some(false)]))
         );
+        assert_eq!(
+            Column::Int64(vec![Some(1_700_000_000)]).coerce(Dtype::Timestamp),
+            None,
+            "seconds are not milliseconds"
+        );
+        assert!(Column::Int64(vec![Some(1_700_000_000_000)]).coerce(Dtype::Timestamp).is_some());
         let (count, examples) = unparsable(&texts(&["1", "abc", "2", "x"]), Dtype::Float64, 1);
         assert_eq!((count, examples), (2, vec![(1, "abc".to_string())]));
     }

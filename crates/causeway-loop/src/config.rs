@@ -257,6 +257,11 @@ impl ProjectConfig {
             if model.classes.is_some() && model.task.is_some_and(|task| task != TaskKind::Multiclass) {
                 return Err(Error::Config("model.classes applies to task = \"multiclass\" only".into()));
             }
+            if let Some(classes) = &model.classes
+                && let Some(twice) = classes.iter().enumerate().find(|(index, class)| classes[..*index].contains(class))
+            {
+                return Err(Error::Config(format!("model.classes names {:?} twice", twice.1)));
+            }
         }
         Ok(config)
     }

@@ -329,7 +329,12 @@ impl<'a> Controller<'a> {
         let champion_artifact = self.artifact(champion)?;
         let names = self.project.config.features()?.feature_names();
         let task = &trained.outcome.artifact.task;
-        let (_, champion_metrics) = evaluate(&champion_artifact, &names, &trained.holdout, task)?;
+        // The champion on the challenger's holdout; when it cannot score those rows, its
+        // registered metrics stand in.
+        let champion_metrics = match evaluate(&champion_artifact, &names, &trained.holdout, task) {
+            Ok((_, metrics)) => metrics,
+            Err(_) => self.project.meta.model_version(&self.model, champion)?.metrics,
+        };
         let challenger_metrics = &trained.outcome.metrics;
         let metric = |metrics: &BTreeMap<String, f64>, name: &str| metrics.get(name).copied().unwrap_or(f64::NAN);
         let evaluation = causeway_train::evaluate(

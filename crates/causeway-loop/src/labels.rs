@@ -126,6 +126,11 @@ pub fn resolve_task(model: &ModelSection, column: &Column) -> Result<ResolvedTas
             Task::Multiclass { classes }
         }
         TaskKind::Regression => {
+            if column.dtype() == Dtype::Bool {
+                return Err(Error::Precondition(format!(
+                    "label `{label}` holds true/false, and a regression predicts numbers; set task = \"binary\""
+                )));
+            }
             if !column.dtype().is_numeric() {
                 let (_, examples) =
                     causeway_data::values::unparsable(column.as_strings().unwrap_or_default(), Dtype::Float64, 3);

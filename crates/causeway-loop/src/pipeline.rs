@@ -222,19 +222,63 @@ pub struct Labelled {
     pub task_note: String,
 }
 
+/// The task of the newest registered version of `model` that Causeway can load, if any.
+fn latest_task(project: &Project, model: &str) -> Option<Task> {
+    let versions = project.meta.model_versions(model).ok()?;
+    versions.iter().rev().find_map(|version| load_artifact(project, version).ok().map(|artifact| artifact.task))
+}
+
 /// The task of the project's model, decided from `[model]` and every value of the label column
-/// in `data` (all rows, so the classes do not change with the window).
+/// in `data` (all rows, so the classes do not change with the window). When the data holds no
+/// label (they all arrive through the label store), the task is the latest version's, or the
+/// declared one. Multi-class classes keep the order earlier versions gave them, new classes after:
+/// stored feedback labels are class indices.
 pub fn model_task(project: &Project, data: &Frame) -> Result<ResolvedTask> {
     let model = project.config.model()?;
-    let column = data.column(&model.label).ok_or_else(|| {
-        Error::Precondition(format!(
-            "the label column `{}` is not in dataset `{}` (columns: {})",
-            model.label,
-            model.dataset,
-            data.names().join(", ")
-        ))
-    })?;
-    resolve_task(model, column)
+    let previous = latest_task(project, &model.name);
+    let column = data.column(&model.label).filter(|column| (0..column.len()).any(|row| !column.is_null(row)));
+    let mut resolved = match column {
+        Some(column) => resolve_task(model, column)?,
+        None => {
+            let from_store = |task: Task, how: &str| ResolvedTask {
+                note: format!(
+                    "{} ({how}; label `{}` holds no values in `{}`, so labels come from the label store)",
+                    task.kind(),
+                    model.label,
+                    model.dataset
+                ),
+                task,
+            };
+            match (previous.clone(), model.task) {
+                (Some(task), declared) if declared.is_none_or(|kind| kind == task.kind()) => {
+                    from_store(task, "the latest version's task")
+                }
+                (_, Some(TaskKind::Binary)) => from_store(Task::binary(), "declared, classes 0 and 1"),
+                (_, Some(TaskKind::Regression)) => from_store(Task::Regression, "declared"),
+                (_, Some(TaskKind::Multiclass)) if model.classes.is_some() => from_store(
+                    Task::Multiclass { classes: model.classes.clone().unwrap_or_default() },
+                    "declared, with its classes",
+                ),
+                _ => {
+                    return Err(Error::Precondition(format!(
+                        "the label column `{}` is not in dataset `{}` or holds no values (columns: {}); labels may come \
+                         from the label store instead, but then declare [model] task (and classes for multiclass)",
+                        model.label,
+                        model.dataset,
+                        data.names().join(", ")
+                    )));
+                }
+            }
+        }
+    };
+    if let (Some(Task::Multiclass { classes: earlier }), Task::Multiclass { classes }) = (&previous, &mut resolved.task)
+        && model.classes.is_none()
+    {
+        let mut ordered = earlier.clone();
+        ordered.extend(classes.iter().filter(|class| !earlier.contains(class)).cloned());
+        *classes = ordered;
+    }
+    Ok(resolved)
 }
 
 /// Builds the labelled training set of rows with `from_ms <= time < to_ms` (every row without a
@@ -949,6 +993,23 @@ pub fn evaluate(
             artifact.task.kind(),
             task.kind()
         )));
+    }
+    if let (Task::Binary { classes: theirs }, Task::Binary { classes: ours }) = (&artifact.task, task)
+        && theirs != ours
+    {
+        return Err(Error::Precondition(format!(
+            "its classes ({}; positive {}) are not these ({}; positive {})",
+            theirs.join(", "),
+            theirs[1],
+            ours.join(", "),
+            ours[1]
+        )));
+    }
+    // Scoring a model without inputs it reads (filled in as missing) would judge it unfairly.
+    let absent: Vec<&str> =
+        artifact.signature.names().into_iter().filter(|name| !names.iter().any(|known| known == name)).collect();
+    if !absent.is_empty() {
+        return Err(Error::Precondition(format!("these rows lack inputs it reads: {}", absent.join(", "))));
     }
     let positions: HashMap<&str, usize> =
         names.iter().enumerate().map(|(index, name)| (name.as_str(), index)).collect();

@@ -66,6 +66,12 @@ pub fn predict_file(project: &Project, model: Option<&str>, version: Option<u32>
         })
         .collect::<Result<_>>()?;
     let outputs = artifact.model.predict_outputs(&encoded);
+    let width = artifact.task.outputs().max(1);
+    if let Some(row) = outputs.chunks(width).position(|row| row.iter().any(|value| value.is_nan())) {
+        return Err(Error::Precondition(format!(
+            "{model} version {version} could not score row {row} (it answered NaN): nothing was written"
+        )));
+    }
     let frame = predictions_frame(project, &artifact, &rows, &outputs)?;
     Ok(Predictions { frame, model, version, task: artifact.task })
 }

@@ -103,6 +103,16 @@ impl Signature {
             (FeatureKind::Categorical { vocabulary }, FeatureValue::Text(text)) => {
                 Ok(vocabulary.iter().position(|known| known == text).map_or(f64::NAN, |index| index as f64))
             }
+            (FeatureKind::Categorical { vocabulary }, FeatureValue::Number(number))
+                if vocabulary.iter().any(|known| *known == format!("{number}")) =>
+            {
+                // A number that is one of the categories (pandas integer categories) is that
+                // category, not a code.
+                Ok(vocabulary
+                    .iter()
+                    .position(|known| *known == format!("{number}"))
+                    .map_or(f64::NAN, |index| index as f64))
+            }
             (FeatureKind::Categorical { vocabulary }, FeatureValue::Number(number)) => {
                 let index = *number;
                 if index.fract() == 0.0 && index >= 0.0 && (index as usize) < vocabulary.len() {

@@ -74,8 +74,15 @@ pub fn outcomes_by_version(
         let entry = grouped.entry(record.version).or_default();
         entry.predictions += 1;
         if let Some(label) = labels.get(&record.request_id) {
+            // Records from before predictions were logged: a regression's score is its
+            // prediction; a multi-class record without one cannot be judged and is left out.
+            let prediction = match judging.get(&record.version).map(|judging| judging.task) {
+                _ if !record.prediction.is_nan() => record.prediction,
+                Some(TaskKind::Multiclass) => continue,
+                _ => record.score,
+            };
             entry.scores.push(record.score);
-            entry.predicted.push(record.prediction);
+            entry.predicted.push(prediction);
             entry.truth.push(label.label);
         }
     }

@@ -56,7 +56,7 @@ pub struct PredictionRecord {
     /// the predicted number.
     pub score: f64,
     /// What was predicted, as a number: the class index (multi-class), the value (regression),
-    /// or the score (binary). Segments written before it existed read it as the score.
+    /// or the score (binary). NaN in segments written before it existed.
     #[serde(default)]
     pub prediction: f64,
     /// Scoring latency in microseconds.
@@ -330,7 +330,7 @@ fn read_segment(
                 score: scores.value(row),
                 prediction: match &predictions {
                     Some(predictions) if predictions.is_valid(row) => predictions.value(row),
-                    _ => scores.value(row),
+                    _ => f64::NAN,
                 },
                 latency_us: u64::try_from(latencies.value(row)).unwrap_or(0),
                 features: values.unwrap_or_default(),

@@ -302,3 +302,46 @@ pub fn fit(
     let artifact = ModelArtifact::for_task(model, signature.clone(), task.clone(), threshold, metadata)?;
     Ok(FitOutcome { artifact, metrics, holdout_scores, holdout_outputs, rounds })
 }
+
+#[cfg(test)]
+mod tests {
+    use causeway_models::{FeatureKind, FeatureSpec, Model};
+
+    use super::*;
+
+    fn problem_set(seed: u64, rows: usize) -> (Signature, TrainingSet) {
+        let mut rng = SeededRng::new(seed);
+        let mut set = TrainingSet::default();
+        for index in 0..rows {
+            let (a, b) = (rng.range(-1.0, 1.0), rng.range(-1.0, 1.0));
+            set.ids.push(index.to_string());
+            set.timestamps.push(index as i64);
+            set.values.push(vec![FeatureValue::Number(a), FeatureValue::Number(b)]);
+            set.labels.push(f64::from(u8::from((a * b > 0.0) != rng.chance(0.1))));
+        }
+        let numeric = |name: &str| FeatureSpec { name: name.into(), kind: FeatureKind::Numeric, nullable: true };
+        (Signature { features: vec![numeric("a"), numeric("b")] }, set)
+    }
+
+    #[test]
+    fn early_stopping_picks_the_rounds_and_the_refit_grows_them_on_every_training_row() -> Result<()> {
+        let (signature, set) = problem_set(4, 3_000);
+        let (train, holdout) = set.split_random(0.3, 1);
+        let task = Task::binary();
+        let problem = Problem { task: &task, signature: &signature, target_false_positive_rate: 0.05, seed: 9 };
+        let params = GbdtParams { rounds: 300, max_depth: 3, ..GbdtParams::default() };
+        let refit = fit(&Trainer::Gbdt(params.clone()), &problem, &train, &holdout, BTreeMap::new())?;
+        let once =
+            fit(&Trainer::Gbdt(GbdtParams { refit: false, ..params }), &problem, &train, &holdout, BTreeMap::new())?;
+        let rounds = refit.rounds.expect("early stopping chose the rounds");
+        assert!(rounds < 300, "early stopping stopped ({rounds} rounds)");
+        let trees = |outcome: &FitOutcome| match &outcome.artifact.model {
+            Model::Gbdt(model) => model.trees.len(),
+            other => panic!("a GBDT, not {}", other.flavor()),
+        };
+        assert_eq!((trees(&refit), trees(&once)), (rounds, rounds), "both keep the chosen rounds");
+        assert_ne!(refit.artifact.model, once.artifact.model, "the refit learnt from the validation rows too");
+        assert_eq!(refit.artifact.threshold, once.artifact.threshold, "the threshold is the validation rows' own");
+        Ok(())
+    }
+}

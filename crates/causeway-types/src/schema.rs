@@ -70,19 +70,24 @@ impl Schema {
     }
 
     /// Differences that make `other` incompatible with `self` as a later batch of the same
-    /// dataset: columns missing or with another type. Extra columns are allowed.
+    /// dataset: columns missing or with another type. Extra columns are allowed, and so are
+    /// integers and floats in place of each other (a later batch with fractions widens the column).
     pub fn incompatibilities(&self, other: &Schema) -> Vec<String> {
         let mut problems = Vec::new();
         for field in &self.fields {
             match other.field(&field.name) {
                 None if field.nullable => {}
                 None => problems.push(format!("column `{}` is missing", field.name)),
-                Some(found) if found.dtype != field.dtype => problems.push(format!(
-                    "column `{}` has type {} but earlier versions have {}",
-                    field.name,
-                    found.dtype.as_str(),
-                    field.dtype.as_str()
-                )),
+                Some(found)
+                    if found.dtype != field.dtype && !(found.dtype.is_numeric() && field.dtype.is_numeric()) =>
+                {
+                    problems.push(format!(
+                        "column `{}` has type {} but earlier versions have {}",
+                        field.name,
+                        found.dtype.as_str(),
+                        field.dtype.as_str()
+                    ))
+                }
                 Some(_) => {}
             }
         }
@@ -107,11 +112,13 @@ mod tests {
                 field("c", Dtype::Int64, true),
             ],
         };
-        let after = Schema { fields: vec![field("a", Dtype::Float64, false), field("d", Dtype::Utf8, false)] };
+        let after = Schema { fields: vec![field("a", Dtype::Utf8, false), field("d", Dtype::Utf8, false)] };
         let problems = before.incompatibilities(&after);
         assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(problems[0].contains("`a` has type float64"));
+        assert!(problems[0].contains("`a` has type utf8"));
         assert!(problems[1].contains("`b` is missing"));
+        let widened = Schema { fields: vec![field("a", Dtype::Float64, false), field("b", Dtype::Utf8, false)] };
+        assert!(before.incompatibilities(&widened).is_empty(), "integers may become floats");
         assert!(before.incompatibilities(&before).is_empty());
     }
 }

@@ -92,13 +92,17 @@ pub(crate) fn import(text: &str) -> Result<Imported> {
     let categorical: Vec<bool> = (0..features)
         .map(|index| infos.get(index).is_some_and(|info| !info.starts_with('[') && *info != "none"))
         .collect();
-    let mut vocabularies = pandas_categories(text)?.into_iter();
+    // pandas_categorical lists the category-dtype columns; only when there is one list per
+    // categorical feature can they be matched by position (else the codes stay codes).
+    let lists = pandas_categories(text)?;
+    let usable = lists.len() == categorical.iter().filter(|categorical| **categorical).count();
+    let mut vocabularies = lists.into_iter().filter(|_| usable);
     let described = (0..features)
         .map(|index| FeatureDescription {
             name: names.get(index).map_or_else(|| format!("Column_{index}"), |name| name.to_string()),
             categorical: categorical[index],
             // pandas_categorical lists the categorical features' categories, in feature order.
-            categories: if categorical[index] { vocabularies.next() } else { None },
+            categories: if categorical[index] { vocabularies.next().flatten() } else { None },
         })
         .collect();
     let version = header.get("version").copied().unwrap_or("unknown");
@@ -120,7 +124,7 @@ pub(crate) fn import(text: &str) -> Result<Imported> {
 /// The categories of each categorical feature, in feature order, from the `pandas_categorical:`
 /// line LightGBM writes after the parameters when it was trained on pandas categoricals (none
 /// when the line is absent or `null`).
-fn pandas_categories(text: &str) -> Result<Vec<Vec<String>>> {
+fn pandas_categories(text: &str) -> Result<Vec<Option<Vec<String>>>> {
     let Some(line) = text.lines().rev().find_map(|line| line.trim().strip_prefix("pandas_categorical:")) else {
         return Ok(Vec::new());
     };
@@ -132,11 +136,12 @@ fn pandas_categories(text: &str) -> Result<Vec<Vec<String>>> {
         .as_array("pandas_categorical")?
         .iter()
         .map(|categories| {
-            categories
+            // Text and numbers name categories; anything else (booleans, nulls) leaves the codes.
+            Ok(categories
                 .as_array("pandas_categorical")?
                 .iter()
-                .map(|category| category.as_text("pandas_categorical"))
-                .collect::<Result<Vec<String>>>()
+                .map(|category| category.as_text("pandas_categorical").ok())
+                .collect::<Option<Vec<String>>>())
         })
         .collect()
 }

@@ -128,6 +128,28 @@ fn data_that_does_not_fit_the_project_is_named() {
         .expect("a dataset version")
         .to_string();
     snapshot("datasets_delete_in_lineage", dir, &["datasets", "delete", &version, "--dir", project_text]);
+    // Training on one chosen version: a second batch is stored, the first alone trains.
+    let more = dir.join("more.csv");
+    let mut later = String::from("customer,minutes,plan,churn\n");
+    for row in 0..200 {
+        later.push_str(&format!("d{row},{},pro,{}\n", (row * 13) % 300, if row % 3 == 0 { "yes" } else { "no" }));
+    }
+    write(&more, &later);
+    assert!(
+        run(&["ingest", more.to_str().expect("utf-8"), "--name", "customers", "--dir", project_text]).status.success()
+    );
+    snapshot("train_unknown_dataset_version", dir, &["train", "--dataset-version", "0000", "--dir", project_text]);
+    let chosen = run(&["train", "--dataset-version", &version, "--dir", project_text]);
+    assert!(chosen.status.success(), "{}", String::from_utf8_lossy(&chosen.stderr));
+    let card = String::from_utf8_lossy(&run(&["card", "--version", "2", "--dir", project_text]).stdout).to_string();
+    let lineage =
+        card.lines().find(|line| line.starts_with("| dataset_versions |")).expect("the lineage parameter").to_string();
+    assert!(lineage.contains(&version) && !lineage.contains(','), "one version only: {lineage}");
+    assert!(card.contains("| training rows | 284 |"), "the first batch of 400 rows, less its holdout: {card}");
+    // Deleting by force is allowed, warned about, and audited.
+    snapshot("datasets_delete_forced", dir, &["datasets", "delete", &version, "--force", "--dir", project_text]);
+    let audit = String::from_utf8_lossy(&run(&["events", "--kind", "audit", "--dir", project_text]).stdout).to_string();
+    assert!(audit.contains("forced past the lineage of customers v1, customers v2"), "{audit}");
     snapshot("loop_resume_not_paused", dir, &["loop", "resume", "--dir", project_text]);
     snapshot(
         "init_from_an_existing_project",
