@@ -80,7 +80,8 @@ def lightgbm_defaults(spec, train, test):
         for column in x.columns:
             if x[column].dtype == object or str(x[column].dtype).startswith("str"):
                 values = categories[column] if categories else sorted(x[column].dropna().unique())
-                x[column] = pd.Categorical(x[column], categories=values)
+                # A test category the training rows never had is missing, as LightGBM treats it.
+                x[column] = pd.Categorical(x[column].where(x[column].isin(values)), categories=values)
         return x
 
     x_train = features(train)

@@ -30,6 +30,9 @@ pub struct GbdtParams {
     pub max_leaves: Option<usize>,
     /// Minimum hessian sum in a child.
     pub min_child_weight: f64,
+    /// Minimum rows in a child (approximately, from the hessian, as LightGBM's
+    /// `min_data_in_leaf` counts them; exact for unweighted regression).
+    pub min_child_rows: f64,
     /// L2 regularization of leaf values.
     pub lambda: f64,
     /// Minimum gain for a split.
@@ -68,6 +71,7 @@ impl Default for GbdtParams {
             max_depth: 5,
             max_leaves: None,
             min_child_weight: 1.0,
+            min_child_rows: 20.0,
             lambda: 1.0,
             min_split_gain: 0.0,
             bins: 255,
@@ -733,7 +737,11 @@ fn best_split_on(
                 left_side.add(missing);
             }
             let right_side = total.minus(left_side);
-            if left_side.hessian < params.min_child_weight || right_side.hessian < params.min_child_weight {
+            if left_side.hessian < params.min_child_weight
+                || right_side.hessian < params.min_child_weight
+                || approximate_rows(left_side) < params.min_child_rows
+                || approximate_rows(right_side) < params.min_child_rows
+            {
                 continue;
             }
             if categorical
