@@ -69,7 +69,8 @@ def main():
 
     causeway_params = {
         "rounds": rounds, "learning_rate": 0.1, "max_depth": depth, "max_leaves": leaves, "bins": bins,
-        "lambda": 1.0, "min_child_weight": 1.0, "scale_pos_weight": 1.0, "early_stopping_rounds": None,
+        "lambda": 1.0, "min_child_weight": 1.0, "min_child_rows": 1.0, "scale_pos_weight": 1.0,
+        "early_stopping_rounds": None,
     }
     causeway_times = []
     with tempfile.TemporaryDirectory() as directory:

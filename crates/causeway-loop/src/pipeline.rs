@@ -606,6 +606,20 @@ pub fn train_and_register_with(
     })
 }
 
+/// Cross-validates the configured trainer on `labelled` with `folds` seeded folds; registers
+/// nothing.
+pub fn cross_validate(project: &Project, labelled: &Labelled, folds: usize) -> Result<causeway_train::CrossValidation> {
+    let model = project.config.model()?;
+    let signature = signature_for(project.config.features()?, &labelled.set);
+    let problem = Problem {
+        task: &labelled.task,
+        signature: &signature,
+        target_false_positive_rate: model.target_false_positive_rate,
+        seed: model.seed,
+    };
+    Ok(causeway_train::cross_validate(&model.trainer, &problem, &labelled.set, folds)?)
+}
+
 /// The training part and the holdout, and what people should know about them.
 pub(crate) struct Split {
     pub(crate) train: TrainingSet,

@@ -43,14 +43,7 @@ pub(crate) fn train(dir: &ProjectArgs, data: TrainData<'_>, promote: bool, how: 
         TrainHow::BuiltIn { search } => search,
         TrainHow::CrossValidate { folds } => {
             let labelled = &prepared.labelled;
-            let signature = causeway_train::signature_for(project.config.features()?, &labelled.set);
-            let problem = causeway_train::Problem {
-                task: &labelled.task,
-                signature: &signature,
-                target_false_positive_rate: model.target_false_positive_rate,
-                seed: model.seed,
-            };
-            let result = causeway_train::cross_validate(&model.trainer, &problem, &labelled.set, folds)?;
+            let result = causeway_loop::pipeline::cross_validate(&project, labelled, folds)?;
             let mut output = table(&["metric", &format!("mean over {folds} folds"), "standard deviation"]);
             for name in causeway_models::metrics::headline_metrics(&labelled.task) {
                 if let (Some(mean), Some(deviation)) = (result.mean.get(*name), result.standard_deviation.get(*name)) {
