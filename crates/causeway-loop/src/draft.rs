@@ -93,7 +93,72 @@ fn plausible_epoch_ms(column: &Column) -> bool {
     !values.is_empty() && values.iter().all(|value| (1.0e12..4.1e12).contains(value))
 }
 
-fn role_of(name: &str, column: &Column, rows: usize, request: &DraftRequest, taken: (bool, bool)) -> Role {
+/// Average ranks (ties share the mean of their positions) of `values`.
+fn ranks(values: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|left, right| values[*left].total_cmp(&values[*right]));
+    let mut ranks = vec![0.0; values.len()];
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start;
+        while end + 1 < order.len() && values[order[end + 1]] == values[order[start]] {
+            end += 1;
+        }
+        let rank = (start + end) as f64 / 2.0;
+        for position in &order[start..=end] {
+            ranks[*position] = rank;
+        }
+        start = end + 1;
+    }
+    ranks
+}
+
+/// Spearman's rank correlation of two columns over the rows where both have a number.
+fn rank_correlation(first: &Column, second: &Column) -> Option<f64> {
+    let pairs: Vec<(f64, f64)> =
+        (0..first.len()).filter_map(|row| Some((first.number(row)?, second.number(row)?))).collect();
+    if pairs.len() < 10 {
+        return None;
+    }
+    let (left, right): (Vec<f64>, Vec<f64>) = pairs.into_iter().unzip();
+    let (left, right) = (ranks(&left), ranks(&right));
+    let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len() as f64;
+    let (left_mean, right_mean) = (mean(&left), mean(&right));
+    let covariance: f64 = left.iter().zip(&right).map(|(a, b)| (a - left_mean) * (b - right_mean)).sum();
+    let spread = |values: &[f64], center: f64| values.iter().map(|value| (value - center).powi(2)).sum::<f64>().sqrt();
+    let scale = spread(&left, left_mean) * spread(&right, right_mean);
+    (scale > 0.0).then(|| covariance / scale)
+}
+
+/// Whether `column` is the label in another form: a number that moves in step with a numeric
+/// label (rank correlation of at least 0.995), or values that name the label's values one to
+/// one (a copy of it under another name).
+fn mirrors_label(column: &Column, label: &Column) -> Option<String> {
+    if label.dtype().is_numeric() && column.dtype().is_numeric() && distinct(label) > 10 {
+        let correlation = rank_correlation(column, label)?;
+        return (correlation.abs() >= 0.995).then(|| format!("rank correlation {correlation:.3} with the label"));
+    }
+    let mut pairs: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+    for row in 0..column.len() {
+        let (Some(value), Some(target)) = (column.text(row), label.text(row)) else { continue };
+        if pairs.insert(value, target.clone()).is_some_and(|previous| previous != target) {
+            return None;
+        }
+    }
+    let mut targets: Vec<&String> = pairs.values().collect();
+    targets.sort_unstable();
+    targets.dedup();
+    (pairs.len() >= 2 && pairs.len() == targets.len()).then(|| "its values name the label's one to one".to_string())
+}
+
+fn role_of(
+    name: &str,
+    column: &Column,
+    rows: usize,
+    request: &DraftRequest,
+    taken: (bool, bool),
+    label: &Column,
+) -> Role {
     let (have_id, have_time) = taken;
     if name == request.label {
         return Role::Label;
@@ -114,6 +179,9 @@ fn role_of(name: &str, column: &Column, rows: usize, request: &DraftRequest, tak
     }
     if count == 1 {
         return Role::Left("one value only".into());
+    }
+    if let Some(why) = mirrors_label(column, label) {
+        return Role::Left(format!("the label in another form? {why}; add it back if it is known before the label"));
     }
     match column.dtype() {
         Dtype::Int64 | Dtype::Float64 | Dtype::Bool => {
@@ -182,7 +250,7 @@ pub fn draft_project(frame: &Frame, request: &DraftRequest) -> Result<Draft> {
     let mut roles: Vec<(String, Role)> = Vec::new();
     let (mut have_id, mut have_time) = (false, false);
     for (name, column) in frame.columns() {
-        let role = role_of(name, column, rows, request, (have_id, have_time));
+        let role = role_of(name, column, rows, request, (have_id, have_time), label);
         have_id |= role == Role::Id;
         have_time |= role == Role::Time;
         roles.push((name.to_string(), role));
@@ -448,6 +516,35 @@ mod tests {
         assert!(draft.config.contains("# left out: `country` (one value only)"), "{}", draft.config);
         assert!(draft.config.contains("# left out: `notes` (300 different values"), "{}", draft.config);
         assert_eq!(config.suite("customers").expectations.len(), 7);
+        Ok(())
+    }
+
+    #[test]
+    fn a_copy_of_the_label_is_left_out_with_why() -> Result<()> {
+        let rows = 200;
+        let wage: Vec<Option<f64>> = (0..rows).map(|row| Some(20.0 + (row * 7 % 97) as f64)).collect();
+        let frame = Frame::new()
+            .with_column("wage", Column::Float64(wage.clone()))
+            .and_then(|frame| {
+                frame.with_column("logwage", Column::Float64(wage.iter().map(|value| value.map(f64::ln)).collect()))
+            })
+            .and_then(|frame| {
+                frame.with_column("age", Column::Float64((0..rows).map(|row| Some((row % 40) as f64)).collect()))
+            })
+            .expect("a frame");
+        let request = DraftRequest {
+            label: "wage".into(),
+            name: "wages".into(),
+            source: "wages.csv".into(),
+            ..DraftRequest::default()
+        };
+        let draft = draft_project(&frame, &request)?;
+        assert!(
+            draft.config.contains("# left out: `logwage` (the label in another form? rank correlation 1.000"),
+            "{}",
+            draft.config
+        );
+        assert_eq!(ProjectConfig::parse(&draft.config)?.features()?.numeric, ["age"]);
         Ok(())
     }
 
