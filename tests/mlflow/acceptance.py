@@ -159,6 +159,86 @@ def main():
     client.delete_run(child_id)
     check("delete_run", client.get_run(child_id).info.lifecycle_stage == "deleted")
 
+    drop_in_checks(client)
+
+
+def drop_in_checks(client):
+    """What MLflow's own tests showed missing: each cause of a failure there has a check here."""
+    import requests
+
+    base = os.environ["MLFLOW_TRACKING_URI"].rstrip("/")
+    # The 3.x client adds `tag.mlflow.prompt.is_prompt != 'true'`: an absent tag counts as different.
+    names = {model.name for model in client.search_registered_models()}
+    check("search_registered_models finds ordinary models", {"fraud-detector", "classifier"} <= names, names)
+    source = client.get_model_version("fraud-detector", "2").source
+    found = client.search_model_versions(f"source_path = '{source}'")
+    check("search_model_versions by source_path", {(item.name, item.version) for item in found} == {("fraud-detector", "1"), ("fraud-detector", "2")}, found)
+    # Default orders: versions by last update (newest first); experiments newest created first.
+    versions = client.search_model_versions("name = 'fraud-detector'")
+    check("model versions newest update first", [item.version for item in versions] == ["2", "1"], [item.version for item in versions])
+    newest = client.create_experiment("acceptance-newest")
+    experiments = client.search_experiments()
+    check("experiments newest first", experiments[0].experiment_id == newest, [item.name for item in experiments])
+    # Deleting a version touches its model's last update.
+    before = client.get_registered_model("classifier").last_updated_timestamp
+    extra = client.create_model_version("classifier", client.get_model_version("classifier", "1").source)
+    client.delete_model_version("classifier", extra.version)
+    check("deleting a version updates its model", client.get_registered_model("classifier").last_updated_timestamp >= before)
+    # Routes older clients and tools use.
+    staged = client.transition_model_version_stage("fraud-detector", "1", "Staging")
+    check("transition-stage", staged.current_stage == "Staging", staged.current_stage)
+    client.set_experiment_tag(newest, "temporary", "yes")
+    client.delete_experiment_tag(newest, "temporary")
+    check("delete-experiment-tag", "temporary" not in client.get_experiment(newest).tags, client.get_experiment(newest).tags)
+    run = client.search_runs([client.get_experiment_by_name("acceptance").experiment_id], "attributes.run_name = 'parent'")[0]
+    listed = requests.get(f"{base}/api/2.0/mlflow/artifacts/list", params={"run_id": run.info.run_id, "path": "model"}, timeout=10).json()
+    check("GET artifacts/list", {item["path"] for item in listed.get("files", [])} == {"model/MLmodel", "model/weights.bin"}, listed)
+    check("GET /health", requests.get(f"{base}/health", timeout=10).text == "OK")
+    check("GET /version", requests.get(f"{base}/version", timeout=10).text.startswith("3."))
+    unknown = requests.get(f"{base}/api/3.0/mlflow/no-such-route", timeout=10)
+    check("unknown 3.0 route in MLflow's shape", unknown.status_code == 404 and unknown.json().get("error_code") == "ENDPOINT_NOT_FOUND", unknown.text)
+    # Proxied downloads carry MLflow's headers.
+    artifact_root = run.info.artifact_uri.replace("mlflow-artifacts:", "")
+    download = requests.get(f"{base}/api/2.0/mlflow-artifacts/artifacts{artifact_root}/notes/readme.txt", timeout=10)
+    check(
+        "download headers",
+        download.headers.get("Content-Type", "").startswith("text/plain")
+        and download.headers.get("Content-Disposition") == "attachment; filename=readme.txt"
+        and download.headers.get("X-Content-Type-Options") == "nosniff",
+        dict(download.headers),
+    )
+    # A version source that escapes or points at another server is refused.
+    for bad in ("mlflow-artifacts://host/models/../../../etc", "http://elsewhere.example/model"):
+        try:
+            client.create_model_version("classifier", bad)
+            check(f"source {bad} refused", False, "accepted")
+        except Exception as error:  # the client raises MlflowException with the server's message
+            check(f"source {bad} refused", "INVALID_PARAMETER_VALUE" in str(error), str(error))
+
+    # MLflow 3 logged models: metrics logged with a model id are the model's; log_model does
+    # not duplicate the run's metric history; registration from models:/ keeps the run id.
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    mlflow.set_experiment("acceptance")
+    features = np.array([[0.0], [1.0], [2.0], [3.0]])
+    model = LogisticRegression().fit(features, [0, 0, 1, 1])
+    with mlflow.start_run(run_name="history") as history_run:
+        for value in range(50):
+            mlflow.log_metric("score", float(value))
+        logged = mlflow.sklearn.log_model(model, name="model")
+        mlflow.log_metric("accuracy", 0.75, model_id=logged.model_id)
+    points = client.get_metric_history(history_run.info.run_id, "score")
+    check("metric history after log_model", len(points) == 50, len(points))
+    metrics = {metric.key: metric.value for metric in client.get_logged_model(logged.model_id).metrics}
+    check("logged model metrics", metrics.get("accuracy") == 0.75, metrics)
+    registered = mlflow.register_model(logged.model_uri, "from-logged-model")
+    check("version from models:/ has its run id", registered.run_id == history_run.info.run_id, registered.run_id)
+    with mlflow.start_run(run_name="evaluation") as evaluation_run:
+        client.log_inputs(evaluation_run.info.run_id, models=[mlflow.entities.LoggedModelInput(logged.model_id)])
+    inputs = client.get_run(evaluation_run.info.run_id).inputs.model_inputs
+    check("log_inputs with models", [item.model_id for item in inputs] == [logged.model_id], inputs)
+
 
 if __name__ == "__main__":
     try:

@@ -13,7 +13,8 @@ use causeway_monitor::rules::Observation;
 use causeway_monitor::{
     DriftReport, Judging, ModelBaseline, PredictionRecord, RuleState, VersionOutcomes, outcomes_by_version, read_window,
 };
-use causeway_types::{CHALLENGER, CHAMPION, DAY_MS, Event, EventKind, RolloutMode, TrafficPolicy, format_date};
+use causeway_store::{Rollout, RolloutChange};
+use causeway_types::{DAY_MS, Event, EventKind, RolloutMode, TrafficPolicy, format_date};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Trigger;
@@ -100,6 +101,10 @@ pub struct Controller<'a> {
     retrainer: Retrainer<'a>,
     baselines: HashMap<u32, ModelBaseline>,
     artifacts: HashMap<u32, Arc<ModelArtifact>>,
+    /// The traffic generation this tick's decisions are based on: a change made meanwhile by
+    /// anyone else (a person through MLflow or the CLI) makes the loop's change fail rather than
+    /// overwrite it.
+    generation: i64,
 }
 
 fn state_key(model: &str) -> String {
@@ -114,7 +119,15 @@ impl<'a> Controller<'a> {
             Some(value) => serde_json::from_value(value)?,
             None => LoopState::default(),
         };
-        Ok(Self { project, model, state, retrainer, baselines: HashMap::new(), artifacts: HashMap::new() })
+        Ok(Self {
+            project,
+            model,
+            state,
+            retrainer,
+            baselines: HashMap::new(),
+            artifacts: HashMap::new(),
+            generation: 0,
+        })
     }
 
     /// The current state.
@@ -157,21 +170,46 @@ impl<'a> Controller<'a> {
     }
 
     fn policy(&self) -> Result<Option<TrafficPolicy>> {
-        if let Some(policy) = self.project.meta.traffic(&self.model)? {
-            return Ok(Some(policy));
-        }
-        Ok(self.project.meta.alias(&self.model, CHAMPION)?.map(|champion| TrafficPolicy {
-            model: self.model.clone(),
-            champion,
-            challenger: None,
-            mode: RolloutMode::ChampionOnly,
-            generation: 0,
-        }))
+        Ok(self.project.meta.serving_policy(&self.model)?)
     }
 
-    fn set_policy(&self, champion: u32, challenger: Option<u32>, mode: RolloutMode, at_ms: i64) -> Result<()> {
-        let policy = TrafficPolicy { model: self.model.clone(), champion, challenger, mode, generation: 0 };
-        self.project.meta.set_traffic(&policy, "loop", at_ms)?;
+    /// Changes who answers through the store's one operation, based on this tick's generation.
+    fn roll(&mut self, change: RolloutChange, at_ms: i64, reason: &str) -> Result<()> {
+        let rollout = Rollout {
+            model: &self.model,
+            change,
+            expected_generation: Some(self.generation),
+            actor: "loop",
+            at_ms,
+            reason,
+        };
+        let policy = self.project.meta.apply_rollout(&rollout)?;
+        self.generation = policy.map_or(self.generation + 1, |policy| policy.generation);
+        Ok(())
+    }
+
+    /// A rollout the loop was running that someone else ended or changed: the loop lets it go.
+    fn reconcile(&mut self, policy: &TrafficPolicy, now: i64, events: &mut Vec<Event>) -> Result<()> {
+        let running = match self.state.stage {
+            Stage::Shadow { challenger, .. } | Stage::Canary { challenger, .. } => Some(challenger),
+            _ => None,
+        };
+        if let Some(challenger) = running
+            && policy.challenger != Some(challenger)
+        {
+            self.state.stage = Stage::Idle;
+            self.record(
+                events,
+                now,
+                EventKind::Loop,
+                "loop",
+                format!(
+                    "the rollout of v{challenger} was ended outside the loop (champion is now v{}); the loop starts over from there",
+                    policy.champion
+                ),
+                serde_json::json!({"ended": challenger, "champion": policy.champion}),
+            )?;
+        }
         Ok(())
     }
 
@@ -185,6 +223,8 @@ impl<'a> Controller<'a> {
         };
         let rules = self.project.config.monitor.clone();
         let mut events = Vec::new();
+        self.generation = policy.generation;
+        self.reconcile(&policy, now, &mut events)?;
         let champion = policy.champion;
         let drift_from = now - i64::from(rules.drift_window_days) * DAY_MS;
         let performance_from = now - i64::from(rules.performance_window_days) * DAY_MS;
@@ -249,7 +289,8 @@ impl<'a> Controller<'a> {
                 let shadow_days = i64::from(self.project.config.rollout.shadow_days);
                 if now - since_ms >= shadow_days * DAY_MS {
                     let share = self.project.config.rollout.canary_share;
-                    self.set_policy(champion, Some(challenger), RolloutMode::Canary { share }, now)?;
+                    let canary = RolloutChange::Challenger { version: challenger, mode: RolloutMode::Canary { share } };
+                    self.roll(canary, now, "shadow passed")?;
                     self.state.stage = Stage::Canary { challenger, since_ms: now, shadow_since_ms: since_ms };
                     self.record(
                         &mut events,
@@ -368,8 +409,11 @@ impl<'a> Controller<'a> {
             serde_json::json!({"challenger": challenger, "challenger_metrics": challenger_metrics, "champion_metrics": champion_metrics}),
         )?;
         if failures.is_empty() {
-            self.project.meta.set_alias(&self.model, CHALLENGER, challenger, "loop", now, "passed gates")?;
-            self.set_policy(champion, Some(challenger), RolloutMode::Shadow, now)?;
+            self.roll(
+                RolloutChange::Challenger { version: challenger, mode: RolloutMode::Shadow },
+                now,
+                "passed gates",
+            )?;
             self.state.stage = Stage::Shadow { challenger, since_ms: now };
             self.record(
                 events,
@@ -463,9 +507,7 @@ impl<'a> Controller<'a> {
             return self.roll_back(now, champion, challenger, &format!("{}; {comparison}", losses.join("; ")), events);
         }
         if now - since_ms >= canary_days * DAY_MS {
-            self.project.meta.set_alias(&self.model, CHAMPION, challenger, "loop", now, "won canary")?;
-            self.project.meta.delete_alias(&self.model, CHALLENGER, "loop", now, "promoted")?;
-            self.set_policy(challenger, None, RolloutMode::ChampionOnly, now)?;
+            self.roll(RolloutChange::Champion(challenger), now, "won canary")?;
             self.state.stage = Stage::Idle;
             self.state.rules.reset();
             self.record(
@@ -488,8 +530,7 @@ impl<'a> Controller<'a> {
         reason: &str,
         events: &mut Vec<Event>,
     ) -> Result<()> {
-        self.project.meta.delete_alias(&self.model, CHALLENGER, "loop", now, "rolled back")?;
-        self.set_policy(champion, None, RolloutMode::ChampionOnly, now)?;
+        self.roll(RolloutChange::EndRollout, now, "rolled back")?;
         self.state.rollbacks += 1;
         self.state.stage = Stage::Paused { since_ms: now };
         self.record(

@@ -107,6 +107,28 @@ impl Project {
         Ok(Project { dir: dir.to_path_buf(), config, meta, blobs, online: OnceLock::new() })
     }
 
+    /// Opens a project for `causeway server`, which like `mlflow server` starts in any directory:
+    /// without a `causeway.toml` the project has the default configuration and its stores are
+    /// where `storage` says, else under `.causeway/` of `dir` (created). Returns whether the
+    /// directory held a configuration.
+    pub fn open_for_server(dir: &Path, storage: &StorageSection) -> Result<(Project, bool)> {
+        if dir.join(CONFIG_FILE).is_file() {
+            return Ok((Self::open_with(dir, storage)?, true));
+        }
+        let state = dir.join(STATE_DIR);
+        std::fs::create_dir_all(&state).map_err(|cause| Error::Io { path: state.display().to_string(), cause })?;
+        let meta = Arc::new(match storage.metadata.as_ref() {
+            Some(url) => MetaStore::open_url(url)?,
+            None => MetaStore::open(&state.join("meta.db"))?,
+        });
+        let blobs = match storage.artifacts.as_ref() {
+            Some(url) => BlobStore::open_url(url)?,
+            None => BlobStore::open(state.join("artifacts"))?,
+        };
+        let config = ProjectConfig::parse("")?;
+        Ok((Project { dir: dir.to_path_buf(), config, meta, blobs, online: OnceLock::new() }, false))
+    }
+
     /// The online store, opened on first use.
     pub fn online(&self) -> Result<Arc<OnlineStore>> {
         if let Some(store) = self.online.get() {

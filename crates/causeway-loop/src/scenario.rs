@@ -15,9 +15,7 @@ use causeway_models::Predictor;
 use causeway_monitor::report::{Chart, ReportData, Series, Table, render_html};
 use causeway_monitor::{PredictionLog, Role, read_window};
 use causeway_serving::{Engine, OnlineFeatures, RecordRequest};
-use causeway_types::{
-    CHAMPION, DAY_MS, Event, EventKind, FeatureValue, LabelRecord, ManualClock, RolloutMode, TrafficPolicy, format_date,
-};
+use causeway_types::{CHAMPION, DAY_MS, Event, EventKind, FeatureValue, LabelRecord, ManualClock, format_date};
 
 use crate::config::{FRAUD_CONFIG, Trigger};
 use crate::controller::{Controller, TickReport};
@@ -304,18 +302,14 @@ pub fn run_demo(dir: &Path, options: &DemoOptions, observer: &mut dyn Observer) 
     let snapshot = snapshot_id(&project, "transactions", train_from, first_live)?;
     let trained = train_and_register(&project, &set, &snapshot, first_live, "demo")?;
     let champion = trained.version.version;
-    project.meta.set_alias(&model_name, CHAMPION, champion, "demo", first_live, "first model")?;
-    project.meta.set_traffic(
-        &TrafficPolicy {
-            model: model_name.clone(),
-            champion,
-            challenger: None,
-            mode: RolloutMode::ChampionOnly,
-            generation: 0,
-        },
-        "demo",
-        first_live,
-    )?;
+    project.meta.apply_rollout(&causeway_store::Rollout {
+        model: &model_name,
+        change: causeway_store::RolloutChange::Champion(champion),
+        expected_generation: None,
+        actor: "demo",
+        at_ms: first_live,
+        reason: "first model",
+    })?;
     let metric = |name: &str| trained.outcome.metrics.get(name).copied().unwrap_or(f64::NAN);
     let comparison = trained
         .comparison

@@ -1,16 +1,20 @@
 //! MLflow's proxied artifact API (`/api/2.0/mlflow-artifacts/artifacts/...`): upload, download,
-//! list and delete, on the blob store under `mlflow-artifacts/`. Paths can never leave that root:
-//! `..`, `.`, empty and absolute segments are refused after percent-decoding.
+//! list and delete, on the blob store under `mlflow-artifacts/`, plus multipart uploads. Paths can
+//! never leave that root: `..`, `.`, empty and absolute segments are refused after
+//! percent-decoding. Writes are atomic and the last writer of a key wins whole (see [`BlobStore`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post, put};
 use causeway_store::BlobStore;
+use causeway_types::Clock;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::mlflow::MlflowError;
@@ -29,8 +33,23 @@ pub const MAX_PARTS: u64 = 10_000;
 /// presigned URL), so part uploads need no bearer token.
 pub const PART_ROUTE_PREFIX: &str = "/api/2.0/mlflow-artifacts/mpu/upload/";
 
+/// How long a multipart upload may stay open before its id stops working (24 hours).
+pub const UPLOAD_LIFETIME_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// What the artifact handlers reach.
+#[derive(Clone)]
+pub struct ArtifactState {
+    /// Where artifacts live.
+    pub blobs: BlobStore,
+    /// The server's own URL as clients reach it (`http://host:port`): multipart part URLs are
+    /// built from it, never from a request's `Host` header.
+    pub public_url: String,
+    /// Stamps and expires multipart uploads.
+    pub clock: Arc<dyn Clock>,
+}
+
 /// The artifact routes.
-pub fn router(blobs: BlobStore) -> Router {
+pub fn router(state: ArtifactState) -> Router {
     Router::new()
         .route("/api/2.0/mlflow-artifacts/artifacts", get(list))
         .route("/api/2.0/mlflow-artifacts/artifacts/", get(list))
@@ -40,7 +59,7 @@ pub fn router(blobs: BlobStore) -> Router {
         .route("/api/2.0/mlflow-artifacts/mpu/complete/{*path}", post(complete_upload))
         .route("/api/2.0/mlflow-artifacts/mpu/abort/{*path}", post(abort_upload))
         .layer(DefaultBodyLimit::max(MAX_ARTIFACT_BYTES))
-        .with_state(blobs)
+        .with_state(state)
 }
 
 /// Checks an artifact path and returns its blob key.
@@ -68,42 +87,103 @@ async fn blocking<T: Send + 'static>(
 }
 
 async fn upload(
-    State(blobs): State<BlobStore>,
+    State(state): State<ArtifactState>,
     Path(path): Path<String>,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, MlflowError> {
     blocking(move || {
         let key = artifact_key(&path)?;
-        blobs.put(&key, &body)?;
+        state.blobs.put(&key, &body)?;
         Ok(Json(json!({})))
     })
     .await
 }
 
-async fn download(State(blobs): State<BlobStore>, Path(path): Path<String>) -> Result<Response, MlflowError> {
+async fn download(State(state): State<ArtifactState>, Path(path): Path<String>) -> Result<Response, MlflowError> {
     blocking(move || {
         let key = artifact_key(&path)?;
-        let bytes = blobs.get(&key)?;
-        Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+        let bytes = state.blobs.get(&key)?;
+        let name = key.rsplit('/').next().unwrap_or("artifact");
+        // As MLflow's server answers: a guessed type, always as an attachment, never sniffed.
+        let disposition = format!("attachment; filename={}", name.replace(['"', '\r', '\n'], "_"));
+        Ok((
+            [
+                (header::CONTENT_TYPE, mime_type(name).to_string()),
+                (header::CONTENT_DISPOSITION, disposition),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+            ],
+            bytes,
+        )
+            .into_response())
     })
     .await
 }
 
+/// The media type MLflow's server gives a downloaded file: plain text for text-like files
+/// (including `MLmodel`), the usual types for a few others, else `application/octet-stream`.
+pub fn mime_type(file_name: &str) -> &'static str {
+    const TEXT: [&str; 25] = [
+        "txt",
+        "log",
+        "err",
+        "cfg",
+        "conf",
+        "cnf",
+        "cf",
+        "ini",
+        "properties",
+        "prop",
+        "hocon",
+        "toml",
+        "yaml",
+        "yml",
+        "xml",
+        "json",
+        "js",
+        "py",
+        "py3",
+        "csv",
+        "tsv",
+        "md",
+        "rst",
+        "MLmodel",
+        "MLproject",
+    ];
+    let extension = match file_name.rsplit_once('.') {
+        Some((_, extension)) if !extension.is_empty() => extension,
+        _ => file_name,
+    };
+    if TEXT.contains(&extension) {
+        return "text/plain";
+    }
+    match extension.to_ascii_lowercase().as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "svg" => "image/svg+xml",
+        "html" | "htm" => "text/html",
+        "pdf" => "application/pdf",
+        "parquet" => "application/vnd.apache.parquet",
+        _ => "application/octet-stream",
+    }
+}
+
 async fn remove(
-    State(blobs): State<BlobStore>,
+    State(state): State<ArtifactState>,
     Path(path): Path<String>,
 ) -> Result<Json<serde_json::Value>, MlflowError> {
     blocking(move || {
-        blobs.delete(&artifact_key(&path)?)?;
+        state.blobs.delete(&artifact_key(&path)?)?;
         Ok(Json(json!({})))
     })
     .await
 }
 
 async fn list(
-    State(blobs): State<BlobStore>,
+    State(state): State<ArtifactState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<serde_json::Value>, MlflowError> {
+    let blobs = state.blobs;
     blocking(move || {
         let key = match query.get("path").map(String::as_str).filter(|path| !path.is_empty()) {
             Some(path) => artifact_key(path)?,
@@ -125,7 +205,7 @@ async fn list(
     .await
 }
 
-#[derive(serde::Deserialize)]
+#[derive(Deserialize)]
 struct UploadRequest {
     /// The client's local file: its base name is appended to the artifact directory.
     #[serde(default)]
@@ -138,11 +218,30 @@ struct UploadRequest {
     parts: Vec<UploadedPart>,
 }
 
-#[derive(serde::Deserialize)]
+#[derive(Deserialize)]
 struct UploadedPart {
     part_number: u64,
     #[serde(default)]
     etag: String,
+}
+
+/// What the store keeps of an open multipart upload.
+#[derive(Serialize, Deserialize)]
+struct OpenUpload {
+    /// The blob key the upload completes into.
+    key: String,
+    /// How many parts it was started with.
+    num_parts: u64,
+    /// When it was started (epoch ms).
+    created_ms: i64,
+}
+
+fn record_key(upload_id: &str) -> String {
+    format!("{UPLOADS}/{upload_id}/upload.json")
+}
+
+fn part_key(upload_id: &str, part: u64) -> String {
+    format!("{UPLOADS}/{upload_id}/part-{part:05}")
 }
 
 fn upload_id_checked(upload_id: Option<&str>) -> Result<String, MlflowError> {
@@ -166,22 +265,42 @@ fn upload_target(directory: &str, request: &UploadRequest) -> Result<String, Mlf
     }
 }
 
-/// Parses a complete/abort request: the request, the artifact's blob key and the upload id.
-fn existing_upload(path: &str, body: &Bytes) -> Result<(UploadRequest, String, String), MlflowError> {
-    let request = parse_upload(body)?;
-    let key = upload_target(path, &request)?;
-    let upload_id = upload_id_checked(request.upload_id.as_deref())?;
-    Ok((request, key, upload_id))
+/// The open upload `upload_id`, refused when unknown or expired (an expired one is dropped).
+fn open_upload(state: &ArtifactState, upload_id: &str) -> Result<OpenUpload, MlflowError> {
+    let missing = || MlflowError::from(causeway_store::Error::NotFound(format!("multipart upload `{upload_id}`")));
+    let record = match state.blobs.get(&record_key(upload_id)) {
+        Ok(bytes) => bytes,
+        Err(causeway_store::Error::NotFound(_)) => return Err(missing()),
+        Err(error) => return Err(error.into()),
+    };
+    let upload: OpenUpload = serde_json::from_slice(&record).map_err(|_| missing())?;
+    if state.clock.now_ms() - upload.created_ms > UPLOAD_LIFETIME_MS {
+        let _ = state.blobs.delete(&format!("{UPLOADS}/{upload_id}"));
+        return Err(MlflowError::invalid(format!(
+            "multipart upload `{upload_id}` expired (uploads stay open {} hours); start it again",
+            UPLOAD_LIFETIME_MS / 3_600_000
+        )));
+    }
+    Ok(upload)
+}
+
+/// Drops uploads older than [`UPLOAD_LIFETIME_MS`], so abandoned parts do not pile up.
+fn sweep_expired(state: &ArtifactState) -> Result<(), MlflowError> {
+    for (upload_id, is_dir, _) in state.blobs.list_directory(UPLOADS)? {
+        if is_dir && upload_id_checked(Some(&upload_id)).is_ok() {
+            // Expired uploads are removed as a side effect; others and errors are left alone.
+            let _ = open_upload(state, &upload_id);
+        }
+    }
+    Ok(())
 }
 
 /// Starts a multipart upload: answers one upload URL per part on this server.
 async fn create_upload(
-    State(blobs): State<BlobStore>,
+    State(state): State<ArtifactState>,
     Path(path): Path<String>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, MlflowError> {
-    let host = headers.get(header::HOST).and_then(|value| value.to_str().ok()).unwrap_or("127.0.0.1").to_string();
     blocking(move || {
         let request = parse_upload(&body)?;
         let key = upload_target(&path, &request)?;
@@ -189,10 +308,14 @@ async fn create_upload(
         if parts == 0 || parts > MAX_PARTS {
             return Err(MlflowError::invalid(format!("num_parts must be between 1 and {MAX_PARTS}")));
         }
-        let upload_id = blake3::hash(format!("{key}{:?}{}", std::time::SystemTime::now(), std::process::id()).as_bytes()).to_hex()[..32].to_string();
-        blobs.put(&format!("{UPLOADS}/{upload_id}/target"), key.as_bytes())?;
+        sweep_expired(&state)?;
+        let upload_id = causeway_store::random_hex(16)?;
+        let record = OpenUpload { key, num_parts: parts, created_ms: state.clock.now_ms() };
+        let record = serde_json::to_vec(&record).map_err(|error| MlflowError::internal(error.to_string()))?;
+        state.blobs.put(&record_key(&upload_id), &record)?;
+        let base = state.public_url.trim_end_matches('/');
         let credentials: Vec<serde_json::Value> = (1..=parts)
-            .map(|part| json!({"url": format!("http://{host}{PART_ROUTE_PREFIX}{upload_id}/{part}"), "part_number": part, "headers": {}}))
+            .map(|part| json!({"url": format!("{base}{PART_ROUTE_PREFIX}{upload_id}/{part}"), "part_number": part, "headers": {}}))
             .collect();
         Ok(Json(json!({"upload_id": upload_id, "credentials": credentials})))
     })
@@ -201,52 +324,100 @@ async fn create_upload(
 
 /// Stores one part; answers its ETag (the BLAKE3 of its bytes).
 async fn upload_part(
-    State(blobs): State<BlobStore>,
+    State(state): State<ArtifactState>,
     Path((upload_id, part)): Path<(String, u64)>,
     body: Bytes,
 ) -> Result<Response, MlflowError> {
     blocking(move || {
         let upload_id = upload_id_checked(Some(&upload_id))?;
-        if !blobs.contains(&format!("{UPLOADS}/{upload_id}/target"))? {
-            return Err(MlflowError::from(causeway_store::Error::NotFound(format!("multipart upload `{upload_id}`"))));
+        let upload = open_upload(&state, &upload_id)?;
+        if part == 0 || part > upload.num_parts {
+            return Err(MlflowError::invalid(format!(
+                "part number {part} is out of range: this upload has parts 1 to {}",
+                upload.num_parts
+            )));
         }
-        if part == 0 || part > MAX_PARTS {
-            return Err(MlflowError::invalid(format!("part number must be between 1 and {MAX_PARTS}")));
-        }
-        blobs.put(&format!("{UPLOADS}/{upload_id}/part-{part:05}"), &body)?;
         let etag = blake3::hash(&body).to_hex().to_string();
+        state.blobs.put(&part_key(&upload_id, part), &body)?;
+        state.blobs.put(&format!("{}.etag", part_key(&upload_id, part)), etag.as_bytes())?;
         Ok(([(header::ETAG, etag)], Json(json!({}))).into_response())
     })
     .await
 }
 
-/// Joins the parts, in order, into the artifact; checks every part's ETag.
+/// Checks the client's part list against the upload: every part from 1 to `num_parts` exactly
+/// once, each with the ETag its upload answered.
+fn checked_parts(
+    state: &ArtifactState,
+    upload_id: &str,
+    upload: &OpenUpload,
+    parts: &[UploadedPart],
+) -> Result<Vec<String>, MlflowError> {
+    if parts.is_empty() {
+        return Err(MlflowError::invalid("a multipart upload completes with its parts: `parts` is empty"));
+    }
+    let mut sorted: Vec<&UploadedPart> = parts.iter().collect();
+    sorted.sort_by_key(|part| part.part_number);
+    if let Some(beyond) = sorted.iter().find(|part| part.part_number == 0 || part.part_number > upload.num_parts) {
+        return Err(MlflowError::invalid(format!(
+            "part {} is out of range: this upload has parts 1 to {}",
+            beyond.part_number, upload.num_parts
+        )));
+    }
+    let mut keys = Vec::with_capacity(sorted.len());
+    for (index, part) in sorted.iter().enumerate() {
+        let expected = index as u64 + 1;
+        if part.part_number != expected {
+            return Err(MlflowError::invalid(format!(
+                "part {expected} is {}",
+                if part.part_number < expected { "listed twice" } else { "missing" }
+            )));
+        }
+        let etag = part.etag.trim_matches('"');
+        if etag.is_empty() {
+            return Err(MlflowError::invalid(format!("part {expected} has no ETag: send the one its upload answered")));
+        }
+        let key = part_key(upload_id, part.part_number);
+        let stored = match state.blobs.get(&format!("{key}.etag")) {
+            Ok(bytes) => bytes,
+            Err(causeway_store::Error::NotFound(_)) => {
+                return Err(MlflowError::invalid(format!("part {expected} was never uploaded")));
+            }
+            Err(error) => return Err(error.into()),
+        };
+        if etag.as_bytes() != stored.as_slice() {
+            return Err(MlflowError::invalid(format!("part {expected} does not match its ETag")));
+        }
+        keys.push(key);
+    }
+    if (keys.len() as u64) < upload.num_parts {
+        return Err(MlflowError::invalid(format!(
+            "parts {} to {} are missing: this upload was started with {} parts",
+            keys.len() + 1,
+            upload.num_parts,
+            upload.num_parts
+        )));
+    }
+    Ok(keys)
+}
+
+/// Joins the parts, in order, into the artifact (streamed, never all in memory).
 async fn complete_upload(
-    State(blobs): State<BlobStore>,
+    State(state): State<ArtifactState>,
     Path(path): Path<String>,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, MlflowError> {
     blocking(move || {
-        let (request, key, upload_id) = existing_upload(&path, &body)?;
-        let target = blobs.get(&format!("{UPLOADS}/{upload_id}/target"))?;
-        if target != key.as_bytes() {
+        let request = parse_upload(&body)?;
+        let key = upload_target(&path, &request)?;
+        let upload_id = upload_id_checked(request.upload_id.as_deref())?;
+        let upload = open_upload(&state, &upload_id)?;
+        if upload.key != key {
             return Err(MlflowError::invalid(format!("upload `{upload_id}` was started for another path")));
         }
-        let mut parts = request.parts;
-        parts.sort_by_key(|part| part.part_number);
-        let mut joined = Vec::new();
-        for (index, part) in parts.iter().enumerate() {
-            if part.part_number != index as u64 + 1 {
-                return Err(MlflowError::invalid(format!("part {} is missing", index + 1)));
-            }
-            let bytes = blobs.get(&format!("{UPLOADS}/{upload_id}/part-{:05}", part.part_number))?;
-            if !part.etag.is_empty() && part.etag.trim_matches('"') != blake3::hash(&bytes).to_hex().as_str() {
-                return Err(MlflowError::invalid(format!("part {} does not match its ETag", part.part_number)));
-            }
-            joined.extend_from_slice(&bytes);
-        }
-        blobs.put(&key, &joined)?;
-        blobs.delete(&format!("{UPLOADS}/{upload_id}"))?;
+        let parts = checked_parts(&state, &upload_id, &upload, &request.parts)?;
+        state.blobs.put_joined(&key, &parts)?;
+        state.blobs.delete(&format!("{UPLOADS}/{upload_id}"))?;
         Ok(Json(json!({})))
     })
     .await
@@ -254,13 +425,15 @@ async fn complete_upload(
 
 /// Drops an upload's parts.
 async fn abort_upload(
-    State(blobs): State<BlobStore>,
+    State(state): State<ArtifactState>,
     Path(path): Path<String>,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, MlflowError> {
     blocking(move || {
-        let (_, _, upload_id) = existing_upload(&path, &body)?;
-        match blobs.delete(&format!("{UPLOADS}/{upload_id}")) {
+        let request = parse_upload(&body)?;
+        upload_target(&path, &request)?;
+        let upload_id = upload_id_checked(request.upload_id.as_deref())?;
+        match state.blobs.delete(&format!("{UPLOADS}/{upload_id}")) {
             Ok(()) | Err(causeway_store::Error::NotFound(_)) => Ok(Json(json!({}))),
             Err(error) => Err(error.into()),
         }

@@ -1,7 +1,8 @@
 //! Bearer-token authentication and scopes for every route except the health probes.
 //!
-//! Reading needs `read`; logging runs, artifacts, predictions and labels needs `write`; changing
-//! registered models, versions and aliases needs `admin`. When tokens are not required (a
+//! Scopes follow what a request does: reading (GET, and the searches that POST their filters)
+//! needs `read`; logging runs, artifacts, predictions and labels, and registering models and
+//! versions, needs `write`; moving aliases, stages, deleting and renaming needs `admin`. When tokens are not required (a
 //! loopback bind), requests without a token pass as `anonymous`, but a token that is sent must be
 //! valid. The caller's name reaches handlers as a [`Caller`] extension for the audit log.
 
@@ -33,13 +34,35 @@ pub struct Caller {
     pub scope: Scope,
 }
 
-/// The scope a request needs.
+/// POST routes that only read (searches take their filters in a body).
+const READING_POSTS: [&str; 6] = [
+    "/api/2.0/mlflow/runs/search",
+    "/api/2.0/mlflow/experiments/search",
+    "/api/2.0/mlflow/logged-models/search",
+    "/api/2.0/mlflow/registered-models/search",
+    "/api/2.0/mlflow/model-versions/search",
+    "/api/2.0/mlflow/registered-models/get-latest-versions",
+];
+
+/// Registry routes that change who answers or destroy history: aliases, stages, deletions and
+/// renames. Registering models and versions, tags and descriptions need only `write`.
+const ADMIN_ROUTES: [&str; 5] = [
+    "/api/2.0/mlflow/registered-models/alias",
+    "/api/2.0/mlflow/registered-models/delete",
+    "/api/2.0/mlflow/registered-models/rename",
+    "/api/2.0/mlflow/model-versions/delete",
+    "/api/2.0/mlflow/model-versions/transition-stage",
+];
+
+/// The scope a request needs, by what it does rather than by its HTTP method.
 pub fn required_scope(method: &Method, path: &str) -> Scope {
-    if method == Method::GET || method == Method::HEAD {
+    let path = path.trim_end_matches('/');
+    let path = path.replacen("/api/2.0/preview/", "/api/2.0/", 1);
+    let reads = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+        || (method == Method::POST && READING_POSTS.contains(&path.as_str()));
+    if reads {
         Scope::Read
-    } else if path.starts_with("/api/2.0/mlflow/registered-models")
-        || path.starts_with("/api/2.0/mlflow/model-versions")
-    {
+    } else if ADMIN_ROUTES.contains(&path.as_str()) {
         Scope::Admin
     } else {
         Scope::Write
@@ -54,7 +77,11 @@ fn refuse(status: StatusCode, code: &str, message: String) -> Response {
 /// The middleware: checks the bearer token and attaches the [`Caller`].
 pub async fn authenticate(State(config): State<AuthConfig>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path().to_string();
-    if path.starts_with("/v2/health/") || path.starts_with(crate::artifacts::PART_ROUTE_PREFIX) {
+    if path.starts_with("/v2/health/")
+        || path == "/health"
+        || path == "/version"
+        || path.starts_with(crate::artifacts::PART_ROUTE_PREFIX)
+    {
         return next.run(request).await;
     }
     let presented = request

@@ -4,6 +4,8 @@
 //!
 //! This crate holds no domain logic: handlers parse, call the serving engine, and format.
 
+pub mod access;
+pub mod app;
 pub mod artifacts;
 pub mod auth;
 mod error;

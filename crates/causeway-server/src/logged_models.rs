@@ -73,7 +73,24 @@ pub fn model_json(model: &LoggedModel) -> Value {
             "source_run_id": model.source_run_id,
             "tags": key_values(&model.tags),
         },
-        "data": {"params": key_values(&model.params), "metrics": []},
+        "data": {
+            "params": key_values(&model.params),
+            "metrics": model.metrics.iter().map(|metric| {
+                let mut entry = json!({
+                    "key": metric.key,
+                    "value": crate::mlflow::float_json(metric.value),
+                    "timestamp": metric.timestamp,
+                    "step": metric.step,
+                    "run_id": metric.run_id,
+                    "model_id": model.model_id,
+                });
+                if let Some(object) = entry.as_object_mut().filter(|_| !metric.dataset_name.is_empty()) {
+                    object.insert("dataset_name".into(), json!(metric.dataset_name));
+                    object.insert("dataset_digest".into(), json!(metric.dataset_digest));
+                }
+                entry
+            }).collect::<Vec<_>>(),
+        },
     })
 }
 

@@ -15,7 +15,8 @@ use axum::routing::{any, get, post};
 use causeway_store::search::{parse_filter, parse_order_by, search_experiments, search_runs};
 use causeway_store::tracking::{ACTIVE, DELETED};
 use causeway_store::{
-    DatasetInput, Error as StoreError, Experiment, MetaStore, MetricPoint, NewRun, TrackedRun, ViewType,
+    DatasetInput, Error as StoreError, Experiment, MetaStore, MetricPoint, ModelMetricLink, NewRun, TrackedRun,
+    ViewType,
 };
 use causeway_types::{Clock, RunStatus};
 use serde::Deserialize;
@@ -47,6 +48,8 @@ pub struct TrackingState {
     pub meta: Arc<MetaStore>,
     /// The clock for timestamps the client did not send.
     pub clock: Arc<dyn Clock>,
+    /// The artifact store, for listing a run's artifacts (none: listings are empty).
+    pub blobs: Option<causeway_store::BlobStore>,
 }
 
 /// An error in MLflow's shape.
@@ -80,6 +83,12 @@ impl From<StoreError> for MlflowError {
                 Self { status: StatusCode::BAD_REQUEST, error_code: "RESOURCE_ALREADY_EXISTS", message }
             }
             StoreError::InvalidValue(_) | StoreError::InvalidKey(_) => Self::invalid(message),
+            StoreError::Conflict(_) => Self { status: StatusCode::CONFLICT, error_code: "RESOURCE_CONFLICT", message },
+            // The server's own paths stay in its log, not in answers to clients.
+            StoreError::Io { .. } => {
+                tracing::error!(%message, "artifact storage failed");
+                Self::internal("the server could not read or write its artifact storage; its log has the details")
+            }
             _ => Self::internal(message),
         }
     }
@@ -107,6 +116,7 @@ pub fn router(state: TrackingState) -> Router {
         .route("/api/2.0/mlflow/experiments/delete", post(delete_experiment))
         .route("/api/2.0/mlflow/experiments/restore", post(restore_experiment))
         .route("/api/2.0/mlflow/experiments/set-experiment-tag", post(set_experiment_tag))
+        .route("/api/2.0/mlflow/experiments/delete-experiment-tag", post(delete_experiment_tag))
         .route("/api/2.0/mlflow/runs/create", post(create_run))
         .route("/api/2.0/mlflow/runs/get", get(get_run))
         .route("/api/2.0/mlflow/runs/update", post(update_run))
@@ -120,15 +130,37 @@ pub fn router(state: TrackingState) -> Router {
         .route("/api/2.0/mlflow/runs/delete-tag", post(delete_tag))
         .route("/api/2.0/mlflow/runs/log-inputs", post(log_inputs))
         .route("/api/2.0/mlflow/metrics/get-history", get(metric_history))
+        .route("/api/2.0/mlflow/artifacts/list", get(list_run_artifacts))
         .route("/api/2.0/mlflow/{*rest}", any(unknown_endpoint))
+        .route("/api/3.0/mlflow/{*rest}", any(unknown_endpoint))
+        .route("/health", get(health))
+        .route("/version", get(version))
         .with_state(state.clone())
         .merge(crate::registry::router(state.clone()))
         .merge(crate::logged_models::router(state))
 }
 
+/// Parses a request body; refuses strings holding U+0000, which no name or value may contain
+/// (PostgreSQL cannot store it, and MLflow refuses it too).
 pub(crate) fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, MlflowError> {
     let body = if body.is_empty() { &b"{}"[..] } else { &body[..] };
-    serde_json::from_slice(body).map_err(|error| MlflowError::invalid(format!("malformed request body: {error}")))
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|error| MlflowError::invalid(format!("malformed request body: {error}")))?;
+    if holds_nul(&value) {
+        return Err(MlflowError::invalid(
+            "the request holds a NUL character (U+0000), which no name or value may contain",
+        ));
+    }
+    serde_json::from_value(value).map_err(|error| MlflowError::invalid(format!("malformed request body: {error}")))
+}
+
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(entries) => entries.iter().any(|(key, value)| key.contains('\0') || holds_nul(value)),
+        _ => false,
+    }
 }
 
 /// Runs store work off the async workers.
@@ -186,7 +218,7 @@ fn metric_json(key: &str, point: &MetricPoint) -> Value {
 }
 
 /// JSON has no NaN or infinities: MLflow writes them as strings.
-fn float_json(value: f64) -> Value {
+pub(crate) fn float_json(value: f64) -> Value {
     if value.is_nan() {
         json!("NaN")
     } else if value.is_infinite() {
@@ -204,7 +236,10 @@ fn run_json(run: &TrackedRun) -> Value {
             "params": key_value_list(&run.params),
             "tags": key_value_list(&run.tags),
         },
-        "inputs": {"dataset_inputs": run.inputs.iter().map(dataset_input_json).collect::<Vec<_>>()},
+        "inputs": {
+            "dataset_inputs": run.inputs.iter().map(dataset_input_json).collect::<Vec<_>>(),
+            "model_inputs": run.model_inputs.iter().map(|model_id| json!({"model_id": model_id})).collect::<Vec<_>>(),
+        },
         "outputs": {"model_outputs": run.outputs.iter().map(|(model_id, step)| json!({"model_id": model_id, "step": step})).collect::<Vec<_>>()},
     })
 }
@@ -421,6 +456,72 @@ async fn set_experiment_tag(State(state): State<TrackingState>, body: Bytes) -> 
     .await
 }
 
+async fn delete_experiment_tag(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    blocking(move || {
+        let request: ExperimentChange = parse(&body)?;
+        state.meta.delete_experiment_tag(
+            required(&request.experiment_id, "experiment_id")?,
+            required(&request.key, "key")?,
+        )?;
+        Ok(Json(json!({})))
+    })
+    .await
+}
+
+/// `GET /health`, as `mlflow server` answers it.
+async fn health() -> &'static str {
+    "OK"
+}
+
+/// `GET /version`: the MLflow version this server speaks for (clients compare it) — Causeway's
+/// own version is in `GET /v2`.
+async fn version() -> &'static str {
+    MLFLOW_VERSION
+}
+
+/// The MLflow release whose REST API this server follows.
+pub const MLFLOW_VERSION: &str = "3.17.2";
+
+/// `GET /api/2.0/mlflow/artifacts/list?run_id=…&path=…`: a run's artifacts, as the R and Java
+/// clients and export tools list them (files with sizes, directories without).
+async fn list_run_artifacts(
+    State(state): State<TrackingState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Answer {
+    blocking(move || {
+        let run_id = run_id_from(&query)?;
+        let run = state.meta.tracked_run(&run_id)?;
+        let path = query.get("path").map(String::as_str).unwrap_or_default().trim_matches('/').to_string();
+        let Some(root) = run.artifact_uri.strip_prefix("mlflow-artifacts:/") else {
+            return Ok(Json(json!({"root_uri": run.artifact_uri, "files": []})));
+        };
+        let directory = if path.is_empty() {
+            root.trim_matches('/').to_string()
+        } else {
+            format!("{}/{path}", root.trim_matches('/'))
+        };
+        let key = crate::artifacts::artifact_key(&directory)?;
+        let files: Vec<Value> = state
+            .blobs
+            .as_ref()
+            .map(|blobs| blobs.list_directory(&key))
+            .transpose()?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, is_dir, size)| {
+                let relative = if path.is_empty() { name } else { format!("{path}/{name}") };
+                if is_dir {
+                    json!({"path": relative, "is_dir": true})
+                } else {
+                    json!({"path": relative, "is_dir": false, "file_size": size})
+                }
+            })
+            .collect();
+        Ok(Json(json!({"root_uri": run.artifact_uri, "files": files})))
+    })
+    .await
+}
+
 // ---- runs --------------------------------------------------------------------------------
 
 #[derive(Deserialize)]
@@ -515,6 +616,12 @@ struct RunRequest {
     params: Vec<KeyValue>,
     #[serde(default)]
     tags: Vec<KeyValue>,
+    #[serde(default)]
+    model_id: Option<String>,
+    #[serde(default)]
+    dataset_name: Option<String>,
+    #[serde(default)]
+    dataset_digest: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -525,6 +632,13 @@ struct MetricEntry {
     timestamp: Option<Value>,
     #[serde(default)]
     step: Option<Value>,
+    /// The MLflow 3 logged model the metric also belongs to.
+    #[serde(default)]
+    model_id: Option<String>,
+    #[serde(default)]
+    dataset_name: Option<String>,
+    #[serde(default)]
+    dataset_digest: Option<String>,
 }
 
 impl RunRequest {
@@ -629,8 +743,9 @@ fn write_batch(state: &TrackingState, request: RunRequest) -> Answer {
         .iter()
         .map(|metric| metric_point(state, &metric.key, &metric.value, metric.timestamp.as_ref(), metric.step.as_ref()))
         .collect::<Result<_, _>>()?;
-    let params: Vec<(String, String)> = request.params.into_iter().map(|param| (param.key, param.value)).collect();
-    let tags: Vec<(String, String)> = request.tags.into_iter().map(|tag| (tag.key, tag.value)).collect();
+    let params: Vec<(String, String)> =
+        request.params.iter().map(|param| (param.key.clone(), param.value.clone())).collect();
+    let tags: Vec<(String, String)> = request.tags.iter().map(|tag| (tag.key.clone(), tag.value.clone())).collect();
     for (key, value) in &params {
         check_key(key)?;
         check_length("param", key, value, MAX_PARAM_VALUE_LENGTH)?;
@@ -639,7 +754,20 @@ fn write_batch(state: &TrackingState, request: RunRequest) -> Answer {
         check_key(key)?;
         check_length("tag", key, value, MAX_TAG_VALUE_LENGTH)?;
     }
-    state.meta.log_batch(&run_id, &metrics, &params, &tags)?;
+    let links: Vec<ModelMetricLink> = request
+        .metrics
+        .iter()
+        .enumerate()
+        .filter_map(|(index, metric)| {
+            metric.model_id.as_ref().filter(|id| !id.is_empty()).map(|model_id| ModelMetricLink {
+                metric: index,
+                model_id: model_id.clone(),
+                dataset_name: metric.dataset_name.clone().unwrap_or_default(),
+                dataset_digest: metric.dataset_digest.clone().unwrap_or_default(),
+            })
+        })
+        .collect();
+    state.meta.log_batch_linked(&run_id, &metrics, &params, &tags, &links)?;
     Ok(Json(json!({})))
 }
 
@@ -649,8 +777,15 @@ async fn log_metric(State(state): State<TrackingState>, body: Bytes) -> Answer {
         let key = required(&request.key, "key")?.to_string();
         let value =
             request.value.take().ok_or_else(|| MlflowError::invalid("missing value for required parameter 'value'"))?;
-        request.metrics =
-            vec![MetricEntry { key, value, timestamp: request.timestamp.take(), step: request.step.take() }];
+        request.metrics = vec![MetricEntry {
+            key,
+            value,
+            timestamp: request.timestamp.take(),
+            step: request.step.take(),
+            model_id: request.model_id.take(),
+            dataset_name: request.dataset_name.take(),
+            dataset_digest: request.dataset_digest.take(),
+        }];
         write_batch(&state, request)
     })
     .await
@@ -744,10 +879,19 @@ async fn log_inputs(State(state): State<TrackingState>, body: Bytes) -> Answer {
     blocking(move || {
         let request: LogInputs = parse(&body)?;
         let run_id = required(&request.run_id, "run_id")?.to_string();
-        if !request.models.is_empty() {
-            return Err(MlflowError::invalid(
-                "logging model inputs needs MLflow 3 logged models, which Causeway does not store yet",
-            ));
+        let models: Vec<String> = request
+            .models
+            .iter()
+            .map(|model| {
+                model
+                    .get("model_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .ok_or_else(|| MlflowError::invalid("each model input needs a `model_id`"))
+            })
+            .collect::<Result<_, _>>()?;
+        if !models.is_empty() {
+            state.meta.log_model_inputs(&run_id, &models)?;
         }
         let inputs: Vec<DatasetInput> = request
             .datasets

@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::response::Json;
 use axum::routing::{delete, get, patch, post};
-use causeway_store::search::{parse_filter, parse_order_by, search_registry};
+use causeway_store::search::{parse_filter, parse_order_by, search_model_versions, search_registered_models};
 use causeway_store::{NewVersion, RegisteredModel, RegistryVersion};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -43,6 +43,7 @@ pub fn router(state: TrackingState) -> Router {
         .route(&route("model-versions/set-tag"), post(set_version_tag))
         .route(&route("model-versions/delete-tag"), delete(delete_version_tag))
         .route(&route("model-versions/get-download-uri"), get(download_uri))
+        .route(&route("model-versions/transition-stage"), post(transition_stage))
         .with_state(state)
 }
 
@@ -120,7 +121,7 @@ fn version_json(version: &RegistryVersion) -> Value {
         "creation_timestamp": version.creation_time,
         "last_updated_timestamp": version.last_updated_time,
         "user_id": version.user_id,
-        "current_stage": "None",
+        "current_stage": version.tags.get(STAGE_TAG).map_or("None", String::as_str),
         "description": version.description,
         "source": version.source,
         "run_id": version.run_id,
@@ -156,7 +157,8 @@ fn with_page(mut answer: Value, next: Option<String>) -> Value {
     answer
 }
 
-async fn create_model(State(state): State<TrackingState>, body: Bytes) -> Answer {
+async fn create_model(State(state): State<TrackingState>, caller: Option<Extension<Caller>>, body: Bytes) -> Answer {
+    let who = actor(caller.as_deref());
     blocking(move || {
         let request: RegistryRequest = parse(&body)?;
         let name = request.name()?;
@@ -165,6 +167,7 @@ async fn create_model(State(state): State<TrackingState>, body: Bytes) -> Answer
             name,
             request.description.as_deref().unwrap_or_default(),
             &tags,
+            &who,
             state.clock.now_ms(),
         )?;
         Ok(Json(json!({"registered_model": model_json(&state, &state.meta.registered_model(name)?)?})))
@@ -184,7 +187,8 @@ fn search_models(state: &TrackingState, request: &RegistryRequest) -> Answer {
     let (limit, offset) = page(request.max_results.as_ref(), request.page_token.as_deref(), 100)?;
     let filter = parse_filter(request.filter.as_deref().unwrap_or_default())?;
     let order = parse_order_by(&request.order_by)?;
-    let (found, next) = paginate(search_registry(state.meta.registered_models()?, &filter, &order), limit, offset);
+    let (found, next) =
+        paginate(search_registered_models(state.meta.registered_models()?, &filter, &order), limit, offset);
     let models = found.iter().map(|model| model_json(state, model)).collect::<Result<Vec<_>, _>>()?;
     Ok(Json(with_page(json!({"registered_models": models}), next)))
 }
@@ -197,13 +201,15 @@ async fn search_models_post(State(state): State<TrackingState>, body: Bytes) -> 
     blocking(move || search_models(&state, &parse(&body)?)).await
 }
 
-async fn update_model(State(state): State<TrackingState>, body: Bytes) -> Answer {
+async fn update_model(State(state): State<TrackingState>, caller: Option<Extension<Caller>>, body: Bytes) -> Answer {
+    let who = actor(caller.as_deref());
     blocking(move || {
         let request: RegistryRequest = parse(&body)?;
         let name = request.name()?;
         state.meta.describe_registered_model(
             name,
             request.description.as_deref().unwrap_or_default(),
+            &who,
             state.clock.now_ms(),
         )?;
         Ok(Json(json!({"registered_model": model_json(&state, &state.meta.registered_model(name)?)?})))
@@ -236,23 +242,31 @@ async fn delete_model(State(state): State<TrackingState>, caller: Option<Extensi
     .await
 }
 
-async fn set_model_tag(State(state): State<TrackingState>, body: Bytes) -> Answer {
+async fn set_model_tag(State(state): State<TrackingState>, caller: Option<Extension<Caller>>, body: Bytes) -> Answer {
+    let who = actor(caller.as_deref());
     blocking(move || {
         let request: RegistryRequest = parse(&body)?;
         state.meta.set_registered_model_tag(
             request.name()?,
             request.key()?,
             Some(request.value.as_deref().unwrap_or_default()),
+            &who,
+            state.clock.now_ms(),
         )?;
         Ok(Json(json!({})))
     })
     .await
 }
 
-async fn delete_model_tag(State(state): State<TrackingState>, body: Bytes) -> Answer {
+async fn delete_model_tag(
+    State(state): State<TrackingState>,
+    caller: Option<Extension<Caller>>,
+    body: Bytes,
+) -> Answer {
+    let who = actor(caller.as_deref());
     blocking(move || {
         let request: RegistryRequest = parse(&body)?;
-        state.meta.set_registered_model_tag(request.name()?, request.key()?, None)?;
+        state.meta.set_registered_model_tag(request.name()?, request.key()?, None, &who, state.clock.now_ms())?;
         Ok(Json(json!({})))
     })
     .await
@@ -341,16 +355,31 @@ async fn create_version(State(state): State<TrackingState>, caller: Option<Exten
             .clone()
             .filter(|source| !source.is_empty())
             .ok_or_else(|| MlflowError::invalid("missing value for required parameter 'source'"))?;
+        check_source(&source)?;
+        let mut run_id = request.run_id.clone().unwrap_or_default();
+        let mut model_id = request.model_id.clone().unwrap_or_default();
+        // A version registered from an MLflow 3 logged model carries the model and its run.
+        if let Some(logged) = source.strip_prefix("models:/").filter(|rest| rest.starts_with("m-")) {
+            let logged_id = logged.split('/').next().unwrap_or(logged);
+            if let Ok(logged) = state.meta.logged_model(logged_id) {
+                if run_id.is_empty() {
+                    run_id = logged.source_run_id.clone();
+                }
+                if model_id.is_empty() {
+                    model_id = logged.model_id.clone();
+                }
+            }
+        }
         let version = state.meta.create_model_version(
             &NewVersion {
                 name: request.name()?.to_string(),
                 source,
-                run_id: request.run_id.clone().unwrap_or_default(),
+                run_id,
                 description: request.description.clone().unwrap_or_default(),
                 run_link: request.run_link.clone().unwrap_or_default(),
                 tags: request.tags.iter().map(|tag| (tag.key.clone(), tag.value.clone())).collect(),
                 user_id: who,
-                model_id: request.model_id.clone().unwrap_or_default(),
+                model_id,
             },
             state.clock.now_ms(),
         )?;
@@ -373,7 +402,8 @@ fn search_versions(state: &TrackingState, request: &RegistryRequest) -> Answer {
     let (limit, offset) = page(request.max_results.as_ref(), request.page_token.as_deref(), 10_000)?;
     let filter = parse_filter(request.filter.as_deref().unwrap_or_default())?;
     let order = parse_order_by(&request.order_by)?;
-    let (found, next) = paginate(search_registry(state.meta.registry_versions(None)?, &filter, &order), limit, offset);
+    let (found, next) =
+        paginate(search_model_versions(state.meta.registry_versions(None)?, &filter, &order), limit, offset);
     Ok(Json(with_page(json!({"model_versions": found.iter().map(version_json).collect::<Vec<_>>()}), next)))
 }
 
@@ -388,7 +418,8 @@ async fn search_versions_post(State(state): State<TrackingState>, body: Bytes) -
     blocking(move || search_versions(&state, &parse(&body)?)).await
 }
 
-async fn update_version(State(state): State<TrackingState>, body: Bytes) -> Answer {
+async fn update_version(State(state): State<TrackingState>, caller: Option<Extension<Caller>>, body: Bytes) -> Answer {
+    let who = actor(caller.as_deref());
     blocking(move || {
         let request: RegistryRequest = parse(&body)?;
         let (name, version) = (request.name()?, request.version()?);
@@ -396,6 +427,7 @@ async fn update_version(State(state): State<TrackingState>, body: Bytes) -> Answ
             name,
             version,
             request.description.as_deref().unwrap_or_default(),
+            &who,
             state.clock.now_ms(),
         )?;
         Ok(Json(json!({"model_version": version_json(&state.meta.registry_version(name, version)?)})))
@@ -413,7 +445,8 @@ async fn delete_version(State(state): State<TrackingState>, caller: Option<Exten
     .await
 }
 
-async fn set_version_tag(State(state): State<TrackingState>, body: Bytes) -> Answer {
+async fn set_version_tag(State(state): State<TrackingState>, caller: Option<Extension<Caller>>, body: Bytes) -> Answer {
+    let who = actor(caller.as_deref());
     blocking(move || {
         let request: RegistryRequest = parse(&body)?;
         state.meta.set_model_version_tag(
@@ -421,16 +454,30 @@ async fn set_version_tag(State(state): State<TrackingState>, body: Bytes) -> Ans
             request.version()?,
             request.key()?,
             Some(request.value.as_deref().unwrap_or_default()),
+            &who,
+            state.clock.now_ms(),
         )?;
         Ok(Json(json!({})))
     })
     .await
 }
 
-async fn delete_version_tag(State(state): State<TrackingState>, body: Bytes) -> Answer {
+async fn delete_version_tag(
+    State(state): State<TrackingState>,
+    caller: Option<Extension<Caller>>,
+    body: Bytes,
+) -> Answer {
+    let who = actor(caller.as_deref());
     blocking(move || {
         let request: RegistryRequest = parse(&body)?;
-        state.meta.set_model_version_tag(request.name()?, request.version()?, request.key()?, None)?;
+        state.meta.set_model_version_tag(
+            request.name()?,
+            request.version()?,
+            request.key()?,
+            None,
+            &who,
+            state.clock.now_ms(),
+        )?;
         Ok(Json(json!({})))
     })
     .await
@@ -444,3 +491,106 @@ async fn download_uri(State(state): State<TrackingState>, Query(query): Query<Ha
     })
     .await
 }
+
+/// Refuses a version source that climbs out of its directory or points at another server, as
+/// MLflow's server does: the source is where `get-download-uri` sends clients.
+fn check_source(source: &str) -> Result<(), MlflowError> {
+    let decoded = percent_decode(source);
+    let lowered = decoded.to_ascii_lowercase();
+    if ["http://", "https://", "ftp://", "sftp://"].iter().any(|scheme| lowered.starts_with(scheme)) {
+        return Err(MlflowError::invalid(format!(
+            "invalid model version source `{source}`: sources are artifact URIs (mlflow-artifacts:, runs:/, models:/, s3://, …), not web addresses"
+        )));
+    }
+    let path = decoded.split_once('?').map_or(decoded.as_str(), |(path, _)| path);
+    if path.split(['/', '\\']).any(|segment| segment == "..") {
+        return Err(MlflowError::invalid(format!(
+            "invalid model version source `{source}`: it may not contain `..` segments"
+        )));
+    }
+    Ok(())
+}
+
+/// `%XX` sequences decoded (invalid ones kept as they are).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let hex = |at: usize| bytes.get(at).and_then(|byte| (*byte as char).to_digit(16));
+        match (bytes[index], hex(index + 1), hex(index + 2)) {
+            (b'%', Some(high), Some(low)) => {
+                decoded.push((high * 16 + low) as u8);
+                index += 3;
+            }
+            (byte, _, _) => {
+                decoded.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
+}
+
+#[derive(Deserialize)]
+struct TransitionRequest {
+    name: Option<String>,
+    version: Option<Value>,
+    stage: Option<String>,
+    #[serde(default)]
+    archive_existing_versions: Option<Value>,
+}
+
+/// MLflow's deprecated stages: Causeway keeps them as the `mlflow.stage` tag of the version
+/// (`None`, `Staging`, `Production`, `Archived`); aliases are what decide who answers.
+async fn transition_stage(
+    State(state): State<TrackingState>,
+    caller: Option<Extension<Caller>>,
+    body: Bytes,
+) -> Answer {
+    let who = actor(caller.as_deref());
+    blocking(move || {
+        let request: TransitionRequest = parse(&body)?;
+        let common = RegistryRequest {
+            name: request.name.clone(),
+            version: request.version.clone(),
+            ..RegistryRequest::default()
+        };
+        let (name, version) = (common.name()?, common.version()?);
+        let stage = match request.stage.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            Some("none") => "None",
+            Some("staging") => "Staging",
+            Some("production") => "Production",
+            Some("archived") => "Archived",
+            other => {
+                return Err(MlflowError::invalid(format!(
+                    "invalid model version stage {}: use None, Staging, Production or Archived",
+                    other.map_or("(missing)".to_string(), |stage| format!("`{stage}`"))
+                )));
+            }
+        };
+        let now = state.clock.now_ms();
+        let archive = matches!(&request.archive_existing_versions, Some(Value::Bool(true)))
+            || matches!(&request.archive_existing_versions, Some(Value::String(text)) if text == "true");
+        if archive && matches!(stage, "Staging" | "Production") {
+            for other in state.meta.registry_versions(Some(name))? {
+                if other.version != version && other.tags.get(STAGE_TAG).map(String::as_str) == Some(stage) {
+                    state.meta.set_model_version_tag(name, other.version, STAGE_TAG, Some("Archived"), &who, now)?;
+                }
+            }
+        }
+        state.meta.set_model_version_tag(name, version, STAGE_TAG, Some(stage), &who, now)?;
+        state.meta.describe_model_version(
+            name,
+            version,
+            &state.meta.registry_version(name, version)?.description,
+            &who,
+            now,
+        )?;
+        Ok(Json(json!({"model_version": version_json(&state.meta.registry_version(name, version)?)})))
+    })
+    .await
+}
+
+/// The version tag that holds MLflow's deprecated stage.
+const STAGE_TAG: &str = "mlflow.stage";

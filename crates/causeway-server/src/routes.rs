@@ -46,8 +46,15 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
         .map_err(|error| ApiError::invalid(format!("request body is not valid JSON for this endpoint: {error}")))
 }
 
-async fn not_found() -> ApiError {
-    ApiError::new(ErrorCode::NotFound, "no such route; see README.md for the API")
+async fn not_found(uri: axum::http::Uri) -> Response {
+    let path = uri.path();
+    let message = if path.starts_with("/api/") {
+        format!("this MLflow endpoint is not served by Causeway: {path}")
+    } else {
+        format!("no such route: {path}; see README.md for the API")
+    };
+    let code = if path.starts_with("/api/") { "ENDPOINT_NOT_FOUND" } else { "NOT_FOUND" };
+    crate::access::protocol_error(path, StatusCode::NOT_FOUND, code, message)
 }
 
 async fn server_metadata() -> Json<Value> {

@@ -11,7 +11,7 @@ use causeway_models::{InputError, ModelArtifact, Task, TaskKind};
 use causeway_monitor::{PredictionLog, PredictionRecord, Role};
 use causeway_store::{BlobStore, MetaStore};
 use causeway_types::error::HasErrorCode;
-use causeway_types::{CHAMPION, Clock, FeatureValue, RolloutMode, TrafficPolicy};
+use causeway_types::{Clock, FeatureValue, RolloutMode};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -189,6 +189,9 @@ pub struct Refresh {
     /// pickled scikit-learn model logged through the MLflow API, or an unreadable artifact), with
     /// why. Each is reported once; the others keep serving.
     pub unservable: Vec<(String, String)>,
+    /// Models that stopped answering because the store no longer serves them (or their wanted
+    /// versions cannot be served).
+    pub removed: Vec<String>,
 }
 
 impl Engine {
@@ -247,21 +250,14 @@ impl Engine {
     /// that cannot be loaded keeps its current deployment (if any) and does not stop the others.
     pub fn refresh(&self) -> Result<Refresh> {
         let mut report = Refresh::default();
+        let mut served = std::collections::HashSet::new();
         for model in self.meta.model_names()? {
-            let policy = match self.meta.traffic(&model)? {
-                Some(policy) => Some(policy),
-                None => self.meta.alias(&model, CHAMPION)?.map(|champion| TrafficPolicy {
-                    model: model.clone(),
-                    champion,
-                    challenger: None,
-                    mode: RolloutMode::ChampionOnly,
-                    generation: 0,
-                }),
-            };
+            let policy = self.meta.serving_policy(&model)?;
             let Some(policy) = policy else { continue };
             let current = self.deployments.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&model).cloned();
             let desired_key = (policy.champion, policy.challenger, format!("{:?}", policy.mode));
             if current.as_ref().is_some_and(|deployment| deployment.key() == desired_key) {
+                served.insert(model);
                 continue;
             }
             let mut unservable = self.unservable.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -287,9 +283,18 @@ impl Engine {
                 }
             };
             unservable.remove(&model);
+            served.insert(model.clone());
             let deployment = Arc::new(Deployment { model: model.clone(), champion, challenger, mode: policy.mode });
             self.deployments.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(model.clone(), deployment);
             report.changed.push(model);
+        }
+        // What the store no longer serves (a deleted model, champion alias or champion version)
+        // stops answering, as Triton unloads what was removed.
+        let mut deployments = self.deployments.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let removed: Vec<String> = deployments.keys().filter(|model| !served.contains(*model)).cloned().collect();
+        for model in removed {
+            deployments.remove(&model);
+            report.removed.push(model);
         }
         Ok(report)
     }
@@ -596,7 +601,7 @@ mod tests {
 
     use causeway_models::{FeatureKind, FeatureSpec, GbdtModel, Model, Node, Signature, Tree};
     use causeway_monitor::read_window;
-    use causeway_types::{ManualClock, ModelVersionRecord};
+    use causeway_types::{CHAMPION, ManualClock, ModelVersionRecord};
 
     use super::*;
 
@@ -686,14 +691,17 @@ mod tests {
         assert_eq!((before.version, before.scores[0]), (first, causeway_models::sigmoid(1.0)));
         let held = engine.deployment("m").expect("deployment");
 
-        let policy = TrafficPolicy {
-            model: "m".into(),
-            champion: first,
-            challenger: Some(second),
-            mode: RolloutMode::Canary { share: 1.0 },
-            generation: 0,
+        let canary =
+            causeway_store::RolloutChange::Challenger { version: second, mode: RolloutMode::Canary { share: 1.0 } };
+        let rollout = causeway_store::Rollout {
+            model: "m",
+            change: canary,
+            expected_generation: None,
+            actor: "test",
+            at_ms: 1,
+            reason: "",
         };
-        meta.set_traffic(&policy, "test", 1).expect("traffic");
+        meta.apply_rollout(&rollout).expect("rollout");
         engine.refresh().expect("refresh");
         let after = engine.infer("m", None, &[vec![1.0]], Some("b")).expect("infer");
         assert_eq!((after.version, after.scores[0]), (second, causeway_models::sigmoid(3.0)));
@@ -711,5 +719,10 @@ mod tests {
         assert!(roles.contains(&("b", second, Role::Served)));
         assert!(roles.contains(&("b", first, Role::Shadow)));
         assert!(roles.contains(&("c", first, Role::Served)));
+
+        // What the store stops serving stops answering at the next refresh.
+        meta.delete_alias("m", CHAMPION, "test", 2, "").expect("delete alias");
+        assert_eq!(engine.refresh().expect("refresh").removed, vec!["m".to_string()]);
+        assert!(matches!(engine.infer("m", None, &[vec![1.0]], None), Err(Error::NotDeployed(_))));
     }
 }

@@ -2,17 +2,21 @@
 //! S3-compatible bucket: the same keys and answers on both.
 
 use std::fs;
+use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::s3::S3Bucket;
 
 /// A content store of named blobs (datasets, models, profiles, log segments, MLflow artifacts).
 ///
-/// Keys are relative `/`-separated paths; a key can never escape the store. On a local directory,
-/// writes go to a temporary file first and are renamed into place, so a reader never sees half a
-/// blob; on S3, a PUT is atomic by itself.
+/// Keys are relative `/`-separated paths of segments up to 255 bytes; a key can never escape the
+/// store. On a local directory, writes go to a uniquely named temporary file in the store's
+/// `.causeway-partial/` directory first, are flushed to disk and renamed into place, so a reader
+/// never sees half a blob and of two concurrent writers of one key the last rename wins whole, as
+/// on S3, where a PUT is atomic by itself.
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     backend: Backend,
@@ -24,14 +28,35 @@ enum Backend {
     S3(Arc<S3Bucket>),
 }
 
+/// The directory under a local store's root that holds writes in progress; no key may enter it.
+const PARTIAL: &str = ".causeway-partial";
+
+/// The longest segment of a key, in bytes (what file systems allow for one name).
+pub const MAX_SEGMENT_BYTES: usize = 255;
+
+/// Distinguishes temporary files of one process.
+static WRITES: AtomicU64 = AtomicU64::new(0);
+
 /// Checks that `key` is a relative path of plain segments.
 fn checked_key(key: &str) -> Result<&Path> {
     let relative = Path::new(key);
     let plain = !key.is_empty()
         && !key.contains('\\')
+        && !key.contains('\0')
         && !key.ends_with('/')
+        && key.split('/').next().is_none_or(|first| first != PARTIAL)
         && relative.components().all(|component| matches!(component, Component::Normal(_)));
-    if plain { Ok(relative) } else { Err(Error::InvalidKey(key.to_string())) }
+    if !plain {
+        return Err(Error::InvalidKey(key.to_string()));
+    }
+    if let Some(long) = key.split('/').find(|segment| segment.len() > MAX_SEGMENT_BYTES) {
+        return Err(Error::InvalidValue(format!(
+            "a path segment has {} bytes; at most {MAX_SEGMENT_BYTES} are allowed (`{}…`)",
+            long.len(),
+            long.chars().take(24).collect::<String>()
+        )));
+    }
+    Ok(relative)
 }
 
 impl BlobStore {
@@ -78,15 +103,93 @@ impl BlobStore {
         match &self.backend {
             Backend::Local(root) => {
                 let path = Self::local_path(root, key)?;
-                if let Some(parent) = path.parent() {
-                    fs::create_dir_all(parent).map_err(|source| io_error("create directory", parent, source))?;
-                }
-                let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
-                fs::write(&temporary, bytes).map_err(|source| io_error("write", &temporary, source))?;
-                fs::rename(&temporary, &path).map_err(|source| io_error("rename", &path, source))
+                let (temporary, mut file) = Self::temporary_file(root)?;
+                let written = file.write_all(bytes).and_then(|()| file.sync_data());
+                drop(file);
+                Self::finish_write(key, &path, &temporary, written)
             }
             Backend::S3(bucket) => bucket.put(checked_key(key).map(|_| key)?, bytes),
         }
+    }
+
+    /// Writes the blobs `parts`, in order, as one blob under `key` without holding more than one
+    /// part (on S3, one part plus 8 MiB) in memory; returns its size. The parts stay.
+    pub fn put_joined(&self, key: &str, parts: &[String]) -> Result<u64> {
+        match &self.backend {
+            Backend::Local(root) => {
+                let path = Self::local_path(root, key)?;
+                let (temporary, mut file) = Self::temporary_file(root)?;
+                let mut size = 0;
+                let mut written = Ok(());
+                for part in parts {
+                    let source = Self::local_path(root, part)?;
+                    let copied = fs::File::open(&source).and_then(|mut input| std::io::copy(&mut input, &mut file));
+                    match copied {
+                        Ok(bytes) => size += bytes,
+                        Err(error) => {
+                            written = Err(error);
+                            break;
+                        }
+                    }
+                }
+                let written = written.and_then(|()| file.sync_data());
+                drop(file);
+                Self::finish_write(key, &path, &temporary, written)?;
+                Ok(size)
+            }
+            Backend::S3(bucket) => {
+                checked_key(key)?;
+                join_on_s3(
+                    bucket,
+                    key,
+                    parts.iter().map(|part| bucket.get(part)?.ok_or_else(|| Error::NotFound(format!("blob `{part}`")))),
+                )
+            }
+        }
+    }
+
+    /// A new, uniquely named file for a write in progress.
+    fn temporary_file(root: &Path) -> Result<(PathBuf, fs::File)> {
+        let directory = root.join(PARTIAL);
+        fs::create_dir_all(&directory).map_err(|source| io_error("create directory", &directory, source))?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.subsec_nanos());
+        let name = format!("{}-{}-{nanos}", std::process::id(), WRITES.fetch_add(1, Ordering::Relaxed));
+        let path = directory.join(name);
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|source| io_error("create", &path, source))?;
+        Ok((path, file))
+    }
+
+    /// Moves a written temporary file into place (or removes it when writing failed).
+    fn finish_write(key: &str, path: &Path, temporary: &Path, written: std::io::Result<()>) -> Result<()> {
+        let placed = written.map_err(|source| io_error("write", temporary, source)).and_then(|()| {
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent).map_err(|source| match source.kind() {
+                    std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotADirectory => {
+                        Error::InvalidValue(format!("cannot write `{key}`: a parent of it is a file"))
+                    }
+                    _ => io_error("create directory", parent, source),
+                })?;
+            }
+            if path.is_dir() {
+                return Err(Error::InvalidValue(format!("cannot write `{key}`: it is a directory")));
+            }
+            fs::rename(temporary, path).map_err(|source| match source.kind() {
+                std::io::ErrorKind::IsADirectory | std::io::ErrorKind::DirectoryNotEmpty => {
+                    Error::InvalidValue(format!("cannot write `{key}`: it is a directory"))
+                }
+                _ => io_error("rename", path, source),
+            })
+        });
+        if placed.is_err() {
+            let _ = fs::remove_file(temporary);
+        }
+        placed
     }
 
     /// Reads the blob under `key`.
@@ -164,7 +267,7 @@ impl BlobStore {
                 for entry in fs::read_dir(&directory).map_err(|source| io_error("list", &directory, source))? {
                     let entry = entry.map_err(|source| io_error("list", &directory, source))?;
                     let name = entry.file_name().to_string_lossy().to_string();
-                    if name.contains(".tmp-") {
+                    if prefix.is_empty() && name == PARTIAL {
                         continue;
                     }
                     let metadata = entry.metadata().map_err(|source| io_error("inspect", &entry.path(), source))?;
@@ -212,17 +315,64 @@ fn collect_files(directory: &Path, root: &Path, keys: &mut Vec<String>) -> Resul
     for entry in entries {
         let entry = entry.map_err(|source| io_error("list", directory, source))?;
         let path = entry.path();
+        if path == root.join(PARTIAL) {
+            continue;
+        }
         if path.is_dir() {
             collect_files(&path, root, keys)?;
         } else if let Ok(relative) = path.strip_prefix(root) {
             let key =
                 relative.components().map(|part| part.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
-            if !key.contains(".tmp-") {
-                keys.push(key);
-            }
+            keys.push(key);
         }
     }
     Ok(())
+}
+
+/// The part size a join on S3 sends (S3 refuses parts under 5 MiB but the last).
+const S3_PART_BYTES: usize = 8 << 20;
+
+/// Joins `parts` into one object under `key` with an S3 multipart upload, coalescing small parts.
+fn join_on_s3(bucket: &S3Bucket, key: &str, parts: impl Iterator<Item = Result<Vec<u8>>>) -> Result<u64> {
+    let mut parts = parts.peekable();
+    let mut buffer: Vec<u8> = Vec::new();
+    let mut size = 0_u64;
+    let mut upload: Option<String> = None;
+    let mut sent: Vec<(u32, String)> = Vec::new();
+    let outcome = (|| {
+        while let Some(part) = parts.next() {
+            let part = part?;
+            size += part.len() as u64;
+            if buffer.is_empty() {
+                buffer = part
+            } else {
+                buffer.extend_from_slice(&part)
+            }
+            let last = parts.peek().is_none();
+            if last && upload.is_none() {
+                return bucket.put(key, &buffer);
+            }
+            if buffer.len() >= S3_PART_BYTES || last {
+                let id = match &upload {
+                    Some(id) => id.clone(),
+                    None => upload.insert(bucket.create_multipart(key)?).clone(),
+                };
+                let number = sent.len() as u32 + 1;
+                sent.push((number, bucket.upload_part(key, &id, number, &buffer)?));
+                buffer.clear();
+            }
+        }
+        match &upload {
+            Some(id) => bucket.complete_multipart(key, id, &sent),
+            None => bucket.put(key, &buffer),
+        }
+    })();
+    if outcome.is_err()
+        && let Some(id) = &upload
+    {
+        let _ = bucket.abort_multipart(key, id);
+    }
+    outcome.map(|()| size)
 }
 
 pub(crate) fn io_error(action: &'static str, path: &Path, source: std::io::Error) -> Error {
@@ -246,6 +396,42 @@ mod tests {
             assert!(matches!(store.put(bad, b"x"), Err(Error::InvalidKey(_))), "{bad}");
         }
         assert!(matches!(store.get("missing"), Err(Error::NotFound(_))));
+        Ok(())
+    }
+
+    #[test]
+    fn writes_in_progress_never_show_and_names_that_look_temporary_do() -> Result<()> {
+        let directory = tempfile::tempdir().map_err(|source| io_error("tempdir", Path::new("."), source))?;
+        let store = BlobStore::open(directory.path().join("blobs"))?;
+        // Names like the old temporary files are ordinary artifacts now.
+        store.put("runs/model.tmp-42", b"mine")?;
+        store.put("runs/model.json", b"{}")?;
+        assert_eq!(store.list("runs")?, vec!["runs/model.json", "runs/model.tmp-42"]);
+        assert!(store.list_directory("")?.iter().all(|(name, _, _)| name != PARTIAL));
+        assert!(matches!(store.put(&format!("{PARTIAL}/x"), b"x"), Err(Error::InvalidKey(_))));
+        assert!(matches!(store.put(&format!("a/{}", "b".repeat(256)), b"x"), Err(Error::InvalidValue(_))));
+        // Onto a directory, or under a file: refused without a server path.
+        for (key, why) in [("runs", "is a directory"), ("runs/model.json/inner", "is a file")] {
+            match store.put(key, b"x") {
+                Err(Error::InvalidValue(message)) => {
+                    assert!(message.contains(why) && !message.contains("blobs/"), "{message}")
+                }
+                other => panic!("{key}: {other:?}"),
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn joins_parts_by_streaming_them_into_place() -> Result<()> {
+        let directory = tempfile::tempdir().map_err(|source| io_error("tempdir", Path::new("."), source))?;
+        let store = BlobStore::open(directory.path().join("blobs"))?;
+        store.put("parts/1", b"hello ")?;
+        store.put("parts/2", b"world")?;
+        assert_eq!(store.put_joined("joined/file", &["parts/1".into(), "parts/2".into()])?, 11);
+        assert_eq!(store.get("joined/file")?, b"hello world");
+        assert!(matches!(store.put_joined("joined/other", &["parts/3".into()]), Err(Error::Io { .. })));
+        assert!(!store.contains("joined/other")?, "a failed join leaves nothing behind");
         Ok(())
     }
 }

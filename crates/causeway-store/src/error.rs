@@ -41,6 +41,9 @@ pub enum Error {
     /// The thing to create exists already.
     #[error("{0} already exists")]
     AlreadyExists(String),
+    /// The thing changed since the caller read it (a compare-and-set on a generation failed).
+    #[error("{0}")]
+    Conflict(String),
     /// A value is not acceptable (immutable parameter changed, name taken, limit exceeded, …).
     #[error("{0}")]
     InvalidValue(String),
@@ -64,6 +67,7 @@ impl HasErrorCode for Error {
         match self {
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            Self::Conflict(_) => ErrorCode::Conflict,
             Self::InvalidValue(_) => ErrorCode::InvalidInput,
             Self::InvalidKey(_) => ErrorCode::InvalidInput,
             Self::Sql(_)

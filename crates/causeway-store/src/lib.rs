@@ -10,6 +10,7 @@ mod error;
 pub mod logged_models;
 mod meta;
 pub mod registry;
+pub mod rollout;
 mod s3;
 pub mod search;
 pub mod tokens;
@@ -17,11 +18,12 @@ pub mod tracking;
 
 pub use blob::BlobStore;
 pub use error::{Error, Result};
-pub use logged_models::{LoggedModel, NewLoggedModel};
-pub use meta::{MetaStore, SCHEMA_VERSION};
+pub use logged_models::{LoggedModel, LoggedModelMetric, NewLoggedModel};
+pub use meta::{Durability, MetaStore, SCHEMA_VERSION};
 pub use registry::{NewVersion, RegisteredModel, RegistryVersion};
-pub use tokens::{ApiToken, Scope};
-pub use tracking::{DatasetInput, Experiment, MetricPoint, NewRun, TrackedRun, ViewType};
+pub use rollout::{Rollout, RolloutChange};
+pub use tokens::{ApiToken, Scope, random_hex};
+pub use tracking::{DatasetInput, Experiment, MetricPoint, ModelMetricLink, NewRun, TrackedRun, ViewType};
 
 /// Test stores on either backend, and the macro that runs a test body on both.
 #[cfg(test)]

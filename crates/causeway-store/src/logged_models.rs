@@ -37,6 +37,27 @@ pub struct LoggedModel {
     pub tags: BTreeMap<String, String>,
     /// Parameters.
     pub params: BTreeMap<String, String>,
+    /// Metrics logged with this model's id, in the order they were logged.
+    pub metrics: Vec<LoggedModelMetric>,
+}
+
+/// A metric point of a logged model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoggedModelMetric {
+    /// The metric's name.
+    pub key: String,
+    /// The value.
+    pub value: f64,
+    /// When it was measured (epoch ms).
+    pub timestamp: i64,
+    /// The step.
+    pub step: i64,
+    /// The run that logged it.
+    pub run_id: String,
+    /// The dataset it was measured on (may be empty).
+    pub dataset_name: String,
+    /// That dataset's digest (may be empty).
+    pub dataset_digest: String,
 }
 
 /// What a new logged model is created from.
@@ -129,6 +150,7 @@ impl MetaStore {
                         last_updated_time: row.get(9)?,
                         tags: BTreeMap::new(),
                         params: BTreeMap::new(),
+                        metrics: Vec::new(),
                     })
                 },
             )
@@ -138,6 +160,23 @@ impl MetaStore {
             .query_pairs("SELECT key, value FROM logged_model_tags WHERE model_id = ?1", params![model_id])?;
         model.params = connection
             .query_pairs("SELECT key, value FROM logged_model_params WHERE model_id = ?1", params![model_id])?;
+        model.metrics = connection.query_map(
+            "SELECT key, value, at_ms, step, is_nan, run_id, dataset_name, dataset_digest FROM logged_model_metrics
+             WHERE model_id = ?1 ORDER BY at_ms, step, key",
+            params![model_id],
+            |row| {
+                let is_nan: bool = row.get(4)?;
+                Ok(LoggedModelMetric {
+                    key: row.get(0)?,
+                    value: if is_nan { f64::NAN } else { row.get(1)? },
+                    timestamp: row.get(2)?,
+                    step: row.get(3)?,
+                    run_id: row.get(5)?,
+                    dataset_name: row.get(6)?,
+                    dataset_digest: row.get(7)?,
+                })
+            },
+        )?;
         Ok(model)
     }
 
@@ -191,10 +230,16 @@ impl MetaStore {
                     "INSERT INTO logged_model_tags (model_id, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
                     params![model_id, key, value],
                 )?,
-                None => transaction.execute(
-                    "DELETE FROM logged_model_tags WHERE model_id = ?1 AND key = ?2",
-                    params![model_id, key],
-                )?,
+                None => {
+                    let removed = transaction.execute(
+                        "DELETE FROM logged_model_tags WHERE model_id = ?1 AND key = ?2",
+                        params![model_id, key],
+                    )?;
+                    if removed == 0 {
+                        return Err(Error::NotFound(format!("tag `{key}` of logged model `{model_id}`")));
+                    }
+                    removed
+                }
             };
         }
         transaction.commit()?;

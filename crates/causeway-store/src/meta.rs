@@ -5,9 +5,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::db::{Connection, OptionalRow, PostgresConnection, Row, params};
-use causeway_types::{
-    DatasetVersion, Event, EventKind, LabelRecord, ModelVersionRecord, RolloutMode, RunRecord, RunStatus, TrafficPolicy,
-};
+use causeway_types::{DatasetVersion, Event, EventKind, LabelRecord, ModelVersionRecord, RunRecord, RunStatus};
 
 use crate::error::{Error, Result};
 
@@ -78,8 +76,29 @@ const MIGRATION_2: &str = "CREATE TABLE experiments (
      CREATE TABLE api_tokens (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, scope TEXT NOT NULL, secret_hash TEXT NOT NULL UNIQUE,
         created_ms INTEGER NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);";
 
+/// Migration 3: a metric point is stored once (MLflow's clients log some twice, and MLflow keeps
+/// one), metrics linked to MLflow 3 logged models, and models as run inputs.
+const MIGRATION_3: &str = "DELETE FROM run_metrics WHERE rowid NOT IN
+        (SELECT MIN(rowid) FROM run_metrics GROUP BY run_id, key, step, at_ms, value, is_nan);
+     CREATE UNIQUE INDEX run_metrics_once ON run_metrics (run_id, key, step, at_ms, value, is_nan);
+     CREATE TABLE logged_model_metrics (model_id TEXT NOT NULL, run_id TEXT NOT NULL, key TEXT NOT NULL,
+        value REAL NOT NULL, step INTEGER NOT NULL, at_ms INTEGER NOT NULL, is_nan INTEGER NOT NULL DEFAULT 0,
+        dataset_name TEXT NOT NULL DEFAULT '', dataset_digest TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (model_id, key, step, at_ms, value, is_nan, run_id, dataset_name, dataset_digest));
+     CREATE TABLE run_model_inputs (run_id TEXT NOT NULL, model_id TEXT NOT NULL, PRIMARY KEY (run_id, model_id));";
+
+/// Migration 3 for PostgreSQL.
+const POSTGRES_MIGRATION_3: &str = "DELETE FROM run_metrics WHERE rowid NOT IN
+        (SELECT MIN(rowid) FROM run_metrics GROUP BY run_id, key, step, at_ms, value, is_nan);
+     CREATE UNIQUE INDEX run_metrics_once ON run_metrics (run_id, key, step, at_ms, value, is_nan);
+     CREATE TABLE logged_model_metrics (model_id TEXT NOT NULL, run_id TEXT NOT NULL, key TEXT NOT NULL,
+        value DOUBLE PRECISION NOT NULL, step BIGINT NOT NULL, at_ms BIGINT NOT NULL, is_nan BIGINT NOT NULL DEFAULT 0,
+        dataset_name TEXT NOT NULL DEFAULT '', dataset_digest TEXT NOT NULL DEFAULT '', rowid BIGSERIAL,
+        PRIMARY KEY (model_id, key, step, at_ms, value, is_nan, run_id, dataset_name, dataset_digest));
+     CREATE TABLE run_model_inputs (run_id TEXT NOT NULL, model_id TEXT NOT NULL, PRIMARY KEY (run_id, model_id));";
+
 /// Migrations, applied in order; the store's schema version is the number applied.
-const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -144,7 +163,38 @@ const POSTGRES_SCHEMA_2: &str = "CREATE TABLE datasets (
         created_ms BIGINT NOT NULL, revoked BIGINT NOT NULL DEFAULT 0);";
 
 /// PostgreSQL migrations as (the version they bring the store to, their SQL).
-const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[(2, POSTGRES_SCHEMA_2)];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[(2, POSTGRES_SCHEMA_2), (3, POSTGRES_MIGRATION_3)];
+
+/// How SQLite makes an acknowledged write durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Every commit reaches the disk before it is acknowledged (`synchronous=FULL`): nothing
+    /// acknowledged is lost on power loss, as with PostgreSQL's default `synchronous_commit=on`.
+    /// The default.
+    Full,
+    /// Commits reach the operating system, and the disk at checkpoints (`synchronous=NORMAL`):
+    /// a crash of the process loses nothing, power loss can lose the last commits. Faster for
+    /// many small writes.
+    Normal,
+}
+
+impl Durability {
+    /// Reads `full` or `normal`.
+    pub fn parse(text: &str) -> Result<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "full" => Ok(Self::Full),
+            "normal" => Ok(Self::Normal),
+            other => Err(Error::InvalidValue(format!("durability `{other}` is not `full` or `normal`"))),
+        }
+    }
+
+    fn sqlite_synchronous(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Normal => "NORMAL",
+        }
+    }
+}
 
 /// Datasets, runs, model versions, aliases, traffic policies, labels and events.
 ///
@@ -157,11 +207,17 @@ pub struct MetaStore {
 }
 
 impl MetaStore {
-    /// Opens (creating and migrating if needed) the SQLite store at `path`.
+    /// Opens (creating and migrating if needed) the SQLite store at `path`, durable as
+    /// [`Durability::Full`].
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_sqlite(path, Durability::Full)
+    }
+
+    /// Opens the SQLite store at `path` with a chosen durability.
+    pub fn open_sqlite(path: &Path, durability: Durability) -> Result<Self> {
         let connection = rusqlite::Connection::open(path)?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
-        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        connection.pragma_update(None, "synchronous", durability.sqlite_synchronous())?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
         Self::migrate_sqlite(connection)
@@ -173,13 +229,17 @@ impl MetaStore {
     }
 
     /// Opens the store a URL names: `postgresql://…` (or `postgres://…`) for PostgreSQL,
-    /// `sqlite:///path/to/meta.db` or a plain path for SQLite.
+    /// `sqlite:///path/to/meta.db[?durability=full|normal]` or a plain path for SQLite.
     pub fn open_url(url: &str) -> Result<Self> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Self::open_postgres(url)
-        } else {
-            Self::open(Path::new(url.strip_prefix("sqlite://").unwrap_or(url)))
+            return Self::open_postgres(url);
         }
+        let path = url.strip_prefix("sqlite://").unwrap_or(url);
+        let (path, durability) = match path.split_once("?durability=") {
+            Some((path, level)) => (path, Durability::parse(level)?),
+            None => (path, Durability::Full),
+        };
+        Self::open_sqlite(Path::new(path), durability)
     }
 
     /// Connects to PostgreSQL (creating and migrating the tables if needed). A `schema=NAME`
@@ -381,7 +441,8 @@ impl MetaStore {
         let mut transaction = connection.transaction()?;
         for (key, value) in metrics {
             transaction.execute(
-                "INSERT INTO run_metrics (run_id, key, value, step, at_ms, is_nan) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO run_metrics (run_id, key, value, step, at_ms, is_nan) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT DO NOTHING",
                 params![run_id, key, if value.is_nan() { 0.0 } else { *value }, step, at_ms, value.is_nan()],
             )?;
         }
@@ -521,77 +582,6 @@ impl MetaStore {
         self.lock().query_map("SELECT DISTINCT model FROM model_versions ORDER BY model", params![], |row| row.get(0))
     }
 
-    /// Points `alias` of `model` at `version`, recording history and an audit event.
-    pub fn set_alias(
-        &self,
-        model: &str,
-        alias: &str,
-        version: u32,
-        actor: &str,
-        at_ms: i64,
-        reason: &str,
-    ) -> Result<()> {
-        let mut connection = self.lock();
-        let mut transaction = connection.transaction()?;
-        let exists: Option<u32> = transaction
-            .query_row(
-                "SELECT version FROM model_versions WHERE model = ?1 AND version = ?2",
-                params![model, version],
-                |row| row.get(0),
-            )
-            .optional()?;
-        if exists.is_none() {
-            return Err(Error::NotFound(format!("model `{model}` version {version}")));
-        }
-        transaction.execute(
-            "INSERT INTO aliases (model, alias, version, updated_ms) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (model, alias) DO UPDATE SET version = excluded.version, updated_ms = excluded.updated_ms",
-            params![model, alias, version, at_ms],
-        )?;
-        transaction.execute(
-            "INSERT INTO alias_history (model, alias, version, at_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![model, alias, version, at_ms],
-        )?;
-        insert_event(
-            &mut transaction,
-            &audit(
-                at_ms,
-                actor,
-                model,
-                format!("{model}@{alias} -> version {version}{}", reason_suffix(reason)),
-                serde_json::json!({"action": "set_alias", "alias": alias, "version": version, "reason": reason}),
-            ),
-        )?;
-        transaction.commit()?;
-        Ok(())
-    }
-
-    /// Removes `alias` from `model` (no error when it was not set).
-    pub fn delete_alias(&self, model: &str, alias: &str, actor: &str, at_ms: i64, reason: &str) -> Result<()> {
-        let mut connection = self.lock();
-        let mut transaction = connection.transaction()?;
-        let removed =
-            transaction.execute("DELETE FROM aliases WHERE model = ?1 AND alias = ?2", params![model, alias])?;
-        if removed > 0 {
-            transaction.execute(
-                "INSERT INTO alias_history (model, alias, version, at_ms) VALUES (?1, ?2, NULL, ?3)",
-                params![model, alias, at_ms],
-            )?;
-            insert_event(
-                &mut transaction,
-                &audit(
-                    at_ms,
-                    actor,
-                    model,
-                    format!("{model}@{alias} removed{}", reason_suffix(reason)),
-                    serde_json::json!({"action": "delete_alias", "alias": alias, "reason": reason}),
-                ),
-            )?;
-        }
-        transaction.commit()?;
-        Ok(())
-    }
-
     /// The version `alias` points at, if set.
     pub fn alias(&self, model: &str, alias: &str) -> Result<Option<u32>> {
         self.lock()
@@ -604,67 +594,6 @@ impl MetaStore {
     /// All aliases of a model, by name.
     pub fn aliases(&self, model: &str) -> Result<BTreeMap<String, u32>> {
         self.lock().query_pairs("SELECT alias, version FROM aliases WHERE model = ?1", params![model])
-    }
-
-    /// Points `alias` back at the version it had before its current one, and returns that version.
-    pub fn rollback_alias(&self, model: &str, alias: &str, actor: &str, at_ms: i64, reason: &str) -> Result<u32> {
-        let current = self.alias(model, alias)?.ok_or_else(|| Error::NotFound(format!("alias `{model}@{alias}`")))?;
-        let previous: Option<u32> = {
-            let versions: Vec<u32> = self.lock().query_map(
-                "SELECT version FROM alias_history WHERE model = ?1 AND alias = ?2 AND version IS NOT NULL ORDER BY id DESC",
-                params![model, alias],
-                |row| row.get(0),
-            )?;
-            versions.into_iter().find(|version| *version != current)
-        };
-        let previous = previous.ok_or_else(|| Error::NotFound(format!("an earlier version of `{model}@{alias}`")))?;
-        let reason = if reason.is_empty() { "rollback".to_string() } else { format!("rollback: {reason}") };
-        self.set_alias(model, alias, previous, actor, at_ms, &reason)?;
-        Ok(previous)
-    }
-
-    /// Stores the traffic policy of a model, bumping its generation, with an audit event.
-    pub fn set_traffic(&self, policy: &TrafficPolicy, actor: &str, at_ms: i64) -> Result<TrafficPolicy> {
-        let mut connection = self.lock();
-        let mut transaction = connection.transaction()?;
-        let generation: i64 = transaction
-            .query_row("SELECT generation FROM traffic WHERE model = ?1", params![policy.model], |row| row.get(0))
-            .optional()?
-            .unwrap_or(0)
-            + 1;
-        let stored = TrafficPolicy { generation, ..policy.clone() };
-        transaction.execute(
-            "INSERT INTO traffic (model, policy_json, generation) VALUES (?1, ?2, ?3)
-             ON CONFLICT (model) DO UPDATE SET policy_json = excluded.policy_json, generation = excluded.generation",
-            params![stored.model, serde_json::to_string(&stored)?, generation],
-        )?;
-        let mode = match stored.mode {
-            RolloutMode::ChampionOnly => "champion only".to_string(),
-            RolloutMode::Shadow => "shadow".to_string(),
-            RolloutMode::Canary { share } => format!("canary {:.0}%", share * 100.0),
-        };
-        let challenger = stored.challenger.map(|version| format!(", challenger v{version}")).unwrap_or_default();
-        insert_event(
-            &mut transaction,
-            &audit(
-                at_ms,
-                actor,
-                &stored.model,
-                format!("traffic of {}: champion v{}{challenger}, {mode}", stored.model, stored.champion),
-                serde_json::to_value(&stored)?,
-            ),
-        )?;
-        transaction.commit()?;
-        Ok(stored)
-    }
-
-    /// The traffic policy of a model, if one was set.
-    pub fn traffic(&self, model: &str) -> Result<Option<TrafficPolicy>> {
-        let json: Option<String> = self
-            .lock()
-            .query_row("SELECT policy_json FROM traffic WHERE model = ?1", params![model], |row| row.get(0))
-            .optional()?;
-        json.map(|json| serde_json::from_str(&json).map_err(Error::from)).transpose()
     }
 
     // ---- events ---------------------------------------------------------------------------
@@ -800,7 +729,7 @@ fn run_from_row(row: &Row) -> Result<RunRecord> {
     })
 }
 
-fn insert_event(connection: &mut Connection, event: &Event) -> Result<i64> {
+pub(crate) fn insert_event(connection: &mut Connection, event: &Event) -> Result<i64> {
     connection.query_row(
         "INSERT INTO events (at_ms, kind, actor, subject, message, details_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          RETURNING id",
@@ -856,7 +785,7 @@ pub(crate) fn insert_audit(
     insert_event(connection, &audit(at_ms, actor, subject, message, serde_json::Value::Null))
 }
 
-fn audit(at_ms: i64, actor: &str, subject: &str, message: String, details: serde_json::Value) -> Event {
+pub(crate) fn audit(at_ms: i64, actor: &str, subject: &str, message: String, details: serde_json::Value) -> Event {
     Event {
         id: 0,
         at_ms,
@@ -868,7 +797,7 @@ fn audit(at_ms: i64, actor: &str, subject: &str, message: String, details: serde
     }
 }
 
-fn reason_suffix(reason: &str) -> String {
+pub(crate) fn reason_suffix(reason: &str) -> String {
     if reason.is_empty() { String::new() } else { format!(" ({reason})") }
 }
 
@@ -908,25 +837,10 @@ mod tests {
         store.delete_alias("fraud", "champion", "test", 60, "")?;
         assert_eq!(store.alias("fraud", "champion")?, None);
         let audits = store.events(Some(EventKind::Audit))?;
-        assert_eq!(audits.len(), 3 + 3 + 1, "{audits:#?}");
+        // Three registrations; each of the four champion changes moves the alias and the traffic.
+        assert_eq!(audits.len(), 3 + (3 + 1) * 2, "{audits:#?}");
         assert!(audits.iter().any(|event| event.message.contains("rollback: worse")));
         assert_eq!(store.model_versions("fraud")?[0].metrics.get("auc"), Some(&0.9));
-        Ok(())
-    }
-
-    fn traffic_generation_increases(location: &TestStore) -> Result<()> {
-        let store = location.open()?;
-        let policy = TrafficPolicy {
-            model: "fraud".into(),
-            champion: 1,
-            challenger: None,
-            mode: RolloutMode::ChampionOnly,
-            generation: 0,
-        };
-        assert_eq!(store.set_traffic(&policy, "test", 1)?.generation, 1);
-        let canary = TrafficPolicy { challenger: Some(2), mode: RolloutMode::Canary { share: 0.05 }, ..policy };
-        assert_eq!(store.set_traffic(&canary, "test", 2)?.generation, 2);
-        assert_eq!(store.traffic("fraud")?.map(|stored| stored.mode), Some(RolloutMode::Canary { share: 0.05 }));
         Ok(())
     }
 
@@ -1050,7 +964,6 @@ mod tests {
 
     on_both_backends!(
         versions_aliases_rollback_and_audit,
-        traffic_generation_increases,
         runs_labels_and_reopen_keep_data,
         datasets_events_and_state,
         concurrent_writers_and_a_second_process_lose_nothing,

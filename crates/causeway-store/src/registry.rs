@@ -81,12 +81,13 @@ pub struct NewVersion {
 }
 
 impl MetaStore {
-    /// Creates a registered model.
+    /// Creates a registered model (audited).
     pub fn create_registered_model(
         &self,
         name: &str,
         description: &str,
         tags: &[(String, String)],
+        actor: &str,
         at_ms: i64,
     ) -> Result<()> {
         if name.trim().is_empty() {
@@ -108,6 +109,7 @@ impl MetaStore {
                 params![name, key, value],
             )?;
         }
+        crate::meta::insert_audit(&mut transaction, at_ms, actor, name, format!("created registered model {name}"))?;
         transaction.commit()?;
         Ok(())
     }
@@ -148,15 +150,19 @@ impl MetaStore {
         names.iter().map(|name| self.registered_model(name)).collect()
     }
 
-    /// Changes a registered model's description.
-    pub fn describe_registered_model(&self, name: &str, description: &str, at_ms: i64) -> Result<()> {
-        let changed = self.lock().execute(
+    /// Changes a registered model's description (audited).
+    pub fn describe_registered_model(&self, name: &str, description: &str, actor: &str, at_ms: i64) -> Result<()> {
+        let mut connection = self.lock();
+        let mut transaction = connection.transaction()?;
+        let changed = transaction.execute(
             "UPDATE registered_models SET description = ?2, last_updated_time = ?3 WHERE name = ?1",
             params![name, description, at_ms],
         )?;
         if changed == 0 {
             return Err(Error::NotFound(format!("registered model `{name}`")));
         }
+        crate::meta::insert_audit(&mut transaction, at_ms, actor, name, format!("changed the description of {name}"))?;
+        transaction.commit()?;
         Ok(())
     }
 
@@ -177,6 +183,19 @@ impl MetaStore {
         }
         for table in ["model_versions", "aliases", "alias_history", "traffic"] {
             transaction.execute(&format!("UPDATE {table} SET model = ?2 WHERE model = ?1"), params![name, new_name])?;
+        }
+        // The stored policy names its model too.
+        let policy: Option<String> = transaction
+            .query_row("SELECT policy_json FROM traffic WHERE model = ?1", params![new_name], |row| row.get(0))
+            .optional()?;
+        if let Some(json) = policy
+            && let Some(mut policy) = serde_json::from_str::<Option<causeway_types::TrafficPolicy>>(&json)?
+        {
+            policy.model = new_name.to_string();
+            transaction.execute(
+                "UPDATE traffic SET policy_json = ?2 WHERE model = ?1",
+                params![new_name, serde_json::to_string(&Some(policy))?],
+            )?;
         }
         crate::meta::insert_audit(
             &mut transaction,
@@ -205,18 +224,34 @@ impl MetaStore {
         Ok(())
     }
 
-    /// Sets or removes (`value` = None) a registered-model tag.
-    pub fn set_registered_model_tag(&self, name: &str, key: &str, value: Option<&str>) -> Result<()> {
+    /// Sets or removes (`value` = None) a registered-model tag (audited).
+    pub fn set_registered_model_tag(
+        &self,
+        name: &str,
+        key: &str,
+        value: Option<&str>,
+        actor: &str,
+        at_ms: i64,
+    ) -> Result<()> {
         self.registered_model(name)?;
         let mut connection = self.lock();
-        match value {
-            Some(value) => connection.execute(
-                "INSERT INTO registered_model_tags (name, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (name, key) DO UPDATE SET value = excluded.value",
-                params![name, key, value],
-            )?,
-            None => connection
-                .execute("DELETE FROM registered_model_tags WHERE name = ?1 AND key = ?2", params![name, key])?,
+        let mut transaction = connection.transaction()?;
+        let message = match value {
+            Some(value) => {
+                transaction.execute(
+                    "INSERT INTO registered_model_tags (name, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (name, key) DO UPDATE SET value = excluded.value",
+                    params![name, key, value],
+                )?;
+                format!("set tag {key} of {name}")
+            }
+            None => {
+                transaction
+                    .execute("DELETE FROM registered_model_tags WHERE name = ?1 AND key = ?2", params![name, key])?;
+                format!("deleted tag {key} of {name}")
+            }
         };
+        crate::meta::insert_audit(&mut transaction, at_ms, actor, name, message)?;
+        transaction.commit()?;
         Ok(())
     }
 
@@ -299,46 +334,84 @@ impl MetaStore {
         keys.iter().map(|(name, version)| self.registry_version(name, *version)).collect()
     }
 
-    /// Changes a version's description.
-    pub fn describe_model_version(&self, name: &str, version: u32, description: &str, at_ms: i64) -> Result<()> {
-        let changed = self.lock().execute(
+    /// Changes a version's description (audited).
+    pub fn describe_model_version(
+        &self,
+        name: &str,
+        version: u32,
+        description: &str,
+        actor: &str,
+        at_ms: i64,
+    ) -> Result<()> {
+        let mut connection = self.lock();
+        let mut transaction = connection.transaction()?;
+        let changed = transaction.execute(
             "UPDATE model_versions SET description = ?3, last_updated_ms = ?4 WHERE model = ?1 AND version = ?2",
             params![name, version, description, at_ms],
         )?;
         if changed == 0 {
             return Err(Error::NotFound(format!("model version `{name}` version {version}")));
         }
+        crate::meta::insert_audit(
+            &mut transaction,
+            at_ms,
+            actor,
+            name,
+            format!("changed the description of {name} version {version}"),
+        )?;
+        transaction.commit()?;
         Ok(())
     }
 
-    /// Deletes a version and the aliases pointing at it (audited).
+    /// Deletes a version and the aliases pointing at it (audited). A deleted champion stops the
+    /// model answering (nothing else is promoted behind the caller's back); a deleted challenger
+    /// ends its rollout.
     pub fn delete_model_version(&self, name: &str, version: u32, actor: &str, at_ms: i64) -> Result<()> {
         self.registry_version(name, version)?;
         let mut connection = self.lock();
         let mut transaction = connection.transaction()?;
+        crate::rollout::forget_version(&mut transaction, name, version, actor, at_ms)?;
         transaction.execute("DELETE FROM model_versions WHERE model = ?1 AND version = ?2", params![name, version])?;
         transaction
             .execute("DELETE FROM model_version_tags WHERE name = ?1 AND version = ?2", params![name, version])?;
-        transaction.execute("DELETE FROM aliases WHERE model = ?1 AND version = ?2", params![name, version])?;
+        transaction
+            .execute("UPDATE registered_models SET last_updated_time = ?2 WHERE name = ?1", params![name, at_ms])?;
         crate::meta::insert_audit(&mut transaction, at_ms, actor, name, format!("deleted {name} version {version}"))?;
         transaction.commit()?;
         Ok(())
     }
 
-    /// Sets or removes (`value` = None) a version tag.
-    pub fn set_model_version_tag(&self, name: &str, version: u32, key: &str, value: Option<&str>) -> Result<()> {
+    /// Sets or removes (`value` = None) a version tag (audited).
+    pub fn set_model_version_tag(
+        &self,
+        name: &str,
+        version: u32,
+        key: &str,
+        value: Option<&str>,
+        actor: &str,
+        at_ms: i64,
+    ) -> Result<()> {
         self.registry_version(name, version)?;
         let mut connection = self.lock();
-        match value {
-            Some(value) => connection.execute(
-                "INSERT INTO model_version_tags (name, version, key, value) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value",
-                params![name, version, key, value],
-            )?,
-            None => connection.execute(
-                "DELETE FROM model_version_tags WHERE name = ?1 AND version = ?2 AND key = ?3",
-                params![name, version, key],
-            )?,
+        let mut transaction = connection.transaction()?;
+        let message = match value {
+            Some(value) => {
+                transaction.execute(
+                    "INSERT INTO model_version_tags (name, version, key, value) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value",
+                    params![name, version, key, value],
+                )?;
+                format!("set tag {key} of {name} version {version}")
+            }
+            None => {
+                transaction.execute(
+                    "DELETE FROM model_version_tags WHERE name = ?1 AND version = ?2 AND key = ?3",
+                    params![name, version, key],
+                )?;
+                format!("deleted tag {key} of {name} version {version}")
+            }
         };
+        crate::meta::insert_audit(&mut transaction, at_ms, actor, name, message)?;
+        transaction.commit()?;
         Ok(())
     }
 }
@@ -350,8 +423,8 @@ mod tests {
 
     fn registered_models_versions_tags_and_shared_aliases(location: &TestStore) -> Result<()> {
         let store = location.open()?;
-        store.create_registered_model("fraud", "card fraud", &[("team".into(), "risk".into())], 1)?;
-        assert!(matches!(store.create_registered_model("fraud", "", &[], 2), Err(Error::AlreadyExists(_))));
+        store.create_registered_model("fraud", "card fraud", &[("team".into(), "risk".into())], "test", 1)?;
+        assert!(matches!(store.create_registered_model("fraud", "", &[], "test", 2), Err(Error::AlreadyExists(_))));
         let first = store.create_model_version(
             &NewVersion {
                 name: "fraud".into(),
@@ -366,8 +439,8 @@ mod tests {
         let model = store.registered_model("fraud")?;
         assert_eq!((model.latest_version, model.aliases.get("champion")), (Some(1), Some(&1)));
         assert_eq!(store.registry_version("fraud", 1)?.aliases, vec!["champion".to_string()]);
-        store.set_model_version_tag("fraud", 1, "validated", Some("yes"))?;
-        store.describe_model_version("fraud", 1, "first", 5)?;
+        store.set_model_version_tag("fraud", 1, "validated", Some("yes"), "test", 5)?;
+        store.describe_model_version("fraud", 1, "first", "test", 5)?;
         let version = store.registry_version("fraud", 1)?;
         assert_eq!(
             (version.tags["validated"].as_str(), version.description.as_str(), version.last_updated_time),

@@ -209,6 +209,53 @@ impl S3Bucket {
         }
     }
 
+    /// Starts a multipart upload of `key` and returns its upload id.
+    pub(crate) fn create_multipart(&self, key: &str) -> Result<String> {
+        let response = self.send("POST", &self.object_key(key), &[("uploads".to_string(), String::new())], &[])?;
+        let text = String::from_utf8_lossy(&response.body);
+        match (response.status, element(&text, "UploadId")) {
+            (200..=299, Some(id)) => Ok(xml_unescape(id)),
+            (status, _) => Err(self.failure("start multipart upload of", key, status, &response.body)),
+        }
+    }
+
+    /// Uploads part `number` (from 1) of a multipart upload and returns its ETag.
+    pub(crate) fn upload_part(&self, key: &str, upload_id: &str, number: u32, bytes: &[u8]) -> Result<String> {
+        let query = [("partNumber".to_string(), number.to_string()), ("uploadId".to_string(), upload_id.to_string())];
+        let response = self.send("PUT", &self.object_key(key), &query, bytes)?;
+        match (response.status, response.etag) {
+            (200..=299, Some(etag)) => Ok(etag),
+            (status, _) => Err(self.failure("upload a part of", key, status, &response.body)),
+        }
+    }
+
+    /// Completes a multipart upload from its parts' (number, ETag), in order.
+    pub(crate) fn complete_multipart(&self, key: &str, upload_id: &str, parts: &[(u32, String)]) -> Result<()> {
+        let listed: String = parts
+            .iter()
+            .map(|(number, etag)| format!("<Part><PartNumber>{number}</PartNumber><ETag>{etag}</ETag></Part>"))
+            .collect();
+        let body = format!("<CompleteMultipartUpload>{listed}</CompleteMultipartUpload>");
+        let query = [("uploadId".to_string(), upload_id.to_string())];
+        let response = self.send("POST", &self.object_key(key), &query, body.as_bytes())?;
+        // S3 may answer 200 and still report an error in the body.
+        let failed = String::from_utf8_lossy(&response.body).contains("<Error>");
+        match response.status {
+            200..=299 if !failed => Ok(()),
+            status => Err(self.failure("complete the multipart upload of", key, status, &response.body)),
+        }
+    }
+
+    /// Abandons a multipart upload, dropping its parts.
+    pub(crate) fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
+        let query = [("uploadId".to_string(), upload_id.to_string())];
+        let response = self.send("DELETE", &self.object_key(key), &query, &[])?;
+        match response.status {
+            200..=299 | 404 => Ok(()),
+            status => Err(self.failure("abort the multipart upload of", key, status, &response.body)),
+        }
+    }
+
     fn failure(&self, action: &str, key: &str, status: u16, body: &[u8]) -> Error {
         let text = String::from_utf8_lossy(body);
         let code = element(&text, "Code").unwrap_or("");
@@ -271,6 +318,7 @@ impl S3Bucket {
             .run(request)
             .map_err(|error| Error::ObjectStore(format!("{method} {url} ({}): {error}", self.describe())))?;
         let status = response.status().as_u16();
+        let etag = response.headers().get("etag").and_then(|value| value.to_str().ok()).map(|value| value.to_string());
         let body = if method == "HEAD" {
             Vec::new()
         } else {
@@ -281,7 +329,7 @@ impl S3Bucket {
                 .read_to_vec()
                 .map_err(|error| Error::ObjectStore(format!("reading {url}: {error}")))?
         };
-        Ok(RawResponse { status, body })
+        Ok(RawResponse { status, body, etag })
     }
 }
 
@@ -329,6 +377,8 @@ fn sign(credentials: &Credentials<'_>, request: &CanonicalRequest<'_>, timestamp
 struct RawResponse {
     status: u16,
     body: Vec<u8>,
+    /// The `ETag` header, when the response had one (part uploads).
+    etag: Option<String>,
 }
 
 /// HMAC-SHA256 (RFC 2104).

@@ -228,7 +228,7 @@ impl Searchable for crate::registry::RegistryVersion {
             Entity::Attribute(name) => match name.as_str() {
                 "run_name" | "name" => Some(Literal::Text(self.name.clone())),
                 "run_id" => Some(Literal::Text(self.run_id.clone())),
-                "source" => Some(Literal::Text(self.source.clone())),
+                "source" | "source_path" => Some(Literal::Text(self.source.clone())),
                 "version" | "version_number" => Some(Literal::Number(f64::from(self.version))),
                 "creation_time" | "creation_timestamp" => Some(Literal::Number(self.creation_time as f64)),
                 "last_updated_time" | "last_updated_timestamp" => Some(Literal::Number(self.last_updated_time as f64)),
@@ -259,7 +259,33 @@ impl Searchable for crate::logged_models::LoggedModel {
     }
 }
 
-/// Filters and sorts registry items (registered models or versions), keeping their order on ties.
+/// Filters and sorts registered models as MLflow's registry does: a tag clause with `!=` also
+/// matches models without the tag (so the client's ``tag.`mlflow.prompt.is_prompt` != 'true'``
+/// keeps ordinary models); `order_by` first, then by name.
+pub fn search_registered_models(
+    models: Vec<crate::registry::RegisteredModel>,
+    filter: &[Clause],
+    order_by: &[OrderBy],
+) -> Vec<crate::registry::RegisteredModel> {
+    search_with(models, filter, order_by, true, |left, right| left.name.cmp(&right.name))
+}
+
+/// Filters and sorts model versions as MLflow's registry does (absent tags differ, as for
+/// models); `order_by` first, by default the most recently updated, then by name and newest
+/// version.
+pub fn search_model_versions(
+    versions: Vec<crate::registry::RegistryVersion>,
+    filter: &[Clause],
+    order_by: &[OrderBy],
+) -> Vec<crate::registry::RegistryVersion> {
+    let default = [OrderBy { entity: Entity::Attribute("last_updated_timestamp".into()), ascending: false }];
+    let order_by = if order_by.is_empty() { &default[..] } else { order_by };
+    search_with(versions, filter, order_by, true, |left, right| {
+        left.name.cmp(&right.name).then_with(|| right.version.cmp(&left.version))
+    })
+}
+
+/// Filters and sorts logged models, keeping their order on ties.
 pub fn search_registry<T: Searchable>(items: Vec<T>, filter: &[Clause], order_by: &[OrderBy]) -> Vec<T> {
     search(items, filter, order_by, |_, _| Ordering::Equal)
 }
@@ -322,7 +348,14 @@ fn compare(left: &Literal, right: &Literal) -> Option<Ordering> {
 impl Clause {
     /// True when the item satisfies the clause (a missing value never does).
     pub fn matches(&self, item: &impl Searchable) -> bool {
-        let Some(value) = item.value_of(&self.entity) else { return false };
+        self.matches_with(item, false)
+    }
+
+    /// [`Clause::matches`], where with `absent_differs` a missing tag satisfies `!=`.
+    fn matches_with(&self, item: &impl Searchable, absent_differs: bool) -> bool {
+        let Some(value) = item.value_of(&self.entity) else {
+            return absent_differs && self.operator == Operator::NotEqual && matches!(self.entity, Entity::Tag(_));
+        };
         match self.operator {
             Operator::Like | Operator::ILike => match (&value, &self.literal) {
                 (Literal::Text(value), Literal::Text(pattern)) if self.operator == Operator::Like => {
@@ -383,28 +416,38 @@ pub fn search_runs(runs: Vec<TrackedRun>, filter: &[Clause], order_by: &[OrderBy
     })
 }
 
-/// Filters and sorts experiments: the `order_by` clauses first, then the most recently updated.
+/// Filters and sorts experiments as MLflow does: the `order_by` clauses first (by default the
+/// newest created), then by id.
 pub fn search_experiments(
     experiments: Vec<crate::tracking::Experiment>,
     filter: &[Clause],
     order_by: &[OrderBy],
 ) -> Vec<crate::tracking::Experiment> {
+    let default = [OrderBy { entity: Entity::Attribute("creation_time".into()), ascending: false }];
+    let order_by = if order_by.is_empty() { &default[..] } else { order_by };
     search(experiments, filter, order_by, |left, right| {
-        right.last_update_time.cmp(&left.last_update_time).then_with(|| {
-            let id =
-                |experiment: &crate::tracking::Experiment| experiment.experiment_id.parse::<i64>().unwrap_or(i64::MAX);
-            id(left).cmp(&id(right))
-        })
+        let id = |experiment: &crate::tracking::Experiment| experiment.experiment_id.parse::<i64>().unwrap_or(i64::MAX);
+        id(left).cmp(&id(right))
     })
 }
 
 fn search<T: Searchable>(
-    mut items: Vec<T>,
+    items: Vec<T>,
     filter: &[Clause],
     order_by: &[OrderBy],
     tiebreak: impl Fn(&T, &T) -> Ordering,
 ) -> Vec<T> {
-    items.retain(|item| filter.iter().all(|clause| clause.matches(item)));
+    search_with(items, filter, order_by, false, tiebreak)
+}
+
+fn search_with<T: Searchable>(
+    mut items: Vec<T>,
+    filter: &[Clause],
+    order_by: &[OrderBy],
+    absent_differs: bool,
+    tiebreak: impl Fn(&T, &T) -> Ordering,
+) -> Vec<T> {
+    items.retain(|item| filter.iter().all(|clause| clause.matches_with(item, absent_differs)));
     items.sort_by(|left, right| {
         for order in order_by {
             let ordering = match (left.value_of(&order.entity), right.value_of(&order.entity)) {
@@ -453,6 +496,7 @@ mod tests {
             tags: BTreeMap::from([("team".to_string(), "Risk".to_string())]),
             inputs: Vec::new(),
             outputs: Vec::new(),
+            model_inputs: Vec::new(),
         }
     }
 

@@ -68,12 +68,17 @@ fn hash(secret: &str) -> String {
 
 /// 32 bytes of randomness from the OS for a token secret.
 fn random_secret() -> Result<String> {
-    let mut bytes = [0u8; 32];
+    Ok(format!("cw_{}", random_hex(32)?))
+}
+
+/// `bytes` bytes of randomness from the operating system, in hex: for secrets and unguessable ids.
+pub fn random_hex(bytes: usize) -> Result<String> {
+    let mut buffer = vec![0u8; bytes];
     let mut file = std::fs::File::open("/dev/urandom")
         .map_err(|source| crate::blob::io_error("open", std::path::Path::new("/dev/urandom"), source))?;
-    std::io::Read::read_exact(&mut file, &mut bytes)
+    std::io::Read::read_exact(&mut file, &mut buffer)
         .map_err(|source| crate::blob::io_error("read", std::path::Path::new("/dev/urandom"), source))?;
-    Ok(format!("cw_{}", bytes.iter().map(|byte| format!("{byte:02x}")).collect::<String>()))
+    Ok(buffer.iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
 impl MetaStore {

@@ -66,6 +66,19 @@ pub struct Experiment {
     pub tags: BTreeMap<String, String>,
 }
 
+/// A metric of a batch that also belongs to an MLflow 3 logged model.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ModelMetricLink {
+    /// The metric's index in the batch.
+    pub metric: usize,
+    /// The logged model.
+    pub model_id: String,
+    /// The dataset it was measured on (may be empty).
+    pub dataset_name: String,
+    /// That dataset's digest (may be empty).
+    pub dataset_digest: String,
+}
+
 /// One logged metric value.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct MetricPoint {
@@ -127,6 +140,8 @@ pub struct TrackedRun {
     pub inputs: Vec<DatasetInput>,
     /// Logged models it output, with their steps.
     pub outputs: Vec<(String, i64)>,
+    /// Logged models it used as inputs.
+    pub model_inputs: Vec<String>,
 }
 
 /// A new run's settings.
@@ -308,6 +323,19 @@ impl MetaStore {
         Ok(())
     }
 
+    /// Removes an experiment tag; a missing one is an error, as in MLflow.
+    pub fn delete_experiment_tag(&self, experiment_id: &str, key: &str) -> Result<()> {
+        let experiment = self.experiment(experiment_id)?;
+        let removed = self.lock().execute(
+            "DELETE FROM experiment_tags WHERE experiment_id = ?1 AND key = ?2",
+            params![parse_id(&experiment.experiment_id)?, key],
+        )?;
+        if removed == 0 {
+            return Err(Error::NotFound(format!("tag `{key}` of experiment `{experiment_id}`")));
+        }
+        Ok(())
+    }
+
     /// Sets an experiment tag.
     pub fn set_experiment_tag(&self, experiment_id: &str, key: &str, value: &str) -> Result<()> {
         let experiment = self.experiment(experiment_id)?;
@@ -337,7 +365,10 @@ impl MetaStore {
              VALUES (?1, ?2, 'RUNNING', ?3, NULL, 0, '', NULL, '', ?4, ?5, 'active', ?6)",
             params![run_id, run_name, run.start_time, parse_id(&experiment.experiment_id)?, run.user_id, artifact_uri],
         )?;
-        for (key, value) in &run.tags {
+        // As MLflow's server does, the run's name is also its `mlflow.runName` tag.
+        let named = run.tags.iter().any(|(key, _)| key == "mlflow.runName");
+        let name_tag = (!named).then(|| ("mlflow.runName".to_string(), run_name.clone()));
+        for (key, value) in run.tags.iter().chain(name_tag.iter()) {
             transaction.execute(
                 "INSERT INTO run_tags (run_id, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
                 params![run_id, key, value],
@@ -398,6 +429,7 @@ impl MetaStore {
                     tags: BTreeMap::new(),
                     inputs: Vec::new(),
                     outputs: Vec::new(),
+                    model_inputs: Vec::new(),
                 })
             },
         )?;
@@ -472,6 +504,15 @@ impl MetaStore {
                 runs[*position].outputs.push((model_id, step));
             }
         }
+        let model_inputs_sql =
+            format!("SELECT run_id, model_id FROM run_model_inputs WHERE run_id IN ({subquery}) ORDER BY model_id");
+        let model_inputs = connection
+            .query_map(&model_inputs_sql, values, |row| Ok((row.get::<String>(0)?, row.get::<String>(1)?)))?;
+        for (run_id, model_id) in model_inputs {
+            if let Some(position) = index.get(&run_id) {
+                runs[*position].model_inputs.push(model_id);
+            }
+        }
         Ok(runs)
     }
 
@@ -519,7 +560,8 @@ impl MetaStore {
         Ok(())
     }
 
-    /// Updates a run's status, end time and name.
+    /// Updates an active run's status, end time and name (a deleted run must be restored first,
+    /// as in MLflow).
     pub fn update_tracked_run(
         &self,
         run_id: &str,
@@ -527,7 +569,7 @@ impl MetaStore {
         end_time: Option<i64>,
         run_name: Option<&str>,
     ) -> Result<TrackedRun> {
-        self.require_run(run_id)?;
+        self.require_active_run(run_id)?;
         {
             let mut connection = self.lock();
             if let Some(status) = status {
@@ -552,13 +594,26 @@ impl MetaStore {
     }
 
     /// Logs metrics, parameters and tags to an active run in one transaction. A parameter that
-    /// exists with another value is rejected and nothing is written.
+    /// exists with another value is rejected and nothing is written; a metric point logged twice
+    /// (same key, value, step and time) is kept once, as MLflow does.
     pub fn log_batch(
         &self,
         run_id: &str,
         metrics: &[(String, MetricPoint)],
         params: &[(String, String)],
         tags: &[(String, String)],
+    ) -> Result<()> {
+        self.log_batch_linked(run_id, metrics, params, tags, &[])
+    }
+
+    /// [`MetaStore::log_batch`], where some metrics also belong to MLflow 3 logged models.
+    pub fn log_batch_linked(
+        &self,
+        run_id: &str,
+        metrics: &[(String, MetricPoint)],
+        params: &[(String, String)],
+        tags: &[(String, String)],
+        links: &[ModelMetricLink],
     ) -> Result<()> {
         self.require_active_run(run_id)?;
         let mut connection = self.lock();
@@ -600,9 +655,28 @@ impl MetaStore {
                 .collect();
             transaction.insert_rows(
                 "INSERT INTO run_metrics (run_id, key, value, step, at_ms, is_nan)",
-                "",
+                "ON CONFLICT DO NOTHING",
                 &metric_rows,
             )?;
+            for link in links {
+                let Some((key, point)) = metrics.get(link.metric) else { continue };
+                let value = if point.value.is_nan() { 0.0 } else { point.value };
+                transaction.execute(
+                    "INSERT INTO logged_model_metrics (model_id, run_id, key, value, step, at_ms, is_nan, dataset_name, dataset_digest)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
+                    params![
+                        link.model_id,
+                        run_id,
+                        key,
+                        value,
+                        point.step,
+                        point.timestamp,
+                        point.value.is_nan(),
+                        link.dataset_name,
+                        link.dataset_digest
+                    ],
+                )?;
+            }
             // A batch may set one tag twice; the last value wins, and one upsert must not touch a row twice.
             let latest_tags: BTreeMap<&String, &String> = tags.iter().map(|(key, value)| (key, value)).collect();
             let tag_rows: Vec<Vec<Value>> = latest_tags
@@ -622,6 +696,32 @@ impl MetaStore {
         }
         transaction.commit()?;
         Ok(())
+    }
+
+    /// Records MLflow 3 logged models as inputs of a run.
+    pub fn log_model_inputs(&self, run_id: &str, model_ids: &[String]) -> Result<()> {
+        self.require_active_run(run_id)?;
+        for model_id in model_ids {
+            self.logged_model(model_id)?;
+        }
+        let mut connection = self.lock();
+        let mut transaction = connection.transaction()?;
+        for model_id in model_ids {
+            transaction.execute(
+                "INSERT INTO run_model_inputs (run_id, model_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![run_id, model_id],
+            )?;
+        }
+        transaction.commit()
+    }
+
+    /// The logged models a run used as inputs.
+    pub fn run_model_inputs(&self, run_id: &str) -> Result<Vec<String>> {
+        self.lock().query_map(
+            "SELECT model_id FROM run_model_inputs WHERE run_id = ?1 ORDER BY model_id",
+            params![run_id],
+            |row| row.get(0),
+        )
     }
 
     /// Removes a run tag.

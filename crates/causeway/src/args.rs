@@ -51,6 +51,20 @@ pub struct ServingArgs {
     /// Serve a non-loopback address without requiring API tokens.
     #[arg(long)]
     pub insecure: bool,
+    /// Host names the server answers to besides loopback names, private addresses and the bound
+    /// address (comma-separated; `*` wildcards; `*` alone allows any host): requests naming
+    /// another host are refused, which stops DNS-rebinding pages.
+    #[arg(long, env = "CAUSEWAY_ALLOWED_HOSTS", value_delimiter = ',', value_name = "HOSTS")]
+    pub allowed_hosts: Vec<String>,
+    /// Web origins that may write besides loopback pages and the server's own (comma-separated,
+    /// `*` wildcards): writes from other origins are refused, even those browsers send without
+    /// asking (`Content-Type: text/plain`).
+    #[arg(long, env = "CAUSEWAY_CORS_ALLOWED_ORIGINS", value_delimiter = ',', value_name = "ORIGINS")]
+    pub cors_allowed_origins: Vec<String>,
+    /// The URL clients reach this server at, for the upload URLs of multipart artifact uploads
+    /// [default: the bound address; loopback when bound to 0.0.0.0].
+    #[arg(long, env = "CAUSEWAY_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
     #[command(flatten)]
     pub dir: ProjectArgs,
 }

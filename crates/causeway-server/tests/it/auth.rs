@@ -37,7 +37,7 @@ async fn tokens_are_required_scoped_and_named_in_the_audit_log() {
     let (_, read) = meta.create_token("viewer", Scope::Read, 1).expect("token");
     let (_, write) = meta.create_token("ci", Scope::Write, 1).expect("token");
     let (_, admin) = meta.create_token("ops", Scope::Admin, 1).expect("token");
-    let app = router(TrackingState { meta: meta.clone(), clock: Arc::new(ManualClock::new(5)) })
+    let app = router(TrackingState { meta: meta.clone(), clock: Arc::new(ManualClock::new(5)), blobs: None })
         .layer(axum::middleware::from_fn_with_state(AuthConfig { meta: meta.clone(), required: true }, authenticate));
     let get_default = "/api/2.0/mlflow/experiments/get?experiment_id=0";
 
@@ -57,7 +57,7 @@ async fn tokens_are_required_scoped_and_named_in_the_audit_log() {
 
     let model = json!({"name": "fraud"});
     assert_eq!(
-        call(&app, Method::POST, "/api/2.0/mlflow/registered-models/create", Some(&write), Some(model.clone())).await.0,
+        call(&app, Method::POST, "/api/2.0/mlflow/registered-models/create", Some(&read), Some(model.clone())).await.0,
         StatusCode::FORBIDDEN
     );
     assert_eq!(
@@ -70,6 +70,11 @@ async fn tokens_are_required_scoped_and_named_in_the_audit_log() {
         StatusCode::OK
     );
     let alias = json!({"name": "fraud", "alias": "champion", "version": "1"});
+    assert_eq!(
+        call(&app, Method::POST, "/api/2.0/mlflow/registered-models/alias", Some(&write), Some(alias.clone())).await.0,
+        StatusCode::FORBIDDEN,
+        "moving who answers needs admin"
+    );
     assert_eq!(
         call(&app, Method::POST, "/api/2.0/mlflow/registered-models/alias", Some(&admin), Some(alias)).await.0,
         StatusCode::OK
@@ -92,7 +97,7 @@ async fn tokens_are_required_scoped_and_named_in_the_audit_log() {
 #[tokio::test]
 async fn without_the_requirement_anonymous_calls_pass_but_bad_tokens_do_not() {
     let meta = Arc::new(MetaStore::open_in_memory().expect("store"));
-    let app = router(TrackingState { meta: meta.clone(), clock: Arc::new(ManualClock::new(5)) })
+    let app = router(TrackingState { meta: meta.clone(), clock: Arc::new(ManualClock::new(5)), blobs: None })
         .layer(axum::middleware::from_fn_with_state(AuthConfig { meta, required: false }, authenticate));
     assert_eq!(
         call(&app, Method::POST, "/api/2.0/mlflow/experiments/create", None, Some(json!({"name": "x"}))).await.0,

@@ -4,3 +4,4 @@
 
 mod auth;
 mod mlflow;
+mod trust;

@@ -6,27 +6,21 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use causeway_loop::Project;
 use causeway_models::{Task, TaskKind};
-use causeway_types::{
-    CHALLENGER, CHAMPION, Clock, ModelVersionRecord, RolloutMode, SystemClock, TrafficPolicy, format_timestamp,
-};
+use causeway_store::{Rollout, RolloutChange};
+use causeway_types::{CHAMPION, Clock, ModelVersionRecord, SystemClock, format_timestamp};
 
 use super::{open, table};
 use crate::args::ProjectArgs;
 
 pub(crate) fn set_champion(project: &Project, model: &str, version: u32, actor: &str, reason: &str) -> Result<()> {
-    let now = SystemClock.now_ms();
-    project.meta.set_alias(model, CHAMPION, version, actor, now, reason)?;
-    project.meta.set_traffic(
-        &TrafficPolicy {
-            model: model.to_string(),
-            champion: version,
-            challenger: None,
-            mode: RolloutMode::ChampionOnly,
-            generation: 0,
-        },
+    project.meta.apply_rollout(&Rollout {
+        model,
+        change: RolloutChange::Champion(version),
+        expected_generation: None,
         actor,
-        now,
-    )?;
+        at_ms: SystemClock.now_ms(),
+        reason,
+    })?;
     Ok(())
 }
 
@@ -222,9 +216,6 @@ pub(crate) fn promote(dir: &ProjectArgs, model: Option<String>, version: u32, fo
     if !promote_through_gates(&project, &model, version, force, "promote")? {
         return Ok(ExitCode::FAILURE);
     }
-    if project.meta.alias(&model, CHALLENGER)? == Some(version) {
-        project.meta.delete_alias(&model, CHALLENGER, "cli", SystemClock.now_ms(), "promoted by hand")?;
-    }
     println!("{model}@champion -> version {version}; running servers pick it up within their reload interval");
     Ok(ExitCode::SUCCESS)
 }
@@ -272,17 +263,6 @@ pub(crate) fn rollback(dir: &ProjectArgs, model: Option<String>) -> Result<ExitC
     let model = model_name(&project, model)?;
     let now = SystemClock.now_ms();
     let version = project.meta.rollback_alias(&model, CHAMPION, "cli", now, "by hand")?;
-    project.meta.set_traffic(
-        &TrafficPolicy {
-            model: model.clone(),
-            champion: version,
-            challenger: None,
-            mode: RolloutMode::ChampionOnly,
-            generation: 0,
-        },
-        "cli",
-        now,
-    )?;
     println!("{model}@champion rolled back to version {version}");
     Ok(ExitCode::SUCCESS)
 }

@@ -74,7 +74,18 @@ pub(crate) fn serve(listen: SocketAddr, serving: &ServingArgs, tracking: bool) -
 /// [`serve`], refusing to start when `required` names a model that cannot be deployed.
 fn serve_with(listen: SocketAddr, serving: &ServingArgs, tracking: bool, required: Option<&str>) -> Result<ExitCode> {
     let (dir, reload_seconds, insecure) = (serving.dir.dir.as_path(), serving.reload_seconds, serving.insecure);
-    let project = open(&serving.dir)?;
+    let project = if tracking {
+        let (project, configured) = Project::open_for_server(dir, &serving.dir.storage())?;
+        if !configured {
+            eprintln!(
+                "note: {} has no causeway.toml: serving the MLflow API and models on the stores alone (`causeway init` adds a project)",
+                dir.display()
+            );
+        }
+        project
+    } else {
+        open(&serving.dir)?
+    };
     let require_tokens = !listen.ip().is_loopback() && !insecure;
     if require_tokens && project.meta.tokens()?.iter().all(|token| token.revoked) {
         anyhow::bail!(
@@ -105,21 +116,28 @@ fn serve_with(listen: SocketAddr, serving: &ServingArgs, tracking: bool, require
     if report.changed.is_empty() {
         eprintln!("warning: no model is deployed yet; /v2/health/ready answers 503 until a champion exists");
     }
-    let state = causeway_server::AppState::new(engine.clone(), project.meta.clone(), clock.clone());
-    let mut app = causeway_server::router(state);
-    if tracking {
-        let tracking_state = causeway_server::mlflow::TrackingState { meta: project.meta.clone(), clock };
-        app = app
-            .merge(causeway_server::mlflow::router(tracking_state))
-            .merge(causeway_server::artifacts::router(project.blobs.clone()));
-    }
-    let auth = causeway_server::auth::AuthConfig { meta: project.meta.clone(), required: require_tokens };
-    let app = app.layer(axum::middleware::from_fn_with_state(auth, causeway_server::auth::authenticate));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener =
             tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let address = listener.local_addr()?;
+        let app = causeway_server::app::build(causeway_server::app::ServerParts {
+            meta: project.meta.clone(),
+            blobs: project.blobs.clone(),
+            clock,
+            engine: Some(engine.clone()),
+            tracking,
+            require_tokens,
+            access: causeway_server::access::AccessPolicy::new(
+                address,
+                serving.allowed_hosts.clone(),
+                serving.cors_allowed_origins.clone(),
+            ),
+            public_url: serving
+                .public_url
+                .clone()
+                .unwrap_or_else(|| causeway_server::app::ServerParts::default_public_url(address)),
+        });
         let tracking_note = if tracking { "; MLflow tracking API at /api/2.0/mlflow" } else { "" };
         // One line: tests and supervisors read it as the readiness signal, then may close the pipe.
         println!(

@@ -144,10 +144,18 @@ impl TrackingForScript {
     fn started(project: &Project) -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
         let listener = runtime.block_on(tokio::net::TcpListener::bind(("127.0.0.1", 0)))?;
-        let uri = format!("http://{}", listener.local_addr()?);
-        let state = causeway_server::mlflow::TrackingState { meta: project.meta.clone(), clock: Arc::new(SystemClock) };
-        let app =
-            causeway_server::mlflow::router(state).merge(causeway_server::artifacts::router(project.blobs.clone()));
+        let address = listener.local_addr()?;
+        let uri = format!("http://{address}");
+        let app = causeway_server::app::build(causeway_server::app::ServerParts {
+            meta: project.meta.clone(),
+            blobs: project.blobs.clone(),
+            clock: Arc::new(SystemClock),
+            engine: None,
+            tracking: true,
+            require_tokens: false,
+            access: causeway_server::access::AccessPolicy::new(address, Vec::new(), Vec::new()),
+            public_url: uri.clone(),
+        });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let served = runtime.block_on(async move {
