@@ -9,6 +9,11 @@ Measured, for each server:
   ingest          metrics per second through runs/log-batch (1,000 metrics a request), 4 clients
   search          runs/search over N runs (10,000; 1,000 with --quick) filtering on a param and
                   ordering by a metric, median of 5
+  small writes    single runs/log-metric requests per second, 4 clients (each acknowledged write
+                  is one commit, so this is where durability costs)
+
+With --durability both, Causeway is measured twice: durable commits (its default, SQLite
+synchronous=FULL) and `?durability=normal` (synchronous=NORMAL, what it used before).
 """
 
 import argparse
@@ -137,6 +142,33 @@ def ingest(server, clients=4, batches=25):
     return clients * batches * 1000 / elapsed
 
 
+def small_writes(server, clients=4, writes=200):
+    """Acknowledged single-metric writes per second, `clients` threads each with its own run."""
+    session = requests.Session()
+    experiment = post(session, server.url, "experiments/create", {"name": f"small-{random.random()}"})["experiment_id"]
+    runs = [post(session, server.url, "runs/create", {"experiment_id": experiment})["run"]["info"]["run_id"] for _ in range(clients)]
+    errors = []
+
+    def client(run_id):
+        own = requests.Session()
+        try:
+            for index in range(writes):
+                post(own, server.url, "runs/log-metric", {"run_id": run_id, "key": "loss", "value": index * 0.5, "timestamp": 1_700_000_000_000 + index, "step": index})
+        except Exception as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=client, args=(run_id,)) for run_id in runs]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise errors[0]
+    return clients * writes / elapsed
+
+
 def populate(server, runs, clients=4):
     session = requests.Session()
     experiment = post(session, server.url, "experiments/create", {"name": "search"})["experiment_id"]
@@ -178,13 +210,16 @@ def search(server, experiment, repeats=5):
     return statistics.median(timings)
 
 
-def measure(kind, causeway, mlflow, runs, causeway_store=None):
+def measure(kind, causeway, mlflow, runs, causeway_store=None, durability=None):
     workdir = tempfile.mkdtemp(prefix=f"bench-{kind}-")
+    if durability:
+        causeway_store = f"sqlite://{workdir}/meta.db?durability={durability}"
     server = Server(kind, causeway, mlflow, workdir, causeway_store)
     try:
         time.sleep(2)
         result = {"cold_start_s": server.cold_start, "idle_rss_mib": tree_rss_kib(server.process.pid) / 1024}
         result["ingest_metrics_per_s"] = statistics.median(ingest(server) for _ in range(3))
+        result["small_writes_per_s"] = statistics.median(small_writes(server) for _ in range(3))
         started = time.perf_counter()
         experiment = populate(server, runs)
         result["populate_s"] = time.perf_counter() - started
@@ -202,12 +237,16 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json")
     parser.add_argument("--causeway-store", help="Causeway's metadata store URL (default: its embedded SQLite), e.g. postgresql://postgres@127.0.0.1:5432/test?schema=bench_1")
+    parser.add_argument("--durability", choices=["default", "both"], default="default", help="both: also measure Causeway with ?durability=normal")
     args = parser.parse_args()
     runs = 1000 if args.quick else 10_000
     results = {}
     for kind in ("causeway", "mlflow"):
         print(f"measuring {kind} ...", file=sys.stderr, flush=True)
         results[kind] = measure(kind, args.causeway, args.mlflow, runs, args.causeway_store)
+    if args.durability == "both":
+        print("measuring causeway with ?durability=normal ...", file=sys.stderr, flush=True)
+        results["causeway_normal"] = measure("causeway", args.causeway, args.mlflow, runs, durability="normal")
     causeway, mlflow = results["causeway"], results["mlflow"]
     ratios = {
         "ingest (causeway / mlflow, goal >= 10)": causeway["ingest_metrics_per_s"] / mlflow["ingest_metrics_per_s"],
@@ -215,9 +254,14 @@ def main():
         "cold start (mlflow / causeway, goal >= 10)": mlflow["cold_start_s"] / causeway["cold_start_s"],
         "idle memory (mlflow / causeway, goal >= 5)": mlflow["idle_rss_mib"] / causeway["idle_rss_mib"],
     }
-    print(f"{'measure':<28}{'causeway':>16}{'mlflow':>16}")
-    for key, label in [("cold_start_s", "cold start (s)"), ("idle_rss_mib", "idle memory (MiB)"), ("ingest_metrics_per_s", "ingest (metrics/s)"), ("populate_s", f"create {runs} runs (s)"), ("search_s", "search, median (s)")]:
-        print(f"{label:<28}{causeway[key]:>16.4g}{mlflow[key]:>16.4g}")
+    normal = results.get("causeway_normal")
+    print(f"{'measure':<28}{'causeway':>16}{'mlflow':>16}" + (f"{'causeway normal':>18}" if normal else ""))
+    for key, label in [("cold_start_s", "cold start (s)"), ("idle_rss_mib", "idle memory (MiB)"), ("ingest_metrics_per_s", "ingest (metrics/s)"), ("small_writes_per_s", "small writes (/s)"), ("populate_s", f"create {runs} runs (s)"), ("search_s", "search, median (s)")]:
+        print(f"{label:<28}{causeway[key]:>16.4g}{mlflow[key]:>16.4g}" + (f"{normal[key]:>18.4g}" if normal else ""))
+    if normal:
+        ratios["small writes (durable / normal)"] = causeway["small_writes_per_s"] / normal["small_writes_per_s"]
+        ratios["ingest (durable / normal)"] = causeway["ingest_metrics_per_s"] / normal["ingest_metrics_per_s"]
+        ratios["small writes (causeway durable / mlflow)"] = causeway["small_writes_per_s"] / mlflow["small_writes_per_s"]
     for label, ratio in ratios.items():
         print(f"ratio {label}: {ratio:.1f}x")
     if args.json:

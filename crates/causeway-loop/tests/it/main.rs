@@ -49,4 +49,42 @@ fn a_drift_rule_can_trigger_retraining() {
         controller.state().stage,
         Stage::Idle | Stage::Shadow { .. } | Stage::Canary { .. } | Stage::Paused { .. }
     ));
+    drop(controller);
+
+    // A rollout the loop believes it runs, which someone else ended (say, an alias set through
+    // MLflow): the next tick lets it go instead of overwriting the person's decision.
+    let model = project.config.model().expect("model").name.clone();
+    let policy = project.meta.serving_policy(&model).expect("policy").expect("a champion");
+    let versions = project.meta.model_versions(&model).expect("versions");
+    let stranger = versions
+        .iter()
+        .map(|version| version.version)
+        .find(|version| *version != policy.champion && Some(*version) != policy.challenger)
+        .expect("another version");
+    let mut state = controller_state(&project, &model);
+    state["stage"] = serde_json::to_value(Stage::Shadow { challenger: stranger, since_ms: 0 }).expect("stage");
+    project.meta.put_state(&format!("loop/{model}"), &state).expect("state");
+    let now = outcome.loop_events.last().map_or(0, |event| event.at_ms) + causeway_types::DAY_MS;
+    let mut controller = Controller::new(
+        &project,
+        Box::new(|_, _| Err(causeway_loop::Error::Precondition("no retraining in this test".into()))),
+    )
+    .expect("controller");
+    let _ = controller.tick(now);
+    let events = project.meta.events(Some(causeway_types::EventKind::Loop)).expect("events");
+    assert!(
+        events
+            .iter()
+            .any(|event| event.message.contains(&format!("rollout of v{stranger} was ended outside the loop"))),
+        "{:#?}",
+        events.iter().rev().take(3).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        project.meta.serving_policy(&model).expect("policy").map(|policy| policy.champion),
+        Some(policy.champion)
+    );
+}
+
+fn controller_state(project: &Project, model: &str) -> serde_json::Value {
+    project.meta.state(&format!("loop/{model}")).expect("state").expect("a stored state")
 }
