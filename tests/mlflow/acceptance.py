@@ -234,6 +234,9 @@ def drop_in_checks(client):
     check("logged model metrics", metrics.get("accuracy") == 0.75, metrics)
     registered = mlflow.register_model(logged.model_uri, "from-logged-model")
     check("version from models:/ has its run id", registered.run_id == history_run.info.run_id, registered.run_id)
+    listed = json.loads(client.get_logged_model(logged.model_id).tags.get("mlflow.modelVersions", "[]"))
+    # The server lists the registration and MLflow's client appends it again, as with MLflow's own server.
+    check("registration listed on the logged model", ("from-logged-model", "1") in {(item["name"], str(item["version"])) for item in listed}, listed)
     with mlflow.start_run(run_name="evaluation") as evaluation_run:
         client.log_inputs(evaluation_run.info.run_id, models=[mlflow.entities.LoggedModelInput(logged.model_id)])
     inputs = client.get_run(evaluation_run.info.run_id).inputs.model_inputs

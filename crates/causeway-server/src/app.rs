@@ -6,9 +6,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::Request;
+use axum::response::IntoResponse;
 use causeway_serving::Engine;
 use causeway_store::{BlobStore, MetaStore};
 use causeway_types::Clock;
+use tower::ServiceExt;
 
 use crate::access::AccessPolicy;
 use crate::artifacts::ArtifactState;
@@ -59,6 +62,27 @@ pub fn build(parts: ServerParts) -> Router {
             TrackingState { meta: parts.meta.clone(), clock: parts.clock.clone(), blobs: Some(parts.blobs.clone()) };
         let artifacts = ArtifactState { blobs: parts.blobs, public_url: parts.public_url, clock: parts.clock };
         app = app.merge(crate::mlflow::router(tracking)).merge(crate::artifacts::router(artifacts));
+    }
+    if parts.tracking {
+        // MLflow's web UI calls the same API under `/ajax-api/`.
+        let api = app.clone();
+        app = app.route(
+            "/ajax-api/{*rest}",
+            axum::routing::any(move |mut request: Request| {
+                let api = api.clone();
+                async move {
+                    let rewritten = request
+                        .uri()
+                        .path_and_query()
+                        .map(|path| path.as_str().replacen("/ajax-api/", "/api/", 1))
+                        .and_then(|path| path.parse::<axum::http::Uri>().ok());
+                    if let Some(uri) = rewritten {
+                        *request.uri_mut() = uri;
+                    }
+                    api.oneshot(request).await.into_response()
+                }
+            }),
+        );
     }
     let authentication = AuthConfig { meta: parts.meta, required: parts.require_tokens };
     app.layer(axum::middleware::from_fn_with_state(authentication, auth::authenticate))

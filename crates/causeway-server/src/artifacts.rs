@@ -71,9 +71,8 @@ pub fn artifact_key(path: &str) -> Result<String, MlflowError> {
         && !trimmed.contains('\0')
         && trimmed.split('/').all(|segment| !segment.is_empty() && segment != "." && segment != "..");
     if !safe {
-        return Err(MlflowError::invalid(format!(
-            "invalid artifact path `{path}`: use a relative path without `.`, `..` or empty segments"
-        )));
+        // MLflow's exact words, which its clients and tests compare.
+        return Err(MlflowError::invalid("Invalid path"));
     }
     Ok(format!("{ROOT}/{trimmed}"))
 }
@@ -102,7 +101,14 @@ async fn upload(
 async fn download(State(state): State<ArtifactState>, Path(path): Path<String>) -> Result<Response, MlflowError> {
     blocking(move || {
         let key = artifact_key(&path)?;
-        let bytes = state.blobs.get(&key)?;
+        file_response(&key, state.blobs.get(&key)?)
+    })
+    .await
+}
+
+/// A downloaded file as MLflow's server answers it.
+pub(crate) fn file_response(key: &str, bytes: Vec<u8>) -> Result<Response, MlflowError> {
+    {
         let name = key.rsplit('/').next().unwrap_or("artifact");
         // As MLflow's server answers: a guessed type, always as an attachment, never sniffed.
         let disposition = format!("attachment; filename={}", name.replace(['"', '\r', '\n'], "_"));
@@ -115,8 +121,7 @@ async fn download(State(state): State<ArtifactState>, Path(path): Path<String>) 
             bytes,
         )
             .into_response())
-    })
-    .await
+    }
 }
 
 /// The media type MLflow's server gives a downloaded file: plain text for text-like files
@@ -153,7 +158,7 @@ pub fn mime_type(file_name: &str) -> &'static str {
         Some((_, extension)) if !extension.is_empty() => extension,
         _ => file_name,
     };
-    if TEXT.contains(&extension) {
+    if TEXT.iter().any(|text| text.eq_ignore_ascii_case(extension)) {
         return "text/plain";
     }
     match extension.to_ascii_lowercase().as_str() {
@@ -261,7 +266,9 @@ fn upload_target(directory: &str, request: &UploadRequest) -> Result<String, Mlf
     let file = request.path.as_deref().and_then(|path| path.rsplit(['/', '\\']).next()).filter(|name| !name.is_empty());
     match file {
         Some(name) => artifact_key(&format!("{}/{name}", directory.trim_end_matches('/'))),
-        None => Err(MlflowError::invalid("missing value for required parameter 'path'")),
+        None => Err(MlflowError::invalid(
+            "Missing value for required parameter 'path'. See the API docs for more information about request parameters.",
+        )),
     }
 }
 

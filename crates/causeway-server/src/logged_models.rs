@@ -43,7 +43,11 @@ fn parse_status(value: Option<&Value>) -> Result<&'static str, MlflowError> {
     let text = match value {
         Some(Value::String(text)) => text.clone(),
         Some(Value::Number(number)) => number.to_string(),
-        _ => return Err(MlflowError::invalid("missing value for required parameter 'status'")),
+        _ => {
+            return Err(MlflowError::invalid(
+                "Missing value for required parameter 'status'. See the API docs for more information about request parameters.",
+            ));
+        }
     };
     match text.as_str() {
         "LOGGED_MODEL_READY" | "2" => Ok("READY"),
@@ -137,7 +141,7 @@ async fn create(State(state): State<TrackingState>, body: Bytes) -> Answer {
         let experiment_id = request
             .experiment_id
             .filter(|id| !id.is_empty())
-            .ok_or_else(|| MlflowError::invalid("missing value for required parameter 'experiment_id'"))?;
+            .ok_or_else(|| MlflowError::invalid("Missing value for required parameter 'experiment_id'. See the API docs for more information about request parameters."))?;
         let model = state.meta.create_logged_model(
             &NewLoggedModel {
                 experiment_id,
@@ -248,7 +252,7 @@ async fn log_outputs(State(state): State<TrackingState>, body: Bytes) -> Answer 
         let run_id = request
             .run_id
             .filter(|id| !id.is_empty())
-            .ok_or_else(|| MlflowError::invalid("missing value for required parameter 'run_id'"))?;
+            .ok_or_else(|| MlflowError::invalid("Missing value for required parameter 'run_id'. See the API docs for more information about request parameters."))?;
         let mut outputs = Vec::with_capacity(request.models.len());
         for output in request.models {
             state.meta.logged_model(&output.model_id)?;

@@ -133,6 +133,8 @@ pub fn router(state: TrackingState) -> Router {
         .route("/api/2.0/mlflow/artifacts/list", get(list_run_artifacts))
         .route("/api/2.0/mlflow/{*rest}", any(unknown_endpoint))
         .route("/api/3.0/mlflow/{*rest}", any(unknown_endpoint))
+        .route("/get-artifact", get(get_run_artifact))
+        .route("/model-versions/get-artifact", get(get_version_artifact))
         .route("/health", get(health))
         .route("/version", get(version))
         .with_state(state.clone())
@@ -151,7 +153,24 @@ pub(crate) fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Mlf
             "the request holds a NUL character (U+0000), which no name or value may contain",
         ));
     }
-    serde_json::from_value(value).map_err(|error| MlflowError::invalid(format!("malformed request body: {error}")))
+    match T::deserialize(&value) {
+        Ok(parsed) => Ok(parsed),
+        Err(error) => Err(MlflowError::invalid(match culprit::<T>(&value) {
+            Some((key, bad)) => format!("Invalid value {bad} for parameter '{key}' supplied: {error}"),
+            None => format!("malformed request body: {error}"),
+        })),
+    }
+}
+
+/// The top-level field whose value a body fails on, found the way MLflow names it in its
+/// message: the first field without which the body would parse.
+fn culprit<T: for<'de> Deserialize<'de>>(value: &Value) -> Option<(String, String)> {
+    let Value::Object(entries) = value else { return None };
+    entries.iter().find_map(|(key, bad)| {
+        let mut without = entries.clone();
+        without.remove(key);
+        T::deserialize(&Value::Object(without)).ok().map(|_| (key.clone(), bad.to_string()))
+    })
 }
 
 fn holds_nul(value: &Value) -> bool {
@@ -176,7 +195,7 @@ fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, Mlflow
     value
         .as_deref()
         .filter(|value| !value.is_empty())
-        .ok_or_else(|| MlflowError::invalid(format!("missing value for required parameter '{name}'")))
+        .ok_or_else(|| MlflowError::invalid(format!("Missing value for required parameter '{name}'. See the API docs for more information about request parameters.")))
 }
 
 fn key_value_list(entries: &std::collections::BTreeMap<String, String>) -> Vec<Value> {
@@ -351,7 +370,10 @@ pub(crate) fn page(
         Some(_) => 0,
     };
     if limit == 0 || limit > MAX_SEARCH_RESULTS {
-        return Err(MlflowError::invalid(format!("max_results must be between 1 and {MAX_SEARCH_RESULTS}")));
+        let given = max_results.map_or_else(String::new, Value::to_string);
+        return Err(MlflowError::invalid(format!(
+            "Invalid value {given} for parameter 'max_results' supplied: it must be between 1 and {MAX_SEARCH_RESULTS}"
+        )));
     }
     let offset = match page_token.filter(|token| !token.is_empty()) {
         None => 0,
@@ -522,6 +544,58 @@ async fn list_run_artifacts(
     .await
 }
 
+/// The blob key of `path` under an `mlflow-artifacts:/` root, refusing paths that escape.
+fn proxied_key(root: &str, path: &str) -> Result<String, MlflowError> {
+    let Some(root) = root.strip_prefix("mlflow-artifacts:") else {
+        return Err(MlflowError::invalid(format!("artifacts at `{root}` are not stored on this server")));
+    };
+    let root = root.trim_start_matches('/').trim_matches('/');
+    let path = path.trim_matches('/');
+    if path.split('/').any(|segment| segment == ".." || segment == ".") || path.starts_with('/') {
+        return Err(MlflowError::invalid("Invalid path"));
+    }
+    crate::artifacts::artifact_key(&if path.is_empty() { root.to_string() } else { format!("{root}/{path}") })
+}
+
+fn stored_file(state: &TrackingState, key: &str) -> Result<Response, MlflowError> {
+    let blobs = state.blobs.as_ref().ok_or_else(|| MlflowError::invalid("this server stores no artifacts"))?;
+    crate::artifacts::file_response(key, blobs.get(key)?)
+}
+
+/// `GET /get-artifact?run_id=…&path=…`: one file of a run, as MLflow's UI and older clients fetch it.
+async fn get_run_artifact(
+    State(state): State<TrackingState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, MlflowError> {
+    blocking(move || {
+        let run = state.meta.tracked_run(&run_id_from(&query)?)?;
+        let path = query.get("path").map(String::as_str).unwrap_or_default();
+        stored_file(&state, &proxied_key(&run.artifact_uri, path)?)
+    })
+    .await
+}
+
+/// `GET /model-versions/get-artifact?name=…&version=…&path=…`: one file of a model version.
+async fn get_version_artifact(
+    State(state): State<TrackingState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, MlflowError> {
+    blocking(move || {
+        let name = required(&query.get("name").cloned(), "name")?.to_string();
+        let version_text = required(&query.get("version").cloned(), "version")?.to_string();
+        let version = version_text.parse().map_err(|_| {
+            MlflowError::invalid(format!("Parameter 'version' must be an integer, got '{version_text}'."))
+        })?;
+        let path = query.get("path").map(String::as_str).unwrap_or_default();
+        if path.split('/').any(|segment| segment == "..") {
+            return Err(MlflowError::invalid("Invalid path"));
+        }
+        let source = crate::registry::storage_location(&state, &state.meta.registry_version(&name, version)?.source);
+        stored_file(&state, &proxied_key(&source, path)?)
+    })
+    .await
+}
+
 // ---- runs --------------------------------------------------------------------------------
 
 #[derive(Deserialize)]
@@ -581,7 +655,7 @@ fn run_id_from(query: &HashMap<String, String>) -> Result<String, MlflowError> {
         .or_else(|| query.get("run_uuid"))
         .filter(|id| !id.is_empty())
         .cloned()
-        .ok_or_else(|| MlflowError::invalid("missing value for required parameter 'run_id'"))
+        .ok_or_else(|| MlflowError::invalid("Missing value for required parameter 'run_id'. See the API docs for more information about request parameters."))
 }
 
 async fn get_run(State(state): State<TrackingState>, Query(query): Query<HashMap<String, String>>) -> Answer {
@@ -647,7 +721,7 @@ impl RunRequest {
             .as_deref()
             .or(self.run_uuid.as_deref())
             .filter(|id| !id.is_empty())
-            .ok_or_else(|| MlflowError::invalid("missing value for required parameter 'run_id'"))
+            .ok_or_else(|| MlflowError::invalid("Missing value for required parameter 'run_id'. See the API docs for more information about request parameters."))
     }
 }
 
@@ -776,7 +850,7 @@ async fn log_metric(State(state): State<TrackingState>, body: Bytes) -> Answer {
         let mut request: RunRequest = parse(&body)?;
         let key = required(&request.key, "key")?.to_string();
         let value =
-            request.value.take().ok_or_else(|| MlflowError::invalid("missing value for required parameter 'value'"))?;
+            request.value.take().ok_or_else(|| MlflowError::invalid("Missing value for required parameter 'value'. See the API docs for more information about request parameters."))?;
         request.metrics = vec![MetricEntry {
             key,
             value,

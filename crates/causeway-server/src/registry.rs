@@ -67,6 +67,8 @@ struct RegistryRequest {
     #[serde(default)]
     order_by: Vec<String>,
     page_token: Option<String>,
+    #[serde(default)]
+    stages: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -86,6 +88,10 @@ impl RegistryRequest {
             max_results: query.get("max_results").map(|value| json!(value)),
             order_by: query.get("order_by").map(|value| vec![value.clone()]).unwrap_or_default(),
             page_token: query.get("page_token").cloned(),
+            stages: query
+                .get("stages")
+                .map(|stages| stages.split(',').map(str::to_string).collect())
+                .unwrap_or_default(),
             ..Self::default()
         }
     }
@@ -94,14 +100,18 @@ impl RegistryRequest {
         self.name
             .as_deref()
             .filter(|name| !name.is_empty())
-            .ok_or_else(|| MlflowError::invalid("missing value for required parameter 'name'"))
+            .ok_or_else(|| MlflowError::invalid("Missing value for required parameter 'name'. See the API docs for more information about request parameters."))
     }
 
     fn version(&self) -> Result<u32, MlflowError> {
         let text = match &self.version {
             Some(Value::String(text)) => text.clone(),
             Some(Value::Number(number)) => number.to_string(),
-            _ => return Err(MlflowError::invalid("missing value for required parameter 'version'")),
+            _ => {
+                return Err(MlflowError::invalid(
+                    "Missing value for required parameter 'version'. See the API docs for more information about request parameters.",
+                ));
+            }
         };
         text.parse().map_err(|_| MlflowError::invalid(format!("version `{text}` is not a positive integer")))
     }
@@ -110,7 +120,7 @@ impl RegistryRequest {
         self.key
             .as_deref()
             .filter(|key| !key.is_empty())
-            .ok_or_else(|| MlflowError::invalid("missing value for required parameter 'key'"))
+            .ok_or_else(|| MlflowError::invalid("Missing value for required parameter 'key'. See the API docs for more information about request parameters."))
     }
 }
 
@@ -134,9 +144,33 @@ fn version_json(version: &RegistryVersion) -> Value {
     })
 }
 
+/// A version as MLflow 3 answers it: registered from a logged model, it shows that model's
+/// parameters and metrics.
+fn version_answer(state: &TrackingState, version: &RegistryVersion) -> Value {
+    let mut answer = version_json(version);
+    if version.model_id.is_empty() {
+        return answer;
+    }
+    if let (Ok(logged), Some(object)) = (state.meta.logged_model(&version.model_id), answer.as_object_mut()) {
+        let params: Vec<Value> =
+            logged.params.iter().map(|(name, value)| json!({"name": name, "value": value})).collect();
+        let metrics: Vec<Value> = logged
+            .metrics
+            .iter()
+            .map(|metric| {
+                json!({"key": metric.key, "value": crate::mlflow::float_json(metric.value), "timestamp": metric.timestamp,
+                       "step": metric.step, "run_id": metric.run_id, "model_id": logged.model_id})
+            })
+            .collect();
+        object.insert("params".into(), json!(params));
+        object.insert("metrics".into(), json!(metrics));
+    }
+    answer
+}
+
 fn model_json(state: &TrackingState, model: &RegisteredModel) -> Result<Value, MlflowError> {
     let latest = match model.latest_version {
-        Some(version) => vec![version_json(&state.meta.registry_version(&model.name, version)?)],
+        Some(version) => vec![version_answer(state, &state.meta.registry_version(&model.name, version)?)],
         None => Vec::new(),
     };
     Ok(json!({
@@ -225,7 +259,7 @@ async fn rename_model(State(state): State<TrackingState>, caller: Option<Extensi
             .new_name
             .as_deref()
             .filter(|name| !name.is_empty())
-            .ok_or_else(|| MlflowError::invalid("missing value for required parameter 'new_name'"))?;
+            .ok_or_else(|| MlflowError::invalid("Missing value for required parameter 'new_name'. See the API docs for more information about request parameters."))?;
         state.meta.rename_registered_model(request.name()?, new_name, &who, state.clock.now_ms())?;
         Ok(Json(json!({"registered_model": model_json(&state, &state.meta.registered_model(new_name)?)?})))
     })
@@ -277,7 +311,7 @@ fn alias_name(request: &RegistryRequest) -> Result<&str, MlflowError> {
         .alias
         .as_deref()
         .filter(|alias| !alias.is_empty())
-        .ok_or_else(|| MlflowError::invalid("missing value for required parameter 'alias'"))
+        .ok_or_else(|| MlflowError::invalid("Missing value for required parameter 'alias'. See the API docs for more information about request parameters."))
 }
 
 async fn set_alias(State(state): State<TrackingState>, caller: Option<Extension<Caller>>, body: Bytes) -> Answer {
@@ -321,17 +355,26 @@ async fn get_alias(State(state): State<TrackingState>, Query(query): Query<HashM
         let version = state.meta.alias(name, alias)?.ok_or_else(|| {
             MlflowError::from(causeway_store::Error::NotFound(format!("alias `{alias}` of registered model `{name}`")))
         })?;
-        Ok(Json(json!({"model_version": version_json(&state.meta.registry_version(name, version)?)})))
+        Ok(Json(json!({"model_version": version_answer(&state, &state.meta.registry_version(name, version)?)})))
     })
     .await
 }
 
+/// The newest version in each of MLflow's stages (of those asked for; all when none are).
 fn latest_versions(state: &TrackingState, request: &RegistryRequest) -> Answer {
     let model = state.meta.registered_model(request.name()?)?;
-    let versions = match model.latest_version {
-        Some(version) => vec![version_json(&state.meta.registry_version(&model.name, version)?)],
-        None => Vec::new(),
-    };
+    let wanted: Vec<String> = request.stages.iter().map(|stage| stage.to_ascii_lowercase()).collect();
+    let mut newest: std::collections::BTreeMap<String, RegistryVersion> = std::collections::BTreeMap::new();
+    for version in state.meta.registry_versions(Some(&model.name))? {
+        let stage = version.tags.get(STAGE_TAG).cloned().unwrap_or_else(|| "None".to_string());
+        if !wanted.is_empty() && !wanted.contains(&stage.to_ascii_lowercase()) {
+            continue;
+        }
+        if newest.get(&stage).is_none_or(|kept| kept.version < version.version) {
+            newest.insert(stage, version);
+        }
+    }
+    let versions: Vec<Value> = newest.values().map(|version| version_answer(state, version)).collect();
     Ok(Json(json!({"model_versions": versions})))
 }
 
@@ -354,7 +397,7 @@ async fn create_version(State(state): State<TrackingState>, caller: Option<Exten
             .source
             .clone()
             .filter(|source| !source.is_empty())
-            .ok_or_else(|| MlflowError::invalid("missing value for required parameter 'source'"))?;
+            .ok_or_else(|| MlflowError::invalid("Missing value for required parameter 'source'. See the API docs for more information about request parameters."))?;
         check_source(&source)?;
         let mut run_id = request.run_id.clone().unwrap_or_default();
         let mut model_id = request.model_id.clone().unwrap_or_default();
@@ -383,7 +426,10 @@ async fn create_version(State(state): State<TrackingState>, caller: Option<Exten
             },
             state.clock.now_ms(),
         )?;
-        Ok(Json(json!({"model_version": version_json(&version)})))
+        if !version.model_id.is_empty() {
+            record_registration(&state, &version)?;
+        }
+        Ok(Json(json!({"model_version": version_answer(&state, &version)})))
     })
     .await
 }
@@ -392,7 +438,7 @@ async fn get_version(State(state): State<TrackingState>, Query(query): Query<Has
     blocking(move || {
         let request = RegistryRequest::from_query(&query);
         Ok(Json(
-            json!({"model_version": version_json(&state.meta.registry_version(request.name()?, request.version()?)?)}),
+            json!({"model_version": version_answer(&state, &state.meta.registry_version(request.name()?, request.version()?)?)}),
         ))
     })
     .await
@@ -404,7 +450,10 @@ fn search_versions(state: &TrackingState, request: &RegistryRequest) -> Answer {
     let order = parse_order_by(&request.order_by)?;
     let (found, next) =
         paginate(search_model_versions(state.meta.registry_versions(None)?, &filter, &order), limit, offset);
-    Ok(Json(with_page(json!({"model_versions": found.iter().map(version_json).collect::<Vec<_>>()}), next)))
+    Ok(Json(with_page(
+        json!({"model_versions": found.iter().map(|version| version_answer(state, version)).collect::<Vec<_>>()}),
+        next,
+    )))
 }
 
 async fn search_versions_get(
@@ -430,7 +479,7 @@ async fn update_version(State(state): State<TrackingState>, caller: Option<Exten
             &who,
             state.clock.now_ms(),
         )?;
-        Ok(Json(json!({"model_version": version_json(&state.meta.registry_version(name, version)?)})))
+        Ok(Json(json!({"model_version": version_answer(&state, &state.meta.registry_version(name, version)?)})))
     })
     .await
 }
@@ -487,9 +536,55 @@ async fn download_uri(State(state): State<TrackingState>, Query(query): Query<Ha
     blocking(move || {
         let request = RegistryRequest::from_query(&query);
         let version = state.meta.registry_version(request.name()?, request.version()?)?;
-        Ok(Json(json!({"artifact_uri": version.source})))
+        Ok(Json(json!({"artifact_uri": storage_location(&state, &version.source)})))
     })
     .await
+}
+
+/// Where a version's files are, as MLflow's server answers `get-download-uri`: a `models:/`
+/// source (a logged model, or a version it was copied from) resolved to the files themselves.
+pub(crate) fn storage_location(state: &TrackingState, source: &str) -> String {
+    let mut current = source.to_string();
+    for _ in 0..8 {
+        let Some(rest) = current.strip_prefix("models:/") else { break };
+        let rest = rest.trim_matches('/').to_string();
+        let next = if rest.starts_with("m-") {
+            state.meta.logged_model(&rest).ok().map(|logged| logged.artifact_location)
+        } else if let Some((name, version)) = rest.rsplit_once('/') {
+            version
+                .parse()
+                .ok()
+                .and_then(|version| state.meta.registry_version(name, version).ok())
+                .map(|found| found.source)
+        } else if let Some((name, alias)) = rest.split_once('@') {
+            state
+                .meta
+                .alias(name, alias)
+                .ok()
+                .flatten()
+                .and_then(|version| state.meta.registry_version(name, version).ok())
+                .map(|found| found.source)
+        } else {
+            None
+        };
+        match next {
+            Some(next) if next != current => current = next,
+            _ => break,
+        }
+    }
+    current
+}
+
+/// Lists the new version in its logged model's `mlflow.modelVersions` tag, as MLflow does.
+fn record_registration(state: &TrackingState, version: &RegistryVersion) -> Result<(), MlflowError> {
+    const TAG: &str = "mlflow.modelVersions";
+    let Ok(logged) = state.meta.logged_model(&version.model_id) else { return Ok(()) };
+    let mut registered: Vec<Value> =
+        logged.tags.get(TAG).and_then(|text| serde_json::from_str(text).ok()).unwrap_or_default();
+    registered.push(json!({"name": version.name, "version": version.version}));
+    let text = serde_json::to_string(&registered).map_err(|error| MlflowError::internal(error.to_string()))?;
+    state.meta.set_logged_model_tags(&version.model_id, &[(TAG.to_string(), Some(text))])?;
+    Ok(())
 }
 
 /// Refuses a version source that climbs out of its directory or points at another server, as
@@ -500,6 +595,15 @@ fn check_source(source: &str) -> Result<(), MlflowError> {
     if ["http://", "https://", "ftp://", "sftp://"].iter().any(|scheme| lowered.starts_with(scheme)) {
         return Err(MlflowError::invalid(format!(
             "invalid model version source `{source}`: sources are artifact URIs (mlflow-artifacts:, runs:/, models:/, s3://, …), not web addresses"
+        )));
+    }
+    let local = decoded.starts_with('/')
+        || decoded.starts_with("./")
+        || decoded.starts_with("../")
+        || lowered.starts_with("file:");
+    if local {
+        return Err(MlflowError::invalid(format!(
+            "Invalid model version source: '{source}': a local path cannot be a source on a tracking server; log the model (mlflow.<flavor>.log_model) and register its models:/ or runs:/ URI"
         )));
     }
     let path = decoded.split_once('?').map_or(decoded.as_str(), |(path, _)| path);
@@ -587,7 +691,7 @@ async fn transition_stage(
             &who,
             now,
         )?;
-        Ok(Json(json!({"model_version": version_json(&state.meta.registry_version(name, version)?)})))
+        Ok(Json(json!({"model_version": version_answer(&state, &state.meta.registry_version(name, version)?)})))
     })
     .await
 }

@@ -86,12 +86,29 @@ fn new_model_id(name: &str, at_ms: i64) -> String {
     format!("m-{:016x}{:016x}", rng.next_u64(), rng.next_u64())
 }
 
+/// A readable name for an unnamed model, as MLflow gives one (`brave-otter-482`), derived from
+/// its unique id so two unnamed models are told apart.
+fn generated_name(model_id: &str) -> String {
+    const ADJECTIVES: [&str; 16] = [
+        "amber", "brave", "calm", "clever", "eager", "gentle", "keen", "lively", "merry", "nimble", "proud", "quiet",
+        "rapid", "sturdy", "tidy", "witty",
+    ];
+    const ANIMALS: [&str; 16] = [
+        "badger", "crane", "dolphin", "falcon", "fox", "heron", "ibis", "lynx", "marten", "otter", "owl", "panda",
+        "raven", "seal", "stoat", "wren",
+    ];
+    let digits = u64::from_str_radix(model_id.trim_start_matches("m-").get(..12).unwrap_or("0"), 16).unwrap_or(0);
+    let adjective = ADJECTIVES[(digits % 16) as usize];
+    let animal = ANIMALS[((digits >> 4) % 16) as usize];
+    format!("{adjective}-{animal}-{}", (digits >> 8) % 1000)
+}
+
 impl MetaStore {
     /// Creates a PENDING logged model under the experiment's artifact location.
     pub fn create_logged_model(&self, model: &NewLoggedModel, at_ms: i64) -> Result<LoggedModel> {
         let experiment = self.experiment(&model.experiment_id)?;
-        let name = if model.name.is_empty() { "model".to_string() } else { model.name.clone() };
-        let model_id = new_model_id(&name, at_ms);
+        let model_id = new_model_id(&model.name, at_ms);
+        let name = if model.name.is_empty() { generated_name(&model_id) } else { model.name.clone() };
         let location = format!("{}/models/{model_id}/artifacts", experiment.artifact_location.trim_end_matches('/'));
         {
             let mut connection = self.lock();

@@ -101,7 +101,7 @@ impl MetaStore {
             params![name, description, at_ms],
         )?;
         if inserted == 0 {
-            return Err(Error::AlreadyExists(format!("registered model `{name}`")));
+            return Err(Error::AlreadyExists(format!("Registered Model (name={name})")));
         }
         for (key, value) in tags {
             transaction.execute(
@@ -124,7 +124,7 @@ impl MetaStore {
                 |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
             )
             .optional()?
-            .ok_or_else(|| Error::NotFound(format!("registered model `{name}`")))?;
+            .ok_or_else(|| Error::NotFound(format!("Registered Model with name={name}")))?;
         let tags =
             connection.query_pairs("SELECT key, value FROM registered_model_tags WHERE name = ?1", params![name])?;
         let aliases = connection.query_pairs("SELECT alias, version FROM aliases WHERE model = ?1", params![name])?;
@@ -159,7 +159,7 @@ impl MetaStore {
             params![name, description, at_ms],
         )?;
         if changed == 0 {
-            return Err(Error::NotFound(format!("registered model `{name}`")));
+            return Err(Error::NotFound(format!("Registered Model with name={name}")));
         }
         crate::meta::insert_audit(&mut transaction, at_ms, actor, name, format!("changed the description of {name}"))?;
         transaction.commit()?;
@@ -170,7 +170,7 @@ impl MetaStore {
     pub fn rename_registered_model(&self, name: &str, new_name: &str, actor: &str, at_ms: i64) -> Result<()> {
         self.registered_model(name)?;
         if self.registered_model(new_name).is_ok() {
-            return Err(Error::AlreadyExists(format!("registered model `{new_name}`")));
+            return Err(Error::AlreadyExists(format!("Registered Model (name={new_name})")));
         }
         let mut connection = self.lock();
         let mut transaction = connection.transaction()?;

@@ -259,9 +259,9 @@ impl Searchable for crate::logged_models::LoggedModel {
     }
 }
 
-/// Filters and sorts registered models as MLflow's registry does: a tag clause with `!=` also
-/// matches models without the tag (so the client's ``tag.`mlflow.prompt.is_prompt` != 'true'``
-/// keeps ordinary models); `order_by` first, then by name.
+/// Filters and sorts registered models as MLflow's registry does: the 3.x client's
+/// ``tag.`mlflow.prompt.is_prompt` != 'true'`` also keeps models without that tag (MLflow treats
+/// this one tag so; any other absent tag matches nothing); `order_by` first, then by name.
 pub fn search_registered_models(
     models: Vec<crate::registry::RegisteredModel>,
     filter: &[Clause],
@@ -270,8 +270,8 @@ pub fn search_registered_models(
     search_with(models, filter, order_by, true, |left, right| left.name.cmp(&right.name))
 }
 
-/// Filters and sorts model versions as MLflow's registry does (absent tags differ, as for
-/// models); `order_by` first, by default the most recently updated, then by name and newest
+/// Filters and sorts model versions as MLflow's registry does (the prompt tag as for models);
+/// `order_by` first, by default the most recently updated, then by name and newest
 /// version.
 pub fn search_model_versions(
     versions: Vec<crate::registry::RegistryVersion>,
@@ -345,16 +345,21 @@ fn compare(left: &Literal, right: &Literal) -> Option<Ordering> {
     }
 }
 
+/// The tag MLflow's client uses to tell prompts from models in the registry.
+const PROMPT_TAG: &str = "mlflow.prompt.is_prompt";
+
 impl Clause {
     /// True when the item satisfies the clause (a missing value never does).
     pub fn matches(&self, item: &impl Searchable) -> bool {
         self.matches_with(item, false)
     }
 
-    /// [`Clause::matches`], where with `absent_differs` a missing tag satisfies `!=`.
+    /// [`Clause::matches`], where with `absent_differs` a missing prompt tag satisfies `!=`.
     fn matches_with(&self, item: &impl Searchable, absent_differs: bool) -> bool {
         let Some(value) = item.value_of(&self.entity) else {
-            return absent_differs && self.operator == Operator::NotEqual && matches!(self.entity, Entity::Tag(_));
+            return absent_differs
+                && self.operator == Operator::NotEqual
+                && matches!(&self.entity, Entity::Tag(key) if key == PROMPT_TAG);
         };
         match self.operator {
             Operator::Like | Operator::ILike => match (&value, &self.literal) {

@@ -383,7 +383,7 @@ impl MetaStore {
     pub fn tracked_run(&self, run_id: &str) -> Result<TrackedRun> {
         self.tracked_runs_where("run_id = ?1", &[&run_id])?
             .pop()
-            .ok_or_else(|| Error::NotFound(format!("run with id `{run_id}`")))
+            .ok_or_else(|| Error::NotFound(format!("Run with id={run_id}")))
     }
 
     /// Every run of the given experiments in a view, newest first. Loads parameters, tags and
@@ -549,13 +549,15 @@ impl MetaStore {
                 Ok((row.get(0)?, row.get(1)?))
             })
             .optional()?
-            .ok_or_else(|| Error::NotFound(format!("run with id `{run_id}`")))
+            .ok_or_else(|| Error::NotFound(format!("Run with id={run_id}")))
     }
 
     fn require_active_run(&self, run_id: &str) -> Result<()> {
         let (stage, _) = self.require_run(run_id)?;
         if stage != ACTIVE {
-            return Err(Error::InvalidValue(format!("run `{run_id}` is deleted; restore it before logging to it")));
+            return Err(Error::InvalidValue(format!(
+                "The run {run_id} must be in the 'active' state. Current state is deleted: restore it first"
+            )));
         }
         Ok(())
     }
@@ -730,7 +732,7 @@ impl MetaStore {
         let removed =
             self.lock().execute("DELETE FROM run_tags WHERE run_id = ?1 AND key = ?2", params![run_id, key])?;
         if removed == 0 {
-            return Err(Error::NotFound(format!("tag `{key}` of run `{run_id}`")));
+            return Err(Error::NotFound(format!("No tag with name: {key} in run with id {run_id}")));
         }
         Ok(())
     }

@@ -329,6 +329,10 @@ async fn bad_input_is_a_4xx_in_the_protocols_shape_without_server_paths() {
     assert!(too_large.body["error"].is_string(), "{}", too_large.body);
     let bad_utf8 = server.call(Method::GET, "/v2/models/%FF/ready", None).await;
     assert!(bad_utf8.status.is_client_error() && bad_utf8.body["error"].is_string(), "{}", bad_utf8.body);
+    // Type errors name the parameter, as MLflow's messages do.
+    let typed = server.mlflow(Method::POST, "experiments/create", json!({"name": 123})).await;
+    let message = typed.body["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("Invalid value 123 for parameter 'name' supplied"), "{message}");
     let unknown = server.call(Method::GET, "/api/3.0/mlflow/nothing", None).await;
     assert_eq!(
         (unknown.status, unknown.body["error_code"].as_str()),
@@ -483,4 +487,17 @@ async fn registry_search_and_sources_behave_as_mlflow() {
         .mlflow(Method::POST, "model-versions/search", json!({"filter": format!("source_path = '{source}'")}))
         .await;
     assert_eq!(by_source.body["model_versions"][0]["version"], "1", "{}", by_source.body);
+    // Only the prompt tag counts as different when absent; any other absent tag matches nothing.
+    let other = server.mlflow(Method::POST, "registered-models/search", json!({"filter": "tag.team != 'x'"})).await;
+    assert_eq!(other.body["registered_models"], json!([]), "{}", other.body);
+    // MLflow's web UI calls the same API under /ajax-api/.
+    let through_ui = server.call(Method::GET, "/ajax-api/2.0/mlflow/registered-models/get?name=fraud", None).await;
+    assert_eq!(through_ui.body["registered_model"]["name"], "fraud", "{}", through_ui.body);
+    // Unnamed logged models get distinct readable names.
+    let mut names = std::collections::HashSet::new();
+    for _ in 0..2 {
+        let logged = server.mlflow(Method::POST, "logged-models", json!({"experiment_id": "0"})).await;
+        names.insert(logged.body["model"]["info"]["name"].as_str().unwrap_or_default().to_string());
+    }
+    assert_eq!(names.len(), 2, "{names:?}");
 }
