@@ -28,12 +28,16 @@ pub struct AccessPolicy {
     pub allowed_origins: Vec<String>,
     /// The address the server is bound to (its own host is always allowed).
     pub bound: SocketAddr,
+    /// Whether `Host` is checked at all. A server that requires tokens leaves it off: a page
+    /// rebound to it has no token, and clients reach such servers by names (a Kubernetes
+    /// service, a load balancer) nobody listed.
+    pub check_hosts: bool,
 }
 
 impl AccessPolicy {
     /// The defaults for a server bound to `bound`, plus the given patterns.
     pub fn new(bound: SocketAddr, allowed_hosts: Vec<String>, allowed_origins: Vec<String>) -> Self {
-        Self { allowed_hosts, allowed_origins, bound }
+        Self { allowed_hosts, allowed_origins, bound, check_hosts: true }
     }
 
     /// Whether a request whose `Host` header is `host` (`name[:port]`) is answered.
@@ -139,6 +143,7 @@ pub async fn guard(State(policy): State<Arc<AccessPolicy>>, request: Request, ne
     let path = request.uri().path().to_string();
     let host = request.headers().get(header::HOST).and_then(|value| value.to_str().ok()).map(str::to_string);
     if let Some(host) = host.as_deref()
+        && policy.check_hosts
         && !policy.allows_host(host)
     {
         return protocol_error(

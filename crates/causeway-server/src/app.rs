@@ -85,6 +85,7 @@ pub fn build(parts: ServerParts) -> Router {
         );
     }
     let authentication = AuthConfig { meta: parts.meta, required: parts.require_tokens };
+    let policy = AccessPolicy { check_hosts: parts.access.check_hosts && !parts.require_tokens, ..parts.access };
     app.layer(axum::middleware::from_fn_with_state(authentication, auth::authenticate))
-        .layer(axum::middleware::from_fn_with_state(Arc::new(parts.access), access::guard))
+        .layer(axum::middleware::from_fn_with_state(Arc::new(policy), access::guard))
 }

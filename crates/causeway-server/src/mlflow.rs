@@ -612,15 +612,14 @@ struct CreateRun {
 }
 
 fn integer(value: Option<&Value>, name: &str) -> Result<Option<i64>, MlflowError> {
+    let refused = |value: &Value| {
+        MlflowError::invalid(format!("Invalid value {value} for parameter '{name}' supplied: it must be an integer"))
+    };
     match value {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(number)) => {
-            number.as_i64().map(Some).ok_or_else(|| MlflowError::invalid(format!("`{name}` must be an integer")))
-        }
-        Some(Value::String(text)) => {
-            text.parse().map(Some).map_err(|_| MlflowError::invalid(format!("`{name}` must be an integer")))
-        }
-        Some(_) => Err(MlflowError::invalid(format!("`{name}` must be an integer"))),
+        Some(number @ Value::Number(_)) => number.as_i64().map(Some).ok_or_else(|| refused(number)),
+        Some(text @ Value::String(digits)) => digits.parse().map(Some).map_err(|_| refused(text)),
+        Some(other) => Err(refused(other)),
     }
 }
 
@@ -865,11 +864,14 @@ async fn log_metric(State(state): State<TrackingState>, body: Bytes) -> Answer {
     .await
 }
 
-fn text_value(value: Option<&Value>) -> String {
+/// A parameter or tag value: a string, as MLflow's server requires (its clients always send one).
+fn text_value(value: Option<&Value>) -> Result<String, MlflowError> {
     match value {
-        Some(Value::String(text)) => text.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
+        Some(Value::String(text)) => Ok(text.clone()),
+        Some(Value::Null) | None => Ok(String::new()),
+        Some(other) => Err(MlflowError::invalid(format!(
+            "Invalid value {other} for parameter 'value' supplied: it must be a string"
+        ))),
     }
 }
 
@@ -877,7 +879,7 @@ async fn log_parameter(State(state): State<TrackingState>, body: Bytes) -> Answe
     blocking(move || {
         let mut request: RunRequest = parse(&body)?;
         let key = required(&request.key, "key")?.to_string();
-        request.params = vec![KeyValue { key, value: text_value(request.value.as_ref()) }];
+        request.params = vec![KeyValue { key, value: text_value(request.value.as_ref())? }];
         write_batch(&state, request)
     })
     .await
@@ -887,7 +889,7 @@ async fn set_tag(State(state): State<TrackingState>, body: Bytes) -> Answer {
     blocking(move || {
         let mut request: RunRequest = parse(&body)?;
         let key = required(&request.key, "key")?.to_string();
-        request.tags = vec![KeyValue { key, value: text_value(request.value.as_ref()) }];
+        request.tags = vec![KeyValue { key, value: text_value(request.value.as_ref())? }];
         write_batch(&state, request)
     })
     .await

@@ -575,6 +575,23 @@ pub(crate) fn storage_location(state: &TrackingState, source: &str) -> String {
     current
 }
 
+/// JSON as Python's `json.dumps` writes it (`", "` and `": "` between items), which is how
+/// MLflow writes the tags its clients compare as text.
+fn python_json(value: &Value) -> String {
+    match value {
+        Value::Array(items) => format!("[{}]", items.iter().map(python_json).collect::<Vec<_>>().join(", ")),
+        Value::Object(entries) => format!(
+            "{{{}}}",
+            entries
+                .iter()
+                .map(|(key, value)| format!("{}: {}", Value::from(key.as_str()), python_json(value)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => other.to_string(),
+    }
+}
+
 /// Lists the new version in its logged model's `mlflow.modelVersions` tag, as MLflow does.
 fn record_registration(state: &TrackingState, version: &RegistryVersion) -> Result<(), MlflowError> {
     const TAG: &str = "mlflow.modelVersions";
@@ -582,7 +599,7 @@ fn record_registration(state: &TrackingState, version: &RegistryVersion) -> Resu
     let mut registered: Vec<Value> =
         logged.tags.get(TAG).and_then(|text| serde_json::from_str(text).ok()).unwrap_or_default();
     registered.push(json!({"name": version.name, "version": version.version}));
-    let text = serde_json::to_string(&registered).map_err(|error| MlflowError::internal(error.to_string()))?;
+    let text = python_json(&Value::Array(registered));
     state.meta.set_logged_model_tags(&version.model_id, &[(TAG.to_string(), Some(text))])?;
     Ok(())
 }
@@ -603,7 +620,7 @@ fn check_source(source: &str) -> Result<(), MlflowError> {
         || lowered.starts_with("file:");
     if local {
         return Err(MlflowError::invalid(format!(
-            "Invalid model version source: '{source}': a local path cannot be a source on a tracking server; log the model (mlflow.<flavor>.log_model) and register its models:/ or runs:/ URI"
+            "Invalid model version source: '{source}'. To use a local path as a model version source, the run_id request parameter has to be specified and the local path has to be contained within the artifact directory of the run specified by the run_id; this server keeps run artifacts behind mlflow-artifacts:/ URIs, so log the model (mlflow.<flavor>.log_model) and register its models:/ or runs:/ URI"
         )));
     }
     let path = decoded.split_once('?').map_or(decoded.as_str(), |(path, _)| path);

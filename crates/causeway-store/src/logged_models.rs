@@ -253,7 +253,7 @@ impl MetaStore {
                         params![model_id, key],
                     )?;
                     if removed == 0 {
-                        return Err(Error::NotFound(format!("tag `{key}` of logged model `{model_id}`")));
+                        return Err(Error::NotFound(format!("No tag with key '{key}' found for model with ID '{model_id}'")));
                     }
                     removed
                 }

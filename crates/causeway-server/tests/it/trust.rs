@@ -246,6 +246,15 @@ async fn scopes_follow_what_a_request_does_and_every_registry_change_is_audited(
         let answer = server.send(call(method, path, &write, body)).await;
         assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.body);
     }
+    // A server that requires tokens is reached by the names its clients use (a rebound page has
+    // no token to send).
+    let by_service_name = Request::builder()
+        .uri("/api/2.0/mlflow/experiments/get?experiment_id=0")
+        .header("host", "mlflow.models.svc.cluster.local")
+        .header("authorization", format!("Bearer {read}"))
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(server.send(by_service_name).await.status, StatusCode::OK);
     let latest =
         server.send(call(Method::POST, "registered-models/get-latest-versions", &read, json!({"name": "fraud"}))).await;
     assert_eq!(latest.status, StatusCode::OK, "{}", latest.body);
@@ -294,6 +303,12 @@ async fn bad_input_is_a_4xx_in_the_protocols_shape_without_server_paths() {
         (StatusCode::BAD_REQUEST, Some("INVALID_PARAMETER_VALUE"))
     );
     let nul_body = server.mlflow(Method::POST, "experiments/create", json!({"name": "a\u{0}b"})).await;
+    // Tags and parameters are strings, as MLflow requires.
+    let run = server.mlflow(Method::POST, "runs/create", json!({"experiment_id": "0"})).await;
+    let run_id = run.body["run"]["info"]["run_id"].as_str().unwrap_or_default().to_string();
+    let numeric_tag =
+        server.mlflow(Method::POST, "runs/set-tag", json!({"run_id": run_id, "key": "k", "value": 31})).await;
+    assert_eq!(numeric_tag.status, StatusCode::BAD_REQUEST, "{}", numeric_tag.body);
     assert_eq!(nul_body.status, StatusCode::BAD_REQUEST, "{}", nul_body.body);
 
     let upload = |path: String, bytes: &'static [u8]| {
