@@ -114,6 +114,20 @@ def post(session, url, path, body):
     return response.json()
 
 
+def run_clients(client, runs, errors):
+    """Runs `client(run_id)` in one thread per run; returns the seconds they took together."""
+    threads = [threading.Thread(target=client, args=(run_id,)) for run_id in runs]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise errors[0]
+    return elapsed
+
+
 def ingest(server, clients=4, batches=25):
     """Metrics per second through log-batch, `clients` threads each with its own run."""
     session = requests.Session()
@@ -130,16 +144,7 @@ def ingest(server, clients=4, batches=25):
         except Exception as error:  # reported below
             errors.append(error)
 
-    threads = [threading.Thread(target=client, args=(run_id,)) for run_id in runs]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
-    if errors:
-        raise errors[0]
-    return clients * batches * 1000 / elapsed
+    return clients * batches * 1000 / run_clients(client, runs, errors)
 
 
 def small_writes(server, clients=4, writes=200):
@@ -157,16 +162,7 @@ def small_writes(server, clients=4, writes=200):
         except Exception as error:  # reported below
             errors.append(error)
 
-    threads = [threading.Thread(target=client, args=(run_id,)) for run_id in runs]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
-    if errors:
-        raise errors[0]
-    return clients * writes / elapsed
+    return clients * writes / run_clients(client, runs, errors)
 
 
 def populate(server, runs, clients=4):

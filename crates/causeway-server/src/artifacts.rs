@@ -101,27 +101,22 @@ async fn upload(
 async fn download(State(state): State<ArtifactState>, Path(path): Path<String>) -> Result<Response, MlflowError> {
     blocking(move || {
         let key = artifact_key(&path)?;
-        file_response(&key, state.blobs.get(&key)?)
+        Ok(file_response(&key, state.blobs.get(&key)?))
     })
     .await
 }
 
 /// A downloaded file as MLflow's server answers it.
-pub(crate) fn file_response(key: &str, bytes: Vec<u8>) -> Result<Response, MlflowError> {
-    {
-        let name = key.rsplit('/').next().unwrap_or("artifact");
-        // As MLflow's server answers: a guessed type, always as an attachment, never sniffed.
-        let disposition = format!("attachment; filename={}", name.replace(['"', '\r', '\n'], "_"));
-        Ok((
-            [
-                (header::CONTENT_TYPE, mime_type(name).to_string()),
-                (header::CONTENT_DISPOSITION, disposition),
-                (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
-            ],
-            bytes,
-        )
-            .into_response())
-    }
+pub(crate) fn file_response(key: &str, bytes: Vec<u8>) -> Response {
+    let name = key.rsplit('/').next().unwrap_or("artifact");
+    // As MLflow's server answers: a guessed type, always as an attachment, never sniffed.
+    let disposition = format!("attachment; filename={}", name.replace(['"', '\r', '\n'], "_"));
+    let headers = [
+        (header::CONTENT_TYPE, mime_type(name).to_string()),
+        (header::CONTENT_DISPOSITION, disposition),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+    ];
+    (headers, bytes).into_response()
 }
 
 /// The media type MLflow's server gives a downloaded file: plain text for text-like files

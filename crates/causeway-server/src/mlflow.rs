@@ -559,7 +559,7 @@ fn proxied_key(root: &str, path: &str) -> Result<String, MlflowError> {
 
 fn stored_file(state: &TrackingState, key: &str) -> Result<Response, MlflowError> {
     let blobs = state.blobs.as_ref().ok_or_else(|| MlflowError::invalid("this server stores no artifacts"))?;
-    crate::artifacts::file_response(key, blobs.get(key)?)
+    Ok(crate::artifacts::file_response(key, blobs.get(key)?))
 }
 
 /// `GET /get-artifact?run_id=…&path=…`: one file of a run, as MLflow's UI and older clients fetch it.

@@ -584,11 +584,7 @@ impl MetaStore {
 
     /// The version `alias` points at, if set.
     pub fn alias(&self, model: &str, alias: &str) -> Result<Option<u32>> {
-        self.lock()
-            .query_row("SELECT version FROM aliases WHERE model = ?1 AND alias = ?2", params![model, alias], |row| {
-                row.get(0)
-            })
-            .optional()
+        crate::rollout::alias_in(&mut self.lock(), model, alias)
     }
 
     /// All aliases of a model, by name.

@@ -172,6 +172,15 @@ fn version_exists(connection: &mut Connection, model: &str, version: u32) -> Res
     }
 }
 
+/// The version `alias` of `model` points at, inside an open connection or transaction.
+pub(crate) fn alias_in(connection: &mut Connection, model: &str, alias: &str) -> Result<Option<u32>> {
+    connection
+        .query_row("SELECT version FROM aliases WHERE model = ?1 AND alias = ?2", params![model, alias], |row| {
+            row.get(0)
+        })
+        .optional()
+}
+
 /// The stored policy row: the policy (`None` once nothing answers) and its generation.
 fn stored_policy(connection: &mut Connection, model: &str) -> Result<Option<(Option<TrafficPolicy>, i64)>> {
     let row: Option<(String, i64)> = connection
@@ -186,12 +195,7 @@ pub(crate) fn serving_policy_in(connection: &mut Connection, model: &str) -> Res
     if let Some((policy, _)) = stored_policy(connection, model)? {
         return Ok(policy);
     }
-    let champion: Option<u32> = connection
-        .query_row("SELECT version FROM aliases WHERE model = ?1 AND alias = ?2", params![model, CHAMPION], |row| {
-            row.get(0)
-        })
-        .optional()?;
-    Ok(champion.map(|champion| TrafficPolicy {
+    Ok(alias_in(connection, model, CHAMPION)?.map(|champion| TrafficPolicy {
         model: model.to_string(),
         champion,
         challenger: None,
@@ -213,14 +217,7 @@ pub(crate) fn write_alias(
 ) -> Result<bool> {
     let (message, details) = match version {
         Some(version) => {
-            let before: Option<u32> = connection
-                .query_row(
-                    "SELECT version FROM aliases WHERE model = ?1 AND alias = ?2",
-                    params![model, alias],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            if before == Some(version) {
+            if alias_in(connection, model, alias)? == Some(version) {
                 return Ok(false);
             }
             connection.execute(
@@ -315,13 +312,7 @@ pub(crate) fn apply_rollout_in(connection: &mut Connection, rollout: &Rollout<'_
             write_alias(connection, model, CHALLENGER, None, actor, at_ms, reason)?;
         }
         (None, RolloutChange::Champion(version)) => {
-            let candidate: Option<u32> = connection
-                .query_row(
-                    "SELECT version FROM aliases WHERE model = ?1 AND alias = ?2",
-                    params![model, CHALLENGER],
-                    |row| row.get(0),
-                )
-                .optional()?;
+            let candidate = alias_in(connection, model, CHALLENGER)?;
             let rollout_running = current.as_ref().is_some_and(|current| current.challenger.is_some());
             if rollout_running || candidate == Some(version) {
                 write_alias(connection, model, CHALLENGER, None, actor, at_ms, reason)?;
