@@ -7,11 +7,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::Request;
-use axum::response::IntoResponse;
 use causeway_serving::Engine;
 use causeway_store::{BlobStore, MetaStore};
 use causeway_types::Clock;
-use tower::ServiceExt;
 
 use crate::access::AccessPolicy;
 use crate::artifacts::ArtifactState;
@@ -51,6 +49,31 @@ impl ServerParts {
     }
 }
 
+/// The route `path_and_query` means when it is spelled another way, or `None` when it is already
+/// canonical: repeated slashes are one (Flask merges them, and MLflow's clients send
+/// `//model-versions/...`), and on a tracking server MLflow's web UI's `/ajax-api/` is `/api/`.
+fn canonical_path(path_and_query: &str, tracking: bool) -> Option<axum::http::Uri> {
+    let (path, query) =
+        path_and_query.split_once('?').map_or((path_and_query, None), |(path, query)| (path, Some(query)));
+    let mut collapsed = String::with_capacity(path.len());
+    for character in path.chars() {
+        if !(character == '/' && collapsed.ends_with('/')) {
+            collapsed.push(character);
+        }
+    }
+    if tracking && collapsed.starts_with("/ajax-api/") {
+        collapsed.replace_range(.."/ajax-api".len(), "/api");
+    }
+    if collapsed == path {
+        return None;
+    }
+    let rewritten = match query {
+        Some(query) => format!("{collapsed}?{query}"),
+        None => collapsed,
+    };
+    rewritten.parse().ok()
+}
+
 /// The routes and layers of a server.
 pub fn build(parts: ServerParts) -> Router {
     let mut app = Router::new();
@@ -63,29 +86,48 @@ pub fn build(parts: ServerParts) -> Router {
         let artifacts = ArtifactState { blobs: parts.blobs, public_url: parts.public_url, clock: parts.clock };
         app = app.merge(crate::mlflow::router(tracking)).merge(crate::artifacts::router(artifacts));
     }
-    if parts.tracking {
-        // MLflow's web UI calls the same API under `/ajax-api/`.
-        let api = app.clone();
-        app = app.route(
-            "/ajax-api/{*rest}",
-            axum::routing::any(move |mut request: Request| {
-                let api = api.clone();
-                async move {
-                    let rewritten = request
-                        .uri()
-                        .path_and_query()
-                        .map(|path| path.as_str().replacen("/ajax-api/", "/api/", 1))
-                        .and_then(|path| path.parse::<axum::http::Uri>().ok());
-                    if let Some(uri) = rewritten {
-                        *request.uri_mut() = uri;
-                    }
-                    api.oneshot(request).await.into_response()
-                }
-            }),
-        );
-    }
+    app = app.fallback(crate::routes::not_found);
     let authentication = AuthConfig { meta: parts.meta, required: parts.require_tokens };
     let policy = AccessPolicy { check_hosts: parts.access.check_hosts && !parts.require_tokens, ..parts.access };
-    app.layer(axum::middleware::from_fn_with_state(authentication, auth::authenticate))
-        .layer(axum::middleware::from_fn_with_state(Arc::new(policy), access::guard))
+    let checked = app
+        .layer(axum::middleware::from_fn_with_state(authentication, auth::authenticate))
+        .layer(axum::middleware::from_fn_with_state(Arc::new(policy), access::guard));
+    // Spellings are made canonical before anything looks at the path, so the guard, the scopes
+    // and the routes all see one path.
+    Router::new()
+        .fallback_service(checked)
+        .layer(axum::middleware::map_request_with_state(parts.tracking, canonical_request))
+}
+
+/// Rewrites the request to its route's canonical spelling (see [`canonical_path`]).
+async fn canonical_request(
+    axum::extract::State(tracking): axum::extract::State<bool>,
+    mut request: Request,
+) -> Request {
+    if let Some(uri) = request.uri().path_and_query().and_then(|path| canonical_path(path.as_str(), tracking)) {
+        *request.uri_mut() = uri;
+    }
+    request
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_path;
+
+    fn canonical(path: &str, tracking: bool) -> Option<String> {
+        canonical_path(path, tracking).map(|uri| uri.to_string())
+    }
+
+    #[test]
+    fn other_spellings_of_a_route_become_its_own() {
+        assert_eq!(
+            canonical("//model-versions/get-artifact?path=a//b", true).as_deref(),
+            Some("/model-versions/get-artifact?path=a//b")
+        );
+        assert_eq!(canonical("/ajax-api/2.0/mlflow/runs/search", true).as_deref(), Some("/api/2.0/mlflow/runs/search"));
+        assert_eq!(canonical("//ajax-api//2.0/mlflow/x?a=1", true).as_deref(), Some("/api/2.0/mlflow/x?a=1"));
+        assert_eq!(canonical("/ajax-api/2.0/mlflow/runs/search", false), None, "no tracking API, no alias");
+        assert_eq!(canonical("/api/2.0/mlflow/runs/search?x=1", true), None);
+        assert_eq!(canonical("/", true), None);
+    }
 }

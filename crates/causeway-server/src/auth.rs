@@ -35,8 +35,9 @@ pub struct Caller {
 }
 
 /// POST routes that only read (searches take their filters in a body).
-const READING_POSTS: [&str; 6] = [
+const READING_POSTS: [&str; 7] = [
     "/api/2.0/mlflow/runs/search",
+    "/api/2.0/mlflow/experiments/search-datasets",
     "/api/2.0/mlflow/experiments/search",
     "/api/2.0/mlflow/logged-models/search",
     "/api/2.0/mlflow/registered-models/search",
@@ -57,7 +58,7 @@ const ADMIN_ROUTES: [&str; 5] = [
 /// The scope a request needs, by what it does rather than by its HTTP method.
 pub fn required_scope(method: &Method, path: &str) -> Scope {
     let path = path.trim_end_matches('/');
-    let path = path.replacen("/api/2.0/preview/", "/api/2.0/", 1).replacen("/ajax-api/", "/api/", 1);
+    let path = path.replacen("/api/2.0/preview/", "/api/2.0/", 1);
     let reads = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
         || (method == Method::POST && READING_POSTS.contains(&path.as_str()));
     if reads {

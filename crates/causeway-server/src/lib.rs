@@ -9,6 +9,7 @@ pub mod app;
 pub mod artifacts;
 pub mod auth;
 mod error;
+mod history;
 mod logged_models;
 mod metrics;
 pub mod mlflow;

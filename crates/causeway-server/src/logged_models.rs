@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::response::Json;
+use axum::response::{Json, Response};
 use axum::routing::{delete, get, patch, post};
 use causeway_store::search::{parse_filter, parse_order_by, search_registry};
 use causeway_store::{LoggedModel, NewLoggedModel};
@@ -26,6 +26,8 @@ pub fn router(state: TrackingState) -> Router {
         .route("/api/2.0/mlflow/logged-models/{model_id}/tags", patch(set_tags))
         .route("/api/2.0/mlflow/logged-models/{model_id}/tags/{key}", delete(delete_tag))
         .route("/api/2.0/mlflow/logged-models/{model_id}/params", post(log_params))
+        .route("/api/2.0/mlflow/logged-models/{model_id}/artifacts/directories", get(list_artifacts))
+        .route("/api/2.0/mlflow/logged-models/{model_id}/artifacts/files", get(artifact_file))
         .route("/api/2.0/mlflow/runs/outputs", post(log_outputs))
         .with_state(state)
 }
@@ -119,6 +121,29 @@ struct ModelRequest {
     #[serde(default)]
     order_by: Vec<Value>,
     page_token: Option<String>,
+    #[serde(default)]
+    datasets: Vec<DatasetFilter>,
+}
+
+/// `search_logged_models(datasets=[…])`: models with a metric measured on this dataset.
+#[derive(Deserialize)]
+struct DatasetFilter {
+    #[serde(default)]
+    dataset_name: String,
+    #[serde(default)]
+    dataset_digest: Option<String>,
+}
+
+impl DatasetFilter {
+    fn matches(&self, model: &LoggedModel) -> bool {
+        model.metrics.iter().any(|metric| {
+            metric.dataset_name == self.dataset_name
+                && self
+                    .dataset_digest
+                    .as_deref()
+                    .is_none_or(|digest| digest.is_empty() || metric.dataset_digest == digest)
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -164,6 +189,38 @@ async fn fetch(
     Query(_): Query<HashMap<String, String>>,
 ) -> Answer {
     blocking(move || Ok(Json(json!({"model": model_json(&state.meta.logged_model(&model_id)?)})))).await
+}
+
+/// `GET logged-models/{id}/artifacts/directories[?artifact_directory_path=…]`: a logged model's
+/// files, as MLflow's web UI lists them.
+async fn list_artifacts(
+    State(state): State<TrackingState>,
+    Path(model_id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Answer {
+    blocking(move || {
+        let model = state.meta.logged_model(&model_id)?;
+        let path = query.get("artifact_directory_path").map(String::as_str).unwrap_or_default();
+        crate::mlflow::artifact_listing(&state, &model.artifact_location, path).map(Json)
+    })
+    .await
+}
+
+/// `GET logged-models/{id}/artifacts/files?artifact_file_path=…`: one file of a logged model.
+async fn artifact_file(
+    State(state): State<TrackingState>,
+    Path(model_id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, MlflowError> {
+    blocking(move || {
+        let path = query
+            .get("artifact_file_path")
+            .filter(|path| !path.is_empty())
+            .ok_or_else(|| MlflowError::invalid("Request must include the \"artifact_file_path\" query parameter."))?;
+        let model = state.meta.logged_model(&model_id)?;
+        crate::mlflow::stored_file(&state, &crate::mlflow::proxied_key(&model.artifact_location, path)?)
+    })
+    .await
 }
 
 async fn finalize(State(state): State<TrackingState>, Path(model_id): Path<String>, body: Bytes) -> Answer {
@@ -233,10 +290,16 @@ async fn search(State(state): State<TrackingState>, body: Bytes) -> Answer {
             })
             .collect();
         let order = parse_order_by(&order_text)?;
+        if request.datasets.iter().any(|dataset| dataset.dataset_name.is_empty()) {
+            return Err(MlflowError::invalid("`dataset_name` in the `datasets` clause must be specified."));
+        }
         let experiments =
             if request.experiment_ids.is_empty() { vec!["0".to_string()] } else { request.experiment_ids };
-        let (found, next) =
-            paginate(search_registry(state.meta.logged_models(&experiments)?, &filter, &order), limit, offset);
+        let mut models = state.meta.logged_models(&experiments)?;
+        if !request.datasets.is_empty() {
+            models.retain(|model| request.datasets.iter().any(|dataset| dataset.matches(model)));
+        }
+        let (found, next) = paginate(search_registry(models, &filter, &order), limit, offset);
         let mut answer = json!({"models": found.iter().map(model_json).collect::<Vec<_>>()});
         if let (Some(next), Some(object)) = (next, answer.as_object_mut()) {
             object.insert("next_page_token".into(), json!(next));

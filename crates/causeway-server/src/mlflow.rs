@@ -38,6 +38,10 @@ pub const MAX_KEY_LENGTH: usize = 250;
 pub const MAX_PARAM_VALUE_LENGTH: usize = 6000;
 /// Characters of a tag value.
 pub const MAX_TAG_VALUE_LENGTH: usize = 8000;
+/// Characters of an experiment's name.
+pub const MAX_EXPERIMENT_NAME_LENGTH: usize = 500;
+/// Characters of an experiment tag's value.
+pub const MAX_EXPERIMENT_TAG_VALUE_LENGTH: usize = 5000;
 /// The most results one search page returns.
 pub const MAX_SEARCH_RESULTS: usize = 50_000;
 
@@ -130,7 +134,12 @@ pub fn router(state: TrackingState) -> Router {
         .route("/api/2.0/mlflow/runs/delete-tag", post(delete_tag))
         .route("/api/2.0/mlflow/runs/log-inputs", post(log_inputs))
         .route("/api/2.0/mlflow/metrics/get-history", get(metric_history))
+        .route("/api/2.0/mlflow/experiments/search-datasets", post(search_datasets))
         .route("/api/2.0/mlflow/artifacts/list", get(list_run_artifacts))
+        .route(
+            "/api/2.0/mlflow/upload-artifact",
+            post(upload_run_artifact).layer(axum::extract::DefaultBodyLimit::max(MAX_UI_UPLOAD_BYTES)),
+        )
         .route("/api/2.0/mlflow/{*rest}", any(unknown_endpoint))
         .route("/api/3.0/mlflow/{*rest}", any(unknown_endpoint))
         .route("/get-artifact", get(get_run_artifact))
@@ -139,6 +148,7 @@ pub fn router(state: TrackingState) -> Router {
         .route("/version", get(version))
         .with_state(state.clone())
         .merge(crate::registry::router(state.clone()))
+        .merge(crate::history::router(state.clone()))
         .merge(crate::logged_models::router(state))
 }
 
@@ -301,9 +311,15 @@ async fn create_experiment(State(state): State<TrackingState>, body: Bytes) -> A
     blocking(move || {
         let request: CreateExperiment = parse(&body)?;
         let name = required(&request.name, "name")?;
+        check_experiment_name(name)?;
         let tags: Vec<(String, String)> = request.tags.into_iter().map(|tag| (tag.key, tag.value)).collect();
-        let id =
-            state.meta.create_experiment(name, request.artifact_location.as_deref(), &tags, state.clock.now_ms())?;
+        for (key, value) in &tags {
+            check_key(key)?;
+            check_length("experiment tag", key, value, MAX_EXPERIMENT_TAG_VALUE_LENGTH)?;
+        }
+        let location =
+            request.artifact_location.as_deref().filter(|location| !location.is_empty()).map(absolute_location);
+        let id = state.meta.create_experiment(name, location.as_deref(), &tags, state.clock.now_ms())?;
         Ok(Json(json!({"experiment_id": id})))
     })
     .await
@@ -436,7 +452,9 @@ async fn update_experiment(State(state): State<TrackingState>, body: Bytes) -> A
     blocking(move || {
         let request: ExperimentChange = parse(&body)?;
         let id = required(&request.experiment_id, "experiment_id")?;
-        state.meta.rename_experiment(id, required(&request.new_name, "new_name")?, state.clock.now_ms())?;
+        let new_name = required(&request.new_name, "new_name")?;
+        check_experiment_name(new_name)?;
+        state.meta.rename_experiment(id, new_name, state.clock.now_ms())?;
         Ok(Json(json!({})))
     })
     .await
@@ -468,11 +486,9 @@ async fn set_experiment_tag(State(state): State<TrackingState>, body: Bytes) -> 
         let request: ExperimentChange = parse(&body)?;
         let key = required(&request.key, "key")?;
         check_key(key)?;
-        state.meta.set_experiment_tag(
-            required(&request.experiment_id, "experiment_id")?,
-            key,
-            request.value.as_deref().unwrap_or_default(),
-        )?;
+        let value = request.value.as_deref().unwrap_or_default();
+        check_length("experiment tag", key, value, MAX_EXPERIMENT_TAG_VALUE_LENGTH)?;
+        state.meta.set_experiment_tag(required(&request.experiment_id, "experiment_id")?, key, value)?;
         Ok(Json(json!({})))
     })
     .await
@@ -511,41 +527,78 @@ async fn list_run_artifacts(
     Query(query): Query<HashMap<String, String>>,
 ) -> Answer {
     blocking(move || {
-        let run_id = run_id_from(&query)?;
-        let run = state.meta.tracked_run(&run_id)?;
-        let path = query.get("path").map(String::as_str).unwrap_or_default().trim_matches('/').to_string();
-        let Some(root) = run.artifact_uri.strip_prefix("mlflow-artifacts:/") else {
-            return Ok(Json(json!({"root_uri": run.artifact_uri, "files": []})));
-        };
-        let directory = if path.is_empty() {
-            root.trim_matches('/').to_string()
-        } else {
-            format!("{}/{path}", root.trim_matches('/'))
-        };
-        let key = crate::artifacts::artifact_key(&directory)?;
-        let files: Vec<Value> = state
-            .blobs
-            .as_ref()
-            .map(|blobs| blobs.list_directory(&key))
-            .transpose()?
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(name, is_dir, size)| {
-                let relative = if path.is_empty() { name } else { format!("{path}/{name}") };
-                if is_dir {
-                    json!({"path": relative, "is_dir": true})
-                } else {
-                    json!({"path": relative, "is_dir": false, "file_size": size})
-                }
-            })
-            .collect();
-        Ok(Json(json!({"root_uri": run.artifact_uri, "files": files})))
+        let run = state.meta.tracked_run(&run_id_from(&query)?)?;
+        let path = query.get("path").map(String::as_str).unwrap_or_default();
+        artifact_listing(&state, &run.artifact_uri, path).map(Json)
+    })
+    .await
+}
+
+/// The entries of directory `path` under an artifact root, in MLflow's listing shape
+/// (`{root_uri, files: [{path, is_dir, file_size}]}`, paths relative to the root). A root this server
+/// does not store lists as empty, as MLflow lists a root it cannot reach.
+pub(crate) fn artifact_listing(state: &TrackingState, root_uri: &str, path: &str) -> Result<Value, MlflowError> {
+    let path = path.trim_matches('/');
+    if !root_uri.starts_with("mlflow-artifacts:") {
+        return Ok(json!({"root_uri": root_uri, "files": []}));
+    }
+    let key = proxied_key(root_uri, path)?;
+    let files: Vec<Value> = state
+        .blobs
+        .as_ref()
+        .map(|blobs| blobs.list_directory(&key))
+        .transpose()?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, is_dir, size)| {
+            let relative = if path.is_empty() { name } else { format!("{path}/{name}") };
+            if is_dir {
+                json!({"path": relative, "is_dir": true})
+            } else {
+                json!({"path": relative, "is_dir": false, "file_size": size})
+            }
+        })
+        .collect();
+    Ok(json!({"root_uri": root_uri, "files": files}))
+}
+
+/// The most bytes `upload-artifact` (the web UI's one-file upload) takes, as MLflow caps it.
+pub const MAX_UI_UPLOAD_BYTES: usize = 10 * 1024 * 1024;
+
+/// `POST /api/2.0/mlflow/upload-artifact?run_uuid=…&path=…` with the file as the body: the web UI's
+/// upload of one file into a run's artifacts.
+async fn upload_run_artifact(
+    State(state): State<TrackingState>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Answer {
+    blocking(move || {
+        let run_id = query
+            .get("run_uuid")
+            .or_else(|| query.get("run_id"))
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| MlflowError::invalid("Request must specify run_uuid."))?;
+        let path = query
+            .get("path")
+            .filter(|path| !path.is_empty())
+            .ok_or_else(|| MlflowError::invalid("Request must specify path."))?;
+        if path.starts_with('/') || path.split('/').any(|segment| segment == ".." || segment == ".") {
+            return Err(MlflowError::invalid("Invalid path"));
+        }
+        if body.is_empty() {
+            return Err(MlflowError::invalid("Request must specify data."));
+        }
+        let run = state.meta.tracked_run(run_id)?;
+        let key = proxied_key(&run.artifact_uri, path)?;
+        let blobs = state.blobs.as_ref().ok_or_else(|| MlflowError::invalid("this server stores no artifacts"))?;
+        blobs.put(&key, &body)?;
+        Ok(Json(json!({})))
     })
     .await
 }
 
 /// The blob key of `path` under an `mlflow-artifacts:/` root, refusing paths that escape.
-fn proxied_key(root: &str, path: &str) -> Result<String, MlflowError> {
+pub(crate) fn proxied_key(root: &str, path: &str) -> Result<String, MlflowError> {
     let Some(root) = root.strip_prefix("mlflow-artifacts:") else {
         return Err(MlflowError::invalid(format!("artifacts at `{root}` are not stored on this server")));
     };
@@ -557,7 +610,7 @@ fn proxied_key(root: &str, path: &str) -> Result<String, MlflowError> {
     crate::artifacts::artifact_key(&if path.is_empty() { root.to_string() } else { format!("{root}/{path}") })
 }
 
-fn stored_file(state: &TrackingState, key: &str) -> Result<Response, MlflowError> {
+pub(crate) fn stored_file(state: &TrackingState, key: &str) -> Result<Response, MlflowError> {
     let blobs = state.blobs.as_ref().ok_or_else(|| MlflowError::invalid("this server stores no artifacts"))?;
     Ok(crate::artifacts::file_response(key, blobs.get(key)?))
 }
@@ -767,6 +820,27 @@ fn check_key(key: &str) -> Result<(), MlflowError> {
     Ok(())
 }
 
+/// Refuses experiment names MLflow refuses (longer than [`MAX_EXPERIMENT_NAME_LENGTH`]).
+fn check_experiment_name(name: &str) -> Result<(), MlflowError> {
+    if name.chars().count() > MAX_EXPERIMENT_NAME_LENGTH {
+        return Err(MlflowError::invalid(format!(
+            "'name' exceeds the maximum length of {MAX_EXPERIMENT_NAME_LENGTH} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// An experiment's artifact location as MLflow records it: a relative local path is made absolute
+/// against the server's working directory (clients elsewhere could not resolve it); URIs and
+/// absolute paths are kept as given.
+fn absolute_location(location: &str) -> String {
+    let path = std::path::Path::new(location);
+    if location.contains("://") || location.contains(":/") || path.is_absolute() {
+        return location.to_string();
+    }
+    std::env::current_dir().map_or_else(|_| location.to_string(), |cwd| cwd.join(path).display().to_string())
+}
+
 fn check_length(what: &str, key: &str, value: &str, limit: usize) -> Result<(), MlflowError> {
     if value.chars().count() > limit {
         return Err(MlflowError::invalid(format!("{what} `{key}` has a value longer than {limit} characters")));
@@ -791,30 +865,43 @@ fn metric_value(value: &Value, key: &str) -> Result<f64, MlflowError> {
     }
 }
 
+/// One metric point; `path` names the metric in errors as MLflow does (`timestamp` for
+/// `log-metric`, `metrics[3].timestamp` for `log-batch`). The timestamp is required, as in MLflow:
+/// a point without one could not be ordered against the client's others.
 fn metric_point(
-    state: &TrackingState,
+    path: &str,
     key: &str,
     value: &Value,
     timestamp: Option<&Value>,
     step: Option<&Value>,
 ) -> Result<(String, MetricPoint), MlflowError> {
     check_key(key)?;
+    let timestamp = integer(timestamp, &format!("{path}timestamp"))?.ok_or_else(|| {
+        MlflowError::invalid(format!(
+            "Missing value for required parameter '{path}timestamp'. See the API docs for more information about request parameters."
+        ))
+    })?;
     Ok((
         key.to_string(),
         MetricPoint {
             value: metric_value(value, key)?,
-            timestamp: integer(timestamp, "timestamp")?.unwrap_or_else(|| state.clock.now_ms()),
-            step: integer(step, "step")?.unwrap_or(0),
+            timestamp,
+            step: integer(step, &format!("{path}step"))?.unwrap_or(0),
         },
     ))
 }
 
-fn write_batch(state: &TrackingState, request: RunRequest) -> Answer {
+/// Writes a `log-batch` (or a `log-metric`, `single` naming its fields without `metrics[i].`).
+fn write_batch(state: &TrackingState, request: RunRequest, single: bool) -> Answer {
     let run_id = request.run_id()?.to_string();
     let metrics: Vec<(String, MetricPoint)> = request
         .metrics
         .iter()
-        .map(|metric| metric_point(state, &metric.key, &metric.value, metric.timestamp.as_ref(), metric.step.as_ref()))
+        .enumerate()
+        .map(|(index, metric)| {
+            let path = if single { String::new() } else { format!("metrics[{index}].") };
+            metric_point(&path, &metric.key, &metric.value, metric.timestamp.as_ref(), metric.step.as_ref())
+        })
         .collect::<Result<_, _>>()?;
     let params: Vec<(String, String)> =
         request.params.iter().map(|param| (param.key.clone(), param.value.clone())).collect();
@@ -859,7 +946,7 @@ async fn log_metric(State(state): State<TrackingState>, body: Bytes) -> Answer {
             dataset_name: request.dataset_name.take(),
             dataset_digest: request.dataset_digest.take(),
         }];
-        write_batch(&state, request)
+        write_batch(&state, request, true)
     })
     .await
 }
@@ -880,7 +967,7 @@ async fn log_parameter(State(state): State<TrackingState>, body: Bytes) -> Answe
         let mut request: RunRequest = parse(&body)?;
         let key = required(&request.key, "key")?.to_string();
         request.params = vec![KeyValue { key, value: text_value(request.value.as_ref())? }];
-        write_batch(&state, request)
+        write_batch(&state, request, true)
     })
     .await
 }
@@ -890,7 +977,7 @@ async fn set_tag(State(state): State<TrackingState>, body: Bytes) -> Answer {
         let mut request: RunRequest = parse(&body)?;
         let key = required(&request.key, "key")?.to_string();
         request.tags = vec![KeyValue { key, value: text_value(request.value.as_ref())? }];
-        write_batch(&state, request)
+        write_batch(&state, request, true)
     })
     .await
 }
@@ -907,7 +994,7 @@ async fn log_batch(State(state): State<TrackingState>, body: Bytes) -> Answer {
                 "a batch logging request can contain at most {MAX_BATCH_METRICS} metrics, {MAX_BATCH_PARAMS} params, {MAX_BATCH_TAGS} tags and {MAX_BATCH_ENTITIES} entities in total; got {metrics} metrics, {params} params, {tags} tags"
             )));
         }
-        write_batch(&state, request)
+        write_batch(&state, request, false)
     })
     .await
 }
@@ -1020,6 +1107,48 @@ async fn metric_history(State(state): State<TrackingState>, Query(query): Query<
             object.insert("next_page_token".into(), json!(next));
         }
         Ok(Json(answer))
+    })
+    .await
+}
+
+/// The most experiments one `experiments/search-datasets` request may name.
+pub const MAX_DATASET_SEARCH_EXPERIMENTS: usize = 20;
+/// The most dataset summaries it answers.
+pub const MAX_DATASET_SUMMARIES: usize = 1000;
+
+/// `POST experiments/search-datasets {experiment_ids}`: the distinct datasets the experiments' runs
+/// read, with the context (`training`, `eval`) they were logged under — the web UI's dataset filter.
+async fn search_datasets(State(state): State<TrackingState>, body: Bytes) -> Answer {
+    blocking(move || {
+        let request: SearchRequest = parse(&body)?;
+        if request.experiment_ids.is_empty() {
+            return Err(MlflowError::invalid("SearchDatasets request must specify at least one experiment_id."));
+        }
+        if request.experiment_ids.len() > MAX_DATASET_SEARCH_EXPERIMENTS {
+            return Err(MlflowError::invalid(format!(
+                "SearchDatasets request cannot specify more than {MAX_DATASET_SEARCH_EXPERIMENTS} experiment_ids. Received {} experiment_ids.",
+                request.experiment_ids.len()
+            )));
+        }
+        let mut summaries = std::collections::BTreeSet::new();
+        for run in state.meta.tracked_runs(&request.experiment_ids, ViewType::All)? {
+            for input in &run.inputs {
+                let context = input.tags.iter().find(|(key, _)| key == "mlflow.data.context").map(|(_, value)| value.clone());
+                summaries.insert((run.experiment_id.clone(), input.name.clone(), input.digest.clone(), context));
+            }
+        }
+        let summaries: Vec<Value> = summaries
+            .into_iter()
+            .take(MAX_DATASET_SUMMARIES)
+            .map(|(experiment_id, name, digest, context)| {
+                let mut summary = json!({"experiment_id": experiment_id, "name": name, "digest": digest});
+                if let (Some(context), Some(object)) = (context, summary.as_object_mut()) {
+                    object.insert("context".into(), json!(context));
+                }
+                summary
+            })
+            .collect();
+        Ok(Json(json!({"dataset_summaries": summaries})))
     })
     .await
 }

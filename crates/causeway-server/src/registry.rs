@@ -609,6 +609,13 @@ fn record_registration(state: &TrackingState, version: &RegistryVersion) -> Resu
 fn check_source(source: &str) -> Result<(), MlflowError> {
     let decoded = percent_decode(source);
     let lowered = decoded.to_ascii_lowercase();
+    let path = decoded.split_once('?').map_or(decoded.as_str(), |(path, _)| path);
+    if path.split(['/', '\\']).any(|segment| segment == "..") {
+        // MLflow's words, which its clients and tests look for.
+        return Err(MlflowError::invalid(format!(
+            "Invalid model version source: '{source}'. If supplying a source as an http, https, local file path, ftp, objectstore, or mlflow-artifacts uri, an absolute path must be provided without relative path references present. Please provide an absolute path."
+        )));
+    }
     if ["http://", "https://", "ftp://", "sftp://"].iter().any(|scheme| lowered.starts_with(scheme)) {
         return Err(MlflowError::invalid(format!(
             "invalid model version source `{source}`: sources are artifact URIs (mlflow-artifacts:, runs:/, models:/, s3://, …), not web addresses"
@@ -621,12 +628,6 @@ fn check_source(source: &str) -> Result<(), MlflowError> {
     if local {
         return Err(MlflowError::invalid(format!(
             "Invalid model version source: '{source}'. To use a local path as a model version source, the run_id request parameter has to be specified and the local path has to be contained within the artifact directory of the run specified by the run_id; this server keeps run artifacts behind mlflow-artifacts:/ URIs, so log the model (mlflow.<flavor>.log_model) and register its models:/ or runs:/ URI"
-        )));
-    }
-    let path = decoded.split_once('?').map_or(decoded.as_str(), |(path, _)| path);
-    if path.split(['/', '\\']).any(|segment| segment == "..") {
-        return Err(MlflowError::invalid(format!(
-            "invalid model version source `{source}`: it may not contain `..` segments"
         )));
     }
     Ok(())

@@ -36,7 +36,6 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models/{name}/score", post(score_record))
         .route("/v1/labels", post(post_labels))
         .route("/metrics", get(metrics))
-        .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -46,7 +45,8 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
         .map_err(|error| ApiError::invalid(format!("request body is not valid JSON for this endpoint: {error}")))
 }
 
-async fn not_found(uri: axum::http::Uri) -> Response {
+/// The answer for a path no route serves, in the protocol's error shape.
+pub(crate) async fn not_found(uri: axum::http::Uri) -> Response {
     let path = uri.path();
     let message = if path.starts_with("/api/") {
         format!("this MLflow endpoint is not served by Causeway: {path}")

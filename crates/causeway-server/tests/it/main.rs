@@ -5,3 +5,4 @@
 mod auth;
 mod mlflow;
 mod trust;
+mod web_ui;

@@ -177,6 +177,23 @@ async fn batch_limits_and_malformed_requests_are_rejected_and_change_nothing() {
     }
     let (status, _) = call(&app, Method::POST, "/api/2.0/mlflow/runs/log-batch", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "missing run_id");
+    // A point without a timestamp could not be ordered against the others: MLflow refuses it.
+    let untimed = json!({"run_id": run_id, "metrics": [{"key": "mae", "value": 1, "timestamp": 5}, {"key": "mae", "value": 2.5}]});
+    let (status, error) = post(&app, "runs/log-batch", untimed).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("Missing value for required parameter 'metrics[1].timestamp'"),
+        "{error}"
+    );
+    let (status, error) = post(&app, "runs/log-metric", json!({"run_id": run_id, "key": "mae", "value": 1})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        error["message"].as_str().unwrap_or_default().starts_with("Missing value for required parameter 'timestamp'"),
+        "{error}"
+    );
     let request = Request::builder()
         .method(Method::POST)
         .uri("/api/2.0/mlflow/runs/log-metric")

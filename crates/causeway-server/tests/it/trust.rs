@@ -21,24 +21,24 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 /// A server on a fresh store, with a data plane, as `causeway server` assembles it.
-struct Server {
+pub(crate) struct Server {
     app: Router,
     meta: Arc<MetaStore>,
     blobs: BlobStore,
     engine: Arc<Engine>,
-    clock: Arc<ManualClock>,
+    pub(crate) clock: Arc<ManualClock>,
     _directory: tempfile::TempDir,
 }
 
 /// One answer: status, headers and the body as JSON (or as text under `"text"`).
-struct Answer {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Value,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: axum::http::HeaderMap,
+    pub(crate) body: Value,
 }
 
 impl Server {
-    fn new(require_tokens: bool) -> Self {
+    pub(crate) fn new(require_tokens: bool) -> Self {
         let directory = tempfile::tempdir().expect("tempdir");
         let meta = Arc::new(MetaStore::open(&directory.path().join("meta.db")).expect("meta"));
         let blobs = BlobStore::open(directory.path().join("artifacts")).expect("blobs");
@@ -59,7 +59,7 @@ impl Server {
         Self { app, meta, blobs, engine, clock, _directory: directory }
     }
 
-    async fn send(&self, request: Request<Body>) -> Answer {
+    pub(crate) async fn send(&self, request: Request<Body>) -> Answer {
         let response = self.app.clone().oneshot(request).await.expect("response");
         let (status, headers) = (response.status(), response.headers().clone());
         let bytes = response.into_body().collect().await.expect("body").to_bytes();
@@ -68,7 +68,7 @@ impl Server {
         Answer { status, headers, body }
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+    pub(crate) async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
         let request = Request::builder()
             .method(method)
             .uri(path)
@@ -79,7 +79,7 @@ impl Server {
         self.send(request).await
     }
 
-    async fn mlflow(&self, method: Method, path: &str, body: Value) -> Answer {
+    pub(crate) async fn mlflow(&self, method: Method, path: &str, body: Value) -> Answer {
         self.call(method, &format!("/api/2.0/mlflow/{path}"), Some(body)).await
     }
 
@@ -260,9 +260,15 @@ async fn scopes_follow_what_a_request_does_and_every_registry_change_is_audited(
     assert_eq!(latest.status, StatusCode::OK, "{}", latest.body);
     let alias = json!({"name": "fraud", "alias": "champion", "version": "1"});
     assert_eq!(
-        server.send(call(Method::POST, "registered-models/alias", &write, alias)).await.status,
+        server.send(call(Method::POST, "registered-models/alias", &write, alias.clone())).await.status,
         StatusCode::FORBIDDEN
     );
+    // Other spellings of the route (the web UI's prefix, doubled slashes) need the same scope.
+    for spelling in ["/ajax-api/2.0/mlflow/registered-models/alias", "//api/2.0//mlflow/registered-models/alias"] {
+        let mut request = call(Method::POST, "registered-models/alias", &write, alias.clone());
+        *request.uri_mut() = spelling.parse().expect("uri");
+        assert_eq!(server.send(request).await.status, StatusCode::FORBIDDEN, "{spelling}");
+    }
     for (path, body) in [
         ("model-versions/update", json!({"name": "fraud", "version": "1", "description": "first"})),
         ("model-versions/delete-tag", json!({"name": "fraud", "version": "1", "key": "ok"})),
