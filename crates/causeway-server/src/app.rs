@@ -35,6 +35,9 @@ pub struct ServerParts {
     pub access: AccessPolicy,
     /// The server's URL as clients reach it (for multipart upload URLs).
     pub public_url: String,
+    /// Where clients write new experiments' artifacts themselves (`--default-artifact-root`);
+    /// none: through this server (`mlflow-artifacts:/`).
+    pub direct_artifacts: Option<crate::mlflow::DirectArtifacts>,
 }
 
 impl ServerParts {
@@ -81,8 +84,10 @@ pub fn build(parts: ServerParts) -> Router {
         app = app.merge(crate::router(AppState::new(engine, parts.meta.clone(), parts.clock.clone())));
     }
     if parts.tracking {
-        let tracking =
-            TrackingState { meta: parts.meta.clone(), clock: parts.clock.clone(), blobs: Some(parts.blobs.clone()) };
+        let tracking = TrackingState {
+            direct_artifacts: parts.direct_artifacts,
+            ..TrackingState::new(parts.meta.clone(), parts.clock.clone(), Some(parts.blobs.clone()))
+        };
         let artifacts = ArtifactState { blobs: parts.blobs, public_url: parts.public_url, clock: parts.clock };
         app = app.merge(crate::mlflow::router(tracking)).merge(crate::artifacts::router(artifacts));
     }

@@ -64,6 +64,12 @@ pub fn router(state: ArtifactState) -> Router {
 
 /// Checks an artifact path and returns its blob key.
 pub fn artifact_key(path: &str) -> Result<String, MlflowError> {
+    Ok(format!("{ROOT}/{}", checked_path(path)?))
+}
+
+/// Checks an artifact path (no empty, `.` or `..` segments, no leading `/`, `\\` or NUL) and returns
+/// it without a trailing `/`.
+pub fn checked_path(path: &str) -> Result<String, MlflowError> {
     let trimmed = path.trim_end_matches('/');
     let safe = !trimmed.is_empty()
         && !trimmed.starts_with('/')
@@ -74,7 +80,7 @@ pub fn artifact_key(path: &str) -> Result<String, MlflowError> {
         // MLflow's exact words, which its clients and tests compare.
         return Err(MlflowError::invalid("Invalid path"));
     }
-    Ok(format!("{ROOT}/{trimmed}"))
+    Ok(trimmed.to_string())
 }
 
 async fn blocking<T: Send + 'static>(

@@ -218,7 +218,7 @@ async fn artifact_file(
             .filter(|path| !path.is_empty())
             .ok_or_else(|| MlflowError::invalid("Request must include the \"artifact_file_path\" query parameter."))?;
         let model = state.meta.logged_model(&model_id)?;
-        crate::mlflow::stored_file(&state, &crate::mlflow::proxied_key(&model.artifact_location, path)?)
+        crate::mlflow::stored_file(&state, &model.artifact_location, path)
     })
     .await
 }

@@ -54,6 +54,32 @@ pub struct TrackingState {
     pub clock: Arc<dyn Clock>,
     /// The artifact store, for listing a run's artifacts (none: listings are empty).
     pub blobs: Option<causeway_store::BlobStore>,
+    /// Where new experiments' artifacts go when clients write them themselves
+    /// (`--default-artifact-root`); none: under the server's proxied `mlflow-artifacts:/`.
+    pub direct_artifacts: Option<DirectArtifacts>,
+}
+
+impl TrackingState {
+    /// The state of a tracking API whose artifacts are all proxied through `blobs`.
+    pub fn new(meta: Arc<MetaStore>, clock: Arc<dyn Clock>, blobs: Option<causeway_store::BlobStore>) -> Self {
+        Self { meta, clock, blobs, direct_artifacts: None }
+    }
+
+    /// The root new experiments' artifacts go under.
+    fn default_artifact_root(&self) -> &str {
+        self.direct_artifacts.as_ref().map_or(MetaStore::PROXIED_ARTIFACT_ROOT, |direct| direct.uri.as_str())
+    }
+}
+
+/// Artifacts clients write themselves, as MLflow's `--default-artifact-root URI` with
+/// `--no-serve-artifacts`: new experiments get `<uri>/<id>` and clients write there directly; the
+/// server reads what is there through `blobs` (opened at `uri`) to list and serve downloads.
+#[derive(Clone)]
+pub struct DirectArtifacts {
+    /// The root URI (`s3://bucket/prefix`, `file:///path`), as experiments record it.
+    pub uri: String,
+    /// The same place, opened.
+    pub blobs: causeway_store::BlobStore,
 }
 
 /// An error in MLflow's shape.
@@ -319,7 +345,13 @@ async fn create_experiment(State(state): State<TrackingState>, body: Bytes) -> A
         }
         let location =
             request.artifact_location.as_deref().filter(|location| !location.is_empty()).map(absolute_location);
-        let id = state.meta.create_experiment(name, location.as_deref(), &tags, state.clock.now_ms())?;
+        let id = state.meta.create_experiment(
+            name,
+            location.as_deref(),
+            state.default_artifact_root(),
+            &tags,
+            state.clock.now_ms(),
+        )?;
         Ok(Json(json!({"experiment_id": id})))
     })
     .await
@@ -536,19 +568,14 @@ async fn list_run_artifacts(
 
 /// The entries of directory `path` under an artifact root, in MLflow's listing shape
 /// (`{root_uri, files: [{path, is_dir, file_size}]}`, paths relative to the root). A root this server
-/// does not store lists as empty, as MLflow lists a root it cannot reach.
+/// cannot reach lists as empty, as MLflow lists a root it cannot reach.
 pub(crate) fn artifact_listing(state: &TrackingState, root_uri: &str, path: &str) -> Result<Value, MlflowError> {
     let path = path.trim_matches('/');
-    if !root_uri.starts_with("mlflow-artifacts:") {
+    let Some((blobs, key)) = artifact_place(state, root_uri, path)? else {
         return Ok(json!({"root_uri": root_uri, "files": []}));
-    }
-    let key = proxied_key(root_uri, path)?;
-    let files: Vec<Value> = state
-        .blobs
-        .as_ref()
-        .map(|blobs| blobs.list_directory(&key))
-        .transpose()?
-        .unwrap_or_default()
+    };
+    let files: Vec<Value> = blobs
+        .list_directory(&key)?
         .into_iter()
         .map(|(name, is_dir, size)| {
             let relative = if path.is_empty() { name } else { format!("{path}/{name}") };
@@ -589,30 +616,58 @@ async fn upload_run_artifact(
             return Err(MlflowError::invalid("Request must specify data."));
         }
         let run = state.meta.tracked_run(run_id)?;
-        let key = proxied_key(&run.artifact_uri, path)?;
-        let blobs = state.blobs.as_ref().ok_or_else(|| MlflowError::invalid("this server stores no artifacts"))?;
+        let (blobs, key) = artifact_place(&state, &run.artifact_uri, path)?.ok_or_else(|| {
+            MlflowError::invalid(format!("artifacts at `{}` are not stored on this server", run.artifact_uri))
+        })?;
         blobs.put(&key, &body)?;
         Ok(Json(json!({})))
     })
     .await
 }
 
-/// The blob key of `path` under an `mlflow-artifacts:/` root, refusing paths that escape.
-pub(crate) fn proxied_key(root: &str, path: &str) -> Result<String, MlflowError> {
-    let Some(root) = root.strip_prefix("mlflow-artifacts:") else {
-        return Err(MlflowError::invalid(format!("artifacts at `{root}` are not stored on this server")));
-    };
-    let root = root.trim_start_matches('/').trim_matches('/');
+/// Where `path` under the artifact root `root_uri` is stored, refusing paths that escape: an
+/// `mlflow-artifacts:` root in the server's own store (under `mlflow-artifacts/`; a host in the URI
+/// is ignored, as MLflow ignores it), a root under `--default-artifact-root` in that root's store,
+/// and `None` for roots this server cannot reach (another bucket, a client's local disk).
+pub(crate) fn artifact_place<'a>(
+    state: &'a TrackingState,
+    root_uri: &str,
+    path: &str,
+) -> Result<Option<(&'a causeway_store::BlobStore, String)>, MlflowError> {
     let path = path.trim_matches('/');
-    if path.split('/').any(|segment| segment == ".." || segment == ".") || path.starts_with('/') {
+    if path.split('/').any(|segment| segment == ".." || segment == ".") {
         return Err(MlflowError::invalid("Invalid path"));
     }
-    crate::artifacts::artifact_key(&if path.is_empty() { root.to_string() } else { format!("{root}/{path}") })
+    let join = |root: &str| {
+        let root = root.trim_matches('/');
+        match (root.is_empty(), path.is_empty()) {
+            (_, true) => root.to_string(),
+            (true, false) => path.to_string(),
+            (false, false) => format!("{root}/{path}"),
+        }
+    };
+    if let Some(rest) = root_uri.strip_prefix(MetaStore::PROXIED_ARTIFACT_ROOT) {
+        let rest = match rest.strip_prefix("//") {
+            Some(authority_and_path) => authority_and_path.find('/').map_or("", |slash| &authority_and_path[slash..]),
+            None => rest,
+        };
+        let Some(blobs) = state.blobs.as_ref() else { return Ok(None) };
+        return Ok(Some((blobs, crate::artifacts::artifact_key(&join(rest))?)));
+    }
+    if let Some(direct) = &state.direct_artifacts {
+        let base = direct.uri.trim_end_matches('/');
+        if let Some(rest) = root_uri.strip_prefix(base).filter(|rest| rest.is_empty() || rest.starts_with('/')) {
+            return Ok(Some((&direct.blobs, crate::artifacts::checked_path(&join(rest))?)));
+        }
+    }
+    Ok(None)
 }
 
-pub(crate) fn stored_file(state: &TrackingState, key: &str) -> Result<Response, MlflowError> {
-    let blobs = state.blobs.as_ref().ok_or_else(|| MlflowError::invalid("this server stores no artifacts"))?;
-    Ok(crate::artifacts::file_response(key, blobs.get(key)?))
+/// One stored file of an artifact root, as a download.
+pub(crate) fn stored_file(state: &TrackingState, root_uri: &str, path: &str) -> Result<Response, MlflowError> {
+    let (blobs, key) = artifact_place(state, root_uri, path)?
+        .ok_or_else(|| MlflowError::invalid(format!("artifacts at `{root_uri}` are not stored on this server")))?;
+    Ok(crate::artifacts::file_response(&key, blobs.get(&key)?))
 }
 
 /// `GET /get-artifact?run_id=…&path=…`: one file of a run, as MLflow's UI and older clients fetch it.
@@ -623,7 +678,7 @@ async fn get_run_artifact(
     blocking(move || {
         let run = state.meta.tracked_run(&run_id_from(&query)?)?;
         let path = query.get("path").map(String::as_str).unwrap_or_default();
-        stored_file(&state, &proxied_key(&run.artifact_uri, path)?)
+        stored_file(&state, &run.artifact_uri, path)
     })
     .await
 }
@@ -644,7 +699,7 @@ async fn get_version_artifact(
             return Err(MlflowError::invalid("Invalid path"));
         }
         let source = crate::registry::storage_location(&state, &state.meta.registry_version(&name, version)?.source);
-        stored_file(&state, &proxied_key(&source, path)?)
+        stored_file(&state, &source, path)
     })
     .await
 }

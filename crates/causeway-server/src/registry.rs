@@ -10,6 +10,7 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::response::Json;
 use axum::routing::{delete, get, patch, post};
+use causeway_store::registry::STAGE_TAG;
 use causeway_store::search::{parse_filter, parse_order_by, search_model_versions, search_registered_models};
 use causeway_store::{NewVersion, RegisteredModel, RegistryVersion};
 use serde::Deserialize;
@@ -113,7 +114,7 @@ impl RegistryRequest {
                 ));
             }
         };
-        text.parse().map_err(|_| MlflowError::invalid(format!("version `{text}` is not a positive integer")))
+        text.parse().map_err(|_| MlflowError::invalid(format!("Parameter 'version' must be an integer, got '{text}'.")))
     }
 
     fn key(&self) -> Result<&str, MlflowError> {
@@ -169,8 +170,12 @@ fn version_answer(state: &TrackingState, version: &RegistryVersion) -> Value {
 }
 
 fn model_json(state: &TrackingState, model: &RegisteredModel) -> Result<Value, MlflowError> {
-    let latest = match model.latest_version {
-        Some(version) => vec![version_answer(state, &state.meta.registry_version(&model.name, version)?)],
+    // MLflow's `latest_versions`: the newest version in each stage.
+    let latest: Vec<Value> = match model.latest_version {
+        Some(_) => newest_per_stage(state.meta.registry_versions(Some(&model.name))?, &[])
+            .iter()
+            .map(|version| version_answer(state, version))
+            .collect(),
         None => Vec::new(),
     };
     Ok(json!({
@@ -364,8 +369,15 @@ async fn get_alias(State(state): State<TrackingState>, Query(query): Query<HashM
 fn latest_versions(state: &TrackingState, request: &RegistryRequest) -> Answer {
     let model = state.meta.registered_model(request.name()?)?;
     let wanted: Vec<String> = request.stages.iter().map(|stage| stage.to_ascii_lowercase()).collect();
+    let newest = newest_per_stage(state.meta.registry_versions(Some(&model.name))?, &wanted);
+    let versions: Vec<Value> = newest.iter().map(|version| version_answer(state, version)).collect();
+    Ok(Json(json!({"model_versions": versions})))
+}
+
+/// The newest version in each stage (`wanted`, lower-case; every stage when empty), by stage name.
+fn newest_per_stage(versions: Vec<RegistryVersion>, wanted: &[String]) -> Vec<RegistryVersion> {
     let mut newest: std::collections::BTreeMap<String, RegistryVersion> = std::collections::BTreeMap::new();
-    for version in state.meta.registry_versions(Some(&model.name))? {
+    for version in versions {
         let stage = version.tags.get(STAGE_TAG).cloned().unwrap_or_else(|| "None".to_string());
         if !wanted.is_empty() && !wanted.contains(&stage.to_ascii_lowercase()) {
             continue;
@@ -374,8 +386,7 @@ fn latest_versions(state: &TrackingState, request: &RegistryRequest) -> Answer {
             newest.insert(stage, version);
         }
     }
-    let versions: Vec<Value> = newest.values().map(|version| version_answer(state, version)).collect();
-    Ok(Json(json!({"model_versions": versions})))
+    newest.into_values().collect()
 }
 
 async fn latest_versions_post(State(state): State<TrackingState>, body: Bytes) -> Answer {
@@ -398,8 +409,10 @@ async fn create_version(State(state): State<TrackingState>, caller: Option<Exten
             .clone()
             .filter(|source| !source.is_empty())
             .ok_or_else(|| MlflowError::invalid("Missing value for required parameter 'source'. See the API docs for more information about request parameters."))?;
-        check_source(&source)?;
-        let mut run_id = request.run_id.clone().unwrap_or_default();
+        let run_id = request.run_id.clone().unwrap_or_default();
+        let run_artifacts = if run_id.is_empty() { None } else { state.meta.tracked_run(&run_id).ok().map(|run| run.artifact_uri) };
+        check_source(&source, run_artifacts.as_deref())?;
+        let mut run_id = run_id;
         let mut model_id = request.model_id.clone().unwrap_or_default();
         // A version registered from an MLflow 3 logged model carries the model and its run.
         if let Some(logged) = source.strip_prefix("models:/").filter(|rest| rest.starts_with("m-")) {
@@ -605,32 +618,90 @@ fn record_registration(state: &TrackingState, version: &RegistryVersion) -> Resu
 }
 
 /// Refuses a version source that climbs out of its directory or points at another server, as
-/// MLflow's server does: the source is where `get-download-uri` sends clients.
-fn check_source(source: &str) -> Result<(), MlflowError> {
+/// MLflow's server does: the source is where `get-download-uri` sends clients. A local path (or
+/// `file:` URI) is accepted only inside the artifact directory of the run the request names
+/// (`run_artifacts`), and only when that directory is itself local (`--default-artifact-root`).
+fn check_source(source: &str, run_artifacts: Option<&str>) -> Result<(), MlflowError> {
     let decoded = percent_decode(source);
     let lowered = decoded.to_ascii_lowercase();
-    let path = decoded.split_once('?').map_or(decoded.as_str(), |(path, _)| path);
-    if path.split(['/', '\\']).any(|segment| segment == "..") {
-        // MLflow's words, which its clients and tests look for.
-        return Err(MlflowError::invalid(format!(
+    let relative_or_nul = |path: &str| path.contains('\0') || path.split(['/', '\\']).any(|segment| segment == "..");
+    // MLflow's words, which its clients and tests look for.
+    let escaping = || {
+        MlflowError::invalid(format!(
             "Invalid model version source: '{source}'. If supplying a source as an http, https, local file path, ftp, objectstore, or mlflow-artifacts uri, an absolute path must be provided without relative path references present. Please provide an absolute path."
+        ))
+    };
+    if decoded.contains('\0') {
+        return Err(escaping());
+    }
+    if let Some(path) = local_path(&decoded)? {
+        let inside = run_artifacts
+            .and_then(|uri| local_path(uri).ok().flatten())
+            .is_some_and(|run_directory| lexical_components(&path).starts_with(&lexical_components(&run_directory)));
+        if inside {
+            return Ok(());
+        }
+        let hint = match run_artifacts {
+            Some(uri) if uri.starts_with("mlflow-artifacts:") => {
+                " This server keeps that run's artifacts behind mlflow-artifacts:/ URIs: log the model (mlflow.<flavor>.log_model) and register its models:/ or runs:/ URI."
+            }
+            _ => "",
+        };
+        return Err(MlflowError::invalid(format!(
+            "Invalid model version source: '{source}'. To use a local path as a model version source, the run_id request parameter has to be specified and the local path has to be contained within the artifact directory of the run specified by the run_id.{hint}"
         )));
+    }
+    if relative_or_nul(decoded.split_once('?').map_or(decoded.as_str(), |(path, _)| path)) {
+        return Err(escaping());
     }
     if ["http://", "https://", "ftp://", "sftp://"].iter().any(|scheme| lowered.starts_with(scheme)) {
         return Err(MlflowError::invalid(format!(
             "invalid model version source `{source}`: sources are artifact URIs (mlflow-artifacts:, runs:/, models:/, s3://, …), not web addresses"
         )));
     }
-    let local = decoded.starts_with('/')
-        || decoded.starts_with("./")
-        || decoded.starts_with("../")
-        || lowered.starts_with("file:");
-    if local {
-        return Err(MlflowError::invalid(format!(
-            "Invalid model version source: '{source}'. To use a local path as a model version source, the run_id request parameter has to be specified and the local path has to be contained within the artifact directory of the run specified by the run_id; this server keeps run artifacts behind mlflow-artifacts:/ URIs, so log the model (mlflow.<flavor>.log_model) and register its models:/ or runs:/ URI"
-        )));
-    }
     Ok(())
+}
+
+/// The local path a source names (`/a/b`, `./a`, `file:///a/b`), `None` for other URIs; a `file:`
+/// URI naming another host is refused.
+fn local_path(source: &str) -> Result<Option<String>, MlflowError> {
+    if source.get(..5).is_some_and(|scheme| scheme.eq_ignore_ascii_case("file:")) {
+        let rest = &source[5..];
+        return match rest.strip_prefix("//") {
+            Some(path) if path.starts_with('/') => Ok(Some(path.to_string())),
+            Some(path) if path.is_empty() || path.starts_with("localhost/") => {
+                Ok(Some(path.trim_start_matches("localhost").to_string()))
+            }
+            Some(_) => Err(MlflowError::invalid(format!(
+                "'{source}' is not a valid remote uri: a file: source must name this machine's files (file:///path)"
+            ))),
+            None => Ok(Some(rest.to_string())),
+        };
+    }
+    if source.starts_with('/') || source.starts_with("./") || source.starts_with("../") || source == "." {
+        let absolute = if source.starts_with('/') {
+            source.to_string()
+        } else {
+            std::env::current_dir().map_or_else(|_| source.to_string(), |cwd| cwd.join(source).display().to_string())
+        };
+        return Ok(Some(absolute));
+    }
+    Ok(None)
+}
+
+/// A path's components with `.` dropped and `..` applied, without touching the file system.
+fn lexical_components(path: &str) -> Vec<&str> {
+    let mut components: Vec<&str> = Vec::new();
+    for component in path.split('/') {
+        match component {
+            "" | "." => {}
+            ".." => {
+                components.pop();
+            }
+            other => components.push(other),
+        }
+    }
+    components
 }
 
 /// `%XX` sequences decoded (invalid ones kept as they are).
@@ -691,28 +762,10 @@ async fn transition_stage(
                 )));
             }
         };
-        let now = state.clock.now_ms();
         let archive = matches!(&request.archive_existing_versions, Some(Value::Bool(true)))
             || matches!(&request.archive_existing_versions, Some(Value::String(text)) if text == "true");
-        if archive && matches!(stage, "Staging" | "Production") {
-            for other in state.meta.registry_versions(Some(name))? {
-                if other.version != version && other.tags.get(STAGE_TAG).map(String::as_str) == Some(stage) {
-                    state.meta.set_model_version_tag(name, other.version, STAGE_TAG, Some("Archived"), &who, now)?;
-                }
-            }
-        }
-        state.meta.set_model_version_tag(name, version, STAGE_TAG, Some(stage), &who, now)?;
-        state.meta.describe_model_version(
-            name,
-            version,
-            &state.meta.registry_version(name, version)?.description,
-            &who,
-            now,
-        )?;
+        state.meta.transition_model_version_stage(name, version, stage, archive, &who, state.clock.now_ms())?;
         Ok(Json(json!({"model_version": version_answer(&state, &state.meta.registry_version(name, version)?)})))
     })
     .await
 }
-
-/// The version tag that holds MLflow's deprecated stage.
-const STAGE_TAG: &str = "mlflow.stage";

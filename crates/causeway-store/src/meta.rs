@@ -97,8 +97,20 @@ const POSTGRES_MIGRATION_3: &str = "DELETE FROM run_metrics WHERE rowid NOT IN
         PRIMARY KEY (model_id, key, step, at_ms, value, is_nan, run_id, dataset_name, dataset_digest));
      CREATE TABLE run_model_inputs (run_id TEXT NOT NULL, model_id TEXT NOT NULL, PRIMARY KEY (run_id, model_id));";
 
+/// Migration 4: the highest version number a registered model ever had, so a deleted newest
+/// version's number is never given to another (MLflow numbers versions so; lineage and the audit
+/// log name versions by number).
+const MIGRATION_4: &str = "ALTER TABLE registered_models ADD COLUMN last_version INTEGER NOT NULL DEFAULT 0;
+     UPDATE registered_models SET last_version =
+        COALESCE((SELECT MAX(version) FROM model_versions WHERE model_versions.model = registered_models.name), 0);";
+
+/// Migration 4 for PostgreSQL.
+const POSTGRES_MIGRATION_4: &str = "ALTER TABLE registered_models ADD COLUMN last_version BIGINT NOT NULL DEFAULT 0;
+     UPDATE registered_models SET last_version =
+        COALESCE((SELECT MAX(version) FROM model_versions WHERE model_versions.model = registered_models.name), 0);";
+
 /// Migrations, applied in order; the store's schema version is the number applied.
-const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -163,7 +175,8 @@ const POSTGRES_SCHEMA_2: &str = "CREATE TABLE datasets (
         created_ms BIGINT NOT NULL, revoked BIGINT NOT NULL DEFAULT 0);";
 
 /// PostgreSQL migrations as (the version they bring the store to, their SQL).
-const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[(2, POSTGRES_SCHEMA_2), (3, POSTGRES_MIGRATION_3)];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] =
+    &[(2, POSTGRES_SCHEMA_2), (3, POSTGRES_MIGRATION_3), (4, POSTGRES_MIGRATION_4)];
 
 /// How SQLite makes an acknowledged write durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -500,16 +513,19 @@ impl MetaStore {
     pub fn register_version(&self, record: &ModelVersionRecord, actor: &str) -> Result<ModelVersionRecord> {
         let mut connection = self.lock();
         let mut transaction = connection.transaction()?;
+        // Never a number the model had before, even if that version was deleted.
         let next: u32 = transaction.query_row(
-            "SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE model = ?1",
+            "SELECT MAX(highest) + 1 FROM (
+                SELECT COALESCE(MAX(version), 0) AS highest FROM model_versions WHERE model = ?1
+                UNION ALL SELECT last_version FROM registered_models WHERE name = ?1) AS numbers",
             params![record.model],
             |row| row.get(0),
         )?;
         let stored = ModelVersionRecord { version: next, ..record.clone() };
         transaction.execute(
-            "INSERT INTO registered_models (name, creation_time, last_updated_time) VALUES (?1, ?2, ?2)
-             ON CONFLICT (name) DO UPDATE SET last_updated_time = excluded.last_updated_time",
-            params![stored.model, stored.created_ms],
+            "INSERT INTO registered_models (name, creation_time, last_updated_time, last_version) VALUES (?1, ?2, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET last_updated_time = excluded.last_updated_time, last_version = excluded.last_version",
+            params![stored.model, stored.created_ms, stored.version],
         )?;
         transaction.execute(
             "INSERT INTO model_versions (model, version, run_id, dataset, artifact_key, flavor, created_ms, metrics_json, last_updated_ms)

@@ -315,7 +315,7 @@ impl MetaStore {
                 },
             )
             .optional()?
-            .ok_or_else(|| Error::NotFound(format!("model version `{name}` version {version}")))?;
+            .ok_or_else(|| Error::NotFound(format!("Model Version (name={name}, version={version})")))?;
         found.tags = connection.query_pairs(
             "SELECT key, value FROM model_version_tags WHERE name = ?1 AND version = ?2",
             params![name, version],
@@ -350,7 +350,7 @@ impl MetaStore {
             params![name, version, description, at_ms],
         )?;
         if changed == 0 {
-            return Err(Error::NotFound(format!("model version `{name}` version {version}")));
+            return Err(Error::NotFound(format!("Model Version (name={name}, version={version})")));
         }
         crate::meta::insert_audit(
             &mut transaction,
@@ -414,7 +414,62 @@ impl MetaStore {
         transaction.commit()?;
         Ok(())
     }
+
+    /// Moves a version to one of MLflow's deprecated stages (`None`, `Staging`, `Production`,
+    /// `Archived`), kept as its [`STAGE_TAG`] tag, and with `archive_others` archives the model's
+    /// other versions in that stage — one audited transaction that marks the version and the model
+    /// updated, as MLflow does. Stages never change what serves: aliases do.
+    pub fn transition_model_version_stage(
+        &self,
+        name: &str,
+        version: u32,
+        stage: &str,
+        archive_others: bool,
+        actor: &str,
+        at_ms: i64,
+    ) -> Result<()> {
+        self.registry_version(name, version)?;
+        let mut connection = self.lock();
+        let mut transaction = connection.transaction()?;
+        let set_stage = "INSERT INTO model_version_tags (name, version, key, value) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value";
+        let touch = "UPDATE model_versions SET last_updated_ms = ?3 WHERE model = ?1 AND version = ?2";
+        if archive_others && matches!(stage, "Staging" | "Production") {
+            let others: Vec<u32> = transaction.query_map(
+                "SELECT version FROM model_version_tags WHERE name = ?1 AND key = ?2 AND value = ?3 AND version <> ?4",
+                params![name, STAGE_TAG, stage, version],
+                |row| row.get::<u32>(0),
+            )?;
+            for other in others {
+                transaction.execute(set_stage, params![name, other, STAGE_TAG, "Archived"])?;
+                transaction.execute(touch, params![name, other, at_ms])?;
+                crate::meta::insert_audit(
+                    &mut transaction,
+                    at_ms,
+                    actor,
+                    name,
+                    format!("archived {name} version {other}"),
+                )?;
+            }
+        }
+        transaction.execute(set_stage, params![name, version, STAGE_TAG, stage])?;
+        transaction.execute(touch, params![name, version, at_ms])?;
+        transaction
+            .execute("UPDATE registered_models SET last_updated_time = ?2 WHERE name = ?1", params![name, at_ms])?;
+        crate::meta::insert_audit(
+            &mut transaction,
+            at_ms,
+            actor,
+            name,
+            format!("moved {name} version {version} to stage {stage}"),
+        )?;
+        transaction.commit()?;
+        Ok(())
+    }
 }
+
+/// The version tag that holds MLflow's deprecated stage.
+pub const STAGE_TAG: &str = "mlflow.stage";
 
 #[cfg(test)]
 mod tests {
@@ -459,5 +514,59 @@ mod tests {
         Ok(())
     }
 
-    on_both_backends!(registered_models_versions_tags_and_shared_aliases);
+    fn stage_transitions_archive_others_and_mark_the_model_updated(location: &TestStore) -> Result<()> {
+        let store = location.open()?;
+        store.create_registered_model("churn", "", &[], "test", 1)?;
+        for at in [2, 3] {
+            let source = "mlflow-artifacts:/1/r/artifacts/model".to_string();
+            store.create_model_version(&NewVersion { name: "churn".into(), source, ..NewVersion::default() }, at)?;
+        }
+        store.transition_model_version_stage("churn", 1, "Production", false, "ci", 10)?;
+        store.transition_model_version_stage("churn", 2, "Production", true, "ci", 20)?;
+        let (first, second) = (store.registry_version("churn", 1)?, store.registry_version("churn", 2)?);
+        assert_eq!((first.tags[STAGE_TAG].as_str(), first.last_updated_time), ("Archived", 20));
+        assert_eq!((second.tags[STAGE_TAG].as_str(), second.last_updated_time), ("Production", 20));
+        assert_eq!(store.registered_model("churn")?.last_updated_time, 20);
+        let missing = store.transition_model_version_stage("churn", 9, "Staging", false, "ci", 30);
+        assert_eq!(
+            missing.map_err(|error| error.to_string()),
+            Err("Model Version (name=churn, version=9) not found".into())
+        );
+        let audit: Vec<String> =
+            store.events(Some(causeway_types::EventKind::Audit))?.into_iter().map(|event| event.message).collect();
+        assert!(audit.iter().any(|message| message.starts_with("archived churn version 1")), "{audit:?}");
+        assert!(
+            audit.iter().any(|message| message.starts_with("moved churn version 2 to stage Production")),
+            "{audit:?}"
+        );
+        Ok(())
+    }
+
+    fn a_deleted_versions_number_is_never_given_again(location: &TestStore) -> Result<()> {
+        let store = location.open()?;
+        store.create_registered_model("churn", "", &[], "test", 1)?;
+        let register = |at: i64| {
+            let source = "mlflow-artifacts:/1/r/artifacts/model".to_string();
+            store.create_model_version(&NewVersion { name: "churn".into(), source, ..NewVersion::default() }, at)
+        };
+        for at in [2, 3, 4] {
+            register(at)?;
+        }
+        store.delete_model_version("churn", 3, "test", 5)?;
+        assert_eq!(register(6)?.version, 4, "not 3 again");
+        store.delete_model_version("churn", 4, "test", 7)?;
+        store.delete_model_version("churn", 2, "test", 7)?;
+        let reopened = location.open()?;
+        let source = "mlflow-artifacts:/1/r/artifacts/model".to_string();
+        let next =
+            reopened.create_model_version(&NewVersion { name: "churn".into(), source, ..NewVersion::default() }, 8)?;
+        assert_eq!(next.version, 5);
+        Ok(())
+    }
+
+    on_both_backends!(
+        registered_models_versions_tags_and_shared_aliases,
+        stage_transitions_archive_others_and_mark_the_model_updated,
+        a_deleted_versions_number_is_never_given_again
+    );
 }

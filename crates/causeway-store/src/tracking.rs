@@ -190,11 +190,17 @@ fn new_run_id(seed_text: &str) -> String {
 impl MetaStore {
     // ---- experiments ----------------------------------------------------------------------
 
-    /// Creates an experiment; its artifacts default to `mlflow-artifacts:/<id>`.
+    /// The root new experiments' artifacts go under unless told otherwise: the server's proxied
+    /// artifacts (`mlflow-artifacts:/<id>`).
+    pub const PROXIED_ARTIFACT_ROOT: &str = "mlflow-artifacts:";
+
+    /// Creates an experiment; its artifacts go to `artifact_location` or, without one, to
+    /// `<default_root>/<id>` (see [`MetaStore::PROXIED_ARTIFACT_ROOT`]).
     pub fn create_experiment(
         &self,
         name: &str,
         artifact_location: Option<&str>,
+        default_root: &str,
         tags: &[(String, String)],
         at_ms: i64,
     ) -> Result<String> {
@@ -217,7 +223,7 @@ impl MetaStore {
         )?;
         let location = artifact_location
             .filter(|location| !location.is_empty())
-            .map_or_else(|| format!("mlflow-artifacts:/{id}"), str::to_string);
+            .map_or_else(|| format!("{}/{id}", default_root.trim_end_matches('/')), str::to_string);
         transaction
             .execute("UPDATE experiments SET artifact_location = ?2 WHERE experiment_id = ?1", params![id, location])?;
         for (key, value) in tags {
@@ -757,12 +763,21 @@ mod tests {
     fn experiments_have_a_default_unique_names_and_a_life_cycle(location: &TestStore) -> Result<()> {
         let store = location.open()?;
         assert_eq!(store.experiment("0")?.name, "Default");
-        let id = store.create_experiment("fraud", None, &[("team".into(), "risk".into())], 5)?;
+        let id = store.create_experiment(
+            "fraud",
+            None,
+            MetaStore::PROXIED_ARTIFACT_ROOT,
+            &[("team".into(), "risk".into())],
+            5,
+        )?;
         assert_eq!(id, "1");
         let experiment = store.experiment_by_name("fraud")?;
         assert_eq!(experiment.artifact_location, "mlflow-artifacts:/1");
         assert_eq!(experiment.tags["team"], "risk");
-        assert!(matches!(store.create_experiment("fraud", None, &[], 6), Err(Error::AlreadyExists(_))));
+        assert!(matches!(
+            store.create_experiment("fraud", None, MetaStore::PROXIED_ARTIFACT_ROOT, &[], 6),
+            Err(Error::AlreadyExists(_))
+        ));
         store.rename_experiment(&id, "fraud-v2", 7)?;
         assert!(matches!(store.rename_experiment(&id, "Default", 7), Err(Error::AlreadyExists(_))));
         store.set_experiment_stage(&id, DELETED, 8)?;

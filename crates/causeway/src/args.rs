@@ -42,6 +42,17 @@ impl ProjectArgs {
     }
 }
 
+/// Options of `server` alone: the MLflow tracking API.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TrackingArgs {
+    /// Where new experiments keep their artifacts when clients should write them there themselves,
+    /// as MLflow's `--default-artifact-root` with `--no-serve-artifacts` (`s3://bucket/prefix`,
+    /// `file:///path`): experiments get `<URI>/<id>`, and the server reads the same place to list
+    /// and download [default: through this server, as `mlflow-artifacts:/<id>` in --artifacts].
+    #[arg(long, env = "CAUSEWAY_DEFAULT_ARTIFACT_ROOT", value_name = "URI")]
+    pub default_artifact_root: Option<String>,
+}
+
 /// Options shared by `serve` and `server`.
 #[derive(Debug, Clone, Args)]
 pub struct ServingArgs {
@@ -344,6 +355,8 @@ pub enum Command {
         port: u16,
         #[command(flatten)]
         serving: ServingArgs,
+        #[command(flatten)]
+        tracking: TrackingArgs,
     },
     /// Manage API tokens (required when a server binds a non-loopback address).
     ///

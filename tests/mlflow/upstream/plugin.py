@@ -139,8 +139,13 @@ class ServerProcess:
             # them back from the path it would have given `mlflow server --artifacts-destination`.
             os.makedirs(os.path.join(artifacts, "mlflow-artifacts"), exist_ok=True)
             os.symlink(os.path.join(artifacts, "mlflow-artifacts"), self.artifacts_link)
-        return [binary, "server", "--dir", project, "--artifacts", artifacts,
-                "--host", LOCALHOST, "--port", str(self.port)]
+        command = [binary, "server", "--dir", project, "--artifacts", artifacts,
+                   "--host", LOCALHOST, "--port", str(self.port)]
+        if local_path(self.artifact_root):
+            # The test gave MLflow a local default artifact root (clients write there directly,
+            # MLflow's --no-serve-artifacts); causeway's counterpart is --default-artifact-root.
+            command += ["--default-artifact-root", self.artifact_root]
+        return command
 
     def __enter__(self):
         self.directory = tempfile.mkdtemp(prefix=f"upstream-{settings['server']}-")
@@ -211,7 +216,7 @@ def server_thread(app=None, port=None):
 @contextlib.contextmanager
 def init_server(backend_uri, root_artifact_uri, extra_env=None, app=None, server_type="fastapi"):
     """Stands in for tests.tracking.integration_test_utils._init_server (causeway only)."""
-    with ServerProcess(extra_env=extra_env) as url:
+    with ServerProcess(artifact_root=root_artifact_uri, extra_env=extra_env) as url:
         yield url
 
 

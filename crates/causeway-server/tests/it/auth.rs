@@ -37,7 +37,7 @@ async fn tokens_are_required_scoped_and_named_in_the_audit_log() {
     let (_, read) = meta.create_token("viewer", Scope::Read, 1).expect("token");
     let (_, write) = meta.create_token("ci", Scope::Write, 1).expect("token");
     let (_, admin) = meta.create_token("ops", Scope::Admin, 1).expect("token");
-    let app = router(TrackingState { meta: meta.clone(), clock: Arc::new(ManualClock::new(5)), blobs: None })
+    let app = router(TrackingState::new(meta.clone(), Arc::new(ManualClock::new(5)), None))
         .layer(axum::middleware::from_fn_with_state(AuthConfig { meta: meta.clone(), required: true }, authenticate));
     let get_default = "/api/2.0/mlflow/experiments/get?experiment_id=0";
 
@@ -97,7 +97,7 @@ async fn tokens_are_required_scoped_and_named_in_the_audit_log() {
 #[tokio::test]
 async fn without_the_requirement_anonymous_calls_pass_but_bad_tokens_do_not() {
     let meta = Arc::new(MetaStore::open_in_memory().expect("store"));
-    let app = router(TrackingState { meta: meta.clone(), clock: Arc::new(ManualClock::new(5)), blobs: None })
+    let app = router(TrackingState::new(meta.clone(), Arc::new(ManualClock::new(5)), None))
         .layer(axum::middleware::from_fn_with_state(AuthConfig { meta, required: false }, authenticate));
     assert_eq!(
         call(&app, Method::POST, "/api/2.0/mlflow/experiments/create", None, Some(json!({"name": "x"}))).await.0,

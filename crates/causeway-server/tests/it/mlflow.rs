@@ -14,7 +14,7 @@ use tower::ServiceExt;
 
 fn app() -> Router {
     let meta = Arc::new(MetaStore::open_in_memory().expect("store"));
-    router(TrackingState { meta, clock: Arc::new(ManualClock::new(1_700_000_000_000)), blobs: None })
+    router(TrackingState::new(meta, Arc::new(ManualClock::new(1_700_000_000_000)), None))
 }
 
 async fn call(app: &Router, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {

@@ -27,7 +27,7 @@ pub(crate) struct Server {
     blobs: BlobStore,
     engine: Arc<Engine>,
     pub(crate) clock: Arc<ManualClock>,
-    _directory: tempfile::TempDir,
+    pub(crate) _directory: tempfile::TempDir,
 }
 
 /// One answer: status, headers and the body as JSON (or as text under `"text"`).
@@ -39,7 +39,20 @@ pub(crate) struct Answer {
 
 impl Server {
     pub(crate) fn new(require_tokens: bool) -> Self {
+        Self::with_direct_artifacts(require_tokens, false)
+    }
+
+    /// A server whose new experiments keep their artifacts in `<tempdir>/direct`, which clients
+    /// write themselves (`--default-artifact-root`), when `direct` is set.
+    pub(crate) fn with_direct_artifacts(require_tokens: bool, direct: bool) -> Self {
         let directory = tempfile::tempdir().expect("tempdir");
+        let direct_artifacts = direct.then(|| {
+            let root = directory.path().join("direct");
+            causeway_server::mlflow::DirectArtifacts {
+                uri: format!("file://{}", root.display()),
+                blobs: BlobStore::open(&root).expect("direct blobs"),
+            }
+        });
         let meta = Arc::new(MetaStore::open(&directory.path().join("meta.db")).expect("meta"));
         let blobs = BlobStore::open(directory.path().join("artifacts")).expect("blobs");
         let clock = Arc::new(ManualClock::new(1_700_000_000_000));
@@ -55,6 +68,7 @@ impl Server {
             require_tokens,
             access: AccessPolicy::new(bound, Vec::new(), Vec::new()),
             public_url: "http://causeway.internal:5000".into(),
+            direct_artifacts,
         });
         Self { app, meta, blobs, engine, clock, _directory: directory }
     }

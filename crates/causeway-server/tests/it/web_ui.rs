@@ -281,3 +281,61 @@ async fn the_datasets_an_experiments_runs_read_are_summarised() {
         refused.body
     );
 }
+
+#[tokio::test]
+async fn artifacts_clients_write_themselves_are_listed_served_and_registered_in_place() {
+    let server = Server::with_direct_artifacts(false, true);
+    let created = server.mlflow(Method::POST, "experiments/create", json!({"name": "direct"})).await;
+    let id = created.body["experiment_id"].as_str().expect("id").to_string();
+    let experiment =
+        server.call(Method::GET, &format!("/api/2.0/mlflow/experiments/get?experiment_id={id}"), None).await;
+    let root = server._directory.path().join("direct");
+    assert_eq!(experiment.body["experiment"]["artifact_location"], json!(format!("file://{}/{id}", root.display())));
+    let run = server.mlflow(Method::POST, "runs/create", json!({"experiment_id": id})).await;
+    let run_id = run.body["run"]["info"]["run_id"].as_str().expect("run id").to_string();
+    let artifact_uri = run.body["run"]["info"]["artifact_uri"].as_str().expect("artifact uri").to_string();
+    assert_eq!(artifact_uri, format!("file://{}/{id}/{run_id}/artifacts", root.display()));
+
+    // The client writes straight to the root (MLflow's LocalArtifactRepository); the server reads it.
+    let model_directory = root.join(&id).join(&run_id).join("artifacts/model");
+    std::fs::create_dir_all(&model_directory).expect("mkdir");
+    std::fs::write(model_directory.join("MLmodel"), "flavors: {}\n").expect("write");
+    let listed =
+        server.call(Method::GET, &format!("/api/2.0/mlflow/artifacts/list?run_id={run_id}&path=model"), None).await;
+    assert_eq!(listed.body["files"], json!([{"path": "model/MLmodel", "is_dir": false, "file_size": 12}]));
+    let file = server.call(Method::GET, &format!("/get-artifact?run_id={run_id}&path=model/MLmodel"), None).await;
+    assert_eq!(file.body["text"], "flavors: {}\n");
+
+    // A local source registers from inside the named run's artifact directory only.
+    assert_eq!(
+        server.mlflow(Method::POST, "registered-models/create", json!({"name": "direct-model"})).await.status,
+        StatusCode::OK
+    );
+    let path = artifact_uri.trim_start_matches("file://").to_string();
+    for (source, with_run, accepted) in [
+        (format!("{artifact_uri}/model"), true, true),
+        (format!("{path}/model/.."), true, true),
+        (path.clone(), false, false),
+        ("/tmp".to_string(), true, false),
+        (format!("{path}/../../elsewhere"), true, false),
+    ] {
+        let mut body = json!({"name": "direct-model", "source": source});
+        if with_run {
+            body["run_id"] = json!(run_id);
+        }
+        let answer = server.mlflow(Method::POST, "model-versions/create", body).await;
+        assert_eq!(answer.status == StatusCode::OK, accepted, "{source}: {}", answer.body);
+        if !accepted {
+            let message = answer.body["message"].as_str().unwrap_or_default();
+            assert!(message.contains("To use a local path as a model version source"), "{message}");
+        }
+    }
+    let elsewhere = json!({"name": "direct-model", "source": "file://10.0.0.1/models/x", "run_id": run_id});
+    let answer = server.mlflow(Method::POST, "model-versions/create", elsewhere).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(
+        answer.body["message"].as_str().unwrap_or_default().contains("is not a valid remote uri"),
+        "{}",
+        answer.body
+    );
+}

@@ -82,8 +82,10 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Serve { listen, model_file: Some(file), name, threshold, task, serving } => {
             serve_file(listen, &file, name, threshold, task, &serving)
         }
-        Command::Serve { listen, model_file: None, serving, .. } => serve(listen, &serving, false),
-        Command::Server { host, port, serving } => serve(SocketAddr::new(host, port), &serving, true),
+        Command::Serve { listen, model_file: None, serving, .. } => serve(listen, &serving, None),
+        Command::Server { host, port, serving, tracking } => {
+            serve(SocketAddr::new(host, port), &serving, Some(&tracking))
+        }
         Command::Token { action } => token(action),
         Command::Loop { action: LoopAction::Resume(dir) } => resume(&dir),
         Command::Demo { demo } => crate::demo::run(demo),

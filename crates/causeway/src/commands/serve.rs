@@ -15,7 +15,7 @@ use causeway_types::{Clock, SystemClock};
 
 use super::open;
 use super::registry::{import_file, set_champion};
-use crate::args::{ProjectArgs, ServingArgs};
+use crate::args::{ProjectArgs, ServingArgs, TrackingArgs};
 
 /// Serves one model file with no project of the user's: imports it into a temporary project (removed
 /// when the server stops) as the champion of `name`, then serves that project.
@@ -62,17 +62,37 @@ pub(crate) fn serve_file(
     // Standard output's first line stays the server's readiness line.
     eprintln!("serving {} as model `{name}` (a temporary project, removed on exit)", file.display());
     let serving = ServingArgs { dir: project_args, ..serving.clone() };
-    serve_with(listen, &serving, false, Some(&name))
+    serve_with(listen, &serving, None, Some(&name))
 }
 
 /// Serves the data plane (OIP v2, record scoring, labels, metrics) and, with `tracking`, the
 /// MLflow tracking API too.
-pub(crate) fn serve(listen: SocketAddr, serving: &ServingArgs, tracking: bool) -> Result<ExitCode> {
+pub(crate) fn serve(listen: SocketAddr, serving: &ServingArgs, tracking: Option<&TrackingArgs>) -> Result<ExitCode> {
     serve_with(listen, serving, tracking, None)
 }
 
 /// [`serve`], refusing to start when `required` names a model that cannot be deployed.
-fn serve_with(listen: SocketAddr, serving: &ServingArgs, tracking: bool, required: Option<&str>) -> Result<ExitCode> {
+fn serve_with(
+    listen: SocketAddr,
+    serving: &ServingArgs,
+    tracking_args: Option<&TrackingArgs>,
+    required: Option<&str>,
+) -> Result<ExitCode> {
+    let tracking = tracking_args.is_some();
+    let direct_artifacts = tracking_args
+        .and_then(|args| args.default_artifact_root.as_deref())
+        .map(|uri| {
+            let local = uri.strip_prefix("file://").unwrap_or(uri);
+            if !uri.starts_with("s3://") && (local.contains("://") || !Path::new(local).is_absolute()) {
+                anyhow::bail!(
+                    "--default-artifact-root {uri}: use s3://bucket/prefix, file:///absolute/path or an absolute path"
+                );
+            }
+            let blobs = causeway_store::BlobStore::open_url(uri)
+                .with_context(|| format!("cannot open --default-artifact-root {uri}"))?;
+            Ok::<_, anyhow::Error>(causeway_server::mlflow::DirectArtifacts { uri: uri.to_string(), blobs })
+        })
+        .transpose()?;
     let (dir, reload_seconds, insecure) = (serving.dir.dir.as_path(), serving.reload_seconds, serving.insecure);
     let project = if tracking {
         let (project, configured) = Project::open_for_server(dir, &serving.dir.storage())?;
@@ -137,6 +157,7 @@ fn serve_with(listen: SocketAddr, serving: &ServingArgs, tracking: bool, require
                 .public_url
                 .clone()
                 .unwrap_or_else(|| causeway_server::app::ServerParts::default_public_url(address)),
+            direct_artifacts,
         });
         let tracking_note = if tracking { "; MLflow tracking API at /api/2.0/mlflow" } else { "" };
         // One line: tests and supervisors read it as the readiness signal, then may close the pipe.
