@@ -184,15 +184,28 @@ def drop_in_checks(client):
     extra = client.create_model_version("classifier", client.get_model_version("classifier", "1").source)
     client.delete_model_version("classifier", extra.version)
     check("deleting a version updates its model", client.get_registered_model("classifier").last_updated_timestamp >= before)
+    again = client.create_model_version("classifier", client.get_model_version("classifier", "1").source)
+    check("a deleted version's number is not given again", int(again.version) == int(extra.version) + 1, (extra.version, again.version))
+    client.delete_model_version("classifier", again.version)
     # Routes older clients and tools use.
     staged = client.transition_model_version_stage("fraud-detector", "1", "Staging")
     check("transition-stage", staged.current_stage == "Staging", staged.current_stage)
+    latest = {(item.version, item.current_stage) for item in client.get_registered_model("fraud-detector").latest_versions}
+    check("latest_versions per stage", latest == {("1", "Staging"), ("2", "None")}, latest)
     client.set_experiment_tag(newest, "temporary", "yes")
     client.delete_experiment_tag(newest, "temporary")
     check("delete-experiment-tag", "temporary" not in client.get_experiment(newest).tags, client.get_experiment(newest).tags)
     run = client.search_runs([client.get_experiment_by_name("acceptance").experiment_id], "attributes.run_name = 'parent'")[0]
     listed = requests.get(f"{base}/api/2.0/mlflow/artifacts/list", params={"run_id": run.info.run_id, "path": "model"}, timeout=10).json()
     check("GET artifacts/list", {item["path"] for item in listed.get("files", [])} == {"model/MLmodel", "model/weights.bin"}, listed)
+    # The web UI's routes (under /ajax-api/), and a doubled slash as MLflow's clients send it.
+    history = requests.get(f"{base}/ajax-api/2.0/mlflow/metrics/get-history-bulk", params={"run_id": [run.info.run_id], "metric_key": "loss"}, timeout=10).json()
+    check("get-history-bulk", [point["run_id"] for point in history.get("metrics", [])][:1] == [run.info.run_id], history)
+    sampled = requests.get(f"{base}/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval", params={"run_ids": [run.info.run_id], "metric_key": "loss", "max_results": 2}, timeout=10).json()
+    check("get-history-bulk-interval", len(sampled.get("metrics", [])) >= 1, sampled)
+    uploaded = requests.post(f"{base}/ajax-api/2.0/mlflow/upload-artifact", params={"run_uuid": run.info.run_id, "path": "ui/note.txt"}, data="from the web UI", timeout=10)
+    fetched = requests.get(f"{base}//get-artifact", params={"run_uuid": run.info.run_id, "path": "ui/note.txt"}, timeout=10)
+    check("upload-artifact, then //get-artifact", uploaded.status_code == 200 and fetched.text == "from the web UI", (uploaded.text, fetched.text))
     check("GET /health", requests.get(f"{base}/health", timeout=10).text == "OK")
     check("GET /version", requests.get(f"{base}/version", timeout=10).text.startswith("3."))
     unknown = requests.get(f"{base}/api/3.0/mlflow/no-such-route", timeout=10)

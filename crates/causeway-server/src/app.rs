@@ -35,9 +35,8 @@ pub struct ServerParts {
     pub access: AccessPolicy,
     /// The server's URL as clients reach it (for multipart upload URLs).
     pub public_url: String,
-    /// Where clients write new experiments' artifacts themselves (`--default-artifact-root`);
-    /// none: through this server (`mlflow-artifacts:/`).
-    pub direct_artifacts: Option<crate::mlflow::DirectArtifacts>,
+    /// How the tracking API differs from MLflow's defaults.
+    pub tracking_options: crate::mlflow::TrackingOptions,
 }
 
 impl ServerParts {
@@ -85,7 +84,7 @@ pub fn build(parts: ServerParts) -> Router {
     }
     if parts.tracking {
         let tracking = TrackingState {
-            direct_artifacts: parts.direct_artifacts,
+            options: parts.tracking_options,
             ..TrackingState::new(parts.meta.clone(), parts.clock.clone(), Some(parts.blobs.clone()))
         };
         let artifacts = ArtifactState { blobs: parts.blobs, public_url: parts.public_url, clock: parts.clock };

@@ -14,7 +14,7 @@ mod logged_models;
 mod metrics;
 pub mod mlflow;
 mod oip;
-mod registry;
+pub mod registry;
 mod routes;
 
 use std::sync::Arc;

@@ -54,21 +54,31 @@ pub struct TrackingState {
     pub clock: Arc<dyn Clock>,
     /// The artifact store, for listing a run's artifacts (none: listings are empty).
     pub blobs: Option<causeway_store::BlobStore>,
-    /// Where new experiments' artifacts go when clients write them themselves
-    /// (`--default-artifact-root`); none: under the server's proxied `mlflow-artifacts:/`.
-    pub direct_artifacts: Option<DirectArtifacts>,
+    /// How this server differs from MLflow's defaults.
+    pub options: TrackingOptions,
 }
 
 impl TrackingState {
-    /// The state of a tracking API whose artifacts are all proxied through `blobs`.
+    /// The state of a tracking API with MLflow's defaults (artifacts proxied through `blobs`).
     pub fn new(meta: Arc<MetaStore>, clock: Arc<dyn Clock>, blobs: Option<causeway_store::BlobStore>) -> Self {
-        Self { meta, clock, blobs, direct_artifacts: None }
+        Self { meta, clock, blobs, options: TrackingOptions::default() }
     }
 
     /// The root new experiments' artifacts go under.
     fn default_artifact_root(&self) -> &str {
-        self.direct_artifacts.as_ref().map_or(MetaStore::PROXIED_ARTIFACT_ROOT, |direct| direct.uri.as_str())
+        self.options.direct_artifacts.as_ref().map_or(MetaStore::PROXIED_ARTIFACT_ROOT, |direct| direct.uri.as_str())
     }
+}
+
+/// What `causeway server` can set beyond MLflow's defaults, as `mlflow server` can.
+#[derive(Clone, Default)]
+pub struct TrackingOptions {
+    /// Where new experiments' artifacts go when clients write them themselves
+    /// (`--default-artifact-root`); none: under the server's proxied `mlflow-artifacts:/`.
+    pub direct_artifacts: Option<DirectArtifacts>,
+    /// A pattern every new model version's source must match
+    /// (`MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX`); none: any safe source.
+    pub source_pattern: Option<crate::registry::SourcePattern>,
 }
 
 /// Artifacts clients write themselves, as MLflow's `--default-artifact-root URI` with
@@ -654,7 +664,7 @@ pub(crate) fn artifact_place<'a>(
         let Some(blobs) = state.blobs.as_ref() else { return Ok(None) };
         return Ok(Some((blobs, crate::artifacts::artifact_key(&join(rest))?)));
     }
-    if let Some(direct) = &state.direct_artifacts {
+    if let Some(direct) = &state.options.direct_artifacts {
         let base = direct.uri.trim_end_matches('/');
         if let Some(rest) = root_uri.strip_prefix(base).filter(|rest| rest.is_empty() || rest.starts_with('/')) {
             return Ok(Some((&direct.blobs, crate::artifacts::checked_path(&join(rest))?)));

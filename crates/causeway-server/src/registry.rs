@@ -409,11 +409,25 @@ async fn create_version(State(state): State<TrackingState>, caller: Option<Exten
             .clone()
             .filter(|source| !source.is_empty())
             .ok_or_else(|| MlflowError::invalid("Missing value for required parameter 'source'. See the API docs for more information about request parameters."))?;
-        let run_id = request.run_id.clone().unwrap_or_default();
-        let run_artifacts = if run_id.is_empty() { None } else { state.meta.tracked_run(&run_id).ok().map(|run| run.artifact_uri) };
-        check_source(&source, run_artifacts.as_deref())?;
-        let mut run_id = run_id;
+        let mut run_id = request.run_id.clone().unwrap_or_default();
         let mut model_id = request.model_id.clone().unwrap_or_default();
+        // A local source must lie inside the named run's or logged model's artifact directory.
+        let homes: Vec<String> = [
+            (!run_id.is_empty()).then(|| state.meta.tracked_run(&run_id).ok().map(|run| run.artifact_uri)).flatten(),
+            (!model_id.is_empty())
+                .then(|| state.meta.logged_model(&model_id).ok().map(|logged| logged.artifact_location))
+                .flatten(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        check_source(&source, &homes)?;
+        if let Some(pattern) = state.options.source_pattern.as_ref().filter(|pattern| !pattern.allows(&source)) {
+            return Err(MlflowError::invalid(format!(
+                "Invalid model version source: '{source}'. This server takes only sources matching `{}`.",
+                pattern.text()
+            )));
+        }
         // A version registered from an MLflow 3 logged model carries the model and its run.
         if let Some(logged) = source.strip_prefix("models:/").filter(|rest| rest.starts_with("m-")) {
             let logged_id = logged.split('/').next().unwrap_or(logged);
@@ -619,12 +633,13 @@ fn record_registration(state: &TrackingState, version: &RegistryVersion) -> Resu
 
 /// Refuses a version source that climbs out of its directory or points at another server, as
 /// MLflow's server does: the source is where `get-download-uri` sends clients. A local path (or
-/// `file:` URI) is accepted only inside the artifact directory of the run the request names
-/// (`run_artifacts`), and only when that directory is itself local (`--default-artifact-root`).
-fn check_source(source: &str, run_artifacts: Option<&str>) -> Result<(), MlflowError> {
+/// `file:` URI) is accepted only inside the artifact directory of the run or logged model the
+/// request names (`homes`), and only when that directory is itself local (`--default-artifact-root`).
+fn check_source(source: &str, homes: &[String]) -> Result<(), MlflowError> {
     let decoded = percent_decode(source);
     let lowered = decoded.to_ascii_lowercase();
-    let relative_or_nul = |path: &str| path.contains('\0') || path.split(['/', '\\']).any(|segment| segment == "..");
+    let relative_or_nul =
+        |text: &str| text.contains('\0') || text.split(['/', '\\', '?']).any(|segment| segment == "..");
     // MLflow's words, which its clients and tests look for.
     let escaping = || {
         MlflowError::invalid(format!(
@@ -635,13 +650,14 @@ fn check_source(source: &str, run_artifacts: Option<&str>) -> Result<(), MlflowE
         return Err(escaping());
     }
     if let Some(path) = local_path(&decoded)? {
-        let inside = run_artifacts
-            .and_then(|uri| local_path(uri).ok().flatten())
-            .is_some_and(|run_directory| lexical_components(&path).starts_with(&lexical_components(&run_directory)));
+        let inside = homes
+            .iter()
+            .filter_map(|uri| local_path(uri).ok().flatten())
+            .any(|home| lexical_components(&path).starts_with(&lexical_components(&home)));
         if inside {
             return Ok(());
         }
-        let hint = match run_artifacts {
+        let hint = match homes.first() {
             Some(uri) if uri.starts_with("mlflow-artifacts:") => {
                 " This server keeps that run's artifacts behind mlflow-artifacts:/ URIs: log the model (mlflow.<flavor>.log_model) and register its models:/ or runs:/ URI."
             }
@@ -651,7 +667,7 @@ fn check_source(source: &str, run_artifacts: Option<&str>) -> Result<(), MlflowE
             "Invalid model version source: '{source}'. To use a local path as a model version source, the run_id request parameter has to be specified and the local path has to be contained within the artifact directory of the run specified by the run_id.{hint}"
         )));
     }
-    if relative_or_nul(decoded.split_once('?').map_or(decoded.as_str(), |(path, _)| path)) {
+    if relative_or_nul(&decoded) {
         return Err(escaping());
     }
     if ["http://", "https://", "ftp://", "sftp://"].iter().any(|scheme| lowered.starts_with(scheme)) {
@@ -702,6 +718,35 @@ fn lexical_components(path: &str) -> Vec<&str> {
         }
     }
     components
+}
+
+/// A pattern new model versions' sources must match somewhere (Python's `re.search`), as
+/// MLflow's `MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX`.
+#[derive(Clone)]
+pub struct SourcePattern {
+    text: String,
+    regex: std::sync::Arc<regex_automata::dfa::regex::Regex>,
+}
+
+impl SourcePattern {
+    /// Compiles `text`; the answer names what is wrong with a pattern that does not compile.
+    pub fn new(text: &str) -> Result<Self, String> {
+        use regex_automata::dfa::{dense, regex::Builder};
+        const LIMIT: usize = 8 * 1024 * 1024;
+        let config = dense::Config::new().dfa_size_limit(Some(LIMIT)).determinize_size_limit(Some(LIMIT));
+        let regex = Builder::new().dense(config).build(text).map_err(|error| error.to_string())?;
+        Ok(Self { text: text.to_string(), regex: std::sync::Arc::new(regex) })
+    }
+
+    /// Whether `source` matches somewhere.
+    pub fn allows(&self, source: &str) -> bool {
+        self.regex.is_match(source)
+    }
+
+    /// The pattern as given.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
 }
 
 /// `%XX` sequences decoded (invalid ones kept as they are).
@@ -768,4 +813,46 @@ async fn transition_stage(
         Ok(Json(json!({"model_version": version_answer(&state, &state.meta.registry_version(name, version)?)})))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SourcePattern, check_source};
+
+    #[test]
+    fn a_source_pattern_is_searched_anywhere_as_pythons_re_search() {
+        let pattern = SourcePattern::new(r"^mlflow-artifacts:/.*$").expect("compiles");
+        assert!(pattern.allows("mlflow-artifacts:/1/r/artifacts/model"));
+        assert!(!pattern.allows("s3://path/to/model"));
+        let anywhere = SourcePattern::new("artifacts").expect("compiles");
+        assert!(anywhere.allows("s3://bucket/artifacts/model"));
+        assert!(SourcePattern::new("(unclosed").is_err());
+    }
+
+    #[test]
+    fn sources_that_climb_hide_nul_or_leave_their_home_are_refused() {
+        let home = vec!["file:///data/1/r/artifacts".to_string()];
+        for accepted in [
+            "mlflow-artifacts:/models/",
+            "mlflow-artifacts://host:9000/models/artifact/..../",
+            "runs:/r/model",
+            "file:///data/1/r/artifacts/model/..",
+            "/data/1/r/artifacts/model",
+        ] {
+            assert!(check_source(accepted, &home).is_ok(), "{accepted}");
+        }
+        for refused in [
+            "mlflow-artifacts://host:9000/models/../../../",
+            "mlflow-artifacts://host:9000/models/..%2f..%2fartifacts",
+            "mlflow-artifacts://host:9000/models/artifact%00",
+            "dbfs:/r/artifacts/a%3f/../../",
+            "http://elsewhere.example/model",
+            "/data/1/r/artifacts/../../other",
+            "/tmp",
+            "file://10.0.0.1/path",
+        ] {
+            assert!(check_source(refused, &home).is_err(), "{refused}");
+        }
+        assert!(check_source("/data/1/r/artifacts/model", &[]).is_err(), "no home named");
+    }
 }

@@ -51,6 +51,11 @@ pub struct TrackingArgs {
     /// and download [default: through this server, as `mlflow-artifacts:/<id>` in --artifacts].
     #[arg(long, env = "CAUSEWAY_DEFAULT_ARTIFACT_ROOT", value_name = "URI")]
     pub default_artifact_root: Option<String>,
+    /// A regular expression every new model version's source must match somewhere, as MLflow's
+    /// `MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX` (also read): `^mlflow-artifacts:/`
+    /// keeps versions to artifacts this server holds.
+    #[arg(long, env = "MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX", value_name = "REGEX")]
+    pub model_version_source_pattern: Option<String>,
 }
 
 /// Options shared by `serve` and `server`.

@@ -68,7 +68,7 @@ impl Server {
             require_tokens,
             access: AccessPolicy::new(bound, Vec::new(), Vec::new()),
             public_url: "http://causeway.internal:5000".into(),
-            direct_artifacts,
+            tracking_options: causeway_server::mlflow::TrackingOptions { direct_artifacts, source_pattern: None },
         });
         Self { app, meta, blobs, engine, clock, _directory: directory }
     }

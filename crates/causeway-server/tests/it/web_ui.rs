@@ -330,6 +330,24 @@ async fn artifacts_clients_write_themselves_are_listed_served_and_registered_in_
             assert!(message.contains("To use a local path as a model version source"), "{message}");
         }
     }
+    // A logged model's own directory is a home too.
+    let logged = server.mlflow(Method::POST, "logged-models", json!({"experiment_id": id})).await;
+    let (model_id, location) = (
+        logged.body["model"]["info"]["model_id"].as_str().expect("model id").to_string(),
+        logged.body["model"]["info"]["artifact_uri"].as_str().expect("location").to_string(),
+    );
+    assert!(location.starts_with("file://"), "{location}");
+    let from_model = json!({"name": "direct-model", "source": location, "model_id": model_id});
+    assert_eq!(server.mlflow(Method::POST, "model-versions/create", from_model).await.status, StatusCode::OK);
+    // Relative references hidden in a query or behind percent-encoding are refused too.
+    let hidden =
+        json!({"name": "direct-model", "source": format!("dbfs:/{run_id}/artifacts/a%3f/../../../"), "run_id": run_id});
+    let answer = server.mlflow(Method::POST, "model-versions/create", hidden).await;
+    assert!(
+        answer.body["message"].as_str().unwrap_or_default().starts_with("Invalid model version source"),
+        "{}",
+        answer.body
+    );
     let elsewhere = json!({"name": "direct-model", "source": "file://10.0.0.1/models/x", "run_id": run_id});
     let answer = server.mlflow(Method::POST, "model-versions/create", elsewhere).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);

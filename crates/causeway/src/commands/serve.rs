@@ -93,6 +93,13 @@ fn serve_with(
             Ok::<_, anyhow::Error>(causeway_server::mlflow::DirectArtifacts { uri: uri.to_string(), blobs })
         })
         .transpose()?;
+    let source_pattern = tracking_args
+        .and_then(|args| args.model_version_source_pattern.as_deref())
+        .map(|pattern| {
+            causeway_server::registry::SourcePattern::new(pattern)
+                .map_err(|error| anyhow::anyhow!("--model-version-source-pattern {pattern}: {error}"))
+        })
+        .transpose()?;
     let (dir, reload_seconds, insecure) = (serving.dir.dir.as_path(), serving.reload_seconds, serving.insecure);
     let project = if tracking {
         let (project, configured) = Project::open_for_server(dir, &serving.dir.storage())?;
@@ -157,7 +164,7 @@ fn serve_with(
                 .public_url
                 .clone()
                 .unwrap_or_else(|| causeway_server::app::ServerParts::default_public_url(address)),
-            direct_artifacts,
+            tracking_options: causeway_server::mlflow::TrackingOptions { direct_artifacts, source_pattern },
         });
         let tracking_note = if tracking { "; MLflow tracking API at /api/2.0/mlflow" } else { "" };
         // One line: tests and supervisors read it as the readiness signal, then may close the pipe.

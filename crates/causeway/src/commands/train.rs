@@ -155,7 +155,7 @@ impl TrackingForScript {
             require_tokens: false,
             access: causeway_server::access::AccessPolicy::new(address, Vec::new(), Vec::new()),
             public_url: uri.clone(),
-            direct_artifacts: None,
+            tracking_options: causeway_server::mlflow::TrackingOptions::default(),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
