@@ -7,13 +7,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post, put};
 use causeway_store::BlobStore;
 use causeway_types::Clock;
+use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -94,14 +95,84 @@ async fn blocking<T: Send + 'static>(
 async fn upload(
     State(state): State<ArtifactState>,
     Path(path): Path<String>,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<serde_json::Value>, MlflowError> {
-    blocking(move || {
-        let key = artifact_key(&path)?;
-        state.blobs.put(&key, &body)?;
-        Ok(Json(json!({})))
-    })
-    .await
+    let key = artifact_key(&path)?;
+    stream_into(state.blobs.clone(), key, body, MAX_ARTIFACT_BYTES).await?;
+    Ok(Json(json!({})))
+}
+
+/// Streams a request body into the blob under `key` as it arrives, never holding more than a few
+/// chunks of it (the blob store writes a temporary file, or S3 parts of 8 MiB); answers the size and
+/// the BLAKE3 of what was stored. A body over `limit` bytes, or one the client breaks off, stores
+/// nothing: the earlier blob under `key` (or none) stays.
+async fn stream_into(blobs: BlobStore, key: String, body: Body, limit: usize) -> Result<(u64, String), MlflowError> {
+    let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(CHANNEL_CHUNKS);
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut reader = ChannelReader { receiver, current: Bytes::new(), hasher: blake3::Hasher::new() };
+        let size = blobs.put_reader(&key, &mut reader)?;
+        Ok::<_, causeway_store::Error>((size, reader.hasher.finalize().to_hex().to_string()))
+    });
+    let mut body = body;
+    let mut received = 0_usize;
+    let mut refused: Option<MlflowError> = None;
+    while let Some(frame) = body.frame().await {
+        let chunk = match frame {
+            Ok(frame) => match frame.into_data() {
+                Ok(chunk) => chunk,
+                Err(_) => continue, // trailers
+            },
+            Err(error) => {
+                refused = Some(MlflowError::invalid(format!("the upload broke off: {error}")));
+                break;
+            }
+        };
+        received += chunk.len();
+        if received > limit {
+            refused = Some(MlflowError::too_large(format!("an artifact upload takes at most {limit} bytes")));
+            break;
+        }
+        if sender.send(Ok(chunk)).await.is_err() {
+            break; // the writer stopped: its error is the answer
+        }
+    }
+    if refused.is_some() {
+        // Fails the write instead of ending it: nothing partial is stored.
+        let _ = sender.send(Err(std::io::Error::other("the upload was refused"))).await;
+    }
+    drop(sender);
+    let written = writer.await.map_err(|error| MlflowError::internal(format!("artifact task failed: {error}")))?;
+    match refused {
+        Some(error) => Err(error),
+        None => Ok(written?),
+    }
+}
+
+/// Chunks a body may be ahead of the blob store's writes.
+const CHANNEL_CHUNKS: usize = 8;
+
+/// The blocking side of [`stream_into`]: reads the chunks the request task sends, hashing them.
+struct ChannelReader {
+    receiver: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    current: Bytes,
+    hasher: blake3::Hasher,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.receiver.blocking_recv() {
+                None => return Ok(0),
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(error)) => return Err(error),
+            }
+        }
+        let count = buffer.len().min(self.current.len());
+        let chunk = self.current.split_to(count);
+        buffer[..count].copy_from_slice(&chunk);
+        self.hasher.update(&chunk);
+        Ok(count)
+    }
 }
 
 async fn download(State(state): State<ArtifactState>, Path(path): Path<String>) -> Result<Response, MlflowError> {
@@ -334,23 +405,26 @@ async fn create_upload(
 async fn upload_part(
     State(state): State<ArtifactState>,
     Path((upload_id, part)): Path<(String, u64)>,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, MlflowError> {
-    blocking(move || {
+    let checked = state.clone();
+    let upload_id = blocking(move || {
         let upload_id = upload_id_checked(Some(&upload_id))?;
-        let upload = open_upload(&state, &upload_id)?;
+        let upload = open_upload(&checked, &upload_id)?;
         if part == 0 || part > upload.num_parts {
             return Err(MlflowError::invalid(format!(
                 "part number {part} is out of range: this upload has parts 1 to {}",
                 upload.num_parts
             )));
         }
-        let etag = blake3::hash(&body).to_hex().to_string();
-        state.blobs.put(&part_key(&upload_id, part), &body)?;
-        state.blobs.put(&format!("{}.etag", part_key(&upload_id, part)), etag.as_bytes())?;
-        Ok(([(header::ETAG, etag)], Json(json!({}))).into_response())
+        Ok(upload_id)
     })
-    .await
+    .await?;
+    let key = part_key(&upload_id, part);
+    let (_, etag) = stream_into(state.blobs.clone(), key.clone(), body, MAX_ARTIFACT_BYTES).await?;
+    let answer = etag.clone();
+    blocking(move || Ok(state.blobs.put(&format!("{key}.etag"), etag.as_bytes())?)).await?;
+    Ok(([(header::ETAG, answer)], Json(json!({}))).into_response())
 }
 
 /// Checks the client's part list against the upload: every part from 1 to `num_parts` exactly
@@ -452,6 +526,7 @@ async fn abort_upload(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
 
     #[test]
     fn refuses_paths_that_could_escape() {
@@ -462,5 +537,21 @@ mod tests {
             artifact_key("0/abc/artifacts/model/MLmodel").ok().as_deref(),
             Some("mlflow-artifacts/0/abc/artifacts/model/MLmodel")
         );
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_is_stored_whole_or_not_at_all() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let blobs = BlobStore::open(directory.path()).expect("blobs");
+        let (size, hash) =
+            stream_into(blobs.clone(), "a/b.txt".into(), Body::from("hello world"), 100).await.expect("stored");
+        assert_eq!((size, hash), (11, blake3::hash(b"hello world").to_hex().to_string()));
+        let refused = stream_into(blobs.clone(), "a/b.txt".into(), Body::from("x".repeat(101)), 100).await;
+        let status = refused.map(|_| ()).map_err(|error| error.into_response().status());
+        assert_eq!(status, Err(StatusCode::PAYLOAD_TOO_LARGE));
+        assert_eq!(blobs.get("a/b.txt").expect("earlier"), b"hello world", "the earlier file stays whole");
+        let partial =
+            std::fs::read_dir(directory.path().join(".causeway-partial")).expect("temporary files' directory");
+        assert_eq!(partial.count(), 0, "no partial file left");
     }
 }

@@ -106,6 +106,11 @@ impl MlflowError {
         Self { status: StatusCode::BAD_REQUEST, error_code: "INVALID_PARAMETER_VALUE", message: message.into() }
     }
 
+    /// A REQUEST_LIMIT_EXCEEDED error (413): the body is larger than the route takes.
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::PAYLOAD_TOO_LARGE, error_code: "REQUEST_LIMIT_EXCEEDED", message: message.into() }
+    }
+
     /// An INTERNAL_ERROR (500).
     pub fn internal(message: impl Into<String>) -> Self {
         Self { status: StatusCode::INTERNAL_SERVER_ERROR, error_code: "INTERNAL_ERROR", message: message.into() }

@@ -2,7 +2,7 @@
 //! S3-compatible bucket: the same keys and answers on both.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -109,6 +109,36 @@ impl BlobStore {
                 Self::finish_write(key, &path, &temporary, written)
             }
             Backend::S3(bucket) => bucket.put(checked_key(key).map(|_| key)?, bytes),
+        }
+    }
+
+    /// Writes what `reader` yields under `key`, replacing any earlier blob atomically, without
+    /// holding it in memory (on S3, two 8 MiB chunks at a time); returns its size. When reading
+    /// fails, nothing is written: the earlier blob (or none) stays.
+    pub fn put_reader(&self, key: &str, reader: &mut dyn Read) -> Result<u64> {
+        match &self.backend {
+            Backend::Local(root) => {
+                let path = Self::local_path(root, key)?;
+                let (temporary, mut file) = Self::temporary_file(root)?;
+                let copied = std::io::copy(reader, &mut file);
+                let size = copied.as_ref().map_or(0, |size| *size);
+                let written = copied.and_then(|_| file.sync_data());
+                drop(file);
+                Self::finish_write(key, &path, &temporary, written)?;
+                Ok(size)
+            }
+            Backend::S3(bucket) => {
+                checked_key(key)?;
+                let chunks = std::iter::from_fn(|| {
+                    let mut chunk = Vec::with_capacity(S3_PART_BYTES);
+                    match (&mut *reader).take(S3_PART_BYTES as u64).read_to_end(&mut chunk) {
+                        Ok(0) => None,
+                        Ok(_) => Some(Ok(chunk)),
+                        Err(source) => Some(Err(io_error("read", Path::new(key), source))),
+                    }
+                });
+                join_on_s3(bucket, key, chunks)
+            }
         }
     }
 

@@ -14,6 +14,15 @@ fn s3_store(server: &S3Server, bucket_and_prefix: &str) -> BlobStore {
 }
 
 /// Everything the artifact API relies on, asserted identically for each backend.
+/// A reader whose client went away.
+struct FailingReader;
+
+impl std::io::Read for FailingReader {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "the client went away"))
+    }
+}
+
 fn behaves_like_a_blob_store(store: &BlobStore) {
     store.put("runs/r1/artifacts/model/model.pkl", b"pickle").expect("put");
     store.put("runs/r1/artifacts/model/MLmodel", b"flavors: {}").expect("put");
@@ -62,6 +71,16 @@ fn behaves_like_a_blob_store(store: &BlobStore) {
     }
     assert_eq!(store.put_joined("runs/r2/artifacts/big.bin", &keys).expect("join"), 27 << 20);
     assert!(store.get("runs/r2/artifacts/big.bin").expect("get") == big.concat(), "joined in order");
+    // Streaming from a reader: small (one request on S3) and over two S3 parts; a reader that
+    // fails half-way leaves the earlier blob whole.
+    let streamed = store.put_reader("runs/r2/artifacts/streamed.bin", &mut &b"small body"[..]).expect("stream small");
+    assert_eq!((streamed, store.get("runs/r2/artifacts/streamed.bin").expect("get")), (10, b"small body".to_vec()));
+    let long: Vec<u8> = (0..(17_u32 << 20)).map(|index| (index % 241) as u8).collect();
+    assert_eq!(store.put_reader("runs/r2/artifacts/streamed.bin", &mut &long[..]).expect("stream long"), 17 << 20);
+    assert!(store.get("runs/r2/artifacts/streamed.bin").expect("get") == long, "streamed in order");
+    let mut failing = std::io::Read::chain(&b"partial"[..], FailingReader);
+    assert!(store.put_reader("runs/r2/artifacts/streamed.bin", &mut failing).is_err());
+    assert!(store.get("runs/r2/artifacts/streamed.bin").expect("get") == long, "the earlier blob stays whole");
     for bad in ["../x", "/etc/passwd", "a/../../b", "", "a\\..\\b", "./a", "a/"] {
         assert!(matches!(store.get(bad), Err(Error::InvalidKey(_))), "{bad}");
         assert!(matches!(store.put(bad, b"x"), Err(Error::InvalidKey(_))), "{bad}");
