@@ -1,4 +1,4 @@
-"""Memory a tracking server needs to take large artifact uploads: Causeway's server against
+"""Memory a tracking server needs to take and serve large artifacts: Causeway's server against
 `mlflow server`, same machine, same uploads, one run. Prints the servers' peak resident memory
 above idle and the ratio.
 
@@ -6,6 +6,7 @@ above idle and the ratio.
 
 Measured, for each server (SQLite backend, proxied artifacts):
   one upload      PUT mlflow-artifacts/artifacts/... of --mib MiB, sent in 1 MiB chunks
+  one download    GET of that file, read by the client in 1 MiB chunks
   multipart       --parts parts of --mib MiB each through mpu/create, the part URLs and mpu/complete
                   (Causeway only: `mlflow server` answers multipart uploads only for object stores)
 Peak memory is the largest resident set of the server's process tree, sampled every 20 ms while
@@ -57,6 +58,14 @@ def upload(server, path, mib):
     response.raise_for_status()
 
 
+def download(server, path, mib):
+    response = requests.get(f"{server.url}/api/2.0/mlflow-artifacts/artifacts/{path}", stream=True, timeout=600)
+    response.raise_for_status()
+    received = sum(len(chunk) for chunk in response.iter_content(CHUNK))
+    if received != mib * CHUNK:
+        raise RuntimeError(f"downloaded {received} bytes, expected {mib * CHUNK}")
+
+
 def multipart(server, path, parts, mib):
     base = f"{server.url}/api/2.0/mlflow-artifacts/mpu"
     created = requests.post(f"{base}/create/{path}", json={"path": path, "num_parts": parts}, timeout=60)
@@ -84,6 +93,10 @@ def measure(kind, args):
             with PeakMemory(server.process.pid) as peak:
                 upload(server, "bench/one.bin", args.mib)
             results["one upload"] = (peak.peak_kib - idle) / 1024
+            idle = tree_rss_kib(server.process.pid)
+            with PeakMemory(server.process.pid) as peak:
+                download(server, "bench/one.bin", args.mib)
+            results["one download"] = (peak.peak_kib - idle) / 1024
             if kind == "causeway":
                 idle = tree_rss_kib(server.process.pid)
                 with PeakMemory(server.process.pid) as peak:
@@ -105,8 +118,10 @@ def main():
     mlflow = measure("mlflow", args)
     print(f"{'peak memory above idle (MiB)':<40}{'causeway':>12}{'mlflow':>12}")
     print(f"{f'one upload of {args.mib} MiB':<40}{causeway['one upload']:>12.1f}{mlflow['one upload']:>12.1f}")
+    print(f"{f'one download of {args.mib} MiB':<40}{causeway['one download']:>12.1f}{mlflow['one download']:>12.1f}")
     print(f"{f'multipart, {args.parts} x {args.mib} MiB':<40}{causeway['multipart']:>12.1f}{'-':>12}")
-    print(f"ratio one upload (mlflow / causeway): {mlflow['one upload'] / max(causeway['one upload'], 0.1):.1f}x")
+    for label in ("one upload", "one download"):
+        print(f"ratio {label} (mlflow / causeway): {mlflow[label] / max(causeway[label], 0.1):.1f}x")
 
 
 if __name__ == "__main__":

@@ -178,13 +178,15 @@ impl std::io::Read for ChannelReader {
 async fn download(State(state): State<ArtifactState>, Path(path): Path<String>) -> Result<Response, MlflowError> {
     blocking(move || {
         let key = artifact_key(&path)?;
-        Ok(file_response(&key, state.blobs.get(&key)?))
+        let (reader, size) = state.blobs.open_read(&key)?;
+        Ok(file_response(&key, reader, size))
     })
     .await
 }
 
-/// A downloaded file as MLflow's server answers it.
-pub(crate) fn file_response(key: &str, bytes: Vec<u8>) -> Response {
+/// A downloaded file as MLflow's server answers it; its bytes stream from `reader` as the client
+/// takes them (a few chunks ahead), so a file of any size costs the server little memory.
+pub(crate) fn file_response(key: &str, reader: Box<dyn std::io::Read + Send>, size: u64) -> Response {
     let name = key.rsplit('/').next().unwrap_or("artifact");
     // As MLflow's server answers: a guessed type, always as an attachment, never sniffed.
     let disposition = format!("attachment; filename={}", name.replace(['"', '\r', '\n'], "_"));
@@ -192,8 +194,49 @@ pub(crate) fn file_response(key: &str, bytes: Vec<u8>) -> Response {
         (header::CONTENT_TYPE, mime_type(name).to_string()),
         (header::CONTENT_DISPOSITION, disposition),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+        (header::CONTENT_LENGTH, size.to_string()),
     ];
-    (headers, bytes).into_response()
+    let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(CHANNEL_CHUNKS);
+    tokio::task::spawn_blocking(move || send_chunks(reader, &sender));
+    (headers, Body::from_stream(ChunkStream(receiver))).into_response()
+}
+
+/// Bytes one chunk of a download holds.
+const DOWNLOAD_CHUNK_BYTES: usize = 256 * 1024;
+
+/// Reads `reader` to its end into `sender`, stopping early when the client has gone.
+fn send_chunks(mut reader: Box<dyn std::io::Read + Send>, sender: &tokio::sync::mpsc::Sender<std::io::Result<Bytes>>) {
+    loop {
+        let mut chunk = vec![0; DOWNLOAD_CHUNK_BYTES];
+        match reader.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(count) => {
+                chunk.truncate(count);
+                if sender.blocking_send(Ok(Bytes::from(chunk))).is_err() {
+                    return;
+                }
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => {
+                let _ = sender.blocking_send(Err(error));
+                return;
+            }
+        }
+    }
+}
+
+/// A download's chunks as the response body takes them.
+struct ChunkStream(tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>);
+
+impl futures_core::Stream for ChunkStream {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(context)
+    }
 }
 
 /// The media type MLflow's server gives a downloaded file: plain text for text-like files

@@ -682,7 +682,8 @@ pub(crate) fn artifact_place<'a>(
 pub(crate) fn stored_file(state: &TrackingState, root_uri: &str, path: &str) -> Result<Response, MlflowError> {
     let (blobs, key) = artifact_place(state, root_uri, path)?
         .ok_or_else(|| MlflowError::invalid(format!("artifacts at `{root_uri}` are not stored on this server")))?;
-    Ok(crate::artifacts::file_response(&key, blobs.get(&key)?))
+    let (reader, size) = blobs.open_read(&key)?;
+    Ok(crate::artifacts::file_response(&key, reader, size))
 }
 
 /// `GET /get-artifact?run_id=…&path=…`: one file of a run, as MLflow's UI and older clients fetch it.

@@ -247,6 +247,32 @@ impl BlobStore {
         }
     }
 
+    /// Opens the blob under `key` for reading, with its size: a local blob is read from its file as
+    /// the reader is read (never whole in memory); an S3 object is fetched whole first.
+    pub fn open_read(&self, key: &str) -> Result<(Box<dyn Read + Send>, u64)> {
+        match &self.backend {
+            Backend::Local(root) => {
+                let path = Self::local_path(root, key)?;
+                let opened = fs::File::open(&path).and_then(|file| Ok((file.metadata()?, file)));
+                match opened {
+                    Ok((metadata, file)) if metadata.is_file() => Ok((Box::new(file), metadata.len())),
+                    Ok(_) => Err(Error::NotFound(format!("blob `{key}`"))),
+                    Err(error)
+                        if matches!(error.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) =>
+                    {
+                        Err(Error::NotFound(format!("blob `{key}`")))
+                    }
+                    Err(source) => Err(io_error("read", &path, source)),
+                }
+            }
+            Backend::S3(_) => {
+                let bytes = self.get(key)?;
+                let size = bytes.len() as u64;
+                Ok((Box::new(std::io::Cursor::new(bytes)), size))
+            }
+        }
+    }
+
     /// True when a blob exists under `key`.
     pub fn contains(&self, key: &str) -> Result<bool> {
         match &self.backend {

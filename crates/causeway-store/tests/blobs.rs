@@ -78,6 +78,12 @@ fn behaves_like_a_blob_store(store: &BlobStore) {
     let long: Vec<u8> = (0..(17_u32 << 20)).map(|index| (index % 241) as u8).collect();
     assert_eq!(store.put_reader("runs/r2/artifacts/streamed.bin", &mut &long[..]).expect("stream long"), 17 << 20);
     assert!(store.get("runs/r2/artifacts/streamed.bin").expect("get") == long, "streamed in order");
+    let (mut reader, size) = store.open_read("runs/r2/artifacts/streamed.bin").expect("open");
+    let mut read_back = Vec::new();
+    std::io::Read::read_to_end(&mut reader, &mut read_back).expect("read");
+    assert!(size == 17 << 20 && read_back == long, "read back as stored");
+    assert!(matches!(store.open_read("runs/r2/artifacts/missing.bin"), Err(Error::NotFound(_))));
+    assert!(matches!(store.open_read("runs/r2/artifacts"), Err(Error::NotFound(_))), "a directory is not a blob");
     let mut failing = std::io::Read::chain(&b"partial"[..], FailingReader);
     assert!(store.put_reader("runs/r2/artifacts/streamed.bin", &mut failing).is_err());
     assert!(store.get("runs/r2/artifacts/streamed.bin").expect("get") == long, "the earlier blob stays whole");

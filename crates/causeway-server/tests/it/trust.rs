@@ -22,9 +22,9 @@ use tower::ServiceExt;
 
 /// A server on a fresh store, with a data plane, as `causeway server` assembles it.
 pub(crate) struct Server {
-    app: Router,
+    pub(crate) app: Router,
     meta: Arc<MetaStore>,
-    blobs: BlobStore,
+    pub(crate) blobs: BlobStore,
     engine: Arc<Engine>,
     pub(crate) clock: Arc<ManualClock>,
     pub(crate) _directory: tempfile::TempDir,

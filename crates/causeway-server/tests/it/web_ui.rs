@@ -357,3 +357,22 @@ async fn artifacts_clients_write_themselves_are_listed_served_and_registered_in_
         answer.body
     );
 }
+
+#[tokio::test]
+async fn large_downloads_stream_whole_with_their_length() {
+    let server = Server::new(false);
+    let bytes: Vec<u8> = (0..(5_u32 << 20) + 12_345).map(|index| (index % 253) as u8).collect();
+    server.blobs.put("mlflow-artifacts/0/r/artifacts/model.bin", &bytes).expect("put");
+    let request = Request::builder()
+        .uri("/api/2.0/mlflow-artifacts/artifacts/0/r/artifacts/model.bin")
+        .header("host", "127.0.0.1:5000")
+        .body(Body::empty())
+        .expect("request");
+    let response = tower::ServiceExt::oneshot(server.app.clone(), request).await.expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-length"], bytes.len().to_string().as_str());
+    let body = http_body_util::BodyExt::collect(response.into_body()).await.expect("body").to_bytes();
+    assert!(body[..] == bytes[..], "the streamed body is the file");
+    let missing = server.call(Method::GET, "/api/2.0/mlflow-artifacts/artifacts/0/r/artifacts/none.bin", None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
