@@ -18,7 +18,7 @@ use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::mlflow::MlflowError;
+use crate::mlflow::{MlflowError, blocking};
 
 /// The largest artifact accepted in one upload.
 pub const MAX_ARTIFACT_BYTES: usize = 256 * 1024 * 1024;
@@ -82,14 +82,6 @@ pub fn checked_path(path: &str) -> Result<String, MlflowError> {
         return Err(MlflowError::invalid("Invalid path"));
     }
     Ok(trimmed.to_string())
-}
-
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, MlflowError> + Send + 'static,
-) -> Result<T, MlflowError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(|error| Err(MlflowError::internal(format!("artifact task failed: {error}"))))
 }
 
 async fn upload(
@@ -381,9 +373,7 @@ fn upload_target(directory: &str, request: &UploadRequest) -> Result<String, Mlf
     let file = request.path.as_deref().and_then(|path| path.rsplit(['/', '\\']).next()).filter(|name| !name.is_empty());
     match file {
         Some(name) => artifact_key(&format!("{}/{name}", directory.trim_end_matches('/'))),
-        None => Err(MlflowError::invalid(
-            "Missing value for required parameter 'path'. See the API docs for more information about request parameters.",
-        )),
+        None => Err(MlflowError::missing("path")),
     }
 }
 

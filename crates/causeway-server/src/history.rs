@@ -103,14 +103,9 @@ async fn history_bulk_interval(
     Query(pairs): Pairs,
 ) -> Result<Json<Value>, MlflowError> {
     blocking(move || {
-        let missing = |name: &str| {
-            MlflowError::invalid(format!(
-                "Missing value for required parameter '{name}'. See the API docs for more information about request parameters."
-            ))
-        };
         let run_ids: Vec<&str> = values(&pairs, "run_ids").into_iter().filter(|id| !id.is_empty()).collect();
         if run_ids.is_empty() {
-            return Err(missing("run_ids"));
+            return Err(MlflowError::missing("run_ids"));
         }
         if run_ids.len() > MAX_RUNS_PER_REQUEST {
             return Err(MlflowError::invalid(format!(
@@ -118,7 +113,7 @@ async fn history_bulk_interval(
                 run_ids.len()
             )));
         }
-        let key = first(&pairs, "metric_key").filter(|key| !key.is_empty()).ok_or_else(|| missing("metric_key"))?;
+        let key = first(&pairs, "metric_key").filter(|key| !key.is_empty()).ok_or_else(|| MlflowError::missing("metric_key"))?;
         let start_step = integer(&pairs, "start_step")?;
         let end_step = integer(&pairs, "end_step")?;
         let max_results = match integer(&pairs, "max_results")? {

@@ -46,9 +46,7 @@ fn parse_status(value: Option<&Value>) -> Result<&'static str, MlflowError> {
         Some(Value::String(text)) => text.clone(),
         Some(Value::Number(number)) => number.to_string(),
         _ => {
-            return Err(MlflowError::invalid(
-                "Missing value for required parameter 'status'. See the API docs for more information about request parameters.",
-            ));
+            return Err(MlflowError::missing("status"));
         }
     };
     match text.as_str() {
@@ -163,10 +161,8 @@ struct Output {
 async fn create(State(state): State<TrackingState>, body: Bytes) -> Answer {
     blocking(move || {
         let request: ModelRequest = parse(&body)?;
-        let experiment_id = request
-            .experiment_id
-            .filter(|id| !id.is_empty())
-            .ok_or_else(|| MlflowError::invalid("Missing value for required parameter 'experiment_id'. See the API docs for more information about request parameters."))?;
+        let experiment_id =
+            request.experiment_id.filter(|id| !id.is_empty()).ok_or_else(|| MlflowError::missing("experiment_id"))?;
         let model = state.meta.create_logged_model(
             &NewLoggedModel {
                 experiment_id,
@@ -312,10 +308,7 @@ async fn search(State(state): State<TrackingState>, body: Bytes) -> Answer {
 async fn log_outputs(State(state): State<TrackingState>, body: Bytes) -> Answer {
     blocking(move || {
         let request: ModelRequest = parse(&body)?;
-        let run_id = request
-            .run_id
-            .filter(|id| !id.is_empty())
-            .ok_or_else(|| MlflowError::invalid("Missing value for required parameter 'run_id'. See the API docs for more information about request parameters."))?;
+        let run_id = request.run_id.filter(|id| !id.is_empty()).ok_or_else(|| MlflowError::missing("run_id"))?;
         let mut outputs = Vec::with_capacity(request.models.len());
         for output in request.models {
             state.meta.logged_model(&output.model_id)?;

@@ -92,6 +92,19 @@ pub struct DirectArtifacts {
     pub blobs: causeway_store::BlobStore,
 }
 
+impl DirectArtifacts {
+    /// Opens the root `uri` names: `s3://bucket/prefix`, `file:///absolute/path` or an absolute
+    /// path (clients resolve it themselves, so a relative path would mean something else to each).
+    pub fn open(uri: &str) -> Result<Self, String> {
+        let local = uri.strip_prefix("file://").unwrap_or(uri);
+        if !uri.starts_with("s3://") && (local.contains("://") || !std::path::Path::new(local).is_absolute()) {
+            return Err("use s3://bucket/prefix, file:///absolute/path or an absolute path".into());
+        }
+        let blobs = causeway_store::BlobStore::open_url(uri).map_err(|error| error.to_string())?;
+        Ok(Self { uri: uri.to_string(), blobs })
+    }
+}
+
 /// An error in MLflow's shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MlflowError {
@@ -104,6 +117,14 @@ impl MlflowError {
     /// An INVALID_PARAMETER_VALUE error (400).
     pub fn invalid(message: impl Into<String>) -> Self {
         Self { status: StatusCode::BAD_REQUEST, error_code: "INVALID_PARAMETER_VALUE", message: message.into() }
+    }
+
+    /// MLflow's INVALID_PARAMETER_VALUE for a required parameter the request lacks (its clients
+    /// and tests compare the words).
+    pub fn missing(parameter: &str) -> Self {
+        Self::invalid(format!(
+            "Missing value for required parameter '{parameter}'. See the API docs for more information about request parameters."
+        ))
     }
 
     /// A REQUEST_LIMIT_EXCEEDED error (413): the body is larger than the route takes.
@@ -243,10 +264,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 }
 
 fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, MlflowError> {
-    value
-        .as_deref()
-        .filter(|value| !value.is_empty())
-        .ok_or_else(|| MlflowError::invalid(format!("Missing value for required parameter '{name}'. See the API docs for more information about request parameters.")))
+    value.as_deref().filter(|value| !value.is_empty()).ok_or_else(|| MlflowError::missing(name))
 }
 
 fn key_value_list(entries: &std::collections::BTreeMap<String, String>) -> Vec<Value> {
@@ -631,9 +649,7 @@ async fn upload_run_artifact(
             return Err(MlflowError::invalid("Request must specify data."));
         }
         let run = state.meta.tracked_run(run_id)?;
-        let (blobs, key) = artifact_place(&state, &run.artifact_uri, path)?.ok_or_else(|| {
-            MlflowError::invalid(format!("artifacts at `{}` are not stored on this server", run.artifact_uri))
-        })?;
+        let (blobs, key) = reachable_place(&state, &run.artifact_uri, path)?;
         blobs.put(&key, &body)?;
         Ok(Json(json!({})))
     })
@@ -678,10 +694,19 @@ pub(crate) fn artifact_place<'a>(
     Ok(None)
 }
 
+/// [`artifact_place`] for a root this server must reach (to read or write a file there).
+fn reachable_place<'a>(
+    state: &'a TrackingState,
+    root_uri: &str,
+    path: &str,
+) -> Result<(&'a causeway_store::BlobStore, String), MlflowError> {
+    artifact_place(state, root_uri, path)?
+        .ok_or_else(|| MlflowError::invalid(format!("artifacts at `{root_uri}` are not stored on this server")))
+}
+
 /// One stored file of an artifact root, as a download.
 pub(crate) fn stored_file(state: &TrackingState, root_uri: &str, path: &str) -> Result<Response, MlflowError> {
-    let (blobs, key) = artifact_place(state, root_uri, path)?
-        .ok_or_else(|| MlflowError::invalid(format!("artifacts at `{root_uri}` are not stored on this server")))?;
+    let (blobs, key) = reachable_place(state, root_uri, path)?;
     let (reader, size) = blobs.open_read(&key)?;
     Ok(crate::artifacts::file_response(&key, reader, size))
 }
@@ -778,7 +803,7 @@ fn run_id_from(query: &HashMap<String, String>) -> Result<String, MlflowError> {
         .or_else(|| query.get("run_uuid"))
         .filter(|id| !id.is_empty())
         .cloned()
-        .ok_or_else(|| MlflowError::invalid("Missing value for required parameter 'run_id'. See the API docs for more information about request parameters."))
+        .ok_or_else(|| MlflowError::missing("run_id"))
 }
 
 async fn get_run(State(state): State<TrackingState>, Query(query): Query<HashMap<String, String>>) -> Answer {
@@ -844,7 +869,7 @@ impl RunRequest {
             .as_deref()
             .or(self.run_uuid.as_deref())
             .filter(|id| !id.is_empty())
-            .ok_or_else(|| MlflowError::invalid("Missing value for required parameter 'run_id'. See the API docs for more information about request parameters."))
+            .ok_or_else(|| MlflowError::missing("run_id"))
     }
 }
 
@@ -904,7 +929,7 @@ fn check_experiment_name(name: &str) -> Result<(), MlflowError> {
 /// An experiment's artifact location as MLflow records it: a relative local path is made absolute
 /// against the server's working directory (clients elsewhere could not resolve it); URIs and
 /// absolute paths are kept as given.
-fn absolute_location(location: &str) -> String {
+pub(crate) fn absolute_location(location: &str) -> String {
     let path = std::path::Path::new(location);
     if location.contains("://") || location.contains(":/") || path.is_absolute() {
         return location.to_string();
@@ -947,11 +972,8 @@ fn metric_point(
     step: Option<&Value>,
 ) -> Result<(String, MetricPoint), MlflowError> {
     check_key(key)?;
-    let timestamp = integer(timestamp, &format!("{path}timestamp"))?.ok_or_else(|| {
-        MlflowError::invalid(format!(
-            "Missing value for required parameter '{path}timestamp'. See the API docs for more information about request parameters."
-        ))
-    })?;
+    let timestamp = integer(timestamp, &format!("{path}timestamp"))?
+        .ok_or_else(|| MlflowError::missing(&format!("{path}timestamp")))?;
     Ok((
         key.to_string(),
         MetricPoint {
@@ -1006,8 +1028,7 @@ async fn log_metric(State(state): State<TrackingState>, body: Bytes) -> Answer {
     blocking(move || {
         let mut request: RunRequest = parse(&body)?;
         let key = required(&request.key, "key")?.to_string();
-        let value =
-            request.value.take().ok_or_else(|| MlflowError::invalid("Missing value for required parameter 'value'. See the API docs for more information about request parameters."))?;
+        let value = request.value.take().ok_or_else(|| MlflowError::missing("value"))?;
         request.metrics = vec![MetricEntry {
             key,
             value,

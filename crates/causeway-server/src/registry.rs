@@ -98,10 +98,7 @@ impl RegistryRequest {
     }
 
     fn name(&self) -> Result<&str, MlflowError> {
-        self.name
-            .as_deref()
-            .filter(|name| !name.is_empty())
-            .ok_or_else(|| MlflowError::invalid("Missing value for required parameter 'name'. See the API docs for more information about request parameters."))
+        self.name.as_deref().filter(|name| !name.is_empty()).ok_or_else(|| MlflowError::missing("name"))
     }
 
     fn version(&self) -> Result<u32, MlflowError> {
@@ -109,19 +106,14 @@ impl RegistryRequest {
             Some(Value::String(text)) => text.clone(),
             Some(Value::Number(number)) => number.to_string(),
             _ => {
-                return Err(MlflowError::invalid(
-                    "Missing value for required parameter 'version'. See the API docs for more information about request parameters.",
-                ));
+                return Err(MlflowError::missing("version"));
             }
         };
         text.parse().map_err(|_| MlflowError::invalid(format!("Parameter 'version' must be an integer, got '{text}'.")))
     }
 
     fn key(&self) -> Result<&str, MlflowError> {
-        self.key
-            .as_deref()
-            .filter(|key| !key.is_empty())
-            .ok_or_else(|| MlflowError::invalid("Missing value for required parameter 'key'. See the API docs for more information about request parameters."))
+        self.key.as_deref().filter(|key| !key.is_empty()).ok_or_else(|| MlflowError::missing("key"))
     }
 }
 
@@ -264,7 +256,7 @@ async fn rename_model(State(state): State<TrackingState>, caller: Option<Extensi
             .new_name
             .as_deref()
             .filter(|name| !name.is_empty())
-            .ok_or_else(|| MlflowError::invalid("Missing value for required parameter 'new_name'. See the API docs for more information about request parameters."))?;
+            .ok_or_else(|| MlflowError::missing("new_name"))?;
         state.meta.rename_registered_model(request.name()?, new_name, &who, state.clock.now_ms())?;
         Ok(Json(json!({"registered_model": model_json(&state, &state.meta.registered_model(new_name)?)?})))
     })
@@ -312,11 +304,7 @@ async fn delete_model_tag(
 }
 
 fn alias_name(request: &RegistryRequest) -> Result<&str, MlflowError> {
-    request
-        .alias
-        .as_deref()
-        .filter(|alias| !alias.is_empty())
-        .ok_or_else(|| MlflowError::invalid("Missing value for required parameter 'alias'. See the API docs for more information about request parameters."))
+    request.alias.as_deref().filter(|alias| !alias.is_empty()).ok_or_else(|| MlflowError::missing("alias"))
 }
 
 async fn set_alias(State(state): State<TrackingState>, caller: Option<Extension<Caller>>, body: Bytes) -> Answer {
@@ -404,23 +392,18 @@ async fn create_version(State(state): State<TrackingState>, caller: Option<Exten
     let who = actor(caller.as_deref());
     blocking(move || {
         let request: RegistryRequest = parse(&body)?;
-        let source = request
-            .source
-            .clone()
-            .filter(|source| !source.is_empty())
-            .ok_or_else(|| MlflowError::invalid("Missing value for required parameter 'source'. See the API docs for more information about request parameters."))?;
+        let source =
+            request.source.clone().filter(|source| !source.is_empty()).ok_or_else(|| MlflowError::missing("source"))?;
         let mut run_id = request.run_id.clone().unwrap_or_default();
         let mut model_id = request.model_id.clone().unwrap_or_default();
         // A local source must lie inside the named run's or logged model's artifact directory.
-        let homes: Vec<String> = [
-            (!run_id.is_empty()).then(|| state.meta.tracked_run(&run_id).ok().map(|run| run.artifact_uri)).flatten(),
-            (!model_id.is_empty())
-                .then(|| state.meta.logged_model(&model_id).ok().map(|logged| logged.artifact_location))
-                .flatten(),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let run_home = Some(&run_id).filter(|id| !id.is_empty()).and_then(|id| state.meta.tracked_run(id).ok());
+        let model_home = Some(&model_id).filter(|id| !id.is_empty()).and_then(|id| state.meta.logged_model(id).ok());
+        let homes: Vec<String> = run_home
+            .map(|run| run.artifact_uri)
+            .into_iter()
+            .chain(model_home.map(|logged| logged.artifact_location))
+            .collect();
         check_source(&source, &homes)?;
         if let Some(pattern) = state.options.source_pattern.as_ref().filter(|pattern| !pattern.allows(&source)) {
             return Err(MlflowError::invalid(format!(
@@ -638,8 +621,6 @@ fn record_registration(state: &TrackingState, version: &RegistryVersion) -> Resu
 fn check_source(source: &str, homes: &[String]) -> Result<(), MlflowError> {
     let decoded = percent_decode(source);
     let lowered = decoded.to_ascii_lowercase();
-    let relative_or_nul =
-        |text: &str| text.contains('\0') || text.split(['/', '\\', '?']).any(|segment| segment == "..");
     // MLflow's words, which its clients and tests look for.
     let escaping = || {
         MlflowError::invalid(format!(
@@ -667,7 +648,7 @@ fn check_source(source: &str, homes: &[String]) -> Result<(), MlflowError> {
             "Invalid model version source: '{source}'. To use a local path as a model version source, the run_id request parameter has to be specified and the local path has to be contained within the artifact directory of the run specified by the run_id.{hint}"
         )));
     }
-    if relative_or_nul(&decoded) {
+    if decoded.split(['/', '\\', '?']).any(|segment| segment == "..") {
         return Err(escaping());
     }
     if ["http://", "https://", "ftp://", "sftp://"].iter().any(|scheme| lowered.starts_with(scheme)) {
@@ -695,12 +676,7 @@ fn local_path(source: &str) -> Result<Option<String>, MlflowError> {
         };
     }
     if source.starts_with('/') || source.starts_with("./") || source.starts_with("../") || source == "." {
-        let absolute = if source.starts_with('/') {
-            source.to_string()
-        } else {
-            std::env::current_dir().map_or_else(|_| source.to_string(), |cwd| cwd.join(source).display().to_string())
-        };
-        return Ok(Some(absolute));
+        return Ok(Some(crate::mlflow::absolute_location(source)));
     }
     Ok(None)
 }

@@ -396,10 +396,7 @@ impl MetaStore {
         let mut transaction = connection.transaction()?;
         let message = match value {
             Some(value) => {
-                transaction.execute(
-                    "INSERT INTO model_version_tags (name, version, key, value) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value",
-                    params![name, version, key, value],
-                )?;
+                transaction.execute(SET_VERSION_TAG, params![name, version, key, value])?;
                 format!("set tag {key} of {name} version {version}")
             }
             None => {
@@ -431,8 +428,6 @@ impl MetaStore {
         self.registry_version(name, version)?;
         let mut connection = self.lock();
         let mut transaction = connection.transaction()?;
-        let set_stage = "INSERT INTO model_version_tags (name, version, key, value) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value";
         let touch = "UPDATE model_versions SET last_updated_ms = ?3 WHERE model = ?1 AND version = ?2";
         if archive_others && matches!(stage, "Staging" | "Production") {
             let others: Vec<u32> = transaction.query_map(
@@ -441,7 +436,7 @@ impl MetaStore {
                 |row| row.get::<u32>(0),
             )?;
             for other in others {
-                transaction.execute(set_stage, params![name, other, STAGE_TAG, "Archived"])?;
+                transaction.execute(SET_VERSION_TAG, params![name, other, STAGE_TAG, "Archived"])?;
                 transaction.execute(touch, params![name, other, at_ms])?;
                 crate::meta::insert_audit(
                     &mut transaction,
@@ -452,7 +447,7 @@ impl MetaStore {
                 )?;
             }
         }
-        transaction.execute(set_stage, params![name, version, STAGE_TAG, stage])?;
+        transaction.execute(SET_VERSION_TAG, params![name, version, STAGE_TAG, stage])?;
         transaction.execute(touch, params![name, version, at_ms])?;
         transaction
             .execute("UPDATE registered_models SET last_updated_time = ?2 WHERE name = ?1", params![name, at_ms])?;
@@ -467,6 +462,10 @@ impl MetaStore {
         Ok(())
     }
 }
+
+/// Sets a version tag (name, version, key, value), replacing its earlier value.
+const SET_VERSION_TAG: &str = "INSERT INTO model_version_tags (name, version, key, value) VALUES (?1, ?2, ?3, ?4)
+     ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value";
 
 /// The version tag that holds MLflow's deprecated stage.
 pub const STAGE_TAG: &str = "mlflow.stage";

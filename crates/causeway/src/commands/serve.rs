@@ -82,15 +82,8 @@ fn serve_with(
     let direct_artifacts = tracking_args
         .and_then(|args| args.default_artifact_root.as_deref())
         .map(|uri| {
-            let local = uri.strip_prefix("file://").unwrap_or(uri);
-            if !uri.starts_with("s3://") && (local.contains("://") || !Path::new(local).is_absolute()) {
-                anyhow::bail!(
-                    "--default-artifact-root {uri}: use s3://bucket/prefix, file:///absolute/path or an absolute path"
-                );
-            }
-            let blobs = causeway_store::BlobStore::open_url(uri)
-                .with_context(|| format!("cannot open --default-artifact-root {uri}"))?;
-            Ok::<_, anyhow::Error>(causeway_server::mlflow::DirectArtifacts { uri: uri.to_string(), blobs })
+            causeway_server::mlflow::DirectArtifacts::open(uri)
+                .map_err(|error| anyhow::anyhow!("--default-artifact-root {uri}: {error}"))
         })
         .transpose()?;
     let source_pattern = tracking_args
