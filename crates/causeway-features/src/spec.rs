@@ -1,6 +1,6 @@
 //! The declarative feature set: which raw fields, which windowed aggregates, which ratios.
 
-use causeway_types::{DAY_MS, FeatureValue};
+use causeway_types::{FeatureValue, Span};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -44,8 +44,9 @@ pub struct FeatureViewSpec {
     pub entity: String,
     /// The event-time column (epoch ms).
     pub timestamp: String,
-    /// The window length in days.
-    pub window_days: u32,
+    /// The window length (`"30d"`, `"6h"`; a bare number counts days, as `window_days` did).
+    #[serde(alias = "window_days")]
+    pub window: Span,
     /// The aggregates.
     pub aggregates: Vec<AggregateSpec>,
 }
@@ -53,7 +54,7 @@ pub struct FeatureViewSpec {
 impl FeatureViewSpec {
     /// The window length in milliseconds.
     pub fn window_ms(&self) -> i64 {
-        i64::from(self.window_days) * DAY_MS
+        self.window.millis()
     }
 
     /// The source column of each aggregate (empty name for counts), in aggregate order.
@@ -140,8 +141,11 @@ impl FeatureSetSpec {
             }
         }
         for view in &self.views {
-            if view.window_days == 0 {
-                return Err(Error::Spec(format!("view `{}` needs window_days > 0", view.name)));
+            if view.window.is_zero() {
+                return Err(Error::Spec(format!(
+                    "view `{}` needs a window longer than zero, e.g. window = \"30d\"",
+                    view.name
+                )));
             }
             for aggregate in &view.aggregates {
                 if aggregate.function != Aggregate::Count && aggregate.column.is_none() {

@@ -8,10 +8,12 @@ use causeway_features::FeatureSetSpec;
 use causeway_models::TaskKind;
 use causeway_monitor::AlertRules;
 use causeway_train::{GbdtParams, LogisticParams, SearchSpec, Trainer};
+use causeway_types::Span;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::external::ExternalSpec;
+use crate::schedule::Cron;
 
 /// The whole project description.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,7 +91,7 @@ pub struct ModelSection {
     #[serde(default)]
     pub id_column: Option<String>,
     /// The event-time column (a timestamp, or epoch milliseconds); optional. With it, the
-    /// holdout is drawn from the freshest `holdout_days` and `train --days` picks a window;
+    /// holdout is drawn from the freshest `holdout_window` and `train --days` picks a window;
     /// without it, the holdout is a seeded random share of the rows.
     #[serde(default)]
     pub timestamp_column: Option<String>,
@@ -102,13 +104,13 @@ pub struct ModelSection {
     /// The decision threshold is chosen for this false-positive rate on the holdout.
     #[serde(default = "default_false_positive_rate")]
     pub target_false_positive_rate: f64,
-    /// The share of rows held out (seeded) for evaluation: of the most recent `holdout_days`
+    /// The share of rows held out (seeded) for evaluation: of the most recent `holdout_window`
     /// with a time column, of all rows without one.
     #[serde(default = "default_holdout")]
     pub holdout_fraction: f64,
-    /// How many of the most recent days the holdout is drawn from (with a time column).
-    #[serde(default = "default_holdout_days")]
-    pub holdout_days: u32,
+    /// How recent the rows the holdout is drawn from are (with a time column; `"7d"`).
+    #[serde(default = "default_holdout_window", alias = "holdout_days")]
+    pub holdout_window: Span,
     /// The seed recorded with every run.
     #[serde(default = "default_seed")]
     pub seed: u64,
@@ -132,14 +134,14 @@ fn default_false_positive_rate() -> f64 {
 fn default_holdout() -> f64 {
     0.3
 }
-fn default_holdout_days() -> u32 {
-    7
+fn default_holdout_window() -> Span {
+    Span::days(7)
 }
 fn default_seed() -> u64 {
     42
 }
 
-/// What triggers retraining.
+/// What may start a retraining on its own (`causeway loop retrain` always may).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
@@ -147,6 +149,10 @@ pub enum Trigger {
     Performance,
     /// A drift rule fired.
     Drift,
+    /// The `[loop] schedule` (cron) came due.
+    Schedule,
+    /// `[loop] volume` new labelled predictions arrived since the champion was trained.
+    Volume,
 }
 
 /// Promotion gates. Each applies to the tasks it names; the others skip it.
@@ -194,23 +200,39 @@ impl Default for Gates {
     }
 }
 
-/// Retraining and rollout settings.
+/// Retraining and rollout settings. Every length of time is written with its unit (`"90s"`,
+/// `"15m"`, `"6h"`, `"30d"`); the `*_days` keys of earlier versions still read as days.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LoopSection {
-    /// Which firing rules start a retraining.
+    /// How often the live loop (`causeway server`, `causeway loop run`) looks at each model.
+    pub tick: Span,
+    /// What starts a retraining on its own.
     pub retrain_on: Vec<Trigger>,
-    /// Days of labelled data a retraining uses.
-    pub retrain_window_days: u32,
-    /// Days after a retraining before another may start.
-    pub cooldown_days: u32,
-    /// Days a challenger runs in shadow.
-    pub shadow_days: u32,
-    /// Days a challenger runs as canary before it may be promoted.
-    pub canary_days: u32,
+    /// For `retrain_on = ["schedule"]`: when, in cron syntax (`"0 3 * * MON"`: Mondays at 03:00
+    /// UTC; minute, hour, day of month, month, day of week).
+    pub schedule: Option<String>,
+    /// For `retrain_on = ["volume"]`: labelled predictions that must arrive after the champion
+    /// was trained before it is retrained.
+    pub volume: Option<u64>,
+    /// How far back a retraining reads labelled data.
+    #[serde(alias = "retrain_window_days")]
+    pub retrain_window: Span,
+    /// After a retraining starts, how long before a trigger may start another.
+    #[serde(alias = "cooldown_days")]
+    pub cooldown: Span,
+    /// How long a challenger runs in shadow at least.
+    #[serde(alias = "shadow_days")]
+    pub shadow: Span,
+    /// Predictions the challenger must score in shadow before it may become the canary.
+    pub shadow_min_predictions: u64,
+    /// How long a challenger runs as canary before it may be promoted.
+    #[serde(alias = "canary_days")]
+    pub canary: Span,
     /// Share of requests the canary answers.
     pub canary_share: f64,
-    /// Labelled positives needed before a live decision.
+    /// Labelled positives (binary; labelled rows for the other tasks) needed before a live
+    /// decision.
     pub min_labeled_positives: u64,
     /// The gates.
     pub gates: Gates,
@@ -219,15 +241,49 @@ pub struct LoopSection {
 impl Default for LoopSection {
     fn default() -> Self {
         Self {
+            tick: Span::seconds(60),
             retrain_on: vec![Trigger::Performance],
-            retrain_window_days: 28,
-            cooldown_days: 7,
-            shadow_days: 3,
-            canary_days: 7,
+            schedule: None,
+            volume: None,
+            retrain_window: Span::days(28),
+            cooldown: Span::days(7),
+            shadow: Span::days(3),
+            shadow_min_predictions: 0,
+            canary: Span::days(7),
             canary_share: 0.05,
             min_labeled_positives: 40,
             gates: Gates::default(),
         }
+    }
+}
+
+impl LoopSection {
+    /// Checks what serde cannot: the triggers have what they need.
+    fn check(&self) -> Result<()> {
+        if self.tick.is_zero() {
+            return Err(Error::Config("loop.tick must be longer than zero, e.g. tick = \"1m\"".into()));
+        }
+        if let Some(schedule) = &self.schedule {
+            schedule.parse::<Cron>()?;
+        }
+        if self.retrain_on.contains(&Trigger::Schedule) && self.schedule.is_none() {
+            return Err(Error::Config(
+                "loop.retrain_on names \"schedule\" but loop.schedule is not set: add e.g. schedule = \"0 3 * * MON\""
+                    .into(),
+            ));
+        }
+        if self.retrain_on.contains(&Trigger::Volume) && self.volume.is_none_or(|volume| volume == 0) {
+            return Err(Error::Config(
+                "loop.retrain_on names \"volume\" but loop.volume is not set: add e.g. volume = 10000 (labelled predictions since the champion was trained)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The parsed schedule, when one is set.
+    pub fn cron(&self) -> Result<Option<Cron>> {
+        self.schedule.as_deref().map(str::parse).transpose()
     }
 }
 
@@ -244,6 +300,7 @@ impl ProjectConfig {
                 config.rollout.canary_share
             )));
         }
+        config.rollout.check()?;
         if let Some(model) = &config.model {
             if !(0.0..0.9).contains(&model.holdout_fraction) {
                 return Err(Error::Config(format!(
@@ -280,6 +337,24 @@ impl ProjectConfig {
     /// The model section, or an error saying how to add one.
     pub fn model(&self) -> Result<&ModelSection> {
         self.model.as_ref().ok_or_else(|| Error::Config("causeway.toml has no [model] section".into()))
+    }
+
+    /// The loop's models: `name` when given (it must be one), else every one configured.
+    pub fn loop_models(&self, name: Option<&str>) -> Result<Vec<String>> {
+        let configured: Vec<String> = self.model.iter().map(|model| model.name.clone()).collect();
+        match name {
+            Some(name) if configured.iter().any(|model| model == name) => Ok(vec![name.to_string()]),
+            Some(name) => Err(Error::Config(format!(
+                "causeway.toml has no model `{name}`{}",
+                if configured.is_empty() {
+                    " (it has no [model] section)".to_string()
+                } else {
+                    format!(" (its models: {})", configured.join(", "))
+                }
+            ))),
+            None if configured.is_empty() => Err(Error::Config("causeway.toml has no [model] section".into())),
+            None => Ok(configured),
+        }
     }
 
     /// The feature set, or an error saying how to add one.
@@ -352,7 +427,7 @@ categorical = ["merchant_category", "channel"]
 name = "customer_activity"
 entity = "customer_id"
 timestamp = "timestamp"
-window_days = 30
+window = "30d"
 aggregates = [
   { name = "customer_transactions_30d", function = "count" },
   { name = "customer_mean_amount_30d", function = "mean", column = "amount" },
@@ -375,7 +450,7 @@ trainer = { family = "gbdt", rounds = 150, learning_rate = 0.1, max_depth = 5, e
 baseline_trainer = { family = "logistic", l2 = 1.0 }
 target_false_positive_rate = 0.01
 holdout_fraction = 0.3
-holdout_days = 7
+holdout_window = "7d"
 seed = 42
 
 # `causeway train --search` first tries configurations drawn from this space (successive halving:
@@ -391,20 +466,20 @@ max_depth = { integers = [3, 7] }
 min_child_weight = { choice = [1.0, 3.0, 10.0] }
 
 [monitor]
-drift_window_days = 7
+drift_window = "7d"
 psi_threshold = 0.2
 score_psi_threshold = 0.25
-performance_window_days = 14
+performance_window = "14d"
 min_labeled_positives = 50
 max_recall_drop = 0.15
 max_auc_drop = 0.05
 
 [loop]
 retrain_on = ["performance"]
-retrain_window_days = 28
-cooldown_days = 7
-shadow_days = 3
-canary_days = 7
+retrain_window = "28d"
+cooldown = "7d"
+shadow = "3d"
+canary = "7d"
 canary_share = 0.05
 min_labeled_positives = 40
 
@@ -437,5 +512,44 @@ mod tests {
         let error = ProjectConfig::parse("[loop]\ncanary_share = 5.0\n").unwrap_err().to_string();
         assert!(error.contains("canary_share must be within 0..1"), "{error}");
         assert!(ProjectConfig::parse("").is_ok());
+    }
+
+    #[test]
+    fn durations_take_units_and_the_old_day_keys_still_read_as_days() {
+        let config = ProjectConfig::parse(
+            "[monitor]\ndrift_window = \"90s\"\nperformance_window = \"15m\"\n[loop]\nshadow = \"6h\"\ncanary = \"30d\"\ncooldown = \"1h30m\"\n",
+        )
+        .expect("valid");
+        assert_eq!(config.monitor.drift_window, Span::seconds(90));
+        assert_eq!(config.monitor.performance_window, Span::seconds(900));
+        assert_eq!(config.rollout.shadow, Span::seconds(6 * 3600));
+        assert_eq!(config.rollout.canary, Span::days(30));
+        assert_eq!(config.rollout.cooldown, Span::seconds(5400));
+        let legacy = ProjectConfig::parse(
+            "[monitor]\ndrift_window_days = 3\n[loop]\nshadow_days = 2\ncanary_days = 5\nretrain_window_days = 10\ncooldown_days = 1\n",
+        )
+        .expect("the old keys still work");
+        assert_eq!(legacy.monitor.drift_window, Span::days(3));
+        assert_eq!(legacy.rollout.shadow, Span::days(2));
+        assert_eq!(legacy.rollout.canary, Span::days(5));
+        assert_eq!(legacy.rollout.retrain_window, Span::days(10));
+        assert_eq!(legacy.rollout.cooldown, Span::days(1));
+        let error = ProjectConfig::parse("[loop]\nshadow = \"3 days\"\n").unwrap_err().to_string();
+        assert!(error.contains("e.g. \"90s\""), "{error}");
+    }
+
+    #[test]
+    fn schedule_and_volume_triggers_need_their_settings() {
+        let error = ProjectConfig::parse("[loop]\nretrain_on = [\"schedule\"]\n").unwrap_err().to_string();
+        assert!(error.contains("add e.g. schedule = \"0 3 * * MON\""), "{error}");
+        let error = ProjectConfig::parse("[loop]\nretrain_on = [\"volume\"]\n").unwrap_err().to_string();
+        assert!(error.contains("add e.g. volume = 10000"), "{error}");
+        let error = ProjectConfig::parse("[loop]\nschedule = \"0 25 * * *\"\n").unwrap_err().to_string();
+        assert!(error.contains("hour 25 is outside 0-23"), "{error}");
+        let config = ProjectConfig::parse(
+            "[loop]\nretrain_on = [\"schedule\", \"volume\"]\nschedule = \"0 3 * * MON\"\nvolume = 500\n",
+        )
+        .expect("valid");
+        assert!(config.rollout.cron().expect("parses").is_some());
     }
 }

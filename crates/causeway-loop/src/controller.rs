@@ -1,75 +1,47 @@
-//! The loop controller: each tick it measures drift and labelled performance of the deployed
-//! model, raises and resolves alerts, and moves the champion/challenger rollout forward:
-//! retrain on a trigger → gates on a fresh holdout → shadow → canary → promote or roll back.
+//! The loop's executor: each tick it observes one model (drift and labelled performance of its
+//! traffic, the live comparison of a challenger, finished retraining jobs, queued commands),
+//! asks the pure [`crate::machine::step`] what to do, and does it — events, retraining jobs, and
+//! changes of who answers through the store's one rollout operation, written together with the
+//! loop's state so a crash leaves both or neither.
 //!
-//! It changes only the store (aliases, traffic policies, events); serving watches the store.
+//! It changes only the store (aliases, traffic policies, events, its state); serving watches the
+//! store.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 
-use causeway_models::ModelArtifact;
+use causeway_models::{ModelArtifact, TaskKind};
 use causeway_monitor::drift::drift_report;
 use causeway_monitor::rules::Observation;
 use causeway_monitor::{
-    DriftReport, Judging, ModelBaseline, PredictionRecord, RuleState, VersionOutcomes, outcomes_by_version, read_window,
+    DriftReport, Judging, ModelBaseline, PredictionRecord, VersionOutcomes, outcomes_by_version, read_window,
 };
 use causeway_store::{Rollout, RolloutChange};
-use causeway_types::{DAY_MS, Event, EventKind, RolloutMode, TrafficPolicy, format_date};
-use serde::{Deserialize, Serialize};
+use causeway_types::{Event, LabelRecord, RolloutMode, TrafficPolicy};
 
-use crate::config::Trigger;
 use crate::error::{Error, Result};
-use crate::pipeline::{Trained, evaluate, load_artifact, load_baseline};
+use crate::machine::{
+    Action, Command, LiveComparison, LoopState, Observations, RetrainOutcome, RolloutStep, Settings, Stage, step,
+};
+use crate::pipeline::{load_artifact, load_baseline};
 use crate::project::Project;
+use crate::retrain::{RetrainJob, Retrainer, run_job};
+use crate::schedule::Cron;
 
 /// The fewest rows a drift window needs before drift is judged.
 const MIN_DRIFT_ROWS: usize = 500;
 
-/// Where the rollout stands.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "stage", rename_all = "snake_case")]
-pub enum Stage {
-    /// Only the champion serves; the controller watches for triggers.
-    Idle,
-    /// The challenger scores every request in shadow.
-    Shadow {
-        /// The challenger version.
-        challenger: u32,
-        /// When shadow started.
-        since_ms: i64,
-    },
-    /// The challenger answers a share of requests.
-    Canary {
-        /// The challenger version.
-        challenger: u32,
-        /// When canary started.
-        since_ms: i64,
-        /// When shadow started (the live comparison covers both).
-        shadow_since_ms: i64,
-    },
-    /// Retraining is paused after a rollback until a person resumes it.
-    Paused {
-        /// Why.
-        since_ms: i64,
-    },
+/// Where a model's loop state is stored.
+pub fn state_key(model: &str) -> String {
+    format!("loop/{model}")
 }
 
-/// The controller's durable state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LoopState {
-    /// The rollout stage.
-    pub stage: Stage,
-    /// When the last retraining ran.
-    pub last_retrain_ms: Option<i64>,
-    /// Firing alert rules.
-    pub rules: RuleState,
-    /// Rollbacks so far.
-    pub rollbacks: u32,
-}
-
-impl Default for LoopState {
-    fn default() -> Self {
-        Self { stage: Stage::Idle, last_retrain_ms: None, rules: RuleState::default(), rollbacks: 0 }
+/// The stored loop state of `model` (the default when the loop never ran).
+pub fn load_state(project: &Project, model: &str) -> Result<LoopState> {
+    match project.meta.state(&state_key(model))? {
+        Some(value) => Ok(LoopState::from_stored(value)?),
+        None => Ok(LoopState::default()),
     }
 }
 
@@ -90,15 +62,34 @@ pub struct TickReport {
     pub events: Vec<Event>,
 }
 
-/// Produces a challenger when a trigger fires.
-pub type Retrainer<'a> = Box<dyn Fn(&Project, i64) -> Result<Trained> + 'a>;
+/// How retraining jobs run.
+pub enum Jobs {
+    /// Within the tick that queued them, and the tick then decides on the result (the simulated
+    /// demo and tests, whose clock only moves between ticks).
+    Inline,
+    /// On a thread of their own, one at a time per model; the next tick collects the result.
+    /// `wake` is told when a job ends, so a scheduler can tick at once.
+    Background {
+        /// Told when a job ends.
+        wake: Option<Sender<()>>,
+    },
+}
+
+struct Running {
+    job: u64,
+    outcome: Receiver<RetrainOutcome>,
+}
 
 /// Drives one model's loop.
-pub struct Controller<'a> {
-    project: &'a Project,
+pub struct Controller {
+    project: Arc<Project>,
     model: String,
     state: LoopState,
-    retrainer: Retrainer<'a>,
+    retrainer: Retrainer,
+    jobs: Jobs,
+    running: Option<Running>,
+    finished: Option<RetrainOutcome>,
+    cron: Option<Cron>,
     baselines: HashMap<u32, ModelBaseline>,
     artifacts: HashMap<u32, Arc<ModelArtifact>>,
     /// The traffic generation this tick's decisions are based on: a change made meanwhile by
@@ -107,23 +98,26 @@ pub struct Controller<'a> {
     generation: i64,
 }
 
-fn state_key(model: &str) -> String {
-    format!("loop/{model}")
-}
-
-impl<'a> Controller<'a> {
-    /// A controller for the project's model, resuming its stored state.
-    pub fn new(project: &'a Project, retrainer: Retrainer<'a>) -> Result<Self> {
+impl Controller {
+    /// A controller for the project's `[model]`, running jobs inline, resuming its stored state.
+    pub fn new(project: Arc<Project>, retrainer: Retrainer) -> Result<Self> {
         let model = project.config.model()?.name.clone();
-        let state = match project.meta.state(&state_key(&model))? {
-            Some(value) => serde_json::from_value(value)?,
-            None => LoopState::default(),
-        };
+        Self::for_model(project, &model, retrainer, Jobs::Inline)
+    }
+
+    /// A controller for `model`, resuming its stored state.
+    pub fn for_model(project: Arc<Project>, model: &str, retrainer: Retrainer, jobs: Jobs) -> Result<Self> {
+        let state = load_state(&project, model)?;
+        let cron = project.config.rollout.cron()?;
         Ok(Self {
             project,
-            model,
+            model: model.to_string(),
             state,
             retrainer,
+            jobs,
+            running: None,
+            finished: None,
+            cron,
             baselines: HashMap::new(),
             artifacts: HashMap::new(),
             generation: 0,
@@ -135,10 +129,20 @@ impl<'a> Controller<'a> {
         &self.state
     }
 
+    /// The model it drives.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// True while a background retraining job runs.
+    pub fn job_running(&self) -> bool {
+        self.running.is_some()
+    }
+
     fn baseline(&mut self, version: u32) -> Result<&ModelBaseline> {
         if !self.baselines.contains_key(&version) {
             let record = self.project.meta.model_version(&self.model, version)?;
-            self.baselines.insert(version, load_baseline(self.project, &record)?);
+            self.baselines.insert(version, load_baseline(&self.project, &record)?);
         }
         self.baselines.get(&version).ok_or_else(|| Error::Precondition(format!("no baseline for version {version}")))
     }
@@ -148,183 +152,107 @@ impl<'a> Controller<'a> {
             return Ok(artifact.clone());
         }
         let record = self.project.meta.model_version(&self.model, version)?;
-        let artifact = Arc::new(load_artifact(self.project, &record)?);
+        let artifact = Arc::new(load_artifact(&self.project, &record)?);
         self.artifacts.insert(version, artifact.clone());
         Ok(artifact)
     }
 
-    fn record(
-        &self,
-        events: &mut Vec<Event>,
-        at_ms: i64,
-        kind: EventKind,
-        actor: &str,
-        message: String,
-        details: serde_json::Value,
-    ) -> Result<()> {
-        let mut event =
-            Event { id: 0, at_ms, kind, actor: actor.into(), subject: self.model.clone(), message, details };
-        event.id = self.project.meta.record_event(&event)?;
-        events.push(event);
-        Ok(())
+    fn policy(&self) -> Result<TrafficPolicy> {
+        self.project.meta.serving_policy(&self.model)?.ok_or_else(|| {
+            Error::Precondition(format!("model `{}` has no champion yet: train and promote one first", self.model))
+        })
     }
 
-    fn policy(&self) -> Result<Option<TrafficPolicy>> {
-        Ok(self.project.meta.serving_policy(&self.model)?)
+    /// Collects a background job that ended.
+    fn poll_job(&mut self) {
+        let Some(running) = &self.running else { return };
+        match running.outcome.try_recv() {
+            Ok(outcome) => {
+                self.finished = Some(outcome);
+                self.running = None;
+            }
+            Err(TryRecvError::Empty) => {}
+            Err(TryRecvError::Disconnected) => {
+                let job = running.job;
+                self.finished =
+                    Some(RetrainOutcome::Failed { job, error: "the job's thread ended without a result".into() });
+                self.running = None;
+            }
+        }
     }
 
-    /// Changes who answers through the store's one operation, based on this tick's generation.
-    fn roll(&mut self, change: RolloutChange, at_ms: i64, reason: &str) -> Result<()> {
-        let rollout = Rollout {
-            model: &self.model,
-            change,
-            expected_generation: Some(self.generation),
-            actor: "loop",
-            at_ms,
-            reason,
-        };
-        let policy = self.project.meta.apply_rollout(&rollout)?;
-        self.generation = policy.map_or(self.generation + 1, |policy| policy.generation);
-        Ok(())
-    }
-
-    /// A rollout the loop was running that someone else ended or changed: the loop lets it go.
-    fn reconcile(&mut self, policy: &TrafficPolicy, now: i64, events: &mut Vec<Event>) -> Result<()> {
-        let running = match self.state.stage {
-            Stage::Shadow { challenger, .. } | Stage::Canary { challenger, .. } => Some(challenger),
-            _ => None,
-        };
-        if let Some(challenger) = running
-            && policy.challenger != Some(challenger)
-        {
-            self.state.stage = Stage::Idle;
-            self.record(
-                events,
-                now,
-                EventKind::Loop,
-                "loop",
-                format!(
-                    "the rollout of v{challenger} was ended outside the loop (champion is now v{}); the loop starts over from there",
-                    policy.champion
-                ),
-                serde_json::json!({"ended": challenger, "champion": policy.champion}),
-            )?;
-        }
-        Ok(())
-    }
-
-    /// Measures, alerts and advances the rollout at time `now`.
-    pub fn tick(&mut self, now: i64) -> Result<TickReport> {
-        let Some(policy) = self.policy()? else {
-            return Err(Error::Precondition(format!(
-                "model `{}` has no champion yet: train and promote one first",
-                self.model
-            )));
-        };
-        let rules = self.project.config.monitor.clone();
-        let mut events = Vec::new();
-        self.generation = policy.generation;
-        self.reconcile(&policy, now, &mut events)?;
-        let champion = policy.champion;
-        let drift_from = now - i64::from(rules.drift_window_days) * DAY_MS;
-        let performance_from = now - i64::from(rules.performance_window_days) * DAY_MS;
-        let shadow_since = match self.state.stage {
-            Stage::Canary { shadow_since_ms, .. } => shadow_since_ms,
-            Stage::Shadow { since_ms, .. } => since_ms,
-            _ => now,
-        };
-        let records = read_window(&self.project.blobs, drift_from.min(performance_from).min(shadow_since), now)?;
-        let labels = {
-            let ids: HashSet<&str> = records.iter().map(|record| record.request_id.as_str()).collect();
-            let mut labels = self.project.meta.labels_for(ids)?;
-            labels.retain(|_, label| label.arrived_ms <= now);
-            labels
-        };
-        let mut thresholds = HashMap::new();
-        for version in records.iter().map(|record| record.version).collect::<HashSet<_>>() {
-            let artifact = self.artifact(version)?;
-            thresholds.insert(version, Judging { task: artifact.task.kind(), threshold: artifact.threshold });
-        }
-
-        // Drift of the champion's traffic against its training baseline.
-        let champion_window: Vec<&PredictionRecord> =
-            records.iter().filter(|record| record.version == champion && record.timestamp_ms >= drift_from).collect();
-        // Judge drift only over a full window, so a partial first day is not compared with a week.
-        let window_covered = champion_window
-            .first()
-            .is_some_and(|first| first.timestamp_ms <= drift_from + i64::from(rules.drift_window_days) * DAY_MS / 10);
-        let drift = if champion_window.len() >= MIN_DRIFT_ROWS && window_covered {
-            let baseline = self.baseline(champion)?.clone();
-            Some(drift_report(&baseline, &champion_window))
-        } else {
-            None
-        };
-        let mut observations: Vec<Observation> =
-            drift.as_ref().map(|report| rules.check_drift(report)).unwrap_or_default();
-
-        // Labelled performance per version over the performance window.
-        let recent: Vec<PredictionRecord> =
-            records.iter().filter(|record| record.timestamp_ms >= performance_from).cloned().collect();
-        let outcomes = outcomes_by_version(&recent, &labels, &thresholds);
-        if let Some(champion_outcomes) = outcomes.get(&champion) {
-            let holdout = self.project.meta.model_version(&self.model, champion)?.metrics;
-            observations.extend(rules.check_performance(champion_outcomes, &holdout));
-        }
-        for transition in self.state.rules.update(&observations) {
-            let (kind, verb) =
-                if transition.started { (EventKind::Alert, "alert") } else { (EventKind::Resolved, "resolved") };
-            self.record(
-                &mut events,
-                now,
-                kind,
-                "monitor",
-                format!("{verb}: {}", transition.observation.message),
-                serde_json::to_value(&transition.observation)?,
-            )?;
-        }
-
-        match self.state.stage {
-            Stage::Idle => self.maybe_retrain(now, champion, &mut events)?,
-            Stage::Shadow { challenger, since_ms } => {
-                let shadow_days = i64::from(self.project.config.rollout.shadow_days);
-                if now - since_ms >= shadow_days * DAY_MS {
-                    let share = self.project.config.rollout.canary_share;
-                    let canary = RolloutChange::Challenger { version: challenger, mode: RolloutMode::Canary { share } };
-                    self.roll(canary, now, "shadow passed")?;
-                    self.state.stage = Stage::Canary { challenger, since_ms: now, shadow_since_ms: since_ms };
-                    self.record(
-                        &mut events,
-                        now,
-                        EventKind::Loop,
-                        "loop",
-                        format!(
-                            "canary: v{challenger} now answers {:.0}% of requests (after {shadow_days} days in shadow)",
-                            share * 100.0
-                        ),
-                        serde_json::json!({"stage": "canary", "challenger": challenger, "share": share}),
-                    )?;
+    /// Starts (or, inline, runs) a retraining job.
+    fn launch(&mut self, job: RetrainJob, champion: u32) {
+        match &self.jobs {
+            Jobs::Inline => {
+                self.finished = Some(run_job(&self.project, &self.retrainer, &job, champion));
+            }
+            Jobs::Background { wake } => {
+                let (sender, outcome) = channel();
+                let (project, retrainer, wake) = (self.project.clone(), self.retrainer.clone(), wake.clone());
+                let number = job.job;
+                let spawned =
+                    std::thread::Builder::new().name(format!("retrain-{}-{number}", job.model)).spawn(move || {
+                        let _ = sender.send(run_job(&project, &retrainer, &job, champion));
+                        if let Some(wake) = wake {
+                            let _ = wake.send(());
+                        }
+                    });
+                match spawned {
+                    Ok(_) => self.running = Some(Running { job: number, outcome }),
+                    Err(error) => {
+                        self.finished = Some(RetrainOutcome::Failed {
+                            job: number,
+                            error: format!("cannot start its thread: {error}"),
+                        })
+                    }
                 }
             }
-            Stage::Canary { challenger, since_ms, shadow_since_ms } => {
-                self.judge_canary(
-                    now,
-                    champion,
-                    challenger,
-                    since_ms,
-                    shadow_since_ms,
-                    &records,
-                    &labels,
-                    &thresholds,
-                    &mut events,
-                )?;
-            }
-            Stage::Paused { .. } => {}
         }
-        self.project.meta.put_state(&state_key(&self.model), &serde_json::to_value(&self.state)?)?;
+    }
+
+    /// Measures, decides and acts at time `now`.
+    pub fn tick(&mut self, now: i64) -> Result<TickReport> {
         let policy = self.policy()?;
+        self.generation = policy.generation;
+        self.state = load_state(&self.project, &self.model)?;
+        self.poll_job();
+        // A job the state says runs, which nothing runs (the control plane restarted): run it
+        // again; it finds the version it may already have registered.
+        if let Stage::Retraining { job, since_ms } = self.state.stage
+            && self.running.is_none()
+            && self.finished.as_ref().is_none_or(|finished| finished.job() != job)
+        {
+            let reason = "resumed after a restart".to_string();
+            self.launch(RetrainJob { model: self.model.clone(), job, reason, now_ms: since_ms }, policy.champion);
+        }
+        let commands = self.take_commands()?;
+        let mut events = Vec::new();
+        let (mut observed, drift, outcomes) = self.observe(now, &policy)?;
+        observed.commands = commands;
+        observed.retrained = self.finished.take();
+        loop {
+            let task = self.task(observed.champion)?;
+            let settings = Settings { section: &self.project.config.rollout, cron: self.cron.as_ref(), task };
+            let decided = step(&self.state, settings, &observed);
+            let launched = self.apply(decided.state, decided.actions, now, &mut events)?;
+            // Inline, a job queued in this tick has already ended: decide on it at once.
+            match (launched, self.finished.take()) {
+                (true, Some(outcome)) => {
+                    let policy = self.policy()?;
+                    observed = Observations::quiet(now, policy.champion, policy.challenger);
+                    observed.retrained = Some(outcome);
+                }
+                (_, finished) => {
+                    self.finished = finished;
+                    break;
+                }
+            }
+        }
+        let policy = self.project.meta.serving_policy(&self.model)?;
         Ok(TickReport {
             at_ms: now,
-            champion: policy.as_ref().map_or(champion, |policy| policy.champion),
+            champion: policy.as_ref().map_or(observed.champion, |policy| policy.champion),
             challenger: policy.and_then(|policy| policy.challenger),
             drift,
             outcomes,
@@ -332,282 +260,234 @@ impl<'a> Controller<'a> {
         })
     }
 
-    fn maybe_retrain(&mut self, now: i64, champion: u32, events: &mut Vec<Event>) -> Result<()> {
-        let rollout = self.project.config.rollout.clone();
-        let triggered: Vec<String> = self
-            .state
-            .rules
-            .firing()
-            .into_iter()
-            .filter(|rule| {
-                rollout.retrain_on.iter().any(|trigger| match trigger {
-                    Trigger::Performance => rule.starts_with("performance:"),
-                    Trigger::Drift => rule.starts_with("drift:"),
-                })
-            })
-            .collect();
-        if triggered.is_empty() {
-            return Ok(());
-        }
-        if self.state.last_retrain_ms.is_some_and(|last| now - last < i64::from(rollout.cooldown_days) * DAY_MS) {
-            return Ok(());
-        }
-        self.state.last_retrain_ms = Some(now);
-        self.record(
-            events,
-            now,
-            EventKind::Loop,
-            "loop",
-            format!(
-                "retraining triggered by {} on the last {} days of labelled data",
-                triggered.join(", "),
-                rollout.retrain_window_days
-            ),
-            serde_json::json!({"triggers": triggered}),
-        )?;
-        let trained = (self.retrainer)(self.project, now)?;
-        let challenger = trained.version.version;
-        let champion_artifact = self.artifact(champion)?;
-        let names = self.project.config.features()?.feature_names();
-        let task = &trained.outcome.artifact.task;
-        // The champion on the challenger's holdout; when it cannot score those rows, its
-        // registered metrics stand in.
-        let champion_metrics = match evaluate(&champion_artifact, &names, &trained.holdout, task) {
-            Ok((_, metrics)) => metrics,
-            Err(_) => self.project.meta.model_version(&self.model, champion)?.metrics,
-        };
-        let challenger_metrics = &trained.outcome.metrics;
-        let metric = |metrics: &BTreeMap<String, f64>, name: &str| metrics.get(name).copied().unwrap_or(f64::NAN);
-        let evaluation = causeway_train::evaluate(
-            &trained.outcome.artifact.signature,
-            task,
-            &trained.holdout,
-            &trained.outcome.holdout_outputs,
-            trained.outcome.artifact.threshold,
-        );
-        let failures =
-            crate::gates::check(&rollout.gates, task, challenger_metrics, Some(&evaluation), Some(&champion_metrics))
-                .failures();
-        let summary = format!(
-            "v{challenger} trained on {} ({} rows, run {}): holdout ROC-AUC {:.3}, recall {:.3}, FPR {:.4}; champion v{champion} on the same holdout: ROC-AUC {:.3}, recall {:.3}, FPR {:.4}",
-            trained.version.dataset,
-            trained.run.params.get("train_rows").map_or("?", String::as_str),
-            &trained.run.run_id[..8.min(trained.run.run_id.len())],
-            metric(challenger_metrics, "roc_auc"),
-            metric(challenger_metrics, "recall"),
-            metric(challenger_metrics, "false_positive_rate"),
-            metric(&champion_metrics, "roc_auc"),
-            metric(&champion_metrics, "recall"),
-            metric(&champion_metrics, "false_positive_rate"),
-        );
-        self.record(
-            events,
-            now,
-            EventKind::Loop,
-            "loop",
-            format!("challenger {summary}"),
-            serde_json::json!({"challenger": challenger, "challenger_metrics": challenger_metrics, "champion_metrics": champion_metrics}),
-        )?;
-        if failures.is_empty() {
-            self.roll(
-                RolloutChange::Challenger { version: challenger, mode: RolloutMode::Shadow },
-                now,
-                "passed gates",
-            )?;
-            self.state.stage = Stage::Shadow { challenger, since_ms: now };
-            self.record(
-                events,
-                now,
-                EventKind::Loop,
-                "loop",
-                format!("gates passed: v{challenger} enters shadow (scored on every request, never returned)"),
-                serde_json::json!({"stage": "shadow", "challenger": challenger}),
-            )?;
-        } else {
-            self.record(
-                events,
-                now,
-                EventKind::Loop,
-                "loop",
-                format!("gates failed: v{challenger} rejected ({}); champion v{champion} stays", failures.join("; ")),
-                serde_json::json!({"rejected": challenger, "failures": failures}),
-            )?;
-        }
-        Ok(())
+    fn task(&mut self, champion: u32) -> Result<TaskKind> {
+        Ok(self.artifact(champion)?.task.kind())
     }
 
-    #[expect(clippy::too_many_arguments, reason = "one call site; the pieces are computed once per tick")]
-    fn judge_canary(
-        &mut self,
-        now: i64,
-        champion: u32,
-        challenger: u32,
-        since_ms: i64,
-        shadow_since_ms: i64,
-        records: &[PredictionRecord],
-        labels: &HashMap<String, causeway_types::LabelRecord>,
-        thresholds: &HashMap<u32, Judging>,
-        events: &mut Vec<Event>,
-    ) -> Result<()> {
-        let rollout = self.project.config.rollout.clone();
-        // Compare on the same requests: those both versions scored since shadow started.
-        let in_window: Vec<&PredictionRecord> =
-            records.iter().filter(|record| record.timestamp_ms >= shadow_since_ms).collect();
-        let scored_by = |version: u32| -> HashSet<&str> {
-            in_window
-                .iter()
-                .filter(|record| record.version == version)
-                .map(|record| record.request_id.as_str())
-                .collect()
-        };
-        let both: HashSet<&str> = scored_by(champion).intersection(&scored_by(challenger)).copied().collect();
-        let paired: Vec<PredictionRecord> = in_window
-            .iter()
-            .filter(|record| {
-                (record.version == champion || record.version == challenger)
-                    && both.contains(record.request_id.as_str())
-            })
-            .map(|record| (*record).clone())
-            .collect();
-        let outcomes = outcomes_by_version(&paired, labels, thresholds);
-        let (Some(old), Some(new)) = (outcomes.get(&champion), outcomes.get(&challenger)) else { return Ok(()) };
-        let gates = &rollout.gates;
-        let canary_days = i64::from(rollout.canary_days);
-        if new.positives < rollout.min_labeled_positives {
-            if now - since_ms >= 3 * canary_days * DAY_MS {
-                self.roll_back(now, champion, challenger, "too few labelled outcomes to judge it", events)?;
+    fn take_commands(&self) -> Result<Vec<Command>> {
+        let mut commands = Vec::new();
+        for queued in self.project.meta.take_loop_commands(&self.model)? {
+            match serde_json::from_str::<Command>(&queued.command) {
+                Ok(command) => commands.push(command),
+                Err(error) => tracing::warn!(command = %queued.command, %error, "ignoring a malformed loop command"),
             }
-            return Ok(());
         }
-        let mut losses = Vec::new();
-        if new.false_positive_rate > gates.max_false_positive_rate {
-            losses.push(format!(
-                "live false-positive rate {:.4} > {:.4}",
-                new.false_positive_rate, gates.max_false_positive_rate
-            ));
-        }
-        if new.recall < old.recall - gates.recall_tolerance {
-            losses.push(format!("live recall {:.3} < champion's {:.3}", new.recall, old.recall));
-        }
-        if new.roc_auc < old.roc_auc - gates.auc_tolerance {
-            losses.push(format!("live ROC-AUC {:.3} < champion's {:.3}", new.roc_auc, old.roc_auc));
-        }
-        let comparison = format!(
-            "on {} labelled requests ({} frauds): ROC-AUC {:.3} vs {:.3}, recall {:.3} vs {:.3}, FPR {:.4} vs {:.4}",
-            new.labeled,
-            new.positives,
-            new.roc_auc,
-            old.roc_auc,
-            new.recall,
-            old.recall,
-            new.false_positive_rate,
-            old.false_positive_rate
-        );
-        if !losses.is_empty() {
-            return self.roll_back(now, champion, challenger, &format!("{}; {comparison}", losses.join("; ")), events);
-        }
-        if now - since_ms >= canary_days * DAY_MS {
-            self.roll(RolloutChange::Champion(challenger), now, "won canary")?;
-            self.state.stage = Stage::Idle;
-            self.state.rules.reset();
-            self.record(
-                events,
-                now,
-                EventKind::Loop,
-                "loop",
-                format!("promoted v{challenger} to champion, replacing v{champion}: it won {comparison}"),
-                serde_json::json!({"promoted": challenger, "replaced": champion, "challenger": new, "champion": old}),
-            )?;
-        }
-        Ok(())
+        Ok(commands)
     }
 
-    fn roll_back(
+    /// Applies a step's actions and stores its state (with the rollout change, when there is
+    /// one, in the same transaction). Returns whether a retraining job was launched.
+    fn apply(&mut self, state: LoopState, actions: Vec<Action>, now: i64, events: &mut Vec<Event>) -> Result<bool> {
+        let key = state_key(&self.model);
+        let value = serde_json::to_value(&state)?;
+        let mut stored = false;
+        let mut jobs = Vec::new();
+        for action in actions {
+            match action {
+                Action::Record { kind, actor, message, details } => {
+                    let mut event =
+                        Event { id: 0, at_ms: now, kind, actor, subject: self.model.clone(), message, details };
+                    event.id = self.project.meta.record_event(&event)?;
+                    events.push(event);
+                }
+                Action::Roll { step, reason } => {
+                    let change = match step {
+                        RolloutStep::Shadow(version) => {
+                            RolloutChange::Challenger { version, mode: RolloutMode::Shadow }
+                        }
+                        RolloutStep::Canary(version, share) => {
+                            RolloutChange::Challenger { version, mode: RolloutMode::Canary { share } }
+                        }
+                        RolloutStep::Promote(version) => RolloutChange::Champion(version),
+                        RolloutStep::RollBack => RolloutChange::EndRollout,
+                    };
+                    let rollout = Rollout {
+                        model: &self.model,
+                        change,
+                        expected_generation: Some(self.generation),
+                        actor: "loop",
+                        at_ms: now,
+                        reason,
+                    };
+                    let policy = self.project.meta.apply_rollout_with_state(&rollout, &key, &value)?;
+                    self.generation = policy.map_or(self.generation + 1, |policy| policy.generation);
+                    stored = true;
+                }
+                Action::Retrain { job, reason } => {
+                    jobs.push(RetrainJob { model: self.model.clone(), job, reason, now_ms: now })
+                }
+            }
+        }
+        if !stored {
+            self.project.meta.put_state(&key, &value)?;
+        }
+        self.state = state;
+        // Jobs start only once the state that names them is stored: a crash before leaves no job,
+        // a crash after finds it in the state and runs it again.
+        let launched = !jobs.is_empty();
+        let champion = self.policy()?.champion;
+        for job in jobs {
+            self.launch(job, champion);
+        }
+        Ok(launched)
+    }
+
+    /// Reads the window of predictions and labels and measures what the step decides on.
+    fn observe(
         &mut self,
         now: i64,
-        champion: u32,
-        challenger: u32,
-        reason: &str,
-        events: &mut Vec<Event>,
-    ) -> Result<()> {
-        self.roll(RolloutChange::EndRollout, now, "rolled back")?;
-        self.state.rollbacks += 1;
-        self.state.stage = Stage::Paused { since_ms: now };
-        self.record(
-            events,
-            now,
-            EventKind::Loop,
-            "loop",
-            format!("rolled back v{challenger}: champion v{champion} answers all traffic again ({reason})"),
-            serde_json::json!({"rolled_back": challenger, "champion": champion, "reason": reason}),
-        )?;
-        self.record(
-            events,
-            now,
-            EventKind::Alert,
-            "loop",
-            format!(
-                "retraining paused on {} after a rollback: check the training labels, then run `causeway loop resume`",
-                format_date(now)
-            ),
-            serde_json::json!({"paused": true}),
-        )?;
-        Ok(())
-    }
-
-    /// Resumes retraining after a pause.
-    pub fn resume(&mut self, now: i64) -> Result<bool> {
-        let paused = matches!(self.state.stage, Stage::Paused { .. });
-        if paused {
-            self.state.stage = Stage::Idle;
-            self.state.last_retrain_ms = None;
-            let mut events = Vec::new();
-            self.record(
-                &mut events,
-                now,
-                EventKind::Loop,
-                "cli",
-                "retraining resumed".into(),
-                serde_json::Value::Null,
-            )?;
-            self.project.meta.put_state(&state_key(&self.model), &serde_json::to_value(&self.state)?)?;
+        policy: &TrafficPolicy,
+    ) -> Result<(Observations, Option<DriftReport>, BTreeMap<u32, VersionOutcomes>)> {
+        let rules = self.project.config.monitor.clone();
+        let champion = policy.champion;
+        let mut observed = Observations::quiet(now, champion, policy.challenger);
+        let drift_from = now - rules.drift_window.millis();
+        let performance_from = now - rules.performance_window.millis();
+        let shadow_since = match self.state.stage {
+            Stage::Canary { shadow_since_ms, .. } => Some(shadow_since_ms),
+            Stage::Shadow { since_ms, .. } => Some(since_ms),
+            _ => None,
+        };
+        let mut records =
+            read_window(&self.project.blobs, drift_from.min(performance_from).min(shadow_since.unwrap_or(now)), now)?;
+        records.retain(|record| record.model == self.model);
+        let labels = {
+            let ids: HashSet<&str> = records.iter().map(|record| record.request_id.as_str()).collect();
+            let mut labels = self.project.meta.labels_for(ids)?;
+            labels.retain(|_, label| label.arrived_ms <= now);
+            labels
+        };
+        let mut judging = HashMap::new();
+        for version in records.iter().map(|record| record.version).collect::<HashSet<_>>() {
+            let artifact = self.artifact(version)?;
+            judging.insert(version, Judging { task: artifact.task.kind(), threshold: artifact.threshold });
         }
-        Ok(paused)
+
+        // Drift of the champion's traffic against its training baseline, judged only over a
+        // full window, so a partial first day is not compared with a week.
+        let champion_window: Vec<&PredictionRecord> =
+            records.iter().filter(|record| record.version == champion && record.timestamp_ms >= drift_from).collect();
+        let window_covered = champion_window
+            .first()
+            .is_some_and(|first| first.timestamp_ms <= drift_from + rules.drift_window.millis() / 10);
+        let drift = if champion_window.len() >= MIN_DRIFT_ROWS && window_covered {
+            let baseline = self.baseline(champion)?.clone();
+            Some(drift_report(&baseline, &champion_window))
+        } else {
+            None
+        };
+        let mut monitor: Vec<Observation> = drift.as_ref().map(|report| rules.check_drift(report)).unwrap_or_default();
+
+        // Labelled performance per version over the performance window.
+        let recent: Vec<PredictionRecord> =
+            records.iter().filter(|record| record.timestamp_ms >= performance_from).cloned().collect();
+        let outcomes = outcomes_by_version(&recent, &labels, &judging);
+        if let Some(champion_outcomes) = outcomes.get(&champion) {
+            let holdout = self.project.meta.model_version(&self.model, champion)?.metrics;
+            monitor.extend(rules.check_performance(champion_outcomes, &holdout));
+        }
+        observed.monitor = monitor;
+
+        if let (Some(since), Some(challenger)) = (shadow_since, self.state.stage.challenger()) {
+            observed.shadow_predictions =
+                records.iter().filter(|record| record.version == challenger && record.timestamp_ms >= since).count()
+                    as u64;
+            observed.live = live_comparison(&records, &labels, &judging, since, champion, challenger);
+        }
+        if self.project.config.rollout.volume.is_some() {
+            let trained_ms = self.project.meta.model_version(&self.model, champion)?.created_ms;
+            observed.labels_since_champion = self.project.meta.labels_arrived_between(trained_ms, now)?;
+        }
+        Ok((observed, drift, outcomes))
     }
 }
 
-/// What `causeway loop resume` found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resumed {
-    /// Retraining was paused and now runs again.
-    Resumed {
-        /// When it had paused.
-        paused_since_ms: i64,
-    },
-    /// Retraining was not paused: nothing changed.
-    NotPaused,
+/// Labelled outcomes of champion and challenger on the requests both scored since `since`.
+fn live_comparison(
+    records: &[PredictionRecord],
+    labels: &HashMap<String, LabelRecord>,
+    judging: &HashMap<u32, Judging>,
+    since: i64,
+    champion: u32,
+    challenger: u32,
+) -> Option<LiveComparison> {
+    let in_window: Vec<&PredictionRecord> = records.iter().filter(|record| record.timestamp_ms >= since).collect();
+    let scored_by = |version: u32| -> HashSet<&str> {
+        in_window.iter().filter(|record| record.version == version).map(|record| record.request_id.as_str()).collect()
+    };
+    let both: HashSet<&str> = scored_by(champion).intersection(&scored_by(challenger)).copied().collect();
+    let paired: Vec<PredictionRecord> = in_window
+        .iter()
+        .filter(|record| {
+            (record.version == champion || record.version == challenger) && both.contains(record.request_id.as_str())
+        })
+        .map(|record| (*record).clone())
+        .collect();
+    let mut outcomes = outcomes_by_version(&paired, labels, judging);
+    let (Some(champion), Some(challenger)) = (outcomes.remove(&champion), outcomes.remove(&challenger)) else {
+        return None;
+    };
+    Some(LiveComparison { champion, challenger })
 }
 
-/// Resumes retraining of the project's model after the loop paused itself (after a rollback).
-/// Changes nothing, and says so, when it was not paused.
-pub fn resume(project: &Project, now: i64) -> Result<Resumed> {
-    let model = project.config.model()?.name.clone();
-    let mut state: LoopState = match project.meta.state(&state_key(&model))? {
-        Some(value) => serde_json::from_value(value)?,
-        None => return Ok(Resumed::NotPaused),
-    };
-    let Stage::Paused { since_ms: paused_since_ms } = state.stage else { return Ok(Resumed::NotPaused) };
-    state.stage = Stage::Idle;
-    state.last_retrain_ms = None;
-    project.meta.record_event(&Event {
-        id: 0,
-        at_ms: now,
-        kind: EventKind::Loop,
-        actor: "cli".into(),
-        subject: model.clone(),
-        message: "retraining resumed".into(),
-        details: serde_json::Value::Null,
-    })?;
-    project.meta.put_state(&state_key(&model), &serde_json::to_value(&state)?)?;
-    Ok(Resumed::Resumed { paused_since_ms })
+/// What a command sent to the loop changed, when it was applied at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The command took effect: the sentence the loop recorded.
+    Done(String),
+    /// It changed nothing (resuming a loop that was not paused, …).
+    Unchanged(String),
+    /// A control plane runs the loop: it applies the command at its next tick.
+    Queued {
+        /// The control plane holding the lease.
+        leader: String,
+    },
+    /// No control plane runs the loop and the command needs a tick (a retraining): it is queued
+    /// for the next one (`causeway loop run --once` runs one now).
+    NeedsTick,
+}
+
+/// Sends `command` to `model`'s loop. When a control plane runs the loop (holds the lease), the
+/// command is queued for its next tick; otherwise pause and resume are applied to the stored
+/// state at once, and a retraining is queued for the next tick ([`Applied::NeedsTick`]).
+pub fn send_command(project: &Project, model: &str, command: &Command, now: i64) -> Result<Applied> {
+    let text = serde_json::to_string(command)?;
+    if let Some(lease) = project.meta.lease(crate::live::LEASE)?
+        && lease.expires_ms > now
+    {
+        project.meta.queue_loop_command(model, &text, now)?;
+        return Ok(Applied::Queued { leader: lease.holder });
+    }
+    if matches!(command, Command::Retrain { .. }) {
+        project.meta.queue_loop_command(model, &text, now)?;
+        return Ok(Applied::NeedsTick);
+    }
+    let state = load_state(project, model)?;
+    let outcome = crate::machine::command(&state, command, now);
+    let message = outcome.actions.iter().find_map(|action| match action {
+        Action::Record { message, .. } => Some(message.clone()),
+        _ => None,
+    });
+    for action in &outcome.actions {
+        if let Action::Record { kind, actor, message, details } = action {
+            project.meta.record_event(&Event {
+                id: 0,
+                at_ms: now,
+                kind: *kind,
+                actor: actor.clone(),
+                subject: model.to_string(),
+                message: message.clone(),
+                details: details.clone(),
+            })?;
+        }
+    }
+    project.meta.put_state(&state_key(model), &serde_json::to_value(&outcome.state)?)?;
+    Ok(match message {
+        Some(message) => Applied::Done(message),
+        None => Applied::Unchanged(match command {
+            Command::Pause { .. } => "the loop was already paused; nothing changed".into(),
+            Command::Resume { .. } => "retraining was not paused; nothing changed".into(),
+            Command::Retrain { .. } => String::new(),
+        }),
+    })
 }

@@ -366,7 +366,7 @@ pub fn draft_project(frame: &Frame, request: &DraftRequest) -> Result<Draft> {
                 text,
                 "# The holdout: half the rows of the freshest {days} of the {span} days the data spans."
             );
-            let _ = writeln!(text, "holdout_days = {days}\nholdout_fraction = 0.5");
+            let _ = writeln!(text, "holdout_window = \"{days}d\"\nholdout_fraction = 0.5");
         }
         _ => {
             let _ = writeln!(text, "# No time column: the holdout is a seeded random quarter of the rows.");

@@ -1,7 +1,9 @@
 //! The loop: a project's configuration and stores, the training pipeline (stored data →
-//! point-in-time features → tracked runs → registered versions), the controller that turns
-//! monitoring into retraining and a champion/challenger rollout (gates, shadow, canary, promote
-//! or roll back), and the fraud demo that runs all of it on an injected clock.
+//! point-in-time features → tracked runs → registered versions), and the control plane that
+//! turns monitoring into retraining and a champion/challenger rollout (gates, shadow, canary,
+//! promote or roll back): the pure state machine (`machine`), its executor (`controller`),
+//! retraining jobs (`retrain`), the live scheduler with its leader lease (`live`), and the fraud
+//! demo that runs all of it on an injected clock.
 
 pub mod card;
 pub mod config;
@@ -12,12 +14,18 @@ mod error;
 pub mod external;
 pub mod gates;
 pub mod labels;
+pub mod live;
+pub mod machine;
 pub mod pipeline;
 pub mod predict;
 pub mod project;
+pub mod retrain;
 pub mod scenario;
+pub mod schedule;
+pub mod status;
 
 pub use config::{ProjectConfig, StorageSection};
-pub use controller::{Controller, LoopState, Stage, TickReport};
+pub use controller::{Controller, Jobs, TickReport};
 pub use error::{Error, Result};
+pub use machine::{LoopState, Stage};
 pub use project::Project;

@@ -627,15 +627,13 @@ pub(crate) struct Split {
     pub(crate) warnings: Vec<String>,
 }
 
-/// The training part and the holdout: a seeded `holdout_fraction` of the freshest `holdout_days`
+/// The training part and the holdout: a seeded `holdout_fraction` of the freshest `holdout_window`
 /// (with a time column) or of every row (without one). Both parts must be able to train and
 /// judge the task (both classes of a binary task, two classes of a multi-class one); a holdout
 /// smaller than [`MIN_HOLDOUT_ROWS`] or [`MIN_HOLDOUT_SHARE`] of the rows is a warning.
 pub(crate) fn split_holdout(model: &ModelSection, set: &TrainingSet, task: &Task) -> Result<Split> {
     let (train, holdout) = match model.timestamp_column {
-        Some(_) => {
-            set.split_fresh(i64::from(model.holdout_days) * causeway_types::DAY_MS, model.holdout_fraction, model.seed)
-        }
+        Some(_) => set.split_fresh(model.holdout_window.millis(), model.holdout_fraction, model.seed),
         None => set.split_random(model.holdout_fraction, model.seed),
     };
     let classes = |part: &TrainingSet| part.labels.iter().map(|label| label.to_bits()).collect::<BTreeSet<u64>>().len();
@@ -646,7 +644,7 @@ pub(crate) fn split_holdout(model: &ModelSection, set: &TrainingSet, task: &Task
                 if positives(part) == 0 {
                     return Err(Error::Precondition(format!(
                         "the {name} has no rows of the positive class {:?} ({} rows in all); widen the window or \
-                         change holdout_fraction / holdout_days",
+                         change holdout_fraction / holdout_window",
                         names[1],
                         part.len()
                     )));
@@ -672,8 +670,8 @@ pub(crate) fn split_holdout(model: &ModelSection, set: &TrainingSet, task: &Task
     if share < MIN_HOLDOUT_SHARE || (holdout.len() < MIN_HOLDOUT_ROWS && share < 0.2) {
         let fix = match model.timestamp_column {
             Some(_) => format!(
-                "raise [model] holdout_days ({}) or holdout_fraction ({})",
-                model.holdout_days, model.holdout_fraction
+                "raise [model] holdout_window (\"{}\") or holdout_fraction ({})",
+                model.holdout_window, model.holdout_fraction
             ),
             None => format!("raise [model] holdout_fraction ({})", model.holdout_fraction),
         };
@@ -1091,7 +1089,7 @@ mod tests {
         assert!(split.holdout.len() < 60, "{}", split.holdout.len());
         assert_eq!(split.warnings.len(), 1);
         assert!(
-            split.warnings[0].contains("raise [model] holdout_days (7) or holdout_fraction (0.3)"),
+            split.warnings[0].contains("raise [model] holdout_window (\"7d\") or holdout_fraction (0.3)"),
             "{:?}",
             split.warnings
         );

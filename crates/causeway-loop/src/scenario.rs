@@ -15,13 +15,16 @@ use causeway_models::Predictor;
 use causeway_monitor::report::{Chart, ReportData, Series, Table, render_html};
 use causeway_monitor::{PredictionLog, Role, read_window};
 use causeway_serving::{Engine, OnlineFeatures, RecordRequest};
-use causeway_types::{CHAMPION, DAY_MS, Event, EventKind, FeatureValue, LabelRecord, ManualClock, format_date};
+use causeway_types::{
+    CHAMPION, DAY_MS, Event, EventKind, FeatureValue, LabelRecord, ManualClock, RuleKind, format_date,
+};
 
 use crate::config::{FRAUD_CONFIG, Trigger};
 use crate::controller::{Controller, TickReport};
 use crate::error::{Error, Result};
 use crate::pipeline::{LabelFault, load_dataset, snapshot_id, train_and_register, training_set};
 use crate::project::{Project, STATE_DIR};
+use crate::retrain::{RetrainJob, Retrainer};
 
 /// Which story the demo tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,18 +250,12 @@ pub fn run_demo(dir: &Path, options: &DemoOptions, observer: &mut dyn Observer) 
     let mut timer = Timer { started: Instant::now(), timings: Vec::new() };
     let generator = generator(options);
     let day_start = |day: u32| generator.day_start_ms(day);
-    let triggers: Vec<String> = options
-        .retrain_on
-        .iter()
-        .map(|trigger| match trigger {
-            Trigger::Performance => "\"performance\"".to_string(),
-            Trigger::Drift => "\"drift\"".to_string(),
-        })
-        .collect();
+    let triggers: Vec<String> =
+        options.retrain_on.iter().map(|trigger| serde_json::to_string(trigger).unwrap_or_default()).collect();
     let config_text = FRAUD_CONFIG
-        .replace("performance_window_days = 14", "performance_window_days = 7")
+        .replace("performance_window = \"14d\"", "performance_window = \"7d\"")
         .replace("retrain_on = [\"performance\"]", &format!("retrain_on = [{}]", triggers.join(", ")));
-    let (project, _) = Project::init(dir, &config_text)?;
+    let project = Arc::new(Project::init(dir, &config_text)?.0);
     let model_name = project.config.model()?.name.clone();
     let suite = project.config.suite("transactions");
 
@@ -359,17 +356,16 @@ pub fn run_demo(dir: &Path, options: &DemoOptions, observer: &mut dyn Observer) 
         conditions: vec![("merchant_category".into(), "restaurants".into()), ("channel".into(), "online".into())],
         label: 1.0,
     });
-    let retrain_window = i64::from(project.config.rollout.retrain_window_days) * DAY_MS;
-    let mut controller = Controller::new(
-        &project,
-        Box::new(move |project: &Project, now: i64| {
-            let data = load_dataset(project, "transactions")?;
-            let from = now - retrain_window;
-            let set = training_set(project, &data, from, now, now, fault.as_ref())?;
-            let snapshot = snapshot_id(project, "transactions", from, now)?;
-            train_and_register(project, &set, &snapshot, now, "loop")
-        }),
-    )?;
+    let retrain_window = project.config.rollout.retrain_window.millis();
+    let retrainer: Retrainer = Arc::new(move |project: &Project, job: &RetrainJob| {
+        let now = job.now_ms;
+        let data = load_dataset(project, "transactions")?;
+        let from = now - retrain_window;
+        let set = training_set(project, &data, from, now, now, fault.as_ref())?;
+        let snapshot = snapshot_id(project, "transactions", from, now)?;
+        train_and_register(project, &set, &snapshot, now, "loop")
+    });
+    let mut controller = Controller::new(project.clone(), retrainer)?;
     let mut pending_labels: Vec<(i64, String, f64)> = Vec::new();
     let mut ticks: Vec<(u32, TickReport, bool)> = Vec::new();
     let mut scored = 0u64;
@@ -412,7 +408,7 @@ pub fn run_demo(dir: &Path, options: &DemoOptions, observer: &mut dyn Observer) 
         for event in &report.events {
             observer.event(event);
         }
-        let drifting = controller.state().rules.any_firing("drift:");
+        let drifting = controller.state().rules.any_firing(RuleKind::Drift);
         observer.advance(
             u64::from(day - options.first_live_day() + 1),
             &format!(

@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use arrow_array::builder::{Float64Builder, Int64Builder, ListBuilder, StringBuilder};
 use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, ListArray, RecordBatch, StringArray};
@@ -82,13 +83,24 @@ impl PredictionLog {
     /// Starts the writer thread. `capacity` bounds the queue; a segment is written every
     /// `segment_rows` records and on every flush.
     pub fn start(blobs: BlobStore, capacity: usize, segment_rows: usize) -> Self {
+        Self::start_with_age(blobs, capacity, segment_rows, None)
+    }
+
+    /// [`PredictionLog::start`], also writing a segment when its oldest record has waited
+    /// `max_age`, so a quiet model's predictions reach the store (and the loop) in time.
+    pub fn start_with_age(blobs: BlobStore, capacity: usize, segment_rows: usize, max_age: Option<Duration>) -> Self {
         let (sender, receiver) = mpsc::sync_channel(capacity.max(1));
         let dropped = Arc::new(AtomicU64::new(0));
         let written = Arc::new(AtomicU64::new(0));
         let counters = (written.clone(), dropped.clone());
+        // Replicas share the store: a random part keeps their segment names apart.
+        let writer_id = format!("{}{}", std::process::id(), causeway_store::random_hex(4).unwrap_or_default());
         let writer = std::thread::Builder::new()
             .name("prediction-log".into())
-            .spawn(move || write_loop(&blobs, &receiver, segment_rows.max(1), &counters.0, &counters.1))
+            .spawn(move || {
+                let limits = Limits { segment_rows: segment_rows.max(1), max_age };
+                write_loop(&blobs, &receiver, limits, &writer_id, &counters.0, &counters.1);
+            })
             .ok();
         Self { sender: Some(sender), dropped, written, writer }
     }
@@ -142,25 +154,49 @@ impl Drop for PredictionLog {
 /// How many segments' worth of records the writer keeps while writes fail, before it drops.
 const RETAINED_SEGMENTS: usize = 4;
 
+/// When the writer closes a segment.
+struct Limits {
+    segment_rows: usize,
+    max_age: Option<Duration>,
+}
+
 fn write_loop(
     blobs: &BlobStore,
     receiver: &Receiver<Message>,
-    segment_rows: usize,
+    limits: Limits,
+    writer_id: &str,
     written: &AtomicU64,
     dropped: &AtomicU64,
 ) {
+    let segment_rows = limits.segment_rows;
     let mut buffer: Vec<PredictionRecord> = Vec::with_capacity(segment_rows);
     let mut sequence = 0u64;
-    while let Ok(message) = receiver.recv() {
+    // When the oldest buffered record arrived.
+    let mut oldest: Option<Instant> = None;
+    loop {
+        let deadline = limits.max_age.zip(oldest).map(|(age, oldest)| oldest + age);
+        let message = match deadline {
+            Some(deadline) => match receiver.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(message) => Some(message),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
+            None => match receiver.recv() {
+                Ok(message) => Some(message),
+                Err(_) => break,
+            },
+        };
         match message {
-            Message::Record(record) => {
+            Some(Message::Record(record)) => {
                 buffer.push(*record);
+                oldest.get_or_insert_with(Instant::now);
                 if buffer.len() >= segment_rows {
                     // A failed background write is retried with the next segment; the buffer stays
                     // bounded by dropping (and counting) the oldest records.
-                    if write_segment(blobs, &buffer, &mut sequence).is_ok() {
+                    if write_segment(blobs, &buffer, &mut sequence, writer_id).is_ok() {
                         written.fetch_add(buffer.len() as u64, Ordering::Relaxed);
                         buffer.clear();
+                        oldest = None;
                     } else if buffer.len() >= RETAINED_SEGMENTS * segment_rows {
                         let excess = buffer.len() - (RETAINED_SEGMENTS - 1) * segment_rows;
                         buffer.drain(..excess);
@@ -168,13 +204,25 @@ fn write_loop(
                     }
                 }
             }
-            Message::Flush(done) => {
-                let result = write_segment(blobs, &buffer, &mut sequence);
+            Some(Message::Flush(done)) => {
+                let result = write_segment(blobs, &buffer, &mut sequence, writer_id);
                 if result.is_ok() {
                     written.fetch_add(buffer.len() as u64, Ordering::Relaxed);
                     buffer.clear();
+                    oldest = None;
                 }
                 let _ = done.send(result);
+            }
+            // The oldest record has waited long enough: close the segment (a failure retries at
+            // the next deadline).
+            None => {
+                if write_segment(blobs, &buffer, &mut sequence, writer_id).is_ok() {
+                    written.fetch_add(buffer.len() as u64, Ordering::Relaxed);
+                    buffer.clear();
+                    oldest = None;
+                } else {
+                    oldest = Some(Instant::now());
+                }
             }
         }
     }
@@ -194,13 +242,13 @@ fn schema() -> Arc<Schema> {
     ]))
 }
 
-fn write_segment(blobs: &BlobStore, records: &[PredictionRecord], sequence: &mut u64) -> Result<()> {
+fn write_segment(blobs: &BlobStore, records: &[PredictionRecord], sequence: &mut u64, writer_id: &str) -> Result<()> {
     if records.is_empty() {
         return Ok(());
     }
     let first = records.iter().map(|record| record.timestamp_ms).min().unwrap_or(0);
     let last = records.iter().map(|record| record.timestamp_ms).max().unwrap_or(0);
-    let key = format!("{PREFIX}/{first:013}-{last:013}-{:06}-{}.parquet", *sequence, std::process::id());
+    let key = format!("{PREFIX}/{first:013}-{last:013}-{:06}-{writer_id}.parquet", *sequence);
     let segment_error = |message: String| Error::Segment { segment: key.clone(), message };
     let mut request_ids = StringBuilder::new();
     let mut timestamps = Int64Builder::new();
@@ -375,6 +423,28 @@ mod tests {
         assert_eq!(window[0].role, Role::Shadow);
         assert_eq!(window[0].features[0], 5.0);
         assert!(window[0].features[1].is_nan());
+        Ok(())
+    }
+
+    #[test]
+    fn a_quiet_log_closes_its_segment_by_age() -> Result<()> {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let blobs = BlobStore::open(directory.path())?;
+        let log = PredictionLog::start_with_age(blobs.clone(), 1_000, 10_000, Some(Duration::from_millis(20)));
+        assert!(log.log(record(1)));
+        assert!(log.log(record(2)));
+        // Readiness check: the writer closes the segment on its own, far below 10,000 records.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while log.written() < 2 {
+            assert!(Instant::now() < deadline, "the segment was never closed by age");
+            std::thread::yield_now();
+        }
+        assert_eq!(read_window(&blobs, 0, 100)?.len(), 2);
+        // Two writers on one store never overwrite each other's segments.
+        let other = PredictionLog::start(blobs.clone(), 10, 10);
+        assert!(other.log(record(1)) && other.log(record(2)));
+        other.flush()?;
+        assert_eq!(read_window(&blobs, 0, 100)?.len(), 4, "{:?}", blobs.list(PREFIX)?);
         Ok(())
     }
 

@@ -1,8 +1,9 @@
 //! Alert rules: thresholds on drift and on labelled performance, and the firing state that turns
-//! daily observations into alert and resolution events (one event per change, not per check).
+//! each tick's observations into alert and resolution events (one event per change, not per check).
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use causeway_types::{RuleId, RuleKind, Span};
 use serde::{Deserialize, Serialize};
 
 use crate::drift::DriftReport;
@@ -12,14 +13,16 @@ use crate::outcomes::VersionOutcomes;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlertRules {
-    /// Days of traffic compared with the baseline for drift.
-    pub drift_window_days: u32,
+    /// Traffic compared with the baseline for drift (`"7d"`; a bare number counts days).
+    #[serde(alias = "drift_window_days")]
+    pub drift_window: Span,
     /// PSI above which a feature is drifting.
     pub psi_threshold: f64,
     /// PSI above which the score is drifting.
     pub score_psi_threshold: f64,
-    /// Days of labelled traffic behind performance metrics.
-    pub performance_window_days: u32,
+    /// Labelled traffic behind performance metrics (`"14d"`; a bare number counts days).
+    #[serde(alias = "performance_window_days")]
+    pub performance_window: Span,
     /// Labelled positives (binary models; labelled rows for the others) needed before
     /// performance is judged.
     pub min_labeled_positives: u64,
@@ -37,10 +40,10 @@ pub struct AlertRules {
 impl Default for AlertRules {
     fn default() -> Self {
         Self {
-            drift_window_days: 7,
+            drift_window: Span::days(7),
             psi_threshold: 0.2,
             score_psi_threshold: 0.2,
-            performance_window_days: 14,
+            performance_window: Span::days(14),
             min_labeled_positives: 50,
             max_recall_drop: 0.15,
             max_auc_drop: 0.05,
@@ -50,23 +53,11 @@ impl Default for AlertRules {
     }
 }
 
-/// What kind of rule an observation belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RuleKind {
-    /// Input or score drift.
-    Drift,
-    /// Labelled performance.
-    Performance,
-}
-
 /// One rule checked once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Observation {
-    /// Stable rule id, e.g. `drift:amount` or `performance:recall`.
-    pub rule: String,
-    /// Drift or performance.
-    pub kind: RuleKind,
+    /// The rule, e.g. `drift:amount` or `performance:recall`.
+    pub rule: RuleId,
     /// Whether the rule is broken now.
     pub firing: bool,
     /// The measured value.
@@ -89,7 +80,7 @@ pub struct Transition {
 /// Which rules are firing now.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RuleState {
-    firing: BTreeSet<String>,
+    firing: BTreeSet<RuleId>,
 }
 
 impl RuleState {
@@ -114,13 +105,13 @@ impl RuleState {
         self.firing.clear();
     }
 
-    /// True when any rule of `kind` prefix is firing (`"drift:"` or `"performance:"`).
-    pub fn any_firing(&self, prefix: &str) -> bool {
-        self.firing.iter().any(|rule| rule.starts_with(prefix))
+    /// True when any rule of `kind` is firing.
+    pub fn any_firing(&self, kind: RuleKind) -> bool {
+        self.firing.iter().any(|rule| rule.kind() == kind)
     }
 
     /// The firing rules.
-    pub fn firing(&self) -> Vec<String> {
+    pub fn firing(&self) -> Vec<RuleId> {
         self.firing.iter().cloned().collect()
     }
 }
@@ -132,8 +123,7 @@ impl AlertRules {
             .features
             .iter()
             .map(|feature| Observation {
-                rule: format!("drift:{}", feature.name),
-                kind: RuleKind::Drift,
+                rule: RuleId::FeatureDrift(feature.name.clone()),
                 firing: feature.psi > self.psi_threshold,
                 value: feature.psi,
                 limit: self.psi_threshold,
@@ -144,8 +134,7 @@ impl AlertRules {
             })
             .collect();
         observations.push(Observation {
-            rule: "drift:score".into(),
-            kind: RuleKind::Drift,
+            rule: RuleId::ScoreDrift,
             firing: report.score.psi > self.score_psi_threshold,
             value: report.score.psi,
             limit: self.score_psi_threshold,
@@ -165,8 +154,7 @@ impl AlertRules {
             }
             let (value, limit) = (measured("accuracy"), expected - self.max_accuracy_drop);
             return vec![Observation {
-                rule: "performance:accuracy".into(),
-                kind: RuleKind::Performance,
+                rule: RuleId::Performance("accuracy".into()),
                 // A missing (NaN) accuracy fires too.
                 firing: value.is_nan() || value < limit,
                 value,
@@ -183,8 +171,7 @@ impl AlertRules {
             }
             let (value, limit) = (measured("rmse"), expected * (1.0 + self.max_rmse_increase));
             return vec![Observation {
-                rule: "performance:rmse".into(),
-                kind: RuleKind::Performance,
+                rule: RuleId::Performance("rmse".into()),
                 firing: value.is_nan() || value > limit,
                 value,
                 limit,
@@ -201,8 +188,7 @@ impl AlertRules {
         if let Some(expected) = holdout.get("recall") {
             let limit = expected - self.max_recall_drop;
             observations.push(Observation {
-                rule: "performance:recall".into(),
-                kind: RuleKind::Performance,
+                rule: RuleId::Performance("recall".into()),
                 firing: outcomes.recall < limit,
                 value: outcomes.recall,
                 limit,
@@ -215,8 +201,7 @@ impl AlertRules {
         if let Some(expected) = holdout.get("roc_auc") {
             let limit = expected - self.max_auc_drop;
             observations.push(Observation {
-                rule: "performance:roc_auc".into(),
-                kind: RuleKind::Performance,
+                rule: RuleId::Performance("roc_auc".into()),
                 firing: outcomes.roc_auc < limit,
                 value: outcomes.roc_auc,
                 limit,
@@ -253,7 +238,7 @@ mod tests {
         assert!(started[0].started);
         assert!(started[0].observation.message.contains("`amount` drifted: PSI 0.400"));
         assert!(state.update(&rules.check_drift(&report(0.5))).is_empty());
-        assert!(state.any_firing("drift:"));
+        assert!(state.any_firing(RuleKind::Drift));
         let resolved = state.update(&rules.check_drift(&report(0.1)));
         assert_eq!(resolved.len(), 1);
         assert!(!resolved[0].started);
@@ -287,7 +272,10 @@ mod tests {
         outcomes.metrics = BTreeMap::from([("rmse".to_string(), 13.0)]);
         let observations = rules.check_performance(&outcomes, &rmse);
         assert_eq!(observations.len(), 1);
-        assert!(observations[0].firing && observations[0].rule == "performance:rmse", "{observations:?}");
+        assert!(
+            observations[0].firing && observations[0].rule == RuleId::Performance("rmse".into()),
+            "{observations:?}"
+        );
         outcomes.metrics.insert("rmse".into(), 11.0);
         assert!(!rules.check_performance(&outcomes, &rmse)[0].firing, "10 % worse is within the 20 % allowed");
         let accuracy = BTreeMap::from([("accuracy".to_string(), 0.9)]);

@@ -7,6 +7,7 @@
 mod blob;
 mod db;
 mod error;
+pub mod lease;
 pub mod logged_models;
 mod meta;
 pub mod registry;
@@ -18,6 +19,7 @@ pub mod tracking;
 
 pub use blob::BlobStore;
 pub use error::{Error, Result};
+pub use lease::{Lease, QueuedCommand};
 pub use logged_models::{LoggedModel, LoggedModelMetric, NewLoggedModel};
 pub use meta::{Durability, MetaStore, SCHEMA_VERSION};
 pub use registry::{NewVersion, RegisteredModel, RegistryVersion};

@@ -109,8 +109,20 @@ const POSTGRES_MIGRATION_4: &str = "ALTER TABLE registered_models ADD COLUMN las
      UPDATE registered_models SET last_version =
         COALESCE((SELECT MAX(version) FROM model_versions WHERE model_versions.model = registered_models.name), 0);";
 
+/// Migration 5: the live loop's leader lease and the commands people queue for it.
+const MIGRATION_5: &str =
+    "CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ms INTEGER NOT NULL);
+     CREATE TABLE loop_commands (id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, command TEXT NOT NULL,
+        at_ms INTEGER NOT NULL);";
+
+/// Migration 5 for PostgreSQL.
+const POSTGRES_MIGRATION_5: &str =
+    "CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ms BIGINT NOT NULL);
+     CREATE TABLE loop_commands (id BIGSERIAL PRIMARY KEY, model TEXT NOT NULL, command TEXT NOT NULL,
+        at_ms BIGINT NOT NULL);";
+
 /// Migrations, applied in order; the store's schema version is the number applied.
-const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4];
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -176,7 +188,7 @@ const POSTGRES_SCHEMA_2: &str = "CREATE TABLE datasets (
 
 /// PostgreSQL migrations as (the version they bring the store to, their SQL).
 const POSTGRES_MIGRATIONS: &[(i64, &str)] =
-    &[(2, POSTGRES_SCHEMA_2), (3, POSTGRES_MIGRATION_3), (4, POSTGRES_MIGRATION_4)];
+    &[(2, POSTGRES_SCHEMA_2), (3, POSTGRES_MIGRATION_3), (4, POSTGRES_MIGRATION_4), (5, POSTGRES_MIGRATION_5)];
 
 /// How SQLite makes an acknowledged write durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -683,6 +695,16 @@ impl MetaStore {
             }
         }
         Ok(found)
+    }
+
+    /// The number of labels that arrived in `(after_ms, until_ms]`.
+    pub fn labels_arrived_between(&self, after_ms: i64, until_ms: i64) -> Result<u64> {
+        let count: i64 = self.lock().query_row(
+            "SELECT COUNT(*) FROM labels WHERE arrived_ms > ?1 AND arrived_ms <= ?2",
+            params![after_ms, until_ms],
+            |row| row.get(0),
+        )?;
+        Ok(count as u64)
     }
 
     /// The number of labels stored.

@@ -62,6 +62,26 @@ impl MetaStore {
         Ok(policy)
     }
 
+    /// [`MetaStore::apply_rollout`] and the document `state_key` (the loop's state after the
+    /// decision) in one transaction: a crash leaves both or neither, so the loop resumes from a
+    /// state that agrees with who answers.
+    pub fn apply_rollout_with_state(
+        &self,
+        rollout: &Rollout<'_>,
+        state_key: &str,
+        state: &serde_json::Value,
+    ) -> Result<Option<TrafficPolicy>> {
+        let mut connection = self.lock();
+        let mut transaction = connection.transaction()?;
+        let policy = apply_rollout_in(&mut transaction, rollout)?;
+        transaction.execute(
+            "INSERT INTO state (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![state_key, serde_json::to_string(state)?],
+        )?;
+        transaction.commit()?;
+        Ok(policy)
+    }
+
     /// The policy serving follows: the stored one, or for a store written before policies were
     /// kept, the champion alias alone. `None` when nothing should answer.
     pub fn serving_policy(&self, model: &str) -> Result<Option<TrafficPolicy>> {

@@ -8,13 +8,17 @@ pub mod clock;
 pub mod error;
 pub mod random;
 pub mod records;
+pub mod rule;
 pub mod schema;
+pub mod span;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ErrorCode;
 pub use random::SeededRng;
 pub use records::*;
+pub use rule::{RuleId, RuleKind};
 pub use schema::{Dtype, Field, Schema};
+pub use span::{Span, SpanError};
 
 /// Milliseconds in one day, the unit the loop and the monitors reason in.
 pub const DAY_MS: i64 = 86_400_000;

@@ -58,12 +58,28 @@ pub struct TrackingArgs {
     pub model_version_source_pattern: Option<String>,
 }
 
+/// Options of `server` alone: the live loop beside the API.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServerLoopArgs {
+    /// Do not run the loop (monitoring, retraining, rollouts) in this server; `causeway loop run`
+    /// can run it elsewhere.
+    #[arg(long)]
+    pub no_loop: bool,
+    /// Time between the loop's ticks, e.g. 30s or 5m [default: [loop] tick of causeway.toml, 1m].
+    #[arg(long, value_name = "DURATION")]
+    pub loop_tick: Option<causeway_types::Span>,
+}
+
 /// Options shared by `serve` and `server`.
 #[derive(Debug, Clone, Args)]
 pub struct ServingArgs {
     /// Seconds between checks for promotions and rollbacks in the store.
     #[arg(long, default_value_t = 2)]
     pub reload_seconds: u64,
+    /// The longest a prediction waits before its segment of the prediction log is written to the
+    /// store, where the loop reads it (segments also close every 10,000 predictions).
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub log_flush: causeway_types::Span,
     /// Serve a non-loopback address without requiring API tokens.
     #[arg(long)]
     pub insecure: bool,
@@ -362,6 +378,8 @@ pub enum Command {
         serving: ServingArgs,
         #[command(flatten)]
         tracking: TrackingArgs,
+        #[command(flatten)]
+        live: ServerLoopArgs,
     },
     /// Manage API tokens (required when a server binds a non-loopback address).
     ///
@@ -370,9 +388,10 @@ pub enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
-    /// Control the retraining loop.
+    /// Run, inspect and steer the loop: monitoring, retraining and rollouts of the project's
+    /// models.
     ///
-    /// Example: causeway loop resume
+    /// Example: causeway loop status
     Loop {
         #[command(subcommand)]
         action: LoopAction,
@@ -440,10 +459,58 @@ pub enum TokenAction {
     },
 }
 
+/// Which model a loop command is for.
+#[derive(Debug, Clone, Args)]
+pub struct LoopModelArgs {
+    /// The model [default: every model of causeway.toml].
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
+    #[command(flatten)]
+    pub dir: ProjectArgs,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum LoopAction {
-    /// Resume retraining after the loop paused itself (it pauses after a rollback).
+    /// Run the loop alone, on wall-clock time, until interrupted: each tick measures drift and
+    /// labelled performance, raises alerts, starts retraining on its triggers and moves rollouts
+    /// through shadow and canary. Several control planes on one store elect one (a lease); the
+    /// others wait. `causeway server` runs the same loop unless --no-loop.
+    ///
+    /// Example: causeway loop run --dir my-project --tick 30s
+    Run {
+        /// Time between ticks, e.g. 30s or 5m [default: [loop] tick of causeway.toml, 1m].
+        #[arg(long, value_name = "DURATION")]
+        tick: Option<causeway_types::Span>,
+        /// Run one tick (retraining inside it) and exit.
+        #[arg(long)]
+        once: bool,
+        #[command(flatten)]
+        dir: ProjectArgs,
+    },
+    /// Show each model's loop: champion and challenger, rollout stage and since when, the
+    /// evidence against each bound, firing alerts, the next scheduled trigger and the last
+    /// decision.
+    ///
+    /// Example: causeway loop status --json
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: LoopModelArgs,
+    },
+    /// Pause the loop: no trigger starts a retraining and no rollout steps forward (a
+    /// regressing canary is still rolled back) until `causeway loop resume`.
+    ///
+    /// Example: causeway loop pause --model fraud
+    Pause(LoopModelArgs),
+    /// Resume the loop after a pause (the loop pauses itself after a rollback).
     ///
     /// Example: causeway loop resume --dir my-project
-    Resume(ProjectArgs),
+    Resume(LoopModelArgs),
+    /// Retrain now, whatever the triggers and the cool-down say; the challenger goes through
+    /// the gates, shadow and canary as any other.
+    ///
+    /// Example: causeway loop retrain --model fraud
+    Retrain(LoopModelArgs),
 }

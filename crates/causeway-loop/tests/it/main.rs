@@ -4,6 +4,9 @@
 
 use causeway_loop::config::Trigger;
 use causeway_loop::scenario::{DemoOptions, Observer, run_demo};
+use std::sync::Arc;
+
+use causeway_loop::retrain::Retrainer;
 use causeway_loop::{Controller, Project, Stage};
 use causeway_types::Event;
 
@@ -42,13 +45,12 @@ fn a_drift_rule_can_trigger_retraining() {
         outcome.alerts.iter().find(|event| event.message.contains("recall") || event.message.contains("ROC-AUC"));
     assert!(first_performance_alert.is_none_or(|alert| alert.at_ms >= first_retraining.at_ms));
 
-    let project = Project::open(&dir).expect("reopen");
-    let controller = Controller::new(&project, Box::new(|_, _| panic!("no retraining expected"))).expect("controller");
+    let project = Arc::new(Project::open(&dir).expect("reopen"));
+    let refuse: Retrainer =
+        Arc::new(|_, _| Err(causeway_loop::Error::Precondition("no retraining in this test".into())));
+    let controller = Controller::new(project.clone(), refuse.clone()).expect("controller");
     assert_ne!(controller.state().last_retrain_ms, None, "the stored state was resumed");
-    assert!(matches!(
-        controller.state().stage,
-        Stage::Idle | Stage::Shadow { .. } | Stage::Canary { .. } | Stage::Paused { .. }
-    ));
+    assert!(matches!(controller.state().stage, Stage::Idle | Stage::Shadow { .. } | Stage::Canary { .. }));
     drop(controller);
 
     // A rollout the loop believes it runs, which someone else ended (say, an alias set through
@@ -65,11 +67,7 @@ fn a_drift_rule_can_trigger_retraining() {
     state["stage"] = serde_json::to_value(Stage::Shadow { challenger: stranger, since_ms: 0 }).expect("stage");
     project.meta.put_state(&format!("loop/{model}"), &state).expect("state");
     let now = outcome.loop_events.last().map_or(0, |event| event.at_ms) + causeway_types::DAY_MS;
-    let mut controller = Controller::new(
-        &project,
-        Box::new(|_, _| Err(causeway_loop::Error::Precondition("no retraining in this test".into()))),
-    )
-    .expect("controller");
+    let mut controller = Controller::new(project.clone(), refuse).expect("controller");
     let _ = controller.tick(now);
     let events = project.meta.events(Some(causeway_types::EventKind::Loop)).expect("events");
     assert!(

@@ -1,4 +1,4 @@
-//! `events`, `token` and `loop resume`.
+//! `events` and `token`.
 
 use std::process::ExitCode;
 
@@ -50,19 +50,6 @@ pub(crate) fn token(action: TokenAction) -> Result<ExitCode> {
             let project = open(&dir)?;
             project.meta.revoke_token(&name)?;
             println!("revoked token `{name}`");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-pub(crate) fn resume(dir: &ProjectArgs) -> Result<ExitCode> {
-    let project = open(dir)?;
-    match causeway_loop::controller::resume(&project, SystemClock.now_ms())? {
-        causeway_loop::controller::Resumed::Resumed { paused_since_ms } => {
-            println!("retraining resumed (it had paused at {})", format_timestamp(paused_since_ms));
-        }
-        causeway_loop::controller::Resumed::NotPaused => {
-            println!("retraining was not paused; nothing changed");
         }
     }
     Ok(ExitCode::SUCCESS)

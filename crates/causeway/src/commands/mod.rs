@@ -3,6 +3,7 @@
 
 mod admin;
 mod drift;
+mod live;
 mod project;
 mod registry;
 mod serve;
@@ -17,7 +18,7 @@ use clap::Parser;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
 use crate::args::{Cli, Command, DatasetAction, LoopAction, ProjectArgs};
-use admin::{events, resume, token};
+use admin::{events, token};
 use drift::drift;
 use project::{datasets, delete_dataset, ingest, init, init_from};
 use registry::{card, import, models, predict, promote, rollback, runs};
@@ -83,11 +84,17 @@ fn run(command: Command) -> Result<ExitCode> {
             serve_file(listen, &file, name, threshold, task, &serving)
         }
         Command::Serve { listen, model_file: None, serving, .. } => serve(listen, &serving, None),
-        Command::Server { host, port, serving, tracking } => {
-            serve(SocketAddr::new(host, port), &serving, Some(&tracking))
+        Command::Server { host, port, serving, tracking, live } => {
+            serve(SocketAddr::new(host, port), &serving, Some((&tracking, &live)))
         }
         Command::Token { action } => token(action),
-        Command::Loop { action: LoopAction::Resume(dir) } => resume(&dir),
+        Command::Loop { action } => match action {
+            LoopAction::Run { tick, once, dir } => live::run(&dir, tick, once),
+            LoopAction::Status { json, target } => live::show_status(&target, json),
+            LoopAction::Pause(target) => live::request(&target, live::Request::Pause),
+            LoopAction::Resume(target) => live::request(&target, live::Request::Resume),
+            LoopAction::Retrain(target) => live::request(&target, live::Request::Retrain),
+        },
         Command::Demo { demo } => crate::demo::run(demo),
     }
 }

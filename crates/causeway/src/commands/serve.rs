@@ -15,7 +15,7 @@ use causeway_types::{Clock, SystemClock};
 
 use super::open;
 use super::registry::{import_file, set_champion};
-use crate::args::{ProjectArgs, ServingArgs, TrackingArgs};
+use crate::args::{ProjectArgs, ServerLoopArgs, ServingArgs, TrackingArgs};
 
 /// Serves one model file with no project of the user's: imports it into a temporary project (removed
 /// when the server stops) as the champion of `name`, then serves that project.
@@ -67,17 +67,24 @@ pub(crate) fn serve_file(
 
 /// Serves the data plane (OIP v2, record scoring, labels, metrics) and, with `tracking`, the
 /// MLflow tracking API too.
-pub(crate) fn serve(listen: SocketAddr, serving: &ServingArgs, tracking: Option<&TrackingArgs>) -> Result<ExitCode> {
-    serve_with(listen, serving, tracking, None)
+/// With `server`'s options, the live loop runs beside the API unless `--no-loop`.
+pub(crate) fn serve(
+    listen: SocketAddr,
+    serving: &ServingArgs,
+    server: Option<(&TrackingArgs, &ServerLoopArgs)>,
+) -> Result<ExitCode> {
+    serve_with(listen, serving, server, None)
 }
 
 /// [`serve`], refusing to start when `required` names a model that cannot be deployed.
 fn serve_with(
     listen: SocketAddr,
     serving: &ServingArgs,
-    tracking_args: Option<&TrackingArgs>,
+    server: Option<(&TrackingArgs, &ServerLoopArgs)>,
     required: Option<&str>,
 ) -> Result<ExitCode> {
+    let tracking_args = server.map(|(tracking, _)| tracking);
+    let loop_args = server.map(|(_, live)| live);
     let tracking = tracking_args.is_some();
     let direct_artifacts = tracking_args
         .and_then(|args| args.default_artifact_root.as_deref())
@@ -113,6 +120,7 @@ fn serve_with(
             dir.display()
         );
     }
+    let project = Arc::new(project);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let online = project.online()?;
     let features = project.config.features.clone().map(|spec| OnlineFeatures { spec, store: online.clone() });
@@ -121,7 +129,12 @@ fn serve_with(
         project.blobs.clone(),
         features,
         clock.clone(),
-        PredictionLog::start(project.blobs.clone(), 100_000, 10_000),
+        PredictionLog::start_with_age(
+            project.blobs.clone(),
+            100_000,
+            10_000,
+            Some(serving.log_flush.to_std().max(Duration::from_millis(10))),
+        ),
     ));
     let report = engine.refresh()?;
     if let Some(required) = required
@@ -144,7 +157,7 @@ fn serve_with(
         let app = causeway_server::app::build(causeway_server::app::ServerParts {
             meta: project.meta.clone(),
             blobs: project.blobs.clone(),
-            clock,
+            clock: clock.clone(),
             engine: Some(engine.clone()),
             tracking,
             require_tokens,
@@ -169,8 +182,26 @@ fn serve_with(
             project.blobs.describe()
         );
         let refresher = causeway_server::spawn_refresher(engine.clone(), Duration::from_secs(reload_seconds.max(1)));
+        let live = match loop_args {
+            Some(args) if !args.no_loop && project.config.model.is_some() => {
+                let options = super::live::live_options(&project, args.loop_tick, false);
+                eprintln!("the loop runs in this server every {} (--no-loop turns it off)", options.tick);
+                Some(causeway_loop::live::LiveLoop::start(
+                    project.clone(),
+                    options,
+                    clock.clone(),
+                    super::live::printing_observer(),
+                )?)
+            }
+            _ => None,
+        };
         let result = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
         refresher.abort();
+        if let Some(live) = live
+            && let Err(error) = tokio::task::block_in_place(|| live.stop())
+        {
+            eprintln!("warning: stopping the loop failed: {error}");
+        }
         if let Err(error) = engine.log().flush() {
             eprintln!("warning: flushing the prediction log failed: {error}");
         }
@@ -183,7 +214,7 @@ fn serve_with(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -101,9 +101,10 @@ impl Server {
         ])
     }
 
-    /// Starts `causeway server --dir DIR` (tracking API included) on an ephemeral port.
+    /// Starts `causeway server --dir DIR --no-loop` (tracking API included, no live loop: the
+    /// shared demo projects must not change under other tests) on an ephemeral port.
     pub fn start_control_plane(dir: &Path) -> Server {
-        Self::spawn(&["server", "--dir", dir.to_str().expect("utf-8"), "--port", "0"])
+        Self::spawn(&["server", "--dir", dir.to_str().expect("utf-8"), "--port", "0", "--no-loop"])
     }
 
     fn spawn(args: &[&str]) -> Server {

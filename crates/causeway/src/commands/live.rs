@@ -1,0 +1,252 @@
+//! `loop run|status|pause|resume|retrain`: the live loop in the foreground, its status, and
+//! the commands people give it.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Result;
+use causeway_loop::controller::{Applied, load_state, send_command};
+use causeway_loop::live::{LiveEvent, LiveLoop, LiveObserver, LiveOptions, holder_id};
+use causeway_loop::machine::{Command, PauseCause};
+use causeway_loop::status::{LoopStatus, status};
+use causeway_types::{Clock, Span, SystemClock, format_timestamp};
+
+use super::open;
+use crate::args::{LoopModelArgs, ProjectArgs};
+
+/// What a person asks of the loop.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Request {
+    Pause,
+    Resume,
+    Retrain,
+}
+
+/// Prints what the live loop does: every event of a tick, leadership changes, and each model's
+/// failure once until it changes.
+pub(crate) fn printing_observer() -> LiveObserver {
+    let mut last_failure: HashMap<String, String> = HashMap::new();
+    Box::new(move |event: &LiveEvent<'_>| match event {
+        LiveEvent::Leadership(true) => eprintln!("this control plane runs the loop now"),
+        LiveEvent::Leadership(false) => {
+            eprintln!("another control plane runs the loop; this one waits and takes over if it stops")
+        }
+        LiveEvent::Ticked { model, report } => {
+            last_failure.remove(*model);
+            for event in &report.events {
+                println!(
+                    "{}  {:<8} {:<8} {}",
+                    format_timestamp(event.at_ms),
+                    event.kind.as_str(),
+                    event.subject,
+                    event.message
+                );
+            }
+        }
+        LiveEvent::Failed { model, error } => {
+            let text = error.to_string();
+            if last_failure.get(*model) != Some(&text) {
+                eprintln!("loop: {model}: {text}");
+                last_failure.insert(model.to_string(), text);
+            }
+        }
+    })
+}
+
+/// The live loop's options for a project, with the tick overridden when given.
+pub(crate) fn live_options(project: &causeway_loop::Project, tick: Option<Span>, once: bool) -> LiveOptions {
+    let mut options = LiveOptions::for_project(project, holder_id());
+    if let Some(tick) = tick.filter(|tick| !tick.is_zero()) {
+        options.tick = tick;
+        options.lease = Span::from_millis((tick.millis() * 3).max(10_000));
+    }
+    options.once = once;
+    options
+}
+
+pub(crate) fn run(dir: &ProjectArgs, tick: Option<Span>, once: bool) -> Result<ExitCode> {
+    let project = Arc::new(open(dir)?);
+    project.config.loop_models(None)?;
+    let options = live_options(&project, tick, once);
+    eprintln!(
+        "running the loop of {} every {} ({}); Ctrl-C stops it",
+        project.config.loop_models(None)?.join(", "),
+        options.tick,
+        project.dir.display()
+    );
+    let live = LiveLoop::start(project, options, Arc::new(SystemClock), printing_observer())?;
+    if once {
+        return live.join().map(|()| ExitCode::SUCCESS).map_err(Into::into);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(super::serve::shutdown_signal());
+    eprintln!("stopping the loop");
+    live.stop()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn show_status(target: &LoopModelArgs, json: bool) -> Result<ExitCode> {
+    let project = open(&target.dir)?;
+    let mut all = LoopStatus { at_ms: SystemClock.now_ms(), leader: None, models: Vec::new() };
+    for model in project.config.loop_models(target.model.as_deref())? {
+        let found = status(&project, Some(&model), all.at_ms)?;
+        all.leader = found.leader;
+        all.models.extend(found.models);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    } else {
+        print!("{}", render_status(&all));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ago(now: i64, at: i64) -> String {
+    let seconds = (now - at).max(0) / 1000;
+    let span = match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3_600 => format!("{}m", seconds / 60),
+        3_600..86_400 => format!("{}h", seconds / 3_600),
+        _ => format!("{}d", seconds / 86_400),
+    };
+    format!("{} ({span} ago)", format_timestamp(at))
+}
+
+fn number(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e12 { format!("{value:.0}") } else { format!("{value:.4}") }
+}
+
+/// The status as people read it.
+pub(crate) fn render_status(all: &LoopStatus) -> String {
+    let now = all.at_ms;
+    let mut text = String::new();
+    match &all.leader {
+        Some(leader) if leader.live => {
+            let _ = writeln!(
+                text,
+                "control plane: {} (lease until {})",
+                leader.holder,
+                format_timestamp(leader.expires_ms)
+            );
+        }
+        Some(leader) => {
+            let _ = writeln!(
+                text,
+                "control plane: none running (the last, {}, stopped renewing at {}); start `causeway server` or `causeway loop run`",
+                leader.holder,
+                format_timestamp(leader.expires_ms)
+            );
+        }
+        None => {
+            let _ = writeln!(text, "control plane: none running; start `causeway server` or `causeway loop run`");
+        }
+    }
+    for model in &all.models {
+        let _ = writeln!(text, "\n{}", model.model);
+        let version = |version: Option<u32>| version.map_or("none".to_string(), |version| format!("v{version}"));
+        let _ = writeln!(text, "  champion       {}", version(model.champion));
+        let traffic = match (&model.traffic, model.canary_share) {
+            (Some(mode), Some(share)) => format!(" ({mode}, {:.0}% of requests)", share * 100.0),
+            (Some(mode), None) => format!(" ({mode})"),
+            _ => String::new(),
+        };
+        let _ = writeln!(text, "  challenger     {}{traffic}", version(model.challenger));
+        let since = model.stage_since_ms.map(|since| format!(" since {}", ago(now, since))).unwrap_or_default();
+        let job = model.job.map(|job| format!(" (job {job})")).unwrap_or_default();
+        let _ = writeln!(text, "  stage          {}{job}{since}", model.stage);
+        let paused = match &model.paused {
+            Some(pause) => format!(
+                "yes, since {} ({}); `causeway loop resume` resumes",
+                ago(now, pause.since_ms),
+                match pause.cause {
+                    PauseCause::Rollback => "after a rollback",
+                    PauseCause::Person => "by a person",
+                }
+            ),
+            None => "no".into(),
+        };
+        let _ = writeln!(text, "  paused         {paused}");
+        if model.evidence.measures.is_empty() {
+            let _ = writeln!(text, "  evidence       none yet");
+        } else {
+            let _ = writeln!(
+                text,
+                "  evidence       at {}{}",
+                ago(now, model.evidence.at_ms),
+                if model.evidence.labelled > 0 {
+                    format!(", {} labelled outcomes", model.evidence.labelled)
+                } else {
+                    String::new()
+                }
+            );
+            for measure in &model.evidence.measures {
+                let _ = writeln!(
+                    text,
+                    "    {} {:<24} {} (must be {} {})",
+                    if measure.passing { "ok  " } else { "FAIL" },
+                    measure.name,
+                    number(measure.value),
+                    if measure.at_least { "at least" } else { "at most" },
+                    number(measure.bound)
+                );
+            }
+        }
+        let alerts = if model.firing.is_empty() { "none".to_string() } else { model.firing.join(", ") };
+        let _ = writeln!(text, "  alerts         {alerts}");
+        if let Some(next) = model.next_scheduled_ms {
+            let _ = writeln!(text, "  next schedule  {}", format_timestamp(next));
+        }
+        if let Some(until) = model.cooldown_until_ms {
+            let _ = writeln!(text, "  cool-down      until {}", format_timestamp(until));
+        }
+        match &model.last_decision {
+            Some(decision) => {
+                let _ = writeln!(text, "  last decision  {}: {}", format_timestamp(decision.at_ms), decision.message);
+            }
+            None => {
+                let _ = writeln!(text, "  last decision  none yet");
+            }
+        }
+        for queued in &model.queued_commands {
+            let _ = writeln!(text, "  queued         {queued}");
+        }
+    }
+    text
+}
+
+pub(crate) fn request(target: &LoopModelArgs, request: Request) -> Result<ExitCode> {
+    let project = open(&target.dir)?;
+    let now = SystemClock.now_ms();
+    let by = "cli".to_string();
+    let mut needs_tick = false;
+    for model in project.config.loop_models(target.model.as_deref())? {
+        let paused_before = load_state(&project, &model)?.paused;
+        let command = match request {
+            Request::Pause => Command::Pause { by: by.clone() },
+            Request::Resume => Command::Resume { by: by.clone() },
+            Request::Retrain => Command::Retrain { by: by.clone() },
+        };
+        match send_command(&project, &model, &command, now)? {
+            Applied::Done(message) => match (request, paused_before) {
+                (Request::Resume, Some(pause)) => {
+                    println!("{model}: {message} (it had paused at {})", format_timestamp(pause.since_ms));
+                }
+                _ => println!("{model}: {message}"),
+            },
+            Applied::Unchanged(message) => println!("{model}: {message}"),
+            Applied::Queued { leader } => {
+                println!("{model}: sent to the running control plane ({leader}); it acts at its next tick");
+            }
+            Applied::NeedsTick => needs_tick = true,
+        }
+    }
+    if needs_tick {
+        // No control plane runs: run one tick here, which takes the queued retraining.
+        let project = Arc::new(project);
+        let options = live_options(&project, None, true);
+        LiveLoop::start(project, options, Arc::new(SystemClock), printing_observer())?.join()?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
