@@ -111,7 +111,7 @@ impl LiveLoop {
             wake: wake.clone(),
             woken,
             controllers: Vec::new(),
-            leader: false,
+            leader: None,
         };
         let handle = std::thread::Builder::new()
             .name("causeway-loop".into())
@@ -159,7 +159,8 @@ struct Scheduler {
     wake: Sender<()>,
     woken: Receiver<()>,
     controllers: Vec<Controller>,
-    leader: bool,
+    /// Whether this process led at the last tick (`None` before the first).
+    leader: Option<bool>,
 }
 
 impl Scheduler {
@@ -180,7 +181,7 @@ impl Scheduler {
         }
         // A job still running is abandoned with the process; the state names it, and the next
         // leader runs it again (finding the version it may have registered).
-        if self.leader {
+        if self.leader == Some(true) {
             self.project.meta.release_lease(LEASE, &self.options.holder)?;
         }
         Ok(())
@@ -196,8 +197,8 @@ impl Scheduler {
                     false
                 }
             };
-        if leader != self.leader {
-            self.leader = leader;
+        if self.leader != Some(leader) {
+            self.leader = Some(leader);
             (self.observer)(&LiveEvent::Leadership(leader));
             if !leader {
                 // Another control plane acts now; its controllers read the stored state.

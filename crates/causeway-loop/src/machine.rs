@@ -720,7 +720,13 @@ pub fn judge_live(
         .filter(|measure| !measure.passing)
         .map(|measure| {
             let relation = if measure.at_least { "<" } else { ">" };
-            format!("live {} {:.4} {relation} {:.4}", measure.name, measure.value, measure.bound)
+            let name = match measure.name.as_str() {
+                "false_positive_rate" => "false-positive rate",
+                "roc_auc" => "ROC-AUC",
+                "rmse" => "RMSE",
+                other => other,
+            };
+            format!("live {name} {:.4} {relation} {:.4}", measure.value, measure.bound)
         })
         .collect();
     if losses.is_empty() { (LiveVerdict::Holds, measures) } else { (LiveVerdict::Regressed(losses), measures) }
@@ -1048,7 +1054,7 @@ mod tests {
         assert_eq!(rolled.state.paused, Some(Pause { since_ms: DAY_MS, cause: PauseCause::Rollback }));
         assert_eq!(rolled.state.rollbacks, 1);
         let said = messages(&rolled);
-        assert!(said[0].contains("rolled back v2: champion v1 answers all traffic again (live recall 0.5000 < 0.7000; live false_positive_rate 0.0500 > 0.0300"), "{said:?}");
+        assert!(said[0].contains("rolled back v2: champion v1 answers all traffic again (live recall 0.5000 < 0.7000; live false-positive rate 0.0500 > 0.0300"), "{said:?}");
         assert!(said[1].contains("then run `causeway loop resume`"));
 
         // Paused: a firing rule starts nothing.

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -24,9 +25,11 @@ pub(crate) enum Request {
     Retrain,
 }
 
-/// Prints what the live loop does: every event of a tick, leadership changes, and each model's
-/// failure once until it changes.
-pub(crate) fn printing_observer() -> LiveObserver {
+/// Prints what the live loop does: every event of a tick (to standard output, or with
+/// `events_to_stderr` to standard error, where a server's readiness line leaves stdout alone),
+/// leadership changes, and each model's failure once until it changes. A closed pipe is not an
+/// error: the loop runs on.
+pub(crate) fn printing_observer(events_to_stderr: bool) -> LiveObserver {
     let mut last_failure: HashMap<String, String> = HashMap::new();
     Box::new(move |event: &LiveEvent<'_>| match event {
         LiveEvent::Leadership(true) => eprintln!("this control plane runs the loop now"),
@@ -36,13 +39,18 @@ pub(crate) fn printing_observer() -> LiveObserver {
         LiveEvent::Ticked { model, report } => {
             last_failure.remove(*model);
             for event in &report.events {
-                println!(
-                    "{}  {:<8} {:<8} {}",
+                let line = format!(
+                    "{}  {:<8} {:<8} {}\n",
                     format_timestamp(event.at_ms),
                     event.kind.as_str(),
                     event.subject,
                     event.message
                 );
+                let _ = if events_to_stderr {
+                    std::io::stderr().lock().write_all(line.as_bytes())
+                } else {
+                    std::io::stdout().lock().write_all(line.as_bytes())
+                };
             }
         }
         LiveEvent::Failed { model, error } => {
@@ -76,7 +84,7 @@ pub(crate) fn run(dir: &ProjectArgs, tick: Option<Span>, once: bool) -> Result<E
         options.tick,
         project.dir.display()
     );
-    let live = LiveLoop::start(project, options, Arc::new(SystemClock), printing_observer())?;
+    let live = LiveLoop::start(project, options, Arc::new(SystemClock), printing_observer(false))?;
     if once {
         return live.join().map(|()| ExitCode::SUCCESS).map_err(Into::into);
     }
@@ -221,23 +229,27 @@ pub(crate) fn request(target: &LoopModelArgs, request: Request) -> Result<ExitCo
     let now = SystemClock.now_ms();
     let by = "cli".to_string();
     let mut needs_tick = false;
-    for model in project.config.loop_models(target.model.as_deref())? {
-        let paused_before = load_state(&project, &model)?.paused;
+    let models = project.config.loop_models(target.model.as_deref())?;
+    // With one model the lines need no model name.
+    let prefix = |model: &str| if models.len() > 1 { format!("{model}: ") } else { String::new() };
+    for model in models.iter().map(String::as_str) {
+        let paused_before = load_state(&project, model)?.paused;
         let command = match request {
             Request::Pause => Command::Pause { by: by.clone() },
             Request::Resume => Command::Resume { by: by.clone() },
             Request::Retrain => Command::Retrain { by: by.clone() },
         };
-        match send_command(&project, &model, &command, now)? {
+        let prefix = prefix(model);
+        match send_command(&project, model, &command, now)? {
             Applied::Done(message) => match (request, paused_before) {
                 (Request::Resume, Some(pause)) => {
-                    println!("{model}: {message} (it had paused at {})", format_timestamp(pause.since_ms));
+                    println!("{prefix}{message} (it had paused at {})", format_timestamp(pause.since_ms));
                 }
-                _ => println!("{model}: {message}"),
+                _ => println!("{prefix}{message}"),
             },
-            Applied::Unchanged(message) => println!("{model}: {message}"),
+            Applied::Unchanged(message) => println!("{prefix}{message}"),
             Applied::Queued { leader } => {
-                println!("{model}: sent to the running control plane ({leader}); it acts at its next tick");
+                println!("{prefix}sent to the running control plane ({leader}); it acts at its next tick");
             }
             Applied::NeedsTick => needs_tick = true,
         }
@@ -246,7 +258,7 @@ pub(crate) fn request(target: &LoopModelArgs, request: Request) -> Result<ExitCo
         // No control plane runs: run one tick here, which takes the queued retraining.
         let project = Arc::new(project);
         let options = live_options(&project, None, true);
-        LiveLoop::start(project, options, Arc::new(SystemClock), printing_observer())?.join()?;
+        LiveLoop::start(project, options, Arc::new(SystemClock), printing_observer(false))?.join()?;
     }
     Ok(ExitCode::SUCCESS)
 }

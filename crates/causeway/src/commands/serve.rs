@@ -190,7 +190,7 @@ fn serve_with(
                     project.clone(),
                     options,
                     clock.clone(),
-                    super::live::printing_observer(),
+                    super::live::printing_observer(true),
                 )?)
             }
             _ => None,

@@ -7,6 +7,7 @@ mod cli;
 mod demo;
 mod drift;
 mod import;
+mod live;
 mod messages;
 mod mlflow_client;
 mod real_data;

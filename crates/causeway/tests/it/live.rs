@@ -1,0 +1,246 @@
+//! The loop live, with real processes on wall-clock time: `causeway server` runs the loop on
+//! public datasets of every task (binary churn, multi-class penguins, a housing-price
+//! regression); a retraining asked for with `causeway loop retrain` is trained on a thread,
+//! shadowed, canaried on real HTTP traffic with labels arriving over `/v1/labels`, and
+//! promoted. A second control plane (`causeway loop run`) waits while the server holds the
+//! lease and takes over when the server is killed.
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use causeway_test_support::real_datasets;
+use serde_json::{Value, json};
+
+use crate::support::{Server, binary, run};
+
+/// Second-scale durations, so the loop's whole rollout fits a test.
+const LIVE_LOOP: &str = r#"
+[loop]
+tick = "1s"
+retrain_on = []
+cooldown = "1h"
+shadow = "1s"
+shadow_min_predictions = 20
+canary = "2s"
+canary_share = 0.5
+min_labeled_positives = 10
+
+# Identical challengers tie on live traffic; a short canary's false-positive rate is noisy.
+[loop.gates]
+max_false_positive_rate = 0.5
+"#;
+
+fn ok(args: &[&str]) -> String {
+    let output = run(args);
+    assert!(
+        output.status.success(),
+        "causeway {}:\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+fn text(path: &Path) -> &str {
+    path.to_str().expect("utf-8")
+}
+
+fn status(dir: &Path) -> Value {
+    let output = ok(&["loop", "status", "--json", "--dir", text(dir)]);
+    serde_json::from_str(&output).expect("status is JSON")
+}
+
+/// Polls `loop status` until `ready` holds for the first model (a readiness check), or fails
+/// after a minute with the last status.
+fn wait_for(dir: &Path, what: &str, mut between: impl FnMut(), ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let current = status(dir);
+        if ready(&current) {
+            return current;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {current:#}");
+        between();
+    }
+}
+
+fn model(status: &Value) -> &Value {
+    &status["models"][0]
+}
+
+/// Requests built from the dataset's rows (every column but the label), with their labels.
+fn traffic(file: &Path, label: &str) -> Vec<(Value, Value)> {
+    let frame = causeway_data::read_file(file).expect("the dataset reads");
+    let names = frame.names().to_vec();
+    (0..frame.rows())
+        .map(|row| {
+            let mut fields = serde_json::Map::new();
+            let mut truth = Value::Null;
+            for name in &names {
+                let column = frame.column(name).expect("column");
+                let value = serde_json::to_value(column.feature_value(row)).expect("json");
+                if name == label {
+                    truth = value;
+                } else {
+                    fields.insert(name.clone(), value);
+                }
+            }
+            (Value::Object(fields), truth)
+        })
+        .filter(|(_, truth)| !truth.is_null())
+        .collect()
+}
+
+/// Sends `count` requests with fresh ids and their labels.
+fn send(server: &Server, model: &str, rows: &[(Value, Value)], next: &mut usize, count: usize) {
+    let mut labels = Vec::new();
+    for _ in 0..count {
+        let (fields, truth) = &rows[*next % rows.len()];
+        let id = format!("live-{next}");
+        *next += 1;
+        let (code, answer) =
+            server.json("POST", &format!("/v1/models/{model}/score"), &json!({"request_id": id, "fields": fields}));
+        assert_eq!(code, 200, "{answer}");
+        labels.push(json!({"request_id": id, "label": truth}));
+    }
+    let (code, answer) = server.json("POST", "/v1/labels", &json!({"model": model, "labels": labels}));
+    assert_eq!(code, 200, "{answer}");
+}
+
+/// `causeway loop run` beside the server, its messages in `log`; killed on drop.
+struct SecondControlPlane {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl SecondControlPlane {
+    fn start(dir: &Path, log: std::path::PathBuf) -> Self {
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = binary()
+            .args(["loop", "run", "--dir", text(dir), "--tick", "1s"])
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("loop run starts");
+        Self { child, log }
+    }
+
+    /// Waits until its messages contain `needle` (a readiness check on its log).
+    fn wait_for(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let seen = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if seen.contains(needle) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "`loop run` never said `{needle}`:\n{seen}");
+            std::thread::yield_now();
+        }
+    }
+}
+
+impl Drop for SecondControlPlane {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One dataset through the live loop: init, train and promote v1, then a manual retraining that
+/// the server's loop takes through shadow and canary to promotion on live traffic.
+fn loop_end_to_end(root: &Path, data: &Path, dataset: &Value, failover: bool) {
+    let name = dataset["name"].as_str().expect("name");
+    let label = dataset["label"].as_str().expect("label");
+    let file = data.join(format!("{name}.csv"));
+    let dir = root.join(name);
+    let mut init = vec!["init", "--from", text(&file), "--label", label, "--dir", text(&dir)];
+    if let Some(positive) = dataset["positive"].as_str() {
+        init.extend(["--positive", positive]);
+    }
+    ok(&init);
+    let config = dir.join("causeway.toml");
+    let mut toml = std::fs::read_to_string(&config).expect("causeway.toml");
+    toml.push_str(LIVE_LOOP);
+    std::fs::write(&config, toml).expect("write causeway.toml");
+    ok(&["train", "--dir", text(&dir), "--promote"]);
+
+    let idle = status(&dir);
+    assert_eq!(idle["leader"], Value::Null, "{idle:#}");
+    assert_eq!(model(&idle)["champion"], 1);
+    let server = Server::spawn_with(
+        &["server", "--dir", text(&dir), "--port", "0", "--reload-seconds", "1", "--log-flush", "200ms"],
+        &[],
+    );
+    let leading = wait_for(&dir, "the server to lead", || {}, |status| status["leader"]["live"] == true);
+    let server_holder = leading["leader"]["holder"].clone();
+
+    let second = failover.then(|| SecondControlPlane::start(&dir, root.join(format!("{name}-loop-run.log"))));
+    if let Some(second) = &second {
+        second.wait_for("another control plane runs the loop");
+    }
+
+    let asked = ok(&["loop", "retrain", "--dir", text(&dir)]);
+    assert!(asked.contains("sent to the running control plane"), "{asked}");
+    let rows = traffic(&file, label);
+    let mut next = 0;
+    let shadow = wait_for(
+        &dir,
+        "the retrained challenger in shadow",
+        || {},
+        |status| {
+            let stage = model(status)["stage"].as_str().unwrap_or_default();
+            stage == "shadow" || (stage == "idle" && model(status)["last_decision"]["message"].is_string())
+        },
+    );
+    assert_eq!(model(&shadow)["stage"], "shadow", "{shadow:#}");
+    assert_eq!(model(&shadow)["challenger"], 2, "{shadow:#}");
+    let promoted = wait_for(
+        &dir,
+        "the challenger's promotion",
+        || send(&server, name, &rows, &mut next, 40),
+        |status| model(status)["champion"] == 2 || model(status)["paused"].is_object(),
+    );
+    assert_eq!(model(&promoted)["champion"], 2, "{promoted:#}");
+    let decision = model(&promoted)["last_decision"]["message"].as_str().unwrap_or_default().to_string();
+    assert!(decision.starts_with("promoted v2 to champion, replacing v1"), "{decision}");
+    let events = ok(&["events", "--kind", "loop", "--dir", text(&dir)]);
+    for step in
+        ["retraining triggered by manual request by cli", "gates passed: v2 enters shadow", "canary: v2", "promoted v2"]
+    {
+        assert!(events.contains(step), "no `{step}` in:\n{events}");
+    }
+    let shown = ok(&["loop", "status", "--dir", text(&dir)]);
+    assert!(shown.contains("champion       v2") && shown.contains("last decision"), "{shown}");
+
+    // Pause and resume go to the running control plane.
+    assert!(ok(&["loop", "pause", "--dir", text(&dir)]).contains("sent to the running control plane"));
+    wait_for(&dir, "the pause", || {}, |status| model(status)["paused"]["cause"] == "person");
+    ok(&["loop", "resume", "--dir", text(&dir)]);
+    wait_for(&dir, "the resume", || {}, |status| model(status)["paused"].is_null());
+
+    if let Some(second) = second {
+        // The leader dies without giving its lease up: the waiting control plane takes over once
+        // the lease lapses, and only then.
+        assert_eq!(status(&dir)["leader"]["holder"], server_holder, "the server led until now");
+        let mut server = server;
+        server.kill();
+        second.wait_for("this control plane runs the loop now");
+        let taken = status(&dir);
+        assert_eq!(taken["leader"]["live"], true, "{taken:#}");
+        assert_ne!(taken["leader"]["holder"], server_holder, "{taken:#}");
+    }
+}
+
+#[test]
+fn the_loop_retrains_shadows_canaries_and_promotes_live_for_every_task() {
+    let (data, described) = real_datasets();
+    let root = tempfile::tempdir().expect("tempdir");
+    for dataset in described.as_array().expect("datasets") {
+        let name = dataset["name"].as_str().expect("name");
+        if matches!(name, "churn" | "penguins" | "housing") {
+            loop_end_to_end(root.path(), data.path(), dataset, name == "churn");
+        }
+    }
+}
