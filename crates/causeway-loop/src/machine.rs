@@ -737,7 +737,7 @@ fn comparison(task: TaskKind, live: &LiveComparison) -> String {
     let metric = |outcomes: &VersionOutcomes, name: &str| outcomes.metrics.get(name).copied().unwrap_or(f64::NAN);
     match task {
         TaskKind::Binary => format!(
-            "on {} labelled requests ({} frauds): ROC-AUC {:.3} vs {:.3}, recall {:.3} vs {:.3}, FPR {:.4} vs {:.4}",
+            "on {} labelled requests ({} positives): ROC-AUC {:.3} vs {:.3}, recall {:.3} vs {:.3}, FPR {:.4} vs {:.4}",
             new.labeled,
             new.positives,
             new.roc_auc,

@@ -193,7 +193,7 @@ impl AlertRules {
                 value: outcomes.recall,
                 limit,
                 message: format!(
-                    "v{} recall {:.3} on {} labelled frauds (holdout {:.3}, limit {:.3})",
+                    "v{} recall {:.3} on {} labelled positives (holdout {:.3}, limit {:.3})",
                     outcomes.version, outcomes.recall, outcomes.positives, expected, limit
                 ),
             });

@@ -244,3 +244,95 @@ fn the_loop_retrains_shadows_canaries_and_promotes_live_for_every_task() {
         }
     }
 }
+
+/// Starts `causeway server` with the loop on `dir`.
+fn live_server(dir: &Path) -> Server {
+    Server::spawn_with(
+        &["server", "--dir", text(dir), "--port", "0", "--reload-seconds", "1", "--log-flush", "200ms"],
+        &[],
+    )
+}
+
+/// `kill -9` of the control plane during retraining, in shadow and in canary: each restart
+/// resumes where the loop was, registers no second version for the same job, and records every
+/// transition once.
+#[test]
+fn the_loop_survives_kill_dash_nine_in_every_stage() {
+    let (data, described) = real_datasets();
+    let churn = described
+        .as_array()
+        .expect("datasets")
+        .iter()
+        .find(|dataset| dataset["name"] == "churn")
+        .expect("churn")
+        .clone();
+    let root = tempfile::tempdir().expect("tempdir");
+    let file = data.path().join("churn.csv");
+    let dir = root.path().join("churn");
+    ok(&["init", "--from", text(&file), "--label", "churn", "--positive", "yes", "--dir", text(&dir)]);
+    let config = dir.join("causeway.toml");
+    // A slow trainer, so a retraining is long enough to be killed in; a canary long enough to be
+    // killed in too.
+    let toml = std::fs::read_to_string(&config).expect("causeway.toml").replace(
+        "label = \"churn\"\n",
+        "label = \"churn\"\ntrainer = { family = \"gbdt\", rounds = 1500, learning_rate = 0.02, max_depth = 8, early_stopping_rounds = 1500 }\n",
+    ) + &LIVE_LOOP.replace("canary = \"2s\"", "canary = \"10s\"");
+    std::fs::write(&config, toml).expect("write causeway.toml");
+    ok(&["train", "--dir", text(&dir), "--promote"]);
+    let rows = traffic(&file, churn["label"].as_str().expect("label"));
+    let mut next = 0;
+
+    // 1. Killed while retraining: the restarted loop runs the same job again.
+    let mut server = live_server(&dir);
+    wait_for(&dir, "the server to lead", || {}, |status| status["leader"]["live"] == true);
+    ok(&["loop", "retrain", "--dir", text(&dir)]);
+    let retraining = wait_for(&dir, "the retraining", || {}, |status| model(status)["stage"] != "idle");
+    assert_eq!(model(&retraining)["stage"], "retraining", "{retraining:#}");
+    assert_eq!(model(&retraining)["job"], 1);
+    server.kill();
+    let server = live_server(&dir);
+    let shadow = wait_for(&dir, "the challenger in shadow", || {}, |status| model(status)["stage"] == "shadow");
+    assert_eq!(model(&shadow)["challenger"], 2, "{shadow:#}");
+
+    // 2. Killed in shadow: the restarted loop keeps shadowing the same challenger.
+    let mut server = server;
+    server.kill();
+    let server = live_server(&dir);
+    let canary = wait_for(
+        &dir,
+        "the canary",
+        || send(&server, "churn", &rows, &mut next, 20),
+        |status| model(status)["stage"] == "canary",
+    );
+    assert_eq!(model(&canary)["challenger"], 2, "{canary:#}");
+    let canary_since = model(&canary)["stage_since_ms"].clone();
+
+    // 3. Killed in canary: the restarted loop resumes the canary from when it began.
+    let mut server = server;
+    server.kill();
+    let server = live_server(&dir);
+    let resumed = wait_for(&dir, "the restarted leader", || {}, |status| status["leader"]["live"] == true);
+    assert_eq!(model(&resumed)["stage"], "canary", "{resumed:#}");
+    assert_eq!(model(&resumed)["stage_since_ms"], canary_since);
+    let promoted = wait_for(
+        &dir,
+        "the promotion",
+        || send(&server, "churn", &rows, &mut next, 40),
+        |status| model(status)["champion"] == 2 || model(status)["paused"].is_object(),
+    );
+    assert_eq!(model(&promoted)["champion"], 2, "{promoted:#}");
+
+    let meta = causeway_store::MetaStore::open(&dir.join(".causeway/meta.db")).expect("meta");
+    let versions: Vec<u32> =
+        meta.model_versions("churn").expect("versions").iter().map(|version| version.version).collect();
+    assert_eq!(versions, vec![1, 2], "one job, one version");
+    let events = ok(&["events", "--kind", "loop", "--dir", text(&dir)]);
+    for (step, times) in [
+        ("retraining triggered by manual request by cli", 1),
+        ("gates passed: v2 enters shadow", 1),
+        ("canary: v2", 1),
+        ("promoted v2", 1),
+    ] {
+        assert_eq!(events.matches(step).count(), times, "`{step}` in:\n{events}");
+    }
+}
