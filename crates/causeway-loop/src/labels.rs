@@ -205,20 +205,24 @@ fn binary_task(model: &ModelSection, values: &[(String, usize)]) -> Result<Task>
     Ok(Task::Binary { classes: vec![negative, positive] })
 }
 
-/// Row `row`'s label encoded for `task` (`None` when null), or an error naming the value.
-pub fn encode_label(task: &Task, label: &str, column: &Column, row: usize) -> Result<Option<f64>> {
+/// Row `row`'s label as `task` reads it (`None` when null): a numeric label of a classification
+/// task is matched by its text ("1", "2.5").
+pub fn label_value(task: &Task, column: &Column, row: usize) -> Option<LabelValue> {
     let value = match column {
         Column::Float64(_) | Column::Int64(_) => column.number(row).map(LabelValue::Number),
         _ => column.text(row).map(LabelValue::Text),
-    };
-    let Some(value) = value else { return Ok(None) };
-    // A numeric label of a classification task is matched by its text ("1", "2.5").
-    let value = match (task, value) {
+    }?;
+    Some(match (task, value) {
         (Task::Binary { .. } | Task::Multiclass { .. }, LabelValue::Number(_)) => {
             LabelValue::Text(column.text(row).unwrap_or_default())
         }
         (_, value) => value,
-    };
+    })
+}
+
+/// Row `row`'s label encoded for `task` (`None` when null), or an error naming the value.
+pub fn encode_label(task: &Task, label: &str, column: &Column, row: usize) -> Result<Option<f64>> {
+    let Some(value) = label_value(task, column, row) else { return Ok(None) };
     task.encode_label(&value)
         .map(Some)
         .map_err(|why| Error::Precondition(format!("label `{label}` in row {row}: {why}")))

@@ -12,6 +12,7 @@ pub mod datasets;
 pub mod draft;
 mod error;
 pub mod external;
+pub mod feedback;
 pub mod gates;
 pub mod labels;
 pub mod live;

@@ -18,5 +18,5 @@ pub use dataset_drift::{DatasetDrift, dataset_drift};
 pub use drift::{DriftReport, FeatureDrift};
 pub use error::{Error, Result};
 pub use outcomes::{Judging, VersionOutcomes, outcomes_by_version};
-pub use predlog::{PredictionLog, PredictionRecord, Role, read_window};
+pub use predlog::{PredictionLog, PredictionRecord, Role, logged_request_ids, read_window};
 pub use rules::{AlertRules, RuleState};

@@ -318,6 +318,42 @@ pub fn read_window(blobs: &BlobStore, from_ms: i64, to_ms: i64) -> Result<Vec<Pr
     Ok(records)
 }
 
+/// The request ids of every logged prediction of `model`, reading only the id and model columns.
+pub fn logged_request_ids(blobs: &BlobStore, model: &str) -> Result<std::collections::HashSet<String>> {
+    let mut ids = std::collections::HashSet::new();
+    for key in blobs.list(PREFIX)? {
+        let segment_error = |message: String| Error::Segment { segment: key.clone(), message };
+        let bytes = bytes::Bytes::from(blobs.get(&key)?);
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|error| segment_error(error.to_string()))?;
+        let wanted: Vec<usize> = builder
+            .parquet_schema()
+            .columns()
+            .iter()
+            .enumerate()
+            .filter(|(_, column)| matches!(column.name(), "request_id" | "model"))
+            .map(|(index, _)| index)
+            .collect();
+        let mask = parquet::arrow::ProjectionMask::leaves(builder.parquet_schema(), wanted);
+        let reader = builder.with_projection(mask).build().map_err(|error| segment_error(error.to_string()))?;
+        for batch in reader {
+            let batch = batch.map_err(|error| segment_error(error.to_string()))?;
+            let strings = |name: &str| {
+                batch.column_by_name(name).and_then(|array| array.as_any().downcast_ref::<StringArray>().cloned())
+            };
+            let (Some(request_ids), Some(models)) = (strings("request_id"), strings("model")) else {
+                return Err(segment_error("no request_id or model column".into()));
+            };
+            for row in 0..batch.num_rows() {
+                if models.value(row) == model {
+                    ids.insert(request_ids.value(row).to_string());
+                }
+            }
+        }
+    }
+    Ok(ids)
+}
+
 fn read_segment(
     blobs: &BlobStore,
     key: &str,
@@ -445,6 +481,9 @@ mod tests {
         assert!(other.log(record(1)) && other.log(record(2)));
         other.flush()?;
         assert_eq!(read_window(&blobs, 0, 100)?.len(), 4, "{:?}", blobs.list(PREFIX)?);
+        let ids = logged_request_ids(&blobs, "fraud")?;
+        assert_eq!(ids.len(), 2);
+        assert!(ids.contains("r1") && logged_request_ids(&blobs, "other")?.is_empty());
         Ok(())
     }
 

@@ -306,12 +306,18 @@ async fn post_labels(State(state): State<AppState>, body: Bytes) -> Result<Json<
         };
         labels.push((item.request_id, LabelRecord { label: encoded, arrived_ms: now }));
     }
-    let count = labels.len();
     let meta = state.meta.clone();
-    tokio::task::spawn_blocking(move || meta.put_labels(&labels))
+    // A label that differs from a stored one is kept out: corrections go through
+    // `causeway labels ingest --correct`, which audits them.
+    let written = tokio::task::spawn_blocking(move || meta.record_labels(&labels, false, "api", now))
         .await
         .map_err(|error| ApiError::new(ErrorCode::Internal, error.to_string()))??;
-    Ok(Json(json!({"stored": count})))
+    Ok(Json(json!({
+        "stored": written.stored,
+        "unchanged": written.unchanged,
+        "conflicting": written.conflicting,
+        "conflicting_ids": written.conflicting_ids,
+    })))
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

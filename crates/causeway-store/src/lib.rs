@@ -21,7 +21,7 @@ pub use blob::BlobStore;
 pub use error::{Error, Result};
 pub use lease::{Lease, QueuedCommand};
 pub use logged_models::{LoggedModel, LoggedModelMetric, NewLoggedModel};
-pub use meta::{Durability, MetaStore, SCHEMA_VERSION};
+pub use meta::{Durability, LabelWrite, MetaStore, SCHEMA_VERSION};
 pub use registry::{NewVersion, RegisteredModel, RegistryVersion};
 pub use rollout::{Rollout, RolloutChange};
 pub use tokens::{ApiToken, Scope, random_hex};

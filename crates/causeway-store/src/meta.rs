@@ -221,6 +221,21 @@ impl Durability {
     }
 }
 
+/// What [`MetaStore::record_labels`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LabelWrite {
+    /// New labels stored.
+    pub stored: u64,
+    /// Labels equal to the stored ones.
+    pub unchanged: u64,
+    /// Labels that differ from a stored one and were not stored (no `correct`).
+    pub conflicting: u64,
+    /// The first few of those.
+    pub conflicting_ids: Vec<String>,
+    /// Stored labels replaced (with `correct`).
+    pub corrected: u64,
+}
+
 /// Datasets, runs, model versions, aliases, traffic policies, labels and events.
 ///
 /// One connection behind a mutex: every method is one short transaction. Every change to models,
@@ -662,7 +677,59 @@ impl MetaStore {
 
     // ---- labels ---------------------------------------------------------------------------
 
-    /// Stores delayed ground-truth labels by request id (a later label replaces an earlier one).
+    /// Stores labels without replacing a stored one that differs unless `correct` (each
+    /// correction audited, naming its old and new value), all in one transaction.
+    pub fn record_labels(
+        &self,
+        labels: &[(String, LabelRecord)],
+        correct: bool,
+        actor: &str,
+        at_ms: i64,
+    ) -> Result<LabelWrite> {
+        let mut connection = self.lock();
+        let mut transaction = connection.transaction()?;
+        let mut outcome = LabelWrite::default();
+        for (request_id, label) in labels {
+            let stored: Option<f64> = transaction
+                .query_row("SELECT label FROM labels WHERE request_id = ?1", params![request_id], |row| row.get(0))
+                .optional()?;
+            match stored {
+                None => {
+                    transaction.execute(
+                        "INSERT INTO labels (request_id, label, arrived_ms) VALUES (?1, ?2, ?3)",
+                        params![request_id, label.label, label.arrived_ms],
+                    )?;
+                    outcome.stored += 1;
+                }
+                Some(value) if value.to_bits() == label.label.to_bits() => outcome.unchanged += 1,
+                Some(value) if correct => {
+                    transaction.execute(
+                        "UPDATE labels SET label = ?2, arrived_ms = ?3 WHERE request_id = ?1",
+                        params![request_id, label.label, label.arrived_ms],
+                    )?;
+                    insert_audit(
+                        &mut transaction,
+                        at_ms,
+                        actor,
+                        request_id,
+                        format!("corrected the label of request {request_id}: {value} → {}", label.label),
+                    )?;
+                    outcome.corrected += 1;
+                }
+                Some(_) => {
+                    outcome.conflicting += 1;
+                    if outcome.conflicting_ids.len() < 10 {
+                        outcome.conflicting_ids.push(request_id.clone());
+                    }
+                }
+            }
+        }
+        transaction.commit()?;
+        Ok(outcome)
+    }
+
+    /// Stores delayed ground-truth labels by request id (a later label replaces an earlier one;
+    /// the simulated demo's feed). People's labels go through [`MetaStore::record_labels`].
     pub fn put_labels(&self, labels: &[(String, LabelRecord)]) -> Result<()> {
         let mut connection = self.lock();
         let mut transaction = connection.transaction()?;
@@ -958,9 +1025,27 @@ mod tests {
         store.put_state("loop", &serde_json::json!({"paused": false}))?;
         assert_eq!(store.state("loop")?, Some(serde_json::json!({"paused": false})));
         assert_eq!(store.state("missing")?, None);
+        let first = store.record_labels(&[("q0".into(), LabelRecord { label: 0.0, arrived_ms: 1 })], false, "t", 1)?;
+        assert_eq!(first.stored, 1);
+        let again = store.record_labels(
+            &[
+                ("q0".into(), LabelRecord { label: 0.0, arrived_ms: 2 }),
+                ("q0".into(), LabelRecord { label: 1.0, arrived_ms: 2 }),
+            ],
+            false,
+            "t",
+            2,
+        )?;
+        assert_eq!((again.unchanged, again.conflicting, again.conflicting_ids.clone()), (1, 1, vec!["q0".to_string()]));
+        assert_eq!(store.labels_for(["q0"])?["q0"].label, 0.0, "a differing label never replaces one silently");
+        let corrected =
+            store.record_labels(&[("q0".into(), LabelRecord { label: 1.0, arrived_ms: 3 })], true, "ana", 3)?;
+        assert_eq!(corrected.corrected, 1);
+        assert_eq!(store.labels_for(["q0"])?["q0"].label, 1.0);
+        assert!(store.events(Some(EventKind::Audit))?.iter().any(|event| event.actor == "ana" && event.message.contains("corrected the label of request q0: 0 → 1")));
         store.put_labels(&[("q1".into(), LabelRecord { label: 0.0, arrived_ms: 1 })])?;
         store.put_labels(&[("q1".into(), LabelRecord { label: 1.0, arrived_ms: 2 })])?;
-        assert_eq!((store.label_count()?, store.labels_for(["q1"])?["q1"].label), (1, 1.0));
+        assert_eq!((store.label_count()?, store.labels_for(["q1"])?["q1"].label), (2, 1.0));
         Ok(())
     }
 

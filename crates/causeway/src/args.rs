@@ -396,6 +396,13 @@ pub enum Command {
         #[command(subcommand)]
         action: LoopAction,
     },
+    /// Feed delayed ground truth to the loop.
+    ///
+    /// Example: causeway labels ingest labels.csv --dir my-project
+    Labels {
+        #[command(subcommand)]
+        action: LabelsAction,
+    },
     /// Run a demo end to end.
     ///
     /// Example: causeway demo fraud --seed 7
@@ -420,6 +427,29 @@ pub enum DatasetAction {
         /// Delete it even though registered model versions were trained on it.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        dir: ProjectArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabelsAction {
+    /// Store labels from a CSV or Parquet file with columns request_id, label and optionally
+    /// time (when the label became known; a timestamp or epoch milliseconds, default now). Each
+    /// label is checked against the deployed model's task. Malformed rows, duplicates and
+    /// request ids the prediction log does not hold are counted and reported; a label that
+    /// differs from a stored one is kept out unless --correct (audited).
+    ///
+    /// Example: causeway labels ingest labels.csv --model fraud
+    Ingest {
+        /// The label file.
+        file: PathBuf,
+        /// The model the labels are for [default: the project's only model].
+        #[arg(long, value_name = "NAME")]
+        model: Option<String>,
+        /// Replace stored labels that differ (each replacement is an audit event).
+        #[arg(long)]
+        correct: bool,
         #[command(flatten)]
         dir: ProjectArgs,
     },

@@ -1,5 +1,5 @@
-//! `loop run|status|pause|resume|retrain`: the live loop in the foreground, its status, and
-//! the commands people give it.
+//! `loop run|status|pause|resume|retrain` and `labels ingest`: the live loop in the foreground,
+//! its status, the commands people give it, and the labels they feed it.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -261,4 +261,67 @@ pub(crate) fn request(target: &LoopModelArgs, request: Request) -> Result<ExitCo
         LiveLoop::start(project, options, Arc::new(SystemClock), printing_observer(false))?.join()?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn ingest_labels(
+    dir: &ProjectArgs,
+    file: &std::path::Path,
+    model: Option<&str>,
+    correct: bool,
+) -> Result<ExitCode> {
+    let project = open(dir)?;
+    let report = causeway_loop::feedback::ingest_labels(&project, file, model, correct, "cli", SystemClock.now_ms())?;
+    print!("{}", render_labels(&report, &file.display().to_string()));
+    Ok(if report.malformed > 0 || report.write.conflicting > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// What a label ingest did, as people read it.
+pub(crate) fn render_labels(report: &causeway_loop::feedback::LabelIngest, file: &str) -> String {
+    let count = |count: u64, one: &str, many: &str| format!("{count} {}", if count == 1 { one } else { many });
+    let mut text = String::new();
+    let write = &report.write;
+    let _ = writeln!(
+        text,
+        "{file}: {} for `{}`: {} stored, {} already stored, {} corrected",
+        count(report.rows, "row", "rows"),
+        report.model,
+        count(write.stored, "label", "labels"),
+        write.unchanged,
+        write.corrected
+    );
+    if write.conflicting > 0 {
+        let _ = writeln!(
+            text,
+            "{} (pass --correct to replace, audited): {}",
+            count(
+                write.conflicting,
+                "label differs from the stored one and was kept out",
+                "labels differ from the stored ones and were kept out"
+            ),
+            write.conflicting_ids.join(", ")
+        );
+    }
+    if report.duplicates > 0 {
+        let _ = writeln!(
+            text,
+            "{} a request id seen earlier in the file (the first counts)",
+            count(report.duplicates, "row repeats", "rows repeat")
+        );
+    }
+    if report.unknown > 0 {
+        let _ = writeln!(
+            text,
+            "{} in the prediction log (stored: they join when their predictions arrive): {}",
+            count(report.unknown, "request id is not", "request ids are not"),
+            report.unknown_ids.join(", ")
+        );
+    }
+    if report.malformed > 0 {
+        let _ =
+            writeln!(text, "{} skipped:", count(report.malformed, "row could not be read", "rows could not be read"));
+        for reason in &report.malformed_rows {
+            let _ = writeln!(text, "  {reason}");
+        }
+    }
+    text
 }

@@ -17,7 +17,7 @@ use causeway_loop::Project;
 use clap::Parser;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
-use crate::args::{Cli, Command, DatasetAction, LoopAction, ProjectArgs};
+use crate::args::{Cli, Command, DatasetAction, LabelsAction, LoopAction, ProjectArgs};
 use admin::{events, token};
 use drift::drift;
 use project::{datasets, delete_dataset, ingest, init, init_from};
@@ -95,6 +95,9 @@ fn run(command: Command) -> Result<ExitCode> {
             LoopAction::Resume(target) => live::request(&target, live::Request::Resume),
             LoopAction::Retrain(target) => live::request(&target, live::Request::Retrain),
         },
+        Command::Labels { action: LabelsAction::Ingest { file, model, correct, dir } } => {
+            live::ingest_labels(&dir, &file, model.as_deref(), correct)
+        }
         Command::Demo { demo } => crate::demo::run(demo),
     }
 }

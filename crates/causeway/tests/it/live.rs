@@ -220,6 +220,10 @@ fn loop_end_to_end(root: &Path, data: &Path, dataset: &Value, failover: bool) {
     ok(&["loop", "resume", "--dir", text(&dir)]);
     wait_for(&dir, "the resume", || {}, |status| model(status)["paused"].is_null());
 
+    if name == "churn" {
+        label_file_is_checked_row_by_row(&dir, &rows);
+    }
+
     if let Some(second) = second {
         // The leader dies without giving its lease up: the waiting control plane takes over once
         // the lease lapses, and only then.
@@ -335,4 +339,40 @@ fn the_loop_survives_kill_dash_nine_in_every_stage() {
     ] {
         assert_eq!(events.matches(step).count(), times, "`{step}` in:\n{events}");
     }
+}
+
+/// `causeway labels ingest`: labels the server already holds are unchanged, a differing one is
+/// kept out until `--correct` (audited), duplicates, unknown ids and malformed rows are counted
+/// and named. Needs the live requests `live-0`, `live-1` and `live-2` of `rows` to be labelled.
+fn label_file_is_checked_row_by_row(dir: &Path, rows: &[(Value, Value)]) {
+    let label = |index: usize| rows[index].1.as_str().expect("a text label").to_string();
+    let flipped = if label(2) == "yes" { "no" } else { "yes" };
+    let file = dir.join("labels.csv");
+    let csv = format!(
+        "request_id,label\nlive-0,{}\nlive-1,{}\nlive-2,{flipped}\nlive-0,{}\nnever-predicted,yes\nlive-3,maybe\n,yes\n",
+        label(0),
+        label(1),
+        label(0)
+    );
+    std::fs::write(&file, csv).expect("labels.csv");
+    let args = ["labels", "ingest", text(&file), "--dir", text(dir)];
+    let output = run(&args);
+    let shown = format!(
+        "$ causeway {}\nexit code {}\n--- stdout\n{}--- stderr\n{}",
+        args.join(" "),
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    causeway_test_support::assert_snapshot(
+        env!("CARGO_MANIFEST_DIR"),
+        "labels_ingest_checks_every_row",
+        &shown,
+        &[(text(dir), "<DIR>")],
+    );
+    let corrected = run(&["labels", "ingest", text(&file), "--correct", "--dir", text(dir)]);
+    let said = String::from_utf8_lossy(&corrected.stdout);
+    assert!(said.contains("1 corrected"), "{said}");
+    let audit = ok(&["events", "--kind", "audit", "--dir", text(dir)]);
+    assert!(audit.contains("corrected the label of request live-2"), "{audit}");
 }
