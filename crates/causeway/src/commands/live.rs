@@ -317,8 +317,11 @@ pub(crate) fn render_labels(report: &causeway_loop::feedback::LabelIngest, file:
         );
     }
     if report.malformed > 0 {
-        let _ =
-            writeln!(text, "{} skipped:", count(report.malformed, "row could not be read", "rows could not be read"));
+        let _ = writeln!(
+            text,
+            "{} skipped:",
+            count(report.malformed, "row could not be read and was", "rows could not be read and were")
+        );
         for reason in &report.malformed_rows {
             let _ = writeln!(text, "  {reason}");
         }
