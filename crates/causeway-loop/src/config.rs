@@ -301,6 +301,9 @@ impl ProjectConfig {
             )));
         }
         config.rollout.check()?;
+        for rule in &config.monitor.alerts {
+            rule.check().map_err(|error| Error::Config(format!("monitor.alerts: {error}")))?;
+        }
         if let Some(model) = &config.model {
             if !(0.0..0.9).contains(&model.holdout_fraction) {
                 return Err(Error::Config(format!(

@@ -15,7 +15,7 @@ use causeway_models::{ModelArtifact, TaskKind};
 use causeway_monitor::drift::drift_report;
 use causeway_monitor::rules::Observation;
 use causeway_monitor::{
-    DriftReport, Judging, ModelBaseline, PredictionRecord, VersionOutcomes, outcomes_by_version, read_window,
+    DriftReport, Judging, ModelBaseline, Notifier, PredictionRecord, VersionOutcomes, outcomes_by_version, read_window,
 };
 use causeway_store::{Rollout, RolloutChange};
 use causeway_types::{Event, LabelRecord, RolloutMode, TrafficPolicy};
@@ -90,6 +90,7 @@ pub struct Controller {
     running: Option<Running>,
     finished: Option<RetrainOutcome>,
     cron: Option<Cron>,
+    notifier: Notifier,
     baselines: HashMap<u32, ModelBaseline>,
     artifacts: HashMap<u32, Arc<ModelArtifact>>,
     /// The traffic generation this tick's decisions are based on: a change made meanwhile by
@@ -109,6 +110,7 @@ impl Controller {
     pub fn for_model(project: Arc<Project>, model: &str, retrainer: Retrainer, jobs: Jobs) -> Result<Self> {
         let state = load_state(&project, model)?;
         let cron = project.config.rollout.cron()?;
+        let notifier = Notifier::start(&project.config.monitor.notify, std::time::Duration::from_millis(500));
         Ok(Self {
             project,
             model: model.to_string(),
@@ -118,6 +120,7 @@ impl Controller {
             running: None,
             finished: None,
             cron,
+            notifier,
             baselines: HashMap::new(),
             artifacts: HashMap::new(),
             generation: 0,
@@ -288,6 +291,7 @@ impl Controller {
                     let mut event =
                         Event { id: 0, at_ms: now, kind, actor, subject: self.model.clone(), message, details };
                     event.id = self.project.meta.record_event(&event)?;
+                    self.notifier.notify(&event);
                     events.push(event);
                 }
                 Action::Roll { step, reason } => {
@@ -385,6 +389,18 @@ impl Controller {
         if let Some(champion_outcomes) = outcomes.get(&champion) {
             let holdout = self.project.meta.model_version(&self.model, champion)?.metrics;
             monitor.extend(rules.check_performance(champion_outcomes, &holdout));
+        }
+        // Rules of the project's own, on the champion's traffic of each rule's window.
+        for rule in &rules.alerts {
+            let from = now - rule.window.millis();
+            let window: Vec<PredictionRecord> = records
+                .iter()
+                .filter(|record| record.version == champion && record.timestamp_ms >= from)
+                .cloned()
+                .collect();
+            let outcomes = outcomes_by_version(&window, &labels, &judging);
+            let window: Vec<&PredictionRecord> = window.iter().collect();
+            monitor.extend(rule.observe(&window, outcomes.get(&champion)));
         }
         observed.monitor = monitor;
 

@@ -475,7 +475,7 @@ fn apply_command(stepper: &mut Stepper, command: &Command) -> Option<String> {
 }
 
 fn alerts(stepper: &mut Stepper, observed: &Observations) {
-    for transition in stepper.state.rules.update(&observed.monitor) {
+    for transition in stepper.state.rules.update(&observed.monitor, stepper.now) {
         let (kind, verb) =
             if transition.started { (EventKind::Alert, "alert") } else { (EventKind::Resolved, "resolved") };
         let details = serde_json::to_value(&transition.observation).unwrap_or(serde_json::Value::Null);
@@ -497,9 +497,7 @@ fn alerts(stepper: &mut Stepper, observed: &Observations) {
                     name: observation.rule.to_string(),
                     value: observation.value,
                     bound: observation.limit,
-                    // Drift and RMSE must stay under their limits; the other metrics above.
-                    at_least: observation.rule.kind() == RuleKind::Performance
-                        && observation.rule != causeway_types::RuleId::Performance("rmse".into()),
+                    at_least: !observation.limit_is_max,
                     passing: !observation.firing,
                 })
                 .collect(),
@@ -853,6 +851,8 @@ mod tests {
             value: if firing { 0.4 } else { 0.8 },
             limit: 0.65,
             message: "v1 recall".into(),
+            hold_ms: 0,
+            limit_is_max: false,
         }
     }
 
@@ -954,6 +954,8 @@ mod tests {
             value: 0.4,
             limit: 0.2,
             message: "`amount` drifted".into(),
+            hold_ms: 0,
+            limit_is_max: true,
         }];
         let ignored = step(&LoopState::default(), settings(&section), &observed);
         assert!(retrains(&ignored).is_empty() && ignored.state.rules.any_firing(RuleKind::Drift));
@@ -1032,7 +1034,7 @@ mod tests {
         assert!(rolls(&early).is_empty());
         assert!(early.state.evidence.measures.iter().all(|measure| measure.passing), "{:?}", early.state.evidence);
         let mut firing = canary_state();
-        firing.rules.update(&[recall(true)]);
+        firing.rules.update(&[recall(true)], 0);
         let promoted = step(&firing, settings(&section), &canary_seen(7 * DAY_MS, old, new));
         assert_eq!(rolls(&promoted), vec![RolloutStep::Promote(2)]);
         assert_eq!(promoted.state.stage, Stage::Idle);

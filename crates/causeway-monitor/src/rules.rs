@@ -35,6 +35,148 @@ pub struct AlertRules {
     /// Regression: largest allowed rise of RMSE above the version's holdout RMSE, as a share
     /// (0.2: 20 % worse).
     pub max_rmse_increase: f64,
+    /// Rules of your own on the champion's live metrics (`[[monitor.alerts]]`).
+    pub alerts: Vec<AlertRule>,
+    /// Where alerts go besides the event log (`[monitor.notify]`).
+    pub notify: NotifySettings,
+}
+
+/// Where alerts and resolutions are sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifySettings {
+    /// A URL that gets every alert and resolution as a JSON POST.
+    pub webhook: Option<String>,
+    /// Attempts after the first when the webhook fails (backing off 0.5 s, 1 s, 2 s, ...).
+    pub retries: u32,
+    /// Also write alerts to the log (standard error), as warnings.
+    pub log: bool,
+}
+
+/// One rule of your own: a live metric of the champion over a window, against a bound, broken
+/// for at least `for` before it fires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRule {
+    /// Its name (events and `loop status` show `alert:<name>`).
+    pub name: String,
+    /// What is measured over the window: `predictions`, `labelled`, `latency_p50_ms`,
+    /// `latency_p99_ms`, `score_mean`, or a labelled metric of the task (`recall`, `precision`,
+    /// `false_positive_rate`, `roc_auc`; `accuracy`; `rmse`, `mae`, `r2`).
+    pub metric: String,
+    /// Fires when the value is below this.
+    #[serde(default)]
+    pub below: Option<f64>,
+    /// Fires when the value is above this.
+    #[serde(default)]
+    pub above: Option<f64>,
+    /// The window the metric is measured over.
+    #[serde(default = "default_alert_window")]
+    pub window: Span,
+    /// How long the bound must be broken before the alert fires.
+    #[serde(default, rename = "for")]
+    pub hold: Span,
+    /// Labelled metrics: the fewest labelled predictions before the rule is judged.
+    #[serde(default = "default_min_labelled")]
+    pub min_labelled: u64,
+}
+
+fn default_alert_window() -> Span {
+    Span::seconds(3600)
+}
+
+fn default_min_labelled() -> u64 {
+    30
+}
+
+/// The metrics an [`AlertRule`] can name.
+pub const ALERT_METRICS: [&str; 13] = [
+    "predictions",
+    "labelled",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "score_mean",
+    "recall",
+    "precision",
+    "false_positive_rate",
+    "roc_auc",
+    "accuracy",
+    "rmse",
+    "mae",
+    "r2",
+];
+
+impl AlertRule {
+    /// Checks what serde cannot: a known metric and one bound.
+    pub fn check(&self) -> Result<(), String> {
+        if !ALERT_METRICS.contains(&self.metric.as_str()) {
+            return Err(format!(
+                "alert `{}`: unknown metric `{}` (use one of {})",
+                self.name,
+                self.metric,
+                ALERT_METRICS.join(", ")
+            ));
+        }
+        if self.below.is_none() == self.above.is_none() {
+            return Err(format!("alert `{}`: give exactly one of below = N or above = N", self.name));
+        }
+        if self.window.is_zero() {
+            return Err(format!("alert `{}`: window must be longer than zero, e.g. window = \"1h\"", self.name));
+        }
+        Ok(())
+    }
+
+    /// Measures the rule on the champion's predictions of its window (and their labelled
+    /// outcomes); `None` until a labelled metric has `min_labelled` labels.
+    pub fn observe(
+        &self,
+        records: &[&crate::PredictionRecord],
+        outcomes: Option<&VersionOutcomes>,
+    ) -> Option<Observation> {
+        let latency = |quantile: f64| {
+            let mut values: Vec<u64> = records.iter().map(|record| record.latency_us).collect();
+            values.sort_unstable();
+            let index = ((values.len() as f64 * quantile).ceil() as usize).saturating_sub(1);
+            values.get(index).map_or(f64::NAN, |value| *value as f64 / 1000.0)
+        };
+        let value = match self.metric.as_str() {
+            "predictions" => records.len() as f64,
+            "labelled" => outcomes.map_or(0.0, |outcomes| outcomes.labeled as f64),
+            "latency_p50_ms" => latency(0.5),
+            "latency_p99_ms" => latency(0.99),
+            "score_mean" => records.iter().map(|record| record.score).sum::<f64>() / records.len().max(1) as f64,
+            metric => {
+                let outcomes = outcomes.filter(|outcomes| outcomes.labeled >= self.min_labelled)?;
+                match metric {
+                    "recall" => outcomes.recall,
+                    "precision" => outcomes.precision,
+                    "false_positive_rate" => outcomes.false_positive_rate,
+                    "roc_auc" => outcomes.roc_auc,
+                    other => outcomes.metrics.get(other).copied().unwrap_or(f64::NAN),
+                }
+            }
+        };
+        if value.is_nan() && records.is_empty() {
+            return None;
+        }
+        let (firing, limit, relation) = match (self.below, self.above) {
+            (Some(limit), _) => (value.is_nan() || value < limit, limit, "below"),
+            (None, Some(limit)) => (value.is_nan() || value > limit, limit, "above"),
+            (None, None) => return None,
+        };
+        Some(Observation {
+            rule: RuleId::Custom(self.name.clone()),
+            firing,
+            value,
+            limit,
+            message: format!(
+                "{}: {} {value:.4} over the last {} (fires {relation} {limit})",
+                self.name, self.metric, self.window
+            ),
+            hold_ms: self.hold.millis(),
+            limit_is_max: self.above.is_some(),
+        })
+    }
 }
 
 impl Default for AlertRules {
@@ -49,6 +191,8 @@ impl Default for AlertRules {
             max_auc_drop: 0.05,
             max_accuracy_drop: 0.05,
             max_rmse_increase: 0.2,
+            alerts: Vec::new(),
+            notify: NotifySettings::default(),
         }
     }
 }
@@ -66,6 +210,12 @@ pub struct Observation {
     pub limit: f64,
     /// A sentence for people.
     pub message: String,
+    /// How long the rule must be broken before it fires (0: at once).
+    #[serde(default)]
+    pub hold_ms: i64,
+    /// True when the limit is a most (drift, RMSE, `above`), false when a least.
+    #[serde(default)]
+    pub limit_is_max: bool,
 }
 
 /// A rule that started or stopped firing.
@@ -77,19 +227,29 @@ pub struct Transition {
     pub observation: Observation,
 }
 
-/// Which rules are firing now.
+/// Which rules are firing now, and since when the ones that must hold a while are broken.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RuleState {
     firing: BTreeSet<RuleId>,
+    #[serde(default)]
+    broken_since: BTreeMap<RuleId, i64>,
 }
 
 impl RuleState {
-    /// Applies observations and returns the rules that changed state.
-    pub fn update(&mut self, observations: &[Observation]) -> Vec<Transition> {
+    /// Applies observations made at `now` and returns the rules that changed state. A broken
+    /// rule with a hold fires only once it has been broken that long.
+    pub fn update(&mut self, observations: &[Observation], now: i64) -> Vec<Transition> {
         let mut transitions = Vec::new();
         for observation in observations {
             let was = self.firing.contains(&observation.rule);
-            if observation.firing && !was {
+            let held = if observation.firing {
+                let since = *self.broken_since.entry(observation.rule.clone()).or_insert(now);
+                now - since >= observation.hold_ms
+            } else {
+                self.broken_since.remove(&observation.rule);
+                false
+            };
+            if held && !was {
                 self.firing.insert(observation.rule.clone());
                 transitions.push(Transition { started: true, observation: observation.clone() });
             } else if !observation.firing && was {
@@ -103,6 +263,7 @@ impl RuleState {
     /// Forgets every firing rule (after the monitored model changed), without events.
     pub fn reset(&mut self) {
         self.firing.clear();
+        self.broken_since.clear();
     }
 
     /// True when any rule of `kind` is firing.
@@ -131,6 +292,8 @@ impl AlertRules {
                     "`{}` drifted: PSI {:.3} (limit {:.2}) over {} rows",
                     feature.name, feature.psi, self.psi_threshold, report.rows
                 ),
+                hold_ms: 0,
+                limit_is_max: true,
             })
             .collect();
         observations.push(Observation {
@@ -139,6 +302,8 @@ impl AlertRules {
             value: report.score.psi,
             limit: self.score_psi_threshold,
             message: format!("the score drifted: PSI {:.3} (limit {:.2})", report.score.psi, self.score_psi_threshold),
+            hold_ms: 0,
+            limit_is_max: true,
         });
         observations
     }
@@ -163,6 +328,8 @@ impl AlertRules {
                     "v{} accuracy {value:.3} on {} labelled predictions (holdout {expected:.3}, limit {limit:.3})",
                     outcomes.version, outcomes.labeled
                 ),
+                hold_ms: 0,
+                limit_is_max: false,
             }];
         }
         if let Some(expected) = holdout.get("rmse") {
@@ -179,6 +346,8 @@ impl AlertRules {
                     "v{} RMSE {value:.4} on {} labelled predictions (holdout {expected:.4}, limit {limit:.4})",
                     outcomes.version, outcomes.labeled
                 ),
+                hold_ms: 0,
+                limit_is_max: true,
             }];
         }
         if outcomes.positives < self.min_labeled_positives {
@@ -196,6 +365,8 @@ impl AlertRules {
                     "v{} recall {:.3} on {} labelled positives (holdout {:.3}, limit {:.3})",
                     outcomes.version, outcomes.recall, outcomes.positives, expected, limit
                 ),
+                hold_ms: 0,
+                limit_is_max: false,
             });
         }
         if let Some(expected) = holdout.get("roc_auc") {
@@ -209,6 +380,8 @@ impl AlertRules {
                     "v{} ROC-AUC {:.3} (holdout {:.3}, limit {:.3})",
                     outcomes.version, outcomes.roc_auc, expected, limit
                 ),
+                hold_ms: 0,
+                limit_is_max: false,
             });
         }
         observations
@@ -232,16 +405,56 @@ mod tests {
     fn alerts_once_when_firing_starts_and_once_when_it_stops() {
         let rules = AlertRules::default();
         let mut state = RuleState::default();
-        assert!(state.update(&rules.check_drift(&report(0.05))).is_empty());
-        let started = state.update(&rules.check_drift(&report(0.4)));
+        assert!(state.update(&rules.check_drift(&report(0.05)), 0).is_empty());
+        let started = state.update(&rules.check_drift(&report(0.4)), 0);
         assert_eq!(started.len(), 1);
         assert!(started[0].started);
         assert!(started[0].observation.message.contains("`amount` drifted: PSI 0.400"));
-        assert!(state.update(&rules.check_drift(&report(0.5))).is_empty());
+        assert!(state.update(&rules.check_drift(&report(0.5)), 0).is_empty());
         assert!(state.any_firing(RuleKind::Drift));
-        let resolved = state.update(&rules.check_drift(&report(0.1)));
+        let resolved = state.update(&rules.check_drift(&report(0.1)), 0);
         assert_eq!(resolved.len(), 1);
         assert!(!resolved[0].started);
+    }
+
+    #[test]
+    fn a_rule_of_your_own_fires_only_after_its_hold_and_resolves_once() {
+        let rule: AlertRule = toml::from_str(
+            "name = \"slow\"\nmetric = \"latency_p99_ms\"\nabove = 5.0\nwindow = \"10m\"\nfor = \"2m\"\n",
+        )
+        .expect("parses");
+        rule.check().expect("valid");
+        let record = |latency_us| crate::PredictionRecord {
+            request_id: "r".into(),
+            timestamp_ms: 0,
+            model: "m".into(),
+            version: 1,
+            role: crate::Role::Served,
+            score: 0.5,
+            prediction: 0.5,
+            latency_us,
+            features: Vec::new(),
+        };
+        let slow: Vec<_> = (0..100).map(|index| record(if index < 98 { 1_000 } else { 9_000 })).collect();
+        let slow: Vec<_> = slow.iter().collect();
+        let observed = rule.observe(&slow, None).expect("measured");
+        assert!(observed.firing && observed.value == 9.0, "{observed:?}");
+        let mut state = RuleState::default();
+        assert!(state.update(std::slice::from_ref(&observed), 0).is_empty(), "not held long enough");
+        assert!(state.update(std::slice::from_ref(&observed), 60_000).is_empty());
+        let fired = state.update(std::slice::from_ref(&observed), 120_000);
+        assert_eq!(fired.len(), 1);
+        assert!(fired[0].observation.message.starts_with("slow: latency_p99_ms 9.0000 over the last 10m"));
+        assert!(state.update(std::slice::from_ref(&observed), 180_000).is_empty(), "deduplicated");
+        let fast: Vec<_> = (0..100).map(|_| record(1_000)).collect();
+        let fast: Vec<_> = fast.iter().collect();
+        let resolved = state.update(&[rule.observe(&fast, None).expect("measured")], 240_000);
+        assert!(resolved.len() == 1 && !resolved[0].started);
+        let unknown: AlertRule = toml::from_str("name = \"x\"\nmetric = \"speed\"\nbelow = 1.0\n").expect("parses");
+        assert!(unknown.check().expect_err("unknown").contains("unknown metric `speed`"));
+        // A labelled metric waits for its labels.
+        let recall: AlertRule = toml::from_str("name = \"r\"\nmetric = \"recall\"\nbelow = 0.5\n").expect("parses");
+        assert!(recall.observe(&fast, None).is_none());
     }
 
     #[test]

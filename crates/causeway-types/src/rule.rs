@@ -14,10 +14,12 @@ pub enum RuleKind {
     Drift,
     /// Labelled performance.
     Performance,
+    /// A rule of `[[monitor.alerts]]`.
+    Custom,
 }
 
 /// One monitoring rule. Written as text in stored states and event details: `drift:<feature>`,
-/// `drift:score`, `performance:<metric>`.
+/// `drift:score`, `performance:<metric>`, `alert:<name>`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum RuleId {
     /// A served feature's distribution against the training baseline.
@@ -26,6 +28,8 @@ pub enum RuleId {
     ScoreDrift,
     /// A labelled metric (`recall`, `roc_auc`, `accuracy`, `rmse`) against the holdout's.
     Performance(String),
+    /// A rule of `[[monitor.alerts]]`, by name.
+    Custom(String),
 }
 
 impl RuleId {
@@ -34,6 +38,7 @@ impl RuleId {
         match self {
             Self::FeatureDrift(_) | Self::ScoreDrift => RuleKind::Drift,
             Self::Performance(_) => RuleKind::Performance,
+            Self::Custom(_) => RuleKind::Custom,
         }
     }
 }
@@ -44,13 +49,14 @@ impl fmt::Display for RuleId {
             Self::FeatureDrift(feature) => write!(formatter, "drift:{feature}"),
             Self::ScoreDrift => formatter.write_str("drift:score"),
             Self::Performance(metric) => write!(formatter, "performance:{metric}"),
+            Self::Custom(name) => write!(formatter, "alert:{name}"),
         }
     }
 }
 
 /// A text that names no rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a rule id (drift:<feature>, drift:score or performance:<metric>)")]
+#[error("`{0}` is not a rule id (drift:<feature>, drift:score, performance:<metric> or alert:<name>)")]
 pub struct RuleIdError(String);
 
 impl FromStr for RuleId {
@@ -61,6 +67,7 @@ impl FromStr for RuleId {
             Some(("drift", "score")) => Ok(Self::ScoreDrift),
             Some(("drift", feature)) if !feature.is_empty() => Ok(Self::FeatureDrift(feature.to_string())),
             Some(("performance", metric)) if !metric.is_empty() => Ok(Self::Performance(metric.to_string())),
+            Some(("alert", name)) if !name.is_empty() => Ok(Self::Custom(name.to_string())),
             _ => Err(RuleIdError(text.to_string())),
         }
     }
@@ -85,7 +92,12 @@ mod tests {
 
     #[test]
     fn rule_ids_round_trip_through_their_text() {
-        for rule in [RuleId::FeatureDrift("amount".into()), RuleId::ScoreDrift, RuleId::Performance("recall".into())] {
+        for rule in [
+            RuleId::FeatureDrift("amount".into()),
+            RuleId::ScoreDrift,
+            RuleId::Performance("recall".into()),
+            RuleId::Custom("slow".into()),
+        ] {
             assert_eq!(rule.to_string().parse::<RuleId>(), Ok(rule.clone()));
         }
         assert_eq!(RuleId::Performance("rmse".into()).kind(), RuleKind::Performance);

@@ -109,6 +109,35 @@ fn send(server: &Server, model: &str, rows: &[(Value, Value)], next: &mut usize,
     assert_eq!(code, 200, "{answer}");
 }
 
+/// A webhook receiver on loopback: answers 200 and hands over every body it gets.
+fn receiver() -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+    let (sender, bodies) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = sender.send(String::from_utf8_lossy(&body).to_string());
+        }
+    });
+    (url, bodies)
+}
+
 /// `causeway loop run` beside the server, its messages in `log`; killed on drop.
 struct SecondControlPlane {
     child: Child,
@@ -163,6 +192,13 @@ fn loop_end_to_end(root: &Path, data: &Path, dataset: &Value, failover: bool) {
     let config = dir.join("causeway.toml");
     let mut toml = std::fs::read_to_string(&config).expect("causeway.toml");
     toml.push_str(LIVE_LOOP);
+    // The multi-class project also has an alert of its own, sent to a webhook.
+    let webhook = (name == "penguins").then(receiver);
+    if let Some((url, _)) = &webhook {
+        toml.push_str(&format!(
+            "\n[[monitor.alerts]]\nname = \"busy\"\nmetric = \"predictions\"\nabove = 30\nwindow = \"10m\"\n\n[monitor.notify]\nwebhook = \"{url}\"\nretries = 2\n"
+        ));
+    }
     std::fs::write(&config, toml).expect("write causeway.toml");
     ok(&["train", "--dir", text(&dir), "--promote"]);
 
@@ -210,6 +246,12 @@ fn loop_end_to_end(root: &Path, data: &Path, dataset: &Value, failover: bool) {
         ["retraining triggered by manual request by cli", "gates passed: v2 enters shadow", "canary: v2", "promoted v2"]
     {
         assert!(events.contains(step), "no `{step}` in:\n{events}");
+    }
+    if let Some((_, bodies)) = &webhook {
+        let body = bodies.recv_timeout(Duration::from_secs(60)).expect("the alert reached the webhook");
+        let body: Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!((body["kind"].as_str(), body["model"].as_str()), (Some("alert"), Some(name)), "{body}");
+        assert_eq!(body["rule"], "alert:busy", "{body}");
     }
     let shown = ok(&["loop", "status", "--dir", text(&dir)]);
     assert!(shown.contains("champion       v2") && shown.contains("last decision"), "{shown}");
