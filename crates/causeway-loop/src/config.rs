@@ -234,6 +234,9 @@ pub struct LoopSection {
     /// Labelled positives (binary; labelled rows for the other tasks) needed before a live
     /// decision.
     pub min_labeled_positives: u64,
+    /// How sure the live comparison must be that the challenger regressed before it is rolled
+    /// back (a one-sided paired test; 0.95).
+    pub confidence: f64,
     /// The gates.
     pub gates: Gates,
 }
@@ -252,6 +255,7 @@ impl Default for LoopSection {
             canary: Span::days(7),
             canary_share: 0.05,
             min_labeled_positives: 40,
+            confidence: 0.95,
             gates: Gates::default(),
         }
     }
@@ -260,6 +264,9 @@ impl Default for LoopSection {
 impl LoopSection {
     /// Checks what serde cannot: the triggers have what they need.
     fn check(&self) -> Result<()> {
+        if !(0.5..1.0).contains(&self.confidence) {
+            return Err(Error::Config(format!("loop.confidence must be within 0.5..1, got {}", self.confidence)));
+        }
         if self.tick.is_zero() {
             return Err(Error::Config("loop.tick must be longer than zero, e.g. tick = \"1m\"".into()));
         }

@@ -15,7 +15,8 @@ use causeway_models::{ModelArtifact, TaskKind};
 use causeway_monitor::drift::drift_report;
 use causeway_monitor::rules::Observation;
 use causeway_monitor::{
-    DriftReport, Judging, ModelBaseline, Notifier, PredictionRecord, VersionOutcomes, outcomes_by_version, read_window,
+    DriftReport, Judging, ModelBaseline, Notifier, PredictionRecord, VersionOutcomes, outcomes_by_version,
+    paired_evidence, read_window,
 };
 use causeway_store::{Rollout, RolloutChange};
 use causeway_types::{Event, LabelRecord, RolloutMode, TrafficPolicy};
@@ -408,7 +409,8 @@ impl Controller {
             observed.shadow_predictions =
                 records.iter().filter(|record| record.version == challenger && record.timestamp_ms >= since).count()
                     as u64;
-            observed.live = live_comparison(&records, &labels, &judging, since, champion, challenger);
+            let tolerance = self.project.config.rollout.gates.rmse_tolerance;
+            observed.live = live_comparison(&records, &labels, &judging, since, champion, challenger, tolerance);
         }
         if self.project.config.rollout.volume.is_some() {
             let trained_ms = self.project.meta.model_version(&self.model, champion)?.created_ms;
@@ -426,6 +428,7 @@ fn live_comparison(
     since: i64,
     champion: u32,
     challenger: u32,
+    rmse_tolerance: f64,
 ) -> Option<LiveComparison> {
     let in_window: Vec<&PredictionRecord> = records.iter().filter(|record| record.timestamp_ms >= since).collect();
     let scored_by = |version: u32| -> HashSet<&str> {
@@ -440,10 +443,11 @@ fn live_comparison(
         .map(|record| (*record).clone())
         .collect();
     let mut outcomes = outcomes_by_version(&paired, labels, judging);
+    let evidence = paired_evidence(&paired, labels, judging, champion, challenger, rmse_tolerance);
     let (Some(champion), Some(challenger)) = (outcomes.remove(&champion), outcomes.remove(&challenger)) else {
         return None;
     };
-    Some(LiveComparison { champion, challenger })
+    Some(LiveComparison { champion, challenger, paired: evidence })
 }
 
 /// What a command sent to the loop changed, when it was applied at once.

@@ -9,8 +9,8 @@
 //! step forward; a canary that regresses is still rolled back while paused.
 
 use causeway_models::TaskKind;
-use causeway_monitor::VersionOutcomes;
 use causeway_monitor::rules::{Observation, RuleState};
+use causeway_monitor::{PairedEvidence, VersionOutcomes};
 use causeway_types::{EventKind, RuleKind, Span, format_date};
 use serde::{Deserialize, Serialize};
 
@@ -117,8 +117,12 @@ pub struct Measure {
     pub bound: f64,
     /// True when the value must be at least the bound, false when at most.
     pub at_least: bool,
-    /// Whether the value is on the right side of the bound.
+    /// Whether the value is on the right side of the bound (live comparisons: or not
+    /// significantly beyond it).
     pub passing: bool,
+    /// Live comparisons: the one-sided p-value that the bound is broken by chance.
+    #[serde(default)]
+    pub p_value: Option<f64>,
 }
 
 /// What the loop had seen at its last tick, for `causeway loop status`.
@@ -259,6 +263,8 @@ pub struct LiveComparison {
     pub champion: VersionOutcomes,
     /// The challenger's outcomes.
     pub challenger: VersionOutcomes,
+    /// Where they disagree on the same requests.
+    pub paired: PairedEvidence,
 }
 
 /// What the controller observed for one tick.
@@ -499,6 +505,7 @@ fn alerts(stepper: &mut Stepper, observed: &Observations) {
                     bound: observation.limit,
                     at_least: !observation.limit_is_max,
                     passing: !observation.firing,
+                    p_value: None,
                 })
                 .collect(),
         };
@@ -626,6 +633,7 @@ fn shadow(stepper: &mut Stepper, settings: Settings<'_>, observed: &Observations
                 bound: section.shadow.millis() as f64 / 1000.0,
                 at_least: true,
                 passing: elapsed >= section.shadow.millis(),
+                p_value: None,
             },
             Measure {
                 name: "shadow predictions".into(),
@@ -633,6 +641,7 @@ fn shadow(stepper: &mut Stepper, settings: Settings<'_>, observed: &Observations
                 bound: section.shadow_min_predictions as f64,
                 at_least: true,
                 passing: observed.shadow_predictions >= section.shadow_min_predictions,
+                p_value: None,
             },
         ],
     };
@@ -674,39 +683,88 @@ pub enum LiveVerdict {
 }
 
 /// Judges the challenger against the champion on the same labelled requests, by the task's
-/// gate metrics; also returns each check as a measure.
+/// gate metrics and paired one-sided tests at `confidence`: a metric counts as a regression only
+/// when it is worse than the bound (the champion's value minus the tolerance, or the absolute
+/// bound) *and* the test says so with that confidence — McNemar on the requests where the
+/// versions disagree for recall and accuracy, a binomial test of the false-positive rate against
+/// its bound, a paired z-test on squared errors for RMSE. ROC-AUC is shown, never decisive (a
+/// rank statistic two noisy samples move a lot). Returns each check as a measure.
 pub fn judge_live(
     gates: &Gates,
     task: TaskKind,
     min_labelled: u64,
+    confidence: f64,
     live: &LiveComparison,
 ) -> (LiveVerdict, Vec<Measure>) {
-    let (old, new) = (&live.champion, &live.challenger);
+    use causeway_monitor::paired::{binomial_half_tail, normal_upper_tail, rate_exceeds_p_value};
+    let alpha = 1.0 - confidence;
+    let (old, new, paired) = (&live.champion, &live.challenger, &live.paired);
     let metric = |outcomes: &VersionOutcomes, name: &str| outcomes.metrics.get(name).copied().unwrap_or(f64::NAN);
     let mut measures = Vec::new();
-    let mut at_least = |name: &str, value: f64, bound: f64| {
-        measures.push(Measure { name: name.into(), value, bound, at_least: true, passing: value >= bound });
+    // A measure whose bound is broken with significance `p_value` fails.
+    let mut check = |name: &str, value: f64, bound: f64, at_least: bool, p_value: Option<f64>| {
+        let beyond = if at_least { value < bound } else { value > bound };
+        let significant = p_value.is_some_and(|p| p < alpha);
+        measures.push(Measure {
+            name: name.into(),
+            value,
+            bound,
+            at_least,
+            passing: !(beyond && significant),
+            p_value,
+        });
     };
     let have = match task {
         TaskKind::Binary => {
-            at_least("recall", new.recall, old.recall - gates.recall_tolerance);
-            at_least("roc_auc", new.roc_auc, old.roc_auc - gates.auc_tolerance);
-            measures.push(Measure {
-                name: "false_positive_rate".into(),
-                value: new.false_positive_rate,
-                bound: gates.max_false_positive_rate,
-                at_least: false,
-                passing: new.false_positive_rate <= gates.max_false_positive_rate,
-            });
+            let lost = paired.positives_lost;
+            check(
+                "recall",
+                new.recall,
+                old.recall - gates.recall_tolerance,
+                true,
+                Some(binomial_half_tail(lost, lost + paired.positives_won)),
+            );
+            check("roc_auc", new.roc_auc, old.roc_auc - gates.auc_tolerance, true, None);
+            check(
+                "false_positive_rate",
+                new.false_positive_rate,
+                gates.max_false_positive_rate,
+                false,
+                Some(rate_exceeds_p_value(
+                    paired.challenger_false_alarms,
+                    paired.negatives,
+                    gates.max_false_positive_rate,
+                )),
+            );
             new.positives
         }
         TaskKind::Multiclass => {
-            at_least("accuracy", metric(new, "accuracy"), metric(old, "accuracy") - gates.accuracy_tolerance);
+            let lost = paired.right_lost;
+            check(
+                "accuracy",
+                metric(new, "accuracy"),
+                metric(old, "accuracy") - gates.accuracy_tolerance,
+                true,
+                Some(binomial_half_tail(lost, lost + paired.right_won)),
+            );
             new.labeled
         }
         TaskKind::Regression => {
-            let (value, bound) = (metric(new, "rmse"), metric(old, "rmse") * (1.0 + gates.rmse_tolerance));
-            measures.push(Measure { name: "rmse".into(), value, bound, at_least: false, passing: value <= bound });
+            let deviation = paired.error_difference_deviation / (paired.pairs.max(1) as f64).sqrt();
+            let p_value = if deviation > 0.0 {
+                normal_upper_tail(paired.error_difference_mean / deviation)
+            } else if paired.error_difference_mean > 0.0 {
+                0.0
+            } else {
+                1.0
+            };
+            check(
+                "rmse",
+                metric(new, "rmse"),
+                metric(old, "rmse") * (1.0 + gates.rmse_tolerance),
+                false,
+                Some(p_value),
+            );
             new.labeled
         }
     };
@@ -720,11 +778,11 @@ pub fn judge_live(
             let relation = if measure.at_least { "<" } else { ">" };
             let name = match measure.name.as_str() {
                 "false_positive_rate" => "false-positive rate",
-                "roc_auc" => "ROC-AUC",
                 "rmse" => "RMSE",
                 other => other,
             };
-            format!("live {name} {:.4} {relation} {:.4}", measure.value, measure.bound)
+            let p_value = measure.p_value.map(|p| format!(", p {p:.2e}")).unwrap_or_default();
+            format!("live {name} {:.4} {relation} {:.4}{p_value}", measure.value, measure.bound)
         })
         .collect();
     if losses.is_empty() { (LiveVerdict::Holds, measures) } else { (LiveVerdict::Regressed(losses), measures) }
@@ -763,7 +821,8 @@ fn comparison(task: TaskKind, live: &LiveComparison) -> String {
 fn canary(stepper: &mut Stepper, settings: Settings<'_>, observed: &Observations, challenger: u32, since_ms: i64) {
     let section = settings.section;
     let Some(live) = &observed.live else { return };
-    let (verdict, measures) = judge_live(&section.gates, settings.task, section.min_labeled_positives, live);
+    let (verdict, measures) =
+        judge_live(&section.gates, settings.task, section.min_labeled_positives, section.confidence, live);
     stepper.state.evidence = Evidence { at_ms: stepper.now, labelled: live.challenger.labeled, measures };
     let champion = observed.champion;
     let elapsed = stepper.now - since_ms;
@@ -1020,9 +1079,31 @@ mod tests {
     }
 
     fn canary_seen(now: i64, champion: VersionOutcomes, challenger: VersionOutcomes) -> Observations {
+        canary_paired(now, champion, challenger, PairedEvidence::default())
+    }
+
+    fn canary_paired(
+        now: i64,
+        champion: VersionOutcomes,
+        challenger: VersionOutcomes,
+        paired: PairedEvidence,
+    ) -> Observations {
         let mut observed = Observations::quiet(now, 1, Some(2));
-        observed.live = Some(LiveComparison { champion, challenger });
+        observed.live = Some(LiveComparison { champion, challenger, paired });
         observed
+    }
+
+    /// Paired evidence of a challenger that lost `lost` positives and raised false alarms on
+    /// `false_alarms` of 5,000 negatives.
+    fn worse(lost: u64, false_alarms: u64) -> PairedEvidence {
+        PairedEvidence {
+            pairs: 5_000,
+            positives: 60,
+            positives_lost: lost,
+            negatives: 4_940,
+            challenger_false_alarms: false_alarms,
+            ..PairedEvidence::default()
+        }
     }
 
     #[test]
@@ -1049,14 +1130,14 @@ mod tests {
     fn a_canary_that_regresses_is_rolled_back_and_the_loop_pauses_until_resumed() {
         let section = section();
         let old = outcomes(1, 60, 0.7, 0.93, 0.01);
-        let worse = outcomes(2, 60, 0.5, 0.93, 0.05);
-        let rolled = step(&canary_state(), settings(&section), &canary_seen(DAY_MS, old, worse));
+        let new = outcomes(2, 60, 0.5, 0.93, 0.05);
+        let rolled = step(&canary_state(), settings(&section), &canary_paired(DAY_MS, old, new, worse(12, 247)));
         assert_eq!(rolls(&rolled), vec![RolloutStep::RollBack]);
         assert_eq!(rolled.state.stage, Stage::Idle);
         assert_eq!(rolled.state.paused, Some(Pause { since_ms: DAY_MS, cause: PauseCause::Rollback }));
         assert_eq!(rolled.state.rollbacks, 1);
         let said = messages(&rolled);
-        assert!(said[0].contains("rolled back v2: champion v1 answers all traffic again (live recall 0.5000 < 0.7000; live false-positive rate 0.0500 > 0.0300"), "{said:?}");
+        assert!(said[0].contains("rolled back v2: champion v1 answers all traffic again (live recall 0.5000 < 0.7000, p 2.44e-4; live false-positive rate 0.0500 > 0.0300, p"), "{said:?}");
         assert!(said[1].contains("then run `causeway loop resume`"));
 
         // Paused: a firing rule starts nothing.
@@ -1107,8 +1188,9 @@ mod tests {
         // A regressing canary is rolled back even while paused.
         let mut canary = canary_state();
         canary.paused = paused.state.paused;
-        let worse = canary_seen(DAY_MS, outcomes(1, 60, 0.7, 0.93, 0.01), outcomes(2, 60, 0.3, 0.93, 0.01));
-        assert_eq!(rolls(&step(&canary, settings(&section), &worse)), vec![RolloutStep::RollBack]);
+        let regressing =
+            canary_paired(DAY_MS, outcomes(1, 60, 0.7, 0.93, 0.01), outcomes(2, 60, 0.3, 0.93, 0.01), worse(24, 0));
+        assert_eq!(rolls(&step(&canary, settings(&section), &regressing)), vec![RolloutStep::RollBack]);
 
         // A manual retraining ignores triggers and the cool-down, but not a rollout in progress.
         let mut asked = seen(DAY_MS);
@@ -1161,24 +1243,53 @@ mod tests {
             outcomes.metrics.insert(metric.into(), value);
             outcomes
         };
-        let accuracy = LiveComparison { champion: with(1, "accuracy", 0.90), challenger: with(2, "accuracy", 0.85) };
-        let (verdict, _) = judge_live(&gates, TaskKind::Multiclass, 100, &accuracy);
+        let lost = PairedEvidence { pairs: 5_000, right_lost: 300, right_won: 50, ..PairedEvidence::default() };
+        let accuracy =
+            LiveComparison { champion: with(1, "accuracy", 0.90), challenger: with(2, "accuracy", 0.85), paired: lost };
+        let (verdict, _) = judge_live(&gates, TaskKind::Multiclass, 100, 0.95, &accuracy);
         assert!(
             matches!(verdict, LiveVerdict::Regressed(ref losses) if losses[0].contains("live accuracy 0.8500 < 0.8900")),
             "{verdict:?}"
         );
-        let rmse = LiveComparison { champion: with(1, "rmse", 10.0), challenger: with(2, "rmse", 10.1) };
+        let rmse = LiveComparison {
+            champion: with(1, "rmse", 10.0),
+            challenger: with(2, "rmse", 10.1),
+            paired: PairedEvidence::default(),
+        };
         assert_eq!(
-            judge_live(&gates, TaskKind::Regression, 100, &rmse).0,
+            judge_live(&gates, TaskKind::Regression, 100, 0.95, &rmse).0,
             LiveVerdict::Holds,
             "1 % worse is within 2 %"
         );
-        let rmse = LiveComparison { champion: with(1, "rmse", 10.0), challenger: with(2, "rmse", 10.5) };
-        assert!(matches!(judge_live(&gates, TaskKind::Regression, 100, &rmse).0, LiveVerdict::Regressed(_)));
+        let larger_errors = PairedEvidence {
+            pairs: 5_000,
+            error_difference_mean: 5.0,
+            error_difference_deviation: 40.0,
+            ..PairedEvidence::default()
+        };
+        let rmse = LiveComparison {
+            champion: with(1, "rmse", 10.0),
+            challenger: with(2, "rmse", 10.5),
+            paired: larger_errors,
+        };
+        assert!(matches!(judge_live(&gates, TaskKind::Regression, 100, 0.95, &rmse).0, LiveVerdict::Regressed(_)));
         assert_eq!(
-            judge_live(&gates, TaskKind::Regression, 10_000, &rmse).0,
+            judge_live(&gates, TaskKind::Regression, 10_000, 0.95, &rmse).0,
             LiveVerdict::TooFew { have: 5_000, need: 10_000 }
         );
+        // Worse on average but within noise: the same RMSE gap with errors that vary a lot.
+        let noisy = PairedEvidence { error_difference_deviation: 400.0, ..larger_errors };
+        let rmse = LiveComparison { paired: noisy, ..rmse };
+        assert_eq!(judge_live(&gates, TaskKind::Regression, 100, 0.95, &rmse).0, LiveVerdict::Holds);
+        // Binary: a recall drop of two positives out of sixty is noise, not a regression.
+        let binary = LiveComparison {
+            champion: outcomes(1, 60, 0.70, 0.93, 0.01),
+            challenger: outcomes(2, 60, 0.67, 0.93, 0.01),
+            paired: PairedEvidence { positives: 60, positives_lost: 3, positives_won: 1, ..PairedEvidence::default() },
+        };
+        let (verdict, measures) = judge_live(&gates, TaskKind::Binary, 40, 0.95, &binary);
+        assert_eq!(verdict, LiveVerdict::Holds, "{measures:?}");
+        assert!(measures.iter().any(|measure| measure.name == "recall" && measure.p_value.is_some_and(|p| p > 0.05)));
     }
 
     #[test]
