@@ -237,6 +237,12 @@ pub struct LoopSection {
     /// How sure the live comparison must be that the challenger regressed before it is rolled
     /// back (a one-sided paired test; 0.95).
     pub confidence: f64,
+    /// The challenger's error rate over every serving replica (requests it failed, in shadow
+    /// or canary) above which it is rolled back, when significantly so.
+    pub max_error_rate: f64,
+    /// The challenger's 99th-percentile scoring latency in milliseconds above which it is rolled
+    /// back (measured by the replicas, from 100 predictions on); unset: not checked.
+    pub max_p99_latency_ms: Option<f64>,
     /// The gates.
     pub gates: Gates,
 }
@@ -256,6 +262,8 @@ impl Default for LoopSection {
             canary_share: 0.05,
             min_labeled_positives: 40,
             confidence: 0.95,
+            max_error_rate: 0.01,
+            max_p99_latency_ms: None,
             gates: Gates::default(),
         }
     }

@@ -23,7 +23,8 @@ use causeway_types::{Event, LabelRecord, RolloutMode, TrafficPolicy};
 
 use crate::error::{Error, Result};
 use crate::machine::{
-    Action, Command, LiveComparison, LoopState, Observations, RetrainOutcome, RolloutStep, Settings, Stage, step,
+    Action, Command, Health, LiveComparison, LoopState, Observations, RetrainOutcome, RolloutStep, Settings, Stage,
+    step,
 };
 use crate::pipeline::{load_artifact, load_baseline};
 use crate::project::Project;
@@ -237,7 +238,8 @@ impl Controller {
         observed.retrained = self.finished.take();
         loop {
             let task = self.task(observed.champion)?;
-            let settings = Settings { section: &self.project.config.rollout, cron: self.cron.as_ref(), task };
+            let windowed = self.project.config.model.as_ref().is_some_and(|model| model.timestamp_column.is_some());
+            let settings = Settings { section: &self.project.config.rollout, cron: self.cron.as_ref(), task, windowed };
             let decided = step(&self.state, settings, &observed);
             let launched = self.apply(decided.state, decided.actions, now, &mut events)?;
             // Inline, a job queued in this tick has already ended: decide on it at once.
@@ -409,6 +411,18 @@ impl Controller {
             observed.shadow_predictions =
                 records.iter().filter(|record| record.version == challenger && record.timestamp_ms >= since).count()
                     as u64;
+            let mut latencies: Vec<u64> = records
+                .iter()
+                .filter(|record| record.version == challenger && record.timestamp_ms >= since)
+                .map(|record| record.latency_us)
+                .collect();
+            latencies.sort_unstable();
+            let p99 = latencies
+                .get(((latencies.len() as f64 * 0.99).ceil() as usize).saturating_sub(1))
+                .map_or(0.0, |latency| *latency as f64 / 1000.0);
+            let (requests, errors) = self.project.meta.serving_totals(&self.model, challenger, since)?;
+            observed.challenger_health =
+                Health { requests, errors, predictions: latencies.len() as u64, p99_latency_ms: p99 };
             let tolerance = self.project.config.rollout.gates.rmse_tolerance;
             observed.live = live_comparison(&records, &labels, &judging, since, champion, challenger, tolerance);
         }

@@ -288,6 +288,21 @@ pub struct Observations {
     pub commands: Vec<Command>,
     /// Labelled predictions that arrived after the champion was trained.
     pub labels_since_champion: u64,
+    /// The challenger's health since its shadow began, as the serving replicas measured it.
+    pub challenger_health: Health,
+}
+
+/// Requests, errors and latency of a version, over every serving replica.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Health {
+    /// Requests it scored.
+    pub requests: u64,
+    /// Of those, how many failed.
+    pub errors: u64,
+    /// Logged predictions behind the latency.
+    pub predictions: u64,
+    /// The 99th percentile of their scoring latency, in milliseconds.
+    pub p99_latency_ms: f64,
 }
 
 impl Observations {
@@ -303,6 +318,7 @@ impl Observations {
             retrained: None,
             commands: Vec::new(),
             labels_since_champion: 0,
+            challenger_health: Health::default(),
         }
     }
 }
@@ -316,6 +332,8 @@ pub struct Settings<'a> {
     pub cron: Option<&'a Cron>,
     /// The model's task (its live metrics).
     pub task: TaskKind,
+    /// Whether retraining reads a window of time (a time column) or every row.
+    pub windowed: bool,
 }
 
 /// A change of who answers, which the executor applies through the store's rollout operation.
@@ -606,7 +624,14 @@ fn triggers(stepper: &mut Stepper, settings: Settings<'_>, observed: &Observatio
     stepper.record(
         EventKind::Loop,
         "loop",
-        format!("retraining triggered by {reason} on the last {} of labelled data", describe(section.retrain_window)),
+        if settings.windowed {
+            format!(
+                "retraining triggered by {reason} on the last {} of labelled data",
+                describe(section.retrain_window)
+            )
+        } else {
+            format!("retraining triggered by {reason} on every labelled row")
+        },
         serde_json::json!({"triggers": reasons, "job": job, "reason": reason}),
     );
 }
@@ -620,8 +645,67 @@ pub fn describe(span: Span) -> String {
     span.to_string()
 }
 
+/// The fewest requests before a challenger's error rate is judged.
+const MIN_HEALTH_REQUESTS: u64 = 20;
+/// The fewest predictions before a challenger's latency is judged.
+const MIN_LATENCY_PREDICTIONS: u64 = 100;
+
+/// Why the challenger's health, as the replicas measured it, ends its rollout, if it does.
+fn unhealthy(section: &LoopSection, health: &Health) -> Option<String> {
+    let alpha = 1.0 - section.confidence;
+    if health.requests >= MIN_HEALTH_REQUESTS {
+        let p_value =
+            causeway_monitor::paired::rate_exceeds_p_value(health.errors, health.requests, section.max_error_rate);
+        let rate = health.errors as f64 / health.requests as f64;
+        if rate > section.max_error_rate && p_value < alpha {
+            return Some(format!(
+                "its error rate {:.2}% on {} requests is above {:.2}% (p {p_value:.2e})",
+                rate * 100.0,
+                health.requests,
+                section.max_error_rate * 100.0
+            ));
+        }
+    }
+    if let Some(bound) = section.max_p99_latency_ms
+        && health.predictions >= MIN_LATENCY_PREDICTIONS
+        && health.p99_latency_ms > bound
+    {
+        return Some(format!(
+            "its p99 latency {:.2} ms over {} predictions is above {bound} ms",
+            health.p99_latency_ms, health.predictions
+        ));
+    }
+    None
+}
+
+fn health_measures(section: &LoopSection, health: &Health) -> Vec<Measure> {
+    let mut measures = vec![Measure {
+        name: "error rate".into(),
+        value: health.errors as f64 / health.requests.max(1) as f64,
+        bound: section.max_error_rate,
+        at_least: false,
+        passing: unhealthy(&LoopSection { max_p99_latency_ms: None, ..section.clone() }, health).is_none(),
+        p_value: None,
+    }];
+    if let Some(bound) = section.max_p99_latency_ms {
+        measures.push(Measure {
+            name: "p99 latency (ms)".into(),
+            value: health.p99_latency_ms,
+            bound,
+            at_least: false,
+            passing: health.predictions < MIN_LATENCY_PREDICTIONS || health.p99_latency_ms <= bound,
+            p_value: None,
+        });
+    }
+    measures
+}
+
 fn shadow(stepper: &mut Stepper, settings: Settings<'_>, observed: &Observations, challenger: u32, since_ms: i64) {
     let section = settings.section;
+    if let Some(reason) = unhealthy(section, &observed.challenger_health) {
+        stepper.state.evidence.measures = health_measures(section, &observed.challenger_health);
+        return roll_back(stepper, observed.champion, challenger, reason);
+    }
     let elapsed = stepper.now - since_ms;
     stepper.state.evidence = Evidence {
         at_ms: stepper.now,
@@ -645,6 +729,7 @@ fn shadow(stepper: &mut Stepper, settings: Settings<'_>, observed: &Observations
             },
         ],
     };
+    stepper.state.evidence.measures.extend(health_measures(section, &observed.challenger_health));
     if stepper.state.paused.is_some()
         || elapsed < section.shadow.millis()
         || observed.shadow_predictions < section.shadow_min_predictions
@@ -821,9 +906,13 @@ fn comparison(task: TaskKind, live: &LiveComparison) -> String {
 fn canary(stepper: &mut Stepper, settings: Settings<'_>, observed: &Observations, challenger: u32, since_ms: i64) {
     let section = settings.section;
     let Some(live) = &observed.live else { return };
-    let (verdict, measures) =
+    let (verdict, mut measures) =
         judge_live(&section.gates, settings.task, section.min_labeled_positives, section.confidence, live);
+    measures.extend(health_measures(section, &observed.challenger_health));
     stepper.state.evidence = Evidence { at_ms: stepper.now, labelled: live.challenger.labeled, measures };
+    if let Some(reason) = unhealthy(section, &observed.challenger_health) {
+        return roll_back(stepper, observed.champion, challenger, reason);
+    }
     let champion = observed.champion;
     let elapsed = stepper.now - since_ms;
     match verdict {
@@ -900,7 +989,7 @@ mod tests {
     }
 
     fn settings(section: &LoopSection) -> Settings<'_> {
-        Settings { section, cron: None, task: TaskKind::Binary }
+        Settings { section, cron: None, task: TaskKind::Binary, windowed: true }
     }
 
     fn recall(firing: bool) -> Observation {
@@ -1155,6 +1244,33 @@ mod tests {
     }
 
     #[test]
+    fn a_challenger_that_fails_requests_or_is_slow_is_rolled_back_in_shadow_or_canary() {
+        let mut section = section();
+        section.max_p99_latency_ms = Some(20.0);
+        let shadow = LoopState { stage: Stage::Shadow { challenger: 2, since_ms: 0 }, ..LoopState::default() };
+        let mut observed = Observations::quiet(DAY_MS, 1, Some(2));
+        observed.challenger_health = Health { requests: 200, errors: 3, predictions: 50, p99_latency_ms: 90.0 };
+        let fine = step(&shadow, settings(&section), &observed);
+        assert!(rolls(&fine).is_empty(), "1.5 % of 200 is not significantly above 1 %; 50 predictions are too few");
+        observed.challenger_health.errors = 12;
+        let failing = step(&shadow, settings(&section), &observed);
+        assert_eq!(rolls(&failing), vec![RolloutStep::RollBack]);
+        assert!(
+            messages(&failing)[0].contains("its error rate 6.00% on 200 requests is above 1.00%"),
+            "{:?}",
+            messages(&failing)
+        );
+        let mut slow = canary_seen(DAY_MS, outcomes(1, 60, 0.7, 0.9, 0.01), outcomes(2, 60, 0.7, 0.9, 0.01));
+        slow.challenger_health = Health { requests: 500, errors: 0, predictions: 500, p99_latency_ms: 35.5 };
+        let rolled = step(&canary_state(), settings(&section), &slow);
+        assert_eq!(rolls(&rolled), vec![RolloutStep::RollBack]);
+        assert!(messages(&rolled)[0].contains("its p99 latency 35.50 ms over 500 predictions is above 20 ms"));
+        assert!(
+            rolled.state.evidence.measures.iter().any(|measure| measure.name == "p99 latency (ms)" && !measure.passing)
+        );
+    }
+
+    #[test]
     fn a_canary_without_enough_labels_waits_then_is_rolled_back() {
         let section = section();
         let few = |now| canary_seen(now, outcomes(1, 10, 0.7, 0.9, 0.01), outcomes(2, 10, 0.7, 0.9, 0.01));
@@ -1213,7 +1329,7 @@ mod tests {
         let mut section = section();
         section.retrain_on = vec![Trigger::Schedule];
         let cron: Cron = "0 3 * * *".parse().expect("cron");
-        let settings = Settings { section: &section, cron: Some(&cron), task: TaskKind::Binary };
+        let settings = Settings { section: &section, cron: Some(&cron), task: TaskKind::Binary, windowed: true };
         let first = step(&LoopState::default(), settings, &seen(0));
         assert!(retrains(&first).is_empty(), "the first tick only starts the clock");
         assert_eq!(first.state.next_scheduled_ms(Some(&cron)), Some(3 * HOUR));
@@ -1226,7 +1342,7 @@ mod tests {
         let mut volume = section.clone();
         volume.retrain_on = vec![Trigger::Volume];
         volume.volume = Some(1_000);
-        let settings = Settings { section: &volume, cron: None, task: TaskKind::Binary };
+        let settings = Settings { section: &volume, cron: None, task: TaskKind::Binary, windowed: true };
         let mut observed = seen(DAY_MS);
         observed.labels_since_champion = 999;
         assert!(retrains(&step(&LoopState::default(), settings, &observed)).is_empty());

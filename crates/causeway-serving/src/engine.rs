@@ -175,6 +175,10 @@ pub struct Engine {
     /// each failure is reported once and retried only when what is wanted changes.
     unservable: std::sync::Mutex<HashMap<String, DeploymentKey>>,
     request_counter: AtomicU64,
+    /// This replica's id in the per-version counts it reports to the store.
+    replica: String,
+    /// (model, version, minute) → (requests, errors) not yet reported.
+    counts: std::sync::Mutex<HashMap<(String, u32, i64), (u64, u64)>>,
 }
 
 /// (champion, challenger, rollout mode): what a deployment serves.
@@ -213,7 +217,48 @@ impl Engine {
             unservable: std::sync::Mutex::new(HashMap::new()),
             versions: RwLock::new(HashMap::new()),
             request_counter: AtomicU64::new(0),
+            replica: format!("{}:{}", std::process::id(), causeway_store::random_hex(4).unwrap_or_default()),
+            counts: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Counts one scoring of `version` (served or shadow), failed or not.
+    fn count(&self, model: &str, version: u32, failed: bool) {
+        let minute = self.clock.now_ms().div_euclid(60_000) * 60_000;
+        let mut counts = self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entry = counts.entry((model.to_string(), version, minute)).or_default();
+        entry.0 += 1;
+        entry.1 += u64::from(failed);
+    }
+
+    /// Writes the per-version request and error counts gathered since the last report to the
+    /// store, where the loop judges a challenger's error rate over every replica. Counts that
+    /// cannot be written are kept for the next report.
+    pub fn report_counts(&self) -> Result<()> {
+        let taken = std::mem::take(&mut *self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        if taken.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<causeway_store::ServingCount> = taken
+            .iter()
+            .map(|((model, version, minute_ms), (requests, errors))| causeway_store::ServingCount {
+                model: model.clone(),
+                version: *version,
+                minute_ms: *minute_ms,
+                requests: *requests,
+                errors: *errors,
+            })
+            .collect();
+        if let Err(error) = self.meta.add_serving_counts(&self.replica, &rows) {
+            let mut counts = self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            for (key, (requests, errors)) in taken {
+                let entry = counts.entry(key).or_default();
+                entry.0 += requests;
+                entry.1 += errors;
+            }
+            return Err(error.into());
+        }
+        Ok(())
     }
 
     /// The prediction log.
@@ -249,6 +294,9 @@ impl Engine {
     /// Re-reads what should be deployed for every registered model and swaps what changed. A model
     /// that cannot be loaded keeps its current deployment (if any) and does not stop the others.
     pub fn refresh(&self) -> Result<Refresh> {
+        if let Err(error) = self.report_counts() {
+            tracing::warn!(%error, "reporting serving counts to the store failed; they are kept for the next refresh");
+        }
         let mut report = Refresh::default();
         let mut served = std::collections::HashSet::new();
         for model in self.meta.model_names()? {
@@ -365,8 +413,10 @@ impl Engine {
         };
         // A NaN would be answered as a confident label (false, or class 0): refuse instead.
         if let Some(row) = scores.iter().position(|score| score.is_nan()) {
+            self.count(model, served.version, true);
             return Err(Error::NoScore { model: model.to_string(), version: served.version, row });
         }
+        self.count(model, served.version, false);
         let latency_us = started.elapsed().as_micros() as u64;
         let many = rows.len() > 1;
         let width = outputs.max(1);
@@ -384,10 +434,14 @@ impl Engine {
                 latency_us,
                 features: row.clone(),
             });
-            if let Some(shadow) = &shadow
-                && shadow.artifact.signature.check_encoded(row).is_ok()
-            {
-                let shadow_outputs = shadow.artifact.outputs_of(row);
+            if let Some(shadow) = &shadow {
+                let readable = shadow.artifact.signature.check_encoded(row).is_ok();
+                let shadow_outputs = if readable { shadow.artifact.outputs_of(row) } else { Vec::new() };
+                let failed = !readable || shadow_outputs.iter().all(|value| value.is_nan());
+                self.count(model, shadow.version, failed);
+                if failed {
+                    continue;
+                }
                 self.log.log(PredictionRecord {
                     request_id: row_id,
                     timestamp_ms: now,
@@ -444,8 +498,10 @@ impl Engine {
         let values = served.artifact.outputs_of(&row);
         let score = values.iter().copied().fold(f64::NAN, f64::max);
         if score.is_nan() {
+            self.count(model, served.version, true);
             return Err(Error::NoScore { model: model.to_string(), version: served.version, row: 0 });
         }
+        self.count(model, served.version, false);
         let latency_us = started.elapsed().as_micros() as u64;
         let timestamp_ms = match &self.features {
             Some(features) => self.event_time(features, &request.fields),
@@ -462,10 +518,20 @@ impl Engine {
             latency_us,
             features: row,
         });
-        if let Some(shadow) = path.shadow.and_then(|version| deployment.version(version))
-            && let Ok(shadow_row) = encode(&shadow.artifact, &mut Vec::new())
-        {
-            let shadow_outputs = shadow.artifact.outputs_of(&shadow_row);
+        let shadow = path.shadow.and_then(|version| deployment.version(version)).and_then(|shadow| {
+            // A challenger that cannot read what the champion reads, or answers no number,
+            // fails this request (counted, never answered).
+            let scored = encode(&shadow.artifact, &mut Vec::new())
+                .ok()
+                .map(|row| {
+                    let outputs = shadow.artifact.outputs_of(&row);
+                    (row, outputs)
+                })
+                .filter(|(_, outputs)| !outputs.iter().all(|value| value.is_nan()));
+            self.count(model, shadow.version, scored.is_none());
+            scored.map(|scored| (shadow, scored))
+        });
+        if let Some((shadow, (shadow_row, shadow_outputs))) = shadow {
             self.log.log(PredictionRecord {
                 request_id: request_id.clone(),
                 timestamp_ms,
@@ -673,6 +739,55 @@ mod tests {
         meta.set_alias("a-sklearn", CHAMPION, foreign_version, "test", 1, "").expect("alias");
         meta.set_alias("m", CHAMPION, second, "test", 1, "").expect("alias");
         assert_eq!(engine.refresh().expect("refresh").changed, vec!["m".to_string()]);
+    }
+
+    #[test]
+    fn every_replica_reports_what_each_version_scored_and_failed() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let meta = Arc::new(MetaStore::open_in_memory().expect("meta"));
+        let blobs = BlobStore::open(directory.path()).expect("blobs");
+        let champion = register(&meta, &blobs, 1.0);
+        // A challenger that reads two inputs where the champion reads one: it fails every request
+        // it shadows.
+        let key = "models/m/broken.json";
+        let mut broken = artifact(1.0);
+        broken.signature.features.push(FeatureSpec { name: "z".into(), kind: FeatureKind::Numeric, nullable: false });
+        blobs.put(key, &broken.to_bytes().expect("bytes")).expect("put");
+        let record = ModelVersionRecord {
+            model: "m".into(),
+            version: 0,
+            run_id: "run".into(),
+            dataset: "d@v".into(),
+            artifact_key: key.into(),
+            flavor: "gbdt".into(),
+            created_ms: 0,
+            metrics: BTreeMap::new(),
+        };
+        let challenger = meta.register_version(&record, "test").expect("register").version;
+        meta.set_alias("m", CHAMPION, champion, "test", 0, "").expect("alias");
+        let shadow = causeway_store::RolloutChange::Challenger { version: challenger, mode: RolloutMode::Shadow };
+        let rollout = causeway_store::Rollout {
+            model: "m",
+            change: shadow,
+            expected_generation: None,
+            actor: "t",
+            at_ms: 1,
+            reason: "",
+        };
+        meta.apply_rollout(&rollout).expect("rollout");
+        let replicas = [engine_over(&meta, &blobs), engine_over(&meta, &blobs)];
+        for replica in &replicas {
+            replica.refresh().expect("refresh");
+            for index in 0..3 {
+                let answered = replica.infer("m", None, &[vec![1.0]], Some(&format!("r{index}"))).expect("served");
+                assert_eq!(answered.version, champion, "a failing shadow never fails the request");
+            }
+            replica.report_counts().expect("report");
+        }
+        assert_eq!(meta.serving_totals("m", champion, 0).expect("totals"), (6, 0));
+        assert_eq!(meta.serving_totals("m", challenger, 0).expect("totals"), (6, 6));
+        replicas[0].report_counts().expect("nothing new to report");
+        assert_eq!(meta.serving_totals("m", champion, 0).expect("totals"), (6, 0), "counts are reported once");
     }
 
     #[test]

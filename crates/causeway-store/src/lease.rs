@@ -1,6 +1,8 @@
 //! The live loop's coordination in the store: a leader [`Lease`] (several control planes on one
-//! database, one acts) and the queue of commands people give the loop (`causeway loop pause`,
-//! `resume`, `retrain`), which the leader takes at its next tick.
+//! database, one acts), the queue of commands people give the loop (`causeway loop pause`,
+//! `resume`, `retrain`), which the leader takes at its next tick, and the per-version request
+//! and error counts serving replicas report ([`ServingCount`]), which the loop judges a
+//! challenger's error rate by.
 
 use crate::db::{OptionalRow, params};
 use crate::error::Result;
@@ -28,7 +30,59 @@ pub struct QueuedCommand {
     pub at_ms: i64,
 }
 
+/// Requests and errors one replica saw for one model version in one minute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServingCount {
+    /// The registered model.
+    pub model: String,
+    /// The version.
+    pub version: u32,
+    /// The minute (epoch ms, a multiple of 60,000).
+    pub minute_ms: i64,
+    /// Requests it scored (served or shadow).
+    pub requests: u64,
+    /// Of those, how many failed (no score, inputs it could not read).
+    pub errors: u64,
+}
+
 impl MetaStore {
+    /// Adds a replica's counts to what it reported before, in one transaction.
+    pub fn add_serving_counts(&self, replica: &str, counts: &[ServingCount]) -> Result<()> {
+        let mut connection = self.lock();
+        let mut transaction = connection.transaction()?;
+        for count in counts {
+            transaction.execute(
+                "INSERT INTO serving_counts (replica, model, version, minute_ms, requests, errors)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (model, version, minute_ms, replica) DO UPDATE SET
+                    requests = serving_counts.requests + excluded.requests,
+                    errors = serving_counts.errors + excluded.errors",
+                params![
+                    replica,
+                    count.model,
+                    count.version,
+                    count.minute_ms,
+                    count.requests as i64,
+                    count.errors as i64
+                ],
+            )?;
+        }
+        transaction.commit()
+    }
+
+    /// (requests, errors) of `model` version `version` over every replica, in the minutes from
+    /// the one holding `from_ms` on.
+    pub fn serving_totals(&self, model: &str, version: u32, from_ms: i64) -> Result<(u64, u64)> {
+        let minute = from_ms.div_euclid(60_000) * 60_000;
+        let (requests, errors): (i64, i64) = self.lock().query_row(
+            "SELECT CAST(COALESCE(SUM(requests), 0) AS BIGINT), CAST(COALESCE(SUM(errors), 0) AS BIGINT) FROM serving_counts
+             WHERE model = ?1 AND version = ?2 AND minute_ms >= ?3",
+            params![model, version, minute],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        Ok((requests.max(0) as u64, errors.max(0) as u64))
+    }
+
     /// Takes or renews the lease `name` for `holder` until `now_ms + ttl_ms`: granted when nobody
     /// holds it, `holder` already does, or the holder's lease lapsed. One statement, so two
     /// contenders cannot both win. Returns whether `holder` holds it now.
@@ -128,5 +182,27 @@ mod tests {
         Ok(())
     }
 
-    on_both_backends!(one_holder_at_a_time_until_the_lease_lapses, commands_queue_per_model_and_are_taken_once);
+    fn replicas_counts_add_up(location: &TestStore) -> Result<()> {
+        let store = location.open()?;
+        let count = |version, minute_ms, requests, errors| super::ServingCount {
+            model: "fraud".into(),
+            version,
+            minute_ms,
+            requests,
+            errors,
+        };
+        store.add_serving_counts("a", &[count(2, 60_000, 10, 1), count(1, 60_000, 50, 0)])?;
+        store.add_serving_counts("a", &[count(2, 60_000, 5, 1)])?;
+        store.add_serving_counts("b", &[count(2, 120_000, 20, 2)])?;
+        assert_eq!(store.serving_totals("fraud", 2, 60_000)?, (35, 4));
+        assert_eq!(store.serving_totals("fraud", 2, 125_000)?, (20, 2), "from the minute holding the time on");
+        assert_eq!(store.serving_totals("fraud", 3, 0)?, (0, 0));
+        Ok(())
+    }
+
+    on_both_backends!(
+        one_holder_at_a_time_until_the_lease_lapses,
+        commands_queue_per_model_and_are_taken_once,
+        replicas_counts_add_up
+    );
 }

@@ -19,7 +19,7 @@ pub mod tracking;
 
 pub use blob::BlobStore;
 pub use error::{Error, Result};
-pub use lease::{Lease, QueuedCommand};
+pub use lease::{Lease, QueuedCommand, ServingCount};
 pub use logged_models::{LoggedModel, LoggedModelMetric, NewLoggedModel};
 pub use meta::{Durability, LabelWrite, MetaStore, SCHEMA_VERSION};
 pub use registry::{NewVersion, RegisteredModel, RegistryVersion};

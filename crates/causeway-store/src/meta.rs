@@ -109,17 +109,24 @@ const POSTGRES_MIGRATION_4: &str = "ALTER TABLE registered_models ADD COLUMN las
      UPDATE registered_models SET last_version =
         COALESCE((SELECT MAX(version) FROM model_versions WHERE model_versions.model = registered_models.name), 0);";
 
-/// Migration 5: the live loop's leader lease and the commands people queue for it.
+/// Migration 5: the live loop's leader lease, the commands people queue for it, and the
+/// per-version request and error counts serving replicas report each minute.
 const MIGRATION_5: &str =
     "CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ms INTEGER NOT NULL);
      CREATE TABLE loop_commands (id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, command TEXT NOT NULL,
-        at_ms INTEGER NOT NULL);";
+        at_ms INTEGER NOT NULL);
+     CREATE TABLE serving_counts (replica TEXT NOT NULL, model TEXT NOT NULL, version INTEGER NOT NULL,
+        minute_ms INTEGER NOT NULL, requests INTEGER NOT NULL, errors INTEGER NOT NULL,
+        PRIMARY KEY (model, version, minute_ms, replica));";
 
 /// Migration 5 for PostgreSQL.
 const POSTGRES_MIGRATION_5: &str =
     "CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ms BIGINT NOT NULL);
      CREATE TABLE loop_commands (id BIGSERIAL PRIMARY KEY, model TEXT NOT NULL, command TEXT NOT NULL,
-        at_ms BIGINT NOT NULL);";
+        at_ms BIGINT NOT NULL);
+     CREATE TABLE serving_counts (replica TEXT NOT NULL, model TEXT NOT NULL, version BIGINT NOT NULL,
+        minute_ms BIGINT NOT NULL, requests BIGINT NOT NULL, errors BIGINT NOT NULL,
+        PRIMARY KEY (model, version, minute_ms, replica));";
 
 /// Migrations, applied in order; the store's schema version is the number applied.
 const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5];

@@ -190,9 +190,10 @@ pub(crate) fn render_status(all: &LoopStatus) -> String {
                 }
             );
             for measure in &model.evidence.measures {
+                let p_value = measure.p_value.map(|p| format!("; p {p:.3}")).unwrap_or_default();
                 let _ = writeln!(
                     text,
-                    "    {} {:<24} {} (must be {} {})",
+                    "    {} {:<24} {} (must be {} {}{p_value})",
                     if measure.passing { "ok  " } else { "FAIL" },
                     measure.name,
                     number(measure.value),
