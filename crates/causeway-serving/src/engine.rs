@@ -177,9 +177,12 @@ pub struct Engine {
     request_counter: AtomicU64,
     /// This replica's id in the per-version counts it reports to the store.
     replica: String,
-    /// (model, version, minute) → (requests, errors) not yet reported.
-    counts: std::sync::Mutex<HashMap<(String, u32, i64), (u64, u64)>>,
+    /// Requests and errors per version and minute, not yet reported.
+    counts: std::sync::Mutex<HashMap<CountKey, (u64, u64)>>,
 }
+
+/// (model, version, minute): what the per-version counts are kept by.
+type CountKey = (String, u32, i64);
 
 /// (champion, challenger, rollout mode): what a deployment serves.
 type DeploymentKey = (u32, Option<u32>, String);
