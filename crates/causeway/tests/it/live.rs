@@ -1,8 +1,8 @@
 //! The loop live, with real processes on wall-clock time: `causeway server` runs the loop on
 //! public datasets of every task (binary churn, multi-class penguins, a housing-price
-//! regression); a retraining asked for with `causeway loop retrain` is trained on a thread,
-//! shadowed, canaried on real HTTP traffic with labels arriving over `/v1/labels`, and
-//! promoted. A second control plane (`causeway loop run`) waits while the server holds the
+//! regression); a retraining — asked for with `causeway loop retrain`, started by a performance
+//! alert, or by the volume of new labels — is trained on a thread, shadowed, canaried on real
+//! HTTP traffic with labels arriving over `/v1/labels`, and promoted. A second control plane (`causeway loop run`) waits while the server holds the
 //! lease and takes over when the server is killed.
 
 use std::path::Path;
@@ -179,7 +179,18 @@ impl Drop for SecondControlPlane {
 
 /// One dataset through the live loop: init, train and promote v1, then a manual retraining that
 /// the server's loop takes through shadow and canary to promotion on live traffic.
-fn loop_end_to_end(root: &Path, data: &Path, dataset: &Value, failover: bool) {
+/// What starts the retraining in [`loop_end_to_end`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// `causeway loop retrain`.
+    Manual,
+    /// A performance alert: the traffic's labels are wrong for most requests.
+    Performance,
+    /// `[loop] volume` labelled predictions after the champion was trained.
+    Volume,
+}
+
+fn loop_end_to_end(root: &Path, data: &Path, dataset: &Value, failover: bool, trigger: Trigger) {
     let name = dataset["name"].as_str().expect("name");
     let label = dataset["label"].as_str().expect("label");
     let file = data.join(format!("{name}.csv"));
@@ -191,7 +202,12 @@ fn loop_end_to_end(root: &Path, data: &Path, dataset: &Value, failover: bool) {
     ok(&init);
     let config = dir.join("causeway.toml");
     let mut toml = std::fs::read_to_string(&config).expect("causeway.toml");
-    toml.push_str(LIVE_LOOP);
+    toml.push_str(&match trigger {
+        Trigger::Manual => LIVE_LOOP.to_string(),
+        Trigger::Performance => LIVE_LOOP.replace("retrain_on = []", "retrain_on = [\"performance\"]"),
+        Trigger::Volume => LIVE_LOOP.replace("retrain_on = []", "retrain_on = [\"volume\"]\nvolume = 60"),
+    });
+    toml.push_str("\n[monitor]\nmin_labeled_positives = 20\n");
     // The multi-class project also has an alert of its own, sent to a webhook.
     let webhook = (name == "penguins").then(receiver);
     if let Some((url, _)) = &webhook {
@@ -217,14 +233,31 @@ fn loop_end_to_end(root: &Path, data: &Path, dataset: &Value, failover: bool) {
         second.wait_for("another control plane runs the loop");
     }
 
-    let asked = ok(&["loop", "retrain", "--dir", text(&dir)]);
-    assert!(asked.contains("sent to the running control plane"), "{asked}");
     let rows = traffic(&file, label);
     let mut next = 0;
+    // Labels that are wrong for the performance trigger: each request gets another row's label
+    // whenever it differs (most of the time, for three species).
+    let wrong: Vec<(Value, Value)> = rows
+        .iter()
+        .enumerate()
+        .map(|(index, (fields, truth))| {
+            let other = rows.iter().cycle().skip(index + 1).map(|(_, label)| label).find(|label| *label != truth);
+            (fields.clone(), other.unwrap_or(truth).clone())
+        })
+        .collect();
+    let first_labels = if trigger == Trigger::Performance { &wrong } else { &rows };
+    if trigger == Trigger::Manual {
+        let asked = ok(&["loop", "retrain", "--dir", text(&dir)]);
+        assert!(asked.contains("sent to the running control plane"), "{asked}");
+    }
     let shadow = wait_for(
         &dir,
         "the retrained challenger in shadow",
-        || {},
+        || {
+            if trigger != Trigger::Manual {
+                send(&server, name, first_labels, &mut next, 20);
+            }
+        },
         |status| {
             let stage = model(status)["stage"].as_str().unwrap_or_default();
             stage == "shadow" || (stage == "idle" && model(status)["last_decision"]["message"].is_string())
@@ -242,16 +275,28 @@ fn loop_end_to_end(root: &Path, data: &Path, dataset: &Value, failover: bool) {
     let decision = model(&promoted)["last_decision"]["message"].as_str().unwrap_or_default().to_string();
     assert!(decision.starts_with("promoted v2 to champion, replacing v1"), "{decision}");
     let events = ok(&["events", "--kind", "loop", "--dir", text(&dir)]);
-    for step in
-        ["retraining triggered by manual request by cli", "gates passed: v2 enters shadow", "canary: v2", "promoted v2"]
-    {
+    let triggered = match trigger {
+        Trigger::Manual => "retraining triggered by manual request by cli",
+        Trigger::Performance => "retraining triggered by performance:accuracy",
+        Trigger::Volume => "retraining triggered by volume (",
+    };
+    for step in [triggered, "gates passed: v2 enters shadow", "canary: v2", "promoted v2"] {
         assert!(events.contains(step), "no `{step}` in:\n{events}");
     }
     if let Some((_, bodies)) = &webhook {
-        let body = bodies.recv_timeout(Duration::from_secs(60)).expect("the alert reached the webhook");
-        let body: Value = serde_json::from_str(&body).expect("JSON");
-        assert_eq!((body["kind"].as_str(), body["model"].as_str()), (Some("alert"), Some(name)), "{body}");
-        assert_eq!(body["rule"], "alert:busy", "{body}");
+        // Every alert reaches the webhook (the performance alert too); ours is among them.
+        let mut seen = Vec::new();
+        let busy = loop {
+            let body =
+                bodies.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("no alert:busy in {seen:#?}"));
+            let body: Value = serde_json::from_str(&body).expect("JSON");
+            if body["rule"] == "alert:busy" {
+                break body;
+            }
+            seen.push(body);
+        };
+        assert_eq!((busy["kind"].as_str(), busy["model"].as_str()), (Some("alert"), Some(name)), "{busy}");
+        assert!(busy["message"].as_str().unwrap_or_default().starts_with("alert: busy: predictions"), "{busy}");
     }
     let shown = ok(&["loop", "status", "--dir", text(&dir)]);
     assert!(shown.contains("champion       v2") && shown.contains("last decision"), "{shown}");
@@ -285,9 +330,13 @@ fn the_loop_retrains_shadows_canaries_and_promotes_live_for_every_task() {
     let root = tempfile::tempdir().expect("tempdir");
     for dataset in described.as_array().expect("datasets") {
         let name = dataset["name"].as_str().expect("name");
-        if matches!(name, "churn" | "penguins" | "housing") {
-            loop_end_to_end(root.path(), data.path(), dataset, name == "churn");
-        }
+        let trigger = match name {
+            "churn" => Trigger::Manual,
+            "penguins" => Trigger::Performance,
+            "housing" => Trigger::Volume,
+            _ => continue,
+        };
+        loop_end_to_end(root.path(), data.path(), dataset, name == "churn", trigger);
     }
 }
 
