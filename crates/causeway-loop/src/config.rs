@@ -31,6 +31,10 @@ pub struct ProjectConfig {
     /// The model the loop trains and serves.
     #[serde(default)]
     pub model: Option<ModelSection>,
+    /// More models, each with its own dataset and, where it says so, its own features, monitor
+    /// and loop settings (`[[models]]`; `[model]` alone is the common case).
+    #[serde(default)]
+    pub models: Vec<ModelSection>,
     /// Alert thresholds.
     #[serde(default)]
     pub monitor: AlertRules,
@@ -120,6 +124,15 @@ pub struct ModelSection {
     /// The researcher's own training command (`causeway train --external`).
     #[serde(default)]
     pub external: Option<ExternalSpec>,
+    /// This model's features, when not the project's `[features]`.
+    #[serde(default)]
+    pub features: Option<FeatureSetSpec>,
+    /// This model's alert thresholds, when not the project's `[monitor]`.
+    #[serde(default)]
+    pub monitor: Option<AlertRules>,
+    /// This model's retraining and rollout, when not the project's `[loop]`.
+    #[serde(default, rename = "loop")]
+    pub rollout: Option<LoopSection>,
 }
 
 fn default_trainer() -> Trainer {
@@ -319,6 +332,25 @@ impl ProjectConfig {
         for rule in &config.monitor.alerts {
             rule.check().map_err(|error| Error::Config(format!("monitor.alerts: {error}")))?;
         }
+        let names: Vec<&str> = config.model.iter().chain(&config.models).map(|model| model.name.as_str()).collect();
+        if let Some(twice) =
+            names.iter().enumerate().find(|(index, name)| names[..*index].contains(name)).map(|(_, name)| name)
+        {
+            return Err(Error::Config(format!(
+                "model `{twice}` is declared twice ([model] and [[models]] names must differ)"
+            )));
+        }
+        for model in &config.models {
+            if let Some(rollout) = &model.rollout {
+                rollout.check().map_err(|error| Error::Config(format!("models `{}`: {error}", model.name)))?;
+            }
+            if let Some(features) = &model.features {
+                features.check().map_err(|error| Error::Config(format!("models `{}`: {error}", model.name)))?;
+            }
+            for rule in model.monitor.iter().flat_map(|monitor| &monitor.alerts) {
+                rule.check().map_err(|error| Error::Config(format!("models `{}`: {error}", model.name)))?;
+            }
+        }
         if let Some(model) = &config.model {
             if !(0.0..0.9).contains(&model.holdout_fraction) {
                 return Err(Error::Config(format!(
@@ -352,14 +384,44 @@ impl ProjectConfig {
         })
     }
 
-    /// The model section, or an error saying how to add one.
+    /// The model section, or an error saying how to add one (or, with several models, to name
+    /// one: commands scope the configuration to one model with [`ProjectConfig::scoped`]).
     pub fn model(&self) -> Result<&ModelSection> {
+        if !self.models.is_empty() {
+            return Err(Error::Config(format!(
+                "causeway.toml declares several models ({}): name one with --model",
+                self.loop_models(None)?.join(", ")
+            )));
+        }
         self.model.as_ref().ok_or_else(|| Error::Config("causeway.toml has no [model] section".into()))
+    }
+
+    /// The configuration one model sees: its own section as `[model]`, with its own features,
+    /// monitor and loop settings where it has them. What trains, serves and loops one model reads
+    /// this, so every part of the pipeline works for each model of a project alike.
+    pub fn scoped(&self, name: &str) -> Result<ProjectConfig> {
+        let Some(model) = self.model.iter().chain(&self.models).find(|model| model.name == name) else {
+            self.loop_models(Some(name))?;
+            return Err(Error::Config(format!("causeway.toml has no model `{name}`")));
+        };
+        let mut scoped = self.clone();
+        scoped.models = Vec::new();
+        if let Some(features) = &model.features {
+            scoped.features = Some(features.clone());
+        }
+        if let Some(monitor) = &model.monitor {
+            scoped.monitor = monitor.clone();
+        }
+        if let Some(rollout) = &model.rollout {
+            scoped.rollout = rollout.clone();
+        }
+        scoped.model = Some(model.clone());
+        Ok(scoped)
     }
 
     /// The loop's models: `name` when given (it must be one), else every one configured.
     pub fn loop_models(&self, name: Option<&str>) -> Result<Vec<String>> {
-        let configured: Vec<String> = self.model.iter().map(|model| model.name.clone()).collect();
+        let configured: Vec<String> = self.model.iter().chain(&self.models).map(|model| model.name.clone()).collect();
         match name {
             Some(name) if configured.iter().any(|model| model == name) => Ok(vec![name.to_string()]),
             Some(name) => Err(Error::Config(format!(

@@ -68,7 +68,7 @@ pub fn ingest_labels(
             "model `{model}` has no champion: labels are checked against the deployed model's task, so promote a version first"
         )));
     };
-    let task = load_artifact(project, &project.meta.model_version(model, policy.champion)?)?.task;
+    let task = load_artifact(&project.scoped(model)?, &project.meta.model_version(model, policy.champion)?)?.task;
     let frame = causeway_data::read_file(file)?;
     let missing: Vec<&str> = [REQUEST_ID, LABEL].into_iter().filter(|name| frame.column(name).is_none()).collect();
     if !missing.is_empty() {

@@ -165,7 +165,7 @@ struct Scheduler {
 
 impl Scheduler {
     fn models(&self) -> Vec<String> {
-        self.project.config.model.iter().map(|model| model.name.clone()).collect()
+        self.project.config.loop_models(None).unwrap_or_default()
     }
 
     fn run(mut self) -> Result<()> {
@@ -212,7 +212,14 @@ impl Scheduler {
             if !self.controllers.iter().any(|controller| controller.model() == model) {
                 let jobs =
                     if self.options.once { Jobs::Inline } else { Jobs::Background { wake: Some(self.wake.clone()) } };
-                match Controller::for_model(self.project.clone(), &model, self.retrainer.clone(), jobs) {
+                let scoped = match self.project.scoped(&model) {
+                    Ok(scoped) => Arc::new(scoped),
+                    Err(error) => {
+                        (self.observer)(&LiveEvent::Failed { model: &model, error: &error });
+                        continue;
+                    }
+                };
+                match Controller::for_model(scoped, &model, self.retrainer.clone(), jobs) {
                     Ok(controller) => self.controllers.push(controller),
                     Err(error) => {
                         (self.observer)(&LiveEvent::Failed { model: &model, error: &error });

@@ -34,6 +34,16 @@ pub struct LabelFault {
 /// when it is the `[model]` dataset, that every column the features read is there and every
 /// numeric feature holds numbers (and that the time column is there).
 pub fn ingest_suite(project: &Project, name: &str) -> Result<ExpectationSuite> {
+    // With several models, the one that reads this dataset decides the columns it needs.
+    let reader = project.config.models.iter().find(|model| model.dataset == name).map(|model| model.name.clone());
+    let scoped;
+    let project = match reader {
+        Some(model) => {
+            scoped = project.scoped(&model)?;
+            &scoped
+        }
+        None => project,
+    };
     let mut suite = project.config.suite(name);
     let (Some(model), Some(spec)) = (&project.config.model, &project.config.features) else { return Ok(suite) };
     if model.dataset != name {

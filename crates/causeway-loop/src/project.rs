@@ -129,6 +129,41 @@ impl Project {
         Ok((Project { dir: dir.to_path_buf(), config, meta, blobs, online: OnceLock::new() }, false))
     }
 
+    /// The project as one of its models sees it ([`ProjectConfig::scoped`]): the same stores,
+    /// the configuration of that model.
+    pub fn scoped(&self, model: &str) -> Result<Project> {
+        Ok(Project {
+            dir: self.dir.clone(),
+            config: self.config.scoped(model)?,
+            meta: self.meta.clone(),
+            blobs: self.blobs.clone(),
+            online: self.online.clone(),
+        })
+    }
+
+    /// [`Project::scoped`] for `model`, or the project itself when `model` is `None` and it has
+    /// one model or none.
+    pub fn for_model(&self, model: Option<&str>) -> Result<Project> {
+        match model {
+            Some(model) => self.scoped(model),
+            None if self.config.models.is_empty() => Ok(self.scoped_or_self()),
+            None => Err(Error::Config(format!(
+                "causeway.toml declares several models ({}): name one with --model",
+                self.config.loop_models(None)?.join(", ")
+            ))),
+        }
+    }
+
+    fn scoped_or_self(&self) -> Project {
+        Project {
+            dir: self.dir.clone(),
+            config: self.config.clone(),
+            meta: self.meta.clone(),
+            blobs: self.blobs.clone(),
+            online: self.online.clone(),
+        }
+    }
+
     /// The online store, opened on first use.
     pub fn online(&self) -> Result<Arc<OnlineStore>> {
         if let Some(store) = self.online.get() {

@@ -75,13 +75,10 @@ pub fn status(project: &Project, model: Option<&str>, now: i64) -> Result<LoopSt
         holder: lease.holder,
         expires_ms: lease.expires_ms,
     });
-    let cron = project.config.rollout.cron()?;
     let mut models = Vec::new();
-    let names: Vec<String> = match model {
-        Some(name) => vec![name.to_string()],
-        None => project.config.model.iter().map(|model| model.name.clone()).collect(),
-    };
-    for name in names {
+    for name in project.config.loop_models(model)? {
+        let scoped = project.scoped(&name)?;
+        let cron = scoped.config.rollout.cron()?;
         let state = load_state(project, &name)?;
         let policy = project.meta.serving_policy(&name)?;
         let challenger = match &policy {
@@ -102,7 +99,7 @@ pub fn status(project: &Project, model: Option<&str>, now: i64) -> Result<LoopSt
         };
         let cooldown_until_ms = state
             .last_retrain_ms
-            .map(|last| last + project.config.rollout.cooldown.millis())
+            .map(|last| last + scoped.config.rollout.cooldown.millis())
             .filter(|until| *until > now);
         let queued_commands =
             project.meta.queued_loop_commands(&name)?.into_iter().map(|queued| queued.command).collect();

@@ -196,6 +196,9 @@ pub enum Command {
         /// command runs for the script's lifetime on 127.0.0.1, on this project's stores).
         #[arg(long, value_name = "URI", requires = "external")]
         tracking_uri: Option<String>,
+        /// Which model of causeway.toml to train, when it declares several ([[models]]).
+        #[arg(long, value_name = "NAME")]
+        model: Option<String>,
         #[command(flatten)]
         dir: ProjectArgs,
     },

@@ -58,13 +58,29 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Datasets { action: Some(DatasetAction::Delete { version, name, force, dir }), .. } => {
             delete_dataset(&dir, &version, name.as_deref(), force)
         }
-        Command::Train { days, promote, folds, dataset_version, holdout, search, external, tracking_uri, dir } => {
+        Command::Train {
+            days,
+            promote,
+            folds,
+            dataset_version,
+            holdout,
+            search,
+            external,
+            tracking_uri,
+            model,
+            dir,
+        } => {
             let how = match (external, folds) {
                 (true, _) => TrainHow::External { tracking_uri },
                 (false, Some(folds)) => TrainHow::CrossValidate { folds },
                 (false, None) => TrainHow::BuiltIn { search },
             };
-            let data = TrainData { days, dataset_version: dataset_version.as_deref(), holdout: holdout.as_deref() };
+            let data = TrainData {
+                days,
+                dataset_version: dataset_version.as_deref(),
+                holdout: holdout.as_deref(),
+                model: model.as_deref(),
+            };
             train(&dir, data, promote, how)
         }
         Command::Predict { file, output, model, version, dir } => predict(&dir, &file, &output, model, version),

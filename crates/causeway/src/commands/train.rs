@@ -31,10 +31,12 @@ pub(crate) struct TrainData<'a> {
     pub dataset_version: Option<&'a str>,
     /// `--holdout FILE`.
     pub holdout: Option<&'a Path>,
+    /// `--model NAME`, when causeway.toml declares several.
+    pub model: Option<&'a str>,
 }
 
 pub(crate) fn train(dir: &ProjectArgs, data: TrainData<'_>, promote: bool, how: TrainHow) -> Result<ExitCode> {
-    let project = open(dir)?;
+    let project = open(dir)?.for_model(data.model)?;
     let model = project.config.model()?.clone();
     let now = SystemClock.now_ms();
     let prepared = prepare_training(&project, data.days, data.dataset_version, data.holdout, now)?;

@@ -467,3 +467,97 @@ fn label_file_is_checked_row_by_row(dir: &Path, rows: &[(Value, Value)]) {
     let audit = ok(&["events", "--kind", "audit", "--dir", text(dir)]);
     assert!(audit.contains("corrected the label of request live-2"), "{audit}");
 }
+
+/// The blocks of a drafted `causeway.toml`: (header line, body lines).
+fn blocks(text: &str) -> Vec<(String, String)> {
+    let mut blocks: Vec<(String, String)> = vec![(String::new(), String::new())];
+    for line in text.lines() {
+        if line.starts_with('[') {
+            blocks.push((line.to_string(), String::new()));
+        } else if let Some((_, body)) = blocks.last_mut() {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    blocks
+}
+
+fn named<'a>(status: &'a Value, model: &str) -> &'a Value {
+    status["models"]
+        .as_array()
+        .and_then(|models| models.iter().find(|entry| entry["model"] == model))
+        .unwrap_or(&Value::Null)
+}
+
+/// One project, two models: a multi-class `[model]` (penguins) retrained by a performance alert
+/// and a regression in `[[models]]` (housing) with its own dataset, features and `[models.loop]`,
+/// retrained by the volume of new labels; one server loops both to promotion.
+#[test]
+fn one_project_loops_a_multiclass_and_a_regression_model() {
+    let (data, _) = real_datasets();
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("zoo");
+    let penguins = data.path().join("penguins.csv");
+    let housing = data.path().join("housing.csv");
+    ok(&["init", "--from", text(&penguins), "--label", "species", "--dir", text(&dir)]);
+    let drafts = root.path().join("housing-draft");
+    ok(&["init", "--from", text(&housing), "--label", "Sale_Price", "--dir", text(&drafts)]);
+    let mut toml = std::fs::read_to_string(dir.join("causeway.toml")).expect("causeway.toml");
+    toml.push_str(&LIVE_LOOP.replace("retrain_on = []", "retrain_on = [\"performance\"]"));
+    toml.push_str("\n[monitor]\nmin_labeled_positives = 20\n");
+    // The housing draft's expectations, model and features become the second model.
+    let draft = std::fs::read_to_string(drafts.join("causeway.toml")).expect("draft");
+    let (mut model_body, mut features_body) = (String::new(), String::new());
+    for (header, body) in blocks(&draft) {
+        match header.as_str() {
+            "[model]" => model_body = body,
+            "[features]" => features_body = body,
+            _ if header.starts_with("[[datasets.") => toml.push_str(&format!("\n{header}\n{body}")),
+            _ => {}
+        }
+    }
+    toml.push_str(&format!("\n[[models]]\n{model_body}\n[models.features]\n{features_body}"));
+    toml.push_str(&format!(
+        "\n[models.loop]\n{}",
+        LIVE_LOOP
+            .replace("[loop]\n", "")
+            .replace("[loop.gates]", "[models.loop.gates]")
+            .replace("retrain_on = []", "retrain_on = [\"volume\"]\nvolume = 60")
+    ));
+    std::fs::write(dir.join("causeway.toml"), &toml).expect("write causeway.toml");
+    ok(&["ingest", text(&housing), "--name", "housing", "--dir", text(&dir)]);
+    let refused = run(&["train", "--dir", text(&dir)]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("several models (penguins, housing): name one with --model")
+    );
+    ok(&["train", "--model", "penguins", "--promote", "--dir", text(&dir)]);
+    ok(&["train", "--model", "housing", "--promote", "--dir", text(&dir)]);
+
+    let server = live_server(&dir);
+    let traffic_of = |file: &Path, label: &str| traffic(file, label);
+    let (penguin_rows, housing_rows) = (traffic_of(&penguins, "species"), traffic_of(&housing, "Sale_Price"));
+    let wrong: Vec<(Value, Value)> =
+        penguin_rows.iter().map(|(fields, _)| (fields.clone(), Value::String("Gentoo".into()))).collect();
+    let (mut next_penguin, mut next_house) = (0, 0);
+    let done = wait_for(
+        &dir,
+        "both models' promotions",
+        || {
+            // Wrong labels until the penguins model is retrained, right ones after.
+            let retrained = status(&dir);
+            let penguin_labels =
+                if named(&retrained, "penguins")["stage"] == "idle" && named(&retrained, "penguins")["champion"] == 1 {
+                    &wrong
+                } else {
+                    &penguin_rows
+                };
+            send(&server, "penguins", penguin_labels, &mut next_penguin, 20);
+            send(&server, "housing", &housing_rows, &mut next_house, 20);
+        },
+        |status| named(status, "penguins")["champion"] == 2 && named(status, "housing")["champion"] == 2,
+    );
+    let events = ok(&["events", "--kind", "loop", "--dir", text(&dir)]);
+    assert!(events.contains("retraining triggered by performance:accuracy"), "{events}");
+    assert!(events.contains("retraining triggered by volume ("), "{events}");
+    assert_eq!(done["models"].as_array().map(Vec::len), Some(2), "{done:#}");
+}
