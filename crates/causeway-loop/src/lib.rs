@@ -2,8 +2,8 @@
 //! point-in-time features → tracked runs → registered versions), and the control plane that
 //! turns monitoring into retraining and a champion/challenger rollout (gates, shadow, canary,
 //! promote or roll back): the pure state machine (`machine`), its executor (`controller`),
-//! retraining jobs (`retrain`), the live scheduler with its leader lease (`live`), and the fraud
-//! demo that runs all of it on an injected clock.
+//! retraining jobs (`retrain`), the live scheduler with its leader lease (`live`). The demos
+//! live in `causeway-demo`.
 
 pub mod card;
 pub mod config;
@@ -21,7 +21,6 @@ pub mod pipeline;
 pub mod predict;
 pub mod project;
 pub mod retrain;
-pub mod scenario;
 pub mod schedule;
 pub mod status;
 

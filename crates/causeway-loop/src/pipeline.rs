@@ -13,22 +13,11 @@ use causeway_train::{
     FitOutcome, Problem, RunTracker, SearchSpec, Trainer, TrainingSet, VALIDATION_FRACTION, fit, signature_for,
 };
 use causeway_types::{DatasetVersion, FeatureValue, ModelVersionRecord, RunRecord};
-use serde::{Deserialize, Serialize};
 
 use crate::config::ModelSection;
 use crate::error::{Error, Result};
 use crate::labels::{ResolvedTask, encode_label, resolve_task};
 use crate::project::Project;
-
-/// A deliberate labelling fault: rows matching every condition get `label`. Used by the
-/// `bad-challenger` demo to train on corrupted labels; never set in a real project.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LabelFault {
-    /// (column, value as text) pairs that must all match.
-    pub conditions: Vec<(String, String)>,
-    /// The label forced on matching rows.
-    pub label: f64,
-}
 
 /// The expectations a batch of `name` must meet: the ones `causeway.toml` declares for it, and,
 /// when it is the `[model]` dataset, that every column the features read is there and every
@@ -177,7 +166,7 @@ pub fn prepare_training(
         }
     };
     let (from, to) = training_window(project, &data, days)?;
-    let labelled = training_set(project, &data, from, to, now, None)?;
+    let labelled = training_set(project, &data, from, to, now)?;
     let snapshot = snapshot_of(&model.dataset, &versions, from, to);
     let holdout = match holdout_file {
         Some(path) => {
@@ -301,7 +290,6 @@ pub fn training_set(
     from_ms: i64,
     to_ms: i64,
     labels_known_at: i64,
-    fault: Option<&LabelFault>,
 ) -> Result<Labelled> {
     let model = project.config.model()?;
     let resolved = model_task(project, data)?;
@@ -338,14 +326,7 @@ pub fn training_set(
             let id = id_of(*row)?;
             stored.get(&id).filter(|label| label.arrived_ms <= labels_known_at).map(|label| label.label)
         });
-        let Some(mut label) = label else { continue };
-        if let Some(fault) = fault
-            && fault.conditions.iter().all(|(column, value)| {
-                data.column(column).and_then(|column| column.text(*row)).as_deref() == Some(value)
-            })
-        {
-            label = fault.label;
-        }
+        let Some(label) = label else { continue };
         rows.push(*row);
         labels.push(label);
     }

@@ -48,7 +48,7 @@ pub fn live_retrainer() -> Retrainer {
             Some(_) => (job.now_ms - project.config.rollout.retrain_window.millis(), job.now_ms + 1),
             None => (i64::MIN, i64::MAX),
         };
-        let set = training_set(project, &data, from, to, job.now_ms, None)?;
+        let set = training_set(project, &data, from, to, job.now_ms)?;
         if set.set.is_empty() {
             return Err(Error::Precondition(format!(
                 "no labelled rows of `{}` fall in the last {} (set [loop] retrain_window, or ingest newer data)",

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use causeway_loop::scenario::{DemoOptions, DemoOutcome, Observer, Scenario, run_demo};
+use causeway_demo::scenario::{DemoOptions, DemoOutcome, Observer, Scenario, run_demo};
 use causeway_types::{Event, EventKind, format_date};
 use clap::{Args, Subcommand, ValueEnum};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};

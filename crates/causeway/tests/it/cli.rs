@@ -5,7 +5,7 @@ use std::path::Path;
 
 use causeway_data::ingest::write_csv;
 use causeway_data::synthetic::{FraudConfig, FraudGenerator, to_frame};
-use causeway_loop::config::FRAUD_CONFIG;
+use causeway_demo::FRAUD_CONFIG;
 
 use crate::support::run;
 

@@ -1,8 +1,8 @@
 //! `causeway serve` on a loopback socket, over the project the fraud demo left behind.
 
 use causeway_data::synthetic::to_frame;
+use causeway_demo::scenario::{DemoOptions, generator, record_request};
 use causeway_features::offline::compute_features;
-use causeway_loop::scenario::{DemoOptions, generator, record_request};
 use causeway_models::{ModelArtifact, Predictor};
 use causeway_types::FeatureValue;
 use serde_json::{Value, json};

@@ -2,8 +2,8 @@
 
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used, reason = "test code: a panic is a failing test")]
 
+use causeway_demo::scenario::{DemoOptions, Observer, run_demo};
 use causeway_loop::config::Trigger;
-use causeway_loop::scenario::{DemoOptions, Observer, run_demo};
 use std::sync::Arc;
 
 use causeway_loop::retrain::Retrainer;

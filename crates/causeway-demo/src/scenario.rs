@@ -19,12 +19,48 @@ use causeway_types::{
     CHAMPION, DAY_MS, Event, EventKind, FeatureValue, LabelRecord, ManualClock, RuleKind, format_date,
 };
 
-use crate::config::{FRAUD_CONFIG, Trigger};
-use crate::controller::{Controller, TickReport};
-use crate::error::{Error, Result};
-use crate::pipeline::{LabelFault, load_dataset, snapshot_id, train_and_register, training_set};
-use crate::project::{Project, STATE_DIR};
-use crate::retrain::{RetrainJob, Retrainer};
+use causeway_loop::config::Trigger;
+use causeway_loop::controller::{Controller, TickReport};
+use causeway_loop::pipeline::{load_dataset, snapshot_id, train_and_register, training_set};
+use causeway_loop::project::{Project, STATE_DIR};
+use causeway_loop::retrain::{RetrainJob, Retrainer};
+use causeway_loop::{Error, Result};
+
+use crate::FRAUD_CONFIG;
+
+/// A deliberate labelling fault: training rows whose features match every condition get
+/// `label`. The `bad-challenger` story trains on labels corrupted so; real projects never do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelFault {
+    /// (categorical feature, value) pairs that must all match.
+    pub conditions: Vec<(String, String)>,
+    /// The label forced on matching rows.
+    pub label: f64,
+}
+
+impl LabelFault {
+    /// Corrupts the labels of the rows of `set` (features in `names` order) that match.
+    pub fn apply(&self, names: &[String], set: &mut causeway_train::TrainingSet) {
+        let positions: Vec<(usize, &str)> = self
+            .conditions
+            .iter()
+            .filter_map(|(column, value)| {
+                names.iter().position(|name| name == column).map(|index| (index, value.as_str()))
+            })
+            .collect();
+        if positions.len() != self.conditions.len() {
+            return;
+        }
+        for (values, label) in set.values.iter().zip(set.labels.iter_mut()) {
+            let matches = positions
+                .iter()
+                .all(|(index, value)| matches!(values.get(*index), Some(FeatureValue::Text(text)) if text == value));
+            if matches {
+                *label = self.label;
+            }
+        }
+    }
+}
 
 /// Which story the demo tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,7 +331,7 @@ pub fn run_demo(dir: &Path, options: &DemoOptions, observer: &mut dyn Observer) 
     observer.step("training the first champion", 0);
     let data = load_dataset(&project, "transactions")?;
     let train_from = day_start(options.history_days - options.training_days);
-    let set = training_set(&project, &data, train_from, first_live, first_live, None)?;
+    let set = training_set(&project, &data, train_from, first_live, first_live)?;
     let snapshot = snapshot_id(&project, "transactions", train_from, first_live)?;
     let trained = train_and_register(&project, &set, &snapshot, first_live, "demo")?;
     let champion = trained.version.version;
@@ -361,7 +397,10 @@ pub fn run_demo(dir: &Path, options: &DemoOptions, observer: &mut dyn Observer) 
         let now = job.now_ms;
         let data = load_dataset(project, "transactions")?;
         let from = now - retrain_window;
-        let set = training_set(project, &data, from, now, now, fault.as_ref())?;
+        let mut set = training_set(project, &data, from, now, now)?;
+        if let Some(fault) = &fault {
+            fault.apply(&project.config.features()?.feature_names(), &mut set.set);
+        }
         let snapshot = snapshot_id(project, "transactions", from, now)?;
         train_and_register(project, &set, &snapshot, now, "loop")
     });
@@ -497,7 +536,7 @@ fn compare_served_with_offline(
         let Some((version, served_score)) = served.get(&id) else { continue };
         if !artifacts.contains_key(version) {
             let record = project.meta.model_version(model, *version)?;
-            artifacts.insert(*version, crate::pipeline::load_artifact(project, &record)?);
+            artifacts.insert(*version, causeway_loop::pipeline::load_artifact(project, &record)?);
         }
         let Some(artifact) = artifacts.get(version) else { continue };
         let by_name: HashMap<&str, &FeatureValue> = names.iter().map(String::as_str).zip(features).collect();
