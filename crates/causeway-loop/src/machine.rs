@@ -222,6 +222,17 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The command for people: `pause by cli`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Pause { by } => format!("pause by {by}"),
+            Self::Resume { by } => format!("resume by {by}"),
+            Self::Retrain { by } => format!("retrain by {by}"),
+        }
+    }
+}
+
 /// How a retraining job ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RetrainOutcome {

@@ -53,7 +53,7 @@ pub struct ModelStatus {
     pub cooldown_until_ms: Option<i64>,
     /// The last decision and its reason.
     pub last_decision: Option<Decision>,
-    /// Commands waiting for the loop's next tick.
+    /// Commands waiting for the loop's next tick, for people (`pause by cli (sent …)`).
     pub queued_commands: Vec<String>,
 }
 
@@ -101,8 +101,17 @@ pub fn status(project: &Project, model: Option<&str>, now: i64) -> Result<LoopSt
             .last_retrain_ms
             .map(|last| last + scoped.config.rollout.cooldown.millis())
             .filter(|until| *until > now);
-        let queued_commands =
-            project.meta.queued_loop_commands(&name)?.into_iter().map(|queued| queued.command).collect();
+        let queued_commands = project
+            .meta
+            .queued_loop_commands(&name)?
+            .into_iter()
+            .map(|queued| match serde_json::from_str::<crate::machine::Command>(&queued.command) {
+                Ok(command) => {
+                    format!("{} (sent {})", command.describe(), causeway_types::format_timestamp(queued.at_ms))
+                }
+                Err(_) => queued.command,
+            })
+            .collect();
         models.push(ModelStatus {
             model: name.clone(),
             champion: policy.as_ref().map(|policy| policy.champion),

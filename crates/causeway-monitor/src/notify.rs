@@ -103,40 +103,9 @@ fn deliver(url: &str, events: &Receiver<Event>, retries: u32, backoff: Duration)
 
 #[cfg(test)]
 mod tests {
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::net::TcpListener;
-    use std::sync::mpsc::channel;
+    use causeway_test_support::webhook_receiver;
 
     use super::*;
-
-    /// A receiver that answers 500 to its first request and 200 after, sending each body it got.
-    fn receiver() -> (String, Receiver<(u16, String)>) {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let url = format!("http://{}/hook", listener.local_addr().expect("address"));
-        let (sender, bodies) = channel();
-        std::thread::spawn(move || {
-            for (index, stream) in listener.incoming().enumerate() {
-                let Ok(mut stream) = stream else { return };
-                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                let mut length = 0usize;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = value.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0; length];
-                let _ = reader.read_exact(&mut body);
-                let status = if index == 0 { 500 } else { 200 };
-                let _ = write!(stream, "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-                let _ = sender.send((status, String::from_utf8_lossy(&body).to_string()));
-            }
-        });
-        (url, bodies)
-    }
 
     fn alert(message: &str) -> Event {
         Event {
@@ -152,7 +121,7 @@ mod tests {
 
     #[test]
     fn the_webhook_gets_each_alert_and_a_failed_delivery_is_retried() {
-        let (url, bodies) = receiver();
+        let (url, bodies) = webhook_receiver(1);
         let settings = NotifySettings { webhook: Some(url), retries: 2, log: false };
         let notifier = Notifier::start(&settings, Duration::from_millis(1));
         let mut loop_event = alert("not an alert");

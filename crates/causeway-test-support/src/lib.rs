@@ -1,5 +1,6 @@
 //! Fixtures the test suites share: the pinned Python environment (`scripts/python-env.sh`), a
-//! real S3-compatible server (moto) on a loopback port, and PostgreSQL schemas of their own.
+//! real S3-compatible server (moto) on a loopback port, PostgreSQL schemas of their own, and a
+//! webhook receiver.
 //!
 //! Only tests depend on this crate. Fixtures panic with a clear message when the machine lacks
 //! what they need: a test that cannot set up must fail, never pass silently.
@@ -11,6 +12,37 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
+
+/// A webhook receiver on loopback: answers the first `failures` requests with 500 and the rest
+/// with 200, and hands over the status it answered and the body of every request.
+pub fn webhook_receiver(failures: usize) -> (String, mpsc::Receiver<(u16, String)>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+    let (sender, bodies) = mpsc::channel();
+    std::thread::spawn(move || {
+        for (index, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone the stream"));
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let status = if index < failures { 500 } else { 200 };
+            let _ = write!(stream, "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = sender.send((status, String::from_utf8_lossy(&body).to_string()));
+        }
+    });
+    (url, bodies)
+}
 
 /// The repository's root directory.
 pub fn repository_root() -> PathBuf {

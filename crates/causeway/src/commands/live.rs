@@ -190,7 +190,11 @@ pub(crate) fn render_status(all: &LoopStatus) -> String {
                 }
             );
             for measure in &model.evidence.measures {
-                let p_value = measure.p_value.map(|p| format!("; p {p:.3}")).unwrap_or_default();
+                let p_value = match measure.p_value {
+                    Some(p) if p < 0.001 => "; p < 0.001".to_string(),
+                    Some(p) => format!("; p {p:.3}"),
+                    None => String::new(),
+                };
                 let _ = writeln!(
                     text,
                     "    {} {:<24} {} (must be {} {}{p_value})",
@@ -328,4 +332,75 @@ pub(crate) fn render_labels(report: &causeway_loop::feedback::LabelIngest, file:
         }
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use causeway_loop::machine::{Decision, Evidence, Measure, Pause};
+    use causeway_loop::status::{Leader, ModelStatus};
+
+    use super::*;
+
+    const NOW: i64 = 1_796_150_000_000;
+
+    fn measure(name: &str, value: f64, bound: f64, at_least: bool, passing: bool, p_value: Option<f64>) -> Measure {
+        Measure { name: name.into(), value, bound, at_least, passing, p_value }
+    }
+
+    /// What people read from `causeway loop status`, for a canary and a paused idle model.
+    #[test]
+    fn loop_status_reads_as_a_person_expects() {
+        let canary = ModelStatus {
+            model: "churn".into(),
+            champion: Some(1),
+            challenger: Some(2),
+            traffic: Some("canary".into()),
+            canary_share: Some(0.1),
+            stage: "canary".into(),
+            stage_since_ms: Some(NOW - 13_000),
+            job: None,
+            paused: None,
+            evidence: Evidence {
+                at_ms: NOW - 1_000,
+                labelled: 1_200,
+                measures: vec![
+                    measure("recall", 0.8054, 0.8054, true, true, Some(1.0)),
+                    measure("false_positive_rate", 0.041, 0.03, false, false, Some(0.0004)),
+                    measure("p99 latency (ms)", 0.068, 50.0, false, true, None),
+                ],
+            },
+            firing: vec![],
+            next_scheduled_ms: Some(NOW + 3_600_000),
+            cooldown_until_ms: Some(NOW + 60_000),
+            last_decision: Some(Decision {
+                at_ms: NOW - 13_000,
+                message: "canary: v2 now answers 10% of requests (after 5s in shadow)".into(),
+            }),
+            queued_commands: vec!["pause by cli (sent 2026-12-01T18:33:19Z)".into()],
+        };
+        let paused = ModelStatus {
+            model: "fraud".into(),
+            challenger: None,
+            traffic: None,
+            canary_share: None,
+            stage: "idle".into(),
+            stage_since_ms: None,
+            paused: Some(Pause { since_ms: NOW - 7_200_000, cause: causeway_loop::machine::PauseCause::Rollback }),
+            evidence: Evidence::default(),
+            firing: vec!["performance:recall".into()],
+            next_scheduled_ms: None,
+            cooldown_until_ms: None,
+            last_decision: None,
+            queued_commands: vec![],
+            ..canary.clone()
+        };
+        let status = LoopStatus {
+            at_ms: NOW,
+            leader: Some(Leader { holder: "vm:4242:0badf00d".into(), expires_ms: NOW + 9_000, live: true }),
+            models: vec![canary, paused],
+        };
+        causeway_test_support::assert_snapshot(env!("CARGO_MANIFEST_DIR"), "loop_status", &render_status(&status), &[]);
+        let nobody = LoopStatus { leader: None, models: Vec::new(), ..status };
+        assert!(render_status(&nobody).contains("none running; start `causeway server` or `causeway loop run`"));
+    }
 }

@@ -7,7 +7,7 @@ use causeway_data::ingest::write_csv;
 use causeway_data::synthetic::{FraudConfig, FraudGenerator, to_frame};
 use causeway_demo::FRAUD_CONFIG;
 
-use crate::support::run;
+use crate::support::{ok, run};
 
 fn stdout(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).to_string()
@@ -15,12 +15,6 @@ fn stdout(output: &std::process::Output) -> String {
 
 fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).to_string()
-}
-
-fn ok(args: &[&str]) -> String {
-    let output = run(args);
-    assert!(output.status.success(), "{args:?} failed:\n{}\n{}", stdout(&output), stderr(&output));
-    stdout(&output)
 }
 
 fn write_transactions(path: &Path, days: u32, seed: u64) {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use causeway_test_support::real_datasets;
 use serde_json::{Value, json};
 
-use crate::support::{Server, binary, run};
+use crate::support::{Server, binary, ok, run};
 
 /// Second-scale durations, so the loop's whole rollout fits a test.
 const LIVE_LOOP: &str = r#"
@@ -30,18 +30,6 @@ min_labeled_positives = 10
 [loop.gates]
 max_false_positive_rate = 0.5
 "#;
-
-fn ok(args: &[&str]) -> String {
-    let output = run(args);
-    assert!(
-        output.status.success(),
-        "causeway {}:\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).to_string()
-}
 
 fn text(path: &Path) -> &str {
     path.to_str().expect("utf-8")
@@ -107,35 +95,6 @@ fn send(server: &Server, model: &str, rows: &[(Value, Value)], next: &mut usize,
     }
     let (code, answer) = server.json("POST", "/v1/labels", &json!({"model": model, "labels": labels}));
     assert_eq!(code, 200, "{answer}");
-}
-
-/// A webhook receiver on loopback: answers 200 and hands over every body it gets.
-fn receiver() -> (String, std::sync::mpsc::Receiver<String>) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("address"));
-    let (sender, bodies) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-            let mut length = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            let _ = sender.send(String::from_utf8_lossy(&body).to_string());
-        }
-    });
-    (url, bodies)
 }
 
 /// `causeway loop run` beside the server, its messages in `log`; killed on drop.
@@ -209,7 +168,7 @@ fn loop_end_to_end(root: &Path, data: &Path, dataset: &Value, failover: bool, tr
     });
     toml.push_str("\n[monitor]\nmin_labeled_positives = 20\n");
     // The multi-class project also has an alert of its own, sent to a webhook.
-    let webhook = (name == "penguins").then(receiver);
+    let webhook = (name == "penguins").then(|| causeway_test_support::webhook_receiver(0));
     if let Some((url, _)) = &webhook {
         toml.push_str(&format!(
             "\n[[monitor.alerts]]\nname = \"busy\"\nmetric = \"predictions\"\nabove = 30\nwindow = \"10m\"\n\n[monitor.notify]\nwebhook = \"{url}\"\nretries = 2\n"
@@ -287,7 +246,7 @@ fn loop_end_to_end(root: &Path, data: &Path, dataset: &Value, failover: bool, tr
         // Every alert reaches the webhook (the performance alert too); ours is among them.
         let mut seen = Vec::new();
         let busy = loop {
-            let body =
+            let (_, body) =
                 bodies.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("no alert:busy in {seen:#?}"));
             let body: Value = serde_json::from_str(&body).expect("JSON");
             if body["rule"] == "alert:busy" {

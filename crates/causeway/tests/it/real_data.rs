@@ -7,19 +7,7 @@ use std::path::Path;
 use causeway_test_support::real_datasets;
 use serde_json::{Value, json};
 
-use crate::support::{Server, run};
-
-fn ok(args: &[&str]) -> String {
-    let output = run(args);
-    assert!(
-        output.status.success(),
-        "causeway {}:\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).to_string()
-}
+use crate::support::{Server, ok, run};
 
 fn text(path: &Path) -> &str {
     path.to_str().expect("utf-8")

@@ -24,6 +24,19 @@ pub fn run(args: &[&str]) -> Output {
     binary().args(args).output().expect("the causeway binary runs")
 }
 
+/// Runs the binary with `args`, fails the test unless it succeeds, and returns its stdout.
+pub fn ok(args: &[&str]) -> String {
+    let output = run(args);
+    assert!(
+        output.status.success(),
+        "causeway {}:\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
 /// Runs `causeway ARGS` with extra environment variables.
 pub fn run_with(args: &[&str], environment: &[(&str, &str)]) -> Output {
     binary().args(args).envs(environment.iter().copied()).output().expect("the causeway binary runs")
