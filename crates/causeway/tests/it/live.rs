@@ -520,3 +520,63 @@ fn one_project_loops_a_multiclass_and_a_regression_model() {
     assert!(events.contains("retraining triggered by volume ("), "{events}");
     assert_eq!(done["models"].as_array().map(Vec::len), Some(2), "{done:#}");
 }
+
+/// The drift and schedule triggers with real processes: one project, two models on the churn
+/// data — `churn` retrains when its live traffic drifts (one input tripled), `nightly` when its
+/// cron schedule comes due (every minute here).
+#[test]
+fn drift_and_the_schedule_start_retraining_live() {
+    let (data, _) = real_datasets();
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("churn");
+    let file = data.path().join("churn.csv");
+    ok(&["init", "--from", text(&file), "--label", "churn", "--positive", "yes", "--dir", text(&dir)]);
+    let mut toml = std::fs::read_to_string(dir.join("causeway.toml")).expect("causeway.toml");
+    let model_body = blocks(&toml)
+        .into_iter()
+        .find(|(header, _)| header == "[model]")
+        .map(|(_, body)| body)
+        .expect("a [model] section");
+    toml.push_str(&LIVE_LOOP.replace("retrain_on = []", "retrain_on = [\"drift\"]"));
+    toml.push_str("\n[monitor]\ndrift_window = \"15s\"\n");
+    toml.push_str(&format!("\n[[models]]\n{}", model_body.replace("name = \"churn\"", "name = \"nightly\"")));
+    toml.push_str(&format!(
+        "\n[models.loop]\n{}",
+        LIVE_LOOP
+            .replace("[loop]\n", "")
+            .replace("[loop.gates]", "[models.loop.gates]")
+            .replace("retrain_on = []", "retrain_on = [\"schedule\"]\nschedule = \"* * * * *\"")
+    ));
+    std::fs::write(dir.join("causeway.toml"), &toml).expect("write causeway.toml");
+    ok(&["train", "--model", "churn", "--promote", "--dir", text(&dir)]);
+    ok(&["train", "--model", "nightly", "--promote", "--dir", text(&dir)]);
+    let scheduled = status(&dir);
+    assert!(named(&scheduled, "nightly")["next_scheduled_ms"].is_i64(), "{scheduled:#}");
+
+    let server = live_server(&dir);
+    // Drifted traffic: the day's minutes tripled.
+    let drifted: Vec<(Value, Value)> = traffic(&file, "churn")
+        .into_iter()
+        .map(|(mut fields, truth)| {
+            if let Some(minutes) = fields["total_day_minutes"].as_f64() {
+                fields["total_day_minutes"] = json!(minutes * 3.0);
+            }
+            (fields, truth)
+        })
+        .collect();
+    let mut next = 0;
+    let both = wait_for(
+        &dir,
+        "a drift retraining of churn and a scheduled one of nightly",
+        || send(&server, "churn", &drifted, &mut next, 20),
+        // A decision of either model's loop starts with its retraining.
+        |status| {
+            named(status, "churn")["last_decision"].is_object() && named(status, "nightly")["last_decision"].is_object()
+        },
+    );
+    let events = ok(&["events", "--kind", "loop", "--dir", text(&dir)]);
+    assert!(events.contains("retraining triggered by drift:total_day_minutes"), "{events}\n{both:#}");
+    assert!(events.contains("retraining triggered by schedule `* * * * *`"), "{events}\n{both:#}");
+    let alerts = ok(&["events", "--kind", "alert", "--dir", text(&dir)]);
+    assert!(alerts.contains("`total_day_minutes` drifted: PSI"), "{alerts}");
+}
