@@ -168,6 +168,17 @@ pub enum Trigger {
     Volume,
 }
 
+/// What a live retraining trains on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrainingSource {
+    /// The `[model]` dataset's stored rows (every version) within `retrain_window`.
+    Dataset,
+    /// The champion's served predictions within `retrain_window` with the labels that arrived
+    /// for them: the features as they were served, so training and serving cannot skew.
+    Predictions,
+}
+
 /// Promotion gates. Each applies to the tasks it names; the others skip it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -231,6 +242,8 @@ pub struct LoopSection {
     /// How far back a retraining reads labelled data.
     #[serde(alias = "retrain_window_days")]
     pub retrain_window: Span,
+    /// What a retraining trains on: `["dataset"]` (default), `["predictions"]` or both.
+    pub train_on: Vec<TrainingSource>,
     /// After a retraining starts, how long before a trigger may start another.
     #[serde(alias = "cooldown_days")]
     pub cooldown: Span,
@@ -268,6 +281,7 @@ impl Default for LoopSection {
             schedule: None,
             volume: None,
             retrain_window: Span::days(28),
+            train_on: vec![TrainingSource::Dataset],
             cooldown: Span::days(7),
             shadow: Span::days(3),
             shadow_min_predictions: 0,
@@ -285,6 +299,11 @@ impl Default for LoopSection {
 impl LoopSection {
     /// Checks what serde cannot: the triggers have what they need.
     fn check(&self) -> Result<()> {
+        if self.train_on.is_empty() {
+            return Err(Error::Config(
+                "loop.train_on names nothing to train on: use [\"dataset\"], [\"predictions\"] or both".into(),
+            ));
+        }
         if !(0.5..1.0).contains(&self.confidence) {
             return Err(Error::Config(format!("loop.confidence must be within 0.5..1, got {}", self.confidence)));
         }

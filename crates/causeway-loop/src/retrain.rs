@@ -11,10 +11,12 @@ use std::sync::Arc;
 use causeway_models::{ModelArtifact, Task, TaskKind};
 use causeway_train::TrainingSet;
 
+use crate::config::TrainingSource;
 use crate::error::{Error, Result};
 use crate::machine::RetrainOutcome;
 use crate::pipeline::{
-    Trained, evaluate, load_artifact, load_dataset, load_holdout, snapshot_id, train_and_register, training_set,
+    Labelled, Trained, evaluate, load_artifact, load_dataset, load_holdout, snapshot_id, train_and_register,
+    training_set,
 };
 use crate::project::Project;
 
@@ -37,27 +39,86 @@ pub struct RetrainJob {
 /// Trains a challenger for a job and registers it.
 pub type Retrainer = Arc<dyn Fn(&Project, &RetrainJob) -> Result<Trained> + Send + Sync>;
 
-/// The live retrainer: the `[model]` dataset (every stored version) within `[loop]
-/// retrain_window` of the job's time (every row without a time column), labels that arrived by
-/// then, trained and registered as `causeway train` would.
+/// The live retrainer: what `[loop] train_on` names within `[loop] retrain_window` of the job's
+/// time — the `[model]` dataset (every stored version; every row without a time column) and/or
+/// the champion's served predictions with their labels — labels as they had arrived by then,
+/// trained and registered as `causeway train` would.
 pub fn live_retrainer() -> Retrainer {
     Arc::new(|project: &Project, job: &RetrainJob| {
         let model = project.config.model()?;
-        let data = load_dataset(project, &model.dataset)?;
-        let (from, to) = match model.timestamp_column {
-            Some(_) => (job.now_ms - project.config.rollout.retrain_window.millis(), job.now_ms + 1),
-            None => (i64::MIN, i64::MAX),
+        let sources = &project.config.rollout.train_on;
+        let window_from = job.now_ms - project.config.rollout.retrain_window.millis();
+        let mut parts: Vec<(Labelled, String)> = Vec::new();
+        if sources.contains(&TrainingSource::Dataset) {
+            let data = load_dataset(project, &model.dataset)?;
+            let (from, to) = match model.timestamp_column {
+                Some(_) => (window_from, job.now_ms + 1),
+                None => (i64::MIN, i64::MAX),
+            };
+            let set = training_set(project, &data, from, to, job.now_ms)?;
+            parts.push((set, snapshot_id(project, &model.dataset, from, to)?));
+        }
+        if sources.contains(&TrainingSource::Predictions) {
+            parts.push(served_set(project, &job.model, window_from, job.now_ms)?);
+        }
+        let mut parts = parts.into_iter();
+        let Some((mut labelled, mut snapshot)) = parts.next() else {
+            return Err(Error::Config("[loop] train_on names nothing to train on".into()));
         };
-        let set = training_set(project, &data, from, to, job.now_ms)?;
-        if set.set.is_empty() {
+        for (more, more_snapshot) in parts {
+            labelled.set.ids.extend(more.set.ids);
+            labelled.set.timestamps.extend(more.set.timestamps);
+            labelled.set.values.extend(more.set.values);
+            labelled.set.labels.extend(more.set.labels);
+            snapshot = format!("{snapshot}+{more_snapshot}");
+        }
+        if labelled.set.is_empty() {
             return Err(Error::Precondition(format!(
                 "no labelled rows of `{}` fall in the last {} (set [loop] retrain_window, or ingest newer data)",
                 model.dataset, project.config.rollout.retrain_window
             )));
         }
-        let snapshot = snapshot_id(project, &model.dataset, from, to)?;
-        train_and_register(project, &set, &snapshot, job.now_ms, "loop")
+        train_and_register(project, &labelled, &snapshot, job.now_ms, "loop")
     })
+}
+
+/// The champion's served predictions of `model` in `[from_ms, to_ms)` that have a label by
+/// `to_ms`, as a training set: each row's features as they were served (decoded from the
+/// prediction log), its label as stored. With the snapshot id `predictions@…` for lineage.
+pub fn served_set(project: &Project, model: &str, from_ms: i64, to_ms: i64) -> Result<(Labelled, String)> {
+    let Some(policy) = project.meta.serving_policy(model)? else {
+        return Err(Error::Precondition(format!("model `{model}` has no champion: nothing was served to train on")));
+    };
+    let champion = load_artifact(project, &project.meta.model_version(model, policy.champion)?)?;
+    let names = project.config.features()?.feature_names();
+    if champion.signature.names() != names.iter().map(String::as_str).collect::<Vec<_>>() {
+        return Err(Error::Precondition(format!(
+            "the champion v{} of `{model}` reads other inputs than [features]; train on the dataset instead ([loop] train_on = [\"dataset\"])",
+            policy.champion
+        )));
+    }
+    let mut records = causeway_monitor::read_window(&project.blobs, from_ms, to_ms)?;
+    records.retain(|record| record.model == model && record.role == causeway_monitor::Role::Served);
+    let labels = project.meta.labels_for(records.iter().map(|record| record.request_id.as_str()))?;
+    let mut set = TrainingSet::default();
+    let mut hasher = blake3::Hasher::new();
+    for record in &records {
+        let Some(label) = labels.get(&record.request_id).filter(|label| label.arrived_ms <= to_ms) else { continue };
+        hasher.update(record.request_id.as_bytes());
+        set.ids.push(record.request_id.clone());
+        set.timestamps.push(record.timestamp_ms);
+        set.values.push(champion.signature.decode(&record.features));
+        set.labels.push(label.label);
+    }
+    if set.is_empty() {
+        return Err(Error::Precondition(format!(
+            "no served prediction of `{model}` in the last {} has a label yet",
+            project.config.rollout.retrain_window
+        )));
+    }
+    let snapshot = format!("predictions@{}", &hasher.finalize().to_hex()[..12]);
+    let task_note = format!("{} (the champion's, trained on {} served predictions)", champion.task.kind(), set.len());
+    Ok((Labelled { set, task: champion.task.clone(), task_note }, snapshot))
 }
 
 /// What the gates judge: a registered candidate and its holdout rows.

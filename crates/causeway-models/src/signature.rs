@@ -127,6 +127,23 @@ impl Signature {
         }
     }
 
+    /// The feature values an encoded row stands for (the inverse of [`Signature::encode`]): NaN
+    /// is missing, a categorical code its category. What a model was served can so be trained on.
+    pub fn decode(&self, row: &[f64]) -> Vec<FeatureValue> {
+        self.features
+            .iter()
+            .zip(row)
+            .map(|(feature, value)| match &feature.kind {
+                _ if value.is_nan() => FeatureValue::Missing,
+                FeatureKind::Numeric => FeatureValue::Number(*value),
+                FeatureKind::Categorical { vocabulary } => vocabulary
+                    .get(*value as usize)
+                    .filter(|_| value.fract() == 0.0 && *value >= 0.0)
+                    .map_or(FeatureValue::Missing, |category| FeatureValue::Text(category.clone())),
+            })
+            .collect()
+    }
+
     /// Checks an already encoded row: width, finiteness and missing values where not allowed.
     pub fn check_encoded(&self, row: &[f64]) -> Result<(), InputError> {
         if row.len() != self.features.len() {
@@ -171,6 +188,27 @@ mod tests {
                 },
                 FeatureSpec { name: "mean_30d".into(), kind: FeatureKind::Numeric, nullable: true },
             ],
+        }
+    }
+
+    #[test]
+    fn decoding_an_encoded_row_gives_its_values_back() {
+        let signature = Signature {
+            features: vec![
+                FeatureSpec { name: "amount".into(), kind: FeatureKind::Numeric, nullable: true },
+                FeatureSpec {
+                    name: "channel".into(),
+                    kind: FeatureKind::Categorical { vocabulary: vec!["online".into(), "store".into()] },
+                    nullable: true,
+                },
+            ],
+        };
+        for values in [
+            vec![FeatureValue::Number(12.5), FeatureValue::Text("store".into())],
+            vec![FeatureValue::Missing, FeatureValue::Missing],
+        ] {
+            let encoded = signature.encode(&values).expect("encodes");
+            assert_eq!(signature.decode(&encoded), values);
         }
     }
 

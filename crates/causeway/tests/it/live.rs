@@ -580,3 +580,46 @@ fn drift_and_the_schedule_start_retraining_live() {
     let alerts = ok(&["events", "--kind", "alert", "--dir", text(&dir)]);
     assert!(alerts.contains("`total_day_minutes` drifted: PSI"), "{alerts}");
 }
+
+/// `[loop] train_on = ["predictions"]`: the retraining trains on what was served — the features
+/// the prediction log holds and the labels that arrived for them — and its lineage says so.
+#[test]
+fn a_retraining_can_train_on_the_served_predictions_and_their_labels() {
+    let (data, _) = real_datasets();
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("housing");
+    let file = data.path().join("housing.csv");
+    ok(&["init", "--from", text(&file), "--label", "Sale_Price", "--dir", text(&dir)]);
+    let mut toml = std::fs::read_to_string(dir.join("causeway.toml")).expect("causeway.toml");
+    toml.push_str(&LIVE_LOOP.replace("retrain_on = []", "retrain_on = []\ntrain_on = [\"predictions\"]"));
+    // An alert of our own tells when the loop has seen the labelled traffic.
+    toml.push_str("\n[[monitor.alerts]]\nname = \"seen\"\nmetric = \"labelled\"\nabove = 300\nwindow = \"10m\"\nmin_labelled = 1\n");
+    std::fs::write(dir.join("causeway.toml"), &toml).expect("write causeway.toml");
+    ok(&["train", "--promote", "--dir", text(&dir)]);
+    let server = live_server(&dir);
+    let rows = traffic(&file, "Sale_Price");
+    let mut next = 0;
+    wait_for(
+        &dir,
+        "the loop to see the labelled traffic",
+        || send(&server, "housing", &rows, &mut next, 50),
+        |status| {
+            model(status)["firing"].as_array().is_some_and(|firing| firing.iter().any(|rule| rule == "alert:seen"))
+        },
+    );
+    ok(&["loop", "retrain", "--dir", text(&dir)]);
+    wait_for(
+        &dir,
+        "the retraining",
+        || {},
+        |status| {
+            model(status)["last_decision"]["message"].as_str().is_some_and(|message| !message.starts_with("retraining"))
+        },
+    );
+    let events = ok(&["events", "--kind", "loop", "--dir", text(&dir)]);
+    assert!(events.contains("challenger v2 trained on predictions@"), "{events}");
+    let meta = causeway_store::MetaStore::open(&dir.join(".causeway/meta.db")).expect("meta");
+    let version = meta.model_version("housing", 2).expect("v2");
+    assert!(version.dataset.starts_with("predictions@"), "{}", version.dataset);
+    drop(server);
+}
