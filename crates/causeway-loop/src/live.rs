@@ -208,7 +208,22 @@ impl Scheduler {
         if !leader {
             return;
         }
-        for model in self.models() {
+        for (index, model) in self.models().into_iter().enumerate() {
+            // A long tick (a slow store, many models) renews the lease before each model, and
+            // stops acting the moment another control plane holds it.
+            if index > 0 {
+                let renewed_at = self.clock.now_ms();
+                let still = self
+                    .project
+                    .meta
+                    .acquire_lease(LEASE, &self.options.holder, renewed_at, self.options.lease.millis())
+                    .unwrap_or(false);
+                if !still {
+                    self.leader = Some(false);
+                    (self.observer)(&LiveEvent::Leadership(false));
+                    return;
+                }
+            }
             if !self.controllers.iter().any(|controller| controller.model() == model) {
                 let jobs =
                     if self.options.once { Jobs::Inline } else { Jobs::Background { wake: Some(self.wake.clone()) } };

@@ -30,6 +30,9 @@ pub struct QueuedCommand {
     pub at_ms: i64,
 }
 
+/// How long per-version serving counts are kept: 90 days.
+pub const SERVING_COUNTS_KEPT_MS: i64 = 90 * 86_400_000;
+
 /// Requests and errors one replica saw for one model version in one minute.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServingCount {
@@ -46,10 +49,17 @@ pub struct ServingCount {
 }
 
 impl MetaStore {
-    /// Adds a replica's counts to what it reported before, in one transaction.
+    /// Adds a replica's counts to what it reported before, in one transaction, and forgets
+    /// counts older than [`SERVING_COUNTS_KEPT_MS`] (a rollout never looks back that far).
     pub fn add_serving_counts(&self, replica: &str, counts: &[ServingCount]) -> Result<()> {
         let mut connection = self.lock();
         let mut transaction = connection.transaction()?;
+        if let Some(newest) = counts.iter().map(|count| count.minute_ms).max() {
+            transaction.execute(
+                "DELETE FROM serving_counts WHERE minute_ms < ?1",
+                params![newest.saturating_sub(SERVING_COUNTS_KEPT_MS)],
+            )?;
+        }
         for count in counts {
             transaction.execute(
                 "INSERT INTO serving_counts (replica, model, version, minute_ms, requests, errors)
@@ -197,6 +207,9 @@ mod tests {
         assert_eq!(store.serving_totals("fraud", 2, 60_000)?, (35, 4));
         assert_eq!(store.serving_totals("fraud", 2, 125_000)?, (20, 2), "from the minute holding the time on");
         assert_eq!(store.serving_totals("fraud", 3, 0)?, (0, 0));
+        // Counts older than the retention go when newer ones arrive.
+        store.add_serving_counts("a", &[count(2, super::SERVING_COUNTS_KEPT_MS + 120_000, 1, 0)])?;
+        assert_eq!(store.serving_totals("fraud", 2, 0)?, (21, 2), "the first minute's counts are gone");
         Ok(())
     }
 
