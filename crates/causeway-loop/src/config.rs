@@ -504,6 +504,21 @@ mod tests {
         assert!(error.contains("e.g. \"90s\""), "{error}");
     }
 
+    /// The worked `causeway.toml` README.md shows is one Causeway reads.
+    #[test]
+    fn the_readme_worked_example_parses() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).expect("README.md");
+        let start = readme.find("A worked `causeway.toml`").expect("the worked example");
+        let block =
+            readme[start..].split("```toml\n").nth(1).and_then(|rest| rest.split("```").next()).expect("a toml block");
+        let config = ProjectConfig::parse(block).expect("the README's causeway.toml parses");
+        assert_eq!(config.rollout.retrain_on.len(), 4);
+        assert_eq!(config.rollout.train_on.len(), 2);
+        assert!(config.rollout.cron().expect("cron").is_some());
+        assert_eq!(config.monitor.alerts.len(), 1);
+    }
+
     #[test]
     fn schedule_and_volume_triggers_need_their_settings() {
         let error = ProjectConfig::parse("[loop]\nretrain_on = [\"schedule\"]\n").unwrap_err().to_string();
