@@ -13,7 +13,7 @@ use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 
 use causeway_models::{ModelArtifact, TaskKind};
 use causeway_monitor::drift::drift_report;
-use causeway_monitor::rules::Observation;
+use causeway_monitor::rules::{Observation, latency_quantile_ms};
 use causeway_monitor::{
     DriftReport, Judging, ModelBaseline, Notifier, PredictionRecord, VersionOutcomes, outcomes_by_version,
     paired_evidence, read_window,
@@ -332,9 +332,11 @@ impl Controller {
         // Jobs start only once the state that names them is stored: a crash before leaves no job,
         // a crash after finds it in the state and runs it again.
         let launched = !jobs.is_empty();
-        let champion = self.policy()?.champion;
-        for job in jobs {
-            self.launch(job, champion);
+        if launched {
+            let champion = self.policy()?.champion;
+            for job in jobs {
+                self.launch(job, champion);
+            }
         }
         Ok(launched)
     }
@@ -408,21 +410,17 @@ impl Controller {
         observed.monitor = monitor;
 
         if let (Some(since), Some(challenger)) = (shadow_since, self.state.stage.challenger()) {
-            observed.shadow_predictions =
-                records.iter().filter(|record| record.version == challenger && record.timestamp_ms >= since).count()
-                    as u64;
-            let mut latencies: Vec<u64> = records
-                .iter()
-                .filter(|record| record.version == challenger && record.timestamp_ms >= since)
-                .map(|record| record.latency_us)
-                .collect();
-            latencies.sort_unstable();
-            let p99 = latencies
-                .get(((latencies.len() as f64 * 0.99).ceil() as usize).saturating_sub(1))
-                .map_or(0.0, |latency| *latency as f64 / 1000.0);
+            let scored: Vec<&PredictionRecord> =
+                records.iter().filter(|record| record.version == challenger && record.timestamp_ms >= since).collect();
+            observed.shadow_predictions = scored.len() as u64;
+            let p99 = latency_quantile_ms(&scored, 0.99);
             let (requests, errors) = self.project.meta.serving_totals(&self.model, challenger, since)?;
-            observed.challenger_health =
-                Health { requests, errors, predictions: latencies.len() as u64, p99_latency_ms: p99 };
+            observed.challenger_health = Health {
+                requests,
+                errors,
+                predictions: scored.len() as u64,
+                p99_latency_ms: if p99.is_nan() { 0.0 } else { p99 },
+            };
             let tolerance = self.project.config.rollout.gates.rmse_tolerance;
             observed.live = live_comparison(&records, &labels, &judging, since, champion, challenger, tolerance);
         }

@@ -35,7 +35,11 @@ pub struct LiveOptions {
 impl LiveOptions {
     /// Options for `project`: its `[loop] tick`, a lease of three ticks (at least 10 s).
     pub fn for_project(project: &Project, holder: String) -> Self {
-        let tick = project.config.rollout.tick;
+        Self::with_tick(project.config.rollout.tick, holder)
+    }
+
+    /// Options ticking every `tick`, with a lease of three ticks (at least 10 s).
+    pub fn with_tick(tick: Span, holder: String) -> Self {
         Self { holder, tick, lease: Span::from_millis((tick.millis() * 3).max(10_000)), once: false }
     }
 }

@@ -661,32 +661,39 @@ const MIN_HEALTH_REQUESTS: u64 = 20;
 /// The fewest predictions before a challenger's latency is judged.
 const MIN_LATENCY_PREDICTIONS: u64 = 100;
 
-/// Why the challenger's health, as the replicas measured it, ends its rollout, if it does.
-fn unhealthy(section: &LoopSection, health: &Health) -> Option<String> {
-    let alpha = 1.0 - section.confidence;
-    if health.requests >= MIN_HEALTH_REQUESTS {
-        let p_value =
-            causeway_monitor::paired::rate_exceeds_p_value(health.errors, health.requests, section.max_error_rate);
-        let rate = health.errors as f64 / health.requests as f64;
-        if rate > section.max_error_rate && p_value < alpha {
-            return Some(format!(
-                "its error rate {:.2}% on {} requests is above {:.2}% (p {p_value:.2e})",
-                rate * 100.0,
-                health.requests,
-                section.max_error_rate * 100.0
-            ));
-        }
+/// Why the challenger's error rate over every replica ends its rollout, if it does: above
+/// `max_error_rate`, and significantly so.
+fn error_rate_breach(section: &LoopSection, health: &Health) -> Option<String> {
+    if health.requests < MIN_HEALTH_REQUESTS {
+        return None;
     }
-    if let Some(bound) = section.max_p99_latency_ms
-        && health.predictions >= MIN_LATENCY_PREDICTIONS
-        && health.p99_latency_ms > bound
-    {
-        return Some(format!(
+    let p_value =
+        causeway_monitor::paired::rate_exceeds_p_value(health.errors, health.requests, section.max_error_rate);
+    let rate = health.errors as f64 / health.requests as f64;
+    (rate > section.max_error_rate && p_value < 1.0 - section.confidence).then(|| {
+        format!(
+            "its error rate {:.2}% on {} requests is above {:.2}% (p {p_value:.2e})",
+            rate * 100.0,
+            health.requests,
+            section.max_error_rate * 100.0
+        )
+    })
+}
+
+/// Why the challenger's p99 latency ends its rollout, if it does.
+fn latency_breach(section: &LoopSection, health: &Health) -> Option<String> {
+    let bound = section.max_p99_latency_ms?;
+    (health.predictions >= MIN_LATENCY_PREDICTIONS && health.p99_latency_ms > bound).then(|| {
+        format!(
             "its p99 latency {:.2} ms over {} predictions is above {bound} ms",
             health.p99_latency_ms, health.predictions
-        ));
-    }
-    None
+        )
+    })
+}
+
+/// Why the challenger's health, as the replicas measured it, ends its rollout, if it does.
+fn unhealthy(section: &LoopSection, health: &Health) -> Option<String> {
+    error_rate_breach(section, health).or_else(|| latency_breach(section, health))
 }
 
 fn health_measures(section: &LoopSection, health: &Health) -> Vec<Measure> {
@@ -695,7 +702,7 @@ fn health_measures(section: &LoopSection, health: &Health) -> Vec<Measure> {
         value: health.errors as f64 / health.requests.max(1) as f64,
         bound: section.max_error_rate,
         at_least: false,
-        passing: unhealthy(&LoopSection { max_p99_latency_ms: None, ..section.clone() }, health).is_none(),
+        passing: error_rate_breach(section, health).is_none(),
         p_value: None,
     }];
     if let Some(bound) = section.max_p99_latency_ms {
@@ -704,7 +711,7 @@ fn health_measures(section: &LoopSection, health: &Health) -> Vec<Measure> {
             value: health.p99_latency_ms,
             bound,
             at_least: false,
-            passing: health.predictions < MIN_LATENCY_PREDICTIONS || health.p99_latency_ms <= bound,
+            passing: latency_breach(section, health).is_none(),
             p_value: None,
         });
     }

@@ -132,13 +132,7 @@ impl Project {
     /// The project as one of its models sees it ([`ProjectConfig::scoped`]): the same stores,
     /// the configuration of that model.
     pub fn scoped(&self, model: &str) -> Result<Project> {
-        Ok(Project {
-            dir: self.dir.clone(),
-            config: self.config.scoped(model)?,
-            meta: self.meta.clone(),
-            blobs: self.blobs.clone(),
-            online: self.online.clone(),
-        })
+        Ok(self.with_config(self.config.scoped(model)?))
     }
 
     /// [`Project::scoped`] for `model`, or the project itself when `model` is `None` and it has
@@ -146,7 +140,7 @@ impl Project {
     pub fn for_model(&self, model: Option<&str>) -> Result<Project> {
         match model {
             Some(model) => self.scoped(model),
-            None if self.config.models.is_empty() => Ok(self.scoped_or_self()),
+            None if self.config.models.is_empty() => Ok(self.with_config(self.config.clone())),
             None => Err(Error::Config(format!(
                 "causeway.toml declares several models ({}): name one with --model",
                 self.config.loop_models(None)?.join(", ")
@@ -154,10 +148,11 @@ impl Project {
         }
     }
 
-    fn scoped_or_self(&self) -> Project {
+    /// The same stores under `config`.
+    fn with_config(&self, config: ProjectConfig) -> Project {
         Project {
             dir: self.dir.clone(),
-            config: self.config.clone(),
+            config,
             meta: self.meta.clone(),
             blobs: self.blobs.clone(),
             online: self.online.clone(),

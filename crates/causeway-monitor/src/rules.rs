@@ -89,6 +89,14 @@ fn default_min_labelled() -> u64 {
     30
 }
 
+/// The `quantile` (0..1) of the scoring latency of `records`, in milliseconds; NaN for none.
+pub fn latency_quantile_ms(records: &[&crate::PredictionRecord], quantile: f64) -> f64 {
+    let mut values: Vec<u64> = records.iter().map(|record| record.latency_us).collect();
+    values.sort_unstable();
+    let index = ((values.len() as f64 * quantile).ceil() as usize).saturating_sub(1);
+    values.get(index).map_or(f64::NAN, |value| *value as f64 / 1000.0)
+}
+
 /// The metrics an [`AlertRule`] can name.
 pub const ALERT_METRICS: [&str; 13] = [
     "predictions",
@@ -133,12 +141,7 @@ impl AlertRule {
         records: &[&crate::PredictionRecord],
         outcomes: Option<&VersionOutcomes>,
     ) -> Option<Observation> {
-        let latency = |quantile: f64| {
-            let mut values: Vec<u64> = records.iter().map(|record| record.latency_us).collect();
-            values.sort_unstable();
-            let index = ((values.len() as f64 * quantile).ceil() as usize).saturating_sub(1);
-            values.get(index).map_or(f64::NAN, |value| *value as f64 / 1000.0)
-        };
+        let latency = |quantile: f64| latency_quantile_ms(records, quantile);
         let value = match self.metric.as_str() {
             "predictions" => records.len() as f64,
             "labelled" => outcomes.map_or(0.0, |outcomes| outcomes.labeled as f64),

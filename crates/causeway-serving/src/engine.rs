@@ -178,11 +178,23 @@ pub struct Engine {
     /// This replica's id in the per-version counts it reports to the store.
     replica: String,
     /// Requests and errors per version and minute, not yet reported.
-    counts: std::sync::Mutex<HashMap<CountKey, (u64, u64)>>,
+    counts: std::sync::Mutex<Counts>,
 }
 
-/// (model, version, minute): what the per-version counts are kept by.
-type CountKey = (String, u32, i64);
+/// Requests and errors by model, then by (version, minute): a request looks its model up
+/// without allocating.
+type Counts = HashMap<String, HashMap<(u32, i64), (u64, u64)>>;
+
+/// Adds `requests` and `errors` to `counts` of `model` at `key`.
+fn add_count(counts: &mut Counts, model: &str, key: (u32, i64), requests: u64, errors: u64) {
+    let per_model = match counts.get_mut(model) {
+        Some(per_model) => per_model,
+        None => counts.entry(model.to_string()).or_default(),
+    };
+    let entry = per_model.entry(key).or_default();
+    entry.0 += requests;
+    entry.1 += errors;
+}
 
 /// (champion, challenger, rollout mode): what a deployment serves.
 type DeploymentKey = (u32, Option<u32>, String);
@@ -229,9 +241,7 @@ impl Engine {
     fn count(&self, model: &str, version: u32, failed: bool) {
         let minute = self.clock.now_ms().div_euclid(60_000) * 60_000;
         let mut counts = self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let entry = counts.entry((model.to_string(), version, minute)).or_default();
-        entry.0 += 1;
-        entry.1 += u64::from(failed);
+        add_count(&mut counts, model, (version, minute), 1, u64::from(failed));
     }
 
     /// Writes the per-version request and error counts gathered since the last report to the
@@ -244,20 +254,20 @@ impl Engine {
         }
         let rows: Vec<causeway_store::ServingCount> = taken
             .iter()
-            .map(|((model, version, minute_ms), (requests, errors))| causeway_store::ServingCount {
-                model: model.clone(),
-                version: *version,
-                minute_ms: *minute_ms,
-                requests: *requests,
-                errors: *errors,
+            .flat_map(|(model, per_model)| {
+                per_model.iter().map(move |((version, minute_ms), (requests, errors))| causeway_store::ServingCount {
+                    model: model.clone(),
+                    version: *version,
+                    minute_ms: *minute_ms,
+                    requests: *requests,
+                    errors: *errors,
+                })
             })
             .collect();
         if let Err(error) = self.meta.add_serving_counts(&self.replica, &rows) {
             let mut counts = self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            for (key, (requests, errors)) in taken {
-                let entry = counts.entry(key).or_default();
-                entry.0 += requests;
-                entry.1 += errors;
+            for row in rows {
+                add_count(&mut counts, &row.model, (row.version, row.minute_ms), row.requests, row.errors);
             }
             return Err(error.into());
         }

@@ -65,11 +65,10 @@ pub(crate) fn printing_observer(events_to_stderr: bool) -> LiveObserver {
 
 /// The live loop's options for a project, with the tick overridden when given.
 pub(crate) fn live_options(project: &causeway_loop::Project, tick: Option<Span>, once: bool) -> LiveOptions {
-    let mut options = LiveOptions::for_project(project, holder_id());
-    if let Some(tick) = tick.filter(|tick| !tick.is_zero()) {
-        options.tick = tick;
-        options.lease = Span::from_millis((tick.millis() * 3).max(10_000));
-    }
+    let mut options = match tick.filter(|tick| !tick.is_zero()) {
+        Some(tick) => LiveOptions::with_tick(tick, holder_id()),
+        None => LiveOptions::for_project(project, holder_id()),
+    };
     options.once = once;
     options
 }
@@ -97,12 +96,7 @@ pub(crate) fn run(dir: &ProjectArgs, tick: Option<Span>, once: bool) -> Result<E
 
 pub(crate) fn show_status(target: &LoopModelArgs, json: bool) -> Result<ExitCode> {
     let project = open(&target.dir)?;
-    let mut all = LoopStatus { at_ms: SystemClock.now_ms(), leader: None, models: Vec::new() };
-    for model in project.config.loop_models(target.model.as_deref())? {
-        let found = status(&project, Some(&model), all.at_ms)?;
-        all.leader = found.leader;
-        all.models.extend(found.models);
-    }
+    let all = status(&project, target.model.as_deref(), SystemClock.now_ms())?;
     if json {
         println!("{}", serde_json::to_string_pretty(&all)?);
     } else {
