@@ -7,19 +7,15 @@
 //! It changes only the store (aliases, traffic policies, events, its state); serving watches the
 //! store.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 
 use causeway_models::{ModelArtifact, TaskKind};
-use causeway_monitor::drift::drift_report;
-use causeway_monitor::rules::{Observation, latency_quantile_ms};
-use causeway_monitor::{
-    DriftReport, Judging, ModelBaseline, Notifier, PredictionRecord, VersionOutcomes, outcomes_by_version,
-    paired_evidence, read_window,
-};
+use causeway_monitor::rules::Observation;
+use causeway_monitor::{DriftReport, ModelBaseline, Notifier, VersionOutcomes};
 use causeway_store::{Rollout, RolloutChange};
-use causeway_types::{Event, LabelRecord, RolloutMode, TrafficPolicy};
+use causeway_types::{Event, RolloutMode, TrafficPolicy};
 
 use crate::error::{Error, Result};
 use crate::machine::{
@@ -30,9 +26,10 @@ use crate::pipeline::{load_artifact, load_baseline};
 use crate::project::Project;
 use crate::retrain::{RetrainJob, Retrainer, run_job};
 use crate::schedule::Cron;
+use crate::windows::{Summarizer, WindowReader};
 
 /// The fewest rows a drift window needs before drift is judged.
-const MIN_DRIFT_ROWS: usize = 500;
+const MIN_DRIFT_ROWS: u64 = 500;
 
 /// Where a model's loop state is stored.
 pub fn state_key(model: &str) -> String {
@@ -95,6 +92,9 @@ pub struct Controller {
     notifier: Notifier,
     baselines: HashMap<u32, ModelBaseline>,
     artifacts: HashMap<u32, Arc<ModelArtifact>>,
+    /// Brings the stored window summaries up to date before each tick (`None`: a caller that
+    /// runs several controllers does it once for all).
+    summarizer: Option<Summarizer>,
     /// The traffic generation this tick's decisions are based on: a change made meanwhile by
     /// anyone else (a person through MLflow or the CLI) makes the loop's change fail rather than
     /// overwrite it.
@@ -113,6 +113,7 @@ impl Controller {
         let state = load_state(&project, model)?;
         let cron = project.config.rollout.cron()?;
         let notifier = Notifier::start(&project.config.monitor.notify, std::time::Duration::from_millis(500));
+        let summarizer = Some(Summarizer::new(project.clone()));
         Ok(Self {
             project,
             model: model.to_string(),
@@ -125,8 +126,16 @@ impl Controller {
             notifier,
             baselines: HashMap::new(),
             artifacts: HashMap::new(),
+            summarizer,
             generation: 0,
         })
+    }
+
+    /// Leaves bringing the window summaries up to date to the caller (who runs
+    /// [`Summarizer::pass`] once before ticking several controllers).
+    pub fn summarized_by_caller(mut self) -> Self {
+        self.summarizer = None;
+        self
     }
 
     /// The current state.
@@ -218,6 +227,9 @@ impl Controller {
 
     /// Measures, decides and acts at time `now`.
     pub fn tick(&mut self, now: i64) -> Result<TickReport> {
+        if let Some(summarizer) = &mut self.summarizer {
+            summarizer.pass(now)?;
+        }
         let policy = self.policy()?;
         self.generation = policy.generation;
         self.state = load_state(&self.project, &self.model)?;
@@ -341,7 +353,8 @@ impl Controller {
         Ok(launched)
     }
 
-    /// Reads the window of predictions and labels and measures what the step decides on.
+    /// Reads the windows of predictions and labels from their stored summaries and measures what
+    /// the step decides on.
     fn observe(
         &mut self,
         now: i64,
@@ -357,40 +370,30 @@ impl Controller {
             Stage::Shadow { since_ms, .. } => Some(since_ms),
             _ => None,
         };
-        let mut records =
-            read_window(&self.project.blobs, drift_from.min(performance_from).min(shadow_since.unwrap_or(now)), now)?;
-        records.retain(|record| record.model == self.model);
-        let labels = {
-            let ids: HashSet<&str> = records.iter().map(|record| record.request_id.as_str()).collect();
-            let mut labels = self.project.meta.labels_for(ids)?;
-            labels.retain(|_, label| label.arrived_ms <= now);
-            labels
-        };
-        let mut judging = HashMap::new();
-        for version in records.iter().map(|record| record.version).collect::<HashSet<_>>() {
-            let artifact = self.artifact(version)?;
-            judging.insert(version, Judging { task: artifact.task.kind(), threshold: artifact.threshold });
-        }
+        let earliest = rules
+            .alerts
+            .iter()
+            .map(|rule| now - rule.window.millis())
+            .chain([drift_from, performance_from, shadow_since.unwrap_or(now)])
+            .min()
+            .unwrap_or(now);
+        let windows = WindowReader::read(&self.project, &self.model, earliest)?;
 
         // Drift of the champion's traffic against its training baseline, judged only over a
         // full window, so a partial first day is not compared with a week.
-        let champion_window: Vec<&PredictionRecord> =
-            records.iter().filter(|record| record.version == champion && record.timestamp_ms >= drift_from).collect();
-        let window_covered = champion_window
-            .first()
-            .is_some_and(|first| first.timestamp_ms <= drift_from + rules.drift_window.millis() / 10);
-        let drift = if champion_window.len() >= MIN_DRIFT_ROWS && window_covered {
-            let baseline = self.baseline(champion)?.clone();
-            Some(drift_report(&baseline, &champion_window))
-        } else {
-            None
+        let drift = match windows.traffic(drift_from, false).remove(&champion) {
+            Some((traffic, first_ms))
+                if traffic.predictions >= MIN_DRIFT_ROWS
+                    && first_ms <= drift_from + rules.drift_window.millis() / 10 =>
+            {
+                Some(traffic.drift_report(self.baseline(champion)?))
+            }
+            _ => None,
         };
         let mut monitor: Vec<Observation> = drift.as_ref().map(|report| rules.check_drift(report)).unwrap_or_default();
 
         // Labelled performance per version over the performance window.
-        let recent: Vec<PredictionRecord> =
-            records.iter().filter(|record| record.timestamp_ms >= performance_from).cloned().collect();
-        let outcomes = outcomes_by_version(&recent, &labels, &judging);
+        let outcomes = self.outcomes(&windows, performance_from)?;
         if let Some(champion_outcomes) = outcomes.get(&champion) {
             let holdout = self.project.meta.model_version(&self.model, champion)?.metrics;
             monitor.extend(rules.check_performance(champion_outcomes, &holdout));
@@ -398,31 +401,26 @@ impl Controller {
         // Rules of the project's own, on the champion's traffic of each rule's window.
         for rule in &rules.alerts {
             let from = now - rule.window.millis();
-            let window: Vec<PredictionRecord> = records
-                .iter()
-                .filter(|record| record.version == champion && record.timestamp_ms >= from)
-                .cloned()
-                .collect();
-            let outcomes = outcomes_by_version(&window, &labels, &judging);
-            let window: Vec<&PredictionRecord> = window.iter().collect();
-            monitor.extend(rule.observe(&window, outcomes.get(&champion)));
+            let traffic =
+                windows.traffic(from, false).remove(&champion).map(|(traffic, _)| traffic).unwrap_or_default();
+            let outcomes = self.outcomes(&windows, from)?;
+            monitor.extend(rule.observe(&traffic, outcomes.get(&champion)));
         }
         observed.monitor = monitor;
 
         if let (Some(since), Some(challenger)) = (shadow_since, self.state.stage.challenger()) {
-            let scored: Vec<&PredictionRecord> =
-                records.iter().filter(|record| record.version == challenger && record.timestamp_ms >= since).collect();
-            observed.shadow_predictions = scored.len() as u64;
-            let p99 = latency_quantile_ms(&scored, 0.99);
+            let scored =
+                windows.traffic(since, true).remove(&challenger).map(|(traffic, _)| traffic).unwrap_or_default();
+            observed.shadow_predictions = scored.predictions;
+            let p99 = scored.latency.quantile_ms(0.99);
             let (requests, errors) = self.project.meta.serving_totals(&self.model, challenger, since)?;
             observed.challenger_health = Health {
                 requests,
                 errors,
-                predictions: scored.len() as u64,
+                predictions: scored.predictions,
                 p99_latency_ms: if p99.is_nan() { 0.0 } else { p99 },
             };
-            let tolerance = self.project.config.rollout.gates.rmse_tolerance;
-            observed.live = live_comparison(&records, &labels, &judging, since, champion, challenger, tolerance);
+            observed.live = self.live_comparison(&windows, since, champion, challenger)?;
         }
         if self.project.config.rollout.volume.is_some() {
             let trained_ms = self.project.meta.model_version(&self.model, champion)?.created_ms;
@@ -430,36 +428,42 @@ impl Controller {
         }
         Ok((observed, drift, outcomes))
     }
-}
 
-/// Labelled outcomes of champion and challenger on the requests both scored since `since`.
-fn live_comparison(
-    records: &[PredictionRecord],
-    labels: &HashMap<String, LabelRecord>,
-    judging: &HashMap<u32, Judging>,
-    since: i64,
-    champion: u32,
-    challenger: u32,
-    rmse_tolerance: f64,
-) -> Option<LiveComparison> {
-    let in_window: Vec<&PredictionRecord> = records.iter().filter(|record| record.timestamp_ms >= since).collect();
-    let scored_by = |version: u32| -> HashSet<&str> {
-        in_window.iter().filter(|record| record.version == version).map(|record| record.request_id.as_str()).collect()
-    };
-    let both: HashSet<&str> = scored_by(champion).intersection(&scored_by(challenger)).copied().collect();
-    let paired: Vec<PredictionRecord> = in_window
-        .iter()
-        .filter(|record| {
-            (record.version == champion || record.version == challenger) && both.contains(record.request_id.as_str())
-        })
-        .map(|record| (*record).clone())
-        .collect();
-    let mut outcomes = outcomes_by_version(&paired, labels, judging);
-    let evidence = paired_evidence(&paired, labels, judging, champion, challenger, rmse_tolerance);
-    let (Some(champion), Some(challenger)) = (outcomes.remove(&champion), outcomes.remove(&challenger)) else {
-        return None;
-    };
-    Some(LiveComparison { champion, challenger, paired: evidence })
+    /// Labelled outcomes per version over the buckets from `from_ms` on.
+    fn outcomes(&mut self, windows: &WindowReader, from_ms: i64) -> Result<BTreeMap<u32, VersionOutcomes>> {
+        let traffic = windows.traffic(from_ms, false);
+        let labelled = windows.outcomes(from_ms, false);
+        let mut outcomes = BTreeMap::new();
+        for (version, (summary, _)) in &traffic {
+            let task = self.artifact(*version).map_or(TaskKind::Binary, |artifact| artifact.task.kind());
+            let labelled = labelled.get(version).cloned().unwrap_or_default();
+            outcomes.insert(*version, labelled.outcomes(*version, summary.predictions, task));
+        }
+        Ok(outcomes)
+    }
+
+    /// The labelled outcomes of champion and challenger on the requests both scored since `since`.
+    fn live_comparison(
+        &mut self,
+        windows: &WindowReader,
+        since: i64,
+        champion: u32,
+        challenger: u32,
+    ) -> Result<Option<LiveComparison>> {
+        let sums = windows.paired(champion, challenger, since);
+        if sums.counts.pairs == 0 {
+            return Ok(None);
+        }
+        let task = |controller: &mut Self, version| {
+            controller.artifact(version).map_or(TaskKind::Binary, |artifact| artifact.task.kind())
+        };
+        let (champion_task, challenger_task) = (task(self, champion), task(self, challenger));
+        Ok(Some(LiveComparison {
+            champion: sums.champion.outcomes(champion, sums.counts.pairs, champion_task),
+            challenger: sums.challenger.outcomes(challenger, sums.counts.pairs, challenger_task),
+            paired: sums.evidence(),
+        }))
+    }
 }
 
 /// What a command sent to the loop changed, when it was applied at once.

@@ -23,6 +23,7 @@ pub mod project;
 pub mod retrain;
 pub mod schedule;
 pub mod status;
+pub mod windows;
 
 pub use config::{ProjectConfig, StorageSection};
 pub use controller::{Controller, Jobs, TickReport};

@@ -14,6 +14,7 @@ use crate::controller::{Controller, Jobs, TickReport};
 use crate::error::{Error, Result};
 use crate::project::Project;
 use crate::retrain::{Retrainer, live_retrainer};
+use crate::windows::Summarizer;
 
 /// The lease that elects the one control plane that runs the loop.
 pub const LEASE: &str = "loop";
@@ -106,6 +107,7 @@ impl LiveLoop {
         let stop = Arc::new(AtomicBool::new(false));
         let (wake, woken) = channel();
         let scheduler = Scheduler {
+            summarizer: Summarizer::new(project.clone()),
             project,
             options,
             clock,
@@ -163,6 +165,8 @@ struct Scheduler {
     wake: Sender<()>,
     woken: Receiver<()>,
     controllers: Vec<Controller>,
+    /// Brings the window summaries of every model up to date, once per tick.
+    summarizer: Summarizer,
     /// Whether this process led at the last tick (`None` before the first).
     leader: Option<bool>,
 }
@@ -212,6 +216,9 @@ impl Scheduler {
         if !leader {
             return;
         }
+        if let Err(error) = self.summarizer.pass(now) {
+            (self.observer)(&LiveEvent::Failed { model: "(window summaries)", error: &error });
+        }
         for (index, model) in self.models().into_iter().enumerate() {
             // A long tick (a slow store, many models) renews the lease before each model, and
             // stops acting the moment another control plane holds it.
@@ -239,7 +246,7 @@ impl Scheduler {
                     }
                 };
                 match Controller::for_model(scoped, &model, self.retrainer.clone(), jobs) {
-                    Ok(controller) => self.controllers.push(controller),
+                    Ok(controller) => self.controllers.push(controller.summarized_by_caller()),
                     Err(error) => {
                         (self.observer)(&LiveEvent::Failed { model: &model, error: &error });
                         continue;

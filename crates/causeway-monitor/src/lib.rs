@@ -14,6 +14,7 @@ pub mod paired;
 pub mod predlog;
 pub mod report;
 pub mod rules;
+pub mod summary;
 
 pub use baseline::{FeatureBaseline, ModelBaseline};
 pub use dataset_drift::{DatasetDrift, dataset_drift};
@@ -22,5 +23,8 @@ pub use error::{Error, Result};
 pub use notify::Notifier;
 pub use outcomes::{Judging, VersionOutcomes, outcomes_by_version};
 pub use paired::{PairedEvidence, paired_evidence};
-pub use predlog::{PredictionLog, PredictionRecord, Role, logged_request_ids, read_window};
+pub use predlog::{
+    PredictionLog, PredictionRecord, Role, logged_request_ids, read_segment_records, read_window, segment_keys,
+};
 pub use rules::{AlertRule, AlertRules, NotifySettings, RuleState};
+pub use summary::{FeatureSketch, LatencyHistogram, OutcomeSummary, PairedSums, Sketcher, TrafficSummary};

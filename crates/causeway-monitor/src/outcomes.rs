@@ -76,10 +76,9 @@ pub fn outcomes_by_version(
         if let Some(label) = labels.get(&record.request_id) {
             // Records from before predictions were logged: a regression's score is its
             // prediction; a multi-class record without one cannot be judged and is left out.
-            let prediction = match judging.get(&record.version).map(|judging| judging.task) {
-                _ if !record.prediction.is_nan() => record.prediction,
-                Some(TaskKind::Multiclass) => continue,
-                _ => record.score,
+            let task = judging.get(&record.version).map_or(TaskKind::Binary, |judging| judging.task);
+            let Some(prediction) = crate::summary::judged_prediction(task, record.score, record.prediction) else {
+                continue;
             };
             entry.scores.push(record.score);
             entry.predicted.push(prediction);

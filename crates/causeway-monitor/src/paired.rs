@@ -5,12 +5,12 @@
 
 use std::collections::HashMap;
 
-use causeway_models::TaskKind;
 use causeway_types::LabelRecord;
 use serde::{Deserialize, Serialize};
 
 use crate::outcomes::Judging;
 use crate::predlog::PredictionRecord;
+use crate::summary::{Judged, PairedSums};
 
 /// Counts of the requests where the two versions disagree, and paired error differences.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -62,49 +62,18 @@ pub fn paired_evidence(
     let (Some(old_judging), Some(new_judging)) = (judging.get(&champion), judging.get(&challenger)) else {
         return PairedEvidence::default();
     };
-    let mut evidence = PairedEvidence::default();
     let scale = (1.0 + rmse_tolerance).powi(2);
-    let mut differences = Vec::new();
+    let judged = |record: &PredictionRecord, judging: &Judging| Judged {
+        judging: *judging,
+        score: record.score,
+        prediction: record.prediction,
+    };
+    let mut sums = PairedSums::default();
     for (request, old_record) in &old {
         let (Some(new_record), Some(label)) = (new.get(request), labels.get(*request)) else { continue };
-        evidence.pairs += 1;
-        match old_judging.task {
-            TaskKind::Binary => {
-                let flagged = |record: &PredictionRecord, judging: &Judging| record.score >= judging.threshold;
-                let (was, is) = (flagged(old_record, old_judging), flagged(new_record, new_judging));
-                if label.label > 0.5 {
-                    evidence.positives += 1;
-                    evidence.positives_lost += u64::from(was && !is);
-                    evidence.positives_won += u64::from(!was && is);
-                } else {
-                    evidence.negatives += 1;
-                    evidence.challenger_false_alarms += u64::from(is);
-                    evidence.false_alarms_added += u64::from(is && !was);
-                    evidence.false_alarms_removed += u64::from(was && !is);
-                }
-            }
-            TaskKind::Multiclass => {
-                let (was, is) = (old_record.prediction == label.label, new_record.prediction == label.label);
-                evidence.right_lost += u64::from(was && !is);
-                evidence.right_won += u64::from(!was && is);
-            }
-            TaskKind::Regression => {
-                let error = |record: &PredictionRecord| {
-                    let predicted = if record.prediction.is_nan() { record.score } else { record.prediction };
-                    (predicted - label.label).powi(2)
-                };
-                differences.push(error(new_record) - scale * error(old_record));
-            }
-        }
+        sums.add(judged(old_record, old_judging), judged(new_record, new_judging), label.label, scale);
     }
-    if !differences.is_empty() {
-        let count = differences.len() as f64;
-        let mean = differences.iter().sum::<f64>() / count;
-        let variance = differences.iter().map(|value| (value - mean).powi(2)).sum::<f64>() / (count - 1.0).max(1.0);
-        evidence.error_difference_mean = mean;
-        evidence.error_difference_deviation = variance.sqrt();
-    }
-    evidence
+    sums.evidence()
 }
 
 /// P(X ≥ `successes`) for X ~ Binomial(`trials`, ½): McNemar's exact one-sided p-value that the

@@ -318,6 +318,20 @@ pub fn read_window(blobs: &BlobStore, from_ms: i64, to_ms: i64) -> Result<Vec<Pr
     Ok(records)
 }
 
+/// The keys of every segment in the log (replicas' and restarts' alike), in name order.
+pub fn segment_keys(blobs: &BlobStore) -> Result<Vec<String>> {
+    let mut keys = blobs.list(PREFIX)?;
+    keys.sort();
+    Ok(keys)
+}
+
+/// Every record of one segment, in the order written.
+pub fn read_segment_records(blobs: &BlobStore, key: &str) -> Result<Vec<PredictionRecord>> {
+    let mut records = Vec::new();
+    read_segment(blobs, key, &mut records, i64::MIN, i64::MAX)?;
+    Ok(records)
+}
+
 /// The request ids of every logged prediction of `model`, reading only the id and model columns.
 pub fn logged_request_ids(blobs: &BlobStore, model: &str) -> Result<std::collections::HashSet<String>> {
     let mut ids = std::collections::HashSet::new();

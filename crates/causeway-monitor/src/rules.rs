@@ -89,14 +89,6 @@ fn default_min_labelled() -> u64 {
     30
 }
 
-/// The `quantile` (0..1) of the scoring latency of `records`, in milliseconds; NaN for none.
-pub fn latency_quantile_ms(records: &[&crate::PredictionRecord], quantile: f64) -> f64 {
-    let mut values: Vec<u64> = records.iter().map(|record| record.latency_us).collect();
-    values.sort_unstable();
-    let index = ((values.len() as f64 * quantile).ceil() as usize).saturating_sub(1);
-    values.get(index).map_or(f64::NAN, |value| *value as f64 / 1000.0)
-}
-
 /// The metrics an [`AlertRule`] can name.
 pub const ALERT_METRICS: [&str; 13] = [
     "predictions",
@@ -134,20 +126,16 @@ impl AlertRule {
         Ok(())
     }
 
-    /// Measures the rule on the champion's predictions of its window (and their labelled
+    /// Measures the rule on the summary of the champion's predictions over its window (and their labelled
     /// outcomes); `None` until a labelled metric has `min_labelled` labels.
-    pub fn observe(
-        &self,
-        records: &[&crate::PredictionRecord],
-        outcomes: Option<&VersionOutcomes>,
-    ) -> Option<Observation> {
-        let latency = |quantile: f64| latency_quantile_ms(records, quantile);
+    pub fn observe(&self, traffic: &crate::TrafficSummary, outcomes: Option<&VersionOutcomes>) -> Option<Observation> {
+        let latency = |quantile: f64| traffic.latency.quantile_ms(quantile);
         let value = match self.metric.as_str() {
-            "predictions" => records.len() as f64,
+            "predictions" => traffic.predictions as f64,
             "labelled" => outcomes.map_or(0.0, |outcomes| outcomes.labeled as f64),
             "latency_p50_ms" => latency(0.5),
             "latency_p99_ms" => latency(0.99),
-            "score_mean" => records.iter().map(|record| record.score).sum::<f64>() / records.len().max(1) as f64,
+            "score_mean" => traffic.score_mean(),
             metric => {
                 let outcomes = outcomes.filter(|outcomes| outcomes.labeled >= self.min_labelled)?;
                 match metric {
@@ -159,7 +147,7 @@ impl AlertRule {
                 }
             }
         };
-        if value.is_nan() && records.is_empty() {
+        if value.is_nan() && traffic.predictions == 0 {
             return None;
         }
         let (firing, limit, relation) = match (self.below, self.above) {
@@ -427,30 +415,28 @@ mod tests {
         )
         .expect("parses");
         rule.check().expect("valid");
-        let record = |latency_us| crate::PredictionRecord {
-            request_id: "r".into(),
-            timestamp_ms: 0,
-            model: "m".into(),
-            version: 1,
-            role: crate::Role::Served,
-            score: 0.5,
-            prediction: 0.5,
-            latency_us,
-            features: Vec::new(),
+        let sketcher = crate::Sketcher::new(None);
+        let traffic = |latencies: &mut dyn Iterator<Item = u64>| {
+            let mut summary = sketcher.empty();
+            latencies.for_each(|latency_us| sketcher.add(&mut summary, &[], 0.5, latency_us));
+            summary
         };
-        let slow: Vec<_> = (0..100).map(|index| record(if index < 98 { 1_000 } else { 9_000 })).collect();
-        let slow: Vec<_> = slow.iter().collect();
+        let slow = traffic(&mut (0..100).map(|index| if index < 98 { 1_000 } else { 9_000 }));
         let observed = rule.observe(&slow, None).expect("measured");
-        assert!(observed.firing && observed.value == 9.0, "{observed:?}");
+        assert!(observed.firing && (9.0..9.2).contains(&observed.value), "{observed:?}");
         let mut state = RuleState::default();
         assert!(state.update(std::slice::from_ref(&observed), 0).is_empty(), "not held long enough");
         assert!(state.update(std::slice::from_ref(&observed), 60_000).is_empty());
         let fired = state.update(std::slice::from_ref(&observed), 120_000);
         assert_eq!(fired.len(), 1);
-        assert!(fired[0].observation.message.starts_with("slow: latency_p99_ms 9.0000 over the last 10m"));
+        assert!(
+            fired[0].observation.message.starts_with("slow: latency_p99_ms 9.0"),
+            "{}",
+            fired[0].observation.message
+        );
+        assert!(fired[0].observation.message.contains("over the last 10m"));
         assert!(state.update(std::slice::from_ref(&observed), 180_000).is_empty(), "deduplicated");
-        let fast: Vec<_> = (0..100).map(|_| record(1_000)).collect();
-        let fast: Vec<_> = fast.iter().collect();
+        let fast = traffic(&mut (0..100).map(|_| 1_000));
         let resolved = state.update(&[rule.observe(&fast, None).expect("measured")], 240_000);
         assert!(resolved.len() == 1 && !resolved[0].started);
         let unknown: AlertRule = toml::from_str("name = \"x\"\nmetric = \"speed\"\nbelow = 1.0\n").expect("parses");

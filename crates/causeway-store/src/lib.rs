@@ -14,6 +14,7 @@ pub mod registry;
 pub mod rollout;
 mod s3;
 pub mod search;
+pub mod summaries;
 pub mod tokens;
 pub mod tracking;
 
@@ -24,6 +25,7 @@ pub use logged_models::{LoggedModel, LoggedModelMetric, NewLoggedModel};
 pub use meta::{Durability, LabelWrite, MetaStore, SCHEMA_VERSION};
 pub use registry::{NewVersion, RegisteredModel, RegistryVersion};
 pub use rollout::{Rollout, RolloutChange};
+pub use summaries::{IndexedPrediction, JoinedLabel, StoredSummary, SummaryKey, SummaryKind, SummaryPass};
 pub use tokens::{ApiToken, Scope, random_hex};
 pub use tracking::{DatasetInput, Experiment, MetricPoint, ModelMetricLink, NewRun, TrackedRun, ViewType};
 

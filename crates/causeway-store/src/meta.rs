@@ -128,8 +128,34 @@ const POSTGRES_MIGRATION_5: &str =
         minute_ms BIGINT NOT NULL, requests BIGINT NOT NULL, errors BIGINT NOT NULL,
         PRIMARY KEY (model, version, minute_ms, replica));";
 
+/// Migration 6: what keeps a tick from re-reading old prediction-log segments — per-bucket
+/// window summaries, the index of logged predictions labels join with, the segments already
+/// summarised, and whether each label is counted (0 not yet, 1 counted, 2 no prediction logged).
+const MIGRATION_6: &str = "CREATE TABLE window_summaries (model TEXT NOT NULL, kind TEXT NOT NULL,
+        version INTEGER NOT NULL, other INTEGER NOT NULL, start_ms INTEGER NOT NULL, width_ms INTEGER NOT NULL,
+        body TEXT NOT NULL, PRIMARY KEY (model, kind, version, other, start_ms));
+     CREATE TABLE prediction_index (request_id TEXT NOT NULL, model TEXT NOT NULL, version INTEGER NOT NULL,
+        served INTEGER NOT NULL, timestamp_ms INTEGER NOT NULL, score REAL, prediction REAL,
+        PRIMARY KEY (request_id, model, version));
+     CREATE INDEX prediction_index_by_time ON prediction_index (timestamp_ms);
+     CREATE TABLE summarized_segments (key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL);
+     ALTER TABLE labels ADD COLUMN joined INTEGER NOT NULL DEFAULT 0;
+     CREATE INDEX labels_pending ON labels (arrived_ms) WHERE joined = 0;";
+
+/// Migration 6 for PostgreSQL.
+const POSTGRES_MIGRATION_6: &str = "CREATE TABLE window_summaries (model TEXT NOT NULL, kind TEXT NOT NULL,
+        version BIGINT NOT NULL, other BIGINT NOT NULL, start_ms BIGINT NOT NULL, width_ms BIGINT NOT NULL,
+        body TEXT NOT NULL, PRIMARY KEY (model, kind, version, other, start_ms));
+     CREATE TABLE prediction_index (request_id TEXT NOT NULL, model TEXT NOT NULL, version BIGINT NOT NULL,
+        served BIGINT NOT NULL, timestamp_ms BIGINT NOT NULL, score DOUBLE PRECISION, prediction DOUBLE PRECISION,
+        PRIMARY KEY (request_id, model, version));
+     CREATE INDEX prediction_index_by_time ON prediction_index (timestamp_ms);
+     CREATE TABLE summarized_segments (key TEXT PRIMARY KEY, at_ms BIGINT NOT NULL);
+     ALTER TABLE labels ADD COLUMN joined BIGINT NOT NULL DEFAULT 0;
+     CREATE INDEX labels_pending ON labels (arrived_ms) WHERE joined = 0;";
+
 /// Migrations, applied in order; the store's schema version is the number applied.
-const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5];
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5, MIGRATION_6];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -194,8 +220,13 @@ const POSTGRES_SCHEMA_2: &str = "CREATE TABLE datasets (
         created_ms BIGINT NOT NULL, revoked BIGINT NOT NULL DEFAULT 0);";
 
 /// PostgreSQL migrations as (the version they bring the store to, their SQL).
-const POSTGRES_MIGRATIONS: &[(i64, &str)] =
-    &[(2, POSTGRES_SCHEMA_2), (3, POSTGRES_MIGRATION_3), (4, POSTGRES_MIGRATION_4), (5, POSTGRES_MIGRATION_5)];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
+    (2, POSTGRES_SCHEMA_2),
+    (3, POSTGRES_MIGRATION_3),
+    (4, POSTGRES_MIGRATION_4),
+    (5, POSTGRES_MIGRATION_5),
+    (6, POSTGRES_MIGRATION_6),
+];
 
 /// How SQLite makes an acknowledged write durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
