@@ -275,6 +275,27 @@ pub fn generator(options: &DemoOptions) -> FraudGenerator {
     })
 }
 
+/// Generates the demo's history days (telling `on_day` as each is done) and writes them to
+/// `dir/data/transactions_history.csv`, the file the demo ingests; returns its path.
+pub fn write_history_csv(
+    generator: &FraudGenerator,
+    options: &DemoOptions,
+    dir: &Path,
+    on_day: &mut dyn FnMut(u32),
+) -> Result<std::path::PathBuf> {
+    let history: Vec<Transaction> = (0..options.history_days)
+        .flat_map(|day| {
+            on_day(day);
+            generator.day(day)
+        })
+        .collect();
+    let data_dir = dir.join("data");
+    std::fs::create_dir_all(&data_dir).map_err(|cause| Error::Io { path: data_dir.display().to_string(), cause })?;
+    let csv_path = data_dir.join("transactions_history.csv");
+    write_csv(&to_frame(&history, true)?, &csv_path)?;
+    Ok(csv_path)
+}
+
 /// Runs the demo in `dir` (which must not hold a project yet).
 pub fn run_demo(dir: &Path, options: &DemoOptions, observer: &mut dyn Observer) -> Result<DemoOutcome> {
     if dir.join(STATE_DIR).exists() {
@@ -297,16 +318,7 @@ pub fn run_demo(dir: &Path, options: &DemoOptions, observer: &mut dyn Observer) 
 
     // 1. History: generate, write CSV, ingest with validation.
     observer.step("generating and ingesting history", u64::from(options.history_days));
-    let history: Vec<Transaction> = (0..options.history_days)
-        .flat_map(|day| {
-            observer.advance(u64::from(day + 1), "");
-            generator.day(day)
-        })
-        .collect();
-    let data_dir = dir.join("data");
-    std::fs::create_dir_all(&data_dir).map_err(|cause| Error::Io { path: data_dir.display().to_string(), cause })?;
-    let csv_path = data_dir.join("transactions_history.csv");
-    write_csv(&to_frame(&history, true)?, &csv_path)?;
+    let csv_path = write_history_csv(&generator, options, dir, &mut |day| observer.advance(u64::from(day + 1), ""))?;
     let first_live = day_start(options.first_live_day());
     let ingested = project.ingestor().ingest_file("transactions", &csv_path, &suite, first_live)?;
     let ingest_event = Event {

@@ -13,7 +13,7 @@ use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 
 use causeway_models::{ModelArtifact, TaskKind};
 use causeway_monitor::rules::Observation;
-use causeway_monitor::{DriftReport, ModelBaseline, Notifier, VersionOutcomes};
+use causeway_monitor::{DriftReport, ModelBaseline, Notifier, TrafficSummary, VersionOutcomes};
 use causeway_store::{Rollout, RolloutChange};
 use causeway_types::{Event, RolloutMode, TrafficPolicy};
 
@@ -26,7 +26,7 @@ use crate::pipeline::{load_artifact, load_baseline};
 use crate::project::Project;
 use crate::retrain::{RetrainJob, Retrainer, run_job};
 use crate::schedule::Cron;
-use crate::windows::{Summarizer, WindowReader};
+use crate::windows::{Summarizer, Windows};
 
 /// The fewest rows a drift window needs before drift is judged.
 const MIN_DRIFT_ROWS: u64 = 500;
@@ -95,6 +95,8 @@ pub struct Controller {
     /// Brings the stored window summaries up to date before each tick (`None`: a caller that
     /// runs several controllers does it once for all).
     summarizer: Option<Summarizer>,
+    /// The model's window summaries, kept between ticks.
+    windows: Windows,
     /// The traffic generation this tick's decisions are based on: a change made meanwhile by
     /// anyone else (a person through MLflow or the CLI) makes the loop's change fail rather than
     /// overwrite it.
@@ -127,6 +129,7 @@ impl Controller {
             baselines: HashMap::new(),
             artifacts: HashMap::new(),
             summarizer,
+            windows: Windows::default(),
             generation: 0,
         })
     }
@@ -377,14 +380,25 @@ impl Controller {
             .chain([drift_from, performance_from, shadow_since.unwrap_or(now)])
             .min()
             .unwrap_or(now);
-        let windows = WindowReader::read(&self.project, &self.model, earliest)?;
+        self.windows.refresh(&self.project, &self.model, earliest)?;
+        let windows = std::mem::take(&mut self.windows);
+        // Each distinct window is added up once (the drift and performance windows, and rules'
+        // windows, are often the same).
+        let mut traffic_from: HashMap<i64, BTreeMap<u32, (TrafficSummary, i64)>> = HashMap::new();
+        let mut outcomes_from: HashMap<i64, BTreeMap<u32, VersionOutcomes>> = HashMap::new();
+        for from in rules.alerts.iter().map(|rule| now - rule.window.millis()).chain([drift_from, performance_from]) {
+            if let std::collections::hash_map::Entry::Vacant(entry) = traffic_from.entry(from) {
+                let traffic = entry.insert(windows.traffic(from, false));
+                outcomes_from.insert(from, self.outcomes(&windows, traffic, from));
+            }
+        }
 
         // Drift of the champion's traffic against its training baseline, judged only over a
         // full window, so a partial first day is not compared with a week.
-        let drift = match windows.traffic(drift_from, false).remove(&champion) {
+        let drift = match traffic_from.get(&drift_from).and_then(|traffic| traffic.get(&champion)) {
             Some((traffic, first_ms))
                 if traffic.predictions >= MIN_DRIFT_ROWS
-                    && first_ms <= drift_from + rules.drift_window.millis() / 10 =>
+                    && *first_ms <= drift_from + rules.drift_window.millis() / 10 =>
             {
                 Some(traffic.drift_report(self.baseline(champion)?))
             }
@@ -393,7 +407,7 @@ impl Controller {
         let mut monitor: Vec<Observation> = drift.as_ref().map(|report| rules.check_drift(report)).unwrap_or_default();
 
         // Labelled performance per version over the performance window.
-        let outcomes = self.outcomes(&windows, performance_from)?;
+        let outcomes = outcomes_from.get(&performance_from).cloned().unwrap_or_default();
         if let Some(champion_outcomes) = outcomes.get(&champion) {
             let holdout = self.project.meta.model_version(&self.model, champion)?.metrics;
             monitor.extend(rules.check_performance(champion_outcomes, &holdout));
@@ -401,10 +415,10 @@ impl Controller {
         // Rules of the project's own, on the champion's traffic of each rule's window.
         for rule in &rules.alerts {
             let from = now - rule.window.millis();
-            let traffic =
-                windows.traffic(from, false).remove(&champion).map(|(traffic, _)| traffic).unwrap_or_default();
-            let outcomes = self.outcomes(&windows, from)?;
-            monitor.extend(rule.observe(&traffic, outcomes.get(&champion)));
+            let empty = TrafficSummary::default();
+            let traffic = traffic_from.get(&from).and_then(|traffic| traffic.get(&champion)).map_or(&empty, |(t, _)| t);
+            let outcomes = outcomes_from.get(&from).and_then(|outcomes| outcomes.get(&champion));
+            monitor.extend(rule.observe(traffic, outcomes));
         }
         observed.monitor = monitor;
 
@@ -426,26 +440,32 @@ impl Controller {
             let trained_ms = self.project.meta.model_version(&self.model, champion)?.created_ms;
             observed.labels_since_champion = self.project.meta.labels_arrived_between(trained_ms, now)?;
         }
+        self.windows = windows;
         Ok((observed, drift, outcomes))
     }
 
-    /// Labelled outcomes per version over the buckets from `from_ms` on.
-    fn outcomes(&mut self, windows: &WindowReader, from_ms: i64) -> Result<BTreeMap<u32, VersionOutcomes>> {
-        let traffic = windows.traffic(from_ms, false);
+    /// Labelled outcomes per version over the buckets from `from_ms` on (`traffic`: their
+    /// traffic over the same buckets).
+    fn outcomes(
+        &mut self,
+        windows: &Windows,
+        traffic: &BTreeMap<u32, (TrafficSummary, i64)>,
+        from_ms: i64,
+    ) -> BTreeMap<u32, VersionOutcomes> {
         let labelled = windows.outcomes(from_ms, false);
         let mut outcomes = BTreeMap::new();
-        for (version, (summary, _)) in &traffic {
+        for (version, (summary, _)) in traffic {
             let task = self.artifact(*version).map_or(TaskKind::Binary, |artifact| artifact.task.kind());
             let labelled = labelled.get(version).cloned().unwrap_or_default();
             outcomes.insert(*version, labelled.outcomes(*version, summary.predictions, task));
         }
-        Ok(outcomes)
+        outcomes
     }
 
     /// The labelled outcomes of champion and challenger on the requests both scored since `since`.
     fn live_comparison(
         &mut self,
-        windows: &WindowReader,
+        windows: &Windows,
         since: i64,
         champion: u32,
         challenger: u32,

@@ -20,6 +20,9 @@ pub enum Error {
     /// There is nothing to do this with (no data, no model, …).
     #[error("{0}")]
     Precondition(String),
+    /// The project (its `causeway.toml` or stores) could not be loaded.
+    #[error(transparent)]
+    Project(#[from] causeway_project::Error),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] causeway_store::Error),
@@ -52,6 +55,7 @@ impl HasErrorCode for Error {
             Self::Config(_) => ErrorCode::InvalidInput,
             Self::Io { .. } => ErrorCode::Storage,
             Self::Precondition(_) => ErrorCode::Conflict,
+            Self::Project(error) => error.code(),
             Self::Store(error) => error.code(),
             Self::Data(error) => error.code(),
             Self::Features(error) => error.code(),

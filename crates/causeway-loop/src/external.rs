@@ -18,29 +18,12 @@ use std::time::{Duration, Instant};
 
 use causeway_models::{Model, ModelArtifact, Signature, Task};
 use causeway_train::{FitOutcome, RunTracker, TrainingSet, VALIDATION_FRACTION, metrics, signature_for};
-use serde::{Deserialize, Serialize};
+
+pub use causeway_project::config::ExternalSpec;
 
 use crate::error::{Error, Result};
 use crate::pipeline::{Labelled, Split, SplitSummary, Trained, split_holdout, store_and_register};
 use crate::project::Project;
-
-/// `[model.external]` in `causeway.toml`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExternalSpec {
-    /// The program and its arguments, run in the project directory (no shell).
-    pub command: Vec<String>,
-    /// The command is stopped and the run failed after this long.
-    #[serde(default = "default_timeout_minutes")]
-    pub timeout_minutes: u64,
-    /// Extra environment variables for the command.
-    #[serde(default)]
-    pub environment: BTreeMap<String, String>,
-}
-
-fn default_timeout_minutes() -> u64 {
-    60
-}
 
 /// Model file names the import accepts, by extension.
 const MODEL_EXTENSIONS: [&str; 4] = ["json", "ubj", "txt", "onnx"];

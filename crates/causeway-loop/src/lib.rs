@@ -1,4 +1,4 @@
-//! The loop: a project's configuration and stores, the training pipeline (stored data →
+//! The loop: the training pipeline (stored data →
 //! point-in-time features → tracked runs → registered versions), and the control plane that
 //! turns monitoring into retraining and a champion/challenger rollout (gates, shadow, canary,
 //! promote or roll back): the pure state machine (`machine`), its executor (`controller`),
@@ -6,7 +6,9 @@
 //! live in `causeway-demo`.
 
 pub mod card;
-pub mod config;
+/// `causeway.toml`, the project and the cron schedule live in `causeway-project`; re-exported
+/// under their old paths.
+pub use causeway_project::{config, project, schedule};
 pub mod controller;
 pub mod datasets;
 pub mod draft;
@@ -19,9 +21,7 @@ pub mod live;
 pub mod machine;
 pub mod pipeline;
 pub mod predict;
-pub mod project;
 pub mod retrain;
-pub mod schedule;
 pub mod status;
 pub mod windows;
 

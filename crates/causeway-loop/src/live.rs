@@ -241,7 +241,7 @@ impl Scheduler {
                 let scoped = match self.project.scoped(&model) {
                     Ok(scoped) => Arc::new(scoped),
                     Err(error) => {
-                        (self.observer)(&LiveEvent::Failed { model: &model, error: &error });
+                        (self.observer)(&LiveEvent::Failed { model: &model, error: &error.into() });
                         continue;
                     }
                 };

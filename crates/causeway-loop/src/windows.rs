@@ -9,7 +9,8 @@
 //! and each pair of versions that scored the same labelled request to their paired sums. One
 //! pass (segments, index, summaries, labels) lands in one transaction.
 //!
-//! [`WindowReader`] then adds buckets up: a window `[now − w, now)` is the buckets starting in
+//! [`Windows`] then adds buckets up (keeping them between ticks, reading only what a pass
+//! changed): a window `[now − w, now)` is the buckets starting in
 //! it, so it is short by less than one bucket; buckets are a hundredth of the model's shortest
 //! monitoring window (1 s, 10 s, 1 min, 10 min or 1 h). A tick reads summaries only; what it
 //! costs depends on the windows, not on how much history the log holds.
@@ -235,11 +236,12 @@ impl Summarizer {
     /// indexed predictions. Returns how many were counted.
     fn join_labels(&mut self, now_ms: i64) -> Result<usize> {
         let mut counted = 0;
-        let mut cursor = String::new();
+        let mut cursor: Option<(i64, String)> = None;
         loop {
-            let labels = self.project.meta.pending_labels(now_ms, &cursor, LABELS_PER_WRITE)?;
-            let Some((last, _)) = labels.last() else { break };
-            cursor = last.clone();
+            let after = cursor.as_ref().map(|(at, id)| (*at, id.as_str()));
+            let labels = self.project.meta.pending_labels(now_ms, after, LABELS_PER_WRITE)?;
+            let Some((last, label)) = labels.last() else { break };
+            cursor = Some((label.arrived_ms, last.clone()));
             let ids: Vec<&str> = labels.iter().map(|(id, _)| id.as_str()).collect();
             let rows = self.project.meta.indexed_predictions(&ids)?;
             let mut by_request: HashMap<&str, Vec<&IndexedPrediction>> = HashMap::new();
@@ -364,7 +366,7 @@ fn merge_into<Summary: Serialize + DeserializeOwned>(
             }
             None => fresh,
         };
-        into.push(StoredSummary { key, width_ms, body: serde_json::to_string(&summary)? });
+        into.push(StoredSummary { key, width_ms, body: serde_json::to_string(&summary)?, revision: 0 });
     }
     Ok(())
 }
@@ -384,57 +386,90 @@ pub struct Bucket<Summary> {
     pub summary: Summary,
 }
 
-/// The stored buckets of one model from some time on, read once per tick and added up per window.
-pub struct WindowReader {
-    /// Traffic buckets.
-    pub traffic: Vec<Bucket<TrafficSummary>>,
-    /// Outcome buckets.
-    pub outcomes: Vec<Bucket<OutcomeSummary>>,
-    /// Paired buckets.
-    pub paired: Vec<Bucket<PairedSums>>,
+/// Buckets of one kind by (version, other, start).
+type Buckets<Summary> = BTreeMap<(u32, u32, i64), Bucket<Summary>>;
+
+/// One model's stored buckets from some time on, kept between ticks: each refresh reads only the
+/// buckets written since the last one, and forgets those that left the windows.
+#[derive(Default)]
+pub struct Windows {
+    traffic: Buckets<TrafficSummary>,
+    outcomes: Buckets<OutcomeSummary>,
+    paired: Buckets<PairedSums>,
+    /// The latest revision read, and from when the buckets are held.
+    loaded: Option<(i64, i64)>,
 }
 
-fn read_buckets<Summary: DeserializeOwned>(
-    project: &Project,
-    model: &str,
-    kind: SummaryKind,
-    from_ms: i64,
-) -> Result<Vec<Bucket<Summary>>> {
-    let mut buckets = Vec::new();
-    for stored in project.meta.window_summaries(model, kind, from_ms)? {
+/// Reads buckets into `into`, returning the latest revision seen.
+fn read_into<Summary: DeserializeOwned>(stored: Vec<StoredSummary>, into: &mut Buckets<Summary>, from_ms: i64) -> i64 {
+    let mut latest = 0;
+    for stored in stored {
+        latest = latest.max(stored.revision);
+        if stored.key.start_ms + stored.width_ms <= from_ms {
+            continue;
+        }
         match serde_json::from_str(&stored.body) {
-            Ok(summary) => buckets.push(Bucket {
-                version: stored.key.version,
-                other: stored.key.other,
-                start_ms: stored.key.start_ms,
-                width_ms: stored.width_ms,
-                summary,
-            }),
+            Ok(summary) => {
+                let key = &stored.key;
+                into.insert(
+                    (key.version, key.other, key.start_ms),
+                    Bucket {
+                        version: key.version,
+                        other: key.other,
+                        start_ms: key.start_ms,
+                        width_ms: stored.width_ms,
+                        summary,
+                    },
+                );
+            }
             Err(error) => tracing::warn!(key = ?stored.key, %error, "skipping a window summary this build cannot read"),
         }
     }
-    Ok(buckets)
+    latest
 }
 
-impl WindowReader {
-    /// Reads `model`'s buckets that end after `from_ms`.
-    pub fn read(project: &Project, model: &str, from_ms: i64) -> Result<Self> {
-        let earliest = from_ms.saturating_sub(MAX_WIDTH_MS);
+impl Windows {
+    /// Brings `model`'s buckets that end after `from_ms` up to date: everything the first time
+    /// (or when the windows reach further back than before), afterwards what changed.
+    pub fn refresh(&mut self, project: &Project, model: &str, from_ms: i64) -> Result<()> {
+        let meta = &project.meta;
+        let (kinds, revision) = match self.loaded {
+            Some((revision, loaded_from)) if loaded_from <= from_ms => {
+                let changed = |kind| meta.window_summaries_changed(model, kind, revision);
+                (
+                    (changed(SummaryKind::Traffic)?, changed(SummaryKind::Outcomes)?, changed(SummaryKind::Paired)?),
+                    revision,
+                )
+            }
+            _ => {
+                *self = Self::default();
+                let earliest = from_ms.saturating_sub(MAX_WIDTH_MS);
+                let all = |kind| meta.window_summaries(model, kind, earliest);
+                ((all(SummaryKind::Traffic)?, all(SummaryKind::Outcomes)?, all(SummaryKind::Paired)?), 0)
+            }
+        };
+        let latest = read_into(kinds.0, &mut self.traffic, from_ms)
+            .max(read_into(kinds.1, &mut self.outcomes, from_ms))
+            .max(read_into(kinds.2, &mut self.paired, from_ms))
+            .max(revision);
         let ends_after = |start: i64, width: i64| start + width > from_ms;
-        let mut traffic = read_buckets::<TrafficSummary>(project, model, SummaryKind::Traffic, earliest)?;
-        traffic.retain(|bucket| ends_after(bucket.start_ms, bucket.width_ms));
-        let mut outcomes = read_buckets::<OutcomeSummary>(project, model, SummaryKind::Outcomes, earliest)?;
-        outcomes.retain(|bucket| ends_after(bucket.start_ms, bucket.width_ms));
-        let mut paired = read_buckets::<PairedSums>(project, model, SummaryKind::Paired, earliest)?;
-        paired.retain(|bucket| ends_after(bucket.start_ms, bucket.width_ms));
-        Ok(Self { traffic, outcomes, paired })
+        self.traffic.retain(|_, bucket| ends_after(bucket.start_ms, bucket.width_ms));
+        self.outcomes.retain(|_, bucket| ends_after(bucket.start_ms, bucket.width_ms));
+        self.paired.retain(|_, bucket| ends_after(bucket.start_ms, bucket.width_ms));
+        self.loaded = Some((latest, from_ms));
+        Ok(())
+    }
+
+    /// Traffic buckets held.
+    pub fn traffic_buckets(&self) -> usize {
+        self.traffic.len()
     }
 
     /// Traffic per version over the buckets starting at or after `from_ms` (`holding`: also the
     /// bucket that holds `from_ms`), with the start of each version's first bucket.
     pub fn traffic(&self, from_ms: i64, holding: bool) -> BTreeMap<u32, (TrafficSummary, i64)> {
         let mut summed: BTreeMap<u32, (TrafficSummary, i64)> = BTreeMap::new();
-        for bucket in self.traffic.iter().filter(|bucket| included(bucket, from_ms, holding)) {
+        for bucket in self.traffic.values().filter(|bucket| included(bucket, from_ms, holding)) {
             let entry = summed.entry(bucket.version).or_insert_with(|| (TrafficSummary::default(), bucket.start_ms));
             entry.0.merge(&bucket.summary);
             entry.1 = entry.1.min(bucket.start_ms);
@@ -445,7 +480,7 @@ impl WindowReader {
     /// Labelled outcomes per version over the buckets starting at or after `from_ms`.
     pub fn outcomes(&self, from_ms: i64, holding: bool) -> BTreeMap<u32, OutcomeSummary> {
         let mut summed: BTreeMap<u32, OutcomeSummary> = BTreeMap::new();
-        for bucket in self.outcomes.iter().filter(|bucket| included(bucket, from_ms, holding)) {
+        for bucket in self.outcomes.values().filter(|bucket| included(bucket, from_ms, holding)) {
             summed.entry(bucket.version).or_default().merge(&bucket.summary);
         }
         summed
@@ -454,10 +489,10 @@ impl WindowReader {
     /// The paired sums of `champion` against `challenger` since `from_ms` (holding it).
     pub fn paired(&self, champion: u32, challenger: u32, from_ms: i64) -> PairedSums {
         let mut summed = PairedSums::default();
-        for bucket in self.paired.iter().filter(|bucket| {
-            bucket.version == champion && bucket.other == challenger && included(bucket, from_ms, true)
-        }) {
-            summed.merge(&bucket.summary);
+        for bucket in self.paired.range((champion, challenger, i64::MIN)..=(champion, challenger, i64::MAX)) {
+            if included(bucket.1, from_ms, true) {
+                summed.merge(&bucket.1.summary);
+            }
         }
         summed
     }

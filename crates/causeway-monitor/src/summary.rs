@@ -6,13 +6,13 @@
 //!   quantile cells KS needs), so drift over any run of buckets is exactly what reading the
 //!   records would give.
 //! - [`OutcomeSummary`]: one version's labelled predictions in a bucket — the confusion counts at
-//!   its threshold and a fine score histogram per class (binary), right answers (multi-class),
+//!   its threshold and a score histogram per class (binary), right answers (multi-class),
 //!   error sums (regression).
 //! - [`PairedSums`]: the paired evidence of two versions that scored the same labelled requests.
 //!
 //! Summaries only add up; what they are summaries *of* (which bucket, which versions) is the
 //! caller's. Latency quantiles come from a log-scale histogram (2 % wide bins, the bin's upper
-//! edge reported); ROC-AUC from 10,000 score bins (ties within a bin count half). Everything
+//! edge reported); ROC-AUC from 1,000 score bins (ties within a bin count half). Everything
 //! else is exact.
 
 use std::collections::BTreeMap;
@@ -29,8 +29,15 @@ use crate::paired::PairedEvidence;
 /// Relative width of a latency bin.
 const LATENCY_BIN_GROWTH: f64 = 1.02;
 
+/// Distinct codes a categorical sketch keeps; codes beyond, unseen in training, are counted as
+/// [`UNSEEN_CATEGORIES`].
+const MAX_CATEGORIES: usize = 256;
+
+/// The code the unseen codes beyond [`MAX_CATEGORIES`] are counted as.
+const UNSEEN_CATEGORIES: &str = "unseen";
+
 /// Score bins for ROC-AUC.
-const SCORE_BINS: f64 = 10_000.0;
+const SCORE_BINS: f64 = 1_000.0;
 
 /// Counts of latencies on log-scale bins (bin 0 holds 0 µs; bin `b` holds up to `1.02^b` µs).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -71,9 +78,10 @@ impl LatencyHistogram {
     }
 }
 
-/// One feature's live values, counted on its baseline's bins.
+/// One feature's live values, counted on its baseline's bins. (Externally tagged: an internally
+/// tagged enum makes serde buffer every body before reading it, which a tick cannot afford.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum FeatureSketch {
     /// A numeric feature.
     Numeric {
@@ -126,7 +134,12 @@ impl FeatureSketch {
             }
             (Self::Categorical { counts }, Self::Categorical { counts: other }) => {
                 for (code, count) in other {
-                    *counts.entry(code.clone()).or_default() += count;
+                    match counts.get_mut(code) {
+                        Some(into) => *into += count,
+                        None => {
+                            counts.insert(code.clone(), *count);
+                        }
+                    }
                 }
             }
             _ => {}
@@ -262,8 +275,13 @@ fn count(sketch: &mut FeatureSketch, baseline: &FeatureBaseline, distinct: &[f64
                 *between += 1;
             }
         }
-        (FeatureSketch::Categorical { counts }, FeatureBaseline::Categorical { .. }) => {
-            let key = if value.is_nan() { "missing".to_string() } else { format!("{value}") };
+        (FeatureSketch::Categorical { counts }, FeatureBaseline::Categorical { expected, .. }) => {
+            let mut key = if value.is_nan() { "missing".to_string() } else { format!("{value}") };
+            // Codes training never saw are kept apart up to a bound, then counted together, so
+            // a feature gone wild cannot grow a summary without limit.
+            if !expected.contains_key(&key) && !counts.contains_key(&key) && counts.len() >= MAX_CATEGORIES {
+                key = UNSEEN_CATEGORIES.to_string();
+            }
             *counts.entry(key).or_default() += 1;
         }
         _ => {}
@@ -337,6 +355,59 @@ pub fn judged_prediction(task: TaskKind, score: f64, prediction: f64) -> Option<
     }
 }
 
+/// Counts of scores on [`SCORE_BINS`] equal bins of [0, 1]: dense in memory (merging is adding),
+/// only the non-empty bins when stored.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScoreHistogram {
+    counts: Vec<u64>,
+}
+
+impl ScoreHistogram {
+    fn add(&mut self, score: f64) {
+        let bin = (score.clamp(0.0, 1.0) * SCORE_BINS).min(SCORE_BINS - 1.0) as usize;
+        if self.counts.is_empty() {
+            self.counts = vec![0; SCORE_BINS as usize];
+        }
+        self.counts[bin] += 1;
+    }
+
+    fn merge(&mut self, other: &Self) {
+        if self.counts.is_empty() {
+            self.counts = other.counts.clone();
+            return;
+        }
+        self.counts.iter_mut().zip(&other.counts).for_each(|(into, from)| *into += from);
+    }
+
+    fn count(&self, bin: usize) -> u64 {
+        self.counts.get(bin).copied().unwrap_or(0)
+    }
+}
+
+impl Serialize for ScoreHistogram {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let present: BTreeMap<usize, u64> =
+            self.counts.iter().enumerate().filter(|(_, count)| **count > 0).map(|(bin, count)| (bin, *count)).collect();
+        present.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for ScoreHistogram {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let present = BTreeMap::<usize, u64>::deserialize(deserializer)?;
+        let mut histogram = Self::default();
+        if !present.is_empty() {
+            histogram.counts = vec![0; SCORE_BINS as usize];
+            for (bin, count) in present {
+                if let Some(slot) = histogram.counts.get_mut(bin) {
+                    *slot += count;
+                }
+            }
+        }
+        Ok(histogram)
+    }
+}
+
 /// One version's labelled predictions over some time.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OutcomeSummary {
@@ -352,10 +423,10 @@ pub struct OutcomeSummary {
     pub true_negatives: u64,
     /// Binary.
     pub false_negatives: u64,
-    /// Binary: scores of positives on 10,000 bins.
-    pub positive_scores: BTreeMap<u32, u64>,
-    /// Binary: scores of negatives on 10,000 bins.
-    pub negative_scores: BTreeMap<u32, u64>,
+    /// Binary: scores of positives.
+    pub positive_scores: ScoreHistogram,
+    /// Binary: scores of negatives.
+    pub negative_scores: ScoreHistogram,
     /// Multi-class: right answers.
     pub right: u64,
     /// Regression: Σ error².
@@ -382,12 +453,11 @@ impl OutcomeSummary {
                     (false, false) => self.true_negatives += 1,
                     (false, true) => self.false_negatives += 1,
                 }
-                let bin = (score.clamp(0.0, 1.0) * SCORE_BINS).min(SCORE_BINS - 1.0) as u32;
                 if positive {
                     self.positives += 1;
-                    *self.positive_scores.entry(bin).or_default() += 1;
+                    self.positive_scores.add(score);
                 } else {
-                    *self.negative_scores.entry(bin).or_default() += 1;
+                    self.negative_scores.add(score);
                 }
             }
             TaskKind::Multiclass => self.right += u64::from(predicted == label),
@@ -409,12 +479,8 @@ impl OutcomeSummary {
         self.false_positives += other.false_positives;
         self.true_negatives += other.true_negatives;
         self.false_negatives += other.false_negatives;
-        for (bin, count) in &other.positive_scores {
-            *self.positive_scores.entry(*bin).or_default() += count;
-        }
-        for (bin, count) in &other.negative_scores {
-            *self.negative_scores.entry(*bin).or_default() += count;
-        }
+        self.positive_scores.merge(&other.positive_scores);
+        self.negative_scores.merge(&other.negative_scores);
         self.right += other.right;
         self.squared_error += other.squared_error;
         self.absolute_error += other.absolute_error;
@@ -430,11 +496,8 @@ impl OutcomeSummary {
         }
         let mut below = 0u64;
         let mut area = 0.0;
-        let bins: std::collections::BTreeSet<u32> =
-            self.positive_scores.keys().chain(self.negative_scores.keys()).copied().collect();
-        for bin in bins {
-            let positive = self.positive_scores.get(&bin).copied().unwrap_or(0) as f64;
-            let negative = self.negative_scores.get(&bin).copied().unwrap_or(0);
+        for bin in 0..SCORE_BINS as usize {
+            let (positive, negative) = (self.positive_scores.count(bin) as f64, self.negative_scores.count(bin));
             area += positive * (below as f64 + negative as f64 / 2.0);
             below += negative;
         }
@@ -674,7 +737,7 @@ mod tests {
         assert_eq!(outcomes.recall, confusion.recall());
         assert_eq!(outcomes.false_positive_rate, confusion.false_positive_rate());
         let exact = causeway_models::metrics::roc_auc(&scores, &labels);
-        assert!((outcomes.roc_auc - exact).abs() < 1e-3, "{} vs {exact}", outcomes.roc_auc);
+        assert!((outcomes.roc_auc - exact).abs() < 2e-3, "{} vs {exact}", outcomes.roc_auc);
 
         let mut regression = OutcomeSummary::default();
         let judging = Judging { task: TaskKind::Regression, threshold: 0.5 };

@@ -129,30 +129,35 @@ const POSTGRES_MIGRATION_5: &str =
         PRIMARY KEY (model, version, minute_ms, replica));";
 
 /// Migration 6: what keeps a tick from re-reading old prediction-log segments — per-bucket
-/// window summaries, the index of logged predictions labels join with, the segments already
-/// summarised, and whether each label is counted (0 not yet, 1 counted, 2 no prediction logged).
+/// window summaries (each write numbered, so a reader fetches only what changed), the index of
+/// logged predictions labels join with, the segments already summarised, and whether each label
+/// is counted (0 not yet, 1 counted, 2 no prediction logged).
 const MIGRATION_6: &str = "CREATE TABLE window_summaries (model TEXT NOT NULL, kind TEXT NOT NULL,
         version INTEGER NOT NULL, other INTEGER NOT NULL, start_ms INTEGER NOT NULL, width_ms INTEGER NOT NULL,
-        body TEXT NOT NULL, PRIMARY KEY (model, kind, version, other, start_ms));
+        body TEXT NOT NULL, revision INTEGER NOT NULL, PRIMARY KEY (model, kind, version, other, start_ms));
+     CREATE INDEX window_summaries_by_time ON window_summaries (model, kind, start_ms);
+     CREATE INDEX window_summaries_by_revision ON window_summaries (model, kind, revision);
      CREATE TABLE prediction_index (request_id TEXT NOT NULL, model TEXT NOT NULL, version INTEGER NOT NULL,
         served INTEGER NOT NULL, timestamp_ms INTEGER NOT NULL, score REAL, prediction REAL,
         PRIMARY KEY (request_id, model, version));
      CREATE INDEX prediction_index_by_time ON prediction_index (timestamp_ms);
      CREATE TABLE summarized_segments (key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL);
      ALTER TABLE labels ADD COLUMN joined INTEGER NOT NULL DEFAULT 0;
-     CREATE INDEX labels_pending ON labels (arrived_ms) WHERE joined = 0;";
+     CREATE INDEX labels_pending ON labels (arrived_ms, request_id) WHERE joined = 0;";
 
 /// Migration 6 for PostgreSQL.
 const POSTGRES_MIGRATION_6: &str = "CREATE TABLE window_summaries (model TEXT NOT NULL, kind TEXT NOT NULL,
         version BIGINT NOT NULL, other BIGINT NOT NULL, start_ms BIGINT NOT NULL, width_ms BIGINT NOT NULL,
-        body TEXT NOT NULL, PRIMARY KEY (model, kind, version, other, start_ms));
+        body TEXT NOT NULL, revision BIGINT NOT NULL, PRIMARY KEY (model, kind, version, other, start_ms));
+     CREATE INDEX window_summaries_by_time ON window_summaries (model, kind, start_ms);
+     CREATE INDEX window_summaries_by_revision ON window_summaries (model, kind, revision);
      CREATE TABLE prediction_index (request_id TEXT NOT NULL, model TEXT NOT NULL, version BIGINT NOT NULL,
         served BIGINT NOT NULL, timestamp_ms BIGINT NOT NULL, score DOUBLE PRECISION, prediction DOUBLE PRECISION,
         PRIMARY KEY (request_id, model, version));
      CREATE INDEX prediction_index_by_time ON prediction_index (timestamp_ms);
      CREATE TABLE summarized_segments (key TEXT PRIMARY KEY, at_ms BIGINT NOT NULL);
      ALTER TABLE labels ADD COLUMN joined BIGINT NOT NULL DEFAULT 0;
-     CREATE INDEX labels_pending ON labels (arrived_ms) WHERE joined = 0;";
+     CREATE INDEX labels_pending ON labels (arrived_ms, request_id) WHERE joined = 0;";
 
 /// Migrations, applied in order; the store's schema version is the number applied.
 const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5, MIGRATION_6];
@@ -297,6 +302,9 @@ impl MetaStore {
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", durability.sqlite_synchronous())?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
+        // 64 MiB of page cache (the default is 2 MiB): the loop's window summaries and the
+        // prediction index are read every tick.
+        connection.pragma_update(None, "cache_size", -65_536)?;
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
         Self::migrate_sqlite(connection)
     }

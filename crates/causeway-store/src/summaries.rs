@@ -65,6 +65,8 @@ pub struct StoredSummary {
     pub width_ms: i64,
     /// The summary, as the monitor serialises it.
     pub body: String,
+    /// The number of the pass that wrote it last (set by the store; higher is later).
+    pub revision: i64,
 }
 
 /// One logged prediction as the index keeps it: enough to judge it once its label arrives.
@@ -125,10 +127,27 @@ impl MetaStore {
 
     /// The bucket summaries of `model` of `kind` starting at or after `from_ms`.
     pub fn window_summaries(&self, model: &str, kind: SummaryKind, from_ms: i64) -> Result<Vec<StoredSummary>> {
+        self.summaries_where(model, kind, "start_ms >= ?3", from_ms)
+    }
+
+    /// The bucket summaries of `model` of `kind` written after revision `after`.
+    pub fn window_summaries_changed(&self, model: &str, kind: SummaryKind, after: i64) -> Result<Vec<StoredSummary>> {
+        self.summaries_where(model, kind, "revision > ?3", after)
+    }
+
+    fn summaries_where(
+        &self,
+        model: &str,
+        kind: SummaryKind,
+        condition: &str,
+        bound: i64,
+    ) -> Result<Vec<StoredSummary>> {
         self.lock().query_map(
-            "SELECT version, other, start_ms, width_ms, body FROM window_summaries
-             WHERE model = ?1 AND kind = ?2 AND start_ms >= ?3 ORDER BY start_ms",
-            params![model, kind.as_str(), from_ms],
+            &format!(
+                "SELECT version, other, start_ms, width_ms, body, revision FROM window_summaries
+                 WHERE model = ?1 AND kind = ?2 AND {condition} ORDER BY start_ms"
+            ),
+            params![model, kind.as_str(), bound],
             |row| {
                 Ok(StoredSummary {
                     key: SummaryKey {
@@ -140,6 +159,7 @@ impl MetaStore {
                     },
                     width_ms: row.get(3)?,
                     body: row.get(4)?,
+                    revision: row.get(5)?,
                 })
             },
         )
@@ -166,13 +186,21 @@ impl MetaStore {
         Ok(bodies)
     }
 
-    /// Up to `limit` labels not yet counted that arrived by `now_ms`, with request ids after
-    /// `after` (a cursor), in request id order.
-    pub fn pending_labels(&self, now_ms: i64, after: &str, limit: usize) -> Result<Vec<(String, LabelRecord)>> {
+    /// Up to `limit` labels not yet counted that arrived by `now_ms`, after the cursor `after`
+    /// (the arrival and request id of the last one a previous page returned), in that order.
+    /// Reads the index of uncounted labels only, however many labels are stored.
+    pub fn pending_labels(
+        &self,
+        now_ms: i64,
+        after: Option<(i64, &str)>,
+        limit: usize,
+    ) -> Result<Vec<(String, LabelRecord)>> {
+        let (after_ms, after_id) = after.unwrap_or((i64::MIN, ""));
         self.lock().query_map(
-            "SELECT request_id, label, arrived_ms FROM labels WHERE joined = 0 AND arrived_ms <= ?1 AND request_id > ?2
-             ORDER BY request_id LIMIT ?3",
-            params![now_ms, after, limit],
+            "SELECT request_id, label, arrived_ms FROM labels
+             WHERE joined = 0 AND arrived_ms <= ?1 AND (arrived_ms > ?2 OR (arrived_ms = ?2 AND request_id > ?3))
+             ORDER BY arrived_ms, request_id LIMIT ?4",
+            params![now_ms, after_ms, after_id, limit],
             |row| Ok((row.get(0)?, LabelRecord { label: row.get(1)?, arrived_ms: row.get(2)? })),
         )
     }
@@ -258,6 +286,17 @@ impl MetaStore {
             "ON CONFLICT (request_id, model, version) DO NOTHING",
             &rows,
         )?;
+        // A counter of its own (not the newest row's), so forgetting old rows never reuses a
+        // number a reader has seen.
+        let revision: String = transaction.query_row(
+            "INSERT INTO state (key, value) VALUES ('windows/revision', '1')
+             ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(state.value AS BIGINT) + 1 AS TEXT) RETURNING value",
+            params![],
+            |row| row.get(0),
+        )?;
+        let revision: i64 = revision.parse().map_err(|_| {
+            crate::Error::Database(format!("the window summaries' revision `{revision}` is not a number"))
+        })?;
         let rows: Vec<Vec<Value>> = pass
             .summaries
             .iter()
@@ -271,13 +310,14 @@ impl MetaStore {
                     key.start_ms.to_value(),
                     summary.width_ms.to_value(),
                     summary.body.to_value(),
+                    revision.to_value(),
                 ]
             })
             .collect();
         transaction.insert_rows(
-            "INSERT INTO window_summaries (model, kind, version, other, start_ms, width_ms, body)",
+            "INSERT INTO window_summaries (model, kind, version, other, start_ms, width_ms, body, revision)",
             "ON CONFLICT (model, kind, version, other, start_ms) DO UPDATE SET
-                width_ms = excluded.width_ms, body = excluded.body",
+                width_ms = excluded.width_ms, body = excluded.body, revision = excluded.revision",
             &rows,
         )?;
         let rows: Vec<Vec<Value>> =
@@ -307,7 +347,7 @@ mod tests {
             ("r1".into(), LabelRecord { label: 1.0, arrived_ms: 10 }),
             ("r2".into(), LabelRecord { label: 0.0, arrived_ms: 500 }),
         ])?;
-        assert_eq!(store.pending_labels(100, "", 10)?.len(), 1, "r2 arrives later");
+        assert_eq!(store.pending_labels(100, None, 10)?.len(), 1, "r2 arrives later");
         let key = SummaryKey { model: "fraud".into(), kind: SummaryKind::Traffic, version: 1, other: 0, start_ms: 0 };
         let pass = SummaryPass {
             segments: vec!["predictions/a.parquet".into()],
@@ -320,7 +360,7 @@ mod tests {
                 score: 0.9,
                 prediction: f64::NAN,
             }],
-            summaries: vec![StoredSummary { key: key.clone(), width_ms: 1_000, body: "{}".into() }],
+            summaries: vec![StoredSummary { key: key.clone(), width_ms: 1_000, body: "{}".into(), revision: 0 }],
             joined: vec!["r1".into()],
             orphaned: Vec::new(),
             at_ms: 100,
@@ -328,11 +368,14 @@ mod tests {
         store.apply_summary_pass(&pass)?;
         store.apply_summary_pass(&pass)?;
         assert!(store.summarized_segments()?.contains("predictions/a.parquet"));
-        assert!(store.pending_labels(1_000, "", 10)?.iter().all(|(id, _)| id == "r2"));
+        assert!(store.pending_labels(1_000, None, 10)?.iter().all(|(id, _)| id == "r2"));
         let indexed = store.indexed_predictions(&["r1", "r9"])?;
         assert_eq!(indexed.len(), 1, "one row however often it is written");
         assert!(indexed[0].prediction.is_nan() && indexed[0].served);
-        assert_eq!(store.window_summaries("fraud", SummaryKind::Traffic, 0)?.len(), 1);
+        let stored = store.window_summaries("fraud", SummaryKind::Traffic, 0)?;
+        assert_eq!((stored.len(), stored[0].revision), (1, 2), "each pass writes a later revision");
+        assert!(store.window_summaries_changed("fraud", SummaryKind::Traffic, 2)?.is_empty());
+        assert_eq!(store.window_summaries_changed("fraud", SummaryKind::Traffic, 1)?.len(), 1);
         assert!(store.window_summaries("fraud", SummaryKind::Traffic, 1)?.is_empty());
         assert_eq!(store.summary_bodies([&key])?[&key], "{}");
         let labels = store.labels_with_state(&["r1", "r2"])?;

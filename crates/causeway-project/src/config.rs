@@ -12,7 +12,6 @@ use causeway_types::Span;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::external::ExternalSpec;
 use crate::schedule::Cron;
 
 /// The whole project description.
@@ -465,6 +464,24 @@ impl ProjectConfig {
     pub fn suite(&self, dataset: &str) -> ExpectationSuite {
         self.datasets.get(dataset).cloned().unwrap_or_default()
     }
+}
+
+/// `[model.external]` in `causeway.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalSpec {
+    /// The program and its arguments, run in the project directory (no shell).
+    pub command: Vec<String>,
+    /// The command is stopped and the run failed after this long.
+    #[serde(default = "default_timeout_minutes")]
+    pub timeout_minutes: u64,
+    /// Extra environment variables for the command.
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+}
+
+fn default_timeout_minutes() -> u64 {
+    60
 }
 
 #[cfg(test)]
