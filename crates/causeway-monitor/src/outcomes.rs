@@ -53,6 +53,23 @@ pub struct VersionOutcomes {
     pub metrics: BTreeMap<String, f64>,
 }
 
+impl VersionOutcomes {
+    /// Fills in a binary version's metrics from its confusion counts at its threshold.
+    pub(crate) fn set_binary(&mut self, confusion: &Confusion, positives: u64, roc_auc: f64) {
+        self.positives = positives;
+        self.roc_auc = roc_auc;
+        self.precision = confusion.precision();
+        self.recall = confusion.recall();
+        self.false_positive_rate = confusion.false_positive_rate();
+        self.metrics = BTreeMap::from([
+            ("roc_auc".to_string(), self.roc_auc),
+            ("precision".to_string(), self.precision),
+            ("recall".to_string(), self.recall),
+            ("false_positive_rate".to_string(), self.false_positive_rate),
+        ]);
+    }
+}
+
 /// Joins labels to predictions and computes metrics per version, for its task (binary at its
 /// threshold; a version missing from `judging` is judged as binary at 0.5). Shadow predictions
 /// count: they score the same requests and receive the same labels.
@@ -103,17 +120,8 @@ pub fn outcomes_by_version(
             match judging.task {
                 TaskKind::Binary => {
                     let confusion = Confusion::at(&scores, &truth, judging.threshold);
-                    outcomes.positives = truth.iter().filter(|label| **label > 0.5).count() as u64;
-                    outcomes.roc_auc = roc_auc(&scores, &truth);
-                    outcomes.precision = confusion.precision();
-                    outcomes.recall = confusion.recall();
-                    outcomes.false_positive_rate = confusion.false_positive_rate();
-                    outcomes.metrics = BTreeMap::from([
-                        ("roc_auc".to_string(), outcomes.roc_auc),
-                        ("precision".to_string(), outcomes.precision),
-                        ("recall".to_string(), outcomes.recall),
-                        ("false_positive_rate".to_string(), outcomes.false_positive_rate),
-                    ]);
+                    let positives = truth.iter().filter(|label| **label > 0.5).count() as u64;
+                    outcomes.set_binary(&confusion, positives, roc_auc(&scores, &truth));
                 }
                 TaskKind::Multiclass => {
                     let right = predicted.iter().zip(&truth).filter(|(guess, label)| guess == label).count();

@@ -526,17 +526,7 @@ impl OutcomeSummary {
                     true_negatives: self.true_negatives,
                     false_negatives: self.false_negatives,
                 };
-                outcomes.positives = self.positives;
-                outcomes.roc_auc = self.roc_auc();
-                outcomes.precision = confusion.precision();
-                outcomes.recall = confusion.recall();
-                outcomes.false_positive_rate = confusion.false_positive_rate();
-                outcomes.metrics = BTreeMap::from([
-                    ("roc_auc".to_string(), outcomes.roc_auc),
-                    ("precision".to_string(), outcomes.precision),
-                    ("recall".to_string(), outcomes.recall),
-                    ("false_positive_rate".to_string(), outcomes.false_positive_rate),
-                ]);
+                outcomes.set_binary(&confusion, self.positives, self.roc_auc());
             }
             TaskKind::Multiclass => {
                 let accuracy = if self.labeled == 0 { f64::NAN } else { self.right as f64 / self.labeled as f64 };
