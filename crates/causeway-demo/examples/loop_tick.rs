@@ -201,12 +201,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             log_predictions(&project, &models, &features, older, span, &mut rng, &format!("history{target}"))?;
             let logged = started.elapsed().as_secs_f64();
             let started = Instant::now();
-            let pass = summarizer.pass(tick_at)?;
+            summarizer.pass(tick_at)?;
             println!(
                 "{target}× history: logged {older} older predictions in {logged:.1} s, summarised in {:.1} s",
                 started.elapsed().as_secs_f64()
             );
-            let _ = pass;
             history = target;
         }
         let (mut ticks, mut passes) = (Vec::new(), Vec::new());

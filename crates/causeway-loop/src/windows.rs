@@ -36,7 +36,7 @@ use crate::project::Project;
 const WIDTHS_MS: [i64; 5] = [1_000, 10_000, 60_000, 600_000, 3_600_000];
 
 /// The widest bucket.
-pub const MAX_WIDTH_MS: i64 = 3_600_000;
+pub const MAX_WIDTH_MS: i64 = WIDTHS_MS[WIDTHS_MS.len() - 1];
 
 /// Records read before a pass writes what it has (bounds memory on a long backlog).
 const RECORDS_PER_WRITE: usize = 200_000;
@@ -458,11 +458,6 @@ impl Windows {
         self.paired.retain(|_, bucket| ends_after(bucket.start_ms, bucket.width_ms));
         self.loaded = Some((latest, from_ms));
         Ok(())
-    }
-
-    /// Traffic buckets held.
-    pub fn traffic_buckets(&self) -> usize {
-        self.traffic.len()
     }
 
     /// Traffic per version over the buckets starting at or after `from_ms` (`holding`: also the
