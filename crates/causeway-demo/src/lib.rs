@@ -2,6 +2,8 @@
 //! injected clock through the whole loop) and its configuration. Production code never depends
 //! on this crate; the binary's `demo` command and the tests do.
 
+pub mod live;
+pub mod processes;
 pub mod scenario;
 
 pub use causeway_loop::{Error, Result};

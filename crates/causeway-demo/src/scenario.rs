@@ -104,6 +104,8 @@ pub struct DemoOptions {
     pub concept_days: u32,
     /// What triggers retraining (the demo's `causeway.toml` says `["performance"]`).
     pub retrain_on: Vec<Trigger>,
+    /// Midnight (UTC, epoch ms) of day 0 of the generated history.
+    pub start_ms: i64,
 }
 
 impl Default for DemoOptions {
@@ -119,18 +121,22 @@ impl Default for DemoOptions {
             covariate_days: 14,
             concept_days: 30,
             retrain_on: vec![Trigger::Performance],
+            start_ms: FraudConfig::default().start_ms,
         }
     }
 }
 
 impl DemoOptions {
-    fn first_live_day(&self) -> u32 {
+    /// The first day of live traffic (the day after history).
+    pub fn first_live_day(&self) -> u32 {
         self.history_days
     }
-    fn covariate_day(&self) -> u32 {
+    /// The first day of covariate drift.
+    pub fn covariate_day(&self) -> u32 {
         self.history_days + self.stable_days
     }
-    fn concept_day(&self) -> u32 {
+    /// The first day of concept drift.
+    pub fn concept_day(&self) -> u32 {
         self.covariate_day() + self.covariate_days
     }
     /// The first day after the demo (its live traffic covers the days before).
@@ -208,6 +214,8 @@ pub struct DemoOutcome {
     pub dropped: u64,
     /// The champion at the end.
     pub final_champion: u32,
+    /// What only the live demo (`--live`) measures.
+    pub live: Option<crate::live::LiveFigures>,
 }
 
 impl DemoOutcome {
@@ -217,7 +225,7 @@ impl DemoOutcome {
     }
 }
 
-fn record_fields(transaction: &Transaction) -> BTreeMap<String, FeatureValue> {
+pub(crate) fn record_fields(transaction: &Transaction) -> BTreeMap<String, FeatureValue> {
     let number = |value: f64| FeatureValue::Number(value);
     let text = |value: &str| FeatureValue::Text(value.to_string());
     BTreeMap::from([
@@ -251,13 +259,13 @@ pub fn record_request(transaction: &Transaction) -> RecordRequest {
     RecordRequest { request_id: Some(transaction.transaction_id.clone()), fields: record_fields(transaction) }
 }
 
-struct Timer {
-    started: Instant,
-    timings: Vec<(String, f64)>,
+pub(crate) struct Timer {
+    pub(crate) started: Instant,
+    pub(crate) timings: Vec<(String, f64)>,
 }
 
 impl Timer {
-    fn lap(&mut self, name: &str) {
+    pub(crate) fn lap(&mut self, name: &str) {
         self.timings.push((name.to_string(), self.started.elapsed().as_secs_f64()));
         self.started = Instant::now();
     }
@@ -267,6 +275,7 @@ impl Timer {
 pub fn generator(options: &DemoOptions) -> FraudGenerator {
     FraudGenerator::new(FraudConfig {
         seed: options.seed,
+        start_ms: options.start_ms,
         customers: options.customers,
         transactions_per_day: options.transactions_per_day,
         covariate_drift_day: options.covariate_day(),
@@ -296,29 +305,49 @@ pub fn write_history_csv(
     Ok(csv_path)
 }
 
-/// Runs the demo in `dir` (which must not hold a project yet).
-pub fn run_demo(dir: &Path, options: &DemoOptions, observer: &mut dyn Observer) -> Result<DemoOutcome> {
+/// A demo project with its history ingested and its first champion trained and promoted.
+pub(crate) struct Prepared {
+    /// The project.
+    pub project: Arc<Project>,
+    /// The demo's model.
+    pub model_name: String,
+    /// The first champion.
+    pub champion: u32,
+    /// The history as stored (every version of `transactions`).
+    pub data: causeway_data::Frame,
+    /// When live traffic starts (the end of history).
+    pub first_live: i64,
+}
+
+/// Refuses a directory that already holds a project.
+pub(crate) fn require_fresh(dir: &Path) -> Result<()> {
     if dir.join(STATE_DIR).exists() {
         return Err(Error::Precondition(format!(
             "{} already holds a Causeway project; the demo needs a fresh directory (omit --dir to use a temporary one)",
             dir.display()
         )));
     }
-    let mut timer = Timer { started: Instant::now(), timings: Vec::new() };
-    let generator = generator(options);
+    Ok(())
+}
+
+/// Creates the project in `dir` with `config_text`, generates and ingests the history, and
+/// trains, registers and promotes the first champion (steps 1 and 2 of both demos).
+pub(crate) fn prepare(
+    dir: &Path,
+    options: &DemoOptions,
+    config_text: &str,
+    generator: &FraudGenerator,
+    observer: &mut dyn Observer,
+    timer: &mut Timer,
+) -> Result<Prepared> {
     let day_start = |day: u32| generator.day_start_ms(day);
-    let triggers: Vec<String> =
-        options.retrain_on.iter().map(|trigger| serde_json::to_string(trigger).unwrap_or_default()).collect();
-    let config_text = FRAUD_CONFIG
-        .replace("performance_window = \"14d\"", "performance_window = \"7d\"")
-        .replace("retrain_on = [\"performance\"]", &format!("retrain_on = [{}]", triggers.join(", ")));
-    let project = Arc::new(Project::init(dir, &config_text)?.0);
+    let project = Arc::new(Project::init(dir, config_text)?.0);
     let model_name = project.config.model()?.name.clone();
     let suite = project.config.suite("transactions");
 
     // 1. History: generate, write CSV, ingest with validation.
     observer.step("generating and ingesting history", u64::from(options.history_days));
-    let csv_path = write_history_csv(&generator, options, dir, &mut |day| observer.advance(u64::from(day + 1), ""))?;
+    let csv_path = write_history_csv(generator, options, dir, &mut |day| observer.advance(u64::from(day + 1), ""))?;
     let first_live = day_start(options.first_live_day());
     let ingested = project.ingestor().ingest_file("transactions", &csv_path, &suite, first_live)?;
     let ingest_event = Event {
@@ -381,6 +410,23 @@ pub fn run_demo(dir: &Path, options: &DemoOptions, observer: &mut dyn Observer) 
         details: serde_json::Value::Null,
     });
     timer.lap("train first champion");
+    Ok(Prepared { project, model_name, champion, data, first_live })
+}
+
+/// Runs the demo in `dir` (which must not hold a project yet).
+pub fn run_demo(dir: &Path, options: &DemoOptions, observer: &mut dyn Observer) -> Result<DemoOutcome> {
+    require_fresh(dir)?;
+    let mut timer = Timer { started: Instant::now(), timings: Vec::new() };
+    let generator = generator(options);
+    let day_start = |day: u32| generator.day_start_ms(day);
+    let triggers: Vec<String> =
+        options.retrain_on.iter().map(|trigger| serde_json::to_string(trigger).unwrap_or_default()).collect();
+    let config_text = FRAUD_CONFIG
+        .replace("performance_window = \"14d\"", "performance_window = \"7d\"")
+        .replace("retrain_on = [\"performance\"]", &format!("retrain_on = [{}]", triggers.join(", ")));
+    let Prepared { project, model_name, champion, data, first_live } =
+        prepare(dir, options, &config_text, &generator, observer, &mut timer)?;
+    let suite = project.config.suite("transactions");
 
     // 3. Online store and serving engine.
     let spec = project.config.features()?.clone();
@@ -496,7 +542,15 @@ pub fn run_demo(dir: &Path, options: &DemoOptions, observer: &mut dyn Observer) 
         served_offline,
     );
     let report_path = dir.join("report.html");
-    let html = render_html(&report_data(options, &generator, &ticks, &versions, &events, &checks));
+    let points: Vec<ReportPoint> = ticks
+        .iter()
+        .map(|(_, tick, _)| ReportPoint {
+            at_ms: tick.at_ms,
+            drift: tick.drift.clone(),
+            outcomes: tick.outcomes.clone(),
+        })
+        .collect();
+    let html = render_html(&report_data(simulated_frame(options, &generator), &points, &versions, &events, &checks));
     std::fs::write(&report_path, html).map_err(|cause| Error::Io { path: report_path.display().to_string(), cause })?;
     timer.lap("report");
     Ok(DemoOutcome {
@@ -511,6 +565,7 @@ pub fn run_demo(dir: &Path, options: &DemoOptions, observer: &mut dyn Observer) 
         scored,
         dropped: engine.log().dropped(),
         final_champion,
+        live: None,
     })
 }
 
@@ -566,7 +621,7 @@ fn compare_served_with_offline(
     Ok((compared, largest))
 }
 
-fn summarize_versions(project: &Project, model: &str, from: i64, to: i64) -> Result<Vec<VersionSummary>> {
+pub(crate) fn summarize_versions(project: &Project, model: &str, from: i64, to: i64) -> Result<Vec<VersionSummary>> {
     let records = read_window(&project.blobs, from, to)?;
     let labels = project.meta.labels_for(records.iter().map(|record| record.request_id.as_str()))?;
     let mut thresholds = HashMap::new();
@@ -691,20 +746,60 @@ fn check_expectations(
     checks
 }
 
-fn report_data(
-    options: &DemoOptions,
-    generator: &FraudGenerator,
-    ticks: &[(u32, TickReport, bool)],
+/// What the report shows at one moment: the champion's drift and each version's labelled
+/// outcomes over the window ending then.
+pub(crate) struct ReportPoint {
+    /// When.
+    pub at_ms: i64,
+    /// Drift of the champion's traffic, when there was enough.
+    pub drift: Option<causeway_monitor::DriftReport>,
+    /// Labelled outcomes per version.
+    pub outcomes: BTreeMap<u32, causeway_monitor::VersionOutcomes>,
+}
+
+/// The report's frame: its title, subtitle and phase bands.
+pub(crate) struct ReportFrame {
+    /// The title.
+    pub title: String,
+    /// The line under it.
+    pub subtitle: String,
+    /// (from, to, name) of each phase.
+    pub phases: Vec<(i64, i64, String)>,
+    /// The window behind each point, for chart titles (`7-day window`).
+    pub window: String,
+}
+
+fn simulated_frame(options: &DemoOptions, generator: &FraudGenerator) -> ReportFrame {
+    let start = |day: u32| generator.day_start_ms(day);
+    ReportFrame {
+        title: format!("Causeway demo: {} (seed {})", options.scenario.as_str(), options.seed),
+        subtitle: format!(
+            "{} transactions a day for {} live days after {} days of history; labels arrive 1–5 days late. Every number below was computed by the loop itself.",
+            options.transactions_per_day,
+            options.live_days(),
+            options.history_days
+        ),
+        phases: phases(options, start),
+        window: "7-day window".into(),
+    }
+}
+
+/// The three phases' bands, with `start` giving each day's start.
+pub(crate) fn phases(options: &DemoOptions, start: impl Fn(u32) -> i64) -> Vec<(i64, i64, String)> {
+    vec![
+        (start(options.first_live_day()), start(options.covariate_day()), "stable".to_string()),
+        (start(options.covariate_day()), start(options.concept_day()), "covariate drift".to_string()),
+        (start(options.concept_day()), start(options.last_day()), "concept drift".to_string()),
+    ]
+}
+
+pub(crate) fn report_data(
+    frame: ReportFrame,
+    points: &[ReportPoint],
     versions: &[VersionSummary],
     events: &[Event],
     checks: &[Check],
 ) -> ReportData {
-    let start = |day: u32| generator.day_start_ms(day);
-    let phases = vec![
-        (start(options.first_live_day()), start(options.covariate_day()), "stable".to_string()),
-        (start(options.covariate_day()), start(options.concept_day()), "covariate drift".to_string()),
-        (start(options.concept_day()), start(options.last_day()), "concept drift".to_string()),
-    ];
     let watched =
         ["amount", "merchant_category", "channel", "customer_mean_amount_30d", "email_domain_risk", "velocity_1h"];
     let mut drift_series: Vec<Series> =
@@ -712,7 +807,7 @@ fn report_data(
     drift_series.push(Series { name: "score".into(), points: Vec::new() });
     let mut auc: BTreeMap<u32, Series> = BTreeMap::new();
     let mut recall: BTreeMap<u32, Series> = BTreeMap::new();
-    for (_, tick, _) in ticks {
+    for tick in points {
         if let Some(drift) = &tick.drift {
             for series in drift_series.iter_mut() {
                 let value = if series.name == "score" {
@@ -757,15 +852,11 @@ fn report_data(
             ]
         })
         .collect();
+    let window = frame.window;
     ReportData {
-        title: format!("Causeway demo: {} (seed {})", options.scenario.as_str(), options.seed),
-        subtitle: format!(
-            "{} transactions a day for {} live days after {} days of history; labels arrive 1–5 days late. Every number below was computed by the loop itself.",
-            options.transactions_per_day,
-            options.live_days(),
-            options.history_days
-        ),
-        phases,
+        title: frame.title,
+        subtitle: frame.subtitle,
+        phases: frame.phases,
         tables: vec![
             Table {
                 title: "Expectations".into(),
@@ -796,19 +887,19 @@ fn report_data(
         ],
         charts: vec![
             Chart {
-                title: "Drift of the champion's inputs and score (PSI, 7-day window)".into(),
+                title: format!("Drift of the champion's inputs and score (PSI, {window})"),
                 y_label: "PSI".into(),
                 series: drift_series,
                 threshold: Some(0.2),
             },
             Chart {
-                title: "Live ROC-AUC per model version (labelled, 7-day window)".into(),
+                title: format!("Live ROC-AUC per model version (labelled, {window})"),
                 y_label: "ROC-AUC".into(),
                 series: auc.into_values().collect(),
                 threshold: None,
             },
             Chart {
-                title: "Live recall per model version at its threshold (labelled, 7-day window)".into(),
+                title: format!("Live recall per model version at its threshold (labelled, {window})"),
                 y_label: "recall".into(),
                 series: recall.into_values().collect(),
                 threshold: None,

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use causeway_demo::live::{LiveOptions, run_live_demo};
 use causeway_demo::scenario::{DemoOptions, DemoOutcome, Observer, Scenario, run_demo};
 use causeway_types::{Event, EventKind, format_date};
 use clap::{Args, Subcommand, ValueEnum};
@@ -43,9 +44,9 @@ pub struct FraudArgs {
     /// Which story to tell.
     #[arg(long, value_enum, default_value_t = ScenarioArg::Fraud)]
     scenario: ScenarioArg,
-    /// Transactions per simulated day.
-    #[arg(long, default_value_t = 2_500)]
-    transactions_per_day: usize,
+    /// Transactions per simulated day [default: 2500; 1000 with --live].
+    #[arg(long)]
+    transactions_per_day: Option<usize>,
     /// Number of customers.
     #[arg(long, default_value_t = 3_000)]
     customers: usize,
@@ -55,12 +56,31 @@ pub struct FraudArgs {
     /// No progress bars (for logs and CI).
     #[arg(long)]
     quiet: bool,
+    /// Tell the story with real processes on the wall clock: a control plane (`causeway loop
+    /// run`) and two `causeway serve` replicas started as children on loopback, traffic and
+    /// delayed labels sent to them over HTTP. About two minutes.
+    #[arg(long)]
+    live: bool,
+    /// With --live: how long a simulated day lasts on the wall clock; every window, shadow and
+    /// canary length is scaled by it.
+    #[arg(long, default_value = "2s", value_name = "DURATION", requires = "live")]
+    day_length: causeway_types::Span,
 }
 
 struct Narrator {
     bar: ProgressBar,
     quiet: bool,
     started: Instant,
+    /// How event times read: dates for the simulated calendar, times of day for `--live`.
+    stamp: fn(i64) -> String,
+}
+
+/// `HH:MM:SS` (UTC) of an epoch-millisecond time.
+fn time_of_day(ms: i64) -> String {
+    let mut text = causeway_types::format_timestamp(ms);
+    text.drain(..11);
+    text.truncate(8);
+    text
 }
 
 impl Narrator {
@@ -108,7 +128,7 @@ impl Observer for Narrator {
             EventKind::Audit => "· audit ",
             EventKind::Data => "· data  ",
         };
-        self.say(format!("  {}  {marker} {}", format_date(event.at_ms), event.message));
+        self.say(format!("  {}  {marker} {}", (self.stamp)(event.at_ms), event.message));
     }
 }
 
@@ -122,13 +142,17 @@ pub fn run(command: DemoCommand) -> Result<ExitCode> {
             .context("cannot create a temporary directory")?
             .keep(),
     };
+    let scenario = match args.scenario {
+        ScenarioArg::Fraud => Scenario::Fraud,
+        ScenarioArg::BadChallenger => Scenario::BadChallenger,
+    };
+    if args.live {
+        return run_live(&args, &dir);
+    }
     let options = DemoOptions {
-        scenario: match args.scenario {
-            ScenarioArg::Fraud => Scenario::Fraud,
-            ScenarioArg::BadChallenger => Scenario::BadChallenger,
-        },
+        scenario,
         seed: args.seed,
-        transactions_per_day: args.transactions_per_day,
+        transactions_per_day: args.transactions_per_day.unwrap_or(2_500),
         customers: args.customers,
         ..DemoOptions::default()
     };
@@ -142,12 +166,51 @@ pub fn run(command: DemoCommand) -> Result<ExitCode> {
         dir.display()
     );
     let started = Instant::now();
-    let mut narrator = Narrator { bar: ProgressBar::hidden(), quiet: args.quiet, started };
+    let mut narrator = Narrator { bar: ProgressBar::hidden(), quiet: args.quiet, started, stamp: format_date };
     let outcome = run_demo(&dir, &options, &mut narrator)?;
+    finish(&args, narrator, &outcome)
+}
+
+fn run_live(args: &FraudArgs, dir: &std::path::Path) -> Result<ExitCode> {
+    if args.scenario != ScenarioArg::Fraud {
+        anyhow::bail!(
+            "--live tells the `fraud` story only: `bad-challenger` trains its challenger on deliberately corrupted labels, \
+             which a live control plane never does; run it without --live"
+        );
+    }
+    let executable = std::env::current_exe().context("cannot find the causeway executable to start the children")?;
+    let mut options = LiveOptions::new(executable);
+    options.demo.seed = args.seed;
+    options.demo.customers = args.customers;
+    if let Some(count) = args.transactions_per_day {
+        options.demo.transactions_per_day = count;
+    }
+    if args.day_length.millis() < 500 {
+        anyhow::bail!("--day-length {} is too short: a simulated day needs at least 500ms", args.day_length);
+    }
+    options.day = args.day_length.to_std();
+    println!(
+        "Causeway live demo `fraud` (seed {}): {} days of history, then up to {} live days of {} transactions, a day every {}, in {}",
+        options.demo.seed,
+        options.demo.history_days,
+        options.demo.live_days(),
+        options.demo.transactions_per_day,
+        args.day_length,
+        dir.display()
+    );
+    let started = Instant::now();
+    let mut narrator = Narrator { bar: ProgressBar::hidden(), quiet: args.quiet, started, stamp: time_of_day };
+    let outcome = run_live_demo(dir, &options, &mut narrator)?;
+    finish(args, narrator, &outcome)
+}
+
+/// Prints the summary, writes the JSON summary if asked, and exits 0 only when every
+/// expectation held.
+fn finish(args: &FraudArgs, narrator: Narrator, outcome: &DemoOutcome) -> Result<ExitCode> {
     narrator.bar.finish_and_clear();
-    print_summary(&outcome, started.elapsed().as_secs_f64());
+    print_summary(outcome, narrator.stamp, narrator.started.elapsed().as_secs_f64());
     if let Some(path) = &args.summary_json {
-        std::fs::write(path, serde_json::to_vec_pretty(&summary_json(&outcome))?)
+        std::fs::write(path, serde_json::to_vec_pretty(&summary_json(outcome))?)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(if outcome.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -157,7 +220,7 @@ fn metric(value: Option<f64>) -> String {
     value.map_or_else(|| "–".into(), |value| format!("{value:.3}"))
 }
 
-fn print_summary(outcome: &DemoOutcome, seconds: f64) {
+fn print_summary(outcome: &DemoOutcome, stamp: fn(i64) -> String, seconds: f64) {
     let mut versions = Table::new();
     versions.load_style(UTF8_FULL_CONDENSED);
     versions.set_header(vec![
@@ -187,16 +250,16 @@ fn print_summary(outcome: &DemoOutcome, seconds: f64) {
     println!("\nModel versions\n{versions}");
     let mut changes = Table::new();
     changes.load_style(UTF8_FULL_CONDENSED);
-    changes.set_header(vec!["date", "loop step"]);
+    changes.set_header(vec![if outcome.live.is_some() { "time (UTC)" } else { "date" }, "loop step"]);
     for event in &outcome.loop_events {
-        changes.add_row(vec![format_date(event.at_ms), event.message.clone()]);
+        changes.add_row(vec![stamp(event.at_ms), event.message.clone()]);
     }
     println!("\nRetraining, promotions and rollbacks\n{changes}");
     let mut alerts = Table::new();
     alerts.load_style(UTF8_FULL_CONDENSED);
-    alerts.set_header(vec!["date", "alert"]);
+    alerts.set_header(vec![if outcome.live.is_some() { "time (UTC)" } else { "date" }, "alert"]);
     for event in &outcome.alerts {
-        alerts.add_row(vec![format_date(event.at_ms), event.message.clone()]);
+        alerts.add_row(vec![stamp(event.at_ms), event.message.clone()]);
     }
     println!("\nAlerts\n{alerts}");
     let mut checks = Table::new();
@@ -214,6 +277,30 @@ fn print_summary(outcome: &DemoOutcome, seconds: f64) {
         "\n{} transactions scored live, {} prediction-log records dropped; served = offline on {} rows (max |Δ| {:.1e})",
         outcome.scored, outcome.dropped, outcome.served_offline.0, outcome.served_offline.1
     );
+    if let Some(live) = &outcome.live {
+        println!("\nProcesses (each logs to {}/logs/)", outcome.dir.display());
+        for command in &live.commands {
+            println!("  {command}");
+        }
+        for (address, answered, failed) in &live.replicas {
+            println!("  replica on {address}: {answered} requests answered, {failed} failed");
+        }
+        let by_version: Vec<String> =
+            live.answered_by_version.iter().map(|(version, count)| format!("v{version} {count}")).collect();
+        println!(
+            "  answered by version: {}; {} labels posted to /v1/labels",
+            by_version.join(", "),
+            live.labels_posted
+        );
+        match live.alert_to_promotion {
+            Some((seconds, ticks)) => println!(
+                "  performance alert to promotion: {seconds:.1}s, {ticks} ticks of {}s ({:.1} simulated days)",
+                live.tick_seconds,
+                seconds / live.day_seconds
+            ),
+            None => println!("  performance alert to promotion: did not happen"),
+        }
+    }
     println!("timings: {} (total {seconds:.1}s)", timings.join(", "));
     println!("report: {}", outcome.report.display());
     println!("serve it: causeway serve --dir {}", outcome.dir.display());
@@ -245,6 +332,15 @@ fn summary_json(outcome: &DemoOutcome) -> serde_json::Value {
         })).collect::<Vec<_>>(),
         "loop_events": outcome.loop_events.iter().map(|event| serde_json::json!({"at": causeway_types::format_timestamp(event.at_ms), "message": event.message})).collect::<Vec<_>>(),
         "alerts": outcome.alerts.iter().map(|event| serde_json::json!({"at": causeway_types::format_timestamp(event.at_ms), "message": event.message})).collect::<Vec<_>>(),
+        "live": outcome.live.as_ref().map(|live| serde_json::json!({
+            "day_seconds": live.day_seconds,
+            "tick_seconds": live.tick_seconds,
+            "commands": live.commands,
+            "replicas": live.replicas.iter().map(|(address, answered, failed)| serde_json::json!({"address": address, "answered": answered, "failed": failed})).collect::<Vec<_>>(),
+            "answered_by_version": live.answered_by_version.iter().map(|(version, count)| (version.to_string(), serde_json::json!(count))).collect::<serde_json::Map<_, _>>(),
+            "labels_posted": live.labels_posted,
+            "alert_to_promotion": live.alert_to_promotion.map(|(seconds, ticks)| serde_json::json!({"seconds": seconds, "ticks": ticks})),
+        })),
         "timings_seconds": outcome.timings.iter().map(|(name, seconds)| (name.clone(), serde_json::json!(seconds))).collect::<serde_json::Map<_, _>>(),
     })
 }

@@ -133,3 +133,65 @@ fn every_version_has_a_model_card_with_calibration_and_slices() {
     let missing = crate::support::run(&["card", "--dir", dir, "--version", "99"]);
     assert!(!missing.status.success());
 }
+
+/// `demo fraud --live`: the same story with real processes — a control plane and two serving
+/// replicas as children, traffic and delayed labels over HTTP, on the wall clock.
+#[test]
+fn live_demo_promotes_through_a_control_plane_and_two_replicas() {
+    let run = crate::support::demo_with(&["--live"]);
+    let (summary, dir, stdout) = (&run.summary, &run.dir, &run.stdout);
+    assert!(run.success, "live demo failed:\n{stdout}");
+    assert_eq!(summary["passed"], Value::Bool(true), "{stdout}");
+
+    let live = &summary["live"];
+    let replicas = live["replicas"].as_array().expect("replicas");
+    assert_eq!(replicas.len(), 2, "{live}");
+    for replica in replicas {
+        assert!(replica["answered"].as_u64().unwrap_or(0) > 1_000, "{replica}");
+        assert_eq!(replica["failed"], 0, "{replica}");
+    }
+    let commands: Vec<&str> = live["commands"].as_array().expect("commands").iter().filter_map(Value::as_str).collect();
+    assert!(commands[0].starts_with("causeway loop run"), "{commands:?}");
+    assert!(commands[1..].iter().all(|command| command.starts_with("causeway serve")), "{commands:?}");
+    assert!(live["alert_to_promotion"]["seconds"].as_f64().is_some_and(|seconds| seconds > 0.0), "{live}");
+
+    // Shadow, canary and promotion happened in that order, decided by the control plane.
+    let steps: Vec<&str> = summary["loop_events"]
+        .as_array()
+        .expect("loop events")
+        .iter()
+        .filter_map(|event| event["message"].as_str())
+        .collect();
+    let position = |prefix: &str| steps.iter().position(|message| message.starts_with(prefix));
+    let (Some(shadow), Some(canary), Some(promoted)) =
+        (position("gates passed"), position("canary:"), position("promoted"))
+    else {
+        panic!("no shadow, canary and promotion: {steps:#?}");
+    };
+    assert!(shadow < canary && canary < promoted, "{steps:#?}");
+    let champion = summary["final_champion"].as_u64().expect("champion");
+    assert!(champion > 1, "{summary}");
+    // The promoted version answered requests over HTTP afterwards.
+    assert!(live["answered_by_version"][champion.to_string()].as_u64().unwrap_or(0) > 0, "{live}");
+    assert_eq!(summary["served_offline"]["max_abs_difference"].as_f64(), Some(0.0), "{summary}");
+    assert_eq!(summary["dropped"], 0);
+
+    // Every process had its log (a healthy replica writes nothing to it), and the store agrees
+    // with the summary after they stopped.
+    for log in ["replica-a.log", "replica-b.log"] {
+        assert!(dir.join("logs").join(log).is_file(), "no {log}");
+    }
+    let control = std::fs::read_to_string(dir.join("logs").join("control-plane.log")).expect("log");
+    assert!(control.contains("running the loop"), "{control}");
+    let status: Value = serde_json::from_str(&crate::support::ok(&[
+        "loop",
+        "status",
+        "--json",
+        "--dir",
+        dir.to_str().expect("utf-8 path"),
+    ]))
+    .expect("status is JSON");
+    assert_eq!(status["models"][0]["champion"].as_u64(), Some(champion), "{status:#}");
+    let report = std::fs::read_to_string(dir.join("report.html")).expect("report.html");
+    assert!(report.contains("<svg") && report.contains("<polyline"), "report has charts");
+}

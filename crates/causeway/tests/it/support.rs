@@ -57,20 +57,24 @@ pub struct DemoRun {
 }
 
 fn demo(scenario: &str) -> DemoRun {
+    demo_with(&["--scenario", scenario])
+}
+
+/// `causeway demo fraud ARGS --quiet` in a fresh directory, with its JSON summary.
+pub fn demo_with(args: &[&str]) -> DemoRun {
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path().join("project");
     let summary_path = root.path().join("summary.json");
-    let output = run(&[
-        "demo",
-        "fraud",
-        "--scenario",
-        scenario,
+    let mut command = vec!["demo", "fraud"];
+    command.extend(args);
+    command.extend([
         "--quiet",
         "--dir",
         dir.to_str().expect("utf-8 path"),
         "--summary-json",
         summary_path.to_str().expect("utf-8 path"),
     ]);
+    let output = run(&command);
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
     let summary: Value = serde_json::from_slice(&std::fs::read(&summary_path).unwrap_or_else(|_| {
         panic!("no summary; stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&output.stderr))
