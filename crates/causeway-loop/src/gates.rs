@@ -51,6 +51,55 @@ impl GateReport {
     }
 }
 
+/// What [`promote`] did: the gates' verdicts, and whether the champion alias now points at
+/// the version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Promotion {
+    /// Every gate's verdict.
+    pub report: GateReport,
+    /// Whether the version became champion (the gates passed, or it was forced).
+    pub promoted: bool,
+}
+
+/// Promotes `version` of `model` by hand: checks the `[loop.gates]`, and points the champion
+/// alias at it through the single rollout operation when they pass, or when `force`d (the audit
+/// reason then names the failed gates). The one place a person's promotion is decided.
+pub fn promote(
+    project: &Project,
+    model: &str,
+    version: u32,
+    force: bool,
+    actor: &str,
+    reason: &str,
+    at_ms: i64,
+) -> Result<Promotion> {
+    let report = check_version(project, model, version)?;
+    if !report.passed() && !force {
+        return Ok(Promotion { report, promoted: false });
+    }
+    let reason = if report.passed() {
+        format!("{reason} (gates passed)")
+    } else {
+        format!("{reason} (forced past failed gates: {})", report.failures().join("; "))
+    };
+    set_champion(project, model, version, actor, &reason, at_ms)?;
+    Ok(Promotion { report, promoted: true })
+}
+
+/// Points `model`'s champion at `version` without judging it (a model imported or served from a
+/// file has no holdout to judge): the single rollout operation, audited with `reason`.
+pub fn set_champion(project: &Project, model: &str, version: u32, actor: &str, reason: &str, at_ms: i64) -> Result<()> {
+    project.meta.apply_rollout(&causeway_store::Rollout {
+        model,
+        change: causeway_store::RolloutChange::Champion(version),
+        expected_generation: None,
+        actor,
+        at_ms,
+        reason,
+    })?;
+    Ok(())
+}
+
 /// The gates of `[loop.gates]` applied to a registered version: its holdout metrics and stored
 /// evaluation, against the current champion (when another version is champion) scored on the
 /// same holdout rows — stored with every trained version. When those rows cannot be scored by

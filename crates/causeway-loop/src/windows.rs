@@ -77,6 +77,9 @@ pub struct Summarizer {
     project: Arc<Project>,
     versions: HashMap<(String, u32), VersionFacts>,
     models: HashMap<String, ModelFacts>,
+    /// The longest `[monitor] label_horizon` of the project's models: how long predictions stay
+    /// in the index.
+    label_horizon_ms: i64,
 }
 
 /// Summaries being built by a pass, by key.
@@ -100,7 +103,17 @@ fn bucket_start(timestamp_ms: i64, width_ms: i64) -> i64 {
 impl Summarizer {
     /// A summarizer of `project`'s prediction log.
     pub fn new(project: Arc<Project>) -> Self {
-        Self { project, versions: HashMap::new(), models: HashMap::new() }
+        let config = &project.config;
+        let label_horizon_ms = config
+            .loop_models(None)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|model| config.scoped(model).ok())
+            .map(|scoped| scoped.monitor.label_horizon.millis())
+            .chain([config.monitor.label_horizon.millis()])
+            .max()
+            .unwrap_or(causeway_store::summaries::SUMMARIES_KEPT_MS);
+        Self { project, versions: HashMap::new(), models: HashMap::new(), label_horizon_ms }
     }
 
     fn model_facts(&mut self, model: &str) -> &ModelFacts {
@@ -180,6 +193,10 @@ impl Summarizer {
             let sketcher = &self.version_facts(&record.model, record.version).sketcher;
             let entry = pending.traffic.entry(key).or_insert_with(|| (width, sketcher.empty()));
             sketcher.add(&mut entry.1, &record.features, record.score, record.latency_us);
+            // No label can count for a prediction already past the horizon.
+            if record.timestamp_ms < now_ms - self.label_horizon_ms {
+                continue;
+            }
             index.push(IndexedPrediction {
                 request_id: record.request_id.clone(),
                 model: record.model.clone(),
@@ -228,6 +245,7 @@ impl Summarizer {
             joined: Vec::new(),
             orphaned: Vec::new(),
             at_ms: now_ms,
+            index_kept_ms: Some(self.label_horizon_ms),
         })?;
         Ok(())
     }
@@ -267,6 +285,7 @@ impl Summarizer {
                 joined,
                 orphaned,
                 at_ms: now_ms,
+                index_kept_ms: Some(self.label_horizon_ms),
                 ..SummaryPass::default()
             })?;
         }

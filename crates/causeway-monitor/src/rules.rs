@@ -35,6 +35,11 @@ pub struct AlertRules {
     /// Regression: largest allowed rise of RMSE above the version's holdout RMSE, as a share
     /// (0.2: 20 % worse).
     pub max_rmse_increase: f64,
+    /// How late a label may arrive after its prediction and still be counted (`"30d"`). The
+    /// prediction index labels join with keeps this much, so its size follows the traffic of
+    /// this span, not the log's whole history; a later label is given up on. At least
+    /// `performance_window`.
+    pub label_horizon: Span,
     /// Rules of your own on the champion's live metrics (`[[monitor.alerts]]`).
     pub alerts: Vec<AlertRule>,
     /// Where alerts go besides the event log (`[monitor.notify]`).
@@ -105,6 +110,21 @@ pub const ALERT_METRICS: [&str; 13] = [
     "mae",
     "r2",
 ];
+
+impl AlertRules {
+    /// Checks what serde cannot across the section: the label horizon covers the performance
+    /// window (each rule has [`AlertRule::check`]).
+    pub fn check(&self) -> Result<(), String> {
+        if self.label_horizon < self.performance_window {
+            return Err(format!(
+                "label_horizon = \"{}\" is shorter than performance_window = \"{}\": labels of the window's older \
+                 predictions could never count; raise label_horizon to at least \"{}\"",
+                self.label_horizon, self.performance_window, self.performance_window
+            ));
+        }
+        Ok(())
+    }
+}
 
 impl AlertRule {
     /// Checks what serde cannot: a known metric and one bound.
@@ -182,6 +202,7 @@ impl Default for AlertRules {
             max_auc_drop: 0.05,
             max_accuracy_drop: 0.05,
             max_rmse_increase: 0.2,
+            label_horizon: Span::days(30),
             alerts: Vec::new(),
             notify: NotifySettings::default(),
         }

@@ -347,6 +347,7 @@ impl ProjectConfig {
             )));
         }
         config.rollout.check()?;
+        config.monitor.check().map_err(|error| Error::Config(format!("[monitor] {error}")))?;
         for rule in &config.monitor.alerts {
             rule.check().map_err(|error| Error::Config(format!("monitor.alerts: {error}")))?;
         }
@@ -364,6 +365,9 @@ impl ProjectConfig {
             }
             if let Some(features) = &model.features {
                 features.check().map_err(|error| Error::Config(format!("models `{}`: {error}", model.name)))?;
+            }
+            if let Some(monitor) = &model.monitor {
+                monitor.check().map_err(|error| Error::Config(format!("models `{}`: {error}", model.name)))?;
             }
             for rule in model.monitor.iter().flat_map(|monitor| &monitor.alerts) {
                 rule.check().map_err(|error| Error::Config(format!("models `{}`: {error}", model.name)))?;
@@ -495,6 +499,17 @@ mod tests {
         let error = ProjectConfig::parse("[loop]\ncanary_share = 5.0\n").unwrap_err().to_string();
         assert!(error.contains("canary_share must be within 0..1"), "{error}");
         assert!(ProjectConfig::parse("").is_ok());
+    }
+
+    #[test]
+    fn a_label_horizon_shorter_than_the_performance_window_says_what_to_write() {
+        let error = ProjectConfig::parse("[monitor]\nperformance_window = \"14d\"\nlabel_horizon = \"7d\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("raise label_horizon to at least \"14d\""), "{error}");
+        let config = ProjectConfig::parse("[monitor]\nlabel_horizon = \"60d\"\n").expect("valid");
+        assert_eq!(config.monitor.label_horizon, Span::days(60));
+        assert_eq!(ProjectConfig::parse("").expect("valid").monitor.label_horizon, Span::days(30));
     }
 
     #[test]

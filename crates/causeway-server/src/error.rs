@@ -60,3 +60,36 @@ impl From<causeway_models::InputError> for ApiError {
         Self::invalid(error.to_string())
     }
 }
+
+/// Why a server could not start or stopped badly (not a request's error: that is [`ApiError`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The address could not be bound.
+    #[error("cannot listen on {address}: {cause}")]
+    Bind {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// A model that had to deploy did not.
+    #[error("cannot serve `{model}`: {reason}")]
+    NotDeployed {
+        /// The model.
+        model: String,
+        /// Why it did not deploy.
+        reason: String,
+    },
+    /// The serving engine failed.
+    #[error(transparent)]
+    Serving(#[from] causeway_serving::Error),
+    /// The prediction log failed.
+    #[error(transparent)]
+    Monitor(#[from] causeway_monitor::Error),
+    /// The online store failed.
+    #[error(transparent)]
+    Features(#[from] causeway_features::Error),
+    /// The runtime or the listener failed.
+    #[error("server failed: {0}")]
+    Io(#[from] std::io::Error),
+}

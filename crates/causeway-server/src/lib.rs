@@ -16,6 +16,7 @@ pub mod mlflow;
 mod oip;
 pub mod registry;
 mod routes;
+pub mod run;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +25,7 @@ use causeway_serving::Engine;
 use causeway_store::MetaStore;
 use causeway_types::Clock;
 
-pub use error::ApiError;
+pub use error::{ApiError, Error};
 pub use metrics::Metrics;
 pub use routes::router;
 

@@ -101,8 +101,11 @@ pub struct SummaryPass {
     pub joined: Vec<String>,
     /// Labels given up on: no prediction of theirs was logged.
     pub orphaned: Vec<String>,
-    /// The pass's time: what is older than [`SUMMARIES_KEPT_MS`] before it is forgotten.
+    /// The pass's time: summaries older than [`SUMMARIES_KEPT_MS`] before it are forgotten.
     pub at_ms: i64,
+    /// Indexed predictions older than this before `at_ms` are forgotten (the label horizon;
+    /// unset: [`SUMMARIES_KEPT_MS`]).
+    pub index_kept_ms: Option<i64>,
 }
 
 /// A label and whether it is already counted.
@@ -262,7 +265,8 @@ impl MetaStore {
         let mut connection = self.lock();
         let mut transaction = connection.transaction()?;
         let horizon = pass.at_ms.saturating_sub(SUMMARIES_KEPT_MS);
-        transaction.execute("DELETE FROM prediction_index WHERE timestamp_ms < ?1", params![horizon])?;
+        let index_horizon = pass.at_ms.saturating_sub(pass.index_kept_ms.unwrap_or(SUMMARIES_KEPT_MS));
+        transaction.execute("DELETE FROM prediction_index WHERE timestamp_ms < ?1", params![index_horizon])?;
         transaction.execute("DELETE FROM window_summaries WHERE start_ms < ?1", params![horizon])?;
         // NaN is stored as NULL (SQLite cannot keep it).
         let finite = |value: f64| if value.is_nan() { Value::Null } else { Value::Real(value) };
@@ -364,6 +368,7 @@ mod tests {
             joined: vec!["r1".into()],
             orphaned: Vec::new(),
             at_ms: 100,
+            index_kept_ms: None,
         };
         store.apply_summary_pass(&pass)?;
         store.apply_summary_pass(&pass)?;
@@ -383,5 +388,29 @@ mod tests {
         Ok(())
     }
 
-    on_both_backends!(a_pass_lands_whole_and_labels_wait_until_joined);
+    fn the_index_forgets_predictions_past_the_label_horizon(location: &TestStore) -> Result<()> {
+        let store = location.open()?;
+        let row = |id: &str, timestamp_ms: i64| IndexedPrediction {
+            request_id: id.into(),
+            model: "fraud".into(),
+            version: 1,
+            served: true,
+            timestamp_ms,
+            score: 0.5,
+            prediction: 0.5,
+        };
+        let pass =
+            SummaryPass { predictions: vec![row("old", 100), row("new", 950)], at_ms: 1_000, ..SummaryPass::default() };
+        store.apply_summary_pass(&pass)?;
+        assert_eq!(store.indexed_predictions(&["old", "new"])?.len(), 2, "kept 90 days without a horizon");
+        store.apply_summary_pass(&SummaryPass { at_ms: 1_000, index_kept_ms: Some(100), ..SummaryPass::default() })?;
+        let kept = store.indexed_predictions(&["old", "new"])?;
+        assert_eq!(kept.iter().map(|row| row.request_id.as_str()).collect::<Vec<_>>(), ["new"]);
+        Ok(())
+    }
+
+    on_both_backends!(
+        a_pass_lands_whole_and_labels_wait_until_joined,
+        the_index_forgets_predictions_past_the_label_horizon
+    );
 }

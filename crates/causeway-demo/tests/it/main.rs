@@ -86,3 +86,42 @@ fn a_drift_rule_can_trigger_retraining() {
 fn controller_state(project: &Project, model: &str) -> serde_json::Value {
     project.meta.state(&format!("loop/{model}")).expect("state").expect("a stored state")
 }
+
+/// A label counts only for a prediction within `[monitor] label_horizon`: the prediction index
+/// forgets older ones, and their labels are given up on a day after they arrived.
+#[test]
+fn labels_count_only_within_the_label_horizon() {
+    use causeway_monitor::{PredictionLog, PredictionRecord, Role};
+    use causeway_types::{DAY_MS, LabelRecord};
+
+    let directory = tempfile::tempdir().expect("tempdir");
+    let config = causeway_demo::FRAUD_CONFIG.replacen("[monitor]\n", "[monitor]\nlabel_horizon = \"20d\"\n", 1);
+    let project = Arc::new(Project::init(directory.path(), &config).expect("project").0);
+    let now = 100 * DAY_MS;
+    let log = PredictionLog::start(project.blobs.clone(), 100, 100);
+    for (id, age_days) in [("old", 25), ("recent", 5)] {
+        let record = PredictionRecord {
+            request_id: id.into(),
+            timestamp_ms: now - age_days * DAY_MS,
+            model: "fraud".into(),
+            version: 1,
+            role: Role::Served,
+            score: 0.9,
+            prediction: 0.9,
+            latency_us: 100,
+            features: Vec::new(),
+        };
+        assert!(log.log(record));
+    }
+    log.flush().expect("flush");
+    let arrived = LabelRecord { label: 1.0, arrived_ms: now - 3_600_000 };
+    project.meta.put_labels(&[("old".into(), arrived), ("recent".into(), arrived)]).expect("labels");
+
+    let mut summarizer = causeway_loop::windows::Summarizer::new(project.clone());
+    let report = summarizer.pass(now).expect("pass");
+    assert_eq!((report.predictions, report.labels), (2, 1), "both summarised, one label within the horizon");
+    assert_eq!(project.meta.indexed_predictions(&["old", "recent"]).expect("index").len(), 1);
+    assert_eq!(project.meta.pending_labels(now, None, 10).expect("pending").len(), 1, "`old` still waits");
+    summarizer.pass(now + 2 * DAY_MS).expect("a day later");
+    assert!(project.meta.pending_labels(now + 2 * DAY_MS, None, 10).expect("pending").is_empty(), "given up on");
+}

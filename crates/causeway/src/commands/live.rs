@@ -88,7 +88,7 @@ pub(crate) fn run(dir: &ProjectArgs, tick: Option<Span>, once: bool) -> Result<E
         return live.join().map(|()| ExitCode::SUCCESS).map_err(Into::into);
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(super::serve::shutdown_signal());
+    runtime.block_on(causeway_server::run::shutdown_signal());
     eprintln!("stopping the loop");
     live.stop()?;
     Ok(ExitCode::SUCCESS)

@@ -6,22 +6,14 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use causeway_loop::Project;
 use causeway_models::{Task, TaskKind};
-use causeway_store::{Rollout, RolloutChange};
 use causeway_types::{CHAMPION, Clock, ModelVersionRecord, SystemClock, format_timestamp};
 
 use super::{open, table};
 use crate::args::ProjectArgs;
 
+/// [`causeway_loop::gates::set_champion`] now, by a person.
 pub(crate) fn set_champion(project: &Project, model: &str, version: u32, actor: &str, reason: &str) -> Result<()> {
-    project.meta.apply_rollout(&Rollout {
-        model,
-        change: RolloutChange::Champion(version),
-        expected_generation: None,
-        actor,
-        at_ms: SystemClock.now_ms(),
-        reason,
-    })?;
-    Ok(())
+    Ok(causeway_loop::gates::set_champion(project, model, version, actor, reason, SystemClock.now_ms())?)
 }
 
 pub(crate) fn runs(dir: &ProjectArgs) -> Result<ExitCode> {
@@ -220,8 +212,8 @@ pub(crate) fn promote(dir: &ProjectArgs, model: Option<String>, version: u32, fo
     Ok(ExitCode::SUCCESS)
 }
 
-/// Checks the [loop.gates] for `version`, prints every verdict, and points the champion alias at
-/// it when they pass (or when `force`d, which the audit reason records). Returns whether it did.
+/// Promotes by hand through the gates ([`causeway_loop::gates::promote`]) and prints every
+/// verdict. Returns whether the version became champion.
 pub(crate) fn promote_through_gates(
     project: &Project,
     model: &str,
@@ -229,7 +221,8 @@ pub(crate) fn promote_through_gates(
     force: bool,
     reason: &str,
 ) -> Result<bool> {
-    let report = causeway_loop::gates::check_version(project, model, version)?;
+    let promotion = causeway_loop::gates::promote(project, model, version, force, "cli", reason, SystemClock.now_ms())?;
+    let report = &promotion.report;
     let mut output = table(&["gate", "verdict", "check"]);
     for check in &report.checks {
         output.add_row(vec![
@@ -242,20 +235,13 @@ pub(crate) fn promote_through_gates(
     if let Some(basis) = &report.basis {
         println!("compared with {basis}");
     }
-    if !report.passed() && !force {
+    if !promotion.promoted {
         eprintln!(
             "error: {model} version {version} was not promoted: {}; fix the model or [loop.gates] in causeway.toml, or pass --force",
             report.failures().join("; ")
         );
-        return Ok(false);
     }
-    let reason = if report.passed() {
-        format!("{reason} (gates passed)")
-    } else {
-        format!("{reason} (forced past failed gates: {})", report.failures().join("; "))
-    };
-    set_champion(project, model, version, "cli", &reason)?;
-    Ok(true)
+    Ok(promotion.promoted)
 }
 
 pub(crate) fn rollback(dir: &ProjectArgs, model: Option<String>) -> Result<ExitCode> {

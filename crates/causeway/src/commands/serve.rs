@@ -9,8 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use causeway_loop::Project;
 use causeway_models::TaskKind;
-use causeway_monitor::PredictionLog;
-use causeway_serving::{Engine, OnlineFeatures};
+use causeway_server::run::{Deployment, RunOptions};
 use causeway_types::{Clock, SystemClock};
 
 use super::open;
@@ -122,116 +121,62 @@ fn serve_with(
     }
     let project = Arc::new(project);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let online = project.online()?;
-    let features = project.config.features.clone().map(|spec| OnlineFeatures { spec, store: online.clone() });
-    let engine = Arc::new(Engine::new(
-        project.meta.clone(),
-        project.blobs.clone(),
-        features,
-        clock.clone(),
-        PredictionLog::start_with_age(
-            project.blobs.clone(),
-            100_000,
-            10_000,
-            Some(serving.log_flush.to_std().max(Duration::from_millis(10))),
-        ),
-    ));
-    let report = engine.refresh()?;
-    if let Some(required) = required
-        && !engine.deployed_models().iter().any(|model| model == required)
-    {
-        let reason = report.unservable.iter().find(|(model, _)| model == required).map(|(_, reason)| reason.as_str());
-        anyhow::bail!("cannot serve `{required}`: {}", reason.unwrap_or("it did not deploy"));
-    }
-    for (model, reason) in &report.unservable {
-        eprintln!("warning: not serving {model}: {reason}");
-    }
-    if report.changed.is_empty() {
-        eprintln!("warning: no model is deployed yet; /v2/health/ready answers 503 until a champion exists");
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async move {
-        let listener =
-            tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-        let address = listener.local_addr()?;
-        let app = causeway_server::app::build(causeway_server::app::ServerParts {
-            meta: project.meta.clone(),
-            blobs: project.blobs.clone(),
-            clock: clock.clone(),
-            engine: Some(engine.clone()),
-            tracking,
-            require_tokens,
-            access: causeway_server::access::AccessPolicy::new(
-                address,
-                serving.allowed_hosts.clone(),
-                serving.cors_allowed_origins.clone(),
-            ),
-            public_url: serving
-                .public_url
-                .clone()
-                .unwrap_or_else(|| causeway_server::app::ServerParts::default_public_url(address)),
-            tracking_options: causeway_server::mlflow::TrackingOptions { direct_artifacts, source_pattern },
-        });
+    let deployment = Deployment {
+        meta: project.meta.clone(),
+        blobs: project.blobs.clone(),
+        online: project.online()?,
+        features: project.config.features.clone(),
+        clock: clock.clone(),
+    };
+    let options = RunOptions {
+        listen,
+        tracking,
+        require_tokens,
+        reload: Duration::from_secs(reload_seconds),
+        log_flush: serving.log_flush.to_std(),
+        allowed_hosts: serving.allowed_hosts.clone(),
+        cors_allowed_origins: serving.cors_allowed_origins.clone(),
+        public_url: serving.public_url.clone(),
+        tracking_options: causeway_server::mlflow::TrackingOptions { direct_artifacts, source_pattern },
+        required_model: required.map(str::to_string),
+    };
+    // The loop runs beside the API on its own thread; it does not need the listener.
+    let live = match loop_args {
+        Some(args) if !args.no_loop && project.config.model.is_some() => {
+            let options = super::live::live_options(&project, args.loop_tick, false);
+            eprintln!("the loop runs in this server every {} (--no-loop turns it off)", options.tick);
+            Some(causeway_loop::live::LiveLoop::start(
+                project.clone(),
+                options,
+                clock.clone(),
+                super::live::printing_observer(true),
+            )?)
+        }
+        _ => None,
+    };
+    let served = causeway_server::run::run(deployment, options, |started| {
+        for (model, reason) in &started.unservable {
+            eprintln!("warning: not serving {model}: {reason}");
+        }
+        if started.models.is_empty() {
+            eprintln!("warning: no model is deployed yet; /v2/health/ready answers 503 until a champion exists");
+        }
         let tracking_note = if tracking { "; MLflow tracking API at /api/2.0/mlflow" } else { "" };
         // One line: tests and supervisors read it as the readiness signal, then may close the pipe.
         println!(
-            "serving {} on http://{address} (models: {}; metadata on {}, artifacts in {}){tracking_note}",
+            "serving {} on http://{} (models: {}; metadata on {}, artifacts in {}){tracking_note}",
             project.dir.display(),
-            engine.deployed_models().join(", "),
+            started.address,
+            started.models.join(", "),
             project.meta.backend(),
             project.blobs.describe()
         );
-        let refresher = causeway_server::spawn_refresher(engine.clone(), Duration::from_secs(reload_seconds.max(1)));
-        let live = match loop_args {
-            Some(args) if !args.no_loop && project.config.model.is_some() => {
-                let options = super::live::live_options(&project, args.loop_tick, false);
-                eprintln!("the loop runs in this server every {} (--no-loop turns it off)", options.tick);
-                Some(causeway_loop::live::LiveLoop::start(
-                    project.clone(),
-                    options,
-                    clock.clone(),
-                    super::live::printing_observer(true),
-                )?)
-            }
-            _ => None,
-        };
-        let result = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
-        refresher.abort();
-        if let Some(live) = live
-            && let Err(error) = tokio::task::block_in_place(|| live.stop())
-        {
-            eprintln!("warning: stopping the loop failed: {error}");
-        }
-        if let Err(error) = engine.log().flush() {
-            eprintln!("warning: flushing the prediction log failed: {error}");
-        }
-        if let Err(error) = online.flush() {
-            eprintln!("warning: flushing the online store failed: {error}");
-        }
-        result.context("server failed")?;
-        Ok::<_, anyhow::Error>(())
-    })?;
+    });
+    if let Some(live) = live
+        && let Err(error) = live.stop()
+    {
+        eprintln!("warning: stopping the loop failed: {error}");
+    }
+    served?;
     Ok(ExitCode::SUCCESS)
-}
-
-pub(crate) async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => {
-                let _ = interrupt.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = interrupt => {},
-            _ = terminate.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
 }
