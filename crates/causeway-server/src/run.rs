@@ -126,6 +126,64 @@ pub fn run(deployment: Deployment, options: RunOptions, on_started: impl FnOnce(
     })
 }
 
+/// A tracking and artifact API on 127.0.0.1 (any free port) for a command's lifetime — the
+/// server `causeway train --external` points the researcher's script at. Stops when dropped.
+pub struct TrackingServer {
+    /// `http://127.0.0.1:PORT`.
+    pub uri: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TrackingServer {
+    /// Starts serving `meta` and `blobs`' tracking API on a thread of its own.
+    pub fn start(meta: Arc<MetaStore>, blobs: BlobStore) -> Result<Self, Error> {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+        let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(loopback))
+            .map_err(|cause| Error::Bind { address: loopback, cause })?;
+        let address = listener.local_addr()?;
+        let uri = format!("http://{address}");
+        let app = build(ServerParts {
+            meta,
+            blobs,
+            clock: Arc::new(causeway_types::SystemClock),
+            engine: None,
+            tracking: true,
+            require_tokens: false,
+            access: AccessPolicy::new(address, Vec::new(), Vec::new()),
+            public_url: uri.clone(),
+            tracking_options: TrackingOptions::default(),
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let served = runtime.block_on(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped.await;
+                    })
+                    .await
+            });
+            if let Err(error) = served {
+                tracing::warn!(%error, "the tracking server for the training command failed");
+            }
+        });
+        Ok(Self { uri, stop: Some(stop), thread: Some(thread) })
+    }
+}
+
+impl Drop for TrackingServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM (what supervisors send).
 pub async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();

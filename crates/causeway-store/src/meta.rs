@@ -160,7 +160,12 @@ const POSTGRES_MIGRATION_6: &str = "CREATE TABLE window_summaries (model TEXT NO
      CREATE INDEX labels_pending ON labels (arrived_ms, request_id) WHERE joined = 0;";
 
 /// Migrations, applied in order; the store's schema version is the number applied.
-const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5, MIGRATION_6];
+/// Migration 7: the retention of window summaries reads them by time alone (each pass forgets
+/// the buckets past 90 days), which without this index scanned every stored bucket.
+const MIGRATION_7: &str = "CREATE INDEX window_summaries_by_start ON window_summaries (start_ms);";
+
+const MIGRATIONS: &[&str] =
+    &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5, MIGRATION_6, MIGRATION_7];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -231,6 +236,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (4, POSTGRES_MIGRATION_4),
     (5, POSTGRES_MIGRATION_5),
     (6, POSTGRES_MIGRATION_6),
+    (7, MIGRATION_7),
 ];
 
 /// How SQLite makes an acknowledged write durable.

@@ -2,7 +2,6 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Result;
 use causeway_loop::Project;
@@ -138,59 +137,19 @@ enum TrackingForScript {
     /// A server the user runs.
     Given(String),
     /// One this command runs on loopback until dropped.
-    Started { uri: String, stop: Option<tokio::sync::oneshot::Sender<()>>, thread: Option<std::thread::JoinHandle<()>> },
+    Started(causeway_server::run::TrackingServer),
 }
 
 impl TrackingForScript {
     /// Serves the project's tracking and artifact API on 127.0.0.1 (any free port).
     fn started(project: &Project) -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-        let listener = runtime.block_on(tokio::net::TcpListener::bind(("127.0.0.1", 0)))?;
-        let address = listener.local_addr()?;
-        let uri = format!("http://{address}");
-        let app = causeway_server::app::build(causeway_server::app::ServerParts {
-            meta: project.meta.clone(),
-            blobs: project.blobs.clone(),
-            clock: Arc::new(SystemClock),
-            engine: None,
-            tracking: true,
-            require_tokens: false,
-            access: causeway_server::access::AccessPolicy::new(address, Vec::new(), Vec::new()),
-            public_url: uri.clone(),
-            tracking_options: causeway_server::mlflow::TrackingOptions::default(),
-        });
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let served = runtime.block_on(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stopped.await;
-                    })
-                    .await
-            });
-            if let Err(error) = served {
-                eprintln!("warning: the tracking server for the training command failed: {error}");
-            }
-        });
-        Ok(Self::Started { uri, stop: Some(stop), thread: Some(thread) })
+        Ok(Self::Started(causeway_server::run::TrackingServer::start(project.meta.clone(), project.blobs.clone())?))
     }
 
     fn uri(&self) -> &str {
         match self {
-            Self::Given(uri) | Self::Started { uri, .. } => uri,
-        }
-    }
-}
-
-impl Drop for TrackingForScript {
-    fn drop(&mut self) {
-        if let Self::Started { stop, thread, .. } = self {
-            if let Some(stop) = stop.take() {
-                let _ = stop.send(());
-            }
-            if let Some(thread) = thread.take() {
-                let _ = thread.join();
-            }
+            Self::Given(uri) => uri,
+            Self::Started(server) => &server.uri,
         }
     }
 }
