@@ -15,11 +15,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use causeway_data::synthetic::{Phase, Transaction};
 use causeway_loop::live::LEASE;
 use causeway_loop::pipeline::{load_artifact, load_baseline};
-use causeway_loop::project::{CONFIG_FILE, Project};
+use causeway_loop::project::Project;
 use causeway_loop::{Error, Result};
 use causeway_models::Predictor;
 use causeway_monitor::drift::drift_report;
-use causeway_monitor::report::render_html;
 use causeway_monitor::{PredictionRecord, Role, outcomes_by_version, read_window};
 use causeway_types::{CHAMPION, DAY_MS, Event, EventKind, FeatureValue, LabelRecord, Span};
 use serde_json::{Value, json};
@@ -27,8 +26,8 @@ use serde_json::{Value, json};
 use crate::FRAUD_CONFIG;
 use crate::processes::{Process, wait_until};
 use crate::scenario::{
-    Check, DemoOptions, DemoOutcome, Observer, Prepared, ReportFrame, ReportPoint, Timer, generator, phases, prepare,
-    record_fields, report_data, require_fresh, summarize_versions,
+    Check, DemoOptions, DemoOutcome, Observer, Prepared, ReportFrame, ReportPoint, Timer, binary_judging, generator,
+    phases, prepare, record_fields, report_data, require_fresh, summarize_versions, write_report,
 };
 
 /// The names of the serving replicas.
@@ -283,6 +282,11 @@ fn request_body(transaction: &Transaction, sent_ms: i64) -> String {
     json!({"request_id": transaction.transaction_id, "fields": fields}).to_string()
 }
 
+/// A traffic sender's thread ended before the traffic did.
+fn sender_stopped() -> Error {
+    Error::Precondition("a traffic sender stopped".into())
+}
+
 /// One simulated day as it happened on the wall clock.
 struct LiveDay {
     day: u32,
@@ -323,9 +327,6 @@ fn prepare_replica(dir: &Path, name: &str, config_text: &str, prepared: &Prepare
         online.materialize(view, &prepared.data, now_ms())?;
     }
     online.flush()?;
-    if !replica.join(CONFIG_FILE).is_file() {
-        return Err(Error::Precondition(format!("replica {name} has no configuration")));
-    }
     Ok(replica)
 }
 
@@ -438,7 +439,7 @@ pub fn run_live_demo(dir: &Path, options: &LiveOptions, observer: &mut dyn Obser
                 delay: day_length.mul_f64(delay_days.max(0.0)),
             };
             if plans[index % plans.len()].send(plan).is_err() {
-                return Err(Error::Precondition("a traffic sender stopped".into()));
+                return Err(sender_stopped());
             }
         }
         // The day ends on the wall clock once its requests went out (later, when the machine is
@@ -446,12 +447,12 @@ pub fn run_live_demo(dir: &Path, options: &LiveOptions, observer: &mut dyn Obser
         let (done_sender, done) = sync_channel::<()>(plans.len());
         for plan in &plans {
             if plan.send(Planned::Mark(done_sender.clone())).is_err() {
-                return Err(Error::Precondition("a traffic sender stopped".into()));
+                return Err(sender_stopped());
             }
         }
         for _ in 0..plans.len() {
             if done.recv().is_err() {
-                return Err(Error::Precondition("a traffic sender stopped".into()));
+                return Err(sender_stopped());
             }
         }
         let wait = (day_begins + day_length).saturating_duration_since(Instant::now());
@@ -511,7 +512,8 @@ pub fn run_live_demo(dir: &Path, options: &LiveOptions, observer: &mut dyn Obser
     let loop_events: Vec<Event> = events.iter().filter(|event| event.kind == EventKind::Loop).cloned().collect();
     let alerts: Vec<Event> = events.iter().filter(|event| event.kind == EventKind::Alert).cloned().collect();
     let final_champion = project.meta.alias(&model, CHAMPION)?.unwrap_or(prepared.champion);
-    let versions = summarize_versions(&project, &model, live_from, live_to + 60_000)?;
+    let labels = project.meta.labels_for(records.iter().map(|record| record.request_id.as_str()))?;
+    let versions = summarize_versions(&project, &model, &records, &labels)?;
     let served_offline = compare_logged_with_offline(&project, &model, &records)?;
     let phase_of = |at_ms: i64| {
         days.iter().find(|day| at_ms >= day.from_ms && at_ms < day.to_ms).map(|day| generator.phase(day.day))
@@ -538,7 +540,7 @@ pub fn run_live_demo(dir: &Path, options: &LiveOptions, observer: &mut dyn Obser
         first_error,
         stopped: replicas_stopped && control_stopped,
     });
-    let points = report_points(&project, &model, &records, &days, options.day)?;
+    let points = report_points(&project, &model, &records, &labels, &days, options.day)?;
     let frame = ReportFrame {
         title: format!("Causeway live demo: fraud (seed {})", demo.seed),
         subtitle: format!(
@@ -549,9 +551,7 @@ pub fn run_live_demo(dir: &Path, options: &LiveOptions, observer: &mut dyn Obser
         phases: live_phases(&demo, &days),
         window: "7-day window".into(),
     };
-    let report_path = dir.join("report.html");
-    let html = render_html(&report_data(frame, &points, &versions, &events, &checks));
-    std::fs::write(&report_path, html).map_err(|cause| Error::Io { path: report_path.display().to_string(), cause })?;
+    let report_path = write_report(&dir, &report_data(frame, &points, &versions, &events, &checks))?;
     timer.lap("report");
     Ok(DemoOutcome {
         dir: dir.clone(),
@@ -637,19 +637,13 @@ fn report_points(
     project: &Project,
     model: &str,
     records: &[PredictionRecord],
+    labels: &HashMap<String, LabelRecord>,
     days: &[LiveDay],
     day: Duration,
 ) -> Result<Vec<ReportPoint>> {
     let window_ms = 7 * day.as_millis() as i64;
-    let labels = project.meta.labels_for(records.iter().map(|record| record.request_id.as_str()))?;
     let versions = project.meta.model_versions(model)?;
-    let judging: HashMap<u32, causeway_monitor::Judging> = versions
-        .iter()
-        .map(|version| {
-            let threshold = version.metrics.get("threshold").copied().unwrap_or(0.5);
-            (version.version, causeway_monitor::Judging::binary(threshold))
-        })
-        .collect();
+    let judging = binary_judging(&versions);
     let mut baselines = HashMap::new();
     for version in &versions {
         baselines.insert(version.version, load_baseline(project, version)?);

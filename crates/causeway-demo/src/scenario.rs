@@ -13,10 +13,11 @@ use causeway_data::synthetic::{FraudConfig, FraudGenerator, Phase, Transaction, 
 use causeway_features::offline::compute_features;
 use causeway_models::Predictor;
 use causeway_monitor::report::{Chart, ReportData, Series, Table, render_html};
-use causeway_monitor::{PredictionLog, Role, read_window};
+use causeway_monitor::{PredictionLog, PredictionRecord, Role, read_window};
 use causeway_serving::{Engine, OnlineFeatures, RecordRequest};
 use causeway_types::{
-    CHAMPION, DAY_MS, Event, EventKind, FeatureValue, LabelRecord, ManualClock, RuleKind, format_date,
+    CHAMPION, DAY_MS, Event, EventKind, FeatureValue, LabelRecord, ManualClock, ModelVersionRecord, RuleKind,
+    format_date,
 };
 
 use causeway_loop::config::Trigger;
@@ -529,8 +530,9 @@ pub fn run_demo(dir: &Path, options: &DemoOptions, observer: &mut dyn Observer) 
     let loop_events: Vec<Event> = events.iter().filter(|event| event.kind == EventKind::Loop).cloned().collect();
     let alerts: Vec<Event> = events.iter().filter(|event| event.kind == EventKind::Alert).cloned().collect();
     let final_champion = project.meta.alias(&model_name, CHAMPION)?.unwrap_or(champion);
-    let versions =
-        summarize_versions(&project, &model_name, day_start(options.first_live_day()), day_start(options.last_day()))?;
+    let records = read_window(&project.blobs, day_start(options.first_live_day()), day_start(options.last_day()))?;
+    let labels = project.meta.labels_for(records.iter().map(|record| record.request_id.as_str()))?;
+    let versions = summarize_versions(&project, &model_name, &records, &labels)?;
     let checks = check_expectations(
         options,
         &generator,
@@ -541,7 +543,6 @@ pub fn run_demo(dir: &Path, options: &DemoOptions, observer: &mut dyn Observer) 
         champion,
         served_offline,
     );
-    let report_path = dir.join("report.html");
     let points: Vec<ReportPoint> = ticks
         .iter()
         .map(|(_, tick, _)| ReportPoint {
@@ -550,8 +551,8 @@ pub fn run_demo(dir: &Path, options: &DemoOptions, observer: &mut dyn Observer) 
             outcomes: tick.outcomes.clone(),
         })
         .collect();
-    let html = render_html(&report_data(simulated_frame(options, &generator), &points, &versions, &events, &checks));
-    std::fs::write(&report_path, html).map_err(|cause| Error::Io { path: report_path.display().to_string(), cause })?;
+    let report_path =
+        write_report(dir, &report_data(simulated_frame(options, &generator), &points, &versions, &events, &checks))?;
     timer.lap("report");
     Ok(DemoOutcome {
         dir: dir.to_path_buf(),
@@ -621,18 +622,28 @@ fn compare_served_with_offline(
     Ok((compared, largest))
 }
 
-pub(crate) fn summarize_versions(project: &Project, model: &str, from: i64, to: i64) -> Result<Vec<VersionSummary>> {
-    let records = read_window(&project.blobs, from, to)?;
-    let labels = project.meta.labels_for(records.iter().map(|record| record.request_id.as_str()))?;
-    let mut thresholds = HashMap::new();
+/// Each version's judging as a binary model at its registered threshold (0.5 without one).
+pub(crate) fn binary_judging(versions: &[ModelVersionRecord]) -> HashMap<u32, causeway_monitor::Judging> {
+    versions
+        .iter()
+        .map(|version| {
+            let threshold = version.metrics.get("threshold").copied().unwrap_or(0.5);
+            (version.version, causeway_monitor::Judging::binary(threshold))
+        })
+        .collect()
+}
+
+/// Every registered version of `model` with its live metrics over `records` (and their `labels`)
+/// and its aliases.
+pub(crate) fn summarize_versions(
+    project: &Project,
+    model: &str,
+    records: &[PredictionRecord],
+    labels: &HashMap<String, LabelRecord>,
+) -> Result<Vec<VersionSummary>> {
     let versions = project.meta.model_versions(model)?;
-    for version in &versions {
-        thresholds.insert(
-            version.version,
-            causeway_monitor::Judging::binary(version.metrics.get("threshold").copied().unwrap_or(0.5)),
-        );
-    }
-    let outcomes = causeway_monitor::outcomes_by_version(&records, &labels, &thresholds);
+    let thresholds = binary_judging(&versions);
+    let outcomes = causeway_monitor::outcomes_by_version(records, labels, &thresholds);
     let aliases = project.meta.aliases(model)?;
     Ok(versions
         .into_iter()
@@ -791,6 +802,13 @@ pub(crate) fn phases(options: &DemoOptions, start: impl Fn(u32) -> i64) -> Vec<(
         (start(options.covariate_day()), start(options.concept_day()), "covariate drift".to_string()),
         (start(options.concept_day()), start(options.last_day()), "concept drift".to_string()),
     ]
+}
+
+/// Writes `data` as the self-contained `report.html` of the project in `dir`; returns its path.
+pub(crate) fn write_report(dir: &Path, data: &ReportData) -> Result<PathBuf> {
+    let path = dir.join("report.html");
+    std::fs::write(&path, render_html(data)).map_err(|cause| Error::Io { path: path.display().to_string(), cause })?;
+    Ok(path)
 }
 
 pub(crate) fn report_data(

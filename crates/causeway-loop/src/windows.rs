@@ -110,9 +110,7 @@ impl Summarizer {
             .iter()
             .filter_map(|model| config.scoped(model).ok())
             .map(|scoped| scoped.monitor.label_horizon.millis())
-            .chain([config.monitor.label_horizon.millis()])
-            .max()
-            .unwrap_or(causeway_store::summaries::SUMMARIES_KEPT_MS);
+            .fold(config.monitor.label_horizon.millis(), i64::max);
         Self { project, versions: HashMap::new(), models: HashMap::new(), label_horizon_ms }
     }
 
