@@ -16,11 +16,19 @@ pub struct ModelCard {
     pub markdown: String,
     /// The same card as one self-contained HTML page.
     pub html: String,
+    /// The card's blocks, for a page that draws them itself (the web UI).
+    pub blocks: Vec<Block>,
 }
 
-enum Block {
+/// One part of a card.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", content = "content", rename_all = "snake_case")]
+pub enum Block {
+    /// A section heading.
     Heading(String),
+    /// A sentence or two.
     Paragraph(String),
+    /// A table: its headers (empty strings for a key–value table) and rows.
     Table(Vec<String>, Vec<Vec<String>>),
 }
 
@@ -157,7 +165,7 @@ pub fn model_card(project: &Project, model: &str, version: u32) -> Result<ModelC
         lineage.push(vec!["previous version".into(), (version - 1).to_string()]);
     }
     blocks.push(Block::Table(vec!["".into(), "".into()], lineage));
-    Ok(ModelCard { markdown: markdown(&blocks), html: html(model, version, &blocks) })
+    Ok(ModelCard { markdown: markdown(&blocks), html: html(model, version, &blocks), blocks })
 }
 
 /// A metric cell: the value with `digits` decimals, or a dash.

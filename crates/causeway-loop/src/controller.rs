@@ -487,7 +487,8 @@ impl Controller {
 }
 
 /// What a command sent to the loop changed, when it was applied at once.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "outcome", content = "detail", rename_all = "snake_case")]
 pub enum Applied {
     /// The command took effect: the sentence the loop recorded.
     Done(String),

@@ -15,7 +15,7 @@ use crate::pipeline::{evaluate, evaluation_key, load_artifact, load_holdout};
 use crate::project::Project;
 
 /// One gate's verdict.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct GateCheck {
     /// The gate (`max_false_positive_rate`, `recall_tolerance`, …).
     pub gate: &'static str,
@@ -26,7 +26,7 @@ pub struct GateCheck {
 }
 
 /// Every gate's verdict for one candidate.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
 pub struct GateReport {
     /// The checks, in declaration order.
     pub checks: Vec<GateCheck>,
@@ -53,7 +53,7 @@ impl GateReport {
 
 /// What [`promote`] did: the gates' verdicts, and whether the champion alias now points at
 /// the version.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Promotion {
     /// Every gate's verdict.
     pub report: GateReport,
@@ -98,6 +98,13 @@ pub fn set_champion(project: &Project, model: &str, version: u32, actor: &str, r
         reason,
     })?;
     Ok(())
+}
+
+/// Points `model`'s champion back at the version it answered with before (the alias history's
+/// previous target), audited with `actor` and `reason`; returns that version. The one place a
+/// person's rollback is decided (the CLI and the web UI call it).
+pub fn rollback(project: &Project, model: &str, actor: &str, reason: &str, at_ms: i64) -> Result<u32> {
+    Ok(project.meta.rollback_alias(model, CHAMPION, actor, at_ms, reason)?)
 }
 
 /// The gates of `[loop.gates]` applied to a registered version: its holdout metrics and stored

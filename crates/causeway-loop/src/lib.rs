@@ -23,6 +23,7 @@ pub mod pipeline;
 pub mod predict;
 pub mod retrain;
 pub mod status;
+pub mod timeline;
 pub mod windows;
 
 pub use config::{ProjectConfig, StorageSection};

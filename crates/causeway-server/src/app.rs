@@ -37,6 +37,9 @@ pub struct ServerParts {
     pub public_url: String,
     /// How the tracking API differs from MLflow's defaults.
     pub tracking_options: crate::mlflow::TrackingOptions,
+    /// The web UI's routes (`causeway-ui`), served inside the same authentication and access
+    /// layers as every other route.
+    pub ui: Option<Router>,
 }
 
 impl ServerParts {
@@ -89,6 +92,9 @@ pub fn build(parts: ServerParts) -> Router {
         };
         let artifacts = ArtifactState { blobs: parts.blobs, public_url: parts.public_url, clock: parts.clock };
         app = app.merge(crate::mlflow::router(tracking)).merge(crate::artifacts::router(artifacts));
+    }
+    if let Some(ui) = parts.ui {
+        app = app.merge(ui);
     }
     app = app.fallback(crate::routes::not_found);
     let authentication = AuthConfig { meta: parts.meta, required: parts.require_tokens };

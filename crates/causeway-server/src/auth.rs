@@ -55,6 +55,17 @@ const ADMIN_ROUTES: [&str; 5] = [
     "/api/2.0/mlflow/model-versions/transition-stage",
 ];
 
+/// The web UI's JSON routes: every action there (promote, roll back, pause, resume, retrain)
+/// changes who answers or what the loop does, so it needs `admin`.
+const UI_API: &str = "/ui/api/";
+
+/// Whether `path` is a page of the web UI or one of its files: served without a token, so the
+/// login form loads (they hold no data; the data comes from `/ui/api/` and the MLflow API, which
+/// need one).
+pub fn is_public_page(path: &str) -> bool {
+    path == "/" || path == "/favicon.ico" || path == "/ui" || (path.starts_with("/ui/") && !path.starts_with(UI_API))
+}
+
 /// The scope a request needs, by what it does rather than by its HTTP method.
 pub fn required_scope(method: &Method, path: &str) -> Scope {
     let path = path.trim_end_matches('/');
@@ -63,7 +74,7 @@ pub fn required_scope(method: &Method, path: &str) -> Scope {
         || (method == Method::POST && READING_POSTS.contains(&path.as_str()));
     if reads {
         Scope::Read
-    } else if ADMIN_ROUTES.contains(&path.as_str()) {
+    } else if ADMIN_ROUTES.contains(&path.as_str()) || path.starts_with(UI_API) {
         Scope::Admin
     } else {
         Scope::Write
@@ -82,6 +93,7 @@ pub async fn authenticate(State(config): State<AuthConfig>, mut request: Request
         || path == "/health"
         || path == "/version"
         || path.starts_with(crate::artifacts::PART_ROUTE_PREFIX)
+        || is_public_page(&path)
     {
         return next.run(request).await;
     }
@@ -142,4 +154,27 @@ pub async fn authenticate(State(config): State<AuthConfig>, mut request: Request
 /// The actor name for the audit log: the caller, or `mlflow` when no middleware ran.
 pub fn actor(caller: Option<&Caller>) -> String {
     caller.map_or_else(|| "mlflow".to_string(), |caller| caller.name.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Method;
+    use causeway_store::Scope;
+
+    use super::{is_public_page, required_scope};
+
+    #[test]
+    fn the_web_ui_pages_are_public_and_its_actions_need_admin() {
+        for page in ["/", "/ui", "/ui/models/fraud", "/ui/assets/js/app.js", "/favicon.ico"] {
+            assert!(is_public_page(page), "{page}");
+        }
+        for data in ["/ui/api/overview", "/ui/api/models/fraud/promote", "/api/2.0/mlflow/runs/search", "/uix"] {
+            assert!(!is_public_page(data), "{data}");
+        }
+        assert_eq!(required_scope(&Method::GET, "/ui/api/overview"), Scope::Read);
+        assert_eq!(required_scope(&Method::POST, "/ui/api/models/fraud/promote"), Scope::Admin);
+        assert_eq!(required_scope(&Method::POST, "/ui/api/loop/fraud/pause"), Scope::Admin);
+        assert_eq!(required_scope(&Method::POST, "/api/2.0/mlflow/runs/search"), Scope::Read);
+        assert_eq!(required_scope(&Method::POST, "/api/2.0/mlflow/runs/log-batch"), Scope::Write);
+    }
 }

@@ -8,7 +8,7 @@ pub mod access;
 pub mod app;
 pub mod artifacts;
 pub mod auth;
-mod error;
+pub mod error;
 mod history;
 mod logged_models;
 mod metrics;

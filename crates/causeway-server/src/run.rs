@@ -30,8 +30,9 @@ pub struct Deployment {
     pub meta: Arc<MetaStore>,
     /// The artifact store (models, prediction-log segments).
     pub blobs: BlobStore,
-    /// The online feature store.
-    pub online: Arc<OnlineStore>,
+    /// The online feature store (`None` when no models are served: the web UI alone must not
+    /// take the store's lock from the server that serves them).
+    pub online: Option<Arc<OnlineStore>>,
     /// The features record-style requests are completed with, if the project defines them.
     pub features: Option<FeatureSetSpec>,
     /// The clock stamping predictions and labels.
@@ -61,6 +62,10 @@ pub struct RunOptions {
     pub tracking_options: TrackingOptions,
     /// A model that must deploy, or the server refuses to start.
     pub required_model: Option<String>,
+    /// Whether models are served (OIP, labels, predictions); `causeway ui` serves none.
+    pub serve_models: bool,
+    /// The web UI's routes, when it is served.
+    pub ui: Option<axum::Router>,
 }
 
 /// A server that is listening.
@@ -79,7 +84,7 @@ pub struct Started {
 /// store. Blocks the calling thread (it builds its own runtime).
 pub fn run(deployment: Deployment, options: RunOptions, on_started: impl FnOnce(&Started)) -> Result<(), Error> {
     let Deployment { meta, blobs, online, features, clock } = deployment;
-    let features = features.map(|spec| OnlineFeatures { spec, store: online.clone() });
+    let features = features.zip(online.clone()).map(|(spec, store)| OnlineFeatures { spec, store });
     let log = PredictionLog::start_with_age(
         blobs.clone(),
         LOG_QUEUE,
@@ -107,19 +112,21 @@ pub fn run(deployment: Deployment, options: RunOptions, on_started: impl FnOnce(
             meta,
             blobs,
             clock,
-            engine: Some(engine.clone()),
+            engine: options.serve_models.then(|| engine.clone()),
             tracking: options.tracking,
             require_tokens: options.require_tokens,
             access: AccessPolicy::new(address, options.allowed_hosts.clone(), options.cors_allowed_origins.clone()),
             public_url: options.public_url.clone().unwrap_or_else(|| ServerParts::default_public_url(address)),
             tracking_options: options.tracking_options.clone(),
+            ui: options.ui.clone(),
         });
-        on_started(&Started { address, models: engine.deployed_models(), unservable: report.unservable });
+        let models = if options.serve_models { engine.deployed_models() } else { Vec::new() };
+        on_started(&Started { address, models, unservable: report.unservable });
         let refresher = crate::spawn_refresher(engine.clone(), options.reload.max(Duration::from_secs(1)));
         let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
         refresher.abort();
         let flushed = engine.log().flush().map_err(Error::from);
-        let online_flushed = online.flush().map(|_| ()).map_err(Error::from);
+        let online_flushed = online.as_ref().map_or(Ok(()), |online| online.flush().map(|_| ()).map_err(Error::from));
         served.map_err(Error::from)?;
         flushed?;
         online_flushed
@@ -155,6 +162,7 @@ impl TrackingServer {
             access: AccessPolicy::new(address, Vec::new(), Vec::new()),
             public_url: uri.clone(),
             tracking_options: TrackingOptions::default(),
+            ui: None,
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {

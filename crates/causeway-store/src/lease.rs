@@ -93,6 +93,25 @@ impl MetaStore {
         Ok((requests.max(0) as u64, errors.max(0) as u64))
     }
 
+    /// Per version and minute, (requests, errors) of `model` over every replica, in the minutes
+    /// from the one holding `from_ms` up to `to_ms`, oldest first.
+    pub fn serving_counts_between(&self, model: &str, from_ms: i64, to_ms: i64) -> Result<Vec<(u32, i64, u64, u64)>> {
+        let minute = from_ms.div_euclid(60_000) * 60_000;
+        let rows: Vec<(i64, i64, i64, i64)> = self.lock().query_map(
+            "SELECT version, minute_ms, CAST(SUM(requests) AS BIGINT), CAST(SUM(errors) AS BIGINT) FROM serving_counts
+             WHERE model = ?1 AND minute_ms >= ?2 AND minute_ms <= ?3
+             GROUP BY version, minute_ms ORDER BY minute_ms, version",
+            params![model, minute, to_ms],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|(version, minute, requests, errors)| {
+                (u32::try_from(version).unwrap_or(0), minute, requests.max(0) as u64, errors.max(0) as u64)
+            })
+            .collect())
+    }
+
     /// Takes or renews the lease `name` for `holder` until `now_ms + ttl_ms`: granted when nobody
     /// holds it, `holder` already does, or the holder's lease lapsed. One statement, so two
     /// contenders cannot both win. Returns whether `holder` holds it now.

@@ -22,7 +22,7 @@ pub use blob::BlobStore;
 pub use error::{Error, Result};
 pub use lease::{Lease, QueuedCommand, ServingCount};
 pub use logged_models::{LoggedModel, LoggedModelMetric, NewLoggedModel};
-pub use meta::{Durability, LabelWrite, MetaStore, SCHEMA_VERSION};
+pub use meta::{Durability, EventFilter, LabelWrite, MetaStore, SCHEMA_VERSION};
 pub use registry::{NewVersion, RegisteredModel, RegistryVersion};
 pub use rollout::{Rollout, RolloutChange};
 pub use summaries::{IndexedPrediction, JoinedLabel, StoredSummary, SummaryKey, SummaryKind, SummaryPass};

@@ -694,6 +694,57 @@ impl MetaStore {
         insert_event(&mut self.lock(), event)
     }
 
+    /// The newest events matching `filter` with ids below `before` (all when `None`), at most
+    /// `limit`, newest first: a page of the audit log read by its index, never the whole log.
+    pub fn events_page(&self, filter: &EventFilter, before: Option<i64>, limit: usize) -> Result<Vec<Event>> {
+        let text = filter.text.as_deref().map(|text| {
+            let escaped = text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            format!("%{escaped}%")
+        });
+        let rows = self.lock().query_map(
+            "SELECT id, at_ms, kind, actor, subject, message, details_json FROM events
+             WHERE (CAST(?1 AS TEXT) IS NULL OR kind = CAST(?1 AS TEXT))
+               AND (CAST(?2 AS TEXT) IS NULL OR subject = CAST(?2 AS TEXT)
+                    OR substr(subject, 1, length(CAST(?2 AS TEXT)) + 1) = CAST(?2 AS TEXT) || '/')
+               AND (CAST(?3 AS TEXT) IS NULL OR actor = CAST(?3 AS TEXT))
+               AND (CAST(?4 AS TEXT) IS NULL OR LOWER(message) LIKE CAST(?4 AS TEXT) ESCAPE '\\')
+               AND id < ?5
+             ORDER BY id DESC LIMIT ?6",
+            params![
+                filter.kind.map(EventKind::as_str),
+                filter.subject.as_deref(),
+                filter.actor.as_deref(),
+                text.as_deref(),
+                before.unwrap_or(i64::MAX),
+                limit.min(10_000) as i64
+            ],
+            |row| {
+                Ok((
+                    row.get::<i64>(0)?,
+                    row.get::<i64>(1)?,
+                    row.get::<String>(2)?,
+                    row.get::<String>(3)?,
+                    row.get::<String>(4)?,
+                    row.get::<String>(5)?,
+                    row.get::<String>(6)?,
+                ))
+            },
+        )?;
+        rows.into_iter()
+            .map(|(id, at_ms, kind, actor, subject, message, details)| {
+                Ok(Event {
+                    id,
+                    at_ms,
+                    kind: EventKind::parse(&kind).unwrap_or(EventKind::Data),
+                    actor,
+                    subject,
+                    message,
+                    details: serde_json::from_str(&details)?,
+                })
+            })
+            .collect()
+    }
+
     /// Events in id order, optionally only of one kind.
     pub fn events(&self, kind: Option<EventKind>) -> Result<Vec<Event>> {
         let rows = self.lock().query_map(
@@ -958,6 +1009,19 @@ fn short(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
 }
 
+/// Which events [`MetaStore::events_page`] returns; every field that is set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Only this kind.
+    pub kind: Option<EventKind>,
+    /// Only this subject, or subjects under it (`fraud` matches `fraud/amount`).
+    pub subject: Option<String>,
+    /// Only this actor.
+    pub actor: Option<String>,
+    /// Only events whose message contains this text (ignoring case).
+    pub text: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1133,7 +1197,45 @@ mod tests {
         Ok(())
     }
 
+    fn a_page_of_events_matches_every_filter_newest_first(location: &TestStore) -> Result<()> {
+        let store = location.open()?;
+        for index in 0..30i64 {
+            let subject = match index % 3 {
+                0 => "fraud".to_string(),
+                1 => "fraud/amount".to_string(),
+                _ => "fraudulent".to_string(),
+            };
+            let actor = if index % 2 == 0 { "loop" } else { "ada" };
+            let mut event = audit(index, actor, &subject, format!("Event {index}: 50% of_it"), serde_json::Value::Null);
+            if index % 5 == 0 {
+                event.kind = EventKind::Alert;
+            }
+            store.record_event(&event)?;
+        }
+        let everything = store.events_page(&EventFilter::default(), None, 100)?;
+        assert_eq!(everything.len(), 30);
+        assert!(everything.windows(2).all(|pair| pair[0].id > pair[1].id), "newest first");
+        let page = store.events_page(&EventFilter::default(), None, 7)?;
+        let next = store.events_page(&EventFilter::default(), page.last().map(|event| event.id), 7)?;
+        assert_eq!(next[0].id, page[6].id - 1, "the next page starts below the last id");
+        let subject = EventFilter { subject: Some("fraud".into()), ..EventFilter::default() };
+        let under = store.events_page(&subject, None, 100)?;
+        assert_eq!(under.len(), 20, "`fraud` and `fraud/…`, not `fraudulent`");
+        assert!(under.iter().all(|event| event.subject != "fraudulent"));
+        let alerts_by_ada =
+            EventFilter { kind: Some(EventKind::Alert), actor: Some("ada".into()), ..EventFilter::default() };
+        assert_eq!(store.events_page(&alerts_by_ada, None, 100)?.len(), 3, "indices 5, 15, 25");
+        let text = |text: &str| EventFilter { text: Some(text.into()), ..EventFilter::default() };
+        assert_eq!(store.events_page(&text("event 1"), None, 100)?.len(), 11, "1 and 10–19, ignoring case");
+        assert_eq!(store.events_page(&text("50%"), None, 100)?.len(), 30, "% is a character, not a wildcard");
+        assert_eq!(store.events_page(&text("0%"), None, 100)?.len(), 30);
+        assert_eq!(store.events_page(&text("f_it"), None, 100)?.len(), 30, "_ is a character too");
+        assert_eq!(store.events_page(&text("fXit"), None, 100)?.len(), 0);
+        Ok(())
+    }
+
     on_both_backends!(
+        a_page_of_events_matches_every_filter_newest_first,
         versions_aliases_rollback_and_audit,
         runs_labels_and_reopen_keep_data,
         datasets_events_and_state,

@@ -67,6 +67,28 @@ enum Token {
     Operator(Operator),
 }
 
+/// A token as the person wrote it, for error messages (`the end of the filter` when there is none).
+fn describe(token: Option<&Token>) -> String {
+    match token {
+        None => "the end of the filter".into(),
+        Some(Token::Word(word)) => format!("`{word}`"),
+        Some(Token::Quoted(text)) => format!("'{text}'"),
+        Some(Token::Operator(operator)) => format!(
+            "`{}`",
+            match operator {
+                Operator::Equal => "=",
+                Operator::NotEqual => "!=",
+                Operator::Less => "<",
+                Operator::LessOrEqual => "<=",
+                Operator::Greater => ">",
+                Operator::GreaterOrEqual => ">=",
+                Operator::Like => "LIKE",
+                Operator::ILike => "ILIKE",
+            }
+        ),
+    }
+}
+
 fn tokenize(text: &str) -> Result<Vec<Token>> {
     let characters: Vec<char> = text.chars().collect();
     let mut tokens = Vec::new();
@@ -145,7 +167,7 @@ fn identifier(tokens: &[Token], index: usize, text: &str) -> Result<(Entity, usi
                 Ok((Entity::Attribute(normalize_attribute(word)), index + 1))
             }
         }
-        other => Err(Error::InvalidValue(format!("expected an identifier in `{text}`, found {other:?}"))),
+        other => Err(Error::InvalidValue(format!("expected an identifier in `{text}`, found {}", describe(other)))),
     }
 }
 
@@ -160,14 +182,24 @@ pub fn parse_filter(text: &str) -> Result<Vec<Clause>> {
             Some(Token::Operator(operator)) => *operator,
             Some(Token::Word(word)) if word.eq_ignore_ascii_case("like") => Operator::Like,
             Some(Token::Word(word)) if word.eq_ignore_ascii_case("ilike") => Operator::ILike,
-            other => return Err(Error::InvalidValue(format!("expected a comparison in `{text}`, found {other:?}"))),
+            other => {
+                return Err(Error::InvalidValue(format!(
+                    "expected a comparison (=, !=, <, <=, >, >=, LIKE, ILIKE) in `{text}`, found {}",
+                    describe(other)
+                )));
+            }
         };
         let literal = match tokens.get(next + 1) {
             Some(Token::Quoted(value)) => Literal::Text(value.clone()),
             Some(Token::Word(word)) => Literal::Number(word.parse::<f64>().map_err(|_| {
                 Error::InvalidValue(format!("`{word}` is neither a number nor a quoted string in `{text}`"))
             })?),
-            other => return Err(Error::InvalidValue(format!("expected a value in `{text}`, found {other:?}"))),
+            other => {
+                return Err(Error::InvalidValue(format!(
+                    "expected a number or a quoted string in `{text}`, found {}",
+                    describe(other)
+                )));
+            }
         };
         if matches!(entity, Entity::Metric(_)) && !matches!(literal, Literal::Number(_)) {
             return Err(Error::InvalidValue(format!("metrics compare with numbers, in `{text}`")));
@@ -177,7 +209,9 @@ pub fn parse_filter(text: &str) -> Result<Vec<Clause>> {
         match tokens.get(index) {
             None => {}
             Some(Token::Word(word)) if word.eq_ignore_ascii_case("and") => index += 1,
-            Some(other) => return Err(Error::InvalidValue(format!("expected AND in `{text}`, found {other:?}"))),
+            Some(other) => {
+                return Err(Error::InvalidValue(format!("expected AND in `{text}`, found {}", describe(Some(other)))));
+            }
         }
     }
     Ok(clauses)
@@ -480,6 +514,16 @@ mod tests {
     use causeway_types::RunStatus;
 
     use super::*;
+
+    #[test]
+    fn malformed_filters_say_what_they_found_as_written() {
+        let message = |filter: &str| parse_filter(filter).err().map(|error| error.to_string()).unwrap_or_default();
+        assert!(message("metrics.rmse <").ends_with("found the end of the filter"), "{}", message("metrics.rmse <"));
+        assert!(message("metrics.rmse 0.5").contains("found `0.5`"), "{}", message("metrics.rmse 0.5"));
+        assert!(message("params.a = 'x' params.b = 'y'").contains("expected AND"));
+        assert!(message("params.a = 'x' or params.b = 'y'").contains("found `or`"));
+        assert!(!message("metrics.rmse <").contains("None"), "no Rust debug output in messages");
+    }
     use crate::tracking::MetricPoint;
 
     fn run(id: &str, start: i64, rmse: Option<f64>, model: &str) -> TrackedRun {

@@ -1,10 +1,12 @@
 //! Fixtures the test suites share: the pinned Python environment (`scripts/python-env.sh`), a
-//! real S3-compatible server (moto) on a loopback port, PostgreSQL schemas of their own, and a
-//! webhook receiver.
+//! real S3-compatible server (moto) on a loopback port, PostgreSQL schemas of their own, a
+//! webhook receiver, and a headless Chromium driven over the DevTools protocol ([`browser`]).
 //!
 //! Only tests depend on this crate. Fixtures panic with a clear message when the machine lacks
 //! what they need: a test that cannot set up must fail, never pass silently.
 #![allow(clippy::expect_used, clippy::panic, reason = "test fixtures fail loudly")]
+
+pub mod browser;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

@@ -81,8 +81,12 @@ pub struct ServingArgs {
     #[arg(long, default_value = "10s", value_name = "DURATION")]
     pub log_flush: causeway_types::Span,
     /// Serve a non-loopback address without requiring API tokens.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "require_tokens")]
     pub insecure: bool,
+    /// Require an API token on every request, even on a loopback address (behind a reverse
+    /// proxy, or to have the web UI ask for a token).
+    #[arg(long)]
+    pub require_tokens: bool,
     /// Host names the server answers to besides loopback names, private addresses and the bound
     /// address (comma-separated; `*` wildcards; `*` alone allows any host): requests naming
     /// another host are refused, which stops DNS-rebinding pages.
@@ -383,6 +387,21 @@ pub enum Command {
         tracking: TrackingArgs,
         #[command(flatten)]
         live: ServerLoopArgs,
+    },
+    /// Open the web UI on a project: runs, models, rollouts, monitoring, datasets and the audit
+    /// log in a browser, read from the project's stores (it serves no models and runs no loop;
+    /// `causeway server` serves the same UI beside them).
+    ///
+    /// Example: causeway ui --dir my-project   (then open http://127.0.0.1:5001/)
+    Ui {
+        /// Address to bind.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// Port to bind (0 picks a free one).
+        #[arg(long, default_value_t = 5001)]
+        port: u16,
+        #[command(flatten)]
+        serving: ServingArgs,
     },
     /// Manage API tokens (required when a server binds a non-loopback address).
     ///

@@ -69,6 +69,7 @@ impl Server {
             access: AccessPolicy::new(bound, Vec::new(), Vec::new()),
             public_url: "http://causeway.internal:5000".into(),
             tracking_options: causeway_server::mlflow::TrackingOptions { direct_artifacts, source_pattern: None },
+            ui: None,
         });
         Self { app, meta, blobs, engine, clock, _directory: directory }
     }

@@ -103,6 +103,7 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Server { host, port, serving, tracking, live } => {
             serve(SocketAddr::new(host, port), &serving, Some((&tracking, &live)))
         }
+        Command::Ui { host, port, serving } => serve::ui(SocketAddr::new(host, port), &serving),
         Command::Token { action } => token(action),
         Command::Loop { action } => match action {
             LoopAction::Run { tick, once, dir } => live::run(&dir, tick, once),

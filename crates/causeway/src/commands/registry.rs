@@ -248,7 +248,7 @@ pub(crate) fn rollback(dir: &ProjectArgs, model: Option<String>) -> Result<ExitC
     let project = open(dir)?;
     let model = model_name(&project, model)?;
     let now = SystemClock.now_ms();
-    let version = project.meta.rollback_alias(&model, CHAMPION, "cli", now, "by hand")?;
+    let version = causeway_loop::gates::rollback(&project, &model, "cli", "by hand", now)?;
     println!("{model}@champion rolled back to version {version}");
     Ok(ExitCode::SUCCESS)
 }

@@ -61,7 +61,7 @@ pub(crate) fn serve_file(
     // Standard output's first line stays the server's readiness line.
     eprintln!("serving {} as model `{name}` (a temporary project, removed on exit)", file.display());
     let serving = ServingArgs { dir: project_args, ..serving.clone() };
-    serve_with(listen, &serving, None, Some(&name))
+    serve_with(listen, &serving, None, Some(&name), true)
 }
 
 /// Serves the data plane (OIP v2, record scoring, labels, metrics) and, with `tracking`, the
@@ -72,15 +72,25 @@ pub(crate) fn serve(
     serving: &ServingArgs,
     server: Option<(&TrackingArgs, &ServerLoopArgs)>,
 ) -> Result<ExitCode> {
-    serve_with(listen, serving, server, None)
+    serve_with(listen, serving, server, None, true)
 }
 
-/// [`serve`], refusing to start when `required` names a model that cannot be deployed.
+/// `causeway ui`: the web UI and the MLflow API it reads, on the project's stores, with no
+/// models served and no loop.
+pub(crate) fn ui(listen: SocketAddr, serving: &ServingArgs) -> Result<ExitCode> {
+    let tracking = TrackingArgs::default();
+    let no_loop = ServerLoopArgs { no_loop: true, loop_tick: None };
+    serve_with(listen, serving, Some((&tracking, &no_loop)), None, false)
+}
+
+/// [`serve`], refusing to start when `required` names a model that cannot be deployed; with
+/// `serve_models` false, only the tracking API and the web UI.
 fn serve_with(
     listen: SocketAddr,
     serving: &ServingArgs,
     server: Option<(&TrackingArgs, &ServerLoopArgs)>,
     required: Option<&str>,
+    serve_models: bool,
 ) -> Result<ExitCode> {
     let tracking_args = server.map(|(tracking, _)| tracking);
     let loop_args = server.map(|(_, live)| live);
@@ -112,7 +122,7 @@ fn serve_with(
     } else {
         open(&serving.dir)?
     };
-    let require_tokens = !listen.ip().is_loopback() && !insecure;
+    let require_tokens = serving.require_tokens || (!listen.ip().is_loopback() && !insecure);
     if require_tokens && project.meta.tokens()?.iter().all(|token| token.revoked) {
         anyhow::bail!(
             "serving {listen} (not a loopback address) requires API tokens: create one with `causeway token create --name NAME --scope admin --dir {}`, or pass --insecure",
@@ -124,7 +134,7 @@ fn serve_with(
     let deployment = Deployment {
         meta: project.meta.clone(),
         blobs: project.blobs.clone(),
-        online: project.online()?,
+        online: if serve_models { Some(project.online()?) } else { None },
         features: project.config.features.clone(),
         clock: clock.clone(),
     };
@@ -139,6 +149,9 @@ fn serve_with(
         public_url: serving.public_url.clone(),
         tracking_options: causeway_server::mlflow::TrackingOptions { direct_artifacts, source_pattern },
         required_model: required.map(str::to_string),
+        serve_models,
+        ui: tracking
+            .then(|| causeway_ui::router(causeway_ui::UiState { project: project.clone(), clock: clock.clone() })),
     };
     // The loop runs beside the API on its own thread; it does not need the listener.
     let live = match loop_args {
@@ -155,13 +168,24 @@ fn serve_with(
         _ => None,
     };
     let served = causeway_server::run::run(deployment, options, |started| {
+        if !serve_models {
+            // One line, the readiness signal as for the servers.
+            println!(
+                "web UI of {} on http://{} (open it in a browser; metadata on {}, artifacts in {})",
+                project.dir.display(),
+                started.address,
+                project.meta.backend(),
+                project.blobs.describe()
+            );
+            return;
+        }
         for (model, reason) in &started.unservable {
             eprintln!("warning: not serving {model}: {reason}");
         }
         if started.models.is_empty() {
             eprintln!("warning: no model is deployed yet; /v2/health/ready answers 503 until a champion exists");
         }
-        let tracking_note = if tracking { "; MLflow tracking API at /api/2.0/mlflow" } else { "" };
+        let tracking_note = if tracking { "; MLflow tracking API at /api/2.0/mlflow; web UI at /" } else { "" };
         // One line: tests and supervisors read it as the readiness signal, then may close the pipe.
         println!(
             "serving {} on http://{} (models: {}; metadata on {}, artifacts in {}){tracking_note}",

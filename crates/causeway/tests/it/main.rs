@@ -14,3 +14,4 @@ mod real_data;
 mod reliability;
 mod serve;
 mod support;
+mod ui;

@@ -218,7 +218,7 @@ impl Drop for Server {
     }
 }
 
-fn dechunk(body: &str) -> String {
+pub fn dechunk(body: &str) -> String {
     let mut output = String::new();
     let mut rest = body;
     while let Some((size, after)) = rest.split_once("\r\n") {
