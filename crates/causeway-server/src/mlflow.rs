@@ -12,7 +12,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{any, get, post};
-use causeway_store::search::{parse_filter, parse_order_by, search_experiments, search_runs};
+use causeway_store::search::{parse_filter, parse_order_by, search_experiments};
 use causeway_store::tracking::{ACTIVE, DELETED};
 use causeway_store::{
     DatasetInput, Error as StoreError, Experiment, MetaStore, MetricPoint, ModelMetricLink, NewRun, TrackedRun,
@@ -1173,8 +1173,10 @@ async fn search_runs_post(State(state): State<TrackingState>, body: Bytes) -> An
         let (limit, offset) = page(request.max_results.as_ref(), request.page_token.as_deref(), 1000)?;
         let filter = parse_filter(request.filter.as_deref().unwrap_or_default())?;
         let order = parse_order_by(&request.order_by)?;
-        let runs = state.meta.tracked_runs(&request.experiment_ids, view_type(request.run_view_type.as_ref())?)?;
-        let (found, next) = paginate(search_runs(runs, &filter, &order), limit, offset);
+        let view = view_type(request.run_view_type.as_ref())?;
+        let (found, more) =
+            state.meta.search_tracked_runs(&request.experiment_ids, view, &filter, &order, limit, offset)?;
+        let next = more.then(|| (offset + limit).to_string());
         let mut answer = json!({"runs": found.iter().map(run_json).collect::<Vec<_>>()});
         if let (Some(next), Some(object)) = (next, answer.as_object_mut()) {
             object.insert("next_page_token".into(), json!(next));

@@ -438,7 +438,8 @@ pub fn parse_order_by(clauses: &[String]) -> Result<Vec<OrderBy>> {
                 Some(Token::Word(word)) if word.eq_ignore_ascii_case("desc") => false,
                 Some(other) => {
                     return Err(Error::InvalidValue(format!(
-                        "expected ASC or DESC in order_by `{clause}`, found {other:?}"
+                        "expected ASC or DESC in order_by `{clause}`, found {}",
+                        describe(Some(other))
                     )));
                 }
             };
@@ -491,8 +492,18 @@ fn search_with<T: Searchable>(
         for order in order_by {
             let ordering = match (left.value_of(&order.entity), right.value_of(&order.entity)) {
                 (Some(a), Some(b)) => {
-                    let ordering = compare(&a, &b).unwrap_or(Ordering::Equal);
-                    if order.ascending { ordering } else { ordering.reverse() }
+                    let directed = |ordering: Ordering| if order.ascending { ordering } else { ordering.reverse() };
+                    match (&a, &b) {
+                        // A total order, as sorting needs: NaN after every number and before
+                        // missing values, in both directions (as MLflow orders them).
+                        (Literal::Number(a), Literal::Number(b)) => match (a.is_nan(), b.is_nan()) {
+                            (false, false) => directed(a.total_cmp(b)),
+                            (true, true) => Ordering::Equal,
+                            (true, false) => Ordering::Greater,
+                            (false, true) => Ordering::Less,
+                        },
+                        _ => directed(compare(&a, &b).unwrap_or(Ordering::Equal)),
+                    }
                 }
                 (Some(_), None) => Ordering::Less,
                 (None, Some(_)) => Ordering::Greater,
