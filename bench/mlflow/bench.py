@@ -9,6 +9,8 @@ Measured, for each server:
   ingest          metrics per second through runs/log-batch (1,000 metrics a request), 4 clients
   search          runs/search over N runs (10,000; 1,000 with --quick) filtering on a param and
                   ordering by a metric, median of 5
+  runs list       the web UI's first page (no filter, newest first, 100 runs) and the fifth by
+                  its page tokens, median of 5
   small writes    single runs/log-metric requests per second, 4 clients (each acknowledged write
                   is one commit, so this is where durability costs)
 
@@ -206,6 +208,24 @@ def search(server, experiment, repeats=5):
     return statistics.median(timings)
 
 
+def first_page(server, experiment, repeats=5):
+    """The web UI's runs list: no filter, the default order (newest first), 100 runs; then the
+    fifth page by following the page tokens. Medians of `repeats`."""
+    session = requests.Session()
+    firsts, fifths = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        page = post(session, server.url, "runs/search", {"experiment_ids": [experiment], "max_results": 100})
+        firsts.append(time.perf_counter() - started)
+        assert len(page.get("runs", [])) == 100
+        for _ in range(4):
+            token = page["next_page_token"]
+            started = time.perf_counter()
+            page = post(session, server.url, "runs/search", {"experiment_ids": [experiment], "max_results": 100, "page_token": token})
+        fifths.append(time.perf_counter() - started)
+    return statistics.median(firsts), statistics.median(fifths)
+
+
 def measure(kind, causeway, mlflow, runs, causeway_store=None, durability=None):
     workdir = tempfile.mkdtemp(prefix=f"bench-{kind}-")
     if durability:
@@ -220,6 +240,7 @@ def measure(kind, causeway, mlflow, runs, causeway_store=None, durability=None):
         experiment = populate(server, runs)
         result["populate_s"] = time.perf_counter() - started
         result["search_s"] = search(server, experiment)
+        result["first_page_s"], result["fifth_page_s"] = first_page(server, experiment)
         return result
     finally:
         server.stop()
@@ -247,12 +268,14 @@ def main():
     ratios = {
         "ingest (causeway / mlflow, goal >= 10)": causeway["ingest_metrics_per_s"] / mlflow["ingest_metrics_per_s"],
         f"search over {runs} runs (mlflow / causeway, goal >= 10)": mlflow["search_s"] / causeway["search_s"],
+        f"runs list first page of 100 over {runs} runs (mlflow / causeway, goal >= 20)": mlflow["first_page_s"] / causeway["first_page_s"],
+        f"runs list fifth page (mlflow / causeway)": mlflow["fifth_page_s"] / causeway["fifth_page_s"],
         "cold start (mlflow / causeway, goal >= 10)": mlflow["cold_start_s"] / causeway["cold_start_s"],
         "idle memory (mlflow / causeway, goal >= 5)": mlflow["idle_rss_mib"] / causeway["idle_rss_mib"],
     }
     normal = results.get("causeway_normal")
     print(f"{'measure':<28}{'causeway':>16}{'mlflow':>16}" + (f"{'causeway normal':>18}" if normal else ""))
-    for key, label in [("cold_start_s", "cold start (s)"), ("idle_rss_mib", "idle memory (MiB)"), ("ingest_metrics_per_s", "ingest (metrics/s)"), ("small_writes_per_s", "small writes (/s)"), ("populate_s", f"create {runs} runs (s)"), ("search_s", "search, median (s)")]:
+    for key, label in [("cold_start_s", "cold start (s)"), ("idle_rss_mib", "idle memory (MiB)"), ("ingest_metrics_per_s", "ingest (metrics/s)"), ("small_writes_per_s", "small writes (/s)"), ("populate_s", f"create {runs} runs (s)"), ("search_s", "search, median (s)"), ("first_page_s", "first page of 100 (s)"), ("fifth_page_s", "fifth page of 100 (s)")]:
         print(f"{label:<28}{causeway[key]:>16.4g}{mlflow[key]:>16.4g}" + (f"{normal[key]:>18.4g}" if normal else ""))
     if normal:
         ratios["small writes (durable / normal)"] = causeway["small_writes_per_s"] / normal["small_writes_per_s"]

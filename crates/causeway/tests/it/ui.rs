@@ -216,6 +216,16 @@ fn the_web_ui_works_in_a_real_browser() {
     page.goto(&format!("{base}/ui/monitoring/fraud"));
     ready(&page, "monitoring");
     assert!(page.count("#drift-chart .uplot") == 1, "the drift chart is drawn");
+    page.clear_console_errors();
+    page.evaluate(
+        "const statistic = document.querySelector('[aria-label=\"drift statistic\"]'); \
+         statistic.value = 'ks'; statistic.dispatchEvent(new Event('change')); true",
+    );
+    page.wait_for(
+        "document.getElementById('drift-chart').dataset.statistic === 'ks' && document.querySelector('#drift-chart .uplot') !== null",
+        WAIT,
+    );
+    assert!(page.console_errors().is_empty(), "{:?}", page.console_errors());
 
     // The runs list: filter (as the API would), page, sort, choose a column; the URL keeps it all.
     page.goto(&format!("{base}/ui/experiments/{experiment}"));

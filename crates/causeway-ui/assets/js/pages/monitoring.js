@@ -44,17 +44,22 @@ export async function render(context) {
   const featureChoice = el('select', {'aria-label': 'version for drift'}, versions.map((one) => el('option', {value: one.version, selected: champion && one.version === champion.version}, `v${one.version}`)));
   const preferred = ['roc_auc', 'recall', 'accuracy', 'rmse'].find((key) => metricKeys.includes(key)) || metricKeys[0];
   const metricChoice = el('select', {'aria-label': 'live metric'}, metricKeys.map((key) => el('option', {value: key, selected: key === preferred}, key)));
-  const drift = chartSection('Drift per feature (PSI against the version\'s baseline)', 'drift-chart', (area) => {
+  const statisticChoice = el('select', {'aria-label': 'drift statistic'}, [['psi', 'PSI'], ['ks', 'KS distance (numeric features)']].map(([value, label]) => el('option', {value}, label)));
+  const drift = chartSection('Drift per feature against the version\'s baseline', 'drift-chart', (area) => {
     const chosen = versions.find((one) => String(one.version) === featureChoice.value) || champion;
     if (!chosen) return lineChart(area, [], options);
+    const statistic = statisticChoice.value;
+    area.dataset.statistic = statistic;
     const withDrift = chosen.points.filter((point) => point.drift);
-    const lines = series.features.map((name, index) => ({label: name, x: withDrift.map((point) => point.start_ms), y: withDrift.map((point) => (point.drift.features[index] ? point.drift.features[index].psi : null))}));
+    const value = (drifted) => (drifted && drifted[statistic] !== null && drifted[statistic] !== undefined ? drifted[statistic] : null);
+    const lines = series.features.map((name, index) => ({label: name, x: withDrift.map((point) => point.start_ms), y: withDrift.map((point) => value(point.drift.features[index]))}))
+      .filter((line) => statistic === 'psi' || line.y.some((one) => one !== null));
     // The eight features that drifted most are drawn; the others are one click away in the legend.
     const largest = (line) => Math.max(0, ...line.y.filter((value) => value !== null));
     const shown = new Set([...lines].sort((left, right) => largest(right) - largest(left)).slice(0, 8).map((line) => line.label));
     for (const line of lines) line.show = shown.has(line.label);
-    lines.push({label: 'score', x: withDrift.map((point) => point.start_ms), y: withDrift.map((point) => point.drift.score.psi), width: 2.5, dash: [6, 4]});
-    return lineChart(area, lines, {...options, yLabel: 'PSI'});
+    lines.push({label: 'score', x: withDrift.map((point) => point.start_ms), y: withDrift.map((point) => value(point.drift.score)), width: 2.5, dash: [6, 4]});
+    return lineChart(area, lines, {...options, yLabel: statistic === 'psi' ? 'PSI' : 'KS'});
   });
   const live = chartSection('Live metrics per version (labelled predictions)', 'live-chart', (area) => lineChart(area,
     perVersion((point) => (point.outcomes && point.outcomes.metrics[metricChoice.value] !== undefined ? point.outcomes.metrics[metricChoice.value] : null)), {...options, yLabel: metricChoice.value || ''}));
@@ -66,8 +71,9 @@ export async function render(context) {
   const errors = chartSection('Error rate (requests the replicas failed)', 'errors-chart', (area) => lineChart(area,
     perVersion((point) => (point.requests ? point.errors / point.requests : null)), {...options, yLabel: 'share'}));
   featureChoice.addEventListener('change', () => drift.draw());
+  statisticChoice.addEventListener('change', () => drift.draw());
   metricChoice.addEventListener('change', () => live.draw());
-  drift.holder.insertBefore(el('div', {class: 'row small'}, 'version ', featureChoice), drift.holder.children[1]);
+  drift.holder.insertBefore(el('div', {class: 'row small'}, 'version ', featureChoice, ' statistic ', statisticChoice), drift.holder.children[1]);
   if (metricKeys.length) live.holder.insertBefore(el('div', {class: 'row small'}, 'metric ', metricChoice), live.holder.children[1]);
   const empty = versions.length === 0;
   replace(context.main,
