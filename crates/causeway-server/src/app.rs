@@ -107,6 +107,20 @@ pub fn build(parts: ServerParts) -> Router {
     Router::new()
         .fallback_service(checked)
         .layer(axum::middleware::map_request_with_state(parts.tracking, canonical_request))
+        .layer(axum::middleware::from_fn(server_timing))
+}
+
+/// Adds `Server-Timing: app;dur=MS` to every answer: the time until its head was ready, which
+/// browsers show in their network panel and `PerformanceResourceTiming.serverTiming`, and the
+/// benchmarks read to tell the server's time from the client's.
+async fn server_timing(request: Request, next: axum::middleware::Next) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let mut response = next.run(request).await;
+    let milliseconds = started.elapsed().as_secs_f64() * 1000.0;
+    if let Ok(value) = axum::http::HeaderValue::from_str(&format!("app;dur={milliseconds:.2}")) {
+        response.headers_mut().insert("server-timing", value);
+    }
+    response
 }
 
 /// Rewrites the request to its route's canonical spelling (see [`canonical_path`]).

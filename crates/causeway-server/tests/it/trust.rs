@@ -537,3 +537,14 @@ async fn registry_search_and_sources_behave_as_mlflow() {
     }
     assert_eq!(names.len(), 2, "{names:?}");
 }
+
+#[tokio::test]
+async fn every_answer_says_how_long_the_server_took() {
+    let server = Server::new(true);
+    for path in ["/health", "/api/2.0/mlflow/experiments/search", "/no/such/route"] {
+        let answer = server.call(Method::GET, path, None).await;
+        let timing = answer.headers.get("server-timing").and_then(|value| value.to_str().ok()).unwrap_or_default();
+        let milliseconds: f64 = timing.strip_prefix("app;dur=").and_then(|value| value.parse().ok()).unwrap_or(-1.0);
+        assert!(milliseconds >= 0.0, "{path} ({}) answered Server-Timing `{timing}`", answer.status);
+    }
+}
