@@ -701,7 +701,7 @@ impl MetaStore {
             let escaped = text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
             format!("%{escaped}%")
         });
-        let rows = self.lock().query_map(
+        self.lock().query_map(
             "SELECT id, at_ms, kind, actor, subject, message, details_json FROM events
              WHERE (CAST(?1 AS TEXT) IS NULL OR kind = CAST(?1 AS TEXT))
                AND (CAST(?2 AS TEXT) IS NULL OR subject = CAST(?2 AS TEXT)
@@ -718,64 +718,18 @@ impl MetaStore {
                 before.unwrap_or(i64::MAX),
                 limit.min(10_000) as i64
             ],
-            |row| {
-                Ok((
-                    row.get::<i64>(0)?,
-                    row.get::<i64>(1)?,
-                    row.get::<String>(2)?,
-                    row.get::<String>(3)?,
-                    row.get::<String>(4)?,
-                    row.get::<String>(5)?,
-                    row.get::<String>(6)?,
-                ))
-            },
-        )?;
-        rows.into_iter()
-            .map(|(id, at_ms, kind, actor, subject, message, details)| {
-                Ok(Event {
-                    id,
-                    at_ms,
-                    kind: EventKind::parse(&kind).unwrap_or(EventKind::Data),
-                    actor,
-                    subject,
-                    message,
-                    details: serde_json::from_str(&details)?,
-                })
-            })
-            .collect()
+            event_from_row,
+        )
     }
 
     /// Events in id order, optionally only of one kind.
     pub fn events(&self, kind: Option<EventKind>) -> Result<Vec<Event>> {
-        let rows = self.lock().query_map(
+        self.lock().query_map(
             "SELECT id, at_ms, kind, actor, subject, message, details_json FROM events
              WHERE CAST(?1 AS TEXT) IS NULL OR kind = ?1 ORDER BY id",
             params![kind.map(EventKind::as_str)],
-            |row| {
-                Ok((
-                    row.get::<i64>(0)?,
-                    row.get::<i64>(1)?,
-                    row.get::<String>(2)?,
-                    row.get::<String>(3)?,
-                    row.get::<String>(4)?,
-                    row.get::<String>(5)?,
-                    row.get::<String>(6)?,
-                ))
-            },
-        )?;
-        rows.into_iter()
-            .map(|(id, at_ms, kind, actor, subject, message, details)| {
-                Ok(Event {
-                    id,
-                    at_ms,
-                    kind: EventKind::parse(&kind).unwrap_or(EventKind::Data),
-                    actor,
-                    subject,
-                    message,
-                    details: serde_json::from_str(&details)?,
-                })
-            })
-            .collect()
+            event_from_row,
+        )
     }
 
     // ---- labels ---------------------------------------------------------------------------
@@ -987,6 +941,21 @@ pub(crate) fn insert_audit(
     message: String,
 ) -> Result<i64> {
     insert_event(connection, &audit(at_ms, actor, subject, message, serde_json::Value::Null))
+}
+
+/// An event from `SELECT id, at_ms, kind, actor, subject, message, details_json`.
+fn event_from_row(row: &Row) -> Result<Event> {
+    let kind: String = row.get(2)?;
+    let details: String = row.get(6)?;
+    Ok(Event {
+        id: row.get(0)?,
+        at_ms: row.get(1)?,
+        kind: EventKind::parse(&kind).unwrap_or(EventKind::Data),
+        actor: row.get(3)?,
+        subject: row.get(4)?,
+        message: row.get(5)?,
+        details: serde_json::from_str(&details)?,
+    })
 }
 
 pub(crate) fn audit(at_ms: i64, actor: &str, subject: &str, message: String, details: serde_json::Value) -> Event {

@@ -537,25 +537,17 @@ impl MetaStore {
         }
         let key_list = |keys: &[String]| vec!["?"; keys.len()].join(", ");
         let key_values = |row: &Row| Ok((row.get::<String>(0)?, row.get::<String>(1)?, row.get::<String>(2)?));
-        if !params.is_empty() {
-            let sql = format!(
-                "SELECT run_id, key, value FROM run_params WHERE run_id IN ({subquery}) AND key IN ({})",
-                key_list(&params)
-            );
-            for (run_id, key, value) in connection.query_map(&sql, &with_keys(values, &params), key_values)? {
-                if let Some(position) = index.get(&run_id) {
-                    runs[*position].params.insert(key, value);
-                }
+        for (table, keys, is_tag) in [("run_params", &params, false), ("run_tags", &tags, true)] {
+            if keys.is_empty() {
+                continue;
             }
-        }
-        if !tags.is_empty() {
             let sql = format!(
-                "SELECT run_id, key, value FROM run_tags WHERE run_id IN ({subquery}) AND key IN ({})",
-                key_list(&tags)
+                "SELECT run_id, key, value FROM {table} WHERE run_id IN ({subquery}) AND key IN ({})",
+                key_list(keys)
             );
-            for (run_id, key, value) in connection.query_map(&sql, &with_keys(values, &tags), key_values)? {
-                if let Some(position) = index.get(&run_id) {
-                    runs[*position].tags.insert(key, value);
+            for (run_id, key, value) in connection.query_map(&sql, &with_keys(values, keys), key_values)? {
+                if let Some(run) = index.get(&run_id).map(|position| &mut runs[*position]) {
+                    if is_tag { &mut run.tags } else { &mut run.params }.insert(key, value);
                 }
             }
         }

@@ -11,7 +11,7 @@ use causeway_loop::machine::Command;
 use causeway_loop::{controller, gates, status, timeline};
 use causeway_server::auth::Caller;
 use causeway_store::{EventFilter, Scope};
-use causeway_types::{CHAMPION, Event, EventKind};
+use causeway_types::{CHAMPION, EventKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -51,16 +51,19 @@ pub(crate) async fn unknown(Path(rest): Path<String>) -> Response {
     Error::NotFound(format!("the UI has no API route `/ui/api/{rest}`")).into_response()
 }
 
-/// Every registered model's status: the loop's view when `causeway.toml` configures it, its
-/// aliases otherwise.
-fn model_statuses(state: &UiState, now: i64) -> Result<Vec<Value>, Error> {
+/// Every registered model's status (the loop's view when `causeway.toml` configures it, its
+/// aliases otherwise), and the control plane running the loop: one read of the loop's status.
+fn model_statuses(state: &UiState, now: i64) -> Result<(Vec<Value>, Option<status::Leader>), Error> {
     let project = &state.project;
+    let (mut looped, leader) = match status::status(project, None, now) {
+        Ok(status) => (status.models.into_iter().map(|model| (model.model.clone(), model)).collect(), status.leader),
+        Err(_) => (BTreeMap::new(), None),
+    };
     let mut models = Vec::new();
     for name in project.meta.model_names()? {
         let versions = project.meta.model_versions(&name)?;
         let aliases = project.meta.aliases(&name)?;
-        let loop_status =
-            status::status(project, Some(&name), now).ok().and_then(|status| status.models.into_iter().next());
+        let loop_status = looped.remove(&name);
         let champion = aliases.get(CHAMPION).copied();
         let champion_record = versions.iter().find(|version| Some(version.version) == champion);
         models.push(json!({
@@ -74,7 +77,7 @@ fn model_statuses(state: &UiState, now: i64) -> Result<Vec<Value>, Error> {
             "loop": loop_status,
         }));
     }
-    Ok(models)
+    Ok((models, leader))
 }
 
 /// `GET /ui/api/overview`: every model with its champion, challenger, stage, evidence, firing
@@ -82,8 +85,7 @@ fn model_statuses(state: &UiState, now: i64) -> Result<Vec<Value>, Error> {
 pub(crate) async fn overview(State(state): State<UiState>) -> Answer {
     blocking(move || {
         let now = state.clock.now_ms();
-        let models = model_statuses(&state, now)?;
-        let leader = status::status(&state.project, None, now).ok().and_then(|status| status.leader);
+        let (models, leader) = model_statuses(&state, now)?;
         let events = state.project.meta.events_page(&EventFilter::default(), None, 20)?;
         let firing = state.project.meta.events_page(
             &EventFilter { kind: Some(EventKind::Alert), ..EventFilter::default() },
@@ -99,7 +101,7 @@ pub(crate) async fn overview(State(state): State<UiState>) -> Answer {
 pub(crate) async fn models(State(state): State<UiState>) -> Answer {
     blocking(move || {
         let now = state.clock.now_ms();
-        encode(json!({"models": model_statuses(&state, now)?}))
+        encode(json!({"models": model_statuses(&state, now)?.0}))
     })
     .await
 }
@@ -252,13 +254,9 @@ pub(crate) async fn loop_status(State(state): State<UiState>, Path(model): Path<
     blocking(move || {
         let project = &state.project;
         let status = status::status(project, Some(&model), state.clock.now_ms())?;
-        let mut timeline: Vec<Event> = Vec::new();
-        for kind in [EventKind::Loop, EventKind::Audit, EventKind::Alert, EventKind::Resolved] {
-            let filter = EventFilter { kind: Some(kind), subject: Some(model.clone()), ..EventFilter::default() };
-            timeline.extend(project.meta.events_page(&filter, None, 200)?);
-        }
-        timeline.sort_by_key(|event| std::cmp::Reverse(event.id));
-        timeline.truncate(200);
+        // Everything about the model (loop steps, audit, alerts); data events name datasets.
+        let filter = EventFilter { subject: Some(model.clone()), ..EventFilter::default() };
+        let timeline = project.meta.events_page(&filter, None, 200)?;
         let gates = project.config.scoped(&model).map(|config| config.rollout.gates).ok();
         encode(json!({
             "leader": status.leader,
