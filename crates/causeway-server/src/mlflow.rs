@@ -19,7 +19,7 @@ use causeway_store::{
     ViewType,
 };
 use causeway_types::{Clock, RunStatus};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// MLflow's limits on one `runs/log-batch` request.
@@ -284,25 +284,11 @@ fn experiment_json(experiment: &Experiment) -> Value {
 }
 
 fn run_info_json(run: &TrackedRun) -> Value {
-    let mut info = json!({
-        "run_id": run.run_id,
-        "run_uuid": run.run_id,
-        "run_name": run.run_name,
-        "experiment_id": run.experiment_id,
-        "user_id": run.user_id,
-        "status": run.status.as_str(),
-        "start_time": run.start_time,
-        "artifact_uri": run.artifact_uri,
-        "lifecycle_stage": run.lifecycle_stage,
-    });
-    if let (Some(end_time), Some(object)) = (run.end_time, info.as_object_mut()) {
-        object.insert("end_time".into(), json!(end_time));
-    }
-    info
+    serde_json::to_value(RunInfoBody::of(run)).unwrap_or(Value::Null)
 }
 
 fn metric_json(key: &str, point: &MetricPoint) -> Value {
-    json!({"key": key, "value": float_json(point.value), "timestamp": point.timestamp, "step": point.step})
+    serde_json::to_value(MetricBody { key, point }).unwrap_or(Value::Null)
 }
 
 /// JSON has no NaN or infinities: MLflow writes them as strings.
@@ -317,36 +303,192 @@ pub(crate) fn float_json(value: f64) -> Value {
 }
 
 fn run_json(run: &TrackedRun) -> Value {
-    json!({
-        "info": run_info_json(run),
-        "data": {
-            "metrics": run.metrics.iter().map(|(key, point)| metric_json(key, point)).collect::<Vec<_>>(),
-            "params": key_value_list(&run.params),
-            "tags": key_value_list(&run.tags),
-        },
-        "inputs": {
-            "dataset_inputs": run.inputs.iter().map(dataset_input_json).collect::<Vec<_>>(),
-            "model_inputs": run.model_inputs.iter().map(|model_id| json!({"model_id": model_id})).collect::<Vec<_>>(),
-        },
-        "outputs": {"model_outputs": run.outputs.iter().map(|(model_id, step)| json!({"model_id": model_id, "step": step})).collect::<Vec<_>>()},
-    })
+    serde_json::to_value(RunBody(run)).unwrap_or(Value::Null)
 }
 
-fn dataset_input_json(input: &DatasetInput) -> Value {
-    let mut dataset =
-        json!({"name": input.name, "digest": input.digest, "source_type": input.source_type, "source": input.source});
-    if let Some(object) = dataset.as_object_mut() {
-        if let Some(schema) = &input.schema {
-            object.insert("schema".into(), json!(schema));
-        }
-        if let Some(profile) = &input.profile {
-            object.insert("profile".into(), json!(profile));
+// A run as MLflow's JSON writes it, serialized straight from the store's record: a search answers
+// up to 1,000 runs, and building `Value` trees for them cost more than the query. Fields are in
+// the order `Value` objects print theirs (by name), so both forms read the same.
+
+/// `{"data", "info", "inputs", "outputs"}` of one run.
+struct RunBody<'a>(&'a TrackedRun);
+
+impl Serialize for RunBody<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let run = self.0;
+        let mut body = serializer.serialize_map(Some(4))?;
+        body.serialize_entry(
+            "data",
+            &RunDataBody {
+                metrics: Sequence(run.metrics.iter().map(|(key, point)| MetricBody { key, point })),
+                params: KeyValues(&run.params),
+                tags: KeyValues(&run.tags),
+            },
+        )?;
+        body.serialize_entry("info", &RunInfoBody::of(run))?;
+        body.serialize_entry(
+            "inputs",
+            &RunInputsBody {
+                dataset_inputs: Sequence(run.inputs.iter().map(DatasetInputBody)),
+                model_inputs: Sequence(run.model_inputs.iter().map(|model_id| ModelInputBody { model_id })),
+            },
+        )?;
+        body.serialize_entry(
+            "outputs",
+            &RunOutputsBody {
+                model_outputs: Sequence(
+                    run.outputs.iter().map(|(model_id, step)| ModelOutputBody { model_id, step: *step }),
+                ),
+            },
+        )?;
+        body.end()
+    }
+}
+
+/// Serializes an iterator as a JSON array (once; the iterator is cloned).
+struct Sequence<Items>(Items);
+
+impl<Items: Iterator<Item = Item> + Clone, Item: Serialize> Serialize for Sequence<Items> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.clone())
+    }
+}
+
+/// `[{"key", "value"}, …]` of parameters or tags.
+struct KeyValues<'a>(&'a std::collections::BTreeMap<String, String>);
+
+impl Serialize for KeyValues<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|(key, value)| KeyValueBody { key, value }))
+    }
+}
+
+#[derive(Serialize)]
+struct KeyValueBody<'a> {
+    key: &'a str,
+    value: &'a str,
+}
+
+#[derive(Serialize)]
+struct RunDataBody<'a, Metrics: Serialize> {
+    metrics: Metrics,
+    params: KeyValues<'a>,
+    tags: KeyValues<'a>,
+}
+
+#[derive(Serialize)]
+struct RunInfoBody<'a> {
+    artifact_uri: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_time: Option<i64>,
+    experiment_id: &'a str,
+    lifecycle_stage: &'a str,
+    run_id: &'a str,
+    run_name: &'a str,
+    run_uuid: &'a str,
+    start_time: i64,
+    status: &'a str,
+    user_id: &'a str,
+}
+
+impl<'a> RunInfoBody<'a> {
+    fn of(run: &'a TrackedRun) -> Self {
+        Self {
+            artifact_uri: &run.artifact_uri,
+            end_time: run.end_time,
+            experiment_id: &run.experiment_id,
+            lifecycle_stage: &run.lifecycle_stage,
+            run_id: &run.run_id,
+            run_name: &run.run_name,
+            run_uuid: &run.run_id,
+            start_time: run.start_time,
+            status: run.status.as_str(),
+            user_id: &run.user_id,
         }
     }
-    json!({
-        "tags": input.tags.iter().map(|(key, value)| json!({"key": key, "value": value})).collect::<Vec<_>>(),
-        "dataset": dataset,
-    })
+}
+
+/// `{"key", "step", "timestamp", "value"}`, the value a number or MLflow's `"NaN"`/`"Infinity"`.
+struct MetricBody<'a> {
+    key: &'a str,
+    point: &'a MetricPoint,
+}
+
+impl Serialize for MetricBody<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut metric = serializer.serialize_map(Some(4))?;
+        metric.serialize_entry("key", self.key)?;
+        metric.serialize_entry("step", &self.point.step)?;
+        metric.serialize_entry("timestamp", &self.point.timestamp)?;
+        let value = self.point.value;
+        if value.is_nan() {
+            metric.serialize_entry("value", "NaN")?;
+        } else if value.is_infinite() {
+            metric.serialize_entry("value", if value > 0.0 { "Infinity" } else { "-Infinity" })?;
+        } else {
+            metric.serialize_entry("value", &value)?;
+        }
+        metric.end()
+    }
+}
+
+#[derive(Serialize)]
+struct RunInputsBody<Datasets: Serialize, Models: Serialize> {
+    dataset_inputs: Datasets,
+    model_inputs: Models,
+}
+
+#[derive(Serialize)]
+struct ModelInputBody<'a> {
+    model_id: &'a str,
+}
+
+#[derive(Serialize)]
+struct RunOutputsBody<Outputs: Serialize> {
+    model_outputs: Outputs,
+}
+
+#[derive(Serialize)]
+struct ModelOutputBody<'a> {
+    model_id: &'a str,
+    step: i64,
+}
+
+/// `{"dataset": {…}, "tags": [{"key", "value"}]}` of one dataset input.
+struct DatasetInputBody<'a>(&'a DatasetInput);
+
+impl Serialize for DatasetInputBody<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        #[derive(Serialize)]
+        struct Dataset<'a> {
+            digest: &'a str,
+            name: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            profile: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            schema: Option<&'a str>,
+            source: &'a str,
+            source_type: &'a str,
+        }
+        let input = self.0;
+        let mut body = serializer.serialize_map(Some(2))?;
+        body.serialize_entry(
+            "dataset",
+            &Dataset {
+                digest: &input.digest,
+                name: &input.name,
+                profile: input.profile.as_deref(),
+                schema: input.schema.as_deref(),
+                source: &input.source,
+                source_type: &input.source_type,
+            },
+        )?;
+        body.serialize_entry("tags", &Sequence(input.tags.iter().map(|(key, value)| KeyValueBody { key, value })))?;
+        body.end()
+    }
 }
 
 // ---- experiments -------------------------------------------------------------------------
@@ -1167,7 +1309,7 @@ async fn log_inputs(State(state): State<TrackingState>, body: Bytes) -> Answer {
     .await
 }
 
-async fn search_runs_post(State(state): State<TrackingState>, body: Bytes) -> Answer {
+async fn search_runs_post(State(state): State<TrackingState>, body: Bytes) -> Result<Response, MlflowError> {
     blocking(move || {
         let request: SearchRequest = parse(&body)?;
         let (limit, offset) = page(request.max_results.as_ref(), request.page_token.as_deref(), 1000)?;
@@ -1176,12 +1318,17 @@ async fn search_runs_post(State(state): State<TrackingState>, body: Bytes) -> An
         let view = view_type(request.run_view_type.as_ref())?;
         let (found, more) =
             state.meta.search_tracked_runs(&request.experiment_ids, view, &filter, &order, limit, offset)?;
-        let next = more.then(|| (offset + limit).to_string());
-        let mut answer = json!({"runs": found.iter().map(run_json).collect::<Vec<_>>()});
-        if let (Some(next), Some(object)) = (next, answer.as_object_mut()) {
-            object.insert("next_page_token".into(), json!(next));
+        #[derive(Serialize)]
+        struct SearchAnswer<Runs: Serialize> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            next_page_token: Option<String>,
+            runs: Runs,
         }
-        Ok(Json(answer))
+        let answer = SearchAnswer {
+            next_page_token: more.then(|| (offset + limit).to_string()),
+            runs: Sequence(found.iter().map(RunBody)),
+        };
+        Ok(Json(answer).into_response())
     })
     .await
 }

@@ -12,6 +12,7 @@ pub mod logged_models;
 mod meta;
 pub mod registry;
 pub mod rollout;
+mod run_search;
 mod s3;
 pub mod search;
 pub mod summaries;

@@ -164,8 +164,43 @@ const POSTGRES_MIGRATION_6: &str = "CREATE TABLE window_summaries (model TEXT NO
 /// the buckets past 90 days), which without this index scanned every stored bucket.
 const MIGRATION_7: &str = "CREATE INDEX window_summaries_by_start ON window_summaries (start_ms);";
 
+/// Migration 8: each run's latest value of each metric, kept by the writers in the transaction
+/// that logs the points (runs/search filters and orders by it in SQL, and reads a page of runs
+/// without ranking their whole histories); the runs index in the default order of runs/search.
+const MIGRATION_8: &str =
+    "CREATE TABLE run_latest_metrics (run_id TEXT NOT NULL, key TEXT NOT NULL, value REAL NOT NULL,
+        step INTEGER NOT NULL, at_ms INTEGER NOT NULL, is_nan INTEGER NOT NULL, PRIMARY KEY (run_id, key));
+     INSERT INTO run_latest_metrics (run_id, key, value, step, at_ms, is_nan)
+        SELECT run_id, key, value, step, at_ms, is_nan FROM (
+            SELECT run_id, key, value, step, at_ms, is_nan, ROW_NUMBER() OVER (
+                PARTITION BY run_id, key ORDER BY step DESC, at_ms DESC, is_nan ASC, value DESC) AS position
+            FROM run_metrics) AS ranked
+        WHERE position = 1;
+     DROP INDEX runs_by_experiment;
+     CREATE INDEX runs_by_experiment ON runs (experiment_id, lifecycle_stage, started_ms DESC, run_id);";
+
+/// Migration 8 for PostgreSQL.
+const POSTGRES_MIGRATION_8: &str = "CREATE TABLE run_latest_metrics (run_id TEXT NOT NULL, key TEXT NOT NULL,
+        value DOUBLE PRECISION NOT NULL, step BIGINT NOT NULL, at_ms BIGINT NOT NULL, is_nan BIGINT NOT NULL,
+        PRIMARY KEY (run_id, key));
+     INSERT INTO run_latest_metrics (run_id, key, value, step, at_ms, is_nan)
+        SELECT run_id, key, value, step, at_ms, is_nan FROM (
+            SELECT run_id, key, value, step, at_ms, is_nan, ROW_NUMBER() OVER (
+                PARTITION BY run_id, key ORDER BY step DESC, at_ms DESC, is_nan ASC, value DESC) AS position
+            FROM run_metrics) AS ranked
+        WHERE position = 1;
+     DROP INDEX runs_by_experiment;
+     CREATE INDEX runs_by_experiment ON runs (experiment_id, lifecycle_stage, started_ms DESC, run_id COLLATE \"C\");";
+
+/// Keeps `run_latest_metrics` the latest point of each key: a point replaces the stored one when
+/// it is later by (step, timestamp, a number over NaN, value), the order MLflow picks the latest by.
+pub(crate) const UPSERT_LATEST_METRIC: &str = "ON CONFLICT (run_id, key) DO UPDATE SET
+        value = excluded.value, step = excluded.step, at_ms = excluded.at_ms, is_nan = excluded.is_nan
+     WHERE (excluded.step, excluded.at_ms, 1 - excluded.is_nan, excluded.value)
+         > (run_latest_metrics.step, run_latest_metrics.at_ms, 1 - run_latest_metrics.is_nan, run_latest_metrics.value)";
+
 const MIGRATIONS: &[&str] =
-    &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5, MIGRATION_6, MIGRATION_7];
+    &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5, MIGRATION_6, MIGRATION_7, MIGRATION_8];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -237,6 +272,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (5, POSTGRES_MIGRATION_5),
     (6, POSTGRES_MIGRATION_6),
     (7, MIGRATION_7),
+    (8, POSTGRES_MIGRATION_8),
 ];
 
 /// How SQLite makes an acknowledged write durable.
@@ -532,10 +568,17 @@ impl MetaStore {
         let mut connection = self.lock();
         let mut transaction = connection.transaction()?;
         for (key, value) in metrics {
+            let stored = params![run_id, key, if value.is_nan() { 0.0 } else { *value }, step, at_ms, value.is_nan()];
             transaction.execute(
                 "INSERT INTO run_metrics (run_id, key, value, step, at_ms, is_nan) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT DO NOTHING",
-                params![run_id, key, if value.is_nan() { 0.0 } else { *value }, step, at_ms, value.is_nan()],
+                stored,
+            )?;
+            transaction.execute(
+                &format!(
+                    "INSERT INTO run_latest_metrics (run_id, key, value, step, at_ms, is_nan) VALUES (?1, ?2, ?3, ?4, ?5, ?6) {UPSERT_LATEST_METRIC}"
+                ),
+                stored,
             )?;
         }
         transaction.commit()?;

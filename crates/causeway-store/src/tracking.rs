@@ -192,6 +192,21 @@ fn metric_point(row: &Row, first: usize) -> Result<MetricPoint> {
     })
 }
 
+/// Values as the parameter slice queries take.
+fn as_parameters(values: &[Value]) -> Vec<&dyn ToValue> {
+    values.iter().map(|value| value as &dyn ToValue).collect()
+}
+
+/// True when `point` is later than `kept` in the order MLflow picks a metric's latest value by:
+/// step, then timestamp, then a number over NaN, then the larger value (as stored: NaN as 0).
+fn is_later(point: &MetricPoint, kept: &MetricPoint) -> bool {
+    let stored = |point: &MetricPoint| if point.value.is_nan() { 0.0 } else { point.value };
+    (point.step, point.timestamp, !point.value.is_nan())
+        .cmp(&(kept.step, kept.timestamp, !kept.value.is_nan()))
+        .then_with(|| stored(point).partial_cmp(&stored(kept)).unwrap_or(std::cmp::Ordering::Equal))
+        .is_gt()
+}
+
 fn parse_id(experiment_id: &str) -> Result<i64> {
     experiment_id
         .parse::<i64>()
@@ -453,33 +468,49 @@ impl MetaStore {
             return Ok((Vec::new(), false));
         }
         let stages = view.stages();
-        let condition = format!(
-            "experiment_id IN ({}) AND lifecycle_stage IN ({})",
+        let postgres = self.lock().is_postgres();
+        let compiled = crate::run_search::compile(filter, order_by, postgres);
+        let mut condition = format!(
+            "r.experiment_id IN ({}) AND r.lifecycle_stage IN ({})",
             vec!["?"; ids.len()].join(", "),
             vec!["?"; stages.len()].join(", ")
         );
-        let mut values: Vec<&dyn ToValue> = ids.iter().map(|id| id as &dyn ToValue).collect();
-        values.extend(stages.iter().map(|stage| stage as &dyn ToValue));
-        let wanted = (limit as i64).saturating_add(1);
-        let skip = offset as i64;
-        let mut page: Vec<String> = if filter.is_empty() && order_by.is_empty() {
-            let mut paged = values.clone();
-            paged.push(&wanted);
-            paged.push(&skip);
-            self.lock().query_map(
-                &format!("SELECT run_id FROM runs WHERE {condition} ORDER BY started_ms DESC, run_id LIMIT ? OFFSET ?"),
-                &paged,
-                |row| row.get(0),
-            )?
-        } else {
-            let entities = filter.iter().map(|clause| &clause.entity).chain(order_by.iter().map(|order| &order.entity));
-            let skeletons = self.run_skeletons(&condition, &values, entities)?;
-            crate::search::search_runs(skeletons, filter, order_by)
-                .into_iter()
-                .skip(offset)
-                .take(limit + 1)
-                .map(|run| run.run_id)
-                .collect()
+        for translated in &compiled.conditions {
+            condition.push_str(" AND ");
+            condition.push_str(translated);
+        }
+        let mut values: Vec<Value> = ids.iter().map(ToValue::to_value).collect();
+        values.extend(stages.iter().map(|stage| stage.to_value()));
+        values.extend(compiled.condition_values.iter().cloned());
+        let mut page: Vec<String> = match &compiled.order {
+            // The database filters, orders and pages: only the page is read.
+            Some(order) if compiled.whole_filter => {
+                let mut terms = order.terms.clone();
+                terms.push("r.started_ms DESC".to_string());
+                terms.push(format!("r.run_id{} ASC", crate::run_search::bytewise(postgres)));
+                let sql = format!(
+                    "SELECT r.run_id FROM runs r {} WHERE {condition} ORDER BY {} LIMIT ? OFFSET ?",
+                    order.joins.join(" "),
+                    terms.join(", ")
+                );
+                let mut bound = order.join_values.clone();
+                bound.extend(values);
+                bound.push((limit as i64).saturating_add(1).to_value());
+                bound.push((offset as i64).to_value());
+                self.lock().query_map(&sql, &as_parameters(&bound), |row| row.get(0))?
+            }
+            // What did not translate is judged in memory, over the runs the translated clauses kept.
+            _ => {
+                let entities =
+                    filter.iter().map(|clause| &clause.entity).chain(order_by.iter().map(|order| &order.entity));
+                let skeletons = self.run_skeletons(&condition, &as_parameters(&values), entities)?;
+                crate::search::search_runs(skeletons, filter, order_by)
+                    .into_iter()
+                    .skip(offset)
+                    .take(limit + 1)
+                    .map(|run| run.run_id)
+                    .collect()
+            }
         };
         let more = page.len() > limit;
         page.truncate(limit);
@@ -521,15 +552,16 @@ impl MetaStore {
         let mut connection = self.lock();
         let mut runs = connection.query_map(
             &format!(
-                "SELECT run_id, name, experiment_id, user_id, status, started_ms, finished_ms, artifact_uri, lifecycle_stage
-                 FROM runs WHERE {condition}"
+                "SELECT r.run_id, r.name, r.experiment_id, r.user_id, r.status, r.started_ms, r.finished_ms, r.artifact_uri,
+                        r.lifecycle_stage
+                 FROM runs r WHERE {condition}"
             ),
             values,
             run_attributes,
         )?;
         let index: HashMap<String, usize> =
             runs.iter().enumerate().map(|(position, run)| (run.run_id.clone(), position)).collect();
-        let subquery = format!("SELECT run_id FROM runs WHERE {condition}");
+        let subquery = format!("SELECT r.run_id FROM runs r WHERE {condition}");
         fn with_keys<'v>(values: &[&'v dyn ToValue], keys: &'v [String]) -> Vec<&'v dyn ToValue> {
             let mut all = values.to_vec();
             all.extend(keys.iter().map(|key| key as &dyn ToValue));
@@ -553,11 +585,8 @@ impl MetaStore {
         }
         if !metrics.is_empty() {
             let sql = format!(
-                "SELECT run_id, key, value, at_ms, step, is_nan FROM (
-                     SELECT run_id, key, value, at_ms, step, is_nan, ROW_NUMBER() OVER (
-                         PARTITION BY run_id, key ORDER BY step DESC, at_ms DESC, is_nan ASC, value DESC) AS position
-                     FROM run_metrics WHERE run_id IN ({subquery}) AND key IN ({})) AS ranked
-                 WHERE position = 1",
+                "SELECT run_id, key, value, at_ms, step, is_nan FROM run_latest_metrics
+                 WHERE run_id IN ({subquery}) AND key IN ({})",
                 key_list(&metrics)
             );
             let latest = connection.query_map(&sql, &with_keys(values, &metrics), |row| {
@@ -602,13 +631,9 @@ impl MetaStore {
             }
         }
         // Only each metric's latest value (largest step, then timestamp, a number over NaN, then the
-        // largest value, as MLflow picks it), chosen in SQL: runs may hold long histories.
+        // largest value, as MLflow picks it), kept by the writers: runs may hold long histories.
         let metrics_sql = format!(
-            "SELECT run_id, key, value, at_ms, step, is_nan FROM (
-                 SELECT run_id, key, value, at_ms, step, is_nan, ROW_NUMBER() OVER (
-                     PARTITION BY run_id, key ORDER BY step DESC, at_ms DESC, is_nan ASC, value DESC) AS position
-                 FROM run_metrics WHERE run_id IN ({subquery})) AS ranked
-             WHERE position = 1"
+            "SELECT run_id, key, value, at_ms, step, is_nan FROM run_latest_metrics WHERE run_id IN ({subquery})"
         );
         let metrics = connection.query_map(&metrics_sql, values, |row| {
             Ok((row.get::<String>(0)?, row.get::<String>(1)?, metric_point(row, 2)?))
@@ -808,6 +833,31 @@ impl MetaStore {
                 "INSERT INTO run_metrics (run_id, key, value, step, at_ms, is_nan)",
                 "ON CONFLICT DO NOTHING",
                 &metric_rows,
+            )?;
+            // One row per key (an upsert must not touch a row twice): the batch's latest point.
+            let mut latest: BTreeMap<&String, &MetricPoint> = BTreeMap::new();
+            for (key, point) in metrics {
+                match latest.get(key) {
+                    Some(kept) if !is_later(point, kept) => {}
+                    _ => {
+                        latest.insert(key, point);
+                    }
+                }
+            }
+            let latest_rows: Vec<Vec<Value>> = latest
+                .iter()
+                .map(|(key, point)| {
+                    let value = if point.value.is_nan() { 0.0 } else { point.value };
+                    [&run_id as &dyn ToValue, key, &value, &point.step, &point.timestamp, &point.value.is_nan()]
+                        .iter()
+                        .map(|column| column.to_value())
+                        .collect()
+                })
+                .collect();
+            transaction.insert_rows(
+                "INSERT INTO run_latest_metrics (run_id, key, value, step, at_ms, is_nan)",
+                crate::meta::UPSERT_LATEST_METRIC,
+                &latest_rows,
             )?;
             for link in links {
                 let Some((key, point)) = metrics.get(link.metric) else { continue };
@@ -1051,8 +1101,16 @@ mod tests {
             if index % 5 != 0 {
                 params.push(("depth".to_string(), (index % 7).to_string()));
             }
+            // Values with LIKE's and GLOB's wildcards, brackets and letters whose case folds outside ASCII.
+            let notes = ["a*b", "a?b", "[x]", "É", "é", "a%b", "a_b", "axb", "AXB", "10", "9"];
+            if index % 6 != 1 {
+                params.push(("note".to_string(), notes[index as usize % notes.len()].to_string()));
+            }
             let tags = if index % 4 == 0 { vec![("team".to_string(), "risk".to_string())] } else { vec![] };
             store.log_batch(&run.run_id, &metrics, &params, &tags)?;
+            if index % 4 == 1 {
+                store.update_tracked_run(&run.run_id, Some(RunStatus::Finished), Some(2_000 + index), None)?;
+            }
             if index % 9 == 0 {
                 store.set_run_stage(&run.run_id, DELETED)?;
             }
@@ -1066,14 +1124,31 @@ mod tests {
             "attributes.user_id = 'ada' and metrics.auc > 0.2",
             "params.model LIKE 'g%'",
             "attributes.run_name ILIKE 'RUN-1%'",
+            "params.note LIKE 'a_b'",
+            "params.note LIKE '%*%'",
+            "params.note LIKE '[x]'",
+            "params.note = 'É'",
+            "params.note ILIKE 'é'",
+            "params.note < 'a'",
+            "params.note >= '9'",
+            "params.note > 5",
+            "tags.team != 'risk'",
+            "metrics.rmse != 0.5 and attributes.start_time > 1100",
+            "attributes.end_time >= 2010",
+            "attributes.status = 'FINISHED' and attributes.run_name LIKE 'run-1%'",
+            "attributes.start_time <= '1050'",
         ];
-        let orders: [&[&str]; 6] = [
+        let orders: [&[&str]; 10] = [
             &[],
             &["metrics.rmse"],
             &["metrics.rmse DESC"],
             &["params.depth", "attributes.start_time"],
             &["attributes.run_name DESC"],
             &["attributes.start_time"],
+            &["params.note DESC", "metrics.auc"],
+            &["tags.team", "attributes.end_time DESC"],
+            &["attributes.experiment_id", "attributes.user_id"],
+            &["attributes.status", "metrics.rmse DESC", "params.depth DESC"],
         ];
         let ids = [experiment.clone()];
         for view in [ViewType::ActiveOnly, ViewType::All] {
@@ -1107,7 +1182,92 @@ mod tests {
         Ok(())
     }
 
+    /// The latest value of each metric the writers keep must be the one MLflow picks from the whole
+    /// history (largest step, then timestamp, then a number over NaN, then the largest value),
+    /// whatever order and batches the points came in, through both writers.
+    fn latest_metrics_follow_the_whole_history(location: &TestStore) -> Result<()> {
+        let store = location.open()?;
+        let mut rng = SeededRng::new(23);
+        let experiment = store.create_experiment("latest", None, MetaStore::PROXIED_ARTIFACT_ROOT, &[], 1)?;
+        let mut run_ids = Vec::new();
+        for index in 0..6 {
+            let run = store.create_tracked_run(&NewRun {
+                experiment_id: experiment.clone(),
+                user_id: "ada".into(),
+                run_name: format!("run-{index}"),
+                start_time: 1,
+                tags: vec![],
+            })?;
+            run_ids.push(run.run_id);
+        }
+        let pick = |rng: &mut SeededRng, choices: usize| (rng.uniform() * choices as f64) as usize % choices;
+        for _ in 0..60 {
+            let run_id = &run_ids[pick(&mut rng, run_ids.len())];
+            let points: Vec<(String, MetricPoint)> = (0..1 + pick(&mut rng, 8))
+                .map(|_| {
+                    let value = match pick(&mut rng, 6) {
+                        0 => f64::NAN,
+                        1 => 0.0,
+                        _ => (rng.uniform() * 4.0).round() - 2.0,
+                    };
+                    let point =
+                        MetricPoint { value, timestamp: pick(&mut rng, 3) as i64, step: pick(&mut rng, 3) as i64 };
+                    (["loss", "auc"][pick(&mut rng, 2)].to_string(), point)
+                })
+                .collect();
+            if rng.uniform() < 0.2 {
+                let (key, point) = &points[0];
+                let values = BTreeMap::from([(key.clone(), point.value)]);
+                store.log_metrics(run_id, &values, point.step, point.timestamp)?;
+            } else {
+                store.log_batch(run_id, &points, &[], &[])?;
+            }
+        }
+        let ranked = store.lock().query_map(
+            "SELECT run_id, key, value, step, at_ms, is_nan FROM (
+                 SELECT run_id, key, value, step, at_ms, is_nan, ROW_NUMBER() OVER (
+                     PARTITION BY run_id, key ORDER BY step DESC, at_ms DESC, is_nan ASC, value DESC) AS position
+                 FROM run_metrics) AS ranked
+             WHERE position = 1 ORDER BY run_id, key",
+            params![],
+            |row| {
+                Ok(format!(
+                    "{:?}",
+                    (
+                        row.get::<String>(0)?,
+                        row.get::<String>(1)?,
+                        row.get::<f64>(2)?,
+                        row.get::<i64>(3)?,
+                        row.get::<i64>(4)?,
+                        row.get::<i64>(5)?
+                    )
+                ))
+            },
+        )?;
+        let kept = store.lock().query_map(
+            "SELECT run_id, key, value, step, at_ms, is_nan FROM run_latest_metrics ORDER BY run_id, key",
+            params![],
+            |row| {
+                Ok(format!(
+                    "{:?}",
+                    (
+                        row.get::<String>(0)?,
+                        row.get::<String>(1)?,
+                        row.get::<f64>(2)?,
+                        row.get::<i64>(3)?,
+                        row.get::<i64>(4)?,
+                        row.get::<i64>(5)?
+                    )
+                ))
+            },
+        )?;
+        assert!(ranked.len() >= 10, "the history covers several runs and keys: {ranked:?}");
+        assert_eq!(kept, ranked);
+        Ok(())
+    }
+
     on_both_backends!(
+        latest_metrics_follow_the_whole_history,
         paged_search_equals_the_evaluator_over_every_run,
         large_batches_span_several_inserts_and_keep_mlflow_semantics,
         experiments_have_a_default_unique_names_and_a_life_cycle,
