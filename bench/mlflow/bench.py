@@ -305,29 +305,26 @@ def measure(kind, causeway, mlflow, runs, causeway_store=None, durability=None):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def analyze_causeway_schema(schema):
-    """What autovacuum would have done to a store filled over minutes: planner statistics."""
+def on_test_database(sql):
+    """Runs `sql` on the PostgreSQL database Causeway's stores use here, outside a transaction."""
     import psycopg2
 
     connection = psycopg2.connect("postgresql://postgres@127.0.0.1:5432/test")
     try:
         connection.autocommit = True
         with connection.cursor() as cursor:
-            cursor.execute(f'SET search_path TO "{schema}"; ANALYZE runs, run_params, run_tags, run_metrics, run_latest_metrics')
+            cursor.execute(sql)
     finally:
         connection.close()
+
+
+def analyze_causeway_schema(schema):
+    """What autovacuum would have done to a store filled over minutes: planner statistics."""
+    on_test_database(f'SET search_path TO "{schema}"; ANALYZE runs, run_params, run_tags, run_metrics, run_latest_metrics')
 
 
 def drop_causeway_schema(schema):
-    import psycopg2
-
-    connection = psycopg2.connect("postgresql://postgres@127.0.0.1:5432/test")
-    try:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        connection.close()
+    on_test_database(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def measure_search(kind, causeway, mlflow, runs, backend, timing_tool=None, histories=100, points=1000):

@@ -819,16 +819,14 @@ impl MetaStore {
                 &param_rows,
             )?;
             // SQLite stores NaN as NULL: keep a flag instead.
-            let metric_rows: Vec<Vec<Value>> = metrics
-                .iter()
-                .map(|(key, point)| {
-                    let value = if point.value.is_nan() { 0.0 } else { point.value };
-                    [&run_id as &dyn ToValue, key, &value, &point.step, &point.timestamp, &point.value.is_nan()]
-                        .iter()
-                        .map(|column| column.to_value())
-                        .collect()
-                })
-                .collect();
+            let metric_row = |key: &String, point: &MetricPoint| -> Vec<Value> {
+                let value = if point.value.is_nan() { 0.0 } else { point.value };
+                [&run_id as &dyn ToValue, key, &value, &point.step, &point.timestamp, &point.value.is_nan()]
+                    .iter()
+                    .map(|column| column.to_value())
+                    .collect()
+            };
+            let metric_rows: Vec<Vec<Value>> = metrics.iter().map(|(key, point)| metric_row(key, point)).collect();
             transaction.insert_rows(
                 "INSERT INTO run_metrics (run_id, key, value, step, at_ms, is_nan)",
                 "ON CONFLICT DO NOTHING",
@@ -844,16 +842,7 @@ impl MetaStore {
                     }
                 }
             }
-            let latest_rows: Vec<Vec<Value>> = latest
-                .iter()
-                .map(|(key, point)| {
-                    let value = if point.value.is_nan() { 0.0 } else { point.value };
-                    [&run_id as &dyn ToValue, key, &value, &point.step, &point.timestamp, &point.value.is_nan()]
-                        .iter()
-                        .map(|column| column.to_value())
-                        .collect()
-                })
-                .collect();
+            let latest_rows: Vec<Vec<Value>> = latest.iter().map(|(key, point)| metric_row(key, point)).collect();
             transaction.insert_rows(
                 "INSERT INTO run_latest_metrics (run_id, key, value, step, at_ms, is_nan)",
                 crate::meta::UPSERT_LATEST_METRIC,
@@ -1223,6 +1212,19 @@ mod tests {
                 store.log_batch(run_id, &points, &[], &[])?;
             }
         }
+        let point_row = |row: &Row| {
+            Ok(format!(
+                "{:?}",
+                (
+                    row.get::<String>(0)?,
+                    row.get::<String>(1)?,
+                    row.get::<f64>(2)?,
+                    row.get::<i64>(3)?,
+                    row.get::<i64>(4)?,
+                    row.get::<i64>(5)?
+                )
+            ))
+        };
         let ranked = store.lock().query_map(
             "SELECT run_id, key, value, step, at_ms, is_nan FROM (
                  SELECT run_id, key, value, step, at_ms, is_nan, ROW_NUMBER() OVER (
@@ -1230,36 +1232,12 @@ mod tests {
                  FROM run_metrics) AS ranked
              WHERE position = 1 ORDER BY run_id, key",
             params![],
-            |row| {
-                Ok(format!(
-                    "{:?}",
-                    (
-                        row.get::<String>(0)?,
-                        row.get::<String>(1)?,
-                        row.get::<f64>(2)?,
-                        row.get::<i64>(3)?,
-                        row.get::<i64>(4)?,
-                        row.get::<i64>(5)?
-                    )
-                ))
-            },
+            point_row,
         )?;
         let kept = store.lock().query_map(
             "SELECT run_id, key, value, step, at_ms, is_nan FROM run_latest_metrics ORDER BY run_id, key",
             params![],
-            |row| {
-                Ok(format!(
-                    "{:?}",
-                    (
-                        row.get::<String>(0)?,
-                        row.get::<String>(1)?,
-                        row.get::<f64>(2)?,
-                        row.get::<i64>(3)?,
-                        row.get::<i64>(4)?,
-                        row.get::<i64>(5)?
-                    )
-                ))
-            },
+            point_row,
         )?;
         assert!(ranked.len() >= 10, "the history covers several runs and keys: {ranked:?}");
         assert_eq!(kept, ranked);
