@@ -26,14 +26,29 @@ pub(crate) struct CompiledSearch {
     pub order: Option<CompiledOrder>,
 }
 
-/// The SQL of an `order_by` list.
-#[derive(Debug, Default)]
+/// The SQL of an `order_by` list: the runs in order are the runs of each segment in its order,
+/// one segment after another.
+///
+/// An order led by a metric has three segments — the runs with a number for it, those with NaN,
+/// those without it — so the first can walk the `(key, is_nan, value)` index in order and stop
+/// at the page instead of sorting every run; any other order is one segment.
+#[derive(Debug)]
 pub(crate) struct CompiledOrder {
-    /// `LEFT JOIN …` clauses, each naming one alias.
+    pub segments: Vec<OrderSegment>,
+}
+
+/// One segment of an order: the runs that meet `conditions`, sorted by `terms`.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct OrderSegment {
+    /// `JOIN …` and `LEFT JOIN …` clauses, each naming one alias.
     pub joins: Vec<String>,
     /// The values of `joins`, in the order their `?` appear.
     pub join_values: Vec<Value>,
-    /// `ORDER BY` terms.
+    /// Conditions on `r` that pick the segment's runs.
+    pub conditions: Vec<String>,
+    /// The values of `conditions`.
+    pub condition_values: Vec<Value>,
+    /// `ORDER BY` terms (before the tie-break on start time and run id).
     pub terms: Vec<String>,
 }
 
@@ -160,34 +175,34 @@ fn clause_sql(clause: &Clause, postgres: bool) -> Option<(String, Vec<Value>)> {
 }
 
 fn order_sql(order_by: &[OrderBy], postgres: bool) -> Option<CompiledOrder> {
-    let mut order = CompiledOrder::default();
-    for (index, clause) in order_by.iter().enumerate() {
+    let mut rest = OrderSegment::default();
+    for (index, clause) in order_by.iter().enumerate().skip(usize::from(leading_metric(order_by).is_some())) {
         let direction = if clause.ascending { "ASC" } else { "DESC" };
         let alias = format!("o{index}");
         match &clause.entity {
             // Missing values last, NaN after every number: in both directions.
             Entity::Metric(key) => {
-                order.joins.push(format!(
+                rest.joins.push(format!(
                     "LEFT JOIN run_latest_metrics {alias} ON {alias}.run_id = r.run_id AND {alias}.key = ?"
                 ));
-                order.join_values.push(Value::Text(key.clone()));
-                order.terms.push(format!("({alias}.run_id IS NULL)"));
-                order.terms.push(format!("{alias}.is_nan"));
-                order.terms.push(format!("{alias}.value {direction}"));
+                rest.join_values.push(Value::Text(key.clone()));
+                rest.terms.push(format!("({alias}.run_id IS NULL)"));
+                rest.terms.push(format!("{alias}.is_nan"));
+                rest.terms.push(format!("{alias}.value {direction}"));
             }
             Entity::Param(key) | Entity::Tag(key) => {
                 let table = if matches!(clause.entity, Entity::Param(_)) { "run_params" } else { "run_tags" };
-                order.joins.push(format!("LEFT JOIN {table} {alias} ON {alias}.run_id = r.run_id AND {alias}.key = ?"));
-                order.join_values.push(Value::Text(key.clone()));
-                order.terms.push(format!("({alias}.run_id IS NULL)"));
-                order.terms.push(format!("{alias}.value{} {direction}", bytewise(postgres)));
+                rest.joins.push(format!("LEFT JOIN {table} {alias} ON {alias}.run_id = r.run_id AND {alias}.key = ?"));
+                rest.join_values.push(Value::Text(key.clone()));
+                rest.terms.push(format!("({alias}.run_id IS NULL)"));
+                rest.terms.push(format!("{alias}.value{} {direction}", bytewise(postgres)));
             }
             Entity::Attribute(name) => {
                 if let Some(column) = text_column(name) {
-                    order.terms.push(format!("{column}{} {direction}", bytewise(postgres)));
+                    rest.terms.push(format!("{column}{} {direction}", bytewise(postgres)));
                 } else if let Some(column) = number_column(name) {
-                    order.terms.push(format!("({column} IS NULL)"));
-                    order.terms.push(format!("{column} {direction}"));
+                    rest.terms.push(format!("({column} IS NULL)"));
+                    rest.terms.push(format!("{column} {direction}"));
                 } else if name == "experiment_id" {
                     // The evaluator orders experiment ids as text.
                     return None;
@@ -196,7 +211,41 @@ fn order_sql(order_by: &[OrderBy], postgres: bool) -> Option<CompiledOrder> {
             }
         }
     }
-    Some(order)
+    let Some((key, ascending)) = leading_metric(order_by) else {
+        return Some(CompiledOrder { segments: vec![rest] });
+    };
+    let direction = if ascending { "ASC" } else { "DESC" };
+    // NaN is stored as 0.0 beside is_nan = 1, so the NaN runs tie on the value.
+    let with_metric = |is_nan: i64, terms: Vec<String>| {
+        let mut segment = OrderSegment {
+            joins: vec![format!(
+                "JOIN run_latest_metrics o0 ON o0.run_id = r.run_id AND o0.key = ? AND o0.is_nan = {is_nan}"
+            )],
+            join_values: vec![Value::Text(key.to_string())],
+            terms,
+            ..OrderSegment::default()
+        };
+        segment.joins.extend(rest.joins.iter().cloned());
+        segment.join_values.extend(rest.join_values.iter().cloned());
+        segment.terms.extend(rest.terms.iter().cloned());
+        segment
+    };
+    let numbers = with_metric(0, vec![format!("o0.value {direction}")]);
+    let not_a_number = with_metric(1, Vec::new());
+    let mut missing = rest;
+    missing
+        .conditions
+        .push("NOT EXISTS (SELECT 1 FROM run_latest_metrics m WHERE m.run_id = r.run_id AND m.key = ?)".into());
+    missing.condition_values.push(Value::Text(key.to_string()));
+    Some(CompiledOrder { segments: vec![numbers, not_a_number, missing] })
+}
+
+/// The metric key and direction an order begins with, if it begins with a metric.
+fn leading_metric(order_by: &[OrderBy]) -> Option<(&str, bool)> {
+    match order_by.first() {
+        Some(OrderBy { entity: Entity::Metric(key), ascending }) => Some((key.as_str(), *ascending)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -223,8 +272,16 @@ mod tests {
         let compiled = compile(&[], &order, true);
         assert!(compiled.whole_filter);
         let order = compiled.order.expect("translates");
-        assert_eq!(order.joins.len(), 2);
-        assert!(order.terms.iter().any(|term| term == "o1.value COLLATE \"C\" ASC"), "{:?}", order.terms);
+        // Numbers, NaN, missing: the first two join the metric, each segment the parameter.
+        assert_eq!(order.segments.len(), 3);
+        assert_eq!(order.segments.iter().map(|segment| segment.joins.len()).collect::<Vec<_>>(), [2, 2, 1]);
+        assert_eq!(order.segments[0].terms[0], "o0.value DESC");
+        assert_eq!(order.segments[2].conditions.len(), 1, "the missing segment: {:?}", order.segments[2]);
+        for segment in &order.segments {
+            assert!(segment.terms.iter().any(|term| term == "o1.value COLLATE \"C\" ASC"), "{:?}", segment.terms);
+        }
+        let by_parameter = parse_order_by(&["params.model DESC".to_string()]).expect("valid");
+        assert_eq!(compile(&[], &by_parameter, false).order.expect("translates").segments.len(), 1);
         let by_experiment = parse_order_by(&["attributes.experiment_id".to_string()]).expect("valid");
         assert!(compile(&[], &by_experiment, false).order.is_none());
     }

@@ -192,6 +192,14 @@ fn metric_point(row: &Row, first: usize) -> Result<MetricPoint> {
     })
 }
 
+/// Which runs [`MetaStore::load_runs`] loads.
+enum RunSelection<'a> {
+    /// These runs (those that exist).
+    Ids(&'a [String]),
+    /// The runs matching a condition on `runs`' columns, with its values.
+    Where(&'a str, &'a [&'a dyn ToValue]),
+}
+
 /// Values as the parameter slice queries take.
 fn as_parameters(values: &[Value]) -> Vec<&dyn ToValue> {
     values.iter().map(|value| value as &dyn ToValue).collect()
@@ -425,7 +433,7 @@ impl MetaStore {
 
     /// One run with its latest metrics, parameters and tags.
     pub fn tracked_run(&self, run_id: &str) -> Result<TrackedRun> {
-        self.tracked_runs_where("run_id = ?1", &[&run_id])?
+        self.load_runs(RunSelection::Ids(&[run_id.to_string()]))?
             .pop()
             .ok_or_else(|| Error::NotFound(format!("Run with id={run_id}")))
     }
@@ -445,7 +453,7 @@ impl MetaStore {
         );
         let mut values: Vec<&dyn ToValue> = ids.iter().map(|id| id as &dyn ToValue).collect();
         values.extend(stages.iter().map(|stage| stage as &dyn ToValue));
-        self.tracked_runs_where(&condition, &values)
+        self.load_runs(RunSelection::Where(&condition, &values))
     }
 
     /// One page of `runs/search`: the runs of the experiments that match `filter`, in `order_by`'s
@@ -485,19 +493,7 @@ impl MetaStore {
         let mut page: Vec<String> = match &compiled.order {
             // The database filters, orders and pages: only the page is read.
             Some(order) if compiled.whole_filter => {
-                let mut terms = order.terms.clone();
-                terms.push("r.started_ms DESC".to_string());
-                terms.push(format!("r.run_id{} ASC", crate::run_search::bytewise(postgres)));
-                let sql = format!(
-                    "SELECT r.run_id FROM runs r {} WHERE {condition} ORDER BY {} LIMIT ? OFFSET ?",
-                    order.joins.join(" "),
-                    terms.join(", ")
-                );
-                let mut bound = order.join_values.clone();
-                bound.extend(values);
-                bound.push((limit as i64).saturating_add(1).to_value());
-                bound.push((offset as i64).to_value());
-                self.lock().query_map(&sql, &as_parameters(&bound), |row| row.get(0))?
+                self.ordered_page(&condition, &values, &order.segments, limit.saturating_add(1), offset, postgres)?
             }
             // What did not translate is judged in memory, over the runs the translated clauses kept.
             _ => {
@@ -517,14 +513,64 @@ impl MetaStore {
         if page.is_empty() {
             return Ok((Vec::new(), more));
         }
-        let placeholders = vec!["?"; page.len()].join(", ");
-        let page_values: Vec<&dyn ToValue> = page.iter().map(|id| id as &dyn ToValue).collect();
-        let mut loaded: HashMap<String, TrackedRun> = self
-            .tracked_runs_where(&format!("run_id IN ({placeholders})"), &page_values)?
-            .into_iter()
-            .map(|run| (run.run_id.clone(), run))
-            .collect();
+        let mut loaded: HashMap<String, TrackedRun> =
+            self.load_runs(RunSelection::Ids(&page))?.into_iter().map(|run| (run.run_id.clone(), run)).collect();
         Ok((page.iter().filter_map(|id| loaded.remove(id)).collect(), more))
+    }
+
+    /// The ids of `wanted` runs from `offset` among those matching `condition`, in the order of
+    /// `segments` (each segment's runs in its order, then the next segment's), then newest first,
+    /// then by id. A segment that ends before the page begins is counted to know where the page
+    /// begins in the next.
+    fn ordered_page(
+        &self,
+        condition: &str,
+        values: &[Value],
+        segments: &[crate::run_search::OrderSegment],
+        wanted: usize,
+        offset: usize,
+        postgres: bool,
+    ) -> Result<Vec<String>> {
+        let mut page: Vec<String> = Vec::with_capacity(wanted.min(1024));
+        let mut skip = offset;
+        for (position, segment) in segments.iter().enumerate() {
+            let take = wanted - page.len();
+            if take == 0 {
+                break;
+            }
+            let mut conditions = condition.to_string();
+            for extra in &segment.conditions {
+                conditions.push_str(" AND ");
+                conditions.push_str(extra);
+            }
+            let from = format!("FROM runs r {} WHERE {conditions}", segment.joins.join(" "));
+            let mut bound = segment.join_values.clone();
+            bound.extend(values.iter().cloned());
+            bound.extend(segment.condition_values.iter().cloned());
+            let mut terms = segment.terms.clone();
+            terms.push("r.started_ms DESC".to_string());
+            terms.push(format!("r.run_id{} ASC", crate::run_search::bytewise(postgres)));
+            let sql = format!("SELECT r.run_id {from} ORDER BY {} LIMIT ? OFFSET ?", terms.join(", "));
+            let mut paged = bound.clone();
+            paged.push((take as i64).to_value());
+            paged.push((skip as i64).to_value());
+            let found: Vec<String> = self.lock().query_map(&sql, &as_parameters(&paged), |row| row.get(0))?;
+            let got = found.len();
+            page.extend(found);
+            if got == take || position + 1 == segments.len() {
+                continue;
+            }
+            // The segment ended inside the page (the next begins at its start) or before it.
+            skip = if got > 0 || skip == 0 {
+                0
+            } else {
+                let count: i64 =
+                    self.lock()
+                        .query_row(&format!("SELECT COUNT(*) {from}"), &as_parameters(&bound), |row| row.get(0))?;
+                skip.saturating_sub(usize::try_from(count).unwrap_or(usize::MAX))
+            };
+        }
+        Ok(page)
     }
 
     /// The runs matching `condition` with their attributes and only the parameters, tags and
@@ -601,7 +647,22 @@ impl MetaStore {
         Ok(runs)
     }
 
-    fn tracked_runs_where(&self, condition: &str, values: &[&dyn ToValue]) -> Result<Vec<TrackedRun>> {
+    /// The runs `selection` picks, whole: attributes, parameters, tags, latest metrics, dataset
+    /// inputs and logged models; newest first.
+    fn load_runs(&self, selection: RunSelection<'_>) -> Result<Vec<TrackedRun>> {
+        let (condition, subquery, values): (String, String, Vec<&dyn ToValue>) = match selection {
+            // By id, each table is read by its own key: no join back to `runs`.
+            RunSelection::Ids([]) => return Ok(Vec::new()),
+            RunSelection::Ids(ids) => {
+                let listed = format!("run_id IN ({})", vec!["?"; ids.len()].join(", "));
+                let values = ids.iter().map(|id| id as &dyn ToValue).collect();
+                (listed, vec!["?"; ids.len()].join(", "), values)
+            }
+            RunSelection::Where(condition, values) => {
+                (condition.to_string(), format!("SELECT run_id FROM runs WHERE {condition}"), values.to_vec())
+            }
+        };
+        let (condition, values) = (condition.as_str(), values.as_slice());
         let mut connection = self.lock();
         let mut runs: Vec<TrackedRun> = connection.query_map(
             &format!(
@@ -616,7 +677,6 @@ impl MetaStore {
         }
         let index: HashMap<String, usize> =
             runs.iter().enumerate().map(|(position, run)| (run.run_id.clone(), position)).collect();
-        let subquery = format!("SELECT run_id FROM runs WHERE {condition}");
         let key_values = |row: &Row| Ok((row.get::<String>(0)?, row.get::<String>(1)?, row.get::<String>(2)?));
         let params_sql = format!("SELECT run_id, key, value FROM run_params WHERE run_id IN ({subquery})");
         for (run_id, key, value) in connection.query_map(&params_sql, values, key_values)? {
@@ -1127,7 +1187,7 @@ mod tests {
             "attributes.status = 'FINISHED' and attributes.run_name LIKE 'run-1%'",
             "attributes.start_time <= '1050'",
         ];
-        let orders: [&[&str]; 10] = [
+        let orders: [&[&str]; 11] = [
             &[],
             &["metrics.rmse"],
             &["metrics.rmse DESC"],
@@ -1138,6 +1198,7 @@ mod tests {
             &["tags.team", "attributes.end_time DESC"],
             &["attributes.experiment_id", "attributes.user_id"],
             &["attributes.status", "metrics.rmse DESC", "params.depth DESC"],
+            &["metrics.rmse DESC", "params.note", "attributes.run_name"],
         ];
         let ids = [experiment.clone()];
         for view in [ViewType::ActiveOnly, ViewType::All] {
@@ -1148,7 +1209,9 @@ mod tests {
                     let order_by = parse_order_by(&order.iter().map(|text| text.to_string()).collect::<Vec<_>>())?;
                     let expected: Vec<String> =
                         search_runs(every.clone(), &clauses, &order_by).into_iter().map(|run| run.run_id).collect();
-                    for limit in [7, 100] {
+                    // Pages of 3 and 7 begin past the end of an order's segments (runs with a
+                    // number for the metric, with NaN, without it) as well as inside them.
+                    for limit in [3, 7, 100] {
                         let (mut offset, mut got) = (0, Vec::new());
                         loop {
                             let (page, more) =
