@@ -90,6 +90,18 @@ def main():
     check("search_runs filter", [item.info.run_id for item in found] == [parent_id], [item.info.run_id for item in found])
     all_runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
     check("search_runs finds both", {item.info.run_id for item in all_runs} == {parent_id, child_id})
+    # The rest of MLflow's filter syntax, as its client sends it.
+    for filter_string, expected in [
+        (f"attributes.run_id IN ('{child_id}', 'no-such-run')", [child_id]),
+        (f"attributes.run_id NOT IN ('{child_id}')", [parent_id]),
+        ("params.depth IS NULL", [child_id]),
+        ("tags.team IS NOT NULL", [parent_id]),
+        ("datasets.name = 'transactions' and datasets.context = 'training'", [parent_id]),
+        ("datasets.digest IN ('1e9addbd6767', 'other')", [parent_id]),
+        ("datasets.name NOT IN ('transactions')", []),
+    ]:
+        matched = [item.info.run_id for item in client.search_runs([experiment.experiment_id], filter_string)]
+        check(f"search_runs {filter_string}", matched == expected, matched)
 
     top = {item.path for item in client.list_artifacts(parent_id)}
     check("list artifacts", {"config", "notes", "model"} <= top, top)

@@ -83,7 +83,9 @@ fn comparison(operator: Operator) -> Option<&'static str> {
         Operator::LessOrEqual => "<=",
         Operator::Greater => ">",
         Operator::GreaterOrEqual => ">=",
-        Operator::Like | Operator::ILike => return None,
+        Operator::Like | Operator::ILike | Operator::In | Operator::NotIn | Operator::IsNull | Operator::IsNotNull => {
+            return None;
+        }
     })
 }
 
@@ -152,6 +154,21 @@ fn clause_sql(clause: &Clause, postgres: bool) -> Option<(String, Vec<Value>)> {
                 vec![Value::Text(key.clone()), Value::Real(*number)],
             ))
         }
+        (Entity::Param(key) | Entity::Tag(key), Literal::Absent) => {
+            let table = if matches!(clause.entity, Entity::Param(_)) { "run_params" } else { "run_tags" };
+            let negation = if clause.operator == Operator::IsNull { "NOT " } else { "" };
+            Some((
+                format!("{negation}EXISTS (SELECT 1 FROM {table} p WHERE p.run_id = r.run_id AND p.key = ?)"),
+                vec![Value::Text(key.clone())],
+            ))
+        }
+        (Entity::Attribute(name), Literal::List(values)) if name == "run_id" => {
+            let negation = if clause.operator == Operator::NotIn { "NOT " } else { "" };
+            Some((
+                format!("r.run_id{} {negation}IN ({})", bytewise(postgres), vec!["?"; values.len()].join(", ")),
+                values.iter().cloned().map(Value::Text).collect(),
+            ))
+        }
         (Entity::Param(key) | Entity::Tag(key), Literal::Text(text)) => {
             let table = if matches!(clause.entity, Entity::Param(_)) { "run_params" } else { "run_tags" };
             let (test, value) = text_test("p.value", clause.operator, text, postgres)?;
@@ -209,6 +226,8 @@ fn order_sql(order_by: &[OrderBy], postgres: bool) -> Option<CompiledOrder> {
                 }
                 // Any other attribute has no value on any run: it orders nothing.
             }
+            // Datasets order nothing (order_by refuses them); left to the evaluator all the same.
+            Entity::Dataset(_) => return None,
         }
     }
     let Some((key, ascending)) = leading_metric(order_by) else {

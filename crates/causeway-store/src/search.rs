@@ -17,6 +17,9 @@ pub enum Entity {
     Tag(String),
     /// A run attribute (`status`, `run_name`, `run_id`, `start_time`, `end_time`, `user_id`, …).
     Attribute(String),
+    /// A dataset the run read (`name`, `digest`, or `context`, its `mlflow.data.context` input
+    /// tag): a clause holds when it holds for any of them.
+    Dataset(String),
 }
 
 /// A comparison operator.
@@ -38,6 +41,14 @@ pub enum Operator {
     Like,
     /// `ILIKE` (case-insensitive)
     ILike,
+    /// `IN ('a', 'b')`
+    In,
+    /// `NOT IN ('a', 'b')`
+    NotIn,
+    /// `IS NULL`: the run has no such parameter or tag.
+    IsNull,
+    /// `IS NOT NULL`: the run has the parameter or tag.
+    IsNotNull,
 }
 
 /// A literal.
@@ -47,6 +58,10 @@ pub enum Literal {
     Number(f64),
     /// A string.
     Text(String),
+    /// A parenthesized list of strings, for `IN` and `NOT IN`.
+    List(Vec<String>),
+    /// No right-hand side (`IS NULL`, `IS NOT NULL`).
+    Absent,
 }
 
 /// One `entity op literal` clause; a filter is their conjunction.
@@ -65,6 +80,28 @@ enum Token {
     Word(String),
     Quoted(String),
     Operator(Operator),
+    /// `(`, `)` or `,`.
+    Punctuation(char),
+}
+
+impl Operator {
+    /// The operator as a filter spells it.
+    fn as_str(self) -> &'static str {
+        match self {
+            Operator::Equal => "=",
+            Operator::NotEqual => "!=",
+            Operator::Less => "<",
+            Operator::LessOrEqual => "<=",
+            Operator::Greater => ">",
+            Operator::GreaterOrEqual => ">=",
+            Operator::Like => "LIKE",
+            Operator::ILike => "ILIKE",
+            Operator::In => "IN",
+            Operator::NotIn => "NOT IN",
+            Operator::IsNull => "IS NULL",
+            Operator::IsNotNull => "IS NOT NULL",
+        }
+    }
 }
 
 /// A token as the person wrote it, for error messages (`the end of the filter` when there is none).
@@ -73,19 +110,8 @@ fn describe(token: Option<&Token>) -> String {
         None => "the end of the filter".into(),
         Some(Token::Word(word)) => format!("`{word}`"),
         Some(Token::Quoted(text)) => format!("'{text}'"),
-        Some(Token::Operator(operator)) => format!(
-            "`{}`",
-            match operator {
-                Operator::Equal => "=",
-                Operator::NotEqual => "!=",
-                Operator::Less => "<",
-                Operator::LessOrEqual => "<=",
-                Operator::Greater => ">",
-                Operator::GreaterOrEqual => ">=",
-                Operator::Like => "LIKE",
-                Operator::ILike => "ILIKE",
-            }
-        ),
+        Some(Token::Operator(operator)) => format!("`{}`", operator.as_str()),
+        Some(Token::Punctuation(character)) => format!("`{character}`"),
     }
 }
 
@@ -104,6 +130,9 @@ fn tokenize(text: &str) -> Result<Vec<Token>> {
                 .ok_or_else(|| Error::InvalidValue(format!("unterminated {character} quote in filter `{text}`")))?;
             tokens.push(Token::Quoted(characters[index + 1..index + 1 + end].iter().collect()));
             index += end + 2;
+        } else if matches!(character, '(' | ')' | ',') {
+            tokens.push(Token::Punctuation(character));
+            index += 1;
         } else if matches!(character, '=' | '!' | '<' | '>') {
             let next = characters.get(index + 1).copied();
             let (operator, width) = match (character, next) {
@@ -122,7 +151,7 @@ fn tokenize(text: &str) -> Result<Vec<Token>> {
             let start = index;
             while index < characters.len()
                 && !characters[index].is_whitespace()
-                && !matches!(characters[index], '\'' | '"' | '`' | '=' | '!' | '<' | '>')
+                && !matches!(characters[index], '\'' | '"' | '`' | '=' | '!' | '<' | '>' | '(' | ')' | ',')
             {
                 index += 1;
             }
@@ -138,8 +167,14 @@ fn entity(prefix: &str, key: String, text: &str) -> Result<Entity> {
         "param" | "params" | "parameter" | "parameters" => Ok(Entity::Param(key)),
         "tag" | "tags" => Ok(Entity::Tag(key)),
         "attribute" | "attributes" | "attr" | "run" => Ok(Entity::Attribute(normalize_attribute(&key))),
+        "dataset" | "datasets" => match key.as_str() {
+            "name" | "digest" | "context" => Ok(Entity::Dataset(key)),
+            other => Err(Error::InvalidValue(format!(
+                "invalid dataset key `{other}` in `{text}`: datasets have name, digest and context"
+            ))),
+        },
         other => Err(Error::InvalidValue(format!(
-            "invalid identifier type `{other}` in `{text}`: use metrics., params., tags. or attributes."
+            "invalid identifier type `{other}` in `{text}`: use metrics., params., tags., attributes. or datasets."
         ))),
     }
 }
@@ -178,34 +213,48 @@ pub fn parse_filter(text: &str) -> Result<Vec<Clause>> {
     let mut index = 0;
     while index < tokens.len() {
         let (entity, next) = identifier(&tokens, index, text)?;
-        let operator = match tokens.get(next) {
-            Some(Token::Operator(operator)) => *operator,
-            Some(Token::Word(word)) if word.eq_ignore_ascii_case("like") => Operator::Like,
-            Some(Token::Word(word)) if word.eq_ignore_ascii_case("ilike") => Operator::ILike,
+        let word = |at: usize, expected: &str| matches!(tokens.get(at), Some(Token::Word(word)) if word.eq_ignore_ascii_case(expected));
+        let (operator, next) = match tokens.get(next) {
+            Some(Token::Operator(operator)) => (*operator, next + 1),
+            _ if word(next, "like") => (Operator::Like, next + 1),
+            _ if word(next, "ilike") => (Operator::ILike, next + 1),
+            _ if word(next, "in") => (Operator::In, next + 1),
+            _ if word(next, "not") && word(next + 1, "in") => (Operator::NotIn, next + 2),
+            _ if word(next, "is") && word(next + 1, "null") => (Operator::IsNull, next + 2),
+            _ if word(next, "is") && word(next + 1, "not") && word(next + 2, "null") => (Operator::IsNotNull, next + 3),
             other => {
                 return Err(Error::InvalidValue(format!(
-                    "expected a comparison (=, !=, <, <=, >, >=, LIKE, ILIKE) in `{text}`, found {}",
+                    "expected a comparison (=, !=, <, <=, >, >=, LIKE, ILIKE, IN, NOT IN, IS NULL, IS NOT NULL) \
+                     in `{text}`, found {}",
                     describe(other)
                 )));
             }
         };
-        let literal = match tokens.get(next + 1) {
-            Some(Token::Quoted(value)) => Literal::Text(value.clone()),
-            Some(Token::Word(word)) => Literal::Number(word.parse::<f64>().map_err(|_| {
-                Error::InvalidValue(format!("`{word}` is neither a number nor a quoted string in `{text}`"))
-            })?),
-            other => {
-                return Err(Error::InvalidValue(format!(
-                    "expected a number or a quoted string in `{text}`, found {}",
-                    describe(other)
-                )));
-            }
+        let (literal, next) = match operator {
+            Operator::IsNull | Operator::IsNotNull => (Literal::Absent, next),
+            Operator::In | Operator::NotIn => list(&tokens, next, text)?,
+            _ => match tokens.get(next) {
+                Some(Token::Quoted(value)) => (Literal::Text(value.clone()), next + 1),
+                Some(Token::Word(word)) => (
+                    Literal::Number(word.parse::<f64>().map_err(|_| {
+                        Error::InvalidValue(format!("`{word}` is neither a number nor a quoted string in `{text}`"))
+                    })?),
+                    next + 1,
+                ),
+                other => {
+                    return Err(Error::InvalidValue(format!(
+                        "expected a number or a quoted string in `{text}`, found {}",
+                        describe(other)
+                    )));
+                }
+            },
         };
+        check_comparison(&entity, operator, &literal, text)?;
         if matches!(entity, Entity::Metric(_)) && !matches!(literal, Literal::Number(_)) {
             return Err(Error::InvalidValue(format!("metrics compare with numbers, in `{text}`")));
         }
         clauses.push(Clause { entity, operator, literal });
-        index = next + 2;
+        index = next;
         match tokens.get(index) {
             None => {}
             Some(Token::Word(word)) if word.eq_ignore_ascii_case("and") => index += 1,
@@ -217,10 +266,63 @@ pub fn parse_filter(text: &str) -> Result<Vec<Clause>> {
     Ok(clauses)
 }
 
+/// Reads `('a', 'b', …)` starting at `tokens[index]`; returns it and the next index.
+fn list(tokens: &[Token], index: usize, text: &str) -> Result<(Literal, usize)> {
+    let expected = |found: Option<&Token>, what: &str| {
+        Error::InvalidValue(format!("expected {what} in the list in `{text}`, found {}", describe(found)))
+    };
+    if tokens.get(index) != Some(&Token::Punctuation('(')) {
+        return Err(expected(tokens.get(index), "`(` opening a list of quoted strings"));
+    }
+    let (mut values, mut at) = (Vec::new(), index + 1);
+    loop {
+        match tokens.get(at) {
+            Some(Token::Quoted(value)) => values.push(value.clone()),
+            other => return Err(expected(other, "a quoted string")),
+        }
+        match tokens.get(at + 1) {
+            Some(Token::Punctuation(',')) => at += 2,
+            Some(Token::Punctuation(')')) => return Ok((Literal::List(values), at + 2)),
+            other => return Err(expected(other, "`,` or `)`")),
+        }
+    }
+}
+
+/// Rejects the comparisons MLflow rejects, saying what would work: lists only for run ids and
+/// datasets, `IS [NOT] NULL` only for parameters and tags, datasets only by text.
+fn check_comparison(entity: &Entity, operator: Operator, literal: &Literal, text: &str) -> Result<()> {
+    let refuse = |message: String| Err(Error::InvalidValue(format!("{message}, in `{text}`")));
+    match (entity, operator) {
+        (Entity::Param(_) | Entity::Tag(_), Operator::IsNull | Operator::IsNotNull) => Ok(()),
+        (_, Operator::IsNull | Operator::IsNotNull) => {
+            refuse("IS NULL and IS NOT NULL test parameters and tags only".to_string())
+        }
+        (Entity::Attribute(name), Operator::In | Operator::NotIn) if name == "run_id" => Ok(()),
+        (Entity::Dataset(_), Operator::In | Operator::NotIn) => Ok(()),
+        (_, Operator::In | Operator::NotIn) => {
+            refuse("only attributes.run_id and datasets.name, digest and context compare with a list".to_string())
+        }
+        (Entity::Dataset(_), Operator::Equal | Operator::NotEqual | Operator::Like | Operator::ILike)
+            if matches!(literal, Literal::Text(_)) =>
+        {
+            Ok(())
+        }
+        (Entity::Dataset(key), _) => {
+            refuse(format!("datasets.{key} compares with =, !=, LIKE, ILIKE, IN or NOT IN and a quoted string"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Something the search syntax can look into.
 pub trait Searchable {
     /// The value of `entity`, if it has one.
     fn value_of(&self, entity: &Entity) -> Option<Literal>;
+
+    /// The values of a dataset key over the datasets the item read (none by default).
+    fn dataset_values(&self, _key: &str) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 impl Searchable for crate::tracking::Experiment {
@@ -235,7 +337,7 @@ impl Searchable for crate::tracking::Experiment {
                 "lifecycle_stage" => Some(Literal::Text(self.lifecycle_stage.clone())),
                 _ => None,
             },
-            Entity::Metric(_) | Entity::Param(_) => None,
+            Entity::Metric(_) | Entity::Param(_) | Entity::Dataset(_) => None,
         }
     }
 }
@@ -250,7 +352,7 @@ impl Searchable for crate::registry::RegisteredModel {
                 "last_updated_time" | "last_updated_timestamp" => Some(Literal::Number(self.last_updated_time as f64)),
                 _ => None,
             },
-            Entity::Metric(_) | Entity::Param(_) => None,
+            Entity::Metric(_) | Entity::Param(_) | Entity::Dataset(_) => None,
         }
     }
 }
@@ -268,7 +370,7 @@ impl Searchable for crate::registry::RegistryVersion {
                 "last_updated_time" | "last_updated_timestamp" => Some(Literal::Number(self.last_updated_time as f64)),
                 _ => None,
             },
-            Entity::Metric(_) | Entity::Param(_) => None,
+            Entity::Metric(_) | Entity::Param(_) | Entity::Dataset(_) => None,
         }
     }
 }
@@ -288,7 +390,7 @@ impl Searchable for crate::logged_models::LoggedModel {
                 "last_updated_timestamp" => Some(Literal::Number(self.last_updated_time as f64)),
                 _ => None,
             },
-            Entity::Metric(_) => None,
+            Entity::Metric(_) | Entity::Dataset(_) => None,
         }
     }
 }
@@ -328,7 +430,26 @@ impl Searchable for TrackedRun {
     fn value_of(&self, entity: &Entity) -> Option<Literal> {
         value_of(self, entity)
     }
+
+    fn dataset_values(&self, key: &str) -> Vec<String> {
+        self.inputs
+            .iter()
+            .flat_map(|input| match key {
+                "name" => vec![input.name.clone()],
+                "digest" => vec![input.digest.clone()],
+                _ => input
+                    .tags
+                    .iter()
+                    .filter(|(tag, _)| tag == DATASET_CONTEXT_TAG)
+                    .map(|(_, value)| value.clone())
+                    .collect(),
+            })
+            .collect()
+    }
 }
+
+/// The input tag MLflow's client records a dataset's role in (`training`, `eval`, …) under.
+const DATASET_CONTEXT_TAG: &str = "mlflow.data.context";
 
 /// A value of a run for an entity.
 fn value_of(run: &TrackedRun, entity: &Entity) -> Option<Literal> {
@@ -348,6 +469,7 @@ fn value_of(run: &TrackedRun, entity: &Entity) -> Option<Literal> {
             "end_time" => run.end_time.map(|time| Literal::Number(time as f64)),
             _ => None,
         },
+        Entity::Dataset(_) => None,
     }
 }
 
@@ -376,6 +498,7 @@ fn compare(left: &Literal, right: &Literal) -> Option<Ordering> {
         (Literal::Text(left), Literal::Number(right)) => {
             left.parse::<f64>().ok().and_then(|left| left.partial_cmp(right))
         }
+        (Literal::List(_) | Literal::Absent, _) | (_, Literal::List(_) | Literal::Absent) => None,
     }
 }
 
@@ -390,27 +513,54 @@ impl Clause {
 
     /// [`Clause::matches`], where with `absent_differs` a missing prompt tag satisfies `!=`.
     fn matches_with(&self, item: &impl Searchable, absent_differs: bool) -> bool {
-        let Some(value) = item.value_of(&self.entity) else {
-            return absent_differs
-                && self.operator == Operator::NotEqual
-                && matches!(&self.entity, Entity::Tag(key) if key == PROMPT_TAG);
-        };
-        match self.operator {
-            Operator::Like | Operator::ILike => match (&value, &self.literal) {
-                (Literal::Text(value), Literal::Text(pattern)) if self.operator == Operator::Like => {
-                    like(value, pattern)
-                }
-                (Literal::Text(value), Literal::Text(pattern)) => like(&value.to_lowercase(), &pattern.to_lowercase()),
-                _ => false,
-            },
-            operator => compare(&value, &self.literal).is_some_and(|ordering| match operator {
+        if let Entity::Dataset(key) = &self.entity {
+            return item.dataset_values(key).into_iter().any(|value| self.holds_for(&Literal::Text(value)));
+        }
+        let value = item.value_of(&self.entity);
+        match (self.operator, value) {
+            (Operator::IsNull, value) => value.is_none(),
+            (Operator::IsNotNull, value) => value.is_some(),
+            (operator, None) => {
+                absent_differs
+                    && operator == Operator::NotEqual
+                    && matches!(&self.entity, Entity::Tag(key) if key == PROMPT_TAG)
+            }
+            (_, Some(value)) => self.holds_for(&value),
+        }
+    }
+
+    /// Whether a value the item has satisfies the clause.
+    fn holds_for(&self, value: &Literal) -> bool {
+        match (self.operator, value, &self.literal) {
+            (Operator::Like, Literal::Text(value), Literal::Text(pattern)) => like(value, pattern),
+            (Operator::ILike, Literal::Text(value), Literal::Text(pattern)) => {
+                like(&value.to_lowercase(), &pattern.to_lowercase())
+            }
+            (Operator::In, Literal::Text(value), Literal::List(values)) => values.contains(value),
+            (Operator::NotIn, Literal::Text(value), Literal::List(values)) => !values.contains(value),
+            (
+                Operator::Like
+                | Operator::ILike
+                | Operator::In
+                | Operator::NotIn
+                | Operator::IsNull
+                | Operator::IsNotNull,
+                _,
+                _,
+            ) => false,
+            (operator, value, literal) => compare(value, literal).is_some_and(|ordering| match operator {
                 Operator::Equal => ordering == Ordering::Equal,
                 Operator::NotEqual => ordering != Ordering::Equal,
                 Operator::Less => ordering == Ordering::Less,
                 Operator::LessOrEqual => ordering != Ordering::Greater,
                 Operator::Greater => ordering == Ordering::Greater,
                 Operator::GreaterOrEqual => ordering != Ordering::Less,
-                Operator::Like | Operator::ILike => false,
+                Operator::Like
+                | Operator::ILike
+                | Operator::In
+                | Operator::NotIn
+                | Operator::IsNull
+                | Operator::IsNotNull => false,
             }),
         }
     }
@@ -432,6 +582,9 @@ pub fn parse_order_by(clauses: &[String]) -> Result<Vec<OrderBy>> {
         .map(|clause| {
             let tokens = tokenize(clause)?;
             let (entity, next) = identifier(&tokens, 0, clause)?;
+            if matches!(entity, Entity::Dataset(_)) {
+                return Err(Error::InvalidValue(format!("datasets do not order runs, in order_by `{clause}`")));
+            }
             let ascending = match tokens.get(next) {
                 None => true,
                 Some(Token::Word(word)) if word.eq_ignore_ascii_case("asc") => true,
@@ -575,6 +728,72 @@ mod tests {
             ["metrics.rmse <", "metrics.rmse = 'x'", "foo.bar = 1", "params.a = 'x' or params.b = 'y'", "params.a = 'x"]
         {
             assert!(parse_filter(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lists_nulls_and_datasets_parse_as_mlflow_writes_them() {
+        let clauses = parse_filter(
+            "attributes.run_id IN ('a','b') and run_id NOT IN ('c') and params.depth IS NULL \
+             and tags.team is not null and datasets.context = 'training' and dataset.digest IN ('d1')",
+        )
+        .expect("valid");
+        assert_eq!(
+            clauses[0],
+            Clause {
+                entity: Entity::Attribute("run_id".into()),
+                operator: Operator::In,
+                literal: Literal::List(vec!["a".into(), "b".into()])
+            }
+        );
+        assert_eq!(
+            (clauses[1].operator, clauses[2].operator, clauses[3].operator),
+            (Operator::NotIn, Operator::IsNull, Operator::IsNotNull)
+        );
+        assert_eq!(clauses[2].literal, Literal::Absent);
+        assert_eq!(clauses[4].entity, Entity::Dataset("context".into()));
+        let message = |filter: &str| parse_filter(filter).err().map(|error| error.to_string()).unwrap_or_default();
+        assert!(
+            message("params.model IN ('a')").contains("only attributes.run_id and datasets"),
+            "{}",
+            message("params.model IN ('a')")
+        );
+        assert!(message("metrics.rmse IS NULL").contains("parameters and tags only"));
+        assert!(message("datasets.size = 'x'").contains("datasets have name, digest and context"));
+        assert!(message("datasets.name < 'x'").contains("compares with =, !=, LIKE"));
+        assert!(message("run_id IN ('a' 'b')").contains("found 'b'"), "{}", message("run_id IN ('a' 'b')"));
+        assert!(message("run_id IN ()").contains("expected a quoted string"));
+        assert!(message("run_id IN 'a'").contains("`(` opening a list"));
+        assert!(parse_order_by(&["datasets.name".to_string()]).is_err());
+    }
+
+    #[test]
+    fn dataset_clauses_hold_when_any_input_satisfies_them() {
+        let mut read_two = run("a", 1, None, "gbdt");
+        for (name, context) in [("train", "training"), ("holdout", "eval")] {
+            read_two.inputs.push(input(name, context));
+        }
+        let read_none = run("b", 2, None, "gbdt");
+        let ids = |filter: &str| {
+            let clauses = parse_filter(filter).expect("valid");
+            search_runs(vec![read_two.clone(), read_none.clone()], &clauses, &[])
+                .into_iter()
+                .map(|run| run.run_id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids("datasets.name = 'holdout'"), ["a"]);
+        assert_eq!(ids("datasets.context != 'training'"), ["a"], "the eval input differs");
+        assert_eq!(ids("datasets.name NOT IN ('train', 'holdout')"), Vec::<String>::new());
+        assert_eq!(ids("params.depth IS NULL"), ["b", "a"]);
+        assert_eq!(ids("run_id NOT IN ('a')"), ["b"]);
+    }
+
+    fn input(name: &str, context: &str) -> crate::tracking::DatasetInput {
+        crate::tracking::DatasetInput {
+            name: name.into(),
+            digest: format!("{name}-digest"),
+            tags: vec![(DATASET_CONTEXT_TAG.to_string(), context.to_string())],
+            ..crate::tracking::DatasetInput::default()
         }
     }
 

@@ -91,7 +91,7 @@ pub struct MetricPoint {
 }
 
 /// A dataset a run read, as MLflow's `log_input` records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct DatasetInput {
     /// The dataset's name.
     pub name: String,
@@ -582,12 +582,13 @@ impl MetaStore {
         entities: impl Iterator<Item = &'a crate::search::Entity>,
     ) -> Result<Vec<TrackedRun>> {
         use crate::search::Entity;
-        let (mut params, mut tags, mut metrics) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut params, mut tags, mut metrics, mut datasets) = (Vec::new(), Vec::new(), Vec::new(), false);
         for entity in entities {
             match entity {
                 Entity::Param(key) => params.push(key.clone()),
                 Entity::Tag(key) => tags.push(key.clone()),
                 Entity::Metric(key) => metrics.push(key.clone()),
+                Entity::Dataset(_) => datasets = true,
                 Entity::Attribute(_) => {}
             }
         }
@@ -641,6 +642,22 @@ impl MetaStore {
             for (run_id, key, point) in latest {
                 if let Some(position) = index.get(&run_id) {
                     runs[*position].metrics.insert(key, point);
+                }
+            }
+        }
+        if datasets {
+            let sql = format!("SELECT run_id, name, digest, tags_json FROM run_inputs WHERE run_id IN ({subquery})");
+            let inputs = connection.query_map(&sql, values, |row| {
+                Ok((row.get::<String>(0)?, row.get::<String>(1)?, row.get::<String>(2)?, row.get::<String>(3)?))
+            })?;
+            for (run_id, name, digest, tags) in inputs {
+                if let Some(position) = index.get(&run_id) {
+                    runs[*position].inputs.push(DatasetInput {
+                        name,
+                        digest,
+                        tags: serde_json::from_str(&tags).unwrap_or_default(),
+                        ..DatasetInput::default()
+                    });
                 }
             }
         }
@@ -1160,11 +1177,41 @@ mod tests {
             if index % 4 == 1 {
                 store.update_tracked_run(&run.run_id, Some(RunStatus::Finished), Some(2_000 + index), None)?;
             }
+            if index % 3 != 2 {
+                let context = if index % 2 == 0 { "training" } else { "eval" };
+                let input = DatasetInput {
+                    name: format!("table-{}", index % 4),
+                    digest: format!("d{}", index % 5),
+                    source_type: "local".into(),
+                    source: "{}".into(),
+                    tags: vec![("mlflow.data.context".to_string(), context.to_string())],
+                    ..DatasetInput::default()
+                };
+                store.log_dataset_inputs(&run.run_id, &[input], 1)?;
+            }
             if index % 9 == 0 {
                 store.set_run_stage(&run.run_id, DELETED)?;
             }
         }
+        let some_ids: Vec<String> = store
+            .tracked_runs(std::slice::from_ref(&experiment), ViewType::All)?
+            .iter()
+            .step_by(4)
+            .map(|run| format!("'{}'", run.run_id))
+            .collect();
+        let in_ids = format!("attributes.run_id IN ({})", some_ids.join(", "));
+        let not_in_ids = format!("run_id NOT IN ({}) and params.depth IS NOT NULL", some_ids[..3].join(","));
         let filters = [
+            in_ids.as_str(),
+            not_in_ids.as_str(),
+            "params.depth IS NULL",
+            "tags.team IS NOT NULL and metrics.rmse > 0.2",
+            "tags.team IS NULL",
+            "datasets.name = 'table-1'",
+            "datasets.digest IN ('d1', 'd3') and params.model = 'gbdt'",
+            "datasets.context != 'training'",
+            "dataset.name NOT IN ('table-0')",
+            "datasets.context ILIKE 'TRAIN%'",
             "",
             "metrics.rmse < 0.5",
             "params.model = 'gbdt' and metrics.rmse >= 0.3",
