@@ -132,6 +132,11 @@ impl MlflowError {
         Self { status: StatusCode::PAYLOAD_TOO_LARGE, error_code: "REQUEST_LIMIT_EXCEEDED", message: message.into() }
     }
 
+    /// A PERMISSION_DENIED error (403).
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::FORBIDDEN, error_code: "PERMISSION_DENIED", message: message.into() }
+    }
+
     /// An INTERNAL_ERROR (500).
     pub fn internal(message: impl Into<String>) -> Self {
         Self { status: StatusCode::INTERNAL_SERVER_ERROR, error_code: "INTERNAL_ERROR", message: message.into() }
@@ -211,7 +216,8 @@ pub fn router(state: TrackingState) -> Router {
         .with_state(state.clone())
         .merge(crate::registry::router(state.clone()))
         .merge(crate::history::router(state.clone()))
-        .merge(crate::logged_models::router(state))
+        .merge(crate::logged_models::router(state.clone()))
+        .merge(crate::preview::router(state))
 }
 
 /// Parses a request body; refuses strings holding U+0000, which no name or value may contain

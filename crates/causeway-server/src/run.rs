@@ -85,16 +85,21 @@ pub struct Started {
 pub fn run(deployment: Deployment, options: RunOptions, on_started: impl FnOnce(&Started)) -> Result<(), Error> {
     let Deployment { meta, blobs, online, features, clock } = deployment;
     let features = features.zip(online.clone()).map(|(spec, store)| OnlineFeatures { spec, store });
-    let log = PredictionLog::start_with_age(
-        blobs.clone(),
-        LOG_QUEUE,
-        LOG_SEGMENT,
-        Some(options.log_flush.max(Duration::from_millis(10))),
-    );
-    let engine = Arc::new(Engine::new(meta.clone(), blobs.clone(), features, clock.clone(), log));
-    let report = engine.refresh()?;
+    // Without models to serve (`causeway ui`) no engine is built: nothing is loaded, refreshed
+    // or logged.
+    let engine = options.serve_models.then(|| {
+        let log = PredictionLog::start_with_age(
+            blobs.clone(),
+            LOG_QUEUE,
+            LOG_SEGMENT,
+            Some(options.log_flush.max(Duration::from_millis(10))),
+        );
+        Arc::new(Engine::new(meta.clone(), blobs.clone(), features, clock.clone(), log))
+    });
+    let report = engine.as_ref().map(|engine| engine.refresh()).transpose()?.unwrap_or_default();
+    let deployed = engine.as_ref().map(|engine| engine.deployed_models()).unwrap_or_default();
     if let Some(required) = &options.required_model
-        && !engine.deployed_models().iter().any(|model| model == required)
+        && !deployed.iter().any(|model| model == required)
     {
         let reason = report.unservable.iter().find(|(model, _)| model == required).map(|(_, reason)| reason.clone());
         return Err(Error::NotDeployed {
@@ -112,7 +117,7 @@ pub fn run(deployment: Deployment, options: RunOptions, on_started: impl FnOnce(
             meta,
             blobs,
             clock,
-            engine: options.serve_models.then(|| engine.clone()),
+            engine: engine.clone(),
             tracking: options.tracking,
             require_tokens: options.require_tokens,
             access: AccessPolicy::new(address, options.allowed_hosts.clone(), options.cors_allowed_origins.clone()),
@@ -120,12 +125,15 @@ pub fn run(deployment: Deployment, options: RunOptions, on_started: impl FnOnce(
             tracking_options: options.tracking_options.clone(),
             ui: options.ui.clone(),
         });
-        let models = if options.serve_models { engine.deployed_models() } else { Vec::new() };
-        on_started(&Started { address, models, unservable: report.unservable });
-        let refresher = crate::spawn_refresher(engine.clone(), options.reload.max(Duration::from_secs(1)));
+        on_started(&Started { address, models: deployed, unservable: report.unservable });
+        let refresher = engine
+            .as_ref()
+            .map(|engine| crate::spawn_refresher(engine.clone(), options.reload.max(Duration::from_secs(1))));
         let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
-        refresher.abort();
-        let flushed = engine.log().flush().map_err(Error::from);
+        if let Some(refresher) = refresher {
+            refresher.abort();
+        }
+        let flushed = engine.as_ref().map_or(Ok(()), |engine| engine.log().flush().map_err(Error::from));
         let online_flushed = online.as_ref().map_or(Ok(()), |online| online.flush().map(|_| ()).map_err(Error::from));
         served.map_err(Error::from)?;
         flushed?;

@@ -368,3 +368,92 @@ fn the_web_ui_works_in_a_real_browser() {
     alone.terminate();
     server.terminate();
 }
+
+/// What a new user logs with the official MLflow client — scikit-learn autologging on the
+/// breast-cancer table, a search with child runs, a loss curve by epoch, dataset inputs, HTML,
+/// JSON and text artifacts (`tests/mlflow/ui_trial.py`) — draws in the browser: the runs list,
+/// the parent with its children, the curve, the inputs, the artifacts and their previews, and
+/// the comparison of the trials.
+#[test]
+fn runs_the_official_client_logged_render_in_the_browser() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("project");
+    std::fs::create_dir_all(&dir).expect("a bare directory, as `mlflow server` starts in");
+    let dir_text = dir.to_str().expect("utf-8");
+    let server = Server::spawn_with(&["server", "--dir", dir_text, "--port", "0", "--no-loop"], &[]);
+    let base = format!("http://{}", server.address);
+    let output = std::process::Command::new(causeway_test_support::python())
+        .arg(causeway_test_support::repository_root().join("tests/mlflow/ui_trial.py"))
+        .env("MLFLOW_TRACKING_URI", &base)
+        .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        .output()
+        .expect("the trial script runs");
+    assert!(output.status.success(), "ui_trial.py failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    let logged: Value =
+        serde_json::from_slice(output.stdout.trim_ascii().rsplit(|byte| *byte == b'\n').next().unwrap_or_default())
+            .expect("the script prints its runs as JSON");
+    let experiment = logged["experiment"].as_str().expect("an experiment");
+    let parent = logged["runs"]["parent"].as_str().expect("the search's run");
+    let epochs = logged["runs"]["epochs"].as_str().expect("the epochs run");
+    let children: Vec<&str> =
+        logged["runs"]["children"].as_array().expect("children").iter().filter_map(Value::as_str).collect();
+    assert_eq!(children.len(), 3);
+
+    let browser = Browser::shared();
+    let page = browser.page();
+    visit(&page, &base, &format!("/ui/experiments/{experiment}"), "runs", "trial-runs");
+    assert_eq!(page.count("#runs tbody tr"), 5, "the search, its three trials and the epochs run");
+    visit(&page, &base, &format!("/ui/runs/{}", children[1]), "run", "trial-child");
+    let params = page.text("#params");
+    assert!(params.contains("logisticregression__C") && params.contains("0.1"), "autologged parameters: {params}");
+    assert!(page.text("#metrics").contains("training_roc_auc"), "autologged metrics: {}", page.text("#metrics"));
+    let inputs = page.text("#inputs");
+    assert!(inputs.contains("breast-cancer") && inputs.contains("training"), "the dataset input: {inputs}");
+    visit(&page, &base, &format!("/ui/runs/{parent}"), "run", "trial-parent");
+    assert_eq!(page.count("#children tbody tr"), 3, "the search's trials are its children");
+    assert!(page.text("#children").contains("holdout_auc"), "the children's metrics: {}", page.text("#children"));
+    visit(&page, &base, &format!("/ui/runs/{epochs}?metric=holdout_log_loss"), "run", "trial-epochs");
+    page.wait_for("document.querySelector('[data-chart=holdout_log_loss]').dataset.total === '40'", WAIT);
+    page.click("#artifacts li > button.link:not([data-artifact])");
+    page.wait_for("document.querySelector(\"[data-artifact='reports/holdout.json']\") !== null", WAIT);
+    page.click("[data-artifact='reports/holdout.json']");
+    page.wait_for("document.querySelector('#artifact-preview pre') !== null", WAIT);
+    assert!(
+        page.text("#artifact-preview").contains("\"rows\": 143"),
+        "pretty JSON: {}",
+        page.text("#artifact-preview")
+    );
+    page.click("[data-artifact='reports/holdout.html']");
+    page.wait_for("document.querySelector('#artifact-preview iframe') !== null", WAIT);
+    page.screenshot(&screenshots().join("trial-html-preview.png"));
+    assert!(page.console_errors().is_empty(), "{:?}", page.console_errors());
+    // The frame's address is signed and short-lived, and the report keeps its inline styles
+    // (a `blob:` document would inherit the page's policy and lose them).
+    let (status, issued) = server.json(
+        "GET",
+        &format!("/ui/api/artifact-preview?run_id={epochs}&path=reports/holdout.html"),
+        &Value::Null,
+    );
+    assert_eq!(status, 200, "{issued}");
+    let address = issued["url"].as_str().expect("an address").to_string();
+    page.goto(&format!("{base}{address}"));
+    page.wait_for("document.getElementById('title') !== null", WAIT);
+    assert_eq!(
+        page.evaluate("getComputedStyle(document.body).color").as_str(),
+        Some("rgb(20, 60, 120)"),
+        "the report's own style applies"
+    );
+    let (status, refused) = server.request("GET", &format!("{address}0"), None);
+    assert_eq!(status, 403, "a changed ticket is refused: {refused}");
+    let compared = children.join(",");
+    visit(&page, &base, &format!("/ui/compare?runs={compared}"), "compare", "trial-compare");
+    assert!(page.text("main").contains("logisticregression__C"), "the differing parameter is shown");
+    let every_parameter = page.count("#compare-params tbody tr");
+    page.click("[data-control=only-differing]");
+    // The estimator, its C, and the pipeline's steps, which print the estimator.
+    page.wait_for("document.querySelectorAll('#compare-params tbody tr').length === 3", WAIT);
+    assert!(every_parameter > 20, "autologging logs every parameter: {every_parameter}");
+    assert_eq!(page.count("#compare-params tbody tr.differs"), 3);
+    drop(page);
+    server.terminate();
+}

@@ -27,10 +27,19 @@ export async function render(context) {
   const chartArea = el('div', {id: 'metric-chart'});
   const chooser = el('select', {'aria-label': 'metric', onchange: (event) => metricChart(chartArea, runs, event.target.value)},
     metricKeys.map((key) => el('option', {value: key}, key)));
+  // The differing parameters first; with many (autologging logs dozens), only those on request.
   const parameterRows = rowsOf('params', String);
-  const differing = parameterRows.filter((row) => row.classList.contains('differs')).length;
+  const differs = (row) => row.classList.contains('differs');
+  const ordered = [...parameterRows.filter(differs), ...parameterRows.filter((row) => !differs(row))];
+  const differing = ordered.filter(differs).length;
+  const body = el('tbody', {}, ordered);
+  const onlyDiffering = el('input', {type: 'checkbox', 'data-control': 'only-differing', onchange: (event) => {
+    body.replaceChildren(...(event.target.checked ? ordered.filter(differs) : ordered));
+  }});
   replace(context.main, el('h1', {}, `Compare ${runs.length} runs`),
-    section(`Parameters (${differing} differ)`, el('div', {class: 'table-wrap'}, el('table', {id: 'compare-params'}, el('thead', {}, header.cloneNode(true)), el('tbody', {}, parameterRows)))),
+    section(`Parameters (${differing} differ)`,
+      el('label', {class: 'inline'}, onlyDiffering, ' only the differing ones'),
+      el('div', {class: 'table-wrap'}, el('table', {id: 'compare-params'}, el('thead', {}, header.cloneNode(true)), body))),
     section('Metrics', el('div', {class: 'table-wrap'}, el('table', {id: 'compare-metrics'}, el('thead', {}, header), el('tbody', {}, rowsOf('metrics', number)))),
       metricKeys.length ? [el('div', {class: 'row'}, el('span', {}, 'Curves of'), chooser), chartArea] : null));
   if (metricKeys.length) await metricChart(chartArea, runs, metricKeys[0]);

@@ -67,13 +67,18 @@ export function metricChart(container, runs, key) {
 
 async function preview(runId, path, into) {
   replace(into, el('p', {class: 'muted'}, `Loading ${path}…`));
-  const blob = await artifact(runId, path);
   const name = path.split('/').pop();
+  if (/\.html?$/i.test(name)) {
+    // A signed address valid a minute, served under its own policy: the report keeps its styles
+    // (a blob: document would inherit this page's policy and lose them), its scripts never run.
+    const {url} = await ui(`artifact-preview?${new URLSearchParams({run_id: runId, path})}`);
+    const frame = el('iframe', {class: 'preview-html', sandbox: '', title: path, src: url, 'data-preview': path});
+    replace(into, el('p', {class: 'muted small'}, 'Rendered in a sandbox: its scripts do not run.'), frame);
+    return;
+  }
+  const blob = await artifact(runId, path);
   if (IMAGE.test(name)) {
     replace(into, el('img', {class: 'preview-image', alt: path, src: URL.createObjectURL(blob)}));
-  } else if (/\.html?$/i.test(name)) {
-    const frame = el('iframe', {class: 'preview-html', sandbox: '', title: path, src: URL.createObjectURL(new Blob([blob], {type: 'text/html'}))});
-    replace(into, el('p', {class: 'muted small'}, 'Rendered in a sandbox: its scripts do not run.'), frame);
   } else if (TEXT.test(name) || blob.size < 64 * 1024) {
     let text = await blob.slice(0, PREVIEW_BYTES).text();
     if (/\.json$/i.test(name)) { try { text = JSON.stringify(JSON.parse(text), null, 2); } catch { /* shown as it is */ } }
@@ -120,6 +125,9 @@ export async function render(context) {
   const tag = (key) => run.tags[key];
   const children = await mlflow('runs/search', {experiment_ids: [run.experiment], filter: `tags.mlflow.parentRunId = '${runId.replace(/'/g, '')}'`, max_results: 200});
   const metricKeys = Object.keys(run.metrics).sort();
+  const childRuns = (children.runs || []).map(flatten);
+  // The children's own metrics (a search's parent often logs none), the first four by name.
+  const childKeys = [...new Set(childRuns.flatMap((child) => Object.keys(child.metrics)))].sort().slice(0, 4);
   const chartArea = el('div', {id: 'metric-chart'});
   const viewer = el('div', {id: 'artifact-preview'});
   const tree = el('div', {id: 'artifacts'});
@@ -147,10 +155,10 @@ export async function render(context) {
     section('Artifacts', el('div', {class: 'grid'}, tree, viewer)),
     section('Dataset inputs', run.inputs.length
       ? table(['name', 'digest', 'context', 'source'], run.inputs.map((input) => [input.dataset.name, el('span', {class: 'mono'}, input.dataset.digest),
-        ((input.tags || []).find((item) => item.key === 'mlflow.data.context') || {}).value || '—', input.dataset.source_type || '—']))
+        ((input.tags || []).find((item) => item.key === 'mlflow.data.context') || {}).value || '—', input.dataset.source_type || '—']), {id: 'inputs'})
       : el('p', {class: 'muted'}, 'No dataset inputs logged.')),
-    section(`Child runs (${(children.runs || []).length})`, (children.runs || []).length
-      ? table(['run', 'status', ...metricKeys.slice(0, 4)], children.runs.map(flatten).map((child) => [link(`/ui/runs/${encodeURIComponent(child.id)}`, child.name), badge((child.status || '').toLowerCase()), ...metricKeys.slice(0, 4).map((key) => number(child.metrics[key]))]), {id: 'children'})
+    section(`Child runs (${childRuns.length})`, childRuns.length
+      ? table(['run', 'status', ...childKeys], childRuns.map((child) => [link(`/ui/runs/${encodeURIComponent(child.id)}`, child.name), badge((child.status || '').toLowerCase()), ...childKeys.map((key) => number(child.metrics[key]))]), {id: 'children'})
       : el('p', {class: 'muted'}, 'None (search trials appear here).')),
     section('Tags', table(['tag', 'value'], Object.entries(run.tags).sort().map(([key, value]) => [key, el('span', {class: 'mono small'}, value)]))));
   await artifactTree(runId, '', tree, viewer).catch((error) => replace(tree, el('p', {class: 'error-text'}, error.message)));
