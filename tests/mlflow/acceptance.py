@@ -266,6 +266,38 @@ def drop_in_checks(client):
         client.log_inputs(evaluation_run.info.run_id, models=[mlflow.entities.LoggedModelInput(logged.model_id)])
     inputs = client.get_run(evaluation_run.info.run_id).inputs.model_inputs
     check("log_inputs with models", [item.model_id for item in inputs] == [logged.model_id], inputs)
+    prompts(client)
+
+
+def prompts(client):
+    """MLflow's prompt registry, through `mlflow.genai` as its documentation uses it."""
+    first = mlflow.genai.register_prompt(name="summarize", template="Summarize: {{text}}", commit_message="first")
+    second = mlflow.genai.register_prompt(name="summarize", template="Summarize in {{words}} words: {{text}}", tags={"author": "ada"})
+    check("register_prompt versions", (first.version, second.version) == (1, 2), (first.version, second.version))
+    loaded = mlflow.genai.load_prompt("prompts:/summarize/1")
+    check("load_prompt by version", loaded.template == "Summarize: {{text}}" and loaded.format(text="hi") == "Summarize: hi", loaded.template)
+    latest = mlflow.genai.load_prompt("prompts:/summarize@latest")
+    check("load_prompt @latest", latest.version == 2, latest.version)
+    mlflow.genai.set_prompt_alias("summarize", alias="production", version=1)
+    production = mlflow.genai.load_prompt("prompts:/summarize@production")
+    check("load_prompt by alias", production.version == 1 and production.aliases == ["production"], (production.version, production.aliases))
+    try:
+        mlflow.genai.set_prompt_alias("summarize", alias="latest", version=1)
+        check("the alias `latest` is reserved", False, "accepted")
+    except mlflow.exceptions.MlflowException as error:
+        check("the alias `latest` is reserved", "reserved" in str(error), str(error))
+    chat = mlflow.genai.register_prompt(
+        name="support-chat",
+        template=[{"role": "system", "content": "You help with {{product}}."}, {"role": "user", "content": "{{question}}"}],
+    )
+    messages = mlflow.genai.load_prompt(f"prompts:/support-chat/{chat.version}").format(product="Causeway", question="How?")
+    check("chat prompt", messages == [{"role": "system", "content": "You help with Causeway."}, {"role": "user", "content": "How?"}], messages)
+    names = sorted(prompt.name for prompt in mlflow.genai.search_prompts())
+    check("search_prompts", names == ["summarize", "support-chat"], names)
+    models = {model.name for model in client.search_registered_models()}
+    check("prompts are not models", not ({"summarize", "support-chat"} & models), models)
+    versions = {version.name for version in client.search_model_versions()}
+    check("prompt versions are not model versions", versions and not ({"summarize", "support-chat"} & versions), versions)
 
 
 if __name__ == "__main__":

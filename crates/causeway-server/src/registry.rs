@@ -345,7 +345,7 @@ async fn get_alias(State(state): State<TrackingState>, Query(query): Query<HashM
     blocking(move || {
         let request = RegistryRequest::from_query(&query);
         let (name, alias) = (request.name()?, alias_name(&request)?);
-        let version = state.meta.alias(name, alias)?.ok_or_else(|| {
+        let version = state.meta.version_by_alias(name, alias)?.ok_or_else(|| {
             MlflowError::from(causeway_store::Error::NotFound(format!("alias `{alias}` of registered model `{name}`")))
         })?;
         Ok(Json(json!({"model_version": version_answer(&state, &state.meta.registry_version(name, version)?)})))
@@ -569,7 +569,7 @@ pub(crate) fn storage_location(state: &TrackingState, source: &str) -> String {
         } else if let Some((name, alias)) = rest.split_once('@') {
             state
                 .meta
-                .alias(name, alias)
+                .version_by_alias(name, alias)
                 .ok()
                 .flatten()
                 .and_then(|version| state.meta.registry_version(name, version).ok())

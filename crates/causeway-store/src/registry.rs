@@ -289,6 +289,21 @@ impl MetaStore {
         self.registry_version(&record.model, record.version)
     }
 
+    /// The version an alias names, as MLflow resolves it: `latest` (any case, which no alias may
+    /// be called) is the highest version number; any other name is the alias set on the model.
+    /// `None` when the alias is not set or the model has no version.
+    pub fn version_by_alias(&self, name: &str, alias: &str) -> Result<Option<u32>> {
+        if alias.eq_ignore_ascii_case(crate::rollout::LATEST_ALIAS) {
+            let highest: Option<i64> = self.lock().query_row(
+                "SELECT MAX(version) FROM model_versions WHERE model = ?1",
+                params![name],
+                |row| row.get(0),
+            )?;
+            return Ok(highest.and_then(|version| u32::try_from(version).ok()));
+        }
+        self.alias(name, alias)
+    }
+
     /// One version with its registry fields.
     pub fn registry_version(&self, name: &str, version: u32) -> Result<RegistryVersion> {
         let mut connection = self.lock();

@@ -106,6 +106,7 @@ impl MetaStore {
         at_ms: i64,
         reason: &str,
     ) -> Result<()> {
+        check_alias_name(alias)?;
         let mut connection = self.lock();
         let mut transaction = connection.transaction()?;
         version_exists(&mut transaction, model, version)?;
@@ -176,6 +177,25 @@ impl MetaStore {
         self.set_alias(model, alias, previous, actor, at_ms, &reason)?;
         Ok(previous)
     }
+}
+
+/// The alias MLflow resolves to a model's highest version; no alias may take its name.
+pub(crate) const LATEST_ALIAS: &str = "latest";
+
+/// Refuses the alias names MLflow reserves: `latest` (any case) and version-like `v1`, `V2`…,
+/// with MLflow's words.
+fn check_alias_name(alias: &str) -> Result<()> {
+    if alias.eq_ignore_ascii_case(LATEST_ALIAS) {
+        return Err(Error::InvalidValue("'latest' alias name (case insensitive) is reserved.".into()));
+    }
+    let mut characters = alias.chars();
+    let version_like = matches!(characters.next(), Some('v' | 'V'))
+        && !characters.as_str().is_empty()
+        && characters.all(|character| character.is_ascii_digit());
+    if version_like {
+        return Err(Error::InvalidValue(format!("Version alias name '{alias}' is reserved.")));
+    }
+    Ok(())
 }
 
 fn version_exists(connection: &mut Connection, model: &str, version: u32) -> Result<()> {

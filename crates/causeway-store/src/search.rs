@@ -395,9 +395,9 @@ impl Searchable for crate::logged_models::LoggedModel {
     }
 }
 
-/// Filters and sorts registered models as MLflow's registry does: the 3.x client's
-/// ``tag.`mlflow.prompt.is_prompt` != 'true'`` also keeps models without that tag (MLflow treats
-/// this one tag so; any other absent tag matches nothing); `order_by` first, then by name.
+/// Filters and sorts registered models as MLflow's registry does: prompts (the
+/// `mlflow.prompt.is_prompt = 'true'` tag) only when the filter asks for them, models otherwise
+/// (see [`PromptsApart`]); `order_by` first, then by name.
 pub fn search_registered_models(
     models: Vec<crate::registry::RegisteredModel>,
     filter: &[Clause],
@@ -406,7 +406,8 @@ pub fn search_registered_models(
     search_with(models, filter, order_by, true, |left, right| left.name.cmp(&right.name))
 }
 
-/// Filters and sorts model versions as MLflow's registry does (the prompt tag as for models);
+/// Filters and sorts model versions as MLflow's registry does (prompt versions apart, as for
+/// models);
 /// `order_by` first, by default the most recently updated, then by name and newest
 /// version.
 pub fn search_model_versions(
@@ -506,13 +507,8 @@ fn compare(left: &Literal, right: &Literal) -> Option<Ordering> {
 const PROMPT_TAG: &str = "mlflow.prompt.is_prompt";
 
 impl Clause {
-    /// True when the item satisfies the clause (a missing value never does).
+    /// True when the item satisfies the clause (a missing value never does, but `IS NULL`).
     pub fn matches(&self, item: &impl Searchable) -> bool {
-        self.matches_with(item, false)
-    }
-
-    /// [`Clause::matches`], where with `absent_differs` a missing prompt tag satisfies `!=`.
-    fn matches_with(&self, item: &impl Searchable, absent_differs: bool) -> bool {
         if let Entity::Dataset(key) = &self.entity {
             return item.dataset_values(key).into_iter().any(|value| self.holds_for(&Literal::Text(value)));
         }
@@ -520,11 +516,7 @@ impl Clause {
         match (self.operator, value) {
             (Operator::IsNull, value) => value.is_none(),
             (Operator::IsNotNull, value) => value.is_some(),
-            (operator, None) => {
-                absent_differs
-                    && operator == Operator::NotEqual
-                    && matches!(&self.entity, Entity::Tag(key) if key == PROMPT_TAG)
-            }
+            (_, None) => false,
             (_, Some(value)) => self.holds_for(&value),
         }
     }
@@ -633,14 +625,57 @@ fn search<T: Searchable>(
     search_with(items, filter, order_by, false, tiebreak)
 }
 
+/// MLflow's registry keeps prompts apart from models: a search answers prompts only when its
+/// filter asks for them (its first clause on the prompt tag is `= 'true'` or `!= 'false'`, in
+/// any case), and otherwise answers only what is not a prompt, ignoring its clauses on the tag —
+/// the 3.x client's ``tag.`mlflow.prompt.is_prompt` != 'true'`` keeps models that lack the tag.
+struct PromptsApart {
+    asks_for_prompts: bool,
+}
+
+impl PromptsApart {
+    fn of(filter: &[Clause]) -> Self {
+        let asks_for_prompts =
+            filter.iter().find(|clause| Self::is_about_prompts(clause)).is_some_and(|clause| {
+                match (&clause.operator, &clause.literal) {
+                    (Operator::Equal, Literal::Text(value)) => value.eq_ignore_ascii_case("true"),
+                    (Operator::NotEqual, Literal::Text(value)) => value.eq_ignore_ascii_case("false"),
+                    _ => false,
+                }
+            });
+        Self { asks_for_prompts }
+    }
+
+    fn is_about_prompts(clause: &Clause) -> bool {
+        matches!(&clause.entity, Entity::Tag(key) if key == PROMPT_TAG)
+    }
+
+    /// Whether a clause is judged (MLflow drops the prompt tag's clauses from a model search).
+    fn judges(&self, clause: &Clause) -> bool {
+        self.asks_for_prompts || !Self::is_about_prompts(clause)
+    }
+
+    /// Whether an item may be answered at all.
+    fn admits(&self, item: &impl Searchable) -> bool {
+        self.asks_for_prompts || item.value_of(&Entity::Tag(PROMPT_TAG.into())) != Some(Literal::Text("true".into()))
+    }
+}
+
 fn search_with<T: Searchable>(
     mut items: Vec<T>,
     filter: &[Clause],
     order_by: &[OrderBy],
-    absent_differs: bool,
+    prompts_apart: bool,
     tiebreak: impl Fn(&T, &T) -> Ordering,
 ) -> Vec<T> {
-    items.retain(|item| filter.iter().all(|clause| clause.matches_with(item, absent_differs)));
+    let prompts = prompts_apart.then(|| PromptsApart::of(filter));
+    items.retain(|item| match &prompts {
+        Some(prompts) => {
+            prompts.admits(item)
+                && filter.iter().filter(|clause| prompts.judges(clause)).all(|clause| clause.matches(item))
+        }
+        None => filter.iter().all(|clause| clause.matches(item)),
+    });
     items.sort_by(|left, right| {
         for order in order_by {
             let ordering = match (left.value_of(&order.entity), right.value_of(&order.entity)) {
