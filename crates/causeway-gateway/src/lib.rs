@@ -1,0 +1,20 @@
+//! The LLM gateway without HTTP: what sits between a caller of the OpenAI API and the providers
+//! that answer it — the configuration of providers, routes and prices, the exact cost of a call,
+//! reading usage out of answers and server-sent-event streams; later routing, limits, caches,
+//! guardrails, prompt rendering and traces (`docs/plans/llm-gateway.md`).
+//!
+//! It knows no web framework: `causeway-server`'s OpenAI adapter decodes a request, calls this
+//! crate and encodes what it returns. A request is kept as JSON and forwarded untouched except
+//! where the gateway decides something, so fields it does not know pass through.
+
+pub mod config;
+mod error;
+pub mod price;
+pub mod sse;
+pub mod usage;
+
+pub use config::GatewayConfig;
+pub use error::{Error, Result};
+pub use price::{Cost, PriceTable};
+pub use sse::SseScanner;
+pub use usage::Usage;
