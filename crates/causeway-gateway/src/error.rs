@@ -9,6 +9,20 @@ pub enum Error {
     /// The `[gateway]` configuration is inconsistent; the message says what to change.
     #[error("gateway configuration: {0}")]
     Config(String),
+    /// The caller's request is malformed.
+    #[error("{0}")]
+    Invalid(String),
+    /// What the request names does not exist (a route).
+    #[error("{0}")]
+    NotFound(String),
+    /// The upstream could not be reached, timed out, failed or broke its answer off.
+    #[error("provider `{provider}`: {message}")]
+    Upstream {
+        /// The provider's name.
+        provider: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// The gateway's results.
@@ -17,7 +31,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl HasErrorCode for Error {
     fn code(&self) -> ErrorCode {
         match self {
-            Self::Config(_) => ErrorCode::InvalidInput,
+            Self::Config(_) | Self::Invalid(_) => ErrorCode::InvalidInput,
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::Upstream { .. } => ErrorCode::Unavailable,
         }
     }
 }

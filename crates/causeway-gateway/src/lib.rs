@@ -1,7 +1,9 @@
-//! The LLM gateway without HTTP: what sits between a caller of the OpenAI API and the providers
-//! that answer it — the configuration of providers, routes and prices, the exact cost of a call,
-//! reading usage out of answers and server-sent-event streams; later routing, limits, caches,
-//! guardrails, prompt rendering and traces (`docs/plans/llm-gateway.md`).
+//! The LLM gateway without an HTTP server: what sits between a caller of the OpenAI API and the
+//! providers that answer it — the configuration of providers, routes and prices, routing by
+//! weight with fallbacks to OpenAI-compatible upstreams (a client, `upstream`), the exact cost of
+//! a call and its ledger, reading usage out of answers and server-sent-event streams; later
+//! limits, caches, guardrails, the embedded model, prompt rendering and traces
+//! (`docs/plans/llm-gateway.md`).
 //!
 //! It knows no web framework: `causeway-server`'s OpenAI adapter decodes a request, calls this
 //! crate and encodes what it returns. A request is kept as JSON and forwarded untouched except
@@ -9,12 +11,15 @@
 
 pub mod config;
 mod error;
+pub mod gateway;
 pub mod price;
 pub mod sse;
+pub mod upstream;
 pub mod usage;
 
 pub use config::GatewayConfig;
 pub use error::{Error, Result};
+pub use gateway::{ChatAnswer, Gateway, UsageRecord};
 pub use price::{Cost, PriceTable};
 pub use sse::SseScanner;
 pub use usage::Usage;

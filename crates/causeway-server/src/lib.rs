@@ -14,6 +14,7 @@ mod logged_models;
 mod metrics;
 pub mod mlflow;
 mod oip;
+pub mod openai;
 mod preview;
 pub mod registry;
 mod routes;

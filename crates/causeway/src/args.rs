@@ -403,6 +403,24 @@ pub enum Command {
         #[command(flatten)]
         serving: ServingArgs,
     },
+    /// Run the LLM gateway: an OpenAI-compatible API (`/v1/chat/completions`, streamed or not,
+    /// `/v1/embeddings`, `/v1/models`) in front of OpenAI-compatible servers (vLLM, llama.cpp's
+    /// server, Ollama, another gateway), recording the tokens and cost of every call.
+    ///
+    /// Example: causeway gateway --upstream http://127.0.0.1:8000/v1   (then point an OpenAI
+    /// client at http://127.0.0.1:8090/v1)
+    Gateway {
+        /// An OpenAI-compatible base URL (ending before `/chat/completions`); every model name is
+        /// forwarded to it as the caller wrote it. Repeat for fallbacks, tried in order.
+        #[arg(long, required = true)]
+        upstream: Vec<String>,
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
+        /// Listen on a non-loopback address although the gateway checks no API keys yet.
+        #[arg(long)]
+        insecure: bool,
+    },
     /// Manage API tokens (required when a server binds a non-loopback address).
     ///
     /// Example: causeway token create --name ci --scope write

@@ -83,6 +83,23 @@ pub(crate) fn ui(listen: SocketAddr, serving: &ServingArgs) -> Result<ExitCode> 
     serve_with(listen, serving, Some((&tracking, &no_loop)), None, false)
 }
 
+/// `causeway gateway --upstream URL…`: the LLM gateway alone, one catch-all route to the first
+/// upstream, the others its fallbacks in order.
+pub(crate) fn gateway(upstreams: &[String], listen: SocketAddr, insecure: bool) -> Result<ExitCode> {
+    if !listen.ip().is_loopback() && !insecure {
+        anyhow::bail!(
+            "the gateway checks no API keys yet: listen on a loopback address, or pass --insecure to listen on {listen}"
+        );
+    }
+    let config = causeway_gateway::gateway::catch_all(upstreams);
+    let gateway = causeway_gateway::Gateway::new(&config)?;
+    causeway_server::openai::run_gateway(gateway, listen, |address| {
+        // One line: the readiness signal.
+        println!("LLM gateway on http://{address} (OpenAI API at /v1), forwarding to {}", upstreams.join(", then "));
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// [`serve`], refusing to start when `required` names a model that cannot be deployed; with
 /// `serve_models` false, only the tracking API and the web UI.
 fn serve_with(

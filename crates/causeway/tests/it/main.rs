@@ -6,6 +6,7 @@
 mod cli;
 mod demo;
 mod drift;
+mod gateway;
 mod import;
 mod live;
 mod messages;

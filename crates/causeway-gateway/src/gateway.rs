@@ -1,0 +1,434 @@
+//! The gateway: resolves the route a request names, forwards it to a target (weighted, then the
+//! fallbacks in order on failure), and records what each call used and cost.
+//!
+//! A request stays JSON and only `model` (to the target's name) and, for a stream,
+//! `stream_options.include_usage` (always on upstream, so usage is always known) are rewritten;
+//! everything else passes through. A streamed answer is re-framed event by event: the
+//! usage-only chunk the gateway asked for on the caller's behalf is dropped before the caller
+//! sees it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_core::Stream;
+use http_body_util::{BodyDataStream, BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+use crate::config::{GatewayConfig, ProviderConfig, ProviderKind, RouteConfig, RouteTarget};
+use crate::error::{Error, Result};
+use crate::price::{Cost, PriceTable};
+use crate::sse::{SseEvent, SseScanner};
+use crate::upstream::Upstream;
+use crate::usage::Usage;
+
+/// The route that answers any model no other route names (`name = "*"`), forwarding the model
+/// name as the caller wrote it.
+pub const ANY_MODEL: &str = "*";
+
+/// A configuration of one catch-all route to `upstreams[0]`, the rest its fallbacks in order
+/// (what `causeway gateway --upstream URL…` serves).
+pub fn catch_all(upstreams: &[String]) -> GatewayConfig {
+    let providers: Vec<ProviderConfig> = upstreams
+        .iter()
+        .enumerate()
+        .map(|(index, url)| ProviderConfig {
+            name: format!("upstream-{}", index + 1),
+            kind: ProviderKind::Openai,
+            base_url: Some(url.clone()),
+            api_key_env: None,
+            model_file: None,
+            embedding_dir: None,
+            threads: None,
+            timeout_ms: None,
+            retries: None,
+        })
+        .collect();
+    let routes = providers
+        .split_first()
+        .map(|(first, rest)| RouteConfig {
+            name: ANY_MODEL.to_string(),
+            targets: vec![RouteTarget { provider: first.name.clone(), model: None, weight: None }],
+            fallbacks: rest.iter().map(|provider| provider.name.clone()).collect(),
+        })
+        .into_iter()
+        .collect();
+    GatewayConfig { providers, routes, prices: Vec::new() }
+}
+
+/// The largest whole (not streamed) answer read from an upstream.
+const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+
+/// What one call used, as the ledger keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRecord {
+    /// The route the caller asked for.
+    pub route: String,
+    /// The provider that answered.
+    pub provider: String,
+    /// The model name sent to it.
+    pub model: String,
+    /// The tokens, when the upstream reported them.
+    pub usage: Option<Usage>,
+    /// What they cost.
+    pub cost: Cost,
+    /// The price table's version the cost comes from.
+    pub prices: String,
+}
+
+/// A chat answer: whole, or a stream of server-sent events.
+pub enum ChatAnswer {
+    /// The upstream's status and body.
+    Whole {
+        /// HTTP status.
+        status: u16,
+        /// JSON body.
+        body: Bytes,
+    },
+    /// A stream (status 200), re-framed event by event.
+    Stream(Box<EventStream>),
+}
+
+/// The gateway's state: its configuration, prices, upstreams and ledger.
+pub struct Gateway {
+    routes: Vec<RouteConfig>,
+    upstreams: BTreeMap<String, Upstream>,
+    prices: Arc<PriceTable>,
+    ledger: Arc<Mutex<Vec<UsageRecord>>>,
+    turn: AtomicU64,
+}
+
+/// One attempt's destination.
+struct Target<'a> {
+    upstream: &'a Upstream,
+    model: String,
+}
+
+impl Gateway {
+    /// A gateway for `config` (checked whole; API keys read from the environment now).
+    pub fn new(config: &GatewayConfig) -> Result<Self> {
+        let prices = config.validate()?;
+        let mut upstreams = BTreeMap::new();
+        for provider in &config.providers {
+            match provider.kind {
+                ProviderKind::Openai => {
+                    upstreams.insert(provider.name.clone(), Upstream::new(provider)?);
+                }
+                ProviderKind::Local => {
+                    return Err(Error::Config(format!(
+                        "provider `{}`: kind = \"local\" (the embedded model) is not built yet; serve the model \
+                         with an OpenAI-compatible server and use kind = \"openai\"",
+                        provider.name
+                    )));
+                }
+            }
+        }
+        Ok(Self {
+            routes: config.routes.clone(),
+            upstreams,
+            prices: Arc::new(prices),
+            ledger: Arc::new(Mutex::new(Vec::new())),
+            turn: AtomicU64::new(0),
+        })
+    }
+
+    /// `GET /v1/models`: the routes callers can name (not `*`).
+    pub fn models(&self) -> Value {
+        let data: Vec<Value> = self
+            .routes
+            .iter()
+            .filter(|route| route.name != ANY_MODEL)
+            .map(|route| json!({"id": route.name, "object": "model", "created": 0, "owned_by": "causeway"}))
+            .collect();
+        json!({"object": "list", "data": data})
+    }
+
+    /// What every call so far used and cost, oldest first.
+    pub fn ledger(&self) -> Vec<UsageRecord> {
+        self.ledger.lock().map(|ledger| ledger.clone()).unwrap_or_default()
+    }
+
+    /// `POST /v1/chat/completions`.
+    pub async fn chat(&self, body: &[u8]) -> Result<ChatAnswer> {
+        let (mut request, requested) = decode(body)?;
+        let Some(object) = request.as_object_mut() else {
+            return Err(Error::Invalid("the request body must be a JSON object".into()));
+        };
+        let stream = object.get("stream").and_then(Value::as_bool).unwrap_or(false);
+        let caller_wants_usage = object
+            .get("stream_options")
+            .and_then(|options| options.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        if stream {
+            let options = object.entry("stream_options").or_insert_with(|| json!({}));
+            if let Some(options) = options.as_object_mut() {
+                options.insert("include_usage".into(), Value::Bool(true));
+            }
+        }
+        let route = self.route(&requested)?;
+        let mut last_error = None;
+        for target in self.targets(route, &requested) {
+            let body = for_model(&mut request, &target.model)?;
+            let answer = match target.upstream.post_json("/chat/completions", body).await {
+                Ok(answer) if answer.status >= 500 => {
+                    last_error = Some(Error::Upstream {
+                        provider: target.upstream.name().to_string(),
+                        message: format!("answered {}", answer.status),
+                    });
+                    continue;
+                }
+                Ok(answer) => answer,
+                Err(error) => {
+                    last_error = Some(error);
+                    continue;
+                }
+            };
+            let record = self.recorder(route, &target);
+            let is_stream = answer.content_type.as_deref().is_some_and(|kind| kind.starts_with("text/event-stream"));
+            if stream && is_stream && answer.status == 200 {
+                return Ok(ChatAnswer::Stream(Box::new(EventStream::new(answer.body, !caller_wants_usage, record))));
+            }
+            let body = read_whole(answer.body).await?;
+            if answer.status == 200 {
+                let usage = serde_json::from_slice::<Value>(&body).ok().as_ref().and_then(Usage::from_answer);
+                record.record(usage);
+            }
+            return Ok(ChatAnswer::Whole { status: answer.status, body });
+        }
+        Err(last_error.unwrap_or_else(|| Error::Invalid(format!("route `{}` has no target", route.name))))
+    }
+
+    /// `POST /v1/embeddings`: forwarded whole; usage recorded.
+    pub async fn embeddings(&self, body: &[u8]) -> Result<(u16, Bytes)> {
+        let (mut request, requested) = decode(body)?;
+        let route = self.route(&requested)?;
+        let mut last_error = None;
+        for target in self.targets(route, &requested) {
+            let body = for_model(&mut request, &target.model)?;
+            match target.upstream.post_json("/embeddings", body).await {
+                Ok(answer) if answer.status < 500 => {
+                    let status = answer.status;
+                    let body = read_whole(answer.body).await?;
+                    if status == 200 {
+                        let usage = serde_json::from_slice::<Value>(&body).ok().as_ref().and_then(Usage::from_answer);
+                        self.recorder(route, &target).record(usage);
+                    }
+                    return Ok((status, body));
+                }
+                Ok(answer) => {
+                    last_error = Some(Error::Upstream {
+                        provider: target.upstream.name().to_string(),
+                        message: format!("answered {}", answer.status),
+                    })
+                }
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| Error::Invalid(format!("route `{}` has no target", route.name))))
+    }
+
+    fn recorder(&self, route: &RouteConfig, target: &Target<'_>) -> Recorder {
+        Recorder {
+            ledger: self.ledger.clone(),
+            prices: self.prices.clone(),
+            route: route.name.clone(),
+            provider: target.upstream.name().to_string(),
+            model: target.model.clone(),
+        }
+    }
+
+    fn route(&self, requested: &str) -> Result<&RouteConfig> {
+        self.routes
+            .iter()
+            .find(|route| route.name == requested)
+            .or_else(|| self.routes.iter().find(|route| route.name == ANY_MODEL))
+            .ok_or_else(|| {
+                let known: Vec<&str> = self.routes.iter().map(|route| route.name.as_str()).collect();
+                Error::NotFound(format!(
+                    "no route is named `{requested}`; the gateway answers: {}",
+                    if known.is_empty() { "nothing yet".to_string() } else { known.join(", ") }
+                ))
+            })
+    }
+
+    /// The route's targets in the order they are tried: one chosen by weight (turn by turn, so
+    /// shares are exact over every run of the weights' sum), then the fallbacks.
+    fn targets<'a>(&'a self, route: &RouteConfig, requested: &str) -> Vec<Target<'a>> {
+        let total: u64 = route.targets.iter().map(|target| u64::from(target.weight.unwrap_or(1))).sum();
+        let mut order = Vec::new();
+        if total > 0 {
+            let mut turn = self.turn.fetch_add(1, Ordering::Relaxed) % total;
+            for target in &route.targets {
+                let weight = u64::from(target.weight.unwrap_or(1));
+                if turn < weight {
+                    if let Some(upstream) = self.upstreams.get(&target.provider) {
+                        let model = target.model.clone().unwrap_or_else(|| requested.to_string());
+                        order.push(Target { upstream, model });
+                    }
+                    break;
+                }
+                turn -= weight;
+            }
+        }
+        for fallback in &route.fallbacks {
+            if let Some(upstream) = self.upstreams.get(fallback) {
+                let model = route
+                    .targets
+                    .iter()
+                    .find(|target| &target.provider == fallback)
+                    .and_then(|target| target.model.clone())
+                    .unwrap_or_else(|| requested.to_string());
+                order.push(Target { upstream, model });
+            }
+        }
+        order
+    }
+}
+
+/// A request's JSON and the model (route) it names.
+fn decode(body: &[u8]) -> Result<(Value, String)> {
+    let request: Value = serde_json::from_slice(body)
+        .map_err(|error| Error::Invalid(format!("the request body is not JSON: {error}")))?;
+    match request.get("model") {
+        Some(Value::String(model)) => {
+            let model = model.clone();
+            Ok((request, model))
+        }
+        _ => Err(Error::Invalid("`model` is required: name a route (GET /v1/models lists them)".into())),
+    }
+}
+
+/// The request as sent to a target: its `model` the target's.
+fn for_model(request: &mut Value, model: &str) -> Result<Bytes> {
+    if let Some(object) = request.as_object_mut() {
+        object.insert("model".into(), Value::String(model.to_string()));
+    }
+    serde_json::to_vec(request).map(Bytes::from).map_err(|error| Error::Invalid(error.to_string()))
+}
+
+async fn read_whole(body: Incoming) -> Result<Bytes> {
+    Limited::new(body, MAX_ANSWER_BYTES).collect().await.map(|collected| collected.to_bytes()).map_err(|error| {
+        Error::Upstream { provider: "upstream".into(), message: format!("reading the answer: {error}") }
+    })
+}
+
+/// Writes one call's usage and cost to the ledger.
+struct Recorder {
+    ledger: Arc<Mutex<Vec<UsageRecord>>>,
+    prices: Arc<PriceTable>,
+    route: String,
+    provider: String,
+    model: String,
+}
+
+impl Recorder {
+    fn record(self, usage: Option<Usage>) {
+        let cost = usage.map_or(Cost::Unpriced, |usage| self.prices.cost(&self.model, &usage));
+        let record = UsageRecord {
+            route: self.route,
+            provider: self.provider,
+            model: self.model,
+            usage,
+            cost,
+            prices: self.prices.version().to_string(),
+        };
+        if let Ok(mut ledger) = self.ledger.lock() {
+            ledger.push(record);
+        }
+    }
+}
+
+/// A streamed answer passed on event by event, reading usage on the way.
+pub struct EventStream {
+    body: BodyDataStream<Incoming>,
+    scanner: SseScanner,
+    ready: VecDeque<Bytes>,
+    drop_usage_chunk: bool,
+    usage: Option<Usage>,
+    recorder: Option<Recorder>,
+}
+
+impl EventStream {
+    fn new(body: Incoming, drop_usage_chunk: bool, recorder: Recorder) -> Self {
+        Self {
+            body: body.into_data_stream(),
+            scanner: SseScanner::default(),
+            ready: VecDeque::new(),
+            drop_usage_chunk,
+            usage: None,
+            recorder: Some(recorder),
+        }
+    }
+
+    fn take(&mut self, event: SseEvent) {
+        if let Some(usage) = Usage::from_chunk(&event.data) {
+            self.usage = Some(usage);
+            let usage_only =
+                serde_json::from_str::<Value>(&event.data).is_ok_and(|chunk| Usage::is_usage_only_chunk(&chunk));
+            if self.drop_usage_chunk && usage_only {
+                return;
+            }
+        }
+        let mut framed = String::with_capacity(event.data.len() + 16);
+        if let Some(name) = &event.event {
+            framed.push_str("event: ");
+            framed.push_str(name);
+            framed.push('\n');
+        }
+        for line in event.data.split('\n') {
+            framed.push_str("data: ");
+            framed.push_str(line);
+            framed.push('\n');
+        }
+        framed.push('\n');
+        self.ready.push_back(Bytes::from(framed));
+    }
+
+    fn finish(&mut self) {
+        self.scanner.finish();
+        if let Some(recorder) = self.recorder.take() {
+            recorder.record(self.usage);
+        }
+    }
+}
+
+impl Stream for EventStream {
+    type Item = std::result::Result<Bytes, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if let Some(ready) = self.ready.pop_front() {
+                return Poll::Ready(Some(Ok(ready)));
+            }
+            if self.recorder.is_none() {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut self.body).poll_next(context) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => match self.scanner.feed(&chunk) {
+                    Ok(events) => events.into_iter().for_each(|event| self.take(event)),
+                    Err(error) => {
+                        self.finish();
+                        return Poll::Ready(Some(Err(Error::Upstream {
+                            provider: "upstream".into(),
+                            message: error.to_string(),
+                        })));
+                    }
+                },
+                Poll::Ready(Some(Err(error))) => {
+                    self.finish();
+                    return Poll::Ready(Some(Err(Error::Upstream {
+                        provider: "upstream".into(),
+                        message: format!("the stream broke: {error}"),
+                    })));
+                }
+                Poll::Ready(None) => self.finish(),
+            }
+        }
+    }
+}

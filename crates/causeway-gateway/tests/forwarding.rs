@@ -1,0 +1,197 @@
+//! The gateway in front of a stand-in OpenAI-compatible upstream (an axum server in this test
+//! that answers as vLLM does, recording what it was sent): the model rewritten to the target's,
+//! usage always asked for upstream and the usage-only chunk hidden from a caller who did not ask,
+//! usage and cost in the ledger, weights shared exactly, fallbacks on a dead upstream.
+//!
+//! The stand-in is not a model: the real local model behind the official `openai` client is the
+//! next milestone (docs/plans/llm-gateway.md §5); this checks the forwarding itself.
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used, reason = "tests fail loudly")]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::header;
+use axum::response::Response;
+use axum::routing::post;
+use causeway_gateway::config::{GatewayConfig, ProviderConfig, ProviderKind, RouteConfig, RouteTarget};
+use causeway_gateway::price::{Cost, PriceEntry};
+use causeway_gateway::{ChatAnswer, Gateway, Usage};
+use futures_core::Stream;
+use serde_json::{Value, json};
+
+type Seen = Arc<Mutex<Vec<Value>>>;
+
+async fn completions(State((name, seen)): State<(String, Seen)>, body: Bytes) -> Response {
+    let request: Value = serde_json::from_slice(&body).expect("json");
+    seen.lock().expect("lock").push(request.clone());
+    let model = request["model"].as_str().unwrap_or_default().to_string();
+    let usage = json!({"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15,
+        "prompt_tokens_details": {"cached_tokens": 2}});
+    if request["stream"].as_bool() == Some(true) {
+        let mut text = String::new();
+        for word in ["Hello", " from", &format!(" {name}")] {
+            let chunk = json!({"id": "c1", "object": "chat.completion.chunk", "model": model,
+                "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": null}], "usage": null});
+            text.push_str(&format!("data: {chunk}\n\n"));
+        }
+        if request["stream_options"]["include_usage"].as_bool() == Some(true) {
+            // vLLM's shape: `choices: null` beside the usage.
+            text.push_str(&format!(
+                "data: {}\n\n",
+                json!({"id": "c1", "object": "chat.completion.chunk", "choices": null, "usage": usage})
+            ));
+        }
+        text.push_str("data: [DONE]\n\n");
+        return Response::builder()
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .body(Body::from(text))
+            .expect("response");
+    }
+    let answer = json!({"id": "c1", "object": "chat.completion", "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("Hello from {name}")}, "finish_reason": "stop"}],
+        "usage": usage});
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(answer.to_string()))
+        .expect("response")
+}
+
+async fn upstream(name: &str) -> (SocketAddr, Seen) {
+    let seen: Seen = Arc::default();
+    let app =
+        Router::new().route("/v1/chat/completions", post(completions)).with_state((name.to_string(), seen.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (address, seen)
+}
+
+fn provider(name: &str, address: SocketAddr) -> ProviderConfig {
+    ProviderConfig {
+        name: name.into(),
+        kind: ProviderKind::Openai,
+        base_url: Some(format!("http://{address}/v1")),
+        api_key_env: None,
+        model_file: None,
+        embedding_dir: None,
+        threads: None,
+        timeout_ms: Some(5_000),
+        retries: None,
+    }
+}
+
+async fn collect(mut stream: impl Stream<Item = Result<Bytes, causeway_gateway::Error>> + Unpin) -> String {
+    let mut text = String::new();
+    while let Some(piece) = std::future::poll_fn(|context| std::pin::Pin::new(&mut stream).poll_next(context)).await {
+        text.push_str(std::str::from_utf8(&piece.expect("a piece")).expect("utf-8"));
+    }
+    text
+}
+
+#[tokio::test]
+async fn forwards_streams_and_answers_recording_usage_and_cost() {
+    let (address, seen) = upstream("vllm").await;
+    let config = GatewayConfig {
+        providers: vec![provider("vllm", address)],
+        routes: vec![RouteConfig {
+            name: "chat".into(),
+            targets: vec![RouteTarget { provider: "vllm".into(), model: Some("qwen".into()), weight: None }],
+            fallbacks: vec![],
+        }],
+        prices: vec![PriceEntry {
+            model: "qwen".into(),
+            input: "1".into(),
+            cached_input: Some("0.5".into()),
+            output: "2".into(),
+        }],
+    };
+    let gateway = Gateway::new(&config).expect("gateway");
+
+    let whole = gateway
+        .chat(br#"{"model": "chat", "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}"#)
+        .await
+        .expect("answer");
+    let ChatAnswer::Whole { status, body } = whole else { panic!("a whole answer") };
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).expect("json")["choices"][0]["message"]["content"],
+        "Hello from vllm"
+    );
+    {
+        let seen = seen.lock().expect("lock");
+        assert_eq!(seen[0]["model"], "qwen", "the route's target model is sent");
+        assert_eq!(seen[0]["tools"], json!([{"type": "function"}]), "unknown fields pass through");
+        assert!(seen[0].get("stream_options").is_none(), "nothing added to a whole request");
+    }
+
+    // A stream whose caller did not ask for usage: asked upstream, hidden from the caller.
+    let ChatAnswer::Stream(events) =
+        gateway.chat(br#"{"model": "chat", "messages": [], "stream": true}"#).await.expect("stream")
+    else {
+        panic!("a stream")
+    };
+    let text = collect(events).await;
+    assert!(text.contains("\"content\":\" vllm\"") && text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert!(!text.contains("prompt_tokens"), "the usage chunk the gateway asked for is not passed on: {text}");
+    assert_eq!(seen.lock().expect("lock")[1]["stream_options"]["include_usage"], true);
+
+    // A caller who asked gets it.
+    let asked = br#"{"model": "chat", "messages": [], "stream": true, "stream_options": {"include_usage": true}}"#;
+    let ChatAnswer::Stream(events) = gateway.chat(asked).await.expect("stream") else { panic!("a stream") };
+    assert!(collect(events).await.contains("\"prompt_tokens\":12"));
+
+    let ledger = gateway.ledger();
+    assert_eq!(ledger.len(), 3, "{ledger:?}");
+    let usage = Usage { prompt_tokens: 12, cached_tokens: 2, completion_tokens: 3, reasoning_tokens: 0 };
+    for record in &ledger {
+        assert_eq!((record.route.as_str(), record.provider.as_str(), record.model.as_str()), ("chat", "vllm", "qwen"));
+        assert_eq!(record.usage, Some(usage));
+        // 10 × $1 + 2 × $0.5 + 3 × $2 per million = 17 micro-dollars.
+        assert_eq!(record.cost, Cost::Priced(17_000_000));
+    }
+    let error = gateway.chat(br#"{"model": "other", "messages": []}"#).await.err().expect("no such route");
+    assert!(error.to_string().contains("no route is named `other`; the gateway answers: chat"), "{error}");
+}
+
+#[tokio::test]
+async fn weights_share_exactly_and_a_dead_upstream_falls_back() {
+    let (first, first_seen) = upstream("first").await;
+    let (second, second_seen) = upstream("second").await;
+    // A port nobody listens on: bound, then released.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind").local_addr().expect("address");
+    let config = GatewayConfig {
+        providers: vec![provider("first", first), provider("second", second), provider("dead", dead)],
+        routes: vec![
+            RouteConfig {
+                name: "shared".into(),
+                targets: vec![
+                    RouteTarget { provider: "first".into(), model: None, weight: Some(3) },
+                    RouteTarget { provider: "second".into(), model: None, weight: Some(1) },
+                ],
+                fallbacks: vec![],
+            },
+            RouteConfig {
+                name: "fragile".into(),
+                targets: vec![RouteTarget { provider: "dead".into(), model: None, weight: None }],
+                fallbacks: vec!["second".into()],
+            },
+        ],
+        prices: vec![],
+    };
+    let gateway = Gateway::new(&config).expect("gateway");
+    for _ in 0..8 {
+        gateway.chat(br#"{"model": "shared", "messages": []}"#).await.expect("answer");
+    }
+    assert_eq!((first_seen.lock().expect("lock").len(), second_seen.lock().expect("lock").len()), (6, 2));
+    let ChatAnswer::Whole { body, .. } =
+        gateway.chat(br#"{"model": "fragile", "messages": []}"#).await.expect("fallback")
+    else {
+        panic!("a whole answer")
+    };
+    assert!(String::from_utf8_lossy(&body).contains("Hello from second"));
+    let unpriced = gateway.ledger().last().map(|record| record.cost);
+    assert_eq!(unpriced, Some(Cost::Unpriced), "no price for the model: unpriced, not $0");
+}

@@ -1,0 +1,96 @@
+//! The OpenAI API of the LLM gateway: `POST /v1/chat/completions` (whole or streamed as
+//! server-sent events), `POST /v1/embeddings`, `GET /v1/models`. Decodes, calls
+//! `causeway_gateway::Gateway`, encodes; errors in OpenAI's shape
+//! (`{"error": {"message", "type", "param", "code"}}`), which its clients read.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use causeway_gateway::{ChatAnswer, Gateway};
+use causeway_types::ErrorCode;
+use causeway_types::error::HasErrorCode;
+use serde_json::json;
+
+use crate::error::Error;
+
+/// The largest request body the gateway reads (a long conversation with images as data URLs).
+const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+
+/// The gateway's routes.
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/models", get(models))
+        .route("/health", get(|| async { "OK" }))
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .with_state(gateway)
+}
+
+/// A gateway error in OpenAI's shape.
+struct OpenAiError(causeway_gateway::Error);
+
+impl IntoResponse for OpenAiError {
+    fn into_response(self) -> Response {
+        let code = self.0.code();
+        let (status, kind) = match code {
+            ErrorCode::InvalidInput => (StatusCode::BAD_REQUEST, "invalid_request_error"),
+            ErrorCode::NotFound => (StatusCode::NOT_FOUND, "invalid_request_error"),
+            _ => (StatusCode::BAD_GATEWAY, "upstream_error"),
+        };
+        let body =
+            json!({"error": {"message": self.0.to_string(), "type": kind, "param": null, "code": code.as_str()}});
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+fn json_answer(status: u16, body: Bytes) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+async fn chat(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Result<Response, OpenAiError> {
+    match gateway.chat(&body).await.map_err(OpenAiError)? {
+        ChatAnswer::Whole { status, body } => Ok(json_answer(status, body)),
+        ChatAnswer::Stream(events) => {
+            let mut response = Response::new(Body::from_stream(events));
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            Ok(response)
+        }
+    }
+}
+
+async fn embeddings(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Result<Response, OpenAiError> {
+    let (status, body) = gateway.embeddings(&body).await.map_err(OpenAiError)?;
+    Ok(json_answer(status, body))
+}
+
+async fn models(State(gateway): State<Arc<Gateway>>) -> Response {
+    axum::Json(gateway.models()).into_response()
+}
+
+/// Serves the gateway alone on `listen` until SIGINT or SIGTERM; `on_started` gets the bound
+/// address (the readiness signal).
+pub fn run_gateway(gateway: Gateway, listen: SocketAddr, on_started: impl FnOnce(SocketAddr)) -> Result<(), Error> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.map_err(|cause| Error::Bind { address: listen, cause })?;
+        let address = listener.local_addr()?;
+        on_started(address);
+        axum::serve(listener, router(Arc::new(gateway)))
+            .with_graceful_shutdown(crate::run::shutdown_signal())
+            .await
+            .map_err(Error::from)
+    })
+}

@@ -1,0 +1,41 @@
+//! `causeway gateway` as a process: its readiness line, its OpenAI-shaped errors with the
+//! upstream's own cause, a gateway as another's upstream, and its refusal of a public address
+//! while it checks no keys. (Forwarding itself is tested in `causeway-gateway`'s own tests.)
+
+use serde_json::Value;
+
+use crate::support::{Server, run};
+
+#[test]
+fn the_gateway_answers_in_openai_shape_and_chains() {
+    // Nothing listens on port 9 (discard) here: the inner gateway cannot reach its upstream.
+    let inner = Server::spawn_with(&["gateway", "--upstream", "http://127.0.0.1:9/v1", "--listen", "127.0.0.1:0"], &[]);
+    assert!(inner.readiness.starts_with("LLM gateway on http://127.0.0.1:"), "{}", inner.readiness);
+    let (status, answer) =
+        inner.json("POST", "/v1/chat/completions", &serde_json::json!({"model": "m", "messages": []}));
+    assert_eq!(status, 502, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("cannot reach http://127.0.0.1:9/v1") && message.contains("refused"), "{message}");
+    assert_eq!(answer["error"]["type"], "upstream_error");
+
+    let outer_upstream = format!("http://{}/v1", inner.address);
+    let outer = Server::spawn_with(&["gateway", "--upstream", &outer_upstream, "--listen", "127.0.0.1:0"], &[]);
+    let (status, answer) =
+        outer.json("POST", "/v1/chat/completions", &serde_json::json!({"model": "m", "messages": []}));
+    assert_eq!(status, 502, "an upstream's 5xx is a failure to fall back from: {answer}");
+    assert!(answer["error"]["message"].as_str().unwrap_or_default().contains("answered 502"), "{answer}");
+    let (status, models) = outer.json("GET", "/v1/models", &Value::Null);
+    assert_eq!((status, models["object"].as_str()), (200, Some("list")), "{models}");
+    let (status, bad) = outer.request("POST", "/v1/chat/completions", Some("not json"));
+    assert_eq!(status, 400, "{bad}");
+    outer.terminate();
+    inner.terminate();
+
+    let public = run(&["gateway", "--upstream", "http://127.0.0.1:9/v1", "--listen", "0.0.0.0:0"]);
+    assert!(!public.status.success());
+    assert!(
+        String::from_utf8_lossy(&public.stderr).contains("pass --insecure"),
+        "{}",
+        String::from_utf8_lossy(&public.stderr)
+    );
+}
