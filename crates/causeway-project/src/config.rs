@@ -43,6 +43,9 @@ pub struct ProjectConfig {
     /// Where metadata and artifacts live (default: embedded, under `.causeway/`).
     #[serde(default)]
     pub storage: StorageSection,
+    /// The LLM gateway's providers, routes and prices (`causeway gateway --dir`).
+    #[serde(default)]
+    pub gateway: Option<causeway_gateway::GatewayConfig>,
 }
 
 /// Where the project's stores live. Each is a URL; unset means the embedded default. The
@@ -347,6 +350,9 @@ impl ProjectConfig {
             )));
         }
         config.rollout.check()?;
+        if let Some(gateway) = &config.gateway {
+            gateway.validate().map_err(|error| Error::Config(error.to_string()))?;
+        }
         config.monitor.check().map_err(|error| Error::Config(format!("[monitor] {error}")))?;
         for rule in &config.monitor.alerts {
             rule.check().map_err(|error| Error::Config(format!("monitor.alerts: {error}")))?;
@@ -491,6 +497,17 @@ fn default_timeout_minutes() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gateway_section_is_read_and_checked_when_the_project_opens() {
+        let good = "[[gateway.providers]]\nname = \"vllm\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:8000/v1\"\n\n\
+                    [[gateway.routes]]\nname = \"chat\"\ntargets = [{ provider = \"vllm\" }]\n";
+        let config = ProjectConfig::parse(good).expect("valid");
+        assert_eq!(config.gateway.map(|gateway| gateway.routes.len()), Some(1));
+        let broken = good.replace("provider = \"vllm\" }", "provider = \"nowhere\" }");
+        let message = ProjectConfig::parse(&broken).expect_err("an unknown provider").to_string();
+        assert!(message.contains("gateway configuration: route `chat` names provider `nowhere`"), "{message}");
+    }
 
     #[test]
     fn unknown_keys_and_bad_values_are_rejected_with_their_name() {

@@ -408,12 +408,17 @@ pub enum Command {
     /// server, Ollama, another gateway), recording the tokens and cost of every call.
     ///
     /// Example: causeway gateway --upstream http://127.0.0.1:8000/v1   (then point an OpenAI
-    /// client at http://127.0.0.1:8090/v1)
+    /// client at http://127.0.0.1:8090/v1; or `causeway gateway --dir my-project` for its
+    /// `[gateway]` routes and prices)
     Gateway {
         /// An OpenAI-compatible base URL (ending before `/chat/completions`); every model name is
-        /// forwarded to it as the caller wrote it. Repeat for fallbacks, tried in order.
-        #[arg(long, required = true)]
+        /// forwarded to it as the caller wrote it. Repeat for fallbacks, tried in order. Without
+        /// it, the `[gateway]` section of the project's causeway.toml says what to serve.
+        #[arg(long)]
         upstream: Vec<String>,
+        /// The project whose `[gateway]` section is served (when no --upstream is given).
+        #[arg(long, default_value = ".")]
+        dir: std::path::PathBuf,
         /// Where to listen.
         #[arg(long, default_value = "127.0.0.1:8090")]
         listen: std::net::SocketAddr,

@@ -83,19 +83,32 @@ pub(crate) fn ui(listen: SocketAddr, serving: &ServingArgs) -> Result<ExitCode> 
     serve_with(listen, serving, Some((&tracking, &no_loop)), None, false)
 }
 
-/// `causeway gateway --upstream URL…`: the LLM gateway alone, one catch-all route to the first
-/// upstream, the others its fallbacks in order.
-pub(crate) fn gateway(upstreams: &[String], listen: SocketAddr, insecure: bool) -> Result<ExitCode> {
+/// `causeway gateway`: the LLM gateway alone — with `--upstream URL…` one catch-all route to the
+/// first upstream, the others its fallbacks in order; else the project's `[gateway]` section.
+pub(crate) fn gateway(upstreams: &[String], dir: &Path, listen: SocketAddr, insecure: bool) -> Result<ExitCode> {
     if !listen.ip().is_loopback() && !insecure {
         anyhow::bail!(
             "the gateway checks no API keys yet: listen on a loopback address, or pass --insecure to listen on {listen}"
         );
     }
-    let config = causeway_gateway::gateway::catch_all(upstreams);
+    let (config, serving) = if upstreams.is_empty() {
+        let project = causeway_loop::config::ProjectConfig::load(dir)
+            .with_context(|| format!("no --upstream given, so the gateway reads {}/causeway.toml", dir.display()))?;
+        let config = project.gateway.with_context(|| {
+            format!(
+                "{}/causeway.toml has no [gateway] section: add [[gateway.providers]] and [[gateway.routes]]                  (docs/plans/llm-gateway.md §1), or pass --upstream URL",
+                dir.display()
+            )
+        })?;
+        let routes: Vec<String> = config.routes.iter().map(|route| route.name.clone()).collect();
+        (config, format!("routes {} of {}", routes.join(", "), dir.display()))
+    } else {
+        (causeway_gateway::gateway::catch_all(upstreams), format!("forwarding to {}", upstreams.join(", then ")))
+    };
     let gateway = causeway_gateway::Gateway::new(&config)?;
     causeway_server::openai::run_gateway(gateway, listen, |address| {
         // One line: the readiness signal.
-        println!("LLM gateway on http://{address} (OpenAI API at /v1), forwarding to {}", upstreams.join(", then "));
+        println!("LLM gateway on http://{address} (OpenAI API at /v1), {serving}");
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -29,7 +29,38 @@ fn the_gateway_answers_in_openai_shape_and_chains() {
     let (status, bad) = outer.request("POST", "/v1/chat/completions", Some("not json"));
     assert_eq!(status, 400, "{bad}");
     outer.terminate();
+
+    // A project's [gateway] section: its routes, checked when it opens.
+    let project = tempfile::tempdir().expect("tempdir");
+    let section = format!(
+        "[[gateway.providers]]\nname = \"inner\"\nkind = \"openai\"\nbase_url = \"http://{}/v1\"\n\n\
+         [[gateway.routes]]\nname = \"chat\"\ntargets = [{{ provider = \"inner\", model = \"m\" }}]\n",
+        inner.address
+    );
+    std::fs::write(project.path().join("causeway.toml"), &section).expect("write");
+    let dir = project.path().to_str().expect("utf-8");
+    let configured = Server::spawn_with(&["gateway", "--dir", dir, "--listen", "127.0.0.1:0"], &[]);
+    assert!(configured.readiness.contains("routes chat of"), "{}", configured.readiness);
+    let (_, models) = configured.json("GET", "/v1/models", &Value::Null);
+    assert_eq!(models["data"][0]["id"], "chat", "{models}");
+    configured.terminate();
     inner.terminate();
+    std::fs::write(
+        project.path().join("causeway.toml"),
+        section.replace("provider = \"inner\",", "provider = \"gone\","),
+    )
+    .expect("write");
+    let refused = run(&["gateway", "--dir", dir, "--listen", "127.0.0.1:0"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(stderr.contains("route `chat` names provider `gone`"), "{stderr}");
+    std::fs::write(project.path().join("causeway.toml"), "").expect("write");
+    let empty = run(&["gateway", "--dir", dir, "--listen", "127.0.0.1:0"]);
+    assert!(
+        String::from_utf8_lossy(&empty.stderr).contains("has no [gateway] section"),
+        "{}",
+        String::from_utf8_lossy(&empty.stderr)
+    );
 
     let public = run(&["gateway", "--upstream", "http://127.0.0.1:9/v1", "--listen", "0.0.0.0:0"]);
     assert!(!public.status.success());
