@@ -23,7 +23,7 @@ use crate::config::{GatewayConfig, ProviderConfig, ProviderKind, RouteConfig, Ro
 use crate::error::{Error, Result};
 use crate::price::{Cost, PriceTable};
 use crate::sse::{SseEvent, SseScanner};
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, UpstreamAnswer};
 use crate::usage::Usage;
 
 /// The route that answers any model no other route names (`name = "*"`), forwarding the model
@@ -170,56 +170,31 @@ impl Gateway {
                 options.insert("include_usage".into(), Value::Bool(true));
             }
         }
-        let route = self.route(&requested)?;
-        let mut last_error = None;
-        for target in self.targets(route, &requested) {
-            let body = for_model(&mut request, &target.model)?;
-            let answer = match target.upstream.post_json("/chat/completions", body).await {
-                Ok(answer) if answer.status >= 500 => {
-                    last_error = Some(Error::Upstream {
-                        provider: target.upstream.name().to_string(),
-                        message: format!("answered {}", answer.status),
-                    });
-                    continue;
-                }
-                Ok(answer) => answer,
-                Err(error) => {
-                    last_error = Some(error);
-                    continue;
-                }
-            };
-            let record = self.recorder(route, &target);
-            let is_stream = answer.content_type.as_deref().is_some_and(|kind| kind.starts_with("text/event-stream"));
-            if stream && is_stream && answer.status == 200 {
-                return Ok(ChatAnswer::Stream(Box::new(EventStream::new(answer.body, !caller_wants_usage, record))));
-            }
-            let body = read_whole(answer.body).await?;
-            if answer.status == 200 {
-                let usage = serde_json::from_slice::<Value>(&body).ok().as_ref().and_then(Usage::from_answer);
-                record.record(usage);
-            }
-            return Ok(ChatAnswer::Whole { status: answer.status, body });
+        let (answer, record) = self.forward("/chat/completions", &mut request, &requested).await?;
+        let is_stream = answer.content_type.as_deref().is_some_and(|kind| kind.starts_with("text/event-stream"));
+        if stream && is_stream && answer.status == 200 {
+            return Ok(ChatAnswer::Stream(Box::new(EventStream::new(answer.body, !caller_wants_usage, record))));
         }
-        Err(last_error.unwrap_or_else(|| Error::Invalid(format!("route `{}` has no target", route.name))))
+        let (status, body) = record.whole(answer).await?;
+        Ok(ChatAnswer::Whole { status, body })
     }
 
     /// `POST /v1/embeddings`: forwarded whole; usage recorded.
     pub async fn embeddings(&self, body: &[u8]) -> Result<(u16, Bytes)> {
         let (mut request, requested) = decode(body)?;
-        let route = self.route(&requested)?;
+        let (answer, record) = self.forward("/embeddings", &mut request, &requested).await?;
+        record.whole(answer).await
+    }
+
+    /// Sends `request` to the route `requested` names: to its target chosen by weight, then to
+    /// its fallbacks while the attempt fails or answers 5xx. The first other answer, and who gave it.
+    async fn forward(&self, path: &str, request: &mut Value, requested: &str) -> Result<(UpstreamAnswer, Recorder)> {
+        let route = self.route(requested)?;
         let mut last_error = None;
-        for target in self.targets(route, &requested) {
-            let body = for_model(&mut request, &target.model)?;
-            match target.upstream.post_json("/embeddings", body).await {
-                Ok(answer) if answer.status < 500 => {
-                    let status = answer.status;
-                    let body = read_whole(answer.body).await?;
-                    if status == 200 {
-                        let usage = serde_json::from_slice::<Value>(&body).ok().as_ref().and_then(Usage::from_answer);
-                        self.recorder(route, &target).record(usage);
-                    }
-                    return Ok((status, body));
-                }
+        for target in self.targets(route, requested) {
+            let body = for_model(request, &target.model)?;
+            match target.upstream.post_json(path, body).await {
+                Ok(answer) if answer.status < 500 => return Ok((answer, self.recorder(route, &target))),
                 Ok(answer) => {
                     last_error = Some(Error::Upstream {
                         provider: target.upstream.name().to_string(),
@@ -311,12 +286,6 @@ fn for_model(request: &mut Value, model: &str) -> Result<Bytes> {
     serde_json::to_vec(request).map(Bytes::from).map_err(|error| Error::Invalid(error.to_string()))
 }
 
-async fn read_whole(body: Incoming) -> Result<Bytes> {
-    Limited::new(body, MAX_ANSWER_BYTES).collect().await.map(|collected| collected.to_bytes()).map_err(|error| {
-        Error::Upstream { provider: "upstream".into(), message: format!("reading the answer: {error}") }
-    })
-}
-
 /// Writes one call's usage and cost to the ledger.
 struct Recorder {
     ledger: Arc<Mutex<Vec<UsageRecord>>>,
@@ -327,6 +296,24 @@ struct Recorder {
 }
 
 impl Recorder {
+    /// Reads a whole answer and records its usage when it succeeded.
+    async fn whole(self, answer: UpstreamAnswer) -> Result<(u16, Bytes)> {
+        let body = Limited::new(answer.body, MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map(|collected| collected.to_bytes())
+            .map_err(|error| self.failed(format!("reading the answer: {error}")))?;
+        if answer.status == 200 {
+            let usage = serde_json::from_slice::<Value>(&body).ok().as_ref().and_then(Usage::from_answer);
+            self.record(usage);
+        }
+        Ok((answer.status, body))
+    }
+
+    fn failed(&self, message: String) -> Error {
+        Error::Upstream { provider: self.provider.clone(), message }
+    }
+
     fn record(self, usage: Option<Usage>) {
         let cost = usage.map_or(Cost::Unpriced, |usage| self.prices.cost(&self.model, &usage));
         let record = UsageRecord {
@@ -389,6 +376,16 @@ impl EventStream {
         self.ready.push_back(Bytes::from(framed));
     }
 
+    /// Ends a stream that failed: what it used so far is recorded, and the error names the provider.
+    fn broken(&mut self, message: String) -> Error {
+        let error = match &self.recorder {
+            Some(recorder) => recorder.failed(message),
+            None => Error::Upstream { provider: "upstream".into(), message },
+        };
+        self.finish();
+        error
+    }
+
     fn finish(&mut self) {
         self.scanner.finish();
         if let Some(recorder) = self.recorder.take() {
@@ -412,20 +409,10 @@ impl Stream for EventStream {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(chunk))) => match self.scanner.feed(&chunk) {
                     Ok(events) => events.into_iter().for_each(|event| self.take(event)),
-                    Err(error) => {
-                        self.finish();
-                        return Poll::Ready(Some(Err(Error::Upstream {
-                            provider: "upstream".into(),
-                            message: error.to_string(),
-                        })));
-                    }
+                    Err(error) => return Poll::Ready(Some(Err(self.broken(error.to_string())))),
                 },
                 Poll::Ready(Some(Err(error))) => {
-                    self.finish();
-                    return Poll::Ready(Some(Err(Error::Upstream {
-                        provider: "upstream".into(),
-                        message: format!("the stream broke: {error}"),
-                    })));
+                    return Poll::Ready(Some(Err(self.broken(format!("the stream broke: {error}")))));
                 }
                 Poll::Ready(None) => self.finish(),
             }

@@ -17,6 +17,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use causeway_store::hex;
 use serde_json::json;
 
 use crate::mlflow::{MlflowError, TrackingState, blocking, stored_file};
@@ -46,10 +47,6 @@ fn key() -> Result<&'static [u8; 32], MlflowError> {
     })
     .as_ref()
     .ok_or_else(|| MlflowError::internal("no randomness for signing previews: /dev/urandom could not be read"))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
@@ -112,12 +109,12 @@ async fn issue(
     if !is_html(&path) {
         return Err(MlflowError::invalid(format!("only HTML artifacts are previewed this way; `{path}` is not one")));
     }
-    let now_ms = state.clock.now_ms();
-    let meta = state.meta.clone();
-    let checked_run = run_id.clone();
-    // The run must exist now; the artifact is looked up when the frame loads.
-    blocking(move || meta.tracked_run(&checked_run).map_err(MlflowError::from)).await?;
-    let ticket = sign(key()?, &run_id, &path, now_ms + TICKET_LIFETIME_MS);
+    let ticket = blocking(move || {
+        // The run must exist now; the artifact is looked up when the frame loads.
+        state.meta.tracked_run(&run_id)?;
+        Ok(sign(key()?, &run_id, &path, state.clock.now_ms() + TICKET_LIFETIME_MS))
+    })
+    .await?;
     Ok(axum::Json(json!({"url": format!("/ui/artifact-preview/{ticket}")})).into_response())
 }
 

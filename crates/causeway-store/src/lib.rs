@@ -27,7 +27,7 @@ pub use meta::{Durability, EventFilter, LabelWrite, MetaStore, SCHEMA_VERSION};
 pub use registry::{NewVersion, RegisteredModel, RegistryVersion};
 pub use rollout::{Rollout, RolloutChange};
 pub use summaries::{IndexedPrediction, JoinedLabel, StoredSummary, SummaryKey, SummaryKind, SummaryPass};
-pub use tokens::{ApiToken, Scope, random_hex};
+pub use tokens::{ApiToken, Scope, hex, random_hex};
 pub use tracking::{DatasetInput, Experiment, MetricPoint, ModelMetricLink, NewRun, TrackedRun, ViewType};
 
 /// Test stores on either backend, and the macro that runs a test body on both.

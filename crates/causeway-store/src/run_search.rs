@@ -142,6 +142,11 @@ pub(crate) fn like_as_glob(pattern: &str) -> String {
     glob
 }
 
+/// The table a parameter's or tag's values live in.
+fn key_table(entity: &Entity) -> &'static str {
+    if matches!(entity, Entity::Param(_)) { "run_params" } else { "run_tags" }
+}
+
 fn clause_sql(clause: &Clause, postgres: bool) -> Option<(String, Vec<Value>)> {
     match (&clause.entity, &clause.literal) {
         (Entity::Metric(key), Literal::Number(number)) if !number.is_nan() => {
@@ -155,7 +160,7 @@ fn clause_sql(clause: &Clause, postgres: bool) -> Option<(String, Vec<Value>)> {
             ))
         }
         (Entity::Param(key) | Entity::Tag(key), Literal::Absent) => {
-            let table = if matches!(clause.entity, Entity::Param(_)) { "run_params" } else { "run_tags" };
+            let table = key_table(&clause.entity);
             let negation = if clause.operator == Operator::IsNull { "NOT " } else { "" };
             Some((
                 format!("{negation}EXISTS (SELECT 1 FROM {table} p WHERE p.run_id = r.run_id AND p.key = ?)"),
@@ -170,7 +175,7 @@ fn clause_sql(clause: &Clause, postgres: bool) -> Option<(String, Vec<Value>)> {
             ))
         }
         (Entity::Param(key) | Entity::Tag(key), Literal::Text(text)) => {
-            let table = if matches!(clause.entity, Entity::Param(_)) { "run_params" } else { "run_tags" };
+            let table = key_table(&clause.entity);
             let (test, value) = text_test("p.value", clause.operator, text, postgres)?;
             Some((
                 format!("EXISTS (SELECT 1 FROM {table} p WHERE p.run_id = r.run_id AND p.key = ? AND {test})"),
@@ -208,7 +213,7 @@ fn order_sql(order_by: &[OrderBy], postgres: bool) -> Option<CompiledOrder> {
                 rest.terms.push(format!("{alias}.value {direction}"));
             }
             Entity::Param(key) | Entity::Tag(key) => {
-                let table = if matches!(clause.entity, Entity::Param(_)) { "run_params" } else { "run_tags" };
+                let table = key_table(&clause.entity);
                 rest.joins.push(format!("LEFT JOIN {table} {alias} ON {alias}.run_id = r.run_id AND {alias}.key = ?"));
                 rest.join_values.push(Value::Text(key.clone()));
                 rest.terms.push(format!("({alias}.run_id IS NULL)"));

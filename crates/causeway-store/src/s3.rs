@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::tokens::hex;
 
 /// The largest object the client reads back (models and datasets, not video).
 const MAX_OBJECT_BYTES: u64 = 8 << 30;
@@ -397,10 +398,6 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
     outer.update(block.map(|byte| byte ^ 0x5c));
     outer.update(inner.finalize());
     outer.finalize().to_vec()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// S3's URI encoding: everything but `A-Za-z0-9-_.~` (and `/` in paths) as `%XX`.

@@ -78,7 +78,12 @@ pub fn random_hex(bytes: usize) -> Result<String> {
         .map_err(|source| crate::blob::io_error("open", std::path::Path::new("/dev/urandom"), source))?;
     std::io::Read::read_exact(&mut file, &mut buffer)
         .map_err(|source| crate::blob::io_error("read", std::path::Path::new("/dev/urandom"), source))?;
-    Ok(buffer.iter().map(|byte| format!("{byte:02x}")).collect())
+    Ok(hex(&buffer))
+}
+
+/// Bytes as lowercase hex, two digits each.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 impl MetaStore {

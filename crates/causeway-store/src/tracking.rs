@@ -200,6 +200,34 @@ enum RunSelection<'a> {
     Where(&'a str, &'a [&'a dyn ToValue]),
 }
 
+/// The dataset inputs of the runs `subquery` (its values `values`) selects, as (run id, input),
+/// in the order each run logged them.
+fn dataset_inputs(
+    connection: &mut crate::db::Connection,
+    subquery: &str,
+    values: &[&dyn ToValue],
+) -> Result<Vec<(String, DatasetInput)>> {
+    let sql = format!(
+        "SELECT run_id, name, digest, source_type, source, schema, profile, tags_json FROM run_inputs
+         WHERE run_id IN ({subquery}) ORDER BY run_id, logged_at, rowid"
+    );
+    connection.query_map(&sql, values, |row| {
+        let tags: String = row.get(7)?;
+        Ok((
+            row.get::<String>(0)?,
+            DatasetInput {
+                name: row.get(1)?,
+                digest: row.get(2)?,
+                source_type: row.get(3)?,
+                source: row.get(4)?,
+                schema: row.get(5)?,
+                profile: row.get(6)?,
+                tags: serde_json::from_str(&tags).unwrap_or_default(),
+            },
+        ))
+    })
+}
+
 /// Values as the parameter slice queries take.
 fn as_parameters(values: &[Value]) -> Vec<&dyn ToValue> {
     values.iter().map(|value| value as &dyn ToValue).collect()
@@ -646,18 +674,9 @@ impl MetaStore {
             }
         }
         if datasets {
-            let sql = format!("SELECT run_id, name, digest, tags_json FROM run_inputs WHERE run_id IN ({subquery})");
-            let inputs = connection.query_map(&sql, values, |row| {
-                Ok((row.get::<String>(0)?, row.get::<String>(1)?, row.get::<String>(2)?, row.get::<String>(3)?))
-            })?;
-            for (run_id, name, digest, tags) in inputs {
+            for (run_id, input) in dataset_inputs(&mut connection, &subquery, values)? {
                 if let Some(position) = index.get(&run_id) {
-                    runs[*position].inputs.push(DatasetInput {
-                        name,
-                        digest,
-                        tags: serde_json::from_str(&tags).unwrap_or_default(),
-                        ..DatasetInput::default()
-                    });
+                    runs[*position].inputs.push(input);
                 }
             }
         }
@@ -671,9 +690,9 @@ impl MetaStore {
             // By id, each table is read by its own key: no join back to `runs`.
             RunSelection::Ids([]) => return Ok(Vec::new()),
             RunSelection::Ids(ids) => {
-                let listed = format!("run_id IN ({})", vec!["?"; ids.len()].join(", "));
+                let placeholders = vec!["?"; ids.len()].join(", ");
                 let values = ids.iter().map(|id| id as &dyn ToValue).collect();
-                (listed, vec!["?"; ids.len()].join(", "), values)
+                (format!("run_id IN ({placeholders})"), placeholders, values)
             }
             RunSelection::Where(condition, values) => {
                 (condition.to_string(), format!("SELECT run_id FROM runs WHERE {condition}"), values.to_vec())
@@ -720,27 +739,7 @@ impl MetaStore {
                 runs[*position].metrics.insert(key, point);
             }
         }
-        let inputs_sql = format!(
-            "SELECT run_id, name, digest, source_type, source, schema, profile, tags_json FROM run_inputs
-             WHERE run_id IN ({subquery}) ORDER BY run_id, logged_at, rowid"
-        );
-        let inputs = connection.query_map(&inputs_sql, values, |row| {
-            Ok((
-                row.get::<String>(0)?,
-                DatasetInput {
-                    name: row.get(1)?,
-                    digest: row.get(2)?,
-                    source_type: row.get(3)?,
-                    source: row.get(4)?,
-                    schema: row.get(5)?,
-                    profile: row.get(6)?,
-                    tags: Vec::new(),
-                },
-                row.get::<String>(7)?,
-            ))
-        })?;
-        for (run_id, mut input, tags) in inputs {
-            input.tags = serde_json::from_str(&tags).unwrap_or_default();
+        for (run_id, input) in dataset_inputs(&mut connection, &subquery, values)? {
             if let Some(position) = index.get(&run_id) {
                 runs[*position].inputs.push(input);
             }
