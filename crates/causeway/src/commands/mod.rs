@@ -104,7 +104,9 @@ fn run(command: Command) -> Result<ExitCode> {
             serve(SocketAddr::new(host, port), &serving, Some((&tracking, &live)))
         }
         Command::Ui { host, port, serving } => serve::ui(SocketAddr::new(host, port), &serving),
-        Command::Gateway { upstream, dir, listen, insecure } => serve::gateway(&upstream, &dir, listen, insecure),
+        Command::Gateway { upstream, local_model, local_threads, dir, listen, insecure } => {
+            serve::gateway(&upstream, local_model.as_deref(), local_threads, &dir, listen, insecure)
+        }
         Command::Token { action } => token(action),
         Command::Loop { action } => match action {
             LoopAction::Run { tick, once, dir } => live::run(&dir, tick, once),

@@ -84,26 +84,44 @@ pub(crate) fn ui(listen: SocketAddr, serving: &ServingArgs) -> Result<ExitCode> 
 }
 
 /// `causeway gateway`: the LLM gateway alone — with `--upstream URL…` one catch-all route to the
-/// first upstream, the others its fallbacks in order; else the project's `[gateway]` section.
-pub(crate) fn gateway(upstreams: &[String], dir: &Path, listen: SocketAddr, insecure: bool) -> Result<ExitCode> {
+/// first upstream, the others its fallbacks in order, and with `--local-model FILE` the route
+/// `local` run in process; else the project's `[gateway]` section.
+pub(crate) fn gateway(
+    upstreams: &[String],
+    local_model: Option<&str>,
+    local_threads: u16,
+    dir: &Path,
+    listen: SocketAddr,
+    insecure: bool,
+) -> Result<ExitCode> {
     if !listen.ip().is_loopback() && !insecure {
         anyhow::bail!(
             "the gateway checks no API keys yet: listen on a loopback address, or pass --insecure to listen on {listen}"
         );
     }
-    let (config, serving) = if upstreams.is_empty() {
-        let project = causeway_loop::config::ProjectConfig::load(dir)
-            .with_context(|| format!("no --upstream given, so the gateway reads {}/causeway.toml", dir.display()))?;
+    let (config, serving) = if upstreams.is_empty() && local_model.is_none() {
+        let project = causeway_loop::config::ProjectConfig::load(dir).with_context(|| {
+            format!("no --upstream or --local-model given, so the gateway reads {}/causeway.toml", dir.display())
+        })?;
         let config = project.gateway.with_context(|| {
             format!(
-                "{}/causeway.toml has no [gateway] section: add [[gateway.providers]] and [[gateway.routes]]                  (docs/plans/llm-gateway.md §1), or pass --upstream URL",
+                "{}/causeway.toml has no [gateway] section: add [[gateway.providers]] and [[gateway.routes]] \
+                 (docs/llm-gateway.md), or pass --upstream URL or --local-model FILE.gguf",
                 dir.display()
             )
         })?;
         let routes: Vec<String> = config.routes.iter().map(|route| route.name.clone()).collect();
         (config, format!("routes {} of {}", routes.join(", "), dir.display()))
     } else {
-        (causeway_gateway::gateway::catch_all(upstreams), format!("forwarding to {}", upstreams.join(", then ")))
+        let mut serving = Vec::new();
+        if let Some(file) = local_model {
+            serving.push(format!("the model `local` from {file} on {local_threads} thread(s)"));
+        }
+        if !upstreams.is_empty() {
+            serving.push(format!("forwarding to {}", upstreams.join(", then ")));
+        }
+        let config = causeway_gateway::gateway::command_line(upstreams, local_model, usize::from(local_threads));
+        (config, serving.join("; "))
     };
     let gateway = causeway_gateway::Gateway::new(&config)?;
     causeway_server::openai::run_gateway(gateway, listen, |address| {

@@ -70,3 +70,57 @@ fn the_gateway_answers_in_openai_shape_and_chains() {
         String::from_utf8_lossy(&public.stderr)
     );
 }
+
+/// The official `openai` client (pinned in tests/llm/requirements.txt), unmodified, against the
+/// gateway serving the real SmolLM2-135M-Instruct in process: whole and streamed answers, usage
+/// shown only when asked, stop sequences, limits, seeds and errors (tests/llm/openai_client.py).
+#[test]
+fn the_official_openai_client_talks_to_the_embedded_model() {
+    let model = causeway_test_support::local_chat_model();
+    let python = causeway_test_support::python_with("tests/llm/requirements.txt", ".venv-llm");
+    let model = model.to_str().expect("utf-8");
+    let gateway = Server::spawn_with(&["gateway", "--local-model", model, "--listen", "127.0.0.1:0"], &[]);
+    assert!(gateway.readiness.contains("the model `local` from"), "{}", gateway.readiness);
+    let script = causeway_test_support::repository_root().join("tests/llm/openai_client.py");
+    let output = std::process::Command::new(python)
+        .arg(script)
+        .arg(format!("http://{}/v1", gateway.address))
+        .output()
+        .expect("the client script runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("a JSON summary");
+    assert_eq!(summary["text"], "The capital of France is Paris.", "{summary}");
+    gateway.terminate();
+}
+
+/// A project's route whose upstream is down falls back to the embedded model; a model file that
+/// is not GGUF is refused at start with what to do.
+#[test]
+fn a_route_falls_back_to_the_embedded_model() {
+    let model = causeway_test_support::local_chat_model();
+    let project = tempfile::tempdir().expect("tempdir");
+    let section = format!(
+        "[[gateway.providers]]\nname = \"down\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nretries = 0\n\n\
+         [[gateway.providers]]\nname = \"smol\"\nkind = \"local\"\nmodel_file = \"{}\"\n\n\
+         [[gateway.routes]]\nname = \"chat\"\ntargets = [{{ provider = \"down\", model = \"big\" }}]\nfallbacks = [\"smol\"]\n",
+        model.display()
+    );
+    std::fs::write(project.path().join("causeway.toml"), &section).expect("write");
+    let dir = project.path().to_str().expect("utf-8");
+    let gateway = Server::spawn_with(&["gateway", "--dir", dir, "--listen", "127.0.0.1:0"], &[]);
+    let question = serde_json::json!({"model": "chat", "temperature": 0,
+        "messages": [{"role": "user", "content": "Complete: The capital of France is"}]});
+    let (status, answer) = gateway.json("POST", "/v1/chat/completions", &question);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["choices"][0]["message"]["content"], "The capital of France is Paris.", "{answer}");
+    assert_eq!(answer["model"], "chat", "the local model answers under the route's name: {answer}");
+    gateway.terminate();
+
+    let not_a_model = project.path().join("model.gguf");
+    std::fs::write(&not_a_model, "not a model").expect("write");
+    let refused = run(&["gateway", "--local-model", not_a_model.to_str().expect("utf-8"), "--listen", "127.0.0.1:0"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(stderr.contains("not a GGUF file") && stderr.contains("scripts/llm-models.sh"), "{stderr}");
+}
