@@ -72,4 +72,34 @@ async def streamed_async():
 
 assert asyncio.run(streamed_async()) == text
 
-print(json.dumps({"models": models, "text": text, "chunks": len(chunks), "usage": whole.usage.model_dump()}))
+summary = {"models": models, "text": text, "chunks": len(chunks), "usage": whole.usage.model_dump()}
+
+if "local-embedding" in models:
+    sentences = ["A man is eating food.", "A man is eating a piece of bread.", "The girl is carrying a baby."]
+    # The client asks for base64 unless told otherwise, and decodes it.
+    default = client.embeddings.create(model="local-embedding", input=sentences)
+    floats = client.embeddings.create(model="local-embedding", input=sentences, encoding_format="float")
+    vectors = [item.embedding for item in default.data]
+    assert [item.index for item in default.data] == [0, 1, 2], default.data
+    assert all(len(vector) == 384 for vector in vectors), [len(vector) for vector in vectors]
+    for decoded, plain in zip(vectors, (item.embedding for item in floats.data)):
+        assert max(abs(a - b) for a, b in zip(decoded, plain)) < 1e-6, "base64 and floats agree"
+    cosine = lambda a, b: sum(x * y for x, y in zip(a, b))
+    similar, different = cosine(vectors[0], vectors[1]), cosine(vectors[0], vectors[2])
+    assert abs(similar - 0.7553) < 1e-3 and abs(different + 0.105) < 1e-3, (similar, different)
+    assert default.usage.prompt_tokens == 8 + 11 + 9 == default.usage.total_tokens, default.usage
+    one = client.embeddings.create(model="local-embedding", input="A man is eating food.", encoding_format="float")
+    assert max(abs(a - b) for a, b in zip(one.data[0].embedding, floats.data[0].embedding)) < 1e-6
+    try:
+        client.embeddings.create(model="local-embedding", input="x", dimensions=128)
+        raise AssertionError("128 dimensions were answered")
+    except openai.BadRequestError as error:
+        assert "384 dimensions" in str(error), error
+    try:
+        client.chat.completions.create(model="local-embedding", messages=question)
+        raise AssertionError("an embedding model chatted")
+    except openai.NotFoundError as error:
+        assert "no chat model" in str(error), error
+    summary["cosines"] = [round(similar, 4), round(different, 4)]
+
+print(json.dumps(summary))

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use crate::config::{GatewayConfig, ProviderConfig, ProviderKind, RouteConfig, RouteTarget};
 use crate::error::{Error, Result};
-use crate::local::LocalChat;
+use crate::local::LocalModels;
 use crate::price::{Cost, PriceTable};
 use crate::sse::{SseEvent, SseScanner};
 use crate::upstream::{AnswerBody, Upstream, UpstreamAnswer};
@@ -34,10 +34,20 @@ pub const ANY_MODEL: &str = "*";
 /// --local-model FILE` serves.
 pub const LOCAL: &str = "local";
 
+/// The route of the embedded embedding model that `--local-embedding DIR` serves.
+pub const LOCAL_EMBEDDING: &str = "local-embedding";
+
 /// What `causeway gateway` serves without a project: with `upstreams`, one catch-all route to
-/// `upstreams[0]`, the rest its fallbacks in order; with `local_model` (a GGUF file), the route
-/// [`LOCAL`] answered in process on `threads` worker threads.
-pub fn command_line(upstreams: &[String], local_model: Option<&str>, threads: usize) -> GatewayConfig {
+/// `upstreams[0]`, the rest its fallbacks in order; with `local_model` (a GGUF file) the route
+/// [`LOCAL`], with `local_embedding` (a sentence-transformers directory) the route
+/// [`LOCAL_EMBEDDING`], each a provider of the same name answering in process on `threads` worker
+/// threads of its own.
+pub fn command_line(
+    upstreams: &[String],
+    local_model: Option<&str>,
+    local_embedding: Option<&str>,
+    threads: usize,
+) -> GatewayConfig {
     let mut providers: Vec<ProviderConfig> = upstreams
         .iter()
         .enumerate()
@@ -62,27 +72,29 @@ pub fn command_line(upstreams: &[String], local_model: Option<&str>, threads: us
         })
         .into_iter()
         .collect();
-    if let Some(file) = local_model {
+    let mut local_routes = Vec::new();
+    for (name, model_file, embedding_dir) in [(LOCAL, local_model, None), (LOCAL_EMBEDDING, None, local_embedding)] {
+        if model_file.is_none() && embedding_dir.is_none() {
+            continue;
+        }
         providers.push(ProviderConfig {
-            name: LOCAL.to_string(),
+            name: name.to_string(),
             kind: ProviderKind::Local,
             base_url: None,
             api_key_env: None,
-            model_file: Some(file.to_string()),
-            embedding_dir: None,
+            model_file: model_file.map(str::to_string),
+            embedding_dir: embedding_dir.map(str::to_string),
             threads: Some(threads),
             timeout_ms: None,
             retries: None,
         });
-        routes.insert(
-            0,
-            RouteConfig {
-                name: LOCAL.to_string(),
-                targets: vec![RouteTarget { provider: LOCAL.to_string(), model: None, weight: None }],
-                fallbacks: Vec::new(),
-            },
-        );
+        local_routes.push(RouteConfig {
+            name: name.to_string(),
+            targets: vec![RouteTarget { provider: name.to_string(), model: None, weight: None }],
+            fallbacks: Vec::new(),
+        });
     }
+    routes.splice(0..0, local_routes);
     GatewayConfig { providers, routes, prices: Vec::new() }
 }
 
@@ -131,7 +143,7 @@ pub struct Gateway {
 /// Who answers a target: a remote OpenAI-compatible server or the embedded model.
 enum Provider {
     Remote(Upstream),
-    Local(LocalChat),
+    Local(LocalModels),
 }
 
 impl Provider {
@@ -165,7 +177,7 @@ impl Gateway {
         for provider in &config.providers {
             let built = match provider.kind {
                 ProviderKind::Openai => Provider::Remote(Upstream::new(provider)?),
-                ProviderKind::Local => Provider::Local(LocalChat::new(provider)?),
+                ProviderKind::Local => Provider::Local(LocalModels::new(provider)?),
             };
             providers.insert(provider.name.clone(), built);
         }
@@ -187,6 +199,11 @@ impl Gateway {
             .map(|route| json!({"id": route.name, "object": "model", "created": 0, "owned_by": "causeway"}))
             .collect();
         json!({"object": "list", "data": data})
+    }
+
+    /// The routes' names, as configured (`*` included).
+    pub fn route_names(&self) -> Vec<String> {
+        self.routes.iter().map(|route| route.name.clone()).collect()
     }
 
     /// What every call so far used and cost, oldest first.

@@ -1,6 +1,7 @@
-//! The embedded provider (`kind = "local"`): a GGUF chat model run in this process by
-//! `causeway-llm`, answering OpenAI's chat completions — whole or streamed as server-sent events
-//! in OpenAI's own chunk shape — so the rest of the gateway treats it as any upstream.
+//! The embedded provider (`kind = "local"`): a GGUF chat model and a sentence-embedding model run
+//! in this process by `causeway-llm`, answering OpenAI's chat completions — whole or streamed as
+//! server-sent events in OpenAI's own chunk shape — and embeddings (floats or base64), so the
+//! rest of the gateway treats it as any upstream.
 //!
 //! Generation is blocking CPU work, so it never runs on the async runtime: each of the provider's
 //! `threads` is a worker that runs one generation at a time on that one thread (on a busy machine
@@ -16,7 +17,7 @@ use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use causeway_llm::{ChatModel, Generation, Message};
+use causeway_llm::{ChatModel, Embedder, Generation, Message};
 use hyper::body::{Body, Frame};
 use serde_json::{Value, json};
 
@@ -30,11 +31,19 @@ const QUEUE_LENGTH: usize = 256;
 /// The tokens an answer may have when the request sets no `max_tokens`.
 pub const DEFAULT_MAX_TOKENS: usize = 512;
 
-/// A generation waiting for a worker.
-struct Job {
-    prompt: Vec<u32>,
-    generation: Generation,
-    output: Output,
+/// The most texts one embeddings request may carry (OpenAI's limit).
+const MAX_INPUTS: usize = 2048;
+
+/// Work waiting for a worker.
+enum Job {
+    Chat { prompt: Vec<u32>, generation: Generation, output: Output },
+    Embed { texts: Vec<String>, model: String, base64: bool, reply: tokio::sync::oneshot::Sender<Bytes> },
+}
+
+/// The models a worker runs.
+struct Models {
+    chat: Option<ChatModel>,
+    embedder: Option<Embedder>,
 }
 
 /// Where a job's answer goes.
@@ -43,47 +52,63 @@ enum Output {
     Stream { model: String, id: String, include_usage: bool, chunks: tokio::sync::mpsc::Sender<Bytes> },
 }
 
-/// The embedded chat model and its workers.
-pub struct LocalChat {
+/// The embedded models and their workers.
+pub struct LocalModels {
     name: String,
-    model: Arc<ChatModel>,
+    models: Arc<Models>,
     jobs: mpsc::SyncSender<Job>,
     calls: AtomicU64,
 }
 
-impl std::fmt::Debug for LocalChat {
+impl std::fmt::Debug for LocalModels {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("LocalChat").field("name", &self.name).finish_non_exhaustive()
+        formatter.debug_struct("LocalModels").field("name", &self.name).finish_non_exhaustive()
     }
 }
 
-impl LocalChat {
-    /// Loads the provider's `model_file` and starts its `threads` workers (default 1).
+impl LocalModels {
+    /// Loads the provider's `model_file` (chat) and `embedding_dir` (embeddings) and starts its
+    /// `threads` workers (default 1).
     pub fn new(provider: &ProviderConfig) -> Result<Self> {
-        let file = provider.model_file.as_deref().ok_or_else(|| {
-            Error::Config(format!("provider `{}` (kind = \"local\") serves chat only with `model_file`", provider.name))
-        })?;
-        let path = expand_home(file);
-        let model = ChatModel::open(&path).map_err(|error| {
+        let cannot_load = |path: &Path, error: causeway_llm::Error, what: &str| {
             Error::Config(format!(
-                "provider `{}`: cannot load {}: {error} (scripts/llm-models.sh installs SmolLM2-135M-Instruct)",
+                "provider `{}`: cannot load {}: {error} (scripts/llm-models.sh {what})",
                 provider.name,
                 path.display()
             ))
-        })?;
-        let model = Arc::new(model);
+        };
+        let chat = match provider.model_file.as_deref().map(expand_home) {
+            Some(path) => Some(
+                ChatModel::open(&path).map_err(|error| cannot_load(&path, error, "installs SmolLM2-135M-Instruct"))?,
+            ),
+            None => None,
+        };
+        let embedder = match provider.embedding_dir.as_deref().map(expand_home) {
+            Some(path) => Some(
+                Embedder::open(&path)
+                    .map_err(|error| cannot_load(&path, error, "embedding installs all-MiniLM-L6-v2"))?,
+            ),
+            None => None,
+        };
+        if chat.is_none() && embedder.is_none() {
+            return Err(Error::Config(format!(
+                "provider `{}` (kind = \"local\") needs `model_file` or `embedding_dir`",
+                provider.name
+            )));
+        }
+        let models = Arc::new(Models { chat, embedder });
         let (jobs, queue) = mpsc::sync_channel::<Job>(QUEUE_LENGTH);
         let queue = Arc::new(Mutex::new(queue));
         for index in 0..provider.threads.unwrap_or(1).max(1) {
-            let (model, queue) = (model.clone(), queue.clone());
+            let (models, queue) = (models.clone(), queue.clone());
             std::thread::Builder::new()
                 .name(format!("{}-{index}", provider.name))
-                .spawn(move || work(&model, &queue))
+                .spawn(move || work(&models, &queue))
                 .map_err(|error| {
                     Error::Config(format!("provider `{}`: cannot start a worker: {error}", provider.name))
                 })?;
         }
-        Ok(Self { name: provider.name.clone(), model, jobs, calls: AtomicU64::new(0) })
+        Ok(Self { name: provider.name.clone(), models, jobs, calls: AtomicU64::new(0) })
     }
 
     /// The provider's name.
@@ -94,34 +119,44 @@ impl LocalChat {
     /// Answers `POST {path}` with `request` (already rewritten for this provider) as an
     /// OpenAI-compatible server would: 400 with OpenAI's error shape for what the model cannot do.
     pub async fn post_json(&self, path: &str, request: &Value) -> Result<UpstreamAnswer> {
-        if path != "/chat/completions" {
-            return Ok(refusal(
+        match path {
+            "/chat/completions" => match &self.models.chat {
+                Some(model) => self.chat(model, request).await,
+                None => Ok(refusal(404, &format!("provider `{}` has no chat model: give it `model_file`", self.name))),
+            },
+            "/embeddings" => match &self.models.embedder {
+                Some(embedder) => self.embeddings(embedder, request).await,
+                None => Ok(refusal(
+                    404,
+                    &format!("provider `{}` has no embedding model: give it `embedding_dir`", self.name),
+                )),
+            },
+            other => Ok(refusal(
                 404,
-                &format!("provider `{}` is a chat model: it serves /chat/completions, not {path}", self.name),
-            ));
+                &format!("provider `{}` serves /chat/completions and /embeddings, not {other}", self.name),
+            )),
         }
+    }
+
+    async fn chat(&self, model: &ChatModel, request: &Value) -> Result<UpstreamAnswer> {
         let call = self.calls.fetch_add(1, Ordering::Relaxed);
         let parsed = match parse(request, call) {
             Ok(parsed) => parsed,
             Err(message) => return Ok(refusal(400, &message)),
         };
-        let prompt = self.model.render(&parsed.messages);
-        if prompt.len() >= self.model.context() {
+        let prompt = model.render(&parsed.messages);
+        if prompt.len() >= model.context() {
             return Ok(refusal(
                 400,
-                &format!(
-                    "the conversation is {} tokens; the model's context holds {}",
-                    prompt.len(),
-                    self.model.context()
-                ),
+                &format!("the conversation is {} tokens; the model's context holds {}", prompt.len(), model.context()),
             ));
         }
         let id = format!("chatcmpl-local-{call:x}");
-        let model = parsed.model;
+        let name = parsed.model;
         if parsed.stream {
             let (chunks, receiver) = tokio::sync::mpsc::channel(64);
-            let output = Output::Stream { model, id, include_usage: parsed.include_usage, chunks };
-            self.submit(Job { prompt, generation: parsed.generation, output })?;
+            let output = Output::Stream { model: name, id, include_usage: parsed.include_usage, chunks };
+            self.submit(Job::Chat { prompt, generation: parsed.generation, output })?;
             return Ok(UpstreamAnswer {
                 status: 200,
                 content_type: Some("text/event-stream".into()),
@@ -129,8 +164,24 @@ impl LocalChat {
             });
         }
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.submit(Job { prompt, generation: parsed.generation, output: Output::Whole { model, id, reply } })?;
+        self.submit(Job::Chat {
+            prompt,
+            generation: parsed.generation,
+            output: Output::Whole { model: name, id, reply },
+        })?;
         let body = answer.await.map_err(|_| self.failed("the generation stopped without an answer"))?;
+        Ok(UpstreamAnswer { status: 200, content_type: Some("application/json".into()), body: AnswerBody::whole(body) })
+    }
+
+    async fn embeddings(&self, embedder: &Embedder, request: &Value) -> Result<UpstreamAnswer> {
+        let (texts, base64) = match parse_embeddings(request, embedder.dimensions()) {
+            Ok(parsed) => parsed,
+            Err(message) => return Ok(refusal(400, &message)),
+        };
+        let model = request.get("model").and_then(Value::as_str).unwrap_or("local").to_string();
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.submit(Job::Embed { texts, model, base64, reply })?;
+        let body = answer.await.map_err(|_| self.failed("the embedding stopped without an answer"))?;
         Ok(UpstreamAnswer { status: 200, content_type: Some("application/json".into()), body: AnswerBody::whole(body) })
     }
 
@@ -156,24 +207,89 @@ fn expand_home(file: &str) -> std::path::PathBuf {
     }
 }
 
-/// A worker: one generation at a time, on this thread.
-fn work(model: &ChatModel, queue: &Mutex<mpsc::Receiver<Job>>) {
+/// A worker: one job at a time, on this thread.
+fn work(models: &Models, queue: &Mutex<mpsc::Receiver<Job>>) {
     loop {
         let job = match queue.lock() {
             Ok(queue) => queue.recv(),
             Err(_) => return,
         };
-        let Ok(job) = job else { return };
-        run(model, job);
+        match job {
+            Ok(Job::Chat { prompt, generation, output }) => {
+                if let Some(model) = &models.chat {
+                    run(model, &prompt, &generation, output);
+                }
+            }
+            Ok(Job::Embed { texts, model, base64, reply }) => {
+                if let Some(embedder) = &models.embedder {
+                    let _ = reply.send(embed(embedder, &texts, &model, base64));
+                }
+            }
+            Err(_) => return,
+        }
     }
 }
 
-fn run(model: &ChatModel, job: Job) {
+/// OpenAI's embeddings answer for `texts`.
+fn embed(embedder: &Embedder, texts: &[String], model: &str, base64: bool) -> Bytes {
+    let mut tokens = 0;
+    let data: Vec<Value> = texts
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            let (vector, used) = embedder.embed(text);
+            tokens += used;
+            let embedding = if base64 {
+                let bytes: Vec<u8> = vector.iter().flat_map(|value| value.to_le_bytes()).collect();
+                Value::String(causeway_types::base64::encode(&bytes))
+            } else {
+                Value::from(vector)
+            };
+            json!({"object": "embedding", "index": index, "embedding": embedding})
+        })
+        .collect();
+    let answer = json!({"object": "list", "data": data, "model": model,
+                        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
+    Bytes::from(answer.to_string())
+}
+
+/// Reads OpenAI's embeddings request: the texts and whether vectors go out as base64.
+fn parse_embeddings(request: &Value, dimensions: usize) -> std::result::Result<(Vec<String>, bool), String> {
+    let texts = match request.get("input") {
+        Some(Value::String(text)) => vec![text.clone()],
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+            items.iter().filter_map(Value::as_str).map(str::to_string).collect()
+        }
+        Some(Value::Array(_)) => {
+            return Err("`input` must be text: the local embedding model reads strings, not token ids".into());
+        }
+        _ => return Err("`input` must be a string or an array of strings".into()),
+    };
+    if texts.is_empty() {
+        return Err("`input` is empty: send at least one text".into());
+    }
+    if texts.len() > MAX_INPUTS {
+        return Err(format!("`input` holds {} texts; at most {MAX_INPUTS} per request", texts.len()));
+    }
+    let base64 = match request.get("encoding_format").and_then(Value::as_str) {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => return Err(format!("`encoding_format` is `{other}`; it must be `float` or `base64`")),
+    };
+    if let Some(asked) = request.get("dimensions").and_then(Value::as_u64)
+        && asked as usize != dimensions
+    {
+        return Err(format!("the local embedding model gives {dimensions} dimensions, not {asked}"));
+    }
+    Ok((texts, base64))
+}
+
+fn run(model: &ChatModel, prompt: &[u32], generation: &Generation, output: Output) {
     let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs());
-    match job.output {
+    match output {
         Output::Whole { model: name, id, reply } => {
             let mut text = String::new();
-            let outcome = model.generate_from(&job.prompt, &job.generation, |piece| {
+            let outcome = model.generate_from(prompt, generation, |piece| {
                 text.push_str(piece);
                 !reply.is_closed()
             });
@@ -204,9 +320,8 @@ fn run(model: &ChatModel, job: Job) {
             if !send(chunk(json!({"role": "assistant", "content": ""}), Value::Null)) {
                 return;
             }
-            let outcome = model.generate_from(&job.prompt, &job.generation, |piece| {
-                send(chunk(json!({"content": piece}), Value::Null))
-            });
+            let outcome =
+                model.generate_from(prompt, generation, |piece| send(chunk(json!({"content": piece}), Value::Null)));
             match outcome {
                 Ok(outcome) => {
                     if !send(chunk(json!({}), json!(outcome.finish.as_openai()))) {
@@ -397,6 +512,21 @@ mod tests {
             defaults.generation.seed,
             parse(&json!({"messages": [{"role": "user", "content": "x"}]}), 4).unwrap().generation.seed
         );
+    }
+
+    #[test]
+    fn embedding_requests_are_read_and_refused_as_openai_defines_them() {
+        assert_eq!(parse_embeddings(&json!({"input": "a"}), 384), Ok((vec!["a".to_string()], false)));
+        assert_eq!(
+            parse_embeddings(&json!({"input": ["a", "b"], "encoding_format": "base64", "dimensions": 384}), 384),
+            Ok((vec!["a".to_string(), "b".to_string()], true))
+        );
+        let refused = |request: Value| parse_embeddings(&request, 384).unwrap_err();
+        assert!(refused(json!({"input": [[1, 2]]})).contains("not token ids"));
+        assert!(refused(json!({"input": []})).contains("empty"));
+        assert!(refused(json!({"input": "a", "dimensions": 256})).contains("384 dimensions, not 256"));
+        assert!(refused(json!({"input": "a", "encoding_format": "int8"})).contains("`float` or `base64`"));
+        assert!(refused(json!({})).contains("string or an array"));
     }
 
     #[test]

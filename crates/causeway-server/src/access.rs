@@ -127,10 +127,13 @@ fn is_write(method: &Method) -> bool {
 }
 
 /// An error in the shape the path's protocol uses: MLflow's `{error_code, message}` under
-/// `/api/`, `{error, code}` elsewhere.
+/// `/api/`, OpenAI's `{error: {message, type, param, code}}` on the gateway's routes,
+/// `{error, code}` elsewhere.
 pub fn protocol_error(path: &str, status: StatusCode, code: &str, message: String) -> Response {
     let body = if path.starts_with("/api/") {
         json!({"error_code": code, "message": message})
+    } else if crate::openai::is_openai_route(path) {
+        crate::openai::error_body(status, code, &message)
     } else {
         json!({"error": message, "code": code})
     };

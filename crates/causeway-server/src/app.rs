@@ -40,6 +40,9 @@ pub struct ServerParts {
     /// The web UI's routes (`causeway-ui`), served inside the same authentication and access
     /// layers as every other route.
     pub ui: Option<Router>,
+    /// The LLM gateway's OpenAI API (`/v1/chat/completions`, `/v1/embeddings`, `/v1/models`),
+    /// when the project configures `[gateway]`.
+    pub gateway: Option<Arc<causeway_gateway::Gateway>>,
 }
 
 impl ServerParts {
@@ -95,6 +98,9 @@ pub fn build(parts: ServerParts) -> Router {
     }
     if let Some(ui) = parts.ui {
         app = app.merge(ui);
+    }
+    if let Some(gateway) = parts.gateway {
+        app = app.merge(crate::openai::router(gateway));
     }
     app = app.fallback(crate::routes::not_found);
     let authentication = AuthConfig { meta: parts.meta, required: parts.require_tokens };

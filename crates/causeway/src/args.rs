@@ -420,10 +420,14 @@ pub enum Command {
         /// ChatML model in Q4_1) run in this process and served as the model `local`.
         #[arg(long, value_name = "FILE.gguf")]
         local_model: Option<String>,
-        /// Worker threads of the local model, each running one generation at a time on one core.
+        /// A sentence-embedding model's directory (all-MiniLM-L6-v2 from `scripts/llm-models.sh embedding`,
+        /// or another BERT saved by sentence-transformers) run in this process and served as `local-embedding`.
+        #[arg(long, value_name = "DIR")]
+        local_embedding: Option<String>,
+        /// Worker threads of the local models, each running one request at a time on one core.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
         local_threads: u16,
-        /// The project whose `[gateway]` section is served (when neither --upstream nor --local-model is given).
+        /// The project whose `[gateway]` section is served (when no --upstream or --local-* is given).
         #[arg(long, default_value = ".")]
         dir: std::path::PathBuf,
         /// Where to listen.

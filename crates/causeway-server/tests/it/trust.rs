@@ -70,6 +70,7 @@ impl Server {
             public_url: "http://causeway.internal:5000".into(),
             tracking_options: causeway_server::mlflow::TrackingOptions { direct_artifacts, source_pattern: None },
             ui: None,
+            gateway: None,
         });
         Self { app, meta, blobs, engine, clock, _directory: directory }
     }

@@ -104,8 +104,13 @@ fn run(command: Command) -> Result<ExitCode> {
             serve(SocketAddr::new(host, port), &serving, Some((&tracking, &live)))
         }
         Command::Ui { host, port, serving } => serve::ui(SocketAddr::new(host, port), &serving),
-        Command::Gateway { upstream, local_model, local_threads, dir, listen, insecure } => {
-            serve::gateway(&upstream, local_model.as_deref(), local_threads, &dir, listen, insecure)
+        Command::Gateway { upstream, local_model, local_embedding, local_threads, dir, listen, insecure } => {
+            let local = serve::LocalModels {
+                chat: local_model.as_deref(),
+                embedding: local_embedding.as_deref(),
+                threads: local_threads,
+            };
+            serve::gateway(&upstream, &local, &dir, listen, insecure)
         }
         Command::Token { action } => token(action),
         Command::Loop { action } => match action {

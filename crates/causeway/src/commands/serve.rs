@@ -83,13 +83,20 @@ pub(crate) fn ui(listen: SocketAddr, serving: &ServingArgs) -> Result<ExitCode> 
     serve_with(listen, serving, Some((&tracking, &no_loop)), None, false)
 }
 
+/// The models `causeway gateway --local-model/--local-embedding` runs in process.
+pub(crate) struct LocalModels<'a> {
+    pub(crate) chat: Option<&'a str>,
+    pub(crate) embedding: Option<&'a str>,
+    pub(crate) threads: u16,
+}
+
 /// `causeway gateway`: the LLM gateway alone — with `--upstream URL…` one catch-all route to the
-/// first upstream, the others its fallbacks in order, and with `--local-model FILE` the route
-/// `local` run in process; else the project's `[gateway]` section.
+/// first upstream, the others its fallbacks in order, and with `--local-model FILE` /
+/// `--local-embedding DIR` the routes `local` / `local-embedding` run in process; else the
+/// project's `[gateway]` section.
 pub(crate) fn gateway(
     upstreams: &[String],
-    local_model: Option<&str>,
-    local_threads: u16,
+    local: &LocalModels<'_>,
     dir: &Path,
     listen: SocketAddr,
     insecure: bool,
@@ -99,9 +106,9 @@ pub(crate) fn gateway(
             "the gateway checks no API keys yet: listen on a loopback address, or pass --insecure to listen on {listen}"
         );
     }
-    let (config, serving) = if upstreams.is_empty() && local_model.is_none() {
+    let (config, serving) = if upstreams.is_empty() && local.chat.is_none() && local.embedding.is_none() {
         let project = causeway_loop::config::ProjectConfig::load(dir).with_context(|| {
-            format!("no --upstream or --local-model given, so the gateway reads {}/causeway.toml", dir.display())
+            format!("no --upstream or --local-* given, so the gateway reads {}/causeway.toml", dir.display())
         })?;
         let config = project.gateway.with_context(|| {
             format!(
@@ -114,14 +121,21 @@ pub(crate) fn gateway(
         (config, format!("routes {} of {}", routes.join(", "), dir.display()))
     } else {
         let mut serving = Vec::new();
-        if let Some(file) = local_model {
-            serving.push(format!("the model `local` from {file} on {local_threads} thread(s)"));
+        if let Some(file) = local.chat {
+            serving.push(format!("the model `local` from {file}"));
+        }
+        if let Some(directory) = local.embedding {
+            serving.push(format!("the embedding model `local-embedding` from {directory}"));
+        }
+        if local.chat.is_some() || local.embedding.is_some() {
+            serving.push(format!("on {} thread(s) each", local.threads));
         }
         if !upstreams.is_empty() {
             serving.push(format!("forwarding to {}", upstreams.join(", then ")));
         }
-        let config = causeway_gateway::gateway::command_line(upstreams, local_model, usize::from(local_threads));
-        (config, serving.join("; "))
+        let config =
+            causeway_gateway::gateway::command_line(upstreams, local.chat, local.embedding, usize::from(local.threads));
+        (config, serving.join(", "))
     };
     let gateway = causeway_gateway::Gateway::new(&config)?;
     causeway_server::openai::run_gateway(gateway, listen, |address| {
@@ -186,6 +200,14 @@ fn serve_with(
         features: project.config.features.clone(),
         clock: clock.clone(),
     };
+    // The LLM gateway of the project's [gateway] section (its local models load now).
+    let gateway = match (&project.config.gateway, serve_models) {
+        (Some(config), true) => Some(Arc::new(causeway_gateway::Gateway::new(config)?)),
+        _ => None,
+    };
+    let gateway_note = gateway.as_ref().map_or(String::new(), |gateway| {
+        format!("; LLM gateway (OpenAI API) at /v1, routes {}", gateway.route_names().join(", "))
+    });
     let options = RunOptions {
         listen,
         tracking,
@@ -200,6 +222,7 @@ fn serve_with(
         serve_models,
         ui: tracking
             .then(|| causeway_ui::router(causeway_ui::UiState { project: project.clone(), clock: clock.clone() })),
+        gateway,
     };
     // The loop runs beside the API on its own thread; it does not need the listener.
     let live = match loop_args {
@@ -236,7 +259,7 @@ fn serve_with(
         let tracking_note = if tracking { "; MLflow tracking API at /api/2.0/mlflow; web UI at /" } else { "" };
         // One line: tests and supervisors read it as the readiness signal, then may close the pipe.
         println!(
-            "serving {} on http://{} (models: {}; metadata on {}, artifacts in {}){tracking_note}",
+            "serving {} on http://{} (models: {}; metadata on {}, artifacts in {}){tracking_note}{gateway_note}",
             project.dir.display(),
             started.address,
             started.models.join(", "),

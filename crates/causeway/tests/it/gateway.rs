@@ -72,15 +72,21 @@ fn the_gateway_answers_in_openai_shape_and_chains() {
 }
 
 /// The official `openai` client (pinned in tests/llm/requirements.txt), unmodified, against the
-/// gateway serving the real SmolLM2-135M-Instruct in process: whole and streamed answers, usage
-/// shown only when asked, stop sequences, limits, seeds and errors (tests/llm/openai_client.py).
+/// gateway serving the real SmolLM2-135M-Instruct and all-MiniLM-L6-v2 in process: whole and
+/// streamed answers, usage shown only when asked, stop sequences, limits, seeds, embeddings as
+/// base64 and floats, and errors (tests/llm/openai_client.py).
 #[test]
 fn the_official_openai_client_talks_to_the_embedded_model() {
     let model = causeway_test_support::local_chat_model();
+    let embedding = causeway_test_support::local_embedding_model();
     let python = causeway_test_support::python_with("tests/llm/requirements.txt", ".venv-llm");
-    let model = model.to_str().expect("utf-8");
-    let gateway = Server::spawn_with(&["gateway", "--local-model", model, "--listen", "127.0.0.1:0"], &[]);
+    let (model, embedding) = (model.to_str().expect("utf-8"), embedding.to_str().expect("utf-8"));
+    let gateway = Server::spawn_with(
+        &["gateway", "--local-model", model, "--local-embedding", embedding, "--listen", "127.0.0.1:0"],
+        &[],
+    );
     assert!(gateway.readiness.contains("the model `local` from"), "{}", gateway.readiness);
+    assert!(gateway.readiness.contains("the embedding model `local-embedding` from"), "{}", gateway.readiness);
     let script = causeway_test_support::repository_root().join("tests/llm/openai_client.py");
     let output = std::process::Command::new(python)
         .arg(script)
@@ -91,6 +97,8 @@ fn the_official_openai_client_talks_to_the_embedded_model() {
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     let summary: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("a JSON summary");
     assert_eq!(summary["text"], "The capital of France is Paris.", "{summary}");
+    assert_eq!(summary["models"], serde_json::json!(["local", "local-embedding"]), "{summary}");
+    assert!(summary["cosines"].is_array(), "the embeddings were checked: {summary}");
     gateway.terminate();
 }
 
@@ -123,4 +131,66 @@ fn a_route_falls_back_to_the_embedded_model() {
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr).to_string();
     assert!(stderr.contains("not a GGUF file") && stderr.contains("scripts/llm-models.sh"), "{stderr}");
+}
+
+/// `causeway server` serves the project's `[gateway]` beside the MLflow API: the official
+/// `openai` client passes against it, and with `--require-tokens` its API key is a Causeway
+/// token — an unknown key is refused, as OpenAI refuses one.
+#[test]
+fn causeway_server_serves_the_projects_gateway() {
+    let model = causeway_test_support::local_chat_model();
+    let python = causeway_test_support::python_with("tests/llm/requirements.txt", ".venv-llm");
+    let project = tempfile::tempdir().expect("tempdir");
+    let section = format!(
+        "[[gateway.providers]]\nname = \"smol\"\nkind = \"local\"\nmodel_file = \"{}\"\n\n\
+         [[gateway.routes]]\nname = \"local\"\ntargets = [{{ provider = \"smol\" }}]\n",
+        model.display()
+    );
+    std::fs::write(project.path().join("causeway.toml"), &section).expect("write");
+    let dir = project.path().to_str().expect("utf-8");
+    let script = causeway_test_support::repository_root().join("tests/llm/openai_client.py");
+
+    let server = Server::spawn_with(&["server", "--dir", dir, "--port", "0", "--no-loop"], &[]);
+    assert!(server.readiness.contains("LLM gateway (OpenAI API) at /v1, routes local"), "{}", server.readiness);
+    let output = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(format!("http://{}/v1", server.address))
+        .output()
+        .expect("the client script runs");
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    server.terminate();
+
+    let secret = crate::support::ok(&["token", "create", "--name", "app", "--scope", "write", "--dir", dir]);
+    let server = Server::spawn_with(&["server", "--dir", dir, "--port", "0", "--no-loop", "--require-tokens"], &[]);
+    let check = r#"
+import sys, openai
+base, key = sys.argv[1], sys.argv[2]
+question = [{"role": "user", "content": "Complete: The capital of France is"}]
+answer = openai.OpenAI(base_url=base, api_key=key, max_retries=0).chat.completions.create(
+    model="local", messages=question, temperature=0, max_tokens=4)
+assert answer.usage.completion_tokens == 4, answer
+try:
+    openai.OpenAI(base_url=base, api_key="sk-not-ours", max_retries=0).chat.completions.create(
+        model="local", messages=question)
+    raise AssertionError("an unknown key was answered")
+except openai.AuthenticationError as error:
+    assert "unknown or revoked" in str(error), error
+print("ok")
+"#;
+    let output = std::process::Command::new(&python)
+        .args(["-c", check, &format!("http://{}/v1", server.address), secret.trim()])
+        .output()
+        .expect("the client runs");
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    server.terminate();
 }
