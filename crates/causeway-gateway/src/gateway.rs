@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_core::Stream;
@@ -21,6 +22,7 @@ use serde_json::{Value, json};
 use crate::config::{GatewayConfig, ProviderConfig, ProviderKind, RouteConfig, RouteTarget};
 use crate::error::{Error, Result};
 use crate::local::LocalModels;
+use crate::metrics::{CallLabels, GatewayMetrics, ProviderLabels, TokenLabels};
 use crate::price::{Cost, PriceTable};
 use crate::sse::{SseEvent, SseScanner};
 use crate::upstream::{AnswerBody, Upstream, UpstreamAnswer};
@@ -137,6 +139,7 @@ pub struct Gateway {
     providers: BTreeMap<String, Provider>,
     prices: Arc<PriceTable>,
     ledger: Arc<Mutex<Vec<UsageRecord>>>,
+    metrics: GatewayMetrics,
     turn: AtomicU64,
 }
 
@@ -186,6 +189,7 @@ impl Gateway {
             providers,
             prices: Arc::new(prices),
             ledger: Arc::new(Mutex::new(Vec::new())),
+            metrics: GatewayMetrics::default(),
             turn: AtomicU64::new(0),
         })
     }
@@ -204,6 +208,11 @@ impl Gateway {
     /// The routes' names, as configured (`*` included).
     pub fn route_names(&self) -> Vec<String> {
         self.routes.iter().map(|route| route.name.clone()).collect()
+    }
+
+    /// The gateway's metrics (register them in a server's registry, or render them alone).
+    pub fn metrics(&self) -> &GatewayMetrics {
+        &self.metrics
     }
 
     /// What every call so far used and cost, oldest first.
@@ -249,11 +258,13 @@ impl Gateway {
     /// its fallbacks while the attempt fails or answers 5xx. The first other answer, and who gave it.
     async fn forward(&self, path: &str, request: &mut Value, requested: &str) -> Result<(UpstreamAnswer, Recorder)> {
         let route = self.route(requested)?;
+        let started = Instant::now();
         let mut last_error = None;
+        let mut last_provider = String::new();
         for target in self.targets(route, requested) {
             let body = for_model(request, &target.model)?;
             match target.upstream.post(path, request, body).await {
-                Ok(answer) if answer.status < 500 => return Ok((answer, self.recorder(route, &target))),
+                Ok(answer) if answer.status < 500 => return Ok((answer, self.recorder(route, &target, started))),
                 Ok(answer) => {
                     last_error = Some(Error::Upstream {
                         provider: target.upstream.name().to_string(),
@@ -262,13 +273,22 @@ impl Gateway {
                 }
                 Err(error) => last_error = Some(error),
             }
+            last_provider = target.upstream.name().to_string();
+            let labels = ProviderLabels { route: route.name.clone(), provider: last_provider.clone() };
+            self.metrics.failed_attempts.get_or_create(&labels).inc();
         }
+        self.metrics
+            .failed_calls
+            .get_or_create(&ProviderLabels { route: route.name.clone(), provider: last_provider })
+            .inc();
         Err(last_error.unwrap_or_else(|| Error::Invalid(format!("route `{}` has no target", route.name))))
     }
 
-    fn recorder(&self, route: &RouteConfig, target: &Target<'_>) -> Recorder {
+    fn recorder(&self, route: &RouteConfig, target: &Target<'_>, started: Instant) -> Recorder {
         Recorder {
             ledger: self.ledger.clone(),
+            metrics: self.metrics.clone(),
+            started,
             prices: self.prices.clone(),
             route: route.name.clone(),
             provider: target.upstream.name().to_string(),
@@ -348,6 +368,8 @@ fn for_model(request: &mut Value, model: &str) -> Result<Bytes> {
 /// Writes one call's usage and cost to the ledger.
 struct Recorder {
     ledger: Arc<Mutex<Vec<UsageRecord>>>,
+    metrics: GatewayMetrics,
+    started: Instant,
     prices: Arc<PriceTable>,
     route: String,
     provider: String,
@@ -373,8 +395,40 @@ impl Recorder {
         Error::Upstream { provider: self.provider.clone(), message }
     }
 
+    /// Notes a stream's first event.
+    fn first_event(&self) {
+        let labels = ProviderLabels { route: self.route.clone(), provider: self.provider.clone() };
+        self.metrics.first_token.get_or_create(&labels).observe(self.started.elapsed().as_secs_f64());
+    }
+
     fn record(self, usage: Option<Usage>) {
         let cost = usage.map_or(Cost::Unpriced, |usage| self.prices.cost(&self.model, &usage));
+        let call = CallLabels { route: self.route.clone(), provider: self.provider.clone(), model: self.model.clone() };
+        self.metrics.calls.get_or_create(&call).inc();
+        let provider = ProviderLabels { route: self.route.clone(), provider: self.provider.clone() };
+        self.metrics.latency.get_or_create(&provider).observe(self.started.elapsed().as_secs_f64());
+        if let Some(usage) = usage {
+            let uncached = usage.prompt_tokens.saturating_sub(usage.cached_tokens);
+            for (kind, count) in
+                [("prompt", uncached), ("cached", usage.cached_tokens), ("completion", usage.completion_tokens)]
+            {
+                let labels = TokenLabels {
+                    route: self.route.clone(),
+                    provider: self.provider.clone(),
+                    model: self.model.clone(),
+                    kind: kind.to_string(),
+                };
+                self.metrics.tokens.get_or_create(&labels).inc_by(count);
+            }
+        }
+        match cost {
+            Cost::Priced(picodollars) => {
+                self.metrics.cost.get_or_create(&call).inc_by(picodollars as f64 / 1e12);
+            }
+            Cost::Unpriced => {
+                self.metrics.unpriced.get_or_create(&call).inc();
+            }
+        }
         let record = UsageRecord {
             route: self.route,
             provider: self.provider,
@@ -389,6 +443,20 @@ impl Recorder {
     }
 }
 
+/// Whether a stream's chunk carries the answer's first output: text, a tool call or the end
+/// (the opening chunk with only the role does not; it comes before any token).
+fn carries_output(data: &str) -> bool {
+    if !(data.contains("\"content\"") || data.contains("\"tool_calls\"") || data.contains("\"finish_reason\"")) {
+        return false;
+    }
+    let Ok(chunk) = serde_json::from_str::<Value>(data) else { return false };
+    let Some(choice) = chunk.get("choices").and_then(|choices| choices.get(0)) else { return false };
+    let delta = &choice["delta"];
+    delta["content"].as_str().is_some_and(|text| !text.is_empty())
+        || delta["tool_calls"].is_array()
+        || choice["finish_reason"].is_string()
+}
+
 /// A streamed answer passed on event by event, reading usage on the way.
 pub struct EventStream {
     body: BodyDataStream<AnswerBody>,
@@ -397,6 +465,7 @@ pub struct EventStream {
     drop_usage_chunk: bool,
     usage: Option<Usage>,
     recorder: Option<Recorder>,
+    seen_event: bool,
 }
 
 impl EventStream {
@@ -408,10 +477,17 @@ impl EventStream {
             drop_usage_chunk,
             usage: None,
             recorder: Some(recorder),
+            seen_event: false,
         }
     }
 
     fn take(&mut self, event: SseEvent) {
+        if !self.seen_event && carries_output(&event.data) {
+            self.seen_event = true;
+            if let Some(recorder) = &self.recorder {
+                recorder.first_event();
+            }
+        }
         if let Some(usage) = Usage::from_chunk(&event.data) {
             self.usage = Some(usage);
             let usage_only =

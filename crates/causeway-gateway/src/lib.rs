@@ -3,7 +3,7 @@
 //! weight with fallbacks to OpenAI-compatible upstreams (a client, `upstream`) and to the
 //! embedded model (`local`: `causeway-llm` on worker threads, answering as an OpenAI server
 //! would), the exact cost of a call and its ledger, reading usage out of answers and
-//! server-sent-event streams; later limits, caches, guardrails, prompt rendering and traces
+//! server-sent-event streams, Prometheus metrics of calls, tokens, cost and latency (`metrics`); later limits, caches, guardrails, prompt rendering and traces
 //! (`docs/plans/llm-gateway.md`).
 //!
 //! It knows no web framework: `causeway-server`'s OpenAI adapter decodes a request, calls this
@@ -14,6 +14,7 @@ pub mod config;
 mod error;
 pub mod gateway;
 pub mod local;
+pub mod metrics;
 pub mod price;
 pub mod sse;
 pub mod upstream;

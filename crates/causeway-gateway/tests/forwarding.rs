@@ -195,3 +195,53 @@ async fn weights_share_exactly_and_a_dead_upstream_falls_back() {
     let unpriced = gateway.ledger().last().map(|record| record.cost);
     assert_eq!(unpriced, Some(Cost::Unpriced), "no price for the model: unpriced, not $0");
 }
+
+#[tokio::test]
+async fn metrics_count_calls_tokens_cost_and_failures() {
+    let (address, _) = upstream("vllm").await;
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind").local_addr().expect("address");
+    let config = GatewayConfig {
+        providers: vec![provider("vllm", address), provider("dead", dead)],
+        routes: vec![RouteConfig {
+            name: "chat".into(),
+            // The fallback is sent the route's name as the model, priced below.
+            targets: vec![RouteTarget { provider: "dead".into(), model: None, weight: None }],
+            fallbacks: vec!["vllm".into()],
+        }],
+        prices: vec![PriceEntry {
+            model: "chat".into(),
+            input: "1".into(),
+            cached_input: Some("0.5".into()),
+            output: "2".into(),
+        }],
+    };
+    let gateway = Gateway::new(&config).expect("gateway");
+    gateway.chat(br#"{"model": "chat", "messages": []}"#).await.expect("answer");
+    let ChatAnswer::Stream(events) =
+        gateway.chat(br#"{"model": "chat", "messages": [], "stream": true}"#).await.expect("stream")
+    else {
+        panic!("a stream")
+    };
+    collect(events).await;
+    let text = gateway.metrics().render();
+    let labels = r#"route="chat",provider="vllm",model="chat""#;
+    for line in [
+        format!("causeway_llm_calls_total{{{labels}}} 2"),
+        format!("causeway_llm_tokens_total{{{labels},kind=\"prompt\"}} 20"),
+        format!("causeway_llm_tokens_total{{{labels},kind=\"cached\"}} 4"),
+        format!("causeway_llm_tokens_total{{{labels},kind=\"completion\"}} 6"),
+        "causeway_llm_failed_attempts_total{route=\"chat\",provider=\"dead\"} 2".to_string(),
+        "causeway_llm_time_to_first_token_seconds_count{route=\"chat\",provider=\"vllm\"} 1".to_string(),
+        "causeway_llm_latency_seconds_count{route=\"chat\",provider=\"vllm\"} 2".to_string(),
+    ] {
+        assert!(text.lines().any(|got| got == line), "no `{line}` in\n{text}");
+    }
+    // Two calls of 17 micro-dollars.
+    let cost: f64 = text
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("causeway_llm_cost_dollars_total{{{labels}}} ")))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no cost in\n{text}"));
+    assert!((cost - 0.000_034).abs() < 1e-15, "{cost}");
+    assert!(!text.contains("causeway_llm_unpriced_calls_total{"), "every call was priced:\n{text}");
+}

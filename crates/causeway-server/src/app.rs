@@ -86,7 +86,11 @@ fn canonical_path(path_and_query: &str, tracking: bool) -> Option<axum::http::Ur
 pub fn build(parts: ServerParts) -> Router {
     let mut app = Router::new();
     if let Some(engine) = parts.engine {
-        app = app.merge(crate::router(AppState::new(engine, parts.meta.clone(), parts.clock.clone())));
+        let mut state = AppState::new(engine, parts.meta.clone(), parts.clock.clone());
+        if let Some(gateway) = &parts.gateway {
+            state.metrics = Arc::new(crate::Metrics::with_gateway(Some(gateway.metrics())));
+        }
+        app = app.merge(crate::router(state));
     }
     if parts.tracking {
         let tracking = TrackingState {

@@ -66,7 +66,15 @@ impl Default for Metrics {
 impl Metrics {
     /// Registers every metric.
     pub fn new() -> Self {
+        Self::with_gateway(None)
+    }
+
+    /// Registers every metric, the LLM gateway's (`causeway_llm_*`) too when there is one.
+    pub fn with_gateway(gateway: Option<&causeway_gateway::metrics::GatewayMetrics>) -> Self {
         let mut registry = Registry::with_prefix("causeway");
+        if let Some(gateway) = gateway {
+            gateway.register(&mut registry);
+        }
         let requests = Family::<RequestLabels, Counter>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
         let latency = Family::<RequestLabels, Histogram>::new_with_constructor(|| {

@@ -104,7 +104,17 @@ pub fn run_gateway(gateway: Gateway, listen: SocketAddr, on_started: impl FnOnce
             tokio::net::TcpListener::bind(listen).await.map_err(|cause| Error::Bind { address: listen, cause })?;
         let address = listener.local_addr()?;
         on_started(address);
-        let app = router(Arc::new(gateway)).route("/health", get(|| async { "OK" }));
+        let gateway = Arc::new(gateway);
+        let metrics = gateway.clone();
+        let app = router(gateway).route("/health", get(|| async { "OK" })).route(
+            "/metrics",
+            get(move || async move {
+                (
+                    [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                    metrics.metrics().render(),
+                )
+            }),
+        );
         axum::serve(listener, app).with_graceful_shutdown(crate::run::shutdown_signal()).await.map_err(Error::from)
     })
 }

@@ -99,6 +99,22 @@ fn the_official_openai_client_talks_to_the_embedded_model() {
     assert_eq!(summary["text"], "The capital of France is Paris.", "{summary}");
     assert_eq!(summary["models"], serde_json::json!(["local", "local-embedding"]), "{summary}");
     assert!(summary["cosines"].is_array(), "the embeddings were checked: {summary}");
+    let (status, metrics) = gateway.request("GET", "/metrics", None);
+    assert_eq!(status, 200);
+    let completion = metrics
+        .lines()
+        .find(|line| {
+            line.starts_with(
+                r#"causeway_llm_tokens_total{route="local",provider="local",model="local",kind="completion"}"#,
+            )
+        })
+        .and_then(|line| line.rsplit(' ').next()?.parse::<u64>().ok());
+    assert!(completion.is_some_and(|tokens| tokens > 20), "{metrics}");
+    assert!(metrics.contains(r#"causeway_llm_unpriced_calls_total{route="local-embedding""#), "{metrics}");
+    assert!(
+        metrics.contains(r#"causeway_llm_time_to_first_token_seconds_count{route="local",provider="local"}"#),
+        "{metrics}"
+    );
     gateway.terminate();
 }
 
@@ -163,6 +179,8 @@ fn causeway_server_serves_the_projects_gateway() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    let (_, metrics) = server.request("GET", "/metrics", None);
+    assert!(metrics.contains(r#"causeway_llm_calls_total{route="local",provider="smol",model="local"}"#), "{metrics}");
     server.terminate();
 
     let secret = crate::support::ok(&["token", "create", "--name", "app", "--scope", "write", "--dir", dir]);

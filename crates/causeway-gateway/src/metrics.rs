@@ -1,0 +1,128 @@
+//! The gateway's Prometheus metrics (`causeway_llm_*`): calls by outcome, tokens by kind, cost in
+//! dollars and unpriced calls, each per route, provider and model; failed attempts per provider;
+//! time to the answer and, for streams, to the first event. It owns their names and labels; the
+//! gateway decides when to record, and a server decides which registry renders them.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+/// A call's route, provider and model (the name sent to the provider).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct CallLabels {
+    /// The route the caller named.
+    pub route: String,
+    /// The provider that answered.
+    pub provider: String,
+    /// The model sent to it.
+    pub model: String,
+}
+
+/// [`CallLabels`] and what kind of tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct TokenLabels {
+    /// The route.
+    pub route: String,
+    /// The provider.
+    pub provider: String,
+    /// The model.
+    pub model: String,
+    /// `prompt` (not cached), `cached` (prompt tokens served from the provider's cache) or `completion`.
+    pub kind: String,
+}
+
+/// A route and a provider.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ProviderLabels {
+    /// The route.
+    pub route: String,
+    /// The provider.
+    pub provider: String,
+}
+
+/// The gateway's metric families (clones share their values).
+#[derive(Debug, Clone)]
+pub struct GatewayMetrics {
+    /// Calls answered (any status below 500), per route, provider and model.
+    pub calls: Family<CallLabels, Counter>,
+    /// Tokens, per kind.
+    pub tokens: Family<TokenLabels, Counter>,
+    /// Dollars, from the versioned price table.
+    pub cost: Family<CallLabels, Counter<f64, AtomicU64>>,
+    /// Answered calls whose model has no price (or whose usage was not reported).
+    pub unpriced: Family<CallLabels, Counter>,
+    /// Attempts that failed (unreachable, timed out, 5xx), per route and provider.
+    pub failed_attempts: Family<ProviderLabels, Counter>,
+    /// Requests no provider answered, per route.
+    pub failed_calls: Family<ProviderLabels, Counter>,
+    /// Seconds until the whole answer (or a stream's end).
+    pub latency: Family<ProviderLabels, Histogram>,
+    /// Seconds until a stream's first event.
+    pub first_token: Family<ProviderLabels, Histogram>,
+}
+
+impl Default for GatewayMetrics {
+    fn default() -> Self {
+        let seconds = || Histogram::new(exponential_buckets(0.000_5, 2.0, 18));
+        Self {
+            calls: Family::default(),
+            tokens: Family::default(),
+            cost: Family::default(),
+            unpriced: Family::default(),
+            failed_attempts: Family::default(),
+            failed_calls: Family::default(),
+            latency: Family::new_with_constructor(seconds),
+            first_token: Family::new_with_constructor(seconds),
+        }
+    }
+}
+
+impl GatewayMetrics {
+    /// Registers every family in `registry` under `llm_` (a registry prefixed `causeway` gives
+    /// `causeway_llm_…`).
+    pub fn register(&self, registry: &mut Registry) {
+        let registry = registry.sub_registry_with_prefix("llm");
+        registry.register("calls", "LLM calls answered, per route, provider and model", self.calls.clone());
+        registry.register(
+            "tokens",
+            "Tokens, per route, provider, model and kind (prompt, cached, completion)",
+            self.tokens.clone(),
+        );
+        registry.register(
+            "cost_dollars",
+            "Cost in dollars from the price table, per route, provider and model",
+            self.cost.clone(),
+        );
+        registry.register(
+            "unpriced_calls",
+            "Answered calls without a price or reported usage (never counted as $0)",
+            self.unpriced.clone(),
+        );
+        registry.register(
+            "failed_attempts",
+            "Attempts that failed (unreachable, timed out, 5xx), per route and provider",
+            self.failed_attempts.clone(),
+        );
+        registry.register(
+            "failed_calls",
+            "Requests no provider answered, per route (provider: the last tried)",
+            self.failed_calls.clone(),
+        );
+        registry.register("latency_seconds", "Time to the whole answer or a stream's end", self.latency.clone());
+        registry.register("time_to_first_token_seconds", "Time to a stream's first event", self.first_token.clone());
+    }
+
+    /// The families alone in the text exposition format (`causeway gateway`'s `/metrics`).
+    pub fn render(&self) -> String {
+        let mut registry = Registry::with_prefix("causeway");
+        self.register(&mut registry);
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &registry).is_err() {
+            text.clear();
+        }
+        text
+    }
+}
