@@ -157,10 +157,14 @@ impl Provider {
         }
     }
 
-    /// Sends `request` (its JSON as `body`) to `path`.
-    async fn post(&self, path: &str, request: &Value, body: Bytes) -> Result<UpstreamAnswer> {
+    /// Sends `request` to `path`: serialized for a remote server, read as it is by the embedded
+    /// models.
+    async fn post(&self, path: &str, request: &Value) -> Result<UpstreamAnswer> {
         match self {
-            Self::Remote(upstream) => upstream.post_json(path, body).await,
+            Self::Remote(upstream) => {
+                let body = serde_json::to_vec(request).map_err(|error| Error::Invalid(error.to_string()))?;
+                upstream.post_json(path, Bytes::from(body)).await
+            }
             Self::Local(local) => local.post_json(path, request).await,
         }
     }
@@ -262,8 +266,8 @@ impl Gateway {
         let mut last_error = None;
         let mut last_provider = String::new();
         for target in self.targets(route, requested) {
-            let body = for_model(request, &target.model)?;
-            match target.upstream.post(path, request, body).await {
+            set_model(request, &target.model);
+            match target.upstream.post(path, request).await {
                 Ok(answer) if answer.status < 500 => return Ok((answer, self.recorder(route, &target, started))),
                 Ok(answer) => {
                     last_error = Some(Error::Upstream {
@@ -358,11 +362,10 @@ fn decode(body: &[u8]) -> Result<(Value, String)> {
 }
 
 /// The request as sent to a target: its `model` the target's.
-fn for_model(request: &mut Value, model: &str) -> Result<Bytes> {
+fn set_model(request: &mut Value, model: &str) {
     if let Some(object) = request.as_object_mut() {
         object.insert("model".into(), Value::String(model.to_string()));
     }
-    serde_json::to_vec(request).map(Bytes::from).map_err(|error| Error::Invalid(error.to_string()))
 }
 
 /// Writes one call's usage and cost to the ledger.
