@@ -22,6 +22,45 @@ pub struct GatewayConfig {
     /// Dollars per million tokens (`[[gateway.prices]]`).
     #[serde(default)]
     pub prices: Vec<PriceEntry>,
+    /// Who calls, grouped, and their limits (`[[gateway.tenants]]`).
+    #[serde(default)]
+    pub tenants: Vec<TenantConfig>,
+}
+
+/// The name of the tenant that holds every key no other tenant lists.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// A tenant: API keys (Causeway token names) that share limits, and limits each of them has.
+/// The tenant named [`DEFAULT_TENANT`] holds every key no tenant lists (`anonymous` included).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Its name, in the ledger and in `causeway llm usage`.
+    pub name: String,
+    /// The names of its API keys (`causeway token create --name NAME`).
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// Limits on the tenant as a whole.
+    #[serde(default)]
+    pub limits: Option<LimitsConfig>,
+    /// Limits on each of its keys alone.
+    #[serde(default)]
+    pub key_limits: Option<LimitsConfig>,
+}
+
+/// Limits on requests, tokens and spend; an absent one does not limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Requests per minute (a bucket refilled continuously, as deep as a minute's requests).
+    #[serde(default)]
+    pub requests_per_minute: Option<u32>,
+    /// Tokens (prompt and completion) per minute, counted when calls end.
+    #[serde(default)]
+    pub tokens_per_minute: Option<u64>,
+    /// Dollars per UTC day on priced calls, as decimal text (`"5.00"`).
+    #[serde(default)]
+    pub dollars_per_day: Option<String>,
 }
 
 /// What kind of provider answers.
@@ -162,6 +201,30 @@ impl GatewayConfig {
                 return refuse(format!("route `{}`: every target has weight 0, so nothing would answer", route.name));
             }
         }
+        let mut tenants = BTreeSet::new();
+        let mut keys = std::collections::BTreeMap::new();
+        for tenant in &self.tenants {
+            if tenant.name.trim().is_empty() {
+                return refuse("a tenant has an empty name: give each [[gateway.tenants]] a `name`".into());
+            }
+            if !tenants.insert(tenant.name.as_str()) {
+                return refuse(format!("tenant `{}` is defined twice: merge them", tenant.name));
+            }
+            for key in &tenant.keys {
+                if let Some(other) = keys.insert(key.as_str(), tenant.name.as_str()) {
+                    return refuse(format!(
+                        "key `{key}` is listed by tenants `{other}` and `{}`: a key belongs to one tenant",
+                        tenant.name
+                    ));
+                }
+            }
+            for (section, limits) in [("limits", &tenant.limits), ("key_limits", &tenant.key_limits)] {
+                if let Some(limits) = limits {
+                    crate::limits::Limits::new(limits)
+                        .map_err(|message| Error::Config(format!("tenant `{}` {section}: {message}", tenant.name)))?;
+                }
+            }
+        }
         PriceTable::new(&self.prices)
     }
 }
@@ -202,6 +265,12 @@ mod tests {
         model = "qwen"
         input = "0.10"
         output = "0.40"
+
+        [[gateway.tenants]]
+        name = "research"
+        keys = ["alice", "ci"]
+        limits = { requests_per_minute = 600, dollars_per_day = "20" }
+        key_limits = { tokens_per_minute = 100000 }
     "#;
 
     #[test]
@@ -231,6 +300,10 @@ mod tests {
         assert!(message.contains("defined twice"), "{message}");
         let message = broken("model_file = \"SmolLM2-135M-Instruct.Q4_1.gguf\"", "");
         assert!(message.contains("needs `model_file`"), "{message}");
+        let message = broken("dollars_per_day = \"20\"", "dollars_per_day = \"lots\"");
+        assert!(message.contains("tenant `research` limits: dollars_per_day"), "{message}");
+        let message = broken("requests_per_minute = 600", "requests_per_minute = 0");
+        assert!(message.contains("requests_per_minute must be at least 1"), "{message}");
         let message = broken("input = \"0.10\"", "input = \"ten cents\"");
         assert!(message.contains("price `input` of model `qwen`"), "{message}");
         let unknown = toml::from_str::<toml::Value>(&GOOD.replace("fallbacks", "fallback"))

@@ -15,6 +15,17 @@ pub enum Error {
     /// What the request names does not exist (a route).
     #[error("{0}")]
     NotFound(String),
+    /// The caller is over a limit; it may retry after `retry_after_seconds`.
+    #[error("{message}")]
+    Limited {
+        /// Which limit, whose, and when to retry.
+        message: String,
+        /// Whole seconds (the `Retry-After` header).
+        retry_after_seconds: u64,
+    },
+    /// The ledger's store could not be read or its writer started.
+    #[error("the LLM ledger: {0}")]
+    Ledger(String),
     /// The upstream could not be reached, timed out, failed or broke its answer off.
     #[error("provider `{provider}`: {message}")]
     Upstream {
@@ -33,6 +44,8 @@ impl HasErrorCode for Error {
         match self {
             Self::Config(_) | Self::Invalid(_) => ErrorCode::InvalidInput,
             Self::NotFound(_) => ErrorCode::NotFound,
+            Self::Limited { .. } => ErrorCode::RateLimited,
+            Self::Ledger(_) => ErrorCode::Storage,
             Self::Upstream { .. } => ErrorCode::Unavailable,
         }
     }

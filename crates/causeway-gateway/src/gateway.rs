@@ -19,10 +19,15 @@ use futures_core::Stream;
 use http_body_util::{BodyDataStream, BodyExt, Limited};
 use serde_json::{Value, json};
 
+use causeway_store::{LlmCall, MetaStore};
+use causeway_types::{Clock, SystemClock};
+
 use crate::config::{GatewayConfig, ProviderConfig, ProviderKind, RouteConfig, RouteTarget};
 use crate::error::{Error, Result};
+use crate::ledger::Ledger;
+use crate::limits::{Caller, Limiter};
 use crate::local::LocalModels;
-use crate::metrics::{CallLabels, GatewayMetrics, ProviderLabels, TokenLabels};
+use crate::metrics::{CallLabels, GatewayMetrics, LimitLabels, ProviderLabels, TokenLabels};
 use crate::price::{Cost, PriceTable};
 use crate::sse::{SseEvent, SseScanner};
 use crate::upstream::{AnswerBody, Upstream, UpstreamAnswer};
@@ -97,7 +102,7 @@ pub fn command_line(
         });
     }
     routes.splice(0..0, local_routes);
-    GatewayConfig { providers, routes, prices: Vec::new() }
+    GatewayConfig { providers, routes, prices: Vec::new(), tenants: Vec::new() }
 }
 
 /// The largest whole (not streamed) answer read from an upstream.
@@ -106,6 +111,14 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 /// What one call used, as the ledger keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageRecord {
+    /// When it ended (epoch ms).
+    pub at_ms: i64,
+    /// Who made it.
+    pub caller: Caller,
+    /// `chat` or `embeddings`.
+    pub operation: &'static str,
+    /// How long it took, in milliseconds.
+    pub latency_ms: u64,
     /// The route the caller asked for.
     pub route: String,
     /// The provider that answered.
@@ -118,6 +131,32 @@ pub struct UsageRecord {
     pub cost: Cost,
     /// The price table's version the cost comes from.
     pub prices: String,
+}
+
+impl UsageRecord {
+    /// The record as the store keeps it.
+    pub fn as_call(&self) -> LlmCall {
+        let usage = self.usage.unwrap_or_default();
+        LlmCall {
+            at_ms: self.at_ms,
+            tenant: self.caller.tenant.clone(),
+            key: self.caller.key.clone(),
+            route: self.route.clone(),
+            provider: self.provider.clone(),
+            model: self.model.clone(),
+            operation: self.operation.to_string(),
+            usage_known: self.usage.is_some(),
+            prompt_tokens: usage.prompt_tokens,
+            cached_tokens: usage.cached_tokens,
+            completion_tokens: usage.completion_tokens,
+            cost_picodollars: match self.cost {
+                Cost::Priced(picodollars) => Some(u64::try_from(picodollars).unwrap_or(u64::MAX)),
+                Cost::Unpriced => None,
+            },
+            prices: self.prices.clone(),
+            latency_ms: self.latency_ms,
+        }
+    }
 }
 
 /// A chat answer: whole, or a stream of server-sent events.
@@ -133,12 +172,14 @@ pub enum ChatAnswer {
     Stream(Box<EventStream>),
 }
 
-/// The gateway's state: its configuration, prices, upstreams and ledger.
+/// The gateway's state: its configuration, prices, upstreams, limits and ledger.
 pub struct Gateway {
     routes: Vec<RouteConfig>,
     providers: BTreeMap<String, Provider>,
     prices: Arc<PriceTable>,
-    ledger: Arc<Mutex<Vec<UsageRecord>>>,
+    limiter: Arc<Mutex<Limiter>>,
+    ledger: Arc<Ledger>,
+    clock: Arc<dyn Clock>,
     metrics: GatewayMetrics,
     turn: AtomicU64,
 }
@@ -192,9 +233,60 @@ impl Gateway {
             routes: config.routes.clone(),
             providers,
             prices: Arc::new(prices),
-            ledger: Arc::new(Mutex::new(Vec::new())),
+            limiter: Arc::new(Mutex::new(Limiter::new(config))),
+            ledger: Arc::new(Ledger::default()),
+            clock: Arc::new(SystemClock),
             metrics: GatewayMetrics::default(),
             turn: AtomicU64::new(0),
+        })
+    }
+
+    /// The gateway reading time from `clock` (limits, the ledger's times).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Writes every call to `meta`'s ledger from now on, and starts today's spend limits from
+    /// what it holds (so a restart forgets no spend). Blocking: call it before serving.
+    pub fn keep_ledger_in(&mut self, meta: Arc<MetaStore>) -> Result<()> {
+        let now_ms = self.clock.now_ms();
+        let midnight = now_ms - now_ms.rem_euclid(86_400_000);
+        let spent = meta.llm_spend_since(midnight).map_err(|error| Error::Ledger(error.to_string()))?;
+        if let Ok(mut limiter) = self.limiter.lock() {
+            for (_, key, picodollars) in spent {
+                let caller = limiter.caller(&key);
+                limiter.charge(&caller, 0, u128::from(picodollars), now_ms);
+            }
+        }
+        self.ledger = Arc::new(Ledger::with_store(meta).map_err(|error| Error::Ledger(error.to_string()))?);
+        Ok(())
+    }
+
+    /// Writes what the ledger still holds to the store and stops its writer (a graceful stop).
+    pub fn close(&self) {
+        self.ledger.close();
+    }
+
+    /// Who `key` (an API key's name, or `anonymous`) is: it and its tenant.
+    pub fn caller(&self, key: &str) -> Caller {
+        self.limiter
+            .lock()
+            .map(|limiter| limiter.caller(key))
+            .unwrap_or_else(|_| Caller { tenant: crate::config::DEFAULT_TENANT.to_string(), key: key.to_string() })
+    }
+
+    /// Admits a call by `caller` or refuses it with what limit it is over.
+    fn admit(&self, caller: &Caller) -> Result<()> {
+        let now_ms = self.clock.now_ms();
+        let verdict = match self.limiter.lock() {
+            Ok(mut limiter) => limiter.admit(caller, now_ms),
+            Err(_) => Ok(()),
+        };
+        verdict.map_err(|refusal| {
+            let labels = LimitLabels { tenant: caller.tenant.clone(), limit: refusal.limit.to_string() };
+            self.metrics.limited.get_or_create(&labels).inc();
+            Error::Limited { message: refusal.message, retry_after_seconds: refusal.retry_after_seconds }
         })
     }
 
@@ -219,14 +311,16 @@ impl Gateway {
         &self.metrics
     }
 
-    /// What every call so far used and cost, oldest first.
+    /// What the most recent calls (up to [`crate::ledger::RECENT_CALLS`]) used and cost, oldest first.
     pub fn ledger(&self) -> Vec<UsageRecord> {
-        self.ledger.lock().map(|ledger| ledger.clone()).unwrap_or_default()
+        self.ledger.recent()
     }
 
-    /// `POST /v1/chat/completions`.
-    pub async fn chat(&self, body: &[u8]) -> Result<ChatAnswer> {
+    /// `POST /v1/chat/completions` from the API key named `key`.
+    pub async fn chat(&self, key: &str, body: &[u8]) -> Result<ChatAnswer> {
+        let caller = self.caller(key);
         let (mut request, requested) = decode(body)?;
+        self.admit(&caller)?;
         let Some(object) = request.as_object_mut() else {
             return Err(Error::Invalid("the request body must be a JSON object".into()));
         };
@@ -242,7 +336,7 @@ impl Gateway {
                 options.insert("include_usage".into(), Value::Bool(true));
             }
         }
-        let (answer, record) = self.forward("/chat/completions", &mut request, &requested).await?;
+        let (answer, record) = self.forward("/chat/completions", &mut request, &requested, caller, "chat").await?;
         let is_stream = answer.content_type.as_deref().is_some_and(|kind| kind.starts_with("text/event-stream"));
         if stream && is_stream && answer.status == 200 {
             return Ok(ChatAnswer::Stream(Box::new(EventStream::new(answer.body, !caller_wants_usage, record))));
@@ -251,16 +345,25 @@ impl Gateway {
         Ok(ChatAnswer::Whole { status, body })
     }
 
-    /// `POST /v1/embeddings`: forwarded whole; usage recorded.
-    pub async fn embeddings(&self, body: &[u8]) -> Result<(u16, Bytes)> {
+    /// `POST /v1/embeddings` from the API key named `key`: forwarded whole; usage recorded.
+    pub async fn embeddings(&self, key: &str, body: &[u8]) -> Result<(u16, Bytes)> {
+        let caller = self.caller(key);
         let (mut request, requested) = decode(body)?;
-        let (answer, record) = self.forward("/embeddings", &mut request, &requested).await?;
+        self.admit(&caller)?;
+        let (answer, record) = self.forward("/embeddings", &mut request, &requested, caller, "embeddings").await?;
         record.whole(answer).await
     }
 
     /// Sends `request` to the route `requested` names: to its target chosen by weight, then to
     /// its fallbacks while the attempt fails or answers 5xx. The first other answer, and who gave it.
-    async fn forward(&self, path: &str, request: &mut Value, requested: &str) -> Result<(UpstreamAnswer, Recorder)> {
+    async fn forward(
+        &self,
+        path: &str,
+        request: &mut Value,
+        requested: &str,
+        caller: Caller,
+        operation: &'static str,
+    ) -> Result<(UpstreamAnswer, Recorder)> {
         let route = self.route(requested)?;
         let started = Instant::now();
         let mut last_error = None;
@@ -268,7 +371,9 @@ impl Gateway {
         for target in self.targets(route, requested) {
             set_model(request, &target.model);
             match target.upstream.post(path, request).await {
-                Ok(answer) if answer.status < 500 => return Ok((answer, self.recorder(route, &target, started))),
+                Ok(answer) if answer.status < 500 => {
+                    return Ok((answer, self.recorder(route, &target, started, caller, operation)));
+                }
                 Ok(answer) => {
                     last_error = Some(Error::Upstream {
                         provider: target.upstream.name().to_string(),
@@ -288,9 +393,20 @@ impl Gateway {
         Err(last_error.unwrap_or_else(|| Error::Invalid(format!("route `{}` has no target", route.name))))
     }
 
-    fn recorder(&self, route: &RouteConfig, target: &Target<'_>, started: Instant) -> Recorder {
+    fn recorder(
+        &self,
+        route: &RouteConfig,
+        target: &Target<'_>,
+        started: Instant,
+        caller: Caller,
+        operation: &'static str,
+    ) -> Recorder {
         Recorder {
             ledger: self.ledger.clone(),
+            limiter: self.limiter.clone(),
+            clock: self.clock.clone(),
+            caller,
+            operation,
             metrics: self.metrics.clone(),
             started,
             prices: self.prices.clone(),
@@ -368,9 +484,13 @@ fn set_model(request: &mut Value, model: &str) {
     }
 }
 
-/// Writes one call's usage and cost to the ledger.
+/// Writes one call's usage and cost to the ledger, and charges them to the caller's limits.
 struct Recorder {
-    ledger: Arc<Mutex<Vec<UsageRecord>>>,
+    ledger: Arc<Ledger>,
+    limiter: Arc<Mutex<Limiter>>,
+    clock: Arc<dyn Clock>,
+    caller: Caller,
+    operation: &'static str,
     metrics: GatewayMetrics,
     started: Instant,
     prices: Arc<PriceTable>,
@@ -432,7 +552,20 @@ impl Recorder {
                 self.metrics.unpriced.get_or_create(&call).inc();
             }
         }
+        let at_ms = self.clock.now_ms();
+        if let Ok(mut limiter) = self.limiter.lock() {
+            let tokens = usage.map_or(0, |usage| usage.prompt_tokens + usage.completion_tokens);
+            let picodollars = match cost {
+                Cost::Priced(picodollars) => picodollars,
+                Cost::Unpriced => 0,
+            };
+            limiter.charge(&self.caller, tokens, picodollars, at_ms);
+        }
         let record = UsageRecord {
+            at_ms,
+            caller: self.caller,
+            operation: self.operation,
+            latency_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             route: self.route,
             provider: self.provider,
             model: self.model,
@@ -440,9 +573,7 @@ impl Recorder {
             cost,
             prices: self.prices.version().to_string(),
         };
-        if let Ok(mut ledger) = self.ledger.lock() {
-            ledger.push(record);
-        }
+        self.ledger.push(record);
     }
 }
 

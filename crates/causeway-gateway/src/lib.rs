@@ -3,7 +3,10 @@
 //! weight with fallbacks to OpenAI-compatible upstreams (a client, `upstream`) and to the
 //! embedded model (`local`: `causeway-llm` on worker threads, answering as an OpenAI server
 //! would), the exact cost of a call and its ledger, reading usage out of answers and
-//! server-sent-event streams, Prometheus metrics of calls, tokens, cost and latency (`metrics`); later limits, caches, guardrails, prompt rendering and traces
+//! server-sent-event streams, Prometheus metrics of calls, tokens, cost and latency (`metrics`), limits per tenant and key
+//! (`limits`: requests and tokens per minute, dollars per day, a pure state machine on the time
+//! it is given), and the ledger of calls in the metadata store (`ledger`, written by a thread of
+//! its own); later caches, guardrails, prompt rendering and traces
 //! (`docs/plans/llm-gateway.md`).
 //!
 //! It knows no web framework: `causeway-server`'s OpenAI adapter decodes a request, calls this
@@ -13,6 +16,8 @@
 pub mod config;
 mod error;
 pub mod gateway;
+pub mod ledger;
+pub mod limits;
 pub mod local;
 pub mod metrics;
 pub mod price;
@@ -23,6 +28,7 @@ pub mod usage;
 pub use config::GatewayConfig;
 pub use error::{Error, Result};
 pub use gateway::{ChatAnswer, Gateway, UsageRecord};
+pub use limits::Caller;
 pub use price::{Cost, PriceTable};
 pub use sse::SseScanner;
 pub use usage::Usage;

@@ -43,6 +43,15 @@ pub struct ProviderLabels {
     pub provider: String,
 }
 
+/// A tenant and the limit it was over.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// The caller's tenant (configured names and `default`: bounded).
+    pub tenant: String,
+    /// `requests_per_minute`, `tokens_per_minute` or `dollars_per_day`.
+    pub limit: String,
+}
+
 /// The gateway's metric families (clones share their values).
 #[derive(Debug, Clone)]
 pub struct GatewayMetrics {
@@ -62,6 +71,8 @@ pub struct GatewayMetrics {
     pub latency: Family<ProviderLabels, Histogram>,
     /// Seconds until a stream's first event.
     pub first_token: Family<ProviderLabels, Histogram>,
+    /// Requests refused for being over a limit (answered 429).
+    pub limited: Family<LimitLabels, Counter>,
 }
 
 impl Default for GatewayMetrics {
@@ -76,6 +87,7 @@ impl Default for GatewayMetrics {
             failed_calls: Family::default(),
             latency: Family::new_with_constructor(seconds),
             first_token: Family::new_with_constructor(seconds),
+            limited: Family::default(),
         }
     }
 }
@@ -113,6 +125,11 @@ impl GatewayMetrics {
         );
         registry.register("latency_seconds", "Time to the whole answer or a stream's end", self.latency.clone());
         registry.register("time_to_first_token_seconds", "Time to a stream's first event", self.first_token.clone());
+        registry.register(
+            "limited_requests",
+            "Requests refused with 429 for being over a limit, per tenant and limit",
+            self.limited.clone(),
+        );
     }
 
     /// The families alone in the text exposition format (`causeway gateway`'s `/metrics`).

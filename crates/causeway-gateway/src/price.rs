@@ -81,23 +81,28 @@ pub struct PriceTable {
 
 /// Dollars as decimal text (`"0.15"`, `"3"`, at most six decimals) in micro-dollars.
 fn micro_dollars(text: &str, model: &str, field: &str) -> Result<u64> {
-    let refuse = || {
+    parse_micro_dollars(text).ok_or_else(|| {
         Error::Config(format!(
             "price `{field}` of model `{model}` is `{text}`: write dollars per million tokens as a decimal \
              number with at most six decimals, such as \"0.15\""
         ))
-    };
+    })
+}
+
+/// Dollars as decimal text (`"0.15"`, `"3"`, at most six decimals) in whole micro-dollars; `None`
+/// for anything else (signs, exponents, seven decimals, overflow).
+pub(crate) fn parse_micro_dollars(text: &str) -> Option<u64> {
     let (whole, fraction) = text.trim().split_once('.').unwrap_or((text.trim(), ""));
     if whole.is_empty() && fraction.is_empty()
         || !whole.bytes().all(|byte| byte.is_ascii_digit())
         || !fraction.bytes().all(|byte| byte.is_ascii_digit())
         || fraction.len() > 6
     {
-        return Err(refuse());
+        return None;
     }
-    let whole: u64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| refuse())? };
-    let fraction: u64 = format!("{fraction:0<6}").parse().map_err(|_| refuse())?;
-    whole.checked_mul(1_000_000).and_then(|micro| micro.checked_add(fraction)).ok_or_else(refuse)
+    let whole: u64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+    let fraction: u64 = format!("{fraction:0<6}").parse().ok()?;
+    whole.checked_mul(1_000_000)?.checked_add(fraction)
 }
 
 impl PriceTable {

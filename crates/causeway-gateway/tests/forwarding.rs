@@ -107,11 +107,15 @@ async fn forwards_streams_and_answers_recording_usage_and_cost() {
             cached_input: Some("0.5".into()),
             output: "2".into(),
         }],
+        tenants: vec![],
     };
     let gateway = Gateway::new(&config).expect("gateway");
 
     let whole = gateway
-        .chat(br#"{"model": "chat", "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}"#)
+        .chat(
+            "anonymous",
+            br#"{"model": "chat", "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}"#,
+        )
         .await
         .expect("answer");
     let ChatAnswer::Whole { status, body } = whole else { panic!("a whole answer") };
@@ -129,7 +133,7 @@ async fn forwards_streams_and_answers_recording_usage_and_cost() {
 
     // A stream whose caller did not ask for usage: asked upstream, hidden from the caller.
     let ChatAnswer::Stream(events) =
-        gateway.chat(br#"{"model": "chat", "messages": [], "stream": true}"#).await.expect("stream")
+        gateway.chat("anonymous", br#"{"model": "chat", "messages": [], "stream": true}"#).await.expect("stream")
     else {
         panic!("a stream")
     };
@@ -140,7 +144,9 @@ async fn forwards_streams_and_answers_recording_usage_and_cost() {
 
     // A caller who asked gets it.
     let asked = br#"{"model": "chat", "messages": [], "stream": true, "stream_options": {"include_usage": true}}"#;
-    let ChatAnswer::Stream(events) = gateway.chat(asked).await.expect("stream") else { panic!("a stream") };
+    let ChatAnswer::Stream(events) = gateway.chat("anonymous", asked).await.expect("stream") else {
+        panic!("a stream")
+    };
     assert!(collect(events).await.contains("\"prompt_tokens\":12"));
 
     let ledger = gateway.ledger();
@@ -152,7 +158,7 @@ async fn forwards_streams_and_answers_recording_usage_and_cost() {
         // 10 × $1 + 2 × $0.5 + 3 × $2 per million = 17 micro-dollars.
         assert_eq!(record.cost, Cost::Priced(17_000_000));
     }
-    let error = gateway.chat(br#"{"model": "other", "messages": []}"#).await.err().expect("no such route");
+    let error = gateway.chat("anonymous", br#"{"model": "other", "messages": []}"#).await.err().expect("no such route");
     assert!(error.to_string().contains("no route is named `other`; the gateway answers: chat"), "{error}");
 }
 
@@ -180,14 +186,15 @@ async fn weights_share_exactly_and_a_dead_upstream_falls_back() {
             },
         ],
         prices: vec![],
+        tenants: vec![],
     };
     let gateway = Gateway::new(&config).expect("gateway");
     for _ in 0..8 {
-        gateway.chat(br#"{"model": "shared", "messages": []}"#).await.expect("answer");
+        gateway.chat("anonymous", br#"{"model": "shared", "messages": []}"#).await.expect("answer");
     }
     assert_eq!((first_seen.lock().expect("lock").len(), second_seen.lock().expect("lock").len()), (6, 2));
     let ChatAnswer::Whole { body, .. } =
-        gateway.chat(br#"{"model": "fragile", "messages": []}"#).await.expect("fallback")
+        gateway.chat("anonymous", br#"{"model": "fragile", "messages": []}"#).await.expect("fallback")
     else {
         panic!("a whole answer")
     };
@@ -214,11 +221,12 @@ async fn metrics_count_calls_tokens_cost_and_failures() {
             cached_input: Some("0.5".into()),
             output: "2".into(),
         }],
+        tenants: vec![],
     };
     let gateway = Gateway::new(&config).expect("gateway");
-    gateway.chat(br#"{"model": "chat", "messages": []}"#).await.expect("answer");
+    gateway.chat("anonymous", br#"{"model": "chat", "messages": []}"#).await.expect("answer");
     let ChatAnswer::Stream(events) =
-        gateway.chat(br#"{"model": "chat", "messages": [], "stream": true}"#).await.expect("stream")
+        gateway.chat("anonymous", br#"{"model": "chat", "messages": [], "stream": true}"#).await.expect("stream")
     else {
         panic!("a stream")
     };
@@ -244,4 +252,75 @@ async fn metrics_count_calls_tokens_cost_and_failures() {
         .unwrap_or_else(|| panic!("no cost in\n{text}"));
     assert!((cost - 0.000_034).abs() < 1e-15, "{cost}");
     assert!(!text.contains("causeway_llm_unpriced_calls_total{"), "every call was priced:\n{text}");
+}
+
+/// Limits per tenant and key on a clock the test moves, with the ledger in a real store: a
+/// spend limit refuses with 429's `Retry-After` until midnight UTC, survives a restart (the
+/// spend is read back from the ledger), and lets calls through again the next day.
+#[tokio::test]
+async fn spend_and_request_limits_hold_across_a_restart() {
+    use causeway_gateway::config::{LimitsConfig, TenantConfig};
+    use causeway_store::{MetaStore, UsageDimension};
+    use causeway_types::ManualClock;
+
+    let (address, _) = upstream("vllm").await;
+    let config = GatewayConfig {
+        providers: vec![provider("vllm", address)],
+        routes: vec![RouteConfig {
+            name: "chat".into(),
+            targets: vec![RouteTarget { provider: "vllm".into(), model: None, weight: None }],
+            fallbacks: vec![],
+        }],
+        // 17 micro-dollars a call (10 prompt, 2 cached, 3 completion tokens).
+        prices: vec![PriceEntry {
+            model: "chat".into(),
+            input: "1".into(),
+            cached_input: Some("0.5".into()),
+            output: "2".into(),
+        }],
+        tenants: vec![TenantConfig {
+            name: "apps".into(),
+            keys: vec!["app".into()],
+            limits: Some(LimitsConfig { dollars_per_day: Some("0.00003".into()), ..LimitsConfig::default() }),
+            key_limits: Some(LimitsConfig { requests_per_minute: Some(60), ..LimitsConfig::default() }),
+        }],
+    };
+    let directory = tempfile::tempdir().expect("tempdir");
+    let meta = Arc::new(MetaStore::open(&directory.path().join("meta.db")).expect("store"));
+    let day = 86_400_000;
+    let clock = ManualClock::new(100 * day + day / 2);
+    let request = br#"{"model": "chat", "messages": []}"#;
+
+    let mut gateway = Gateway::new(&config).expect("gateway").with_clock(Arc::new(clock.clone()));
+    gateway.keep_ledger_in(meta.clone()).expect("ledger");
+    assert_eq!(gateway.caller("app").tenant, "apps");
+    gateway.chat("app", request).await.expect("17 of 30 micro-dollars");
+    gateway.chat("app", request).await.expect("34: over, but the call began under");
+    let refused = gateway.chat("app", request).await.err().expect("over the day's budget");
+    let causeway_gateway::Error::Limited { message, retry_after_seconds } = &refused else { panic!("{refused}") };
+    assert_eq!(*retry_after_seconds, 43_200, "until midnight UTC");
+    assert!(message.contains("tenant `apps` has spent its $0.000030 for today"), "{message}");
+    gateway.chat("anonymous", request).await.expect("the default tenant has no limits");
+    let text = gateway.metrics().render();
+    assert!(text.contains(r#"causeway_llm_limited_requests_total{tenant="apps",limit="dollars_per_day"} 1"#), "{text}");
+    gateway.close();
+    let by_key = meta.llm_usage(0, i64::MAX, &[UsageDimension::Tenant, UsageDimension::Key]).expect("usage");
+    let rows: Vec<(Vec<String>, u64, u64)> =
+        by_key.iter().map(|total| (total.group.clone(), total.calls, total.priced_picodollars)).collect();
+    assert_eq!(
+        rows,
+        vec![
+            (vec!["apps".to_string(), "app".into()], 2, 34_000_000),
+            (vec!["default".to_string(), "anonymous".into()], 1, 17_000_000),
+        ],
+        "every call reached the store, refused ones excepted"
+    );
+
+    // A restart reads today's spend back.
+    let mut restarted = Gateway::new(&config).expect("gateway").with_clock(Arc::new(clock.clone()));
+    restarted.keep_ledger_in(meta.clone()).expect("ledger");
+    assert!(matches!(restarted.chat("app", request).await, Err(causeway_gateway::Error::Limited { .. })));
+    clock.set(101 * day);
+    restarted.chat("app", request).await.expect("a new day, a new budget");
+    restarted.close();
 }

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
@@ -17,6 +18,7 @@ use causeway_types::ErrorCode;
 use causeway_types::error::HasErrorCode;
 use serde_json::json;
 
+use crate::auth::Caller;
 use crate::error::Error;
 
 /// The largest request body the gateway reads (a long conversation with images as data URLs).
@@ -60,9 +62,15 @@ impl IntoResponse for OpenAiError {
         let status = match code {
             ErrorCode::InvalidInput => StatusCode::BAD_REQUEST,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::Storage => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_GATEWAY,
         };
-        (status, axum::Json(error_body(status, code.as_str(), &self.0.to_string()))).into_response()
+        let mut response = (status, axum::Json(error_body(status, code.as_str(), &self.0.to_string()))).into_response();
+        if let causeway_gateway::Error::Limited { retry_after_seconds, .. } = &self.0 {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
+        }
+        response
     }
 }
 
@@ -73,8 +81,21 @@ fn json_answer(status: u16, body: Bytes) -> Response {
     response
 }
 
-async fn chat(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Result<Response, OpenAiError> {
-    match gateway.chat(&body).await.map_err(OpenAiError)? {
+/// The API key's name: the token the auth middleware found, or `anonymous` (none required, or
+/// `causeway gateway` alone, which checks no keys).
+fn key_name(caller: Option<&Extension<Caller>>) -> &str {
+    caller.map_or(ANONYMOUS, |Extension(caller)| caller.name.as_str())
+}
+
+/// The key name of callers who sent no token.
+const ANONYMOUS: &str = "anonymous";
+
+async fn chat(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Option<Extension<Caller>>,
+    body: Bytes,
+) -> Result<Response, OpenAiError> {
+    match gateway.chat(key_name(caller.as_ref()), &body).await.map_err(OpenAiError)? {
         ChatAnswer::Whole { status, body } => Ok(json_answer(status, body)),
         ChatAnswer::Stream(events) => {
             let mut response = Response::new(Body::from_stream(events));
@@ -86,8 +107,12 @@ async fn chat(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Result<Respon
     }
 }
 
-async fn embeddings(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Result<Response, OpenAiError> {
-    let (status, body) = gateway.embeddings(&body).await.map_err(OpenAiError)?;
+async fn embeddings(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Option<Extension<Caller>>,
+    body: Bytes,
+) -> Result<Response, OpenAiError> {
+    let (status, body) = gateway.embeddings(key_name(caller.as_ref()), &body).await.map_err(OpenAiError)?;
     Ok(json_answer(status, body))
 }
 
@@ -106,6 +131,7 @@ pub fn run_gateway(gateway: Gateway, listen: SocketAddr, on_started: impl FnOnce
         on_started(address);
         let gateway = Arc::new(gateway);
         let metrics = gateway.clone();
+        let ledger = gateway.clone();
         let app = router(gateway).route("/health", get(|| async { "OK" })).route(
             "/metrics",
             get(move || async move {
@@ -115,6 +141,9 @@ pub fn run_gateway(gateway: Gateway, listen: SocketAddr, on_started: impl FnOnce
                 )
             }),
         );
-        axum::serve(listener, app).with_graceful_shutdown(crate::run::shutdown_signal()).await.map_err(Error::from)
+        let served =
+            axum::serve(listener, app).with_graceful_shutdown(crate::run::shutdown_signal()).await.map_err(Error::from);
+        let _ = tokio::task::spawn_blocking(move || ledger.close()).await;
+        served
     })
 }

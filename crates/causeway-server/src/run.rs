@@ -138,6 +138,10 @@ pub fn run(deployment: Deployment, options: RunOptions, on_started: impl FnOnce(
         }
         let flushed = engine.as_ref().map_or(Ok(()), |engine| engine.log().flush().map_err(Error::from));
         let online_flushed = online.as_ref().map_or(Ok(()), |online| online.flush().map(|_| ()).map_err(Error::from));
+        if let Some(gateway) = options.gateway.clone() {
+            // The ledger's last calls reach the store before the process ends.
+            let _ = tokio::task::spawn_blocking(move || gateway.close()).await;
+        }
         served.map_err(Error::from)?;
         flushed?;
         online_flushed

@@ -196,6 +196,24 @@ const POSTGRES_MIGRATION_8: &str = "CREATE TABLE run_latest_metrics (run_id TEXT
 /// the page, instead of joining and sorting every run of the experiment.
 const MIGRATION_9: &str = "CREATE INDEX run_latest_metrics_by_value ON run_latest_metrics (key, is_nan, value);";
 
+/// Migration 10: the LLM gateway's ledger — one row per call, with who made it (tenant and
+/// key), where it went (route, provider, model), its tokens and its cost in whole pico-dollars
+/// (NULL: unpriced, never 0), and the price table's version the cost comes from.
+const MIGRATION_10: &str = "CREATE TABLE llm_calls (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL,
+        tenant TEXT NOT NULL, api_key TEXT NOT NULL, route TEXT NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL,
+        operation TEXT NOT NULL, usage_known INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL,
+        cached_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, cost_picodollars INTEGER,
+        prices TEXT NOT NULL, latency_ms INTEGER NOT NULL);
+     CREATE INDEX llm_calls_by_time ON llm_calls (at_ms);";
+
+/// Migration 10 for PostgreSQL.
+const POSTGRES_MIGRATION_10: &str = "CREATE TABLE llm_calls (id BIGSERIAL PRIMARY KEY, at_ms BIGINT NOT NULL,
+        tenant TEXT NOT NULL, api_key TEXT NOT NULL, route TEXT NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL,
+        operation TEXT NOT NULL, usage_known BIGINT NOT NULL, prompt_tokens BIGINT NOT NULL,
+        cached_tokens BIGINT NOT NULL, completion_tokens BIGINT NOT NULL, cost_picodollars BIGINT,
+        prices TEXT NOT NULL, latency_ms BIGINT NOT NULL);
+     CREATE INDEX llm_calls_by_time ON llm_calls (at_ms);";
+
 /// Keeps `run_latest_metrics` the latest point of each key: a point replaces the stored one when
 /// it is later by (step, timestamp, a number over NaN, value), the order MLflow picks the latest by.
 pub(crate) const UPSERT_LATEST_METRIC: &str = "ON CONFLICT (run_id, key) DO UPDATE SET
@@ -213,6 +231,7 @@ const MIGRATIONS: &[&str] = &[
     MIGRATION_7,
     MIGRATION_8,
     MIGRATION_9,
+    MIGRATION_10,
 ];
 
 /// The schema version this build writes.
@@ -287,6 +306,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (7, MIGRATION_7),
     (8, POSTGRES_MIGRATION_8),
     (9, MIGRATION_9),
+    (10, POSTGRES_MIGRATION_10),
 ];
 
 /// How SQLite makes an acknowledged write durable.

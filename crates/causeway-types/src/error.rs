@@ -18,6 +18,8 @@ pub enum ErrorCode {
     Conflict,
     /// The request body or a collection exceeds a configured limit.
     TooLarge,
+    /// The caller is over a rate or spend limit; it may retry later.
+    RateLimited,
     /// A dependency (model, store) is not ready yet.
     Unavailable,
     /// Reading or writing storage failed.
@@ -34,6 +36,7 @@ impl ErrorCode {
             Self::NotFound => 404,
             Self::AlreadyExists | Self::Conflict => 409,
             Self::TooLarge => 413,
+            Self::RateLimited => 429,
             Self::Unavailable => 503,
             Self::Storage | Self::Internal => 500,
         }
@@ -48,6 +51,7 @@ impl ErrorCode {
             Self::AlreadyExists => "ALREADY_EXISTS",
             Self::Conflict => "CONFLICT",
             Self::TooLarge => "TOO_LARGE",
+            Self::RateLimited => "RATE_LIMITED",
             Self::Unavailable => "UNAVAILABLE",
             Self::Storage => "STORAGE",
             Self::Internal => "INTERNAL",

@@ -437,6 +437,13 @@ pub enum Command {
         #[arg(long)]
         insecure: bool,
     },
+    /// What the LLM gateway's callers used and spent, from the ledger in the metadata store.
+    ///
+    /// Example: causeway llm usage --since 7d --by tenant,model
+    Llm {
+        #[command(subcommand)]
+        action: LlmAction,
+    },
     /// Manage API tokens (required when a server binds a non-loopback address).
     ///
     /// Example: causeway token create --name ci --scope write
@@ -506,6 +513,28 @@ pub enum LabelsAction {
         /// Replace stored labels that differ (each replacement is an audit event).
         #[arg(long)]
         correct: bool,
+        #[command(flatten)]
+        dir: ProjectArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LlmAction {
+    /// Calls, tokens (prompt, cached, completion) and cost of the gateway's calls, summed by
+    /// tenant, key, route, provider and model (or the dimensions --by names), the most
+    /// expensive first. Unpriced calls are counted apart, never as $0.
+    ///
+    /// Example: causeway llm usage --since 24h --by tenant,key
+    Usage {
+        /// How far back (`90m`, `24h`, `7d`).
+        #[arg(long, default_value = "24h")]
+        since: causeway_types::Span,
+        /// What to sum by, comma-separated: tenant, key, route, provider, model.
+        #[arg(long, value_delimiter = ',', default_value = "tenant,key,route,provider,model")]
+        by: Vec<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         dir: ProjectArgs,
     },

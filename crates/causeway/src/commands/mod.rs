@@ -4,6 +4,7 @@
 mod admin;
 mod drift;
 mod live;
+mod llm;
 mod project;
 mod registry;
 mod serve;
@@ -17,7 +18,7 @@ use causeway_loop::Project;
 use clap::Parser;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
-use crate::args::{Cli, Command, DatasetAction, LabelsAction, LoopAction, ProjectArgs};
+use crate::args::{Cli, Command, DatasetAction, LabelsAction, LlmAction, LoopAction, ProjectArgs};
 use admin::{events, token};
 use drift::drift;
 use project::{datasets, delete_dataset, ingest, init, init_from};
@@ -113,6 +114,7 @@ fn run(command: Command) -> Result<ExitCode> {
             serve::gateway(&upstream, &local, &dir, listen, insecure)
         }
         Command::Token { action } => token(action),
+        Command::Llm { action: LlmAction::Usage { since, by, json, dir } } => llm::usage(&dir, since, &by, json),
         Command::Loop { action } => match action {
             LoopAction::Run { tick, once, dir } => live::run(&dir, tick, once),
             LoopAction::Status { json, target } => live::show_status(&target, json),

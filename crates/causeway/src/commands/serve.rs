@@ -106,7 +106,7 @@ pub(crate) fn gateway(
             "the gateway checks no API keys yet: listen on a loopback address, or pass --insecure to listen on {listen}"
         );
     }
-    let (config, serving) = if upstreams.is_empty() && local.chat.is_none() && local.embedding.is_none() {
+    let (config, serving, meta) = if upstreams.is_empty() && local.chat.is_none() && local.embedding.is_none() {
         let project = causeway_loop::config::ProjectConfig::load(dir).with_context(|| {
             format!("no --upstream or --local-* given, so the gateway reads {}/causeway.toml", dir.display())
         })?;
@@ -118,7 +118,9 @@ pub(crate) fn gateway(
             )
         })?;
         let routes: Vec<String> = config.routes.iter().map(|route| route.name.clone()).collect();
-        (config, format!("routes {} of {}", routes.join(", "), dir.display()))
+        // The project's store keeps the ledger (`causeway llm usage` reads it).
+        let meta = Project::open(dir)?.meta;
+        (config, format!("routes {} of {}", routes.join(", "), dir.display()), Some(meta))
     } else {
         let mut serving = Vec::new();
         if let Some(file) = local.chat {
@@ -135,9 +137,12 @@ pub(crate) fn gateway(
         }
         let config =
             causeway_gateway::gateway::command_line(upstreams, local.chat, local.embedding, usize::from(local.threads));
-        (config, serving.join(", "))
+        (config, serving.join(", "), None)
     };
-    let gateway = causeway_gateway::Gateway::new(&config)?;
+    let mut gateway = causeway_gateway::Gateway::new(&config)?;
+    if let Some(meta) = meta {
+        gateway.keep_ledger_in(meta)?;
+    }
     causeway_server::openai::run_gateway(gateway, listen, |address| {
         // One line: the readiness signal.
         println!("LLM gateway on http://{address} (OpenAI API at /v1), {serving}");
@@ -202,7 +207,11 @@ fn serve_with(
     };
     // The LLM gateway of the project's [gateway] section (its local models load now).
     let gateway = match (&project.config.gateway, serve_models) {
-        (Some(config), true) => Some(Arc::new(causeway_gateway::Gateway::new(config)?)),
+        (Some(config), true) => {
+            let mut gateway = causeway_gateway::Gateway::new(config)?;
+            gateway.keep_ledger_in(project.meta.clone())?;
+            Some(Arc::new(gateway))
+        }
         _ => None,
     };
     let gateway_note = gateway.as_ref().map_or(String::new(), |gateway| {

@@ -127,7 +127,8 @@ fn a_route_falls_back_to_the_embedded_model() {
     let section = format!(
         "[[gateway.providers]]\nname = \"down\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nretries = 0\n\n\
          [[gateway.providers]]\nname = \"smol\"\nkind = \"local\"\nmodel_file = \"{}\"\n\n\
-         [[gateway.routes]]\nname = \"chat\"\ntargets = [{{ provider = \"down\", model = \"big\" }}]\nfallbacks = [\"smol\"]\n",
+         [[gateway.routes]]\nname = \"chat\"\ntargets = [{{ provider = \"down\", model = \"big\" }}]\nfallbacks = [\"smol\"]\n\n\
+         [[gateway.prices]]\nmodel = \"chat\"\ninput = \"0.10\"\noutput = \"0.40\"\n",
         model.display()
     );
     std::fs::write(project.path().join("causeway.toml"), &section).expect("write");
@@ -140,6 +141,23 @@ fn a_route_falls_back_to_the_embedded_model() {
     assert_eq!(answer["choices"][0]["message"]["content"], "The capital of France is Paris.", "{answer}");
     assert_eq!(answer["model"], "chat", "the local model answers under the route's name: {answer}");
     gateway.terminate();
+
+    // The call is in the project's ledger, priced, under the provider that answered.
+    let usage = crate::support::run(&["llm", "usage", "--dir", dir]);
+    let text = format!(
+        "$ causeway llm usage --dir <DIR>\nexit code {}\n--- stdout\n{}--- stderr\n{}",
+        usage.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&usage.stdout),
+        String::from_utf8_lossy(&usage.stderr)
+    );
+    causeway_test_support::assert_snapshot(env!("CARGO_MANIFEST_DIR"), "llm_usage", &text, &[(dir, "<DIR>")]);
+    let wrong = crate::support::run(&["llm", "usage", "--by", "tenant,colour", "--dir", dir]);
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr)
+            .contains("--by colour: sum by any of tenant, key, route, provider, model"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
 
     let not_a_model = project.path().join("model.gguf");
     std::fs::write(&not_a_model, "not a model").expect("write");
@@ -159,7 +177,9 @@ fn causeway_server_serves_the_projects_gateway() {
     let project = tempfile::tempdir().expect("tempdir");
     let section = format!(
         "[[gateway.providers]]\nname = \"smol\"\nkind = \"local\"\nmodel_file = \"{}\"\n\n\
-         [[gateway.routes]]\nname = \"local\"\ntargets = [{{ provider = \"smol\" }}]\n",
+         [[gateway.routes]]\nname = \"local\"\ntargets = [{{ provider = \"smol\" }}]\n\n\
+         [[gateway.prices]]\nmodel = \"local\"\ninput = \"0.10\"\noutput = \"0.40\"\n\n\
+         [[gateway.tenants]]\nname = \"apps\"\nkeys = [\"app\"]\nkey_limits = {{ requests_per_minute = 2 }}\n",
         model.display()
     );
     std::fs::write(project.path().join("causeway.toml"), &section).expect("write");
@@ -198,6 +218,18 @@ try:
     raise AssertionError("an unknown key was answered")
 except openai.AuthenticationError as error:
     assert "unknown or revoked" in str(error), error
+client = openai.OpenAI(base_url=base, api_key=key, max_retries=0)
+client.chat.completions.create(model="local", messages=question, temperature=0, max_tokens=4)
+try:
+    client.chat.completions.create(model="local", messages=question, temperature=0, max_tokens=4)
+    raise AssertionError("a third request within a minute was answered")
+except openai.RateLimitError as error:
+    assert 1 <= int(error.response.headers["retry-after"]) <= 30, error.response.headers
+    assert "key `app` is over its limit of 2 requests per minute" in str(error), error
+import urllib.request
+scrape = urllib.request.Request(base.removesuffix("/v1") + "/metrics", headers={"Authorization": "Bearer " + key})
+metrics = urllib.request.urlopen(scrape).read().decode()
+assert 'causeway_llm_limited_requests_total{tenant="apps",limit="requests_per_minute"} 1' in metrics, metrics
 print("ok")
 "#;
     let output = std::process::Command::new(&python)
@@ -211,4 +243,21 @@ print("ok")
         String::from_utf8_lossy(&output.stderr)
     );
     server.terminate();
+
+    // The ledger in the project's store: the key's two answered calls, priced exactly.
+    let usage = crate::support::ok(&["llm", "usage", "--by", "tenant,key", "--json", "--dir", dir]);
+    let rows: Value = serde_json::from_str(&usage).expect("json");
+    let app = rows
+        .as_array()
+        .and_then(|rows| rows.iter().find(|row| row["key"] == "app"))
+        .unwrap_or_else(|| panic!("no row for the key `app`: {rows}"));
+    assert_eq!((app["tenant"].as_str(), app["calls"].as_u64()), (Some("apps"), Some(2)), "{app}");
+    assert_eq!(app["completion_tokens"], 8, "{app}");
+    let prompt = app["prompt_tokens"].as_u64().expect("prompt tokens");
+    assert_eq!(app["priced_picodollars"].as_u64(), Some(prompt * 100_000 + 8 * 400_000), "{app}");
+    assert!(
+        rows.as_array()
+            .is_some_and(|rows| rows.iter().any(|row| row["tenant"] == "default" && row["key"] == "anonymous")),
+        "the first server's anonymous calls: {rows}"
+    );
 }

@@ -1,0 +1,146 @@
+//! The ledger of calls: the most recent ones in memory, and — when the gateway has a metadata
+//! store — every one in the store, written by a thread of its own in batches so a call never
+//! waits for a disk.
+//!
+//! Nothing acknowledged to the writer is lost on a graceful stop: [`Ledger::close`] hands the
+//! writer its last batch and waits for it. A store that fails a write is retried with the batch
+//! kept (up to [`MAX_PENDING`] calls, beyond which the oldest are dropped and counted).
+
+use std::collections::VecDeque;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use causeway_store::{LlmCall, MetaStore};
+
+use crate::gateway::UsageRecord;
+
+/// How many recent calls the ledger keeps in memory.
+pub const RECENT_CALLS: usize = 10_000;
+/// How many calls may wait for the writer before new ones are dropped (and counted).
+const QUEUE: usize = 65_536;
+/// How many calls the writer keeps across failed writes.
+const MAX_PENDING: usize = 100_000;
+/// How many calls one write carries at most.
+const BATCH: usize = 1_000;
+
+/// The ledger.
+pub struct Ledger {
+    recent: Mutex<VecDeque<UsageRecord>>,
+    writer: Mutex<Option<Writer>>,
+    dropped: Arc<std::sync::atomic::AtomicU64>,
+}
+
+struct Writer {
+    sender: SyncSender<LlmCall>,
+    thread: JoinHandle<()>,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Self { recent: Mutex::new(VecDeque::new()), writer: Mutex::new(None), dropped: Arc::default() }
+    }
+}
+
+impl Ledger {
+    /// A ledger that also writes every call to `meta`.
+    pub fn with_store(meta: Arc<MetaStore>) -> std::io::Result<Self> {
+        let (sender, receiver) = sync_channel(QUEUE);
+        let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = dropped.clone();
+        let thread = std::thread::Builder::new()
+            .name("llm-ledger".into())
+            .spawn(move || write_calls(&meta, &receiver, &counted))?;
+        Ok(Self { recent: Mutex::new(VecDeque::new()), writer: Mutex::new(Some(Writer { sender, thread })), dropped })
+    }
+
+    /// Records one call.
+    pub(crate) fn push(&self, record: UsageRecord) {
+        if let Ok(writer) = self.writer.lock()
+            && let Some(writer) = writer.as_ref()
+            && let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = writer.sender.try_send(record.as_call())
+        {
+            self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        if let Ok(mut recent) = self.recent.lock() {
+            if recent.len() == RECENT_CALLS {
+                recent.pop_front();
+            }
+            recent.push_back(record);
+        }
+    }
+
+    /// The most recent calls, oldest first.
+    pub fn recent(&self) -> Vec<UsageRecord> {
+        self.recent.lock().map(|recent| recent.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Calls the store never got (its queue was full, or its writes kept failing).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops the writer after it has written everything it was given; calls recorded later stay
+    /// in memory only.
+    pub fn close(&self) {
+        let writer = self.writer.lock().ok().and_then(|mut writer| writer.take());
+        if let Some(Writer { sender, thread }) = writer {
+            drop(sender);
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The writer's loop: waits for a call, takes what else is queued, writes them in one
+/// transaction; on a failed write keeps them and tries again a moment later.
+fn write_calls(meta: &MetaStore, receiver: &Receiver<LlmCall>, dropped: &std::sync::atomic::AtomicU64) {
+    let mut pending: Vec<LlmCall> = Vec::new();
+    let mut open = true;
+    while open || !pending.is_empty() {
+        if pending.is_empty() {
+            match receiver.recv() {
+                Ok(call) => pending.push(call),
+                Err(_) => break,
+            }
+        } else if open {
+            // After a failed write: wait a little for more (or for the end) before trying again.
+            match receiver.recv_timeout(Duration::from_millis(200)) {
+                Ok(call) => pending.push(call),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => open = false,
+            }
+        }
+        while pending.len() < BATCH {
+            match receiver.try_recv() {
+                Ok(call) => pending.push(call),
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
+                }
+            }
+        }
+        match meta.record_llm_calls(&pending) {
+            Ok(()) => pending.clear(),
+            Err(error) => {
+                eprintln!("causeway: the LLM ledger could not write {} call(s), retrying: {error}", pending.len());
+                if !open {
+                    dropped.fetch_add(pending.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    return;
+                }
+                if pending.len() > MAX_PENDING {
+                    let excess = pending.len() - MAX_PENDING;
+                    pending.drain(..excess);
+                    dropped.fetch_add(excess as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
