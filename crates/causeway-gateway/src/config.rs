@@ -7,10 +7,11 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::guardrails::{Guardrails, GuardrailsConfig};
 use crate::price::{PriceEntry, PriceTable};
 
 /// The gateway's configuration.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
     /// Who answers (`[[gateway.providers]]`).
@@ -25,6 +26,9 @@ pub struct GatewayConfig {
     /// Who calls, grouped, and their limits (`[[gateway.tenants]]`).
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
+    /// Rules on requests and answers (`[gateway.guardrails]`).
+    #[serde(default)]
+    pub guardrails: GuardrailsConfig,
 }
 
 /// The name of the tenant that holds every key no other tenant lists.
@@ -225,6 +229,7 @@ impl GatewayConfig {
                 }
             }
         }
+        Guardrails::new(&self.guardrails).map_err(Error::Config)?;
         PriceTable::new(&self.prices)
     }
 }

@@ -12,6 +12,9 @@ pub enum Error {
     /// The caller's request is malformed.
     #[error("{0}")]
     Invalid(String),
+    /// A guardrail refused the request; the message names the rule and where, never what it found.
+    #[error("{0}")]
+    Blocked(String),
     /// What the request names does not exist (a route).
     #[error("{0}")]
     NotFound(String),
@@ -42,7 +45,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl HasErrorCode for Error {
     fn code(&self) -> ErrorCode {
         match self {
-            Self::Config(_) | Self::Invalid(_) => ErrorCode::InvalidInput,
+            Self::Config(_) | Self::Invalid(_) | Self::Blocked(_) => ErrorCode::InvalidInput,
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::Limited { .. } => ErrorCode::RateLimited,
             Self::Ledger(_) => ErrorCode::Storage,

@@ -24,10 +24,11 @@ use causeway_types::{Clock, SystemClock};
 
 use crate::config::{GatewayConfig, ProviderConfig, ProviderKind, RouteConfig, RouteTarget};
 use crate::error::{Error, Result};
+use crate::guardrails::{Guardrails, StreamGuard, Verdict};
 use crate::ledger::Ledger;
 use crate::limits::{Caller, Limiter};
 use crate::local::LocalModels;
-use crate::metrics::{CallLabels, GatewayMetrics, LimitLabels, ProviderLabels, TokenLabels};
+use crate::metrics::{CallLabels, GatewayMetrics, LimitLabels, ProviderLabels, TokenLabels, VerdictLabels};
 use crate::price::{Cost, PriceTable};
 use crate::sse::{SseEvent, SseScanner};
 use crate::upstream::{AnswerBody, Upstream, UpstreamAnswer};
@@ -102,7 +103,7 @@ pub fn command_line(
         });
     }
     routes.splice(0..0, local_routes);
-    GatewayConfig { providers, routes, prices: Vec::new(), tenants: Vec::new() }
+    GatewayConfig { providers, routes, ..GatewayConfig::default() }
 }
 
 /// The largest whole (not streamed) answer read from an upstream.
@@ -131,6 +132,8 @@ pub struct UsageRecord {
     pub cost: Cost,
     /// The price table's version the cost comes from.
     pub prices: String,
+    /// What the guardrails found, on the request and on the answer.
+    pub verdicts: Vec<Verdict>,
 }
 
 impl UsageRecord {
@@ -178,6 +181,7 @@ pub struct Gateway {
     providers: BTreeMap<String, Provider>,
     prices: Arc<PriceTable>,
     limiter: Arc<Mutex<Limiter>>,
+    guardrails: Arc<Guardrails>,
     ledger: Arc<Ledger>,
     clock: Arc<dyn Clock>,
     metrics: GatewayMetrics,
@@ -234,6 +238,7 @@ impl Gateway {
             providers,
             prices: Arc::new(prices),
             limiter: Arc::new(Mutex::new(Limiter::new(config))),
+            guardrails: Arc::new(Guardrails::new(&config.guardrails).map_err(Error::Config)?),
             ledger: Arc::new(Ledger::default()),
             clock: Arc::new(SystemClock),
             metrics: GatewayMetrics::default(),
@@ -259,7 +264,10 @@ impl Gateway {
                 limiter.charge(&caller, 0, u128::from(picodollars), now_ms);
             }
         }
-        self.ledger = Arc::new(Ledger::with_store(meta).map_err(|error| Error::Ledger(error.to_string()))?);
+        self.ledger = Arc::new(
+            Ledger::with_store(meta, self.metrics.ledger_dropped.clone())
+                .map_err(|error| Error::Ledger(error.to_string()))?,
+        );
         Ok(())
     }
 
@@ -321,6 +329,7 @@ impl Gateway {
         let caller = self.caller(key);
         let (mut request, requested) = decode(body)?;
         self.admit(&caller)?;
+        let verdicts = self.check_request(&requested, &mut request)?;
         let Some(object) = request.as_object_mut() else {
             return Err(Error::Invalid("the request body must be a JSON object".into()));
         };
@@ -336,10 +345,15 @@ impl Gateway {
                 options.insert("include_usage".into(), Value::Bool(true));
             }
         }
-        let (answer, record) = self.forward("/chat/completions", &mut request, &requested, caller, "chat").await?;
+        let (answer, mut record) = self.forward("/chat/completions", &mut request, &requested, caller, "chat").await?;
+        record.verdicts = verdicts;
         let is_stream = answer.content_type.as_deref().is_some_and(|kind| kind.starts_with("text/event-stream"));
         if stream && is_stream && answer.status == 200 {
-            return Ok(ChatAnswer::Stream(Box::new(EventStream::new(answer.body, !caller_wants_usage, record))));
+            let guard = self.guardrails.stream(&requested);
+            return Ok(ChatAnswer::Stream(Box::new(EventStream::new(answer.body, !caller_wants_usage, record, guard))));
+        }
+        if self.guardrails.checks_output(&requested) {
+            record.output_rules = Some((self.guardrails.clone(), requested.clone()));
         }
         let (status, body) = record.whole(answer).await?;
         Ok(ChatAnswer::Whole { status, body })
@@ -350,8 +364,24 @@ impl Gateway {
         let caller = self.caller(key);
         let (mut request, requested) = decode(body)?;
         self.admit(&caller)?;
-        let (answer, record) = self.forward("/embeddings", &mut request, &requested, caller, "embeddings").await?;
+        let verdicts = self.check_request(&requested, &mut request)?;
+        let (answer, mut record) = self.forward("/embeddings", &mut request, &requested, caller, "embeddings").await?;
+        record.verdicts = verdicts;
         record.whole(answer).await
+    }
+
+    /// The input guardrails on a request for `route`: redacted in place, or refused.
+    fn check_request(&self, route: &str, request: &mut Value) -> Result<Vec<Verdict>> {
+        match self.guardrails.check_request(route, request) {
+            Ok(verdicts) => {
+                count_verdicts(&self.metrics, &verdicts);
+                Ok(verdicts)
+            }
+            Err(blocked) => {
+                count_verdicts(&self.metrics, &blocked.verdicts);
+                Err(Error::Blocked(blocked.message))
+            }
+        }
     }
 
     /// Sends `request` to the route `requested` names: to its target chosen by weight, then to
@@ -407,6 +437,8 @@ impl Gateway {
             clock: self.clock.clone(),
             caller,
             operation,
+            verdicts: Vec::new(),
+            output_rules: None,
             metrics: self.metrics.clone(),
             started,
             prices: self.prices.clone(),
@@ -491,6 +523,9 @@ struct Recorder {
     clock: Arc<dyn Clock>,
     caller: Caller,
     operation: &'static str,
+    verdicts: Vec<Verdict>,
+    /// The output guardrails for a whole answer, and the route they are for.
+    output_rules: Option<(Arc<Guardrails>, String)>,
     metrics: GatewayMetrics,
     started: Instant,
     prices: Arc<PriceTable>,
@@ -507,9 +542,21 @@ impl Recorder {
             .await
             .map(|collected| collected.to_bytes())
             .map_err(|error| self.failed(format!("reading the answer: {error}")))?;
+        let mut recorder = self;
+        let mut body = body;
         if answer.status == 200 {
-            let usage = serde_json::from_slice::<Value>(&body).ok().as_ref().and_then(Usage::from_answer);
-            self.record(usage);
+            let parsed = serde_json::from_slice::<Value>(&body).ok();
+            let usage = parsed.as_ref().and_then(Usage::from_answer);
+            if let (Some((rules, route)), Some(mut parsed)) = (recorder.output_rules.take(), parsed) {
+                let verdicts = rules.check_answer(&route, &mut parsed);
+                if !verdicts.is_empty() {
+                    count_verdicts(&recorder.metrics, &verdicts);
+                    recorder.verdicts.extend(verdicts);
+                    body =
+                        Bytes::from(serde_json::to_vec(&parsed).map_err(|error| recorder.failed(error.to_string()))?);
+                }
+            }
+            recorder.record(usage);
         }
         Ok((answer.status, body))
     }
@@ -572,8 +619,21 @@ impl Recorder {
             usage,
             cost,
             prices: self.prices.version().to_string(),
+            verdicts: self.verdicts,
         };
         self.ledger.push(record);
+    }
+}
+
+/// Counts verdicts at `/metrics`.
+fn count_verdicts(metrics: &GatewayMetrics, verdicts: &[Verdict]) {
+    for verdict in verdicts {
+        let labels = VerdictLabels {
+            rule: verdict.rule.clone(),
+            stage: verdict.stage.as_str().to_string(),
+            action: verdict.action.as_str().to_string(),
+        };
+        metrics.guardrail_verdicts.get_or_create(&labels).inc();
     }
 }
 
@@ -600,10 +660,18 @@ pub struct EventStream {
     usage: Option<Usage>,
     recorder: Option<Recorder>,
     seen_event: bool,
+    /// The output guardrails, when any rule checks this route's answers.
+    guard: Option<StreamGuard>,
+    /// The last chunk's `id`, `object`, `created` and `model`, for chunks the gateway writes.
+    skeleton: Value,
+    /// The choices whose text is still held back (ended by the gateway at `[DONE]`).
+    open_choices: Vec<usize>,
+    /// Whether a guardrail ended the answer (the upstream's rest is not read).
+    blocked: bool,
 }
 
 impl EventStream {
-    fn new(body: AnswerBody, drop_usage_chunk: bool, recorder: Recorder) -> Self {
+    fn new(body: AnswerBody, drop_usage_chunk: bool, recorder: Recorder, guard: Option<StreamGuard>) -> Self {
         Self {
             body: body.into_data_stream(),
             scanner: SseScanner::default(),
@@ -612,10 +680,122 @@ impl EventStream {
             usage: None,
             recorder: Some(recorder),
             seen_event: false,
+            guard,
+            skeleton: json!({"object": "chat.completion.chunk"}),
+            open_choices: Vec::new(),
+            blocked: false,
         }
     }
 
+    /// A chunk the gateway writes, shaped as the upstream's.
+    fn chunk(&self, choices: Vec<Value>) -> String {
+        let mut chunk = self.skeleton.clone();
+        chunk["choices"] = Value::Array(choices);
+        chunk.to_string()
+    }
+
+    /// Passes a chunk's text deltas through the output guardrails: the chunk to send, or `None`
+    /// when they end the answer (then the content-filter chunk and `[DONE]` are queued).
+    fn guarded(&mut self, data: &str) -> Option<String> {
+        let Some(guard) = self.guard.as_mut() else { return Some(data.to_string()) };
+        if data == "[DONE]" {
+            let mut flushed = Vec::new();
+            for index in std::mem::take(&mut self.open_choices) {
+                match guard.finish(index) {
+                    Some(text) if !text.is_empty() => {
+                        flushed.push(json!({"index": index, "delta": {"content": text}, "finish_reason": null}));
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.end_filtered(index);
+                        return None;
+                    }
+                }
+            }
+            if !flushed.is_empty() {
+                let chunk = self.chunk(flushed);
+                self.push(None, &chunk);
+            }
+            return Some(data.to_string());
+        }
+        let Ok(mut chunk) = serde_json::from_str::<Value>(data) else { return Some(data.to_string()) };
+        for key in ["id", "object", "created", "model", "system_fingerprint"] {
+            if let Some(value) = chunk.get(key) {
+                self.skeleton[key] = value.clone();
+            }
+        }
+        let Some(choices) = chunk.get_mut("choices").and_then(Value::as_array_mut) else {
+            return Some(data.to_string());
+        };
+        let mut changed = false;
+        for (position, choice) in choices.iter_mut().enumerate() {
+            let index = choice.get("index").and_then(Value::as_u64).map_or(position, |index| index as usize);
+            let mut text = None;
+            if let Some(content) = choice.get("delta").and_then(|delta| delta.get("content")).and_then(Value::as_str) {
+                if !self.open_choices.contains(&index) {
+                    self.open_choices.push(index);
+                }
+                match guard.delta(index, content) {
+                    Some(passed) => text = Some(passed),
+                    None => {
+                        self.end_filtered(index);
+                        return None;
+                    }
+                }
+            }
+            if choice.get("finish_reason").is_some_and(Value::is_string) {
+                self.open_choices.retain(|open| *open != index);
+                match guard.finish(index) {
+                    Some(rest) => text = Some(text.unwrap_or_default() + &rest),
+                    None => {
+                        self.end_filtered(index);
+                        return None;
+                    }
+                }
+            }
+            if let (Some(text), Some(delta)) = (text, choice.get_mut("delta")) {
+                delta["content"] = Value::String(text);
+                changed = true;
+            }
+        }
+        Some(if changed { chunk.to_string() } else { data.to_string() })
+    }
+
+    /// Ends the answer as OpenAI's content filter does: choice `index` finishes with
+    /// `content_filter`, then `[DONE]`; the upstream's rest is not read.
+    fn end_filtered(&mut self, index: usize) {
+        let chunk = self.chunk(vec![json!({"index": index, "delta": {}, "finish_reason": "content_filter"})]);
+        self.push(None, &chunk);
+        self.push(None, "[DONE]");
+        self.blocked = true;
+        if let (Some(guard), Some(recorder)) = (&self.guard, self.recorder.as_mut()) {
+            recorder.verdicts.extend(guard.verdicts().iter().cloned());
+            count_verdicts(&recorder.metrics, guard.verdicts());
+        }
+        self.guard = None;
+    }
+
+    /// Frames one event.
+    fn push(&mut self, name: Option<&str>, data: &str) {
+        let mut framed = String::with_capacity(data.len() + 16);
+        if let Some(name) = name {
+            framed.push_str("event: ");
+            framed.push_str(name);
+            framed.push('\n');
+        }
+        for line in data.split('\n') {
+            framed.push_str("data: ");
+            framed.push_str(line);
+            framed.push('\n');
+        }
+        framed.push('\n');
+        self.ready.push_back(Bytes::from(framed));
+    }
+
     fn take(&mut self, event: SseEvent) {
+        if self.blocked {
+            return;
+        }
         if !self.seen_event && carries_output(&event.data) {
             self.seen_event = true;
             if let Some(recorder) = &self.recorder {
@@ -630,19 +810,9 @@ impl EventStream {
                 return;
             }
         }
-        let mut framed = String::with_capacity(event.data.len() + 16);
-        if let Some(name) = &event.event {
-            framed.push_str("event: ");
-            framed.push_str(name);
-            framed.push('\n');
+        if let Some(data) = self.guarded(&event.data) {
+            self.push(event.event.as_deref(), &data);
         }
-        for line in event.data.split('\n') {
-            framed.push_str("data: ");
-            framed.push_str(line);
-            framed.push('\n');
-        }
-        framed.push('\n');
-        self.ready.push_back(Bytes::from(framed));
     }
 
     /// Ends a stream that failed: what it used so far is recorded, and the error names the provider.
@@ -657,7 +827,11 @@ impl EventStream {
 
     fn finish(&mut self) {
         self.scanner.finish();
-        if let Some(recorder) = self.recorder.take() {
+        if let Some(mut recorder) = self.recorder.take() {
+            if let Some(guard) = self.guard.take() {
+                recorder.verdicts.extend(guard.verdicts().iter().cloned());
+                count_verdicts(&recorder.metrics, guard.verdicts());
+            }
             recorder.record(self.usage);
         }
     }
@@ -673,6 +847,11 @@ impl Stream for EventStream {
             }
             if self.recorder.is_none() {
                 return Poll::Ready(None);
+            }
+            if self.blocked {
+                // What the upstream would still send is not read; dropping it stops the generation.
+                self.finish();
+                continue;
             }
             match Pin::new(&mut self.body).poll_next(context) {
                 Poll::Pending => return Poll::Pending,

@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use causeway_store::{LlmCall, MetaStore};
+use prometheus_client::metrics::counter::Counter;
 
 use crate::gateway::UsageRecord;
 
@@ -29,7 +30,7 @@ const BATCH: usize = 1_000;
 pub struct Ledger {
     recent: Mutex<VecDeque<UsageRecord>>,
     writer: Mutex<Option<Writer>>,
-    dropped: Arc<std::sync::atomic::AtomicU64>,
+    dropped: Counter,
 }
 
 struct Writer {
@@ -39,15 +40,15 @@ struct Writer {
 
 impl Default for Ledger {
     fn default() -> Self {
-        Self { recent: Mutex::new(VecDeque::new()), writer: Mutex::new(None), dropped: Arc::default() }
+        Self { recent: Mutex::new(VecDeque::new()), writer: Mutex::new(None), dropped: Counter::default() }
     }
 }
 
 impl Ledger {
-    /// A ledger that also writes every call to `meta`.
-    pub fn with_store(meta: Arc<MetaStore>) -> std::io::Result<Self> {
+    /// A ledger that also writes every call to `meta`, counting in `dropped` the calls the
+    /// store never got.
+    pub fn with_store(meta: Arc<MetaStore>, dropped: Counter) -> std::io::Result<Self> {
         let (sender, receiver) = sync_channel(QUEUE);
-        let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counted = dropped.clone();
         let thread = std::thread::Builder::new()
             .name("llm-ledger".into())
@@ -61,7 +62,7 @@ impl Ledger {
             && let Some(writer) = writer.as_ref()
             && let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = writer.sender.try_send(record.as_call())
         {
-            self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.dropped.inc();
         }
         if let Ok(mut recent) = self.recent.lock() {
             if recent.len() == RECENT_CALLS {
@@ -78,7 +79,7 @@ impl Ledger {
 
     /// Calls the store never got (its queue was full, or its writes kept failing).
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+        self.dropped.get()
     }
 
     /// Stops the writer after it has written everything it was given; calls recorded later stay
@@ -100,7 +101,7 @@ impl Drop for Ledger {
 
 /// The writer's loop: waits for a call, takes what else is queued, writes them in one
 /// transaction; on a failed write keeps them and tries again a moment later.
-fn write_calls(meta: &MetaStore, receiver: &Receiver<LlmCall>, dropped: &std::sync::atomic::AtomicU64) {
+fn write_calls(meta: &MetaStore, receiver: &Receiver<LlmCall>, dropped: &Counter) {
     let mut pending: Vec<LlmCall> = Vec::new();
     let mut open = true;
     while open || !pending.is_empty() {
@@ -132,13 +133,13 @@ fn write_calls(meta: &MetaStore, receiver: &Receiver<LlmCall>, dropped: &std::sy
             Err(error) => {
                 eprintln!("causeway: the LLM ledger could not write {} call(s), retrying: {error}", pending.len());
                 if !open {
-                    dropped.fetch_add(pending.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    dropped.inc_by(pending.len() as u64);
                     return;
                 }
                 if pending.len() > MAX_PENDING {
                     let excess = pending.len() - MAX_PENDING;
                     pending.drain(..excess);
-                    dropped.fetch_add(excess as u64, std::sync::atomic::Ordering::Relaxed);
+                    dropped.inc_by(excess as u64);
                 }
             }
         }

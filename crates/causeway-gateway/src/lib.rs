@@ -16,6 +16,7 @@
 pub mod config;
 mod error;
 pub mod gateway;
+pub mod guardrails;
 pub mod ledger;
 pub mod limits;
 pub mod local;

@@ -52,6 +52,17 @@ pub struct LimitLabels {
     pub limit: String,
 }
 
+/// A guardrail rule's verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct VerdictLabels {
+    /// The rule's name (configured: bounded).
+    pub rule: String,
+    /// `input` or `output`.
+    pub stage: String,
+    /// `block`, `redact` or `flag`.
+    pub action: String,
+}
+
 /// The gateway's metric families (clones share their values).
 #[derive(Debug, Clone)]
 pub struct GatewayMetrics {
@@ -73,6 +84,10 @@ pub struct GatewayMetrics {
     pub first_token: Family<ProviderLabels, Histogram>,
     /// Requests refused for being over a limit (answered 429).
     pub limited: Family<LimitLabels, Counter>,
+    /// Guardrail verdicts (a rule that found something), per rule, stage and action.
+    pub guardrail_verdicts: Family<VerdictLabels, Counter>,
+    /// Calls the ledger's store never got (its queue full, or its writes failing to the end).
+    pub ledger_dropped: Counter,
 }
 
 impl Default for GatewayMetrics {
@@ -88,6 +103,8 @@ impl Default for GatewayMetrics {
             latency: Family::new_with_constructor(seconds),
             first_token: Family::new_with_constructor(seconds),
             limited: Family::default(),
+            guardrail_verdicts: Family::default(),
+            ledger_dropped: Counter::default(),
         }
     }
 }
@@ -129,6 +146,16 @@ impl GatewayMetrics {
             "limited_requests",
             "Requests refused with 429 for being over a limit, per tenant and limit",
             self.limited.clone(),
+        );
+        registry.register(
+            "guardrail_verdicts",
+            "Guardrail rules that found something, per rule, stage (input, output) and action (block, redact, flag)",
+            self.guardrail_verdicts.clone(),
+        );
+        registry.register(
+            "ledger_dropped_calls",
+            "Calls the ledger's store never got (its queue full, or its writes failing); 0 unless the store is in trouble",
+            self.ledger_dropped.clone(),
         );
     }
 

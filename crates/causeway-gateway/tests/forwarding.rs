@@ -108,6 +108,7 @@ async fn forwards_streams_and_answers_recording_usage_and_cost() {
             output: "2".into(),
         }],
         tenants: vec![],
+        ..GatewayConfig::default()
     };
     let gateway = Gateway::new(&config).expect("gateway");
 
@@ -187,6 +188,7 @@ async fn weights_share_exactly_and_a_dead_upstream_falls_back() {
         ],
         prices: vec![],
         tenants: vec![],
+        ..GatewayConfig::default()
     };
     let gateway = Gateway::new(&config).expect("gateway");
     for _ in 0..8 {
@@ -222,6 +224,7 @@ async fn metrics_count_calls_tokens_cost_and_failures() {
             output: "2".into(),
         }],
         tenants: vec![],
+        ..GatewayConfig::default()
     };
     let gateway = Gateway::new(&config).expect("gateway");
     gateway.chat("anonymous", br#"{"model": "chat", "messages": []}"#).await.expect("answer");
@@ -284,6 +287,7 @@ async fn spend_and_request_limits_hold_across_a_restart() {
             limits: Some(LimitsConfig { dollars_per_day: Some("0.00003".into()), ..LimitsConfig::default() }),
             key_limits: Some(LimitsConfig { requests_per_minute: Some(60), ..LimitsConfig::default() }),
         }],
+        ..GatewayConfig::default()
     };
     let directory = tempfile::tempdir().expect("tempdir");
     let meta = Arc::new(MetaStore::open(&directory.path().join("meta.db")).expect("store"));
@@ -323,4 +327,90 @@ async fn spend_and_request_limits_hold_across_a_restart() {
     clock.set(101 * day);
     restarted.chat("app", request).await.expect("a new day, a new budget");
     restarted.close();
+}
+
+/// Output guardrails on a real stream from the stand-in upstream: a redaction reaches the
+/// caller in place of the word, whole or streamed; a block ends the stream as OpenAI's content
+/// filter does, before the word is sent; verdicts go to the ledger and `/metrics`.
+#[tokio::test]
+async fn output_guardrails_redact_and_block_streams() {
+    use causeway_gateway::guardrails::{Action, GuardrailsConfig, RuleConfig, Stage};
+
+    let (address, _) = upstream("vllm").await;
+    let route = |name: &str| RouteConfig {
+        name: name.into(),
+        targets: vec![RouteTarget { provider: "vllm".into(), model: None, weight: None }],
+        fallbacks: vec![],
+    };
+    let rule = |name: &str, action: Action, route: &str| RuleConfig {
+        name: name.into(),
+        detect: "words".into(),
+        action,
+        on: Some(vec![Stage::Output]),
+        routes: Some(vec![route.into()]),
+        words: vec!["vllm".into()],
+        schema: None,
+    };
+    let config = GatewayConfig {
+        providers: vec![provider("vllm", address)],
+        routes: vec![route("chat"), route("strict")],
+        guardrails: GuardrailsConfig {
+            hold_back_bytes: Some(8),
+            rules: vec![rule("hide", Action::Redact, "chat"), rule("refuse", Action::Block, "strict")],
+        },
+        ..GatewayConfig::default()
+    };
+    let gateway = Gateway::new(&config).expect("gateway");
+    let ChatAnswer::Whole { body, .. } =
+        gateway.chat("anonymous", br#"{"model": "chat", "messages": []}"#).await.expect("answer")
+    else {
+        panic!("a whole answer")
+    };
+    let answer: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(answer["choices"][0]["message"]["content"], "Hello from [REMOVED]");
+
+    let deltas = |text: &str| -> String {
+        text.lines()
+            .filter_map(|line| line.strip_prefix("data: "))
+            .filter_map(|data| serde_json::from_str::<Value>(data).ok())
+            .filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+            .collect()
+    };
+    let ChatAnswer::Stream(events) =
+        gateway.chat("anonymous", br#"{"model": "chat", "messages": [], "stream": true}"#).await.expect("stream")
+    else {
+        panic!("a stream")
+    };
+    let text = collect(events).await;
+    assert_eq!(deltas(&text), "Hello from [REMOVED]", "{text}");
+    assert!(!text.contains("vllm") && text.ends_with("data: [DONE]\n\n"), "{text}");
+
+    let ChatAnswer::Stream(events) =
+        gateway.chat("anonymous", br#"{"model": "strict", "messages": [], "stream": true}"#).await.expect("stream")
+    else {
+        panic!("a stream")
+    };
+    let text = collect(events).await;
+    assert!(!text.contains("vllm"), "{text}");
+    assert!(text.contains(r#""finish_reason":"content_filter""#) && text.ends_with("data: [DONE]\n\n"), "{text}");
+    let verdicts: Vec<(String, String)> = gateway
+        .ledger()
+        .iter()
+        .flat_map(|record| {
+            record.verdicts.iter().map(|verdict| (verdict.rule.clone(), verdict.action.as_str().to_string()))
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        vec![
+            ("hide".to_string(), "redact".to_string()),
+            ("hide".into(), "redact".into()),
+            ("refuse".into(), "block".into())
+        ]
+    );
+    let metrics = gateway.metrics().render();
+    assert!(
+        metrics.contains(r#"causeway_llm_guardrail_verdicts_total{rule="refuse",stage="output",action="block"} 1"#),
+        "{metrics}"
+    );
 }
