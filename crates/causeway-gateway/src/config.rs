@@ -29,6 +29,9 @@ pub struct GatewayConfig {
     /// Rules on requests and answers (`[gateway.guardrails]`).
     #[serde(default)]
     pub guardrails: GuardrailsConfig,
+    /// The answer cache (`[gateway.cache]`; none without it).
+    #[serde(default)]
+    pub cache: Option<crate::cache::CacheConfig>,
 }
 
 /// The name of the tenant that holds every key no other tenant lists.
@@ -230,6 +233,10 @@ impl GatewayConfig {
             }
         }
         Guardrails::new(&self.guardrails).map_err(Error::Config)?;
+        if let Some(cache) = &self.cache {
+            let names: Vec<&str> = self.routes.iter().map(|route| route.name.as_str()).collect();
+            cache.check(&names).map_err(Error::Config)?;
+        }
         PriceTable::new(&self.prices)
     }
 }

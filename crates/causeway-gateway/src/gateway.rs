@@ -22,13 +22,16 @@ use serde_json::{Value, json};
 use causeway_store::{LlmCall, MetaStore};
 use causeway_types::{Clock, SystemClock};
 
+use crate::cache::{Assembler, Cache, CacheKey, CachedAnswer, HitKind};
 use crate::config::{GatewayConfig, ProviderConfig, ProviderKind, RouteConfig, RouteTarget};
 use crate::error::{Error, Result};
 use crate::guardrails::{Guardrails, StreamGuard, Verdict};
 use crate::ledger::Ledger;
 use crate::limits::{Caller, Limiter};
 use crate::local::LocalModels;
-use crate::metrics::{CallLabels, GatewayMetrics, LimitLabels, ProviderLabels, TokenLabels, VerdictLabels};
+use crate::metrics::{
+    CacheLabels, CallLabels, GatewayMetrics, LimitLabels, ProviderLabels, RouteLabels, TokenLabels, VerdictLabels,
+};
 use crate::price::{Cost, PriceTable};
 use crate::sse::{SseEvent, SseScanner};
 use crate::upstream::{AnswerBody, Upstream, UpstreamAnswer};
@@ -182,11 +185,18 @@ pub struct Gateway {
     prices: Arc<PriceTable>,
     limiter: Arc<Mutex<Limiter>>,
     guardrails: Arc<Guardrails>,
+    cache: Option<Arc<Cache>>,
     ledger: Arc<Ledger>,
     clock: Arc<dyn Clock>,
     metrics: GatewayMetrics,
     turn: AtomicU64,
 }
+
+/// The provider name the ledger shows for answers from the cache.
+pub const CACHE_PROVIDER: &str = "cache";
+
+/// Where a miss's answer is stored once it has arrived.
+type StoreAs = (Arc<Cache>, CacheKey, Option<Vec<f32>>);
 
 /// Who answers a target: a remote OpenAI-compatible server or the embedded model.
 enum Provider {
@@ -239,6 +249,7 @@ impl Gateway {
             prices: Arc::new(prices),
             limiter: Arc::new(Mutex::new(Limiter::new(config))),
             guardrails: Arc::new(Guardrails::new(&config.guardrails).map_err(Error::Config)?),
+            cache: config.cache.as_ref().map(|cache| Arc::new(Cache::new(cache))),
             ledger: Arc::new(Ledger::default()),
             clock: Arc::new(SystemClock),
             metrics: GatewayMetrics::default(),
@@ -345,12 +356,31 @@ impl Gateway {
                 options.insert("include_usage".into(), Value::Bool(true));
             }
         }
-        let (answer, mut record) = self.forward("/chat/completions", &mut request, &requested, caller, "chat").await?;
+        let (found, store_as) = self.look_up(&caller, &requested, "chat", &request).await;
+        let (answer, mut record) = match found {
+            Some(hit) => {
+                let body = if stream { crate::cache::replay_as_stream(&hit.1) } else { hit.0.body.clone() };
+                let content_type = if stream { "text/event-stream" } else { "application/json" };
+                let answer = UpstreamAnswer {
+                    status: 200,
+                    content_type: Some(content_type.into()),
+                    body: AnswerBody::whole(body),
+                };
+                (answer, self.cache_recorder(&requested, &hit.0, caller, "chat"))
+            }
+            None => self.forward("/chat/completions", &mut request, &requested, caller, "chat").await?,
+        };
         record.verdicts = verdicts;
+        record.store_as = store_as;
         let is_stream = answer.content_type.as_deref().is_some_and(|kind| kind.starts_with("text/event-stream"));
         if stream && is_stream && answer.status == 200 {
             let guard = self.guardrails.stream(&requested);
-            return Ok(ChatAnswer::Stream(Box::new(EventStream::new(answer.body, !caller_wants_usage, record, guard))));
+            let storing = record.store_as.is_some();
+            let mut events = EventStream::new(answer.body, !caller_wants_usage, record, guard);
+            if storing {
+                events.assembler = Some(Assembler::new());
+            }
+            return Ok(ChatAnswer::Stream(Box::new(events)));
         }
         if self.guardrails.checks_output(&requested) {
             record.output_rules = Some((self.guardrails.clone(), requested.clone()));
@@ -365,9 +395,95 @@ impl Gateway {
         let (mut request, requested) = decode(body)?;
         self.admit(&caller)?;
         let verdicts = self.check_request(&requested, &mut request)?;
-        let (answer, mut record) = self.forward("/embeddings", &mut request, &requested, caller, "embeddings").await?;
+        let (found, store_as) = self.look_up(&caller, &requested, "embeddings", &request).await;
+        let (answer, mut record) = match found {
+            Some(hit) => {
+                let body = AnswerBody::whole(hit.0.body.clone());
+                let answer = UpstreamAnswer { status: 200, content_type: Some("application/json".into()), body };
+                (answer, self.cache_recorder(&requested, &hit.0, caller, "embeddings"))
+            }
+            None => self.forward("/embeddings", &mut request, &requested, caller, "embeddings").await?,
+        };
         record.verdicts = verdicts;
+        record.store_as = store_as;
         record.whole(answer).await
+    }
+
+    /// The cache's answer to `request`, if it has one (exactly, or — for chat — by meaning), and
+    /// otherwise where to store the answer that is about to be fetched.
+    async fn look_up(
+        &self,
+        caller: &Caller,
+        route: &str,
+        operation: &str,
+        request: &Value,
+    ) -> (Option<(CachedAnswer, Value)>, Option<StoreAs>) {
+        let Some(cache) = &self.cache else { return (None, None) };
+        let Some(key) = cache.key(&caller.tenant, route, operation, request) else { return (None, None) };
+        let count = |kind: HitKind, outcome: &str| {
+            let labels = CacheLabels { route: route.to_string(), kind: kind.as_str().into(), outcome: outcome.into() };
+            self.metrics.cache_lookups.get_or_create(&labels).inc();
+        };
+        let parsed = |answer: CachedAnswer| {
+            let value = serde_json::from_slice::<Value>(&answer.body).ok()?;
+            Some((answer, value))
+        };
+        if let Some(answer) = cache.exact(&key, self.clock.now_ms()).and_then(parsed) {
+            count(HitKind::Exact, "hit");
+            return (Some(answer), None);
+        }
+        count(HitKind::Exact, "miss");
+        let mut embedding = None;
+        if let (Some(embedding_route), "chat") = (cache.embedding_route(), operation) {
+            embedding = self.embed(caller, embedding_route, &key.text).await;
+            if let Some(vector) = &embedding {
+                if let Some(answer) = cache.similar(&key, vector, self.clock.now_ms()).and_then(parsed) {
+                    count(HitKind::Semantic, "hit");
+                    return (Some(answer), None);
+                }
+                count(HitKind::Semantic, "miss");
+            }
+        }
+        (None, Some((cache.clone(), key, embedding)))
+    }
+
+    /// `text` embedded by the route `route` (recorded as the caller's call), or `None` when it
+    /// cannot be (then only the exact cache is used).
+    async fn embed(&self, caller: &Caller, route: &str, text: &str) -> Option<Vec<f32>> {
+        let mut request = json!({"model": route, "input": text, "encoding_format": "float"});
+        let (answer, record) =
+            self.forward("/embeddings", &mut request, route, caller.clone(), "embeddings").await.ok()?;
+        let (status, body) = record.whole(answer).await.ok()?;
+        if status != 200 {
+            return None;
+        }
+        let answer: Value = serde_json::from_slice(&body).ok()?;
+        answer["data"][0]["embedding"]
+            .as_array()?
+            .iter()
+            .map(|value| value.as_f64().map(|value| value as f32))
+            .collect()
+    }
+
+    /// The recorder of an answer from the cache: the provider `cache`, nothing spent.
+    fn cache_recorder(&self, route: &str, answer: &CachedAnswer, caller: Caller, operation: &'static str) -> Recorder {
+        Recorder {
+            ledger: self.ledger.clone(),
+            limiter: self.limiter.clone(),
+            clock: self.clock.clone(),
+            caller,
+            operation,
+            verdicts: Vec::new(),
+            output_rules: None,
+            store_as: None,
+            from_cache: true,
+            metrics: self.metrics.clone(),
+            started: Instant::now(),
+            prices: self.prices.clone(),
+            route: route.to_string(),
+            provider: CACHE_PROVIDER.to_string(),
+            model: answer.model.clone(),
+        }
     }
 
     /// The input guardrails on a request for `route`: redacted in place, or refused.
@@ -439,6 +555,8 @@ impl Gateway {
             operation,
             verdicts: Vec::new(),
             output_rules: None,
+            store_as: None,
+            from_cache: false,
             metrics: self.metrics.clone(),
             started,
             prices: self.prices.clone(),
@@ -526,6 +644,10 @@ struct Recorder {
     verdicts: Vec<Verdict>,
     /// The output guardrails for a whole answer, and the route they are for.
     output_rules: Option<(Arc<Guardrails>, String)>,
+    /// Where the answer goes in the cache, on a miss.
+    store_as: Option<StoreAs>,
+    /// Whether the answer came from the cache (nothing spent).
+    from_cache: bool,
     metrics: GatewayMetrics,
     started: Instant,
     prices: Arc<PriceTable>,
@@ -547,6 +669,12 @@ impl Recorder {
         if answer.status == 200 {
             let parsed = serde_json::from_slice::<Value>(&body).ok();
             let usage = parsed.as_ref().and_then(Usage::from_answer);
+            if let (Some((cache, key, embedding)), Some(stored)) = (recorder.store_as.take(), parsed.as_ref())
+                && (recorder.operation == "embeddings" || crate::cache::storable(stored))
+            {
+                let answer = CachedAnswer { body: body.clone(), model: recorder.model.clone(), usage };
+                cache.store(&key, answer, embedding, recorder.clock.now_ms());
+            }
             if let (Some((rules, route)), Some(mut parsed)) = (recorder.output_rules.take(), parsed) {
                 let verdicts = rules.check_answer(&route, &mut parsed);
                 if !verdicts.is_empty() {
@@ -572,7 +700,17 @@ impl Recorder {
     }
 
     fn record(self, usage: Option<Usage>) {
-        let cost = usage.map_or(Cost::Unpriced, |usage| self.prices.cost(&self.model, &usage));
+        let priced = usage.map_or(Cost::Unpriced, |usage| self.prices.cost(&self.model, &usage));
+        // An answer from the cache cost nothing; what it would have cost is what it saved.
+        let cost = if self.from_cache {
+            if let Cost::Priced(picodollars) = priced {
+                let labels = RouteLabels { route: self.route.clone() };
+                self.metrics.cache_saved.get_or_create(&labels).inc_by(picodollars as f64 / 1e12);
+            }
+            Cost::Priced(0)
+        } else {
+            priced
+        };
         let call = CallLabels { route: self.route.clone(), provider: self.provider.clone(), model: self.model.clone() };
         self.metrics.calls.get_or_create(&call).inc();
         let provider = ProviderLabels { route: self.route.clone(), provider: self.provider.clone() };
@@ -601,7 +739,11 @@ impl Recorder {
         }
         let at_ms = self.clock.now_ms();
         if let Ok(mut limiter) = self.limiter.lock() {
-            let tokens = usage.map_or(0, |usage| usage.prompt_tokens + usage.completion_tokens);
+            let tokens = if self.from_cache {
+                0
+            } else {
+                usage.map_or(0, |usage| usage.prompt_tokens + usage.completion_tokens)
+            };
             let picodollars = match cost {
                 Cost::Priced(picodollars) => picodollars,
                 Cost::Unpriced => 0,
@@ -668,6 +810,8 @@ pub struct EventStream {
     open_choices: Vec<usize>,
     /// Whether a guardrail ended the answer (the upstream's rest is not read).
     blocked: bool,
+    /// The answer assembled for the cache, on a miss that may be stored.
+    assembler: Option<Assembler>,
 }
 
 impl EventStream {
@@ -684,6 +828,7 @@ impl EventStream {
             skeleton: json!({"object": "chat.completion.chunk"}),
             open_choices: Vec::new(),
             blocked: false,
+            assembler: None,
         }
     }
 
@@ -796,6 +941,11 @@ impl EventStream {
         if self.blocked {
             return;
         }
+        if let Some(assembler) = self.assembler.as_mut()
+            && let Ok(chunk) = serde_json::from_str::<Value>(&event.data)
+        {
+            assembler.take(&chunk);
+        }
         if !self.seen_event && carries_output(&event.data) {
             self.seen_event = true;
             if let Some(recorder) = &self.recorder {
@@ -823,6 +973,17 @@ impl EventStream {
         };
         self.finish();
         error
+    }
+
+    /// A stream that ended properly, assembled, into the cache.
+    fn store_assembled(&mut self) {
+        let (Some(assembler), Some(recorder)) = (self.assembler.take(), self.recorder.as_mut()) else { return };
+        let (Some((cache, key, embedding)), Some(answer)) = (recorder.store_as.take(), assembler.finish()) else {
+            return;
+        };
+        let usage = Usage::from_answer(&answer);
+        let stored = CachedAnswer { body: Bytes::from(answer.to_string()), model: recorder.model.clone(), usage };
+        cache.store(&key, stored, embedding, recorder.clock.now_ms());
     }
 
     fn finish(&mut self) {
@@ -862,7 +1023,10 @@ impl Stream for EventStream {
                 Poll::Ready(Some(Err(error))) => {
                     return Poll::Ready(Some(Err(self.broken(format!("the stream broke: {error}")))));
                 }
-                Poll::Ready(None) => self.finish(),
+                Poll::Ready(None) => {
+                    self.store_assembled();
+                    self.finish();
+                }
             }
         }
     }

@@ -13,6 +13,7 @@
 //! crate and encodes what it returns. A request is kept as JSON and forwarded untouched except
 //! where the gateway decides something, so fields it does not know pass through.
 
+pub mod cache;
 pub mod config;
 mod error;
 pub mod gateway;

@@ -63,6 +63,24 @@ pub struct VerdictLabels {
     pub action: String,
 }
 
+/// A cache lookup.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// The route.
+    pub route: String,
+    /// `exact` or `semantic`.
+    pub kind: String,
+    /// `hit` or `miss`.
+    pub outcome: String,
+}
+
+/// A route alone.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// The route.
+    pub route: String,
+}
+
 /// The gateway's metric families (clones share their values).
 #[derive(Debug, Clone)]
 pub struct GatewayMetrics {
@@ -86,6 +104,10 @@ pub struct GatewayMetrics {
     pub limited: Family<LimitLabels, Counter>,
     /// Guardrail verdicts (a rule that found something), per rule, stage and action.
     pub guardrail_verdicts: Family<VerdictLabels, Counter>,
+    /// Cache lookups, per route, kind and outcome (the hit rate is hits over lookups).
+    pub cache_lookups: Family<CacheLabels, Counter>,
+    /// Dollars the cache's answers would have cost, per route.
+    pub cache_saved: Family<RouteLabels, Counter<f64, AtomicU64>>,
     /// Calls the ledger's store never got (its queue full, or its writes failing to the end).
     pub ledger_dropped: Counter,
 }
@@ -105,6 +127,8 @@ impl Default for GatewayMetrics {
             limited: Family::default(),
             guardrail_verdicts: Family::default(),
             ledger_dropped: Counter::default(),
+            cache_lookups: Family::default(),
+            cache_saved: Family::default(),
         }
     }
 }
@@ -151,6 +175,16 @@ impl GatewayMetrics {
             "guardrail_verdicts",
             "Guardrail rules that found something, per rule, stage (input, output) and action (block, redact, flag)",
             self.guardrail_verdicts.clone(),
+        );
+        registry.register(
+            "cache_lookups",
+            "Answer-cache lookups, per route, kind (exact, semantic) and outcome (hit, miss)",
+            self.cache_lookups.clone(),
+        );
+        registry.register(
+            "cache_saved_dollars",
+            "What the answers served from the cache would have cost, per route",
+            self.cache_saved.clone(),
         );
         registry.register(
             "ledger_dropped_calls",

@@ -37,6 +37,9 @@ async fn completions(State((name, seen)): State<(String, Seen)>, body: Bytes) ->
                 "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": null}], "usage": null});
             text.push_str(&format!("data: {chunk}\n\n"));
         }
+        let finish = json!({"id": "c1", "object": "chat.completion.chunk", "model": model,
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": null});
+        text.push_str(&format!("data: {finish}\n\n"));
         if request["stream_options"]["include_usage"].as_bool() == Some(true) {
             // vLLM's shape: `choices: null` beside the usage.
             text.push_str(&format!(
@@ -413,4 +416,92 @@ async fn output_guardrails_redact_and_block_streams() {
         metrics.contains(r#"causeway_llm_guardrail_verdicts_total{rule="refuse",stage="output",action="block"} 1"#),
         "{metrics}"
     );
+}
+
+/// The answer cache in front of the stand-in: a deterministic request is answered once by the
+/// upstream and then from the cache, whole or replayed as a stream; a streamed answer is
+/// assembled and stored for a whole request; non-deterministic requests and other tenants'
+/// are not served from it; hits cost nothing and count what they saved.
+#[tokio::test]
+async fn the_exact_cache_answers_repeats_whole_and_streamed() {
+    use causeway_gateway::cache::CacheConfig;
+    use causeway_gateway::config::TenantConfig;
+
+    let (address, seen) = upstream("vllm").await;
+    let config = GatewayConfig {
+        providers: vec![provider("vllm", address)],
+        routes: vec![RouteConfig {
+            name: "chat".into(),
+            targets: vec![RouteTarget { provider: "vllm".into(), model: None, weight: None }],
+            fallbacks: vec![],
+        }],
+        prices: vec![PriceEntry { model: "chat".into(), input: "1".into(), cached_input: None, output: "2".into() }],
+        tenants: vec![TenantConfig { name: "other".into(), keys: vec!["stranger".into()], ..TenantConfig::default() }],
+        cache: Some(CacheConfig { exact: None, ttl: None, max_entries: None, routes: None, semantic: None }),
+        ..GatewayConfig::default()
+    };
+    let gateway = Gateway::new(&config).expect("gateway");
+    let calls = || seen.lock().expect("lock").len();
+    let whole = |body: &Bytes| -> String {
+        let answer: Value = serde_json::from_slice(body).expect("json");
+        answer["choices"][0]["message"]["content"].as_str().unwrap_or_default().to_string()
+    };
+    let asked = br#"{"model": "chat", "temperature": 0, "messages": [{"role": "user", "content": "hi"}]}"#;
+    for round in 0..2 {
+        let ChatAnswer::Whole { body, .. } = gateway.chat("anonymous", asked).await.expect("answer") else {
+            panic!("whole")
+        };
+        assert_eq!(whole(&body), "Hello from vllm");
+        assert_eq!(calls(), 1, "round {round}: the upstream answered once");
+    }
+    let streamed =
+        br#"{"model": "chat", "temperature": 0, "stream": true, "messages": [{"role": "user", "content": "hi"}]}"#;
+    let ChatAnswer::Stream(events) = gateway.chat("anonymous", streamed).await.expect("stream") else {
+        panic!("a stream")
+    };
+    let text = collect(events).await;
+    assert!(text.contains(r#""content":"Hello from vllm""#) && text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert!(!text.contains("prompt_tokens"), "the usage chunk only for callers who ask: {text}");
+    assert_eq!(calls(), 1, "replayed from the cache");
+    let last = gateway.ledger().last().cloned().expect("a record");
+    assert_eq!((last.provider.as_str(), last.cost), ("cache", Cost::Priced(0)));
+
+    gateway.chat("stranger", asked).await.expect("answer");
+    assert_eq!(calls(), 2, "another tenant's cache");
+    gateway
+        .chat("anonymous", br#"{"model": "chat", "messages": [{"role": "user", "content": "hi"}]}"#)
+        .await
+        .expect("answer");
+    assert_eq!(calls(), 3, "the default temperature is not deterministic");
+
+    // A streamed answer, assembled, answers the same request whole.
+    let fresh =
+        br#"{"model": "chat", "temperature": 0, "stream": true, "messages": [{"role": "user", "content": "hello"}]}"#;
+    let ChatAnswer::Stream(events) = gateway.chat("anonymous", fresh).await.expect("stream") else {
+        panic!("a stream")
+    };
+    collect(events).await;
+    assert_eq!(calls(), 4);
+    let again = br#"{"model": "chat", "temperature": 0, "messages": [{"role": "user", "content": "hello"}]}"#;
+    let ChatAnswer::Whole { body, .. } = gateway.chat("anonymous", again).await.expect("answer") else {
+        panic!("whole")
+    };
+    assert_eq!((whole(&body), calls()), ("Hello from vllm".to_string(), 4));
+
+    let metrics = gateway.metrics().render();
+    assert!(
+        metrics.contains(r#"causeway_llm_cache_lookups_total{route="chat",kind="exact",outcome="hit"} 3"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"causeway_llm_cache_lookups_total{route="chat",kind="exact",outcome="miss"} 3"#),
+        "{metrics}"
+    );
+    // Each hit saved 10 prompt (2 cached, priced as input) + 3 completion tokens: 18 micro-dollars.
+    let saved: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(r#"causeway_llm_cache_saved_dollars_total{route="chat"} "#))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no savings in\n{metrics}"));
+    assert!((saved - 3.0 * 0.000_018).abs() < 1e-12, "{saved}");
 }

@@ -293,3 +293,53 @@ print("ok")
         "the first server's anonymous calls: {rows}"
     );
 }
+
+/// The semantic cache on the real models: SmolLM2 answers, all-MiniLM-L6-v2 embeds. A repeat is
+/// an exact hit, a paraphrase a semantic one — the same answer, from the cache — and a different
+/// question goes to the model; the ledger shows the hits as the provider `cache`, free.
+#[test]
+fn the_cache_answers_repeats_and_paraphrases_with_the_embedded_models() {
+    let model = causeway_test_support::local_chat_model();
+    let embedding = causeway_test_support::local_embedding_model();
+    let project = tempfile::tempdir().expect("tempdir");
+    let section = format!(
+        "[[gateway.providers]]\nname = \"smol\"\nkind = \"local\"\nmodel_file = \"{}\"\nembedding_dir = \"{}\"\n\n\
+         [[gateway.routes]]\nname = \"chat\"\ntargets = [{{ provider = \"smol\" }}]\n\n\
+         [[gateway.routes]]\nname = \"embed\"\ntargets = [{{ provider = \"smol\" }}]\n\n\
+         [gateway.cache]\nttl = \"10m\"\nroutes = [\"chat\"]\nsemantic = {{ embedding_route = \"embed\", threshold = 0.9 }}\n",
+        model.display(),
+        embedding.display()
+    );
+    std::fs::write(project.path().join("causeway.toml"), &section).expect("write");
+    let dir = project.path().to_str().expect("utf-8");
+    let gateway = Server::spawn_with(&["gateway", "--dir", dir, "--listen", "127.0.0.1:0"], &[]);
+    let ask = |question: &str| {
+        let request = serde_json::json!({"model": "chat", "temperature": 0, "max_tokens": 12,
+            "messages": [{"role": "user", "content": question}]});
+        let (status, answer) = gateway.json("POST", "/v1/chat/completions", &request);
+        assert_eq!(status, 200, "{answer}");
+        answer["choices"][0]["message"]["content"].as_str().unwrap_or_default().to_string()
+    };
+    let first = ask("What is the capital of France?");
+    assert_eq!(ask("What is the capital of France?"), first, "an exact hit");
+    assert_eq!(ask("what is the capital of France"), first, "a paraphrase, a semantic hit");
+    let other = ask("Name three colours of the rainbow.");
+    let (_, metrics) = gateway.request("GET", "/metrics", None);
+    for line in [
+        r#"causeway_llm_cache_lookups_total{route="chat",kind="exact",outcome="hit"} 1"#,
+        r#"causeway_llm_cache_lookups_total{route="chat",kind="semantic",outcome="hit"} 1"#,
+        r#"causeway_llm_cache_lookups_total{route="chat",kind="semantic",outcome="miss"} 2"#,
+    ] {
+        assert!(metrics.contains(line), "no `{line}` in {metrics} (answers {first:?}, {other:?})");
+    }
+    gateway.terminate();
+    let usage = crate::support::ok(&["llm", "usage", "--by", "route,provider", "--json", "--dir", dir]);
+    let rows: Value = serde_json::from_str(&usage).expect("json");
+    let calls = |route: &str, provider: &str| {
+        rows.as_array()
+            .and_then(|rows| rows.iter().find(|row| row["route"] == route && row["provider"] == provider))
+            .and_then(|row| row["calls"].as_u64())
+            .unwrap_or(0)
+    };
+    assert_eq!((calls("chat", "smol"), calls("chat", "cache"), calls("embed", "smol")), (2, 2, 3), "{rows}");
+}
