@@ -122,6 +122,10 @@ pub struct RouteConfig {
     /// Providers tried in order when the chosen target fails or times out.
     #[serde(default)]
     pub fallbacks: Vec<String>,
+    /// The cost router: the targets are the small model, this the larger one a rule sends
+    /// requests to.
+    #[serde(default)]
+    pub escalation: Option<crate::router::EscalationConfig>,
 }
 
 /// One target of a route.
@@ -203,6 +207,10 @@ impl GatewayConfig {
                         if known.is_empty() { "none".to_string() } else { known.join(", ") }
                     ));
                 }
+            }
+            if let Some(escalation) = &route.escalation {
+                let known: Vec<&str> = providers.iter().copied().collect();
+                escalation.check(&route.name, &known).map_err(Error::Config)?;
             }
             if route.targets.iter().all(|target| target.weight == Some(0)) {
                 return refuse(format!("route `{}`: every target has weight 0, so nothing would answer", route.name));

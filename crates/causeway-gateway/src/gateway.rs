@@ -30,7 +30,8 @@ use crate::ledger::Ledger;
 use crate::limits::{Caller, Limiter};
 use crate::local::LocalModels;
 use crate::metrics::{
-    CacheLabels, CallLabels, GatewayMetrics, LimitLabels, ProviderLabels, RouteLabels, TokenLabels, VerdictLabels,
+    CacheLabels, CallLabels, GatewayMetrics, LimitLabels, ProviderLabels, RouteLabels, RouterLabels, TokenLabels,
+    VerdictLabels,
 };
 use crate::price::{Cost, PriceTable};
 use crate::sse::{SseEvent, SseScanner};
@@ -80,6 +81,7 @@ pub fn command_line(
             name: ANY_MODEL.to_string(),
             targets: vec![RouteTarget { provider: first.name.clone(), model: None, weight: None }],
             fallbacks: rest.iter().map(|provider| provider.name.clone()).collect(),
+            escalation: None,
         })
         .into_iter()
         .collect();
@@ -103,6 +105,7 @@ pub fn command_line(
             name: name.to_string(),
             targets: vec![RouteTarget { provider: name.to_string(), model: None, weight: None }],
             fallbacks: Vec::new(),
+            escalation: None,
         });
     }
     routes.splice(0..0, local_routes);
@@ -368,7 +371,7 @@ impl Gateway {
                 };
                 (answer, self.cache_recorder(&requested, &hit.0, caller, "chat"))
             }
-            None => self.forward("/chat/completions", &mut request, &requested, caller, "chat").await?,
+            None => self.chat_upstream(&mut request, &requested, caller, stream).await?,
         };
         record.verdicts = verdicts;
         record.store_as = store_as;
@@ -407,6 +410,100 @@ impl Gateway {
         record.verdicts = verdicts;
         record.store_as = store_as;
         record.whole(answer).await
+    }
+
+    /// Sends a chat request to its route: straight to its targets, or through the route's cost
+    /// router — to the larger model when a rule says so before the small one is asked, or after
+    /// it answered (its whole answer judged; the small call is recorded either way).
+    async fn chat_upstream(
+        &self,
+        request: &mut Value,
+        requested: &str,
+        caller: Caller,
+        stream: bool,
+    ) -> Result<(UpstreamAnswer, Recorder)> {
+        let route = self.route(requested)?;
+        let Some(escalation) = &route.escalation else {
+            return self.forward("/chat/completions", request, requested, caller, "chat").await;
+        };
+        let large_model = escalation.model.clone().unwrap_or_else(|| requested.to_string());
+        let decided = |tier: &str, reason: &str| {
+            let labels = RouterLabels { route: route.name.clone(), tier: tier.into(), reason: reason.into() };
+            self.metrics.router_decisions.get_or_create(&labels).inc();
+        };
+        if let Some(reason) = escalation.before(request) {
+            decided("large", reason.as_str());
+            return self.forward_to_large(request, route, escalation, &large_model, caller).await;
+        }
+        if stream || !escalation.judges_answers() {
+            let (answer, mut record) = self.forward("/chat/completions", request, requested, caller, "chat").await?;
+            record.compare_with = Some(large_model);
+            decided("small", "answered");
+            return Ok((answer, record));
+        }
+        let caller_wants_logprobs = request.get("logprobs").and_then(Value::as_bool).unwrap_or(false);
+        if escalation.confidence_below.is_some()
+            && let Some(object) = request.as_object_mut()
+        {
+            object.insert("logprobs".into(), Value::Bool(true));
+        }
+        let (answer, mut record) =
+            self.forward("/chat/completions", request, requested, caller.clone(), "chat").await?;
+        let (status, content_type) = (answer.status, answer.content_type.clone());
+        let body = Limited::new(answer.body, MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map(|collected| collected.to_bytes())
+            .map_err(|error| record.failed(format!("reading the answer: {error}")))?;
+        let mut parsed = serde_json::from_slice::<Value>(&body).ok();
+        if status == 200
+            && let Some(reason) = parsed.as_ref().and_then(|answer| escalation.after(answer))
+        {
+            decided("large", reason.as_str());
+            // The small model's answer is paid for and set aside.
+            let usage = parsed.as_ref().and_then(Usage::from_answer);
+            if let Some(Cost::Priced(picodollars)) = usage.map(|usage| self.prices.cost(&record.model, &usage)) {
+                let labels = RouteLabels { route: route.name.clone() };
+                self.metrics.router_overhead.get_or_create(&labels).inc_by(picodollars as f64 / 1e12);
+            }
+            record.record(usage);
+            if !caller_wants_logprobs && let Some(object) = request.as_object_mut() {
+                object.remove("logprobs");
+            }
+            return self.forward_to_large(request, route, escalation, &large_model, caller).await;
+        }
+        decided("small", "answered");
+        record.compare_with = Some(large_model);
+        // Log-probabilities the router asked for, not the caller, are taken out again.
+        let body = match parsed.as_mut() {
+            Some(answer) if !caller_wants_logprobs && escalation.confidence_below.is_some() => {
+                for choice in answer.get_mut("choices").and_then(Value::as_array_mut).into_iter().flatten() {
+                    choice["logprobs"] = Value::Null;
+                }
+                Bytes::from(answer.to_string())
+            }
+            _ => body,
+        };
+        Ok((UpstreamAnswer { status, content_type, body: AnswerBody::whole(body) }, record))
+    }
+
+    /// Sends a chat request to the route's larger model, then to its fallbacks.
+    async fn forward_to_large(
+        &self,
+        request: &mut Value,
+        route: &RouteConfig,
+        escalation: &crate::router::EscalationConfig,
+        model: &str,
+        caller: Caller,
+    ) -> Result<(UpstreamAnswer, Recorder)> {
+        let mut targets: Vec<Target<'_>> = self
+            .providers
+            .get(&escalation.provider)
+            .map(|upstream| Target { upstream, model: model.to_string() })
+            .into_iter()
+            .collect();
+        targets.extend(self.fallback_targets(route, &route.name));
+        self.forward_with("/chat/completions", request, route, targets, caller, "chat").await
     }
 
     /// The cache's answer to `request`, if it has one (exactly, or — for chat — by meaning), and
@@ -477,6 +574,7 @@ impl Gateway {
             output_rules: None,
             store_as: None,
             from_cache: true,
+            compare_with: None,
             metrics: self.metrics.clone(),
             started: Instant::now(),
             prices: self.prices.clone(),
@@ -511,10 +609,23 @@ impl Gateway {
         operation: &'static str,
     ) -> Result<(UpstreamAnswer, Recorder)> {
         let route = self.route(requested)?;
+        self.forward_with(path, request, route, self.targets(route, requested), caller, operation).await
+    }
+
+    /// Sends `request` to each of `targets` in turn until one answers below 500.
+    async fn forward_with(
+        &self,
+        path: &str,
+        request: &mut Value,
+        route: &RouteConfig,
+        targets: Vec<Target<'_>>,
+        caller: Caller,
+        operation: &'static str,
+    ) -> Result<(UpstreamAnswer, Recorder)> {
         let started = Instant::now();
         let mut last_error = None;
         let mut last_provider = String::new();
-        for target in self.targets(route, requested) {
+        for target in targets {
             set_model(request, &target.model);
             match target.upstream.post(path, request).await {
                 Ok(answer) if answer.status < 500 => {
@@ -557,6 +668,7 @@ impl Gateway {
             output_rules: None,
             store_as: None,
             from_cache: false,
+            compare_with: None,
             metrics: self.metrics.clone(),
             started,
             prices: self.prices.clone(),
@@ -599,6 +711,13 @@ impl Gateway {
                 turn -= weight;
             }
         }
+        order.extend(self.fallback_targets(route, requested));
+        order
+    }
+
+    /// A route's fallbacks, in order.
+    fn fallback_targets<'a>(&'a self, route: &RouteConfig, requested: &str) -> Vec<Target<'a>> {
+        let mut order = Vec::new();
         for fallback in &route.fallbacks {
             if let Some(upstream) = self.providers.get(fallback) {
                 let model = route
@@ -648,6 +767,8 @@ struct Recorder {
     store_as: Option<StoreAs>,
     /// Whether the answer came from the cache (nothing spent).
     from_cache: bool,
+    /// The cost router's larger model, when the small one answered: what it saved is counted.
+    compare_with: Option<String>,
     metrics: GatewayMetrics,
     started: Instant,
     prices: Arc<PriceTable>,
@@ -711,6 +832,13 @@ impl Recorder {
         } else {
             priced
         };
+        if let (Some(large), Some(usage), Cost::Priced(small)) = (&self.compare_with, usage, cost)
+            && let Cost::Priced(instead) = self.prices.cost(large, &usage)
+            && instead > small
+        {
+            let labels = RouteLabels { route: self.route.clone() };
+            self.metrics.router_saved.get_or_create(&labels).inc_by((instead - small) as f64 / 1e12);
+        }
         let call = CallLabels { route: self.route.clone(), provider: self.provider.clone(), model: self.model.clone() };
         self.metrics.calls.get_or_create(&call).inc();
         let provider = ProviderLabels { route: self.route.clone(), provider: self.provider.clone() };

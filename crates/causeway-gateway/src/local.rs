@@ -48,7 +48,7 @@ struct Models {
 
 /// Where a job's answer goes.
 enum Output {
-    Whole { model: String, id: String, reply: tokio::sync::oneshot::Sender<Bytes> },
+    Whole { model: String, id: String, logprobs: bool, reply: tokio::sync::oneshot::Sender<Bytes> },
     Stream { model: String, id: String, include_usage: bool, chunks: tokio::sync::mpsc::Sender<Bytes> },
 }
 
@@ -167,7 +167,7 @@ impl LocalModels {
         self.submit(Job::Chat {
             prompt,
             generation: parsed.generation,
-            output: Output::Whole { model: name, id, reply },
+            output: Output::Whole { model: name, id, logprobs: parsed.logprobs, reply },
         })?;
         let body = answer.await.map_err(|_| self.failed("the generation stopped without an answer"))?;
         Ok(UpstreamAnswer { status: 200, content_type: Some("application/json".into()), body: AnswerBody::whole(body) })
@@ -287,19 +287,32 @@ fn parse_embeddings(request: &Value, dimensions: usize) -> std::result::Result<(
 fn run(model: &ChatModel, prompt: &[u32], generation: &Generation, output: Output) {
     let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs());
     match output {
-        Output::Whole { model: name, id, reply } => {
+        Output::Whole { model: name, id, logprobs, reply } => {
             let mut text = String::new();
             let outcome = model.generate_from(prompt, generation, |piece| {
                 text.push_str(piece);
                 !reply.is_closed()
             });
             let body = match outcome {
-                Ok(outcome) => json!({
-                    "id": id, "object": "chat.completion", "created": created, "model": name,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": null},
-                                 "logprobs": null, "finish_reason": outcome.finish.as_openai()}],
-                    "usage": usage(outcome.prompt_tokens, outcome.completion_tokens),
-                }),
+                Ok(outcome) => {
+                    // OpenAI's shape, without alternatives (`top_logprobs` is not offered).
+                    let logprobs = logprobs.then(|| {
+                        let content: Vec<Value> = outcome
+                            .tokens
+                            .iter()
+                            .map(|(token, logprob)| {
+                                json!({"token": model.token_text(*token), "logprob": logprob, "bytes": null, "top_logprobs": []})
+                            })
+                            .collect();
+                        json!({"content": content})
+                    });
+                    json!({
+                        "id": id, "object": "chat.completion", "created": created, "model": name,
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": null},
+                                     "logprobs": logprobs, "finish_reason": outcome.finish.as_openai()}],
+                        "usage": usage(outcome.prompt_tokens, outcome.completion_tokens),
+                    })
+                }
                 Err(error) => openai_error(&error.to_string()),
             };
             let _ = reply.send(Bytes::from(body.to_string()));
@@ -374,6 +387,8 @@ struct Parsed {
     generation: Generation,
     stream: bool,
     include_usage: bool,
+    /// Whether the answer carries each token's log-probability (`logprobs: true`).
+    logprobs: bool,
 }
 
 /// Reads OpenAI's chat request; the error is the message a 400 carries. `call` seeds the
@@ -458,12 +473,19 @@ fn parse(request: &Value, call: u64) -> std::result::Result<Parsed, String> {
         .and_then(|options| options.get("include_usage"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    if request.get("top_logprobs").and_then(Value::as_u64).is_some_and(|count| count > 0) {
+        return Err(
+            "the local model gives each token's log-probability (`logprobs`), not alternatives (`top_logprobs`)".into(),
+        );
+    }
+    let logprobs = request.get("logprobs").and_then(Value::as_bool).unwrap_or(false);
     Ok(Parsed {
         model,
         messages,
         generation: Generation { max_tokens, temperature: temperature as f32, top_p: top_p as f32, seed, stop },
         stream,
         include_usage,
+        logprobs,
     })
 }
 

@@ -81,6 +81,17 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+/// A cost router's decision.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RouterLabels {
+    /// The route.
+    pub route: String,
+    /// `small` or `large`.
+    pub tier: String,
+    /// `answered` (small), or why it escalated: `prompt_length`, `keyword`, `low_confidence`, `answer_phrase`.
+    pub reason: String,
+}
+
 /// The gateway's metric families (clones share their values).
 #[derive(Debug, Clone)]
 pub struct GatewayMetrics {
@@ -108,6 +119,12 @@ pub struct GatewayMetrics {
     pub cache_lookups: Family<CacheLabels, Counter>,
     /// Dollars the cache's answers would have cost, per route.
     pub cache_saved: Family<RouteLabels, Counter<f64, AtomicU64>>,
+    /// The cost routers' decisions (the share escalated is `large` over all).
+    pub router_decisions: Family<RouterLabels, Counter>,
+    /// Dollars the small model's answers saved against the larger model's prices, per route.
+    pub router_saved: Family<RouteLabels, Counter<f64, AtomicU64>>,
+    /// Dollars spent on small-model answers set aside for the larger model's, per route.
+    pub router_overhead: Family<RouteLabels, Counter<f64, AtomicU64>>,
     /// Calls the ledger's store never got (its queue full, or its writes failing to the end).
     pub ledger_dropped: Counter,
 }
@@ -128,6 +145,9 @@ impl Default for GatewayMetrics {
             guardrail_verdicts: Family::default(),
             ledger_dropped: Counter::default(),
             cache_lookups: Family::default(),
+            router_decisions: Family::default(),
+            router_saved: Family::default(),
+            router_overhead: Family::default(),
             cache_saved: Family::default(),
         }
     }
@@ -185,6 +205,21 @@ impl GatewayMetrics {
             "cache_saved_dollars",
             "What the answers served from the cache would have cost, per route",
             self.cache_saved.clone(),
+        );
+        registry.register(
+            "router_decisions",
+            "Cost-router decisions, per route, tier (small, large) and reason",
+            self.router_decisions.clone(),
+        );
+        registry.register(
+            "router_saved_dollars",
+            "What the small model's answers saved against the larger model's prices, per route",
+            self.router_saved.clone(),
+        );
+        registry.register(
+            "router_overhead_dollars",
+            "What small-model answers set aside for the larger model's cost, per route",
+            self.router_overhead.clone(),
         );
         registry.register(
             "ledger_dropped_calls",

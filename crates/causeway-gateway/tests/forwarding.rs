@@ -103,6 +103,7 @@ async fn forwards_streams_and_answers_recording_usage_and_cost() {
             name: "chat".into(),
             targets: vec![RouteTarget { provider: "vllm".into(), model: Some("qwen".into()), weight: None }],
             fallbacks: vec![],
+            escalation: None,
         }],
         prices: vec![PriceEntry {
             model: "qwen".into(),
@@ -182,11 +183,13 @@ async fn weights_share_exactly_and_a_dead_upstream_falls_back() {
                     RouteTarget { provider: "second".into(), model: None, weight: Some(1) },
                 ],
                 fallbacks: vec![],
+                escalation: None,
             },
             RouteConfig {
                 name: "fragile".into(),
                 targets: vec![RouteTarget { provider: "dead".into(), model: None, weight: None }],
                 fallbacks: vec!["second".into()],
+                escalation: None,
             },
         ],
         prices: vec![],
@@ -219,6 +222,7 @@ async fn metrics_count_calls_tokens_cost_and_failures() {
             // The fallback is sent the route's name as the model, priced below.
             targets: vec![RouteTarget { provider: "dead".into(), model: None, weight: None }],
             fallbacks: vec!["vllm".into()],
+            escalation: None,
         }],
         prices: vec![PriceEntry {
             model: "chat".into(),
@@ -276,6 +280,7 @@ async fn spend_and_request_limits_hold_across_a_restart() {
             name: "chat".into(),
             targets: vec![RouteTarget { provider: "vllm".into(), model: None, weight: None }],
             fallbacks: vec![],
+            escalation: None,
         }],
         // 17 micro-dollars a call (10 prompt, 2 cached, 3 completion tokens).
         prices: vec![PriceEntry {
@@ -344,6 +349,7 @@ async fn output_guardrails_redact_and_block_streams() {
         name: name.into(),
         targets: vec![RouteTarget { provider: "vllm".into(), model: None, weight: None }],
         fallbacks: vec![],
+        escalation: None,
     };
     let rule = |name: &str, action: Action, route: &str| RuleConfig {
         name: name.into(),
@@ -434,6 +440,7 @@ async fn the_exact_cache_answers_repeats_whole_and_streamed() {
             name: "chat".into(),
             targets: vec![RouteTarget { provider: "vllm".into(), model: None, weight: None }],
             fallbacks: vec![],
+            escalation: None,
         }],
         prices: vec![PriceEntry { model: "chat".into(), input: "1".into(), cached_input: None, output: "2".into() }],
         tenants: vec![TenantConfig { name: "other".into(), keys: vec!["stranger".into()], ..TenantConfig::default() }],
@@ -504,4 +511,99 @@ async fn the_exact_cache_answers_repeats_whole_and_streamed() {
         .and_then(|value| value.parse().ok())
         .unwrap_or_else(|| panic!("no savings in\n{metrics}"));
     assert!((saved - 3.0 * 0.000_018).abs() < 1e-12, "{saved}");
+}
+
+/// The cost router between two stand-ins: the small model answers what no rule sends on; a
+/// keyword or a long prompt goes to the large one directly; an answer phrase sends it on after
+/// the small one answered (both calls recorded); decisions, savings and the discarded small
+/// answer's cost are metrics.
+#[tokio::test]
+async fn the_cost_router_escalates_on_its_rules_and_counts_what_it_saved() {
+    use causeway_gateway::router::EscalationConfig;
+
+    let (small, small_seen) = upstream("small").await;
+    let (large, large_seen) = upstream("large").await;
+    let escalating = |name: &str, escalation: EscalationConfig| RouteConfig {
+        name: name.into(),
+        targets: vec![RouteTarget { provider: "small".into(), model: Some("tiny".into()), weight: None }],
+        fallbacks: vec![],
+        escalation: Some(escalation),
+    };
+    let price = |model: &str, input: &str, output: &str| PriceEntry {
+        model: model.into(),
+        input: input.into(),
+        cached_input: None,
+        output: output.into(),
+    };
+    let config = GatewayConfig {
+        providers: vec![provider("small", small), provider("large", large)],
+        routes: vec![
+            escalating(
+                "smart",
+                EscalationConfig {
+                    provider: "large".into(),
+                    model: Some("big".into()),
+                    prompt_longer_than: Some(40),
+                    keywords: vec!["contract".into()],
+                    ..EscalationConfig::default()
+                },
+            ),
+            escalating(
+                "picky",
+                EscalationConfig {
+                    provider: "large".into(),
+                    model: Some("big".into()),
+                    answer_phrases: vec!["FROM SMALL".into()],
+                    ..EscalationConfig::default()
+                },
+            ),
+        ],
+        prices: vec![price("tiny", "0.1", "0.1"), price("big", "1", "2")],
+        ..GatewayConfig::default()
+    };
+    let gateway = Gateway::new(&config).expect("gateway");
+    let content = |answer: ChatAnswer| -> String {
+        let ChatAnswer::Whole { body, .. } = answer else { panic!("whole") };
+        let answer: Value = serde_json::from_slice(&body).expect("json");
+        answer["choices"][0]["message"]["content"].as_str().unwrap_or_default().to_string()
+    };
+    let ask = |route: &str, text: &str| {
+        json!({"model": route, "messages": [{"role": "user", "content": text}]}).to_string().into_bytes()
+    };
+    let counts = || (small_seen.lock().expect("lock").len(), large_seen.lock().expect("lock").len());
+
+    assert_eq!(content(gateway.chat("anonymous", &ask("smart", "hi")).await.expect("answer")), "Hello from small");
+    assert_eq!(counts(), (1, 0));
+    assert_eq!(large_seen.lock().expect("lock").len(), 0);
+    let answer = gateway.chat("anonymous", &ask("smart", "Please review this Contract.")).await.expect("answer");
+    assert_eq!(content(answer), "Hello from large");
+    assert_eq!(counts(), (1, 1), "a keyword goes to the large model first");
+    assert_eq!(large_seen.lock().expect("lock")[0]["model"], "big");
+    gateway.chat("anonymous", &ask("smart", &"long ".repeat(10))).await.expect("answer");
+    assert_eq!(counts(), (1, 2), "so does a long prompt");
+    let answer = gateway.chat("anonymous", &ask("picky", "hi")).await.expect("answer");
+    assert_eq!(content(answer), "Hello from large", "the small answer held the phrase");
+    assert_eq!(counts(), (2, 3), "both were asked");
+    let providers: Vec<String> = gateway.ledger().iter().map(|record| record.provider.clone()).collect();
+    assert_eq!(providers, ["small", "large", "large", "small", "large"]);
+
+    let metrics = gateway.metrics().render();
+    for line in [
+        r#"causeway_llm_router_decisions_total{route="smart",tier="small",reason="answered"} 1"#,
+        r#"causeway_llm_router_decisions_total{route="smart",tier="large",reason="keyword"} 1"#,
+        r#"causeway_llm_router_decisions_total{route="smart",tier="large",reason="prompt_length"} 1"#,
+        r#"causeway_llm_router_decisions_total{route="picky",tier="large",reason="answer_phrase"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "no `{line}` in\n{metrics}");
+    }
+    let dollars = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}{{route=")).and_then(|rest| rest.split_once("} ")))
+            .and_then(|(_, value)| value.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+    };
+    // 12 prompt and 3 completion tokens: 18 micro-dollars on `big`, 1.5 on `tiny`.
+    assert!((dollars("causeway_llm_router_saved_dollars_total") - 0.000_016_5).abs() < 1e-12);
+    assert!((dollars("causeway_llm_router_overhead_dollars_total") - 0.000_001_5).abs() < 1e-12);
 }

@@ -53,7 +53,7 @@ impl Finish {
 }
 
 /// What a generation used and why it ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     /// Tokens of the rendered conversation.
     pub prompt_tokens: usize,
@@ -61,6 +61,9 @@ pub struct Outcome {
     pub completion_tokens: usize,
     /// Why it ended.
     pub finish: Finish,
+    /// Each generated token (the end token included) and its log-probability under the
+    /// model's distribution (before temperature): what OpenAI's `logprobs` reports.
+    pub tokens: Vec<(u32, f32)>,
 }
 
 /// A loaded chat model.
@@ -175,11 +178,20 @@ impl ChatModel {
         let mut sampler = Sampler::new(generation);
         let mut text = TextOut::new(&generation.stop);
         let mut completion_tokens = 0;
+        let mut tokens = Vec::new();
         let finish = loop {
             if completion_tokens >= generation.max_tokens || session.position() >= self.context() {
                 break Finish::Length;
             }
-            let token = sampler.sample(&mut logits);
+            let normalizer = log_sum_exp(&logits);
+            let token = if sampler.is_greedy() {
+                sampler.sample(&mut logits)
+            } else {
+                // Sampling scales the logits: keep them for the log-probability.
+                let mut scaled = logits.clone();
+                sampler.sample(&mut scaled)
+            };
+            tokens.push((token, logits.get(token as usize).map_or(f32::NEG_INFINITY, |logit| logit - normalizer)));
             completion_tokens += 1;
             if self.end_tokens.contains(&token) {
                 break Finish::Stop;
@@ -192,7 +204,7 @@ impl ChatModel {
                     if !piece.is_empty() {
                         emit(&piece);
                     }
-                    return Ok(Outcome { prompt_tokens, completion_tokens, finish: Finish::Stop });
+                    return Ok(Outcome { prompt_tokens, completion_tokens, finish: Finish::Stop, tokens });
                 }
                 _ => {}
             }
@@ -202,8 +214,24 @@ impl ChatModel {
         if !rest.is_empty() && finish != Finish::Cancelled {
             emit(&rest);
         }
-        Ok(Outcome { prompt_tokens, completion_tokens, finish })
+        Ok(Outcome { prompt_tokens, completion_tokens, finish, tokens })
     }
+
+    /// A token's text (lossy where a token is part of a UTF-8 character).
+    pub fn token_text(&self, token: u32) -> String {
+        let mut bytes = Vec::new();
+        self.tokenizer.decode(token, &mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+/// `ln Σ exp(logit)`, computed stably.
+fn log_sum_exp(logits: &[f32]) -> f32 {
+    let largest = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if !largest.is_finite() {
+        return largest;
+    }
+    largest + logits.iter().map(|logit| (logit - largest).exp()).sum::<f32>().ln()
 }
 
 /// The system line a ChatML template adds when the conversation has none (SmolLM2's
@@ -237,6 +265,10 @@ impl Sampler {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^= z >> 31;
         (z >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    fn is_greedy(&self) -> bool {
+        self.temperature <= 0.0 || !self.temperature.is_finite()
     }
 
     fn sample(&mut self, logits: &mut [f32]) -> u32 {

@@ -343,3 +343,55 @@ fn the_cache_answers_repeats_and_paraphrases_with_the_embedded_models() {
     };
     assert_eq!((calls("chat", "smol"), calls("chat", "cache"), calls("embed", "smol")), (2, 2, 3), "{rows}");
 }
+
+/// The cost router judging the real small model by its own confidence (the mean probability of
+/// its tokens, from `logprobs`, which the embedded model now gives): under a bound the request
+/// goes on to the larger model (here a second SmolLM2 provider), above it the small answer
+/// stands; log-probabilities the router asked for are not shown to a caller who did not ask.
+#[test]
+fn the_cost_router_escalates_when_the_small_model_is_unsure() {
+    let model = causeway_test_support::local_chat_model();
+    let project = tempfile::tempdir().expect("tempdir");
+    let section = format!(
+        "[[gateway.providers]]\nname = \"smol\"\nkind = \"local\"\nmodel_file = \"{file}\"\n\n\
+         [[gateway.providers]]\nname = \"big\"\nkind = \"local\"\nmodel_file = \"{file}\"\n\n\
+         [[gateway.routes]]\nname = \"unsure\"\ntargets = [{{ provider = \"smol\" }}]\n\
+         escalation = {{ provider = \"big\", model = \"big\", confidence_below = 0.999 }}\n\n\
+         [[gateway.routes]]\nname = \"sure\"\ntargets = [{{ provider = \"smol\" }}]\n\
+         escalation = {{ provider = \"big\", confidence_below = 0.001 }}\n",
+        file = model.display()
+    );
+    std::fs::write(project.path().join("causeway.toml"), &section).expect("write");
+    let dir = project.path().to_str().expect("utf-8");
+    let gateway = Server::spawn_with(&["gateway", "--dir", dir, "--listen", "127.0.0.1:0"], &[]);
+    let ask = |route: &str, logprobs: bool| {
+        let request = serde_json::json!({"model": route, "temperature": 0, "max_tokens": 8, "logprobs": logprobs,
+            "messages": [{"role": "user", "content": "Complete: The capital of France is"}]});
+        let (status, answer) = gateway.json("POST", "/v1/chat/completions", &request);
+        assert_eq!(status, 200, "{answer}");
+        answer
+    };
+    let escalated = ask("unsure", false);
+    assert_eq!(escalated["model"], "big", "answered by the larger model: {escalated}");
+    assert!(escalated["choices"][0]["logprobs"].is_null(), "{escalated}");
+    let kept = ask("sure", false);
+    assert_eq!(kept["model"], "sure", "{kept}");
+    assert!(kept["choices"][0]["logprobs"].is_null(), "the router's logprobs are taken out: {kept}");
+    let asked = ask("sure", true);
+    let tokens = asked["choices"][0]["logprobs"]["content"].as_array().cloned().unwrap_or_default();
+    assert!(
+        !tokens.is_empty()
+            && tokens.iter().all(|token| token["logprob"].as_f64().is_some_and(|logprob| logprob <= 0.0)),
+        "{asked}"
+    );
+    let text: String = tokens.iter().filter_map(|token| token["token"].as_str()).collect();
+    assert!(text.starts_with(asked["choices"][0]["message"]["content"].as_str().unwrap_or("?")), "{text:?} {asked}");
+    let (_, metrics) = gateway.request("GET", "/metrics", None);
+    for line in [
+        r#"causeway_llm_router_decisions_total{route="unsure",tier="large",reason="low_confidence"} 1"#,
+        r#"causeway_llm_router_decisions_total{route="sure",tier="small",reason="answered"} 2"#,
+    ] {
+        assert!(metrics.contains(line), "no `{line}` in {metrics}");
+    }
+    gateway.terminate();
+}
