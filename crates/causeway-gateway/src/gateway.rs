@@ -34,6 +34,7 @@ use crate::metrics::{
     VerdictLabels,
 };
 use crate::price::{Cost, PriceTable};
+use crate::prompts::{Prompt, PromptReference};
 use crate::sse::{SseEvent, SseScanner};
 use crate::upstream::{AnswerBody, Upstream, UpstreamAnswer};
 use crate::usage::Usage;
@@ -140,6 +141,8 @@ pub struct UsageRecord {
     pub prices: String,
     /// What the guardrails found, on the request and on the answer.
     pub verdicts: Vec<Verdict>,
+    /// The prompt version a prompt-named request used (`name/version`).
+    pub prompt: Option<String>,
 }
 
 impl UsageRecord {
@@ -164,6 +167,7 @@ impl UsageRecord {
             },
             prices: self.prices.clone(),
             latency_ms: self.latency_ms,
+            prompt: self.prompt.clone().unwrap_or_default(),
         }
     }
 }
@@ -189,6 +193,8 @@ pub struct Gateway {
     limiter: Arc<Mutex<Limiter>>,
     guardrails: Arc<Guardrails>,
     cache: Option<Arc<Cache>>,
+    /// The metadata store (the ledger's, and the prompt registry's), once given.
+    meta: Option<Arc<MetaStore>>,
     ledger: Arc<Ledger>,
     clock: Arc<dyn Clock>,
     metrics: GatewayMetrics,
@@ -253,6 +259,7 @@ impl Gateway {
             limiter: Arc::new(Mutex::new(Limiter::new(config))),
             guardrails: Arc::new(Guardrails::new(&config.guardrails).map_err(Error::Config)?),
             cache: config.cache.as_ref().map(|cache| Arc::new(Cache::new(cache))),
+            meta: None,
             ledger: Arc::new(Ledger::default()),
             clock: Arc::new(SystemClock),
             metrics: GatewayMetrics::default(),
@@ -278,6 +285,7 @@ impl Gateway {
                 limiter.charge(&caller, 0, u128::from(picodollars), now_ms);
             }
         }
+        self.meta = Some(meta.clone());
         self.ledger = Arc::new(
             Ledger::with_store(meta, self.metrics.ledger_dropped.clone())
                 .map_err(|error| Error::Ledger(error.to_string()))?,
@@ -343,6 +351,7 @@ impl Gateway {
         let caller = self.caller(key);
         let (mut request, requested) = decode(body)?;
         self.admit(&caller)?;
+        let prompt = self.render_prompt(&mut request).await?;
         let verdicts = self.check_request(&requested, &mut request)?;
         let Some(object) = request.as_object_mut() else {
             return Err(Error::Invalid("the request body must be a JSON object".into()));
@@ -375,6 +384,7 @@ impl Gateway {
         };
         record.verdicts = verdicts;
         record.store_as = store_as;
+        record.prompt = prompt;
         let is_stream = answer.content_type.as_deref().is_some_and(|kind| kind.starts_with("text/event-stream"));
         if stream && is_stream && answer.status == 200 {
             let guard = self.guardrails.stream(&requested);
@@ -410,6 +420,40 @@ impl Gateway {
         record.verdicts = verdicts;
         record.store_as = store_as;
         record.whole(answer).await
+    }
+
+    /// A prompt-named request (`prompt`, `variables`) turned into messages from the prompt
+    /// registry — the prompt's first, then any the request has; the version used, or `None`
+    /// when the request names no prompt.
+    async fn render_prompt(&self, request: &mut Value) -> Result<Option<String>> {
+        let Some(object) = request.as_object_mut() else { return Ok(None) };
+        let Some(named) = object.remove("prompt") else { return Ok(None) };
+        let variables = match object.remove("variables") {
+            None | Some(Value::Null) => serde_json::Map::new(),
+            Some(Value::Object(variables)) => variables,
+            Some(_) => return Err(Error::Invalid("`variables` must be an object of names and values".into())),
+        };
+        let Some(named) = named.as_str() else {
+            return Err(Error::Invalid("`prompt` must be text such as \"summarize@production\"".into()));
+        };
+        let reference = PromptReference::parse(named).map_err(Error::Invalid)?;
+        let Some(meta) = self.meta.clone() else {
+            return Err(Error::Invalid(
+                "this gateway has no prompt registry: prompt-named requests need a project's store \
+                 (`causeway server`, or `causeway gateway --dir PROJECT`)"
+                    .into(),
+            ));
+        };
+        let prompt = tokio::task::spawn_blocking(move || Prompt::load(&meta, &reference))
+            .await
+            .map_err(|error| Error::Ledger(error.to_string()))?
+            .map_err(Error::NotFound)?;
+        let mut messages = prompt.render(&variables).map_err(Error::Invalid)?;
+        if let Some(Value::Array(more)) = object.remove("messages") {
+            messages.extend(more);
+        }
+        object.insert("messages".into(), Value::Array(messages));
+        Ok(Some(prompt.label()))
     }
 
     /// Sends a chat request to its route: straight to its targets, or through the route's cost
@@ -575,6 +619,7 @@ impl Gateway {
             store_as: None,
             from_cache: true,
             compare_with: None,
+            prompt: None,
             metrics: self.metrics.clone(),
             started: Instant::now(),
             prices: self.prices.clone(),
@@ -669,6 +714,7 @@ impl Gateway {
             store_as: None,
             from_cache: false,
             compare_with: None,
+            prompt: None,
             metrics: self.metrics.clone(),
             started,
             prices: self.prices.clone(),
@@ -769,6 +815,8 @@ struct Recorder {
     from_cache: bool,
     /// The cost router's larger model, when the small one answered: what it saved is counted.
     compare_with: Option<String>,
+    /// The prompt version a prompt-named request used.
+    prompt: Option<String>,
     metrics: GatewayMetrics,
     started: Instant,
     prices: Arc<PriceTable>,
@@ -890,6 +938,7 @@ impl Recorder {
             cost,
             prices: self.prices.version().to_string(),
             verdicts: self.verdicts,
+            prompt: self.prompt,
         };
         self.ledger.push(record);
     }

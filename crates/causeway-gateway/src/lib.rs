@@ -23,6 +23,7 @@ pub mod limits;
 pub mod local;
 pub mod metrics;
 pub mod price;
+pub mod prompts;
 pub mod router;
 pub mod sse;
 pub mod upstream;

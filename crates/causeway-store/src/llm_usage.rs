@@ -39,6 +39,8 @@ pub struct LlmCall {
     pub prices: String,
     /// How long the call took, in milliseconds.
     pub latency_ms: u64,
+    /// The prompt version a prompt-named request used (`name/version`), or empty.
+    pub prompt: String,
 }
 
 /// What usage totals are grouped by.
@@ -54,11 +56,14 @@ pub enum UsageDimension {
     Provider,
     /// The model sent to it.
     Model,
+    /// The prompt version a prompt-named request used (empty for the others).
+    Prompt,
 }
 
 impl UsageDimension {
     /// Every dimension, in the order tables show them.
-    pub const ALL: [UsageDimension; 5] = [Self::Tenant, Self::Key, Self::Route, Self::Provider, Self::Model];
+    pub const ALL: [UsageDimension; 6] =
+        [Self::Tenant, Self::Key, Self::Route, Self::Provider, Self::Model, Self::Prompt];
 
     /// Its name on the command line and in JSON.
     pub fn as_str(self) -> &'static str {
@@ -68,6 +73,7 @@ impl UsageDimension {
             Self::Route => "route",
             Self::Provider => "provider",
             Self::Model => "model",
+            Self::Prompt => "prompt",
         }
     }
 
@@ -133,6 +139,7 @@ impl MetaStore {
                     call.cost_picodollars.map_or(Value::Null, as_integer),
                     call.prices.to_value(),
                     as_integer(call.latency_ms),
+                    call.prompt.to_value(),
                 ]
             })
             .collect();
@@ -140,7 +147,7 @@ impl MetaStore {
         let mut transaction = connection.transaction()?;
         transaction.insert_rows(
             "INSERT INTO llm_calls (at_ms, tenant, api_key, route, provider, model, operation, usage_known, \
-             prompt_tokens, cached_tokens, completion_tokens, cost_picodollars, prices, latency_ms)",
+             prompt_tokens, cached_tokens, completion_tokens, cost_picodollars, prices, latency_ms, prompt)",
             "",
             &rows,
         )?;
@@ -214,6 +221,7 @@ mod tests {
             cost_picodollars: cost,
             prices: "v1".into(),
             latency_ms: 3,
+            prompt: String::new(),
         }
     }
 

@@ -529,7 +529,8 @@ pub enum LlmAction {
         /// How far back (`90m`, `24h`, `7d`).
         #[arg(long, default_value = "24h")]
         since: causeway_types::Span,
-        /// What to sum by, comma-separated: tenant, key, route, provider, model.
+        /// What to sum by, comma-separated: tenant, key, route, provider, model, prompt (the
+        /// prompt version a prompt-named request used).
         #[arg(long, value_delimiter = ',', default_value = "tenant,key,route,provider,model")]
         by: Vec<String>,
         /// Print JSON instead of a table.

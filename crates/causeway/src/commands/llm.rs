@@ -25,7 +25,7 @@ pub(crate) fn usage(dir: &ProjectArgs, since: Span, by: &[String], json: bool) -
     let mut dimensions = Vec::new();
     for name in by.iter().map(|name| name.trim()).filter(|name| !name.is_empty()) {
         let Some(dimension) = UsageDimension::parse(name) else {
-            bail!("--by {name}: sum by any of tenant, key, route, provider, model (comma-separated)");
+            bail!("--by {name}: sum by any of tenant, key, route, provider, model, prompt (comma-separated)");
         };
         if !dimensions.contains(&dimension) {
             dimensions.push(dimension);

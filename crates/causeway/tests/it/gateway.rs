@@ -186,7 +186,7 @@ fn a_route_falls_back_to_the_embedded_model() {
     let wrong = crate::support::run(&["llm", "usage", "--by", "tenant,colour", "--dir", dir]);
     assert!(
         String::from_utf8_lossy(&wrong.stderr)
-            .contains("--by colour: sum by any of tenant, key, route, provider, model"),
+            .contains("--by colour: sum by any of tenant, key, route, provider, model, prompt"),
         "{}",
         String::from_utf8_lossy(&wrong.stderr)
     );
@@ -394,4 +394,82 @@ fn the_cost_router_escalates_when_the_small_model_is_unsure() {
         assert!(metrics.contains(line), "no `{line}` in {metrics}");
     }
     gateway.terminate();
+}
+
+/// A prompt registered with the official `mlflow` client (`mlflow.genai.register_prompt`, an
+/// alias set) is named in a request by the official `openai` client (`prompt` and `variables`
+/// in `extra_body`): `causeway server` renders it from its registry and the real model answers;
+/// a missing variable or alias is refused with what to do; the ledger sums calls by prompt
+/// version.
+#[test]
+fn prompt_named_requests_render_from_the_mlflow_registry() {
+    let model = causeway_test_support::local_chat_model();
+    let llm_python = causeway_test_support::python_with("tests/llm/requirements.txt", ".venv-llm");
+    let mlflow_python = causeway_test_support::python();
+    let project = tempfile::tempdir().expect("tempdir");
+    let section = format!(
+        "[[gateway.providers]]\nname = \"smol\"\nkind = \"local\"\nmodel_file = \"{}\"\n\n\
+         [[gateway.routes]]\nname = \"local\"\ntargets = [{{ provider = \"smol\" }}]\n",
+        model.display()
+    );
+    std::fs::write(project.path().join("causeway.toml"), &section).expect("write");
+    let dir = project.path().to_str().expect("utf-8");
+    let server = Server::spawn_with(&["server", "--dir", dir, "--port", "0", "--no-loop"], &[]);
+    let register = r#"
+import sys, mlflow
+mlflow.set_tracking_uri(sys.argv[1])
+mlflow.genai.register_prompt(name="capital", template="Complete: The capital of {{country}} is")
+mlflow.genai.register_prompt(name="capital", template="Name the capital of {{ country }} in one word.")
+mlflow.genai.set_prompt_alias("capital", alias="production", version=1)
+print("ok")
+"#;
+    let output = std::process::Command::new(&mlflow_python)
+        .args(["-c", register, &format!("http://{}", server.address)])
+        .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        .output()
+        .expect("the mlflow client runs");
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let ask = r#"
+import sys, openai
+client = openai.OpenAI(base_url=sys.argv[1], api_key="unused", max_retries=0)
+answer = client.chat.completions.create(model="local", messages=[], temperature=0,
+    extra_body={"prompt": "capital@production", "variables": {"country": "France"}})
+assert answer.choices[0].message.content == "The capital of France is Paris.", answer
+try:
+    client.chat.completions.create(model="local", messages=[], extra_body={"prompt": "capital@production"})
+    raise AssertionError("a missing variable was answered")
+except openai.BadRequestError as error:
+    assert "uses `{{country}}`: give it in `variables`" in str(error), error
+try:
+    client.chat.completions.create(model="local", messages=[], extra_body={"prompt": "capital@staging", "variables": {"country": "Peru"}})
+    raise AssertionError("an unknown alias was answered")
+except openai.NotFoundError as error:
+    assert "prompt `capital` has no alias `staging`" in str(error), error
+print("ok")
+"#;
+    let output = std::process::Command::new(&llm_python)
+        .args(["-c", ask, &format!("http://{}/v1", server.address)])
+        .output()
+        .expect("the openai client runs");
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    server.terminate();
+    let usage = crate::support::ok(&["llm", "usage", "--by", "prompt", "--json", "--dir", dir]);
+    let rows: Value = serde_json::from_str(&usage).expect("json");
+    assert_eq!(
+        rows,
+        serde_json::json!([{"prompt": "capital/1", "calls": 1, "prompt_tokens": rows[0]["prompt_tokens"],
+        "cached_tokens": 0, "completion_tokens": rows[0]["completion_tokens"], "priced_dollars": 0.0,
+        "priced_picodollars": 0, "unpriced_calls": 1}]),
+        "{rows}"
+    );
 }
