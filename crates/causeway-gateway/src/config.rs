@@ -32,6 +32,9 @@ pub struct GatewayConfig {
     /// The answer cache (`[gateway.cache]`; none without it).
     #[serde(default)]
     pub cache: Option<crate::cache::CacheConfig>,
+    /// Where spans go besides the store (`[gateway.traces]`).
+    #[serde(default)]
+    pub traces: Option<crate::traces::TracesConfig>,
 }
 
 /// The name of the tenant that holds every key no other tenant lists.
@@ -241,6 +244,9 @@ impl GatewayConfig {
             }
         }
         Guardrails::new(&self.guardrails).map_err(Error::Config)?;
+        if let Some(traces) = &self.traces {
+            traces.check().map_err(Error::Config)?;
+        }
         if let Some(cache) = &self.cache {
             let names: Vec<&str> = self.routes.iter().map(|route| route.name.as_str()).collect();
             cache.check(&names).map_err(Error::Config)?;

@@ -36,6 +36,7 @@ use crate::metrics::{
 use crate::price::{Cost, PriceTable};
 use crate::prompts::{Prompt, PromptReference};
 use crate::sse::{SseEvent, SseScanner};
+use crate::traces::{Exporter, SpanFacts};
 use crate::upstream::{AnswerBody, Upstream, UpstreamAnswer};
 use crate::usage::Usage;
 
@@ -143,6 +144,12 @@ pub struct UsageRecord {
     pub verdicts: Vec<Verdict>,
     /// The prompt version a prompt-named request used (`name/version`).
     pub prompt: Option<String>,
+    /// The span's trace id.
+    pub trace_id: String,
+    /// The span's id.
+    pub span_id: String,
+    /// What the span says beyond these fields.
+    pub facts: SpanFacts,
 }
 
 impl UsageRecord {
@@ -168,7 +175,54 @@ impl UsageRecord {
             prices: self.prices.clone(),
             latency_ms: self.latency_ms,
             prompt: self.prompt.clone().unwrap_or_default(),
+            trace_id: self.trace_id.clone(),
+            span_id: self.span_id.clone(),
+            attributes_json: Value::Object(self.attributes()).to_string(),
         }
+    }
+
+    /// The span's attributes: OpenTelemetry's GenAI conventions, then Causeway's own.
+    pub fn attributes(&self) -> serde_json::Map<String, Value> {
+        let mut attributes = self.facts.request.clone();
+        let mut set = |key: &str, value: Value| {
+            attributes.insert(key.to_string(), value);
+        };
+        set("gen_ai.operation.name", json!(self.operation));
+        set("gen_ai.provider.name", json!(self.provider));
+        set("gen_ai.request.model", json!(self.route));
+        set("gen_ai.response.model", json!(self.facts.response_model.clone().unwrap_or_else(|| self.model.clone())));
+        if let Some(usage) = self.usage {
+            set("gen_ai.usage.input_tokens", json!(usage.prompt_tokens));
+            set("gen_ai.usage.output_tokens", json!(usage.completion_tokens));
+            set("causeway.usage.cached_tokens", json!(usage.cached_tokens));
+        }
+        if !self.facts.finish_reasons.is_empty() {
+            set("gen_ai.response.finish_reasons", json!(self.facts.finish_reasons));
+        }
+        set("causeway.tenant", json!(self.caller.tenant));
+        set("causeway.key", json!(self.caller.key));
+        set("causeway.model", json!(self.model));
+        set("causeway.cost", json!(self.cost.to_string()));
+        if let Some(prompt) = &self.prompt {
+            set("causeway.prompt", json!(prompt));
+        }
+        if !self.verdicts.is_empty() {
+            let verdicts: Vec<String> = self
+                .verdicts
+                .iter()
+                .map(|verdict| {
+                    format!(
+                        "{}:{}:{}:{}",
+                        verdict.rule,
+                        verdict.stage.as_str(),
+                        verdict.action.as_str(),
+                        verdict.findings
+                    )
+                })
+                .collect();
+            set("causeway.guardrails", json!(verdicts));
+        }
+        attributes
     }
 }
 
@@ -193,6 +247,8 @@ pub struct Gateway {
     limiter: Arc<Mutex<Limiter>>,
     guardrails: Arc<Guardrails>,
     cache: Option<Arc<Cache>>,
+    /// Where spans are sent besides the store.
+    exporter: Option<Exporter>,
     /// The metadata store (the ledger's, and the prompt registry's), once given.
     meta: Option<Arc<MetaStore>>,
     ledger: Arc<Ledger>,
@@ -252,7 +308,16 @@ impl Gateway {
             };
             providers.insert(provider.name.clone(), built);
         }
+        let metrics = GatewayMetrics::default();
+        let exporter =
+            config.traces.as_ref().and_then(|traces| Exporter::new(traces, metrics.trace_export_failed.clone()));
+        let ledger = match &exporter {
+            Some(exporter) => Ledger::start(None, Some(exporter.clone()), metrics.ledger_dropped.clone())
+                .map_err(|error| Error::Ledger(error.to_string()))?,
+            None => Ledger::default(),
+        };
         Ok(Self {
+            exporter,
             routes: config.routes.clone(),
             providers,
             prices: Arc::new(prices),
@@ -260,9 +325,9 @@ impl Gateway {
             guardrails: Arc::new(Guardrails::new(&config.guardrails).map_err(Error::Config)?),
             cache: config.cache.as_ref().map(|cache| Arc::new(Cache::new(cache))),
             meta: None,
-            ledger: Arc::new(Ledger::default()),
+            ledger: Arc::new(ledger),
             clock: Arc::new(SystemClock),
-            metrics: GatewayMetrics::default(),
+            metrics,
             turn: AtomicU64::new(0),
         })
     }
@@ -287,7 +352,7 @@ impl Gateway {
         }
         self.meta = Some(meta.clone());
         self.ledger = Arc::new(
-            Ledger::with_store(meta, self.metrics.ledger_dropped.clone())
+            Ledger::start(Some(meta), self.exporter.clone(), self.metrics.ledger_dropped.clone())
                 .map_err(|error| Error::Ledger(error.to_string()))?,
         );
         Ok(())
@@ -385,6 +450,7 @@ impl Gateway {
         record.verdicts = verdicts;
         record.store_as = store_as;
         record.prompt = prompt;
+        record.facts.request = SpanFacts::from_request(&request);
         let is_stream = answer.content_type.as_deref().is_some_and(|kind| kind.starts_with("text/event-stream"));
         if stream && is_stream && answer.status == 200 {
             let guard = self.guardrails.stream(&requested);
@@ -620,6 +686,7 @@ impl Gateway {
             from_cache: true,
             compare_with: None,
             prompt: None,
+            facts: SpanFacts::default(),
             metrics: self.metrics.clone(),
             started: Instant::now(),
             prices: self.prices.clone(),
@@ -715,6 +782,7 @@ impl Gateway {
             from_cache: false,
             compare_with: None,
             prompt: None,
+            facts: SpanFacts::default(),
             metrics: self.metrics.clone(),
             started,
             prices: self.prices.clone(),
@@ -817,6 +885,8 @@ struct Recorder {
     compare_with: Option<String>,
     /// The prompt version a prompt-named request used.
     prompt: Option<String>,
+    /// What the span says: the request's parameters, the answer's model and finish reasons.
+    facts: SpanFacts,
     metrics: GatewayMetrics,
     started: Instant,
     prices: Arc<PriceTable>,
@@ -837,6 +907,9 @@ impl Recorder {
         let mut body = body;
         if answer.status == 200 {
             let parsed = serde_json::from_slice::<Value>(&body).ok();
+            if let Some(parsed) = &parsed {
+                recorder.facts.take_answer(parsed);
+            }
             let usage = parsed.as_ref().and_then(Usage::from_answer);
             if let (Some((cache, key, embedding)), Some(stored)) = (recorder.store_as.take(), parsed.as_ref())
                 && (recorder.operation == "embeddings" || crate::cache::storable(stored))
@@ -914,6 +987,7 @@ impl Recorder {
             }
         }
         let at_ms = self.clock.now_ms();
+        let (trace_id, span_id) = crate::traces::new_ids();
         if let Ok(mut limiter) = self.limiter.lock() {
             let tokens = if self.from_cache {
                 0
@@ -939,6 +1013,9 @@ impl Recorder {
             prices: self.prices.version().to_string(),
             verdicts: self.verdicts,
             prompt: self.prompt,
+            trace_id,
+            span_id,
+            facts: self.facts,
         };
         self.ledger.push(record);
     }
@@ -989,6 +1066,8 @@ pub struct EventStream {
     blocked: bool,
     /// The answer assembled for the cache, on a miss that may be stored.
     assembler: Option<Assembler>,
+    /// Whether the span's facts were read from a chunk yet.
+    facts_seen: bool,
 }
 
 impl EventStream {
@@ -1006,6 +1085,7 @@ impl EventStream {
             open_choices: Vec::new(),
             blocked: false,
             assembler: None,
+            facts_seen: false,
         }
     }
 
@@ -1117,6 +1197,14 @@ impl EventStream {
     fn take(&mut self, event: SseEvent) {
         if self.blocked {
             return;
+        }
+        // The span's response model (first chunk) and finish reasons.
+        let first = !self.facts_seen;
+        if (first || event.data.contains("\"finish_reason\":\""))
+            && let (Some(recorder), Ok(chunk)) = (self.recorder.as_mut(), serde_json::from_str::<Value>(&event.data))
+        {
+            recorder.facts.take_answer(&chunk);
+            self.facts_seen = true;
         }
         if let Some(assembler) = self.assembler.as_mut()
             && let Ok(chunk) = serde_json::from_str::<Value>(&event.data)

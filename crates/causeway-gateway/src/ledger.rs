@@ -16,6 +16,7 @@ use causeway_store::{LlmCall, MetaStore};
 use prometheus_client::metrics::counter::Counter;
 
 use crate::gateway::UsageRecord;
+use crate::traces::Exporter;
 
 /// How many recent calls the ledger keeps in memory.
 pub const RECENT_CALLS: usize = 10_000;
@@ -45,14 +46,14 @@ impl Default for Ledger {
 }
 
 impl Ledger {
-    /// A ledger that also writes every call to `meta`, counting in `dropped` the calls the
-    /// store never got.
-    pub fn with_store(meta: Arc<MetaStore>, dropped: Counter) -> std::io::Result<Self> {
+    /// A ledger that also writes every call to `meta` and sends its span to `exporter` (either
+    /// may be absent), counting in `dropped` the calls the store never got.
+    pub fn start(meta: Option<Arc<MetaStore>>, exporter: Option<Exporter>, dropped: Counter) -> std::io::Result<Self> {
         let (sender, receiver) = sync_channel(QUEUE);
         let counted = dropped.clone();
         let thread = std::thread::Builder::new()
             .name("llm-ledger".into())
-            .spawn(move || write_calls(&meta, &receiver, &counted))?;
+            .spawn(move || write_calls(meta.as_deref(), exporter.as_ref(), &receiver, &counted))?;
         Ok(Self { recent: Mutex::new(VecDeque::new()), writer: Mutex::new(Some(Writer { sender, thread })), dropped })
     }
 
@@ -101,7 +102,7 @@ impl Drop for Ledger {
 
 /// The writer's loop: waits for a call, takes what else is queued, writes them in one
 /// transaction; on a failed write keeps them and tries again a moment later.
-fn write_calls(meta: &MetaStore, receiver: &Receiver<LlmCall>, dropped: &Counter) {
+fn write_calls(meta: Option<&MetaStore>, exporter: Option<&Exporter>, receiver: &Receiver<LlmCall>, dropped: &Counter) {
     let mut pending: Vec<LlmCall> = Vec::new();
     let mut open = true;
     while open || !pending.is_empty() {
@@ -128,8 +129,14 @@ fn write_calls(meta: &MetaStore, receiver: &Receiver<LlmCall>, dropped: &Counter
                 }
             }
         }
-        match meta.record_llm_calls(&pending) {
-            Ok(()) => pending.clear(),
+        let written = meta.map_or(Ok(()), |meta| meta.record_llm_calls(&pending));
+        match written {
+            Ok(()) => {
+                if let Some(exporter) = exporter {
+                    exporter.export(&pending);
+                }
+                pending.clear();
+            }
             Err(error) => {
                 eprintln!("causeway: the LLM ledger could not write {} call(s), retrying: {error}", pending.len());
                 if !open {

@@ -26,6 +26,7 @@ pub mod price;
 pub mod prompts;
 pub mod router;
 pub mod sse;
+pub mod traces;
 pub mod upstream;
 pub mod usage;
 

@@ -125,6 +125,8 @@ pub struct GatewayMetrics {
     pub router_saved: Family<RouteLabels, Counter<f64, AtomicU64>>,
     /// Dollars spent on small-model answers set aside for the larger model's, per route.
     pub router_overhead: Family<RouteLabels, Counter<f64, AtomicU64>>,
+    /// Spans the OTLP receiver did not take.
+    pub trace_export_failed: Counter,
     /// Calls the ledger's store never got (its queue full, or its writes failing to the end).
     pub ledger_dropped: Counter,
 }
@@ -144,6 +146,7 @@ impl Default for GatewayMetrics {
             limited: Family::default(),
             guardrail_verdicts: Family::default(),
             ledger_dropped: Counter::default(),
+            trace_export_failed: Counter::default(),
             cache_lookups: Family::default(),
             router_decisions: Family::default(),
             router_saved: Family::default(),
@@ -220,6 +223,11 @@ impl GatewayMetrics {
             "router_overhead_dollars",
             "What small-model answers set aside for the larger model's cost, per route",
             self.router_overhead.clone(),
+        );
+        registry.register(
+            "trace_export_failed_spans",
+            "Spans the OTLP receiver did not take (unreachable or refusing)",
+            self.trace_export_failed.clone(),
         );
         registry.register(
             "ledger_dropped_calls",

@@ -607,3 +607,97 @@ async fn the_cost_router_escalates_on_its_rules_and_counts_what_it_saved() {
     assert!((dollars("causeway_llm_router_saved_dollars_total") - 0.000_016_5).abs() < 1e-12);
     assert!((dollars("causeway_llm_router_overhead_dollars_total") - 0.000_001_5).abs() < 1e-12);
 }
+
+/// Every call is a span: in the store with OpenTelemetry's GenAI attributes, and sent over
+/// OTLP/HTTP to a receiver (an axum server in this test recording what it is sent) when the
+/// ledger's writer flushes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_are_spans_in_the_store_and_at_an_otlp_receiver() {
+    use causeway_gateway::traces::TracesConfig;
+    use causeway_store::MetaStore;
+
+    let (address, _) = upstream("vllm").await;
+    let received: Seen = Arc::default();
+    let receiver = Router::new()
+        .route(
+            "/v1/traces",
+            post(|State(seen): State<Seen>, body: Bytes| async move {
+                seen.lock().expect("lock").push(serde_json::from_slice(&body).expect("OTLP JSON"));
+                "{}"
+            }),
+        )
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let receiver_address = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let config = GatewayConfig {
+        providers: vec![provider("vllm", address)],
+        routes: vec![RouteConfig {
+            name: "chat".into(),
+            targets: vec![RouteTarget { provider: "vllm".into(), model: Some("qwen".into()), weight: None }],
+            fallbacks: vec![],
+            escalation: None,
+        }],
+        traces: Some(TracesConfig {
+            otlp_endpoint: Some(format!("http://{receiver_address}")),
+            service_name: Some("gateway-under-test".into()),
+        }),
+        ..GatewayConfig::default()
+    };
+    let directory = tempfile::tempdir().expect("tempdir");
+    let meta = Arc::new(MetaStore::open(&directory.path().join("meta.db")).expect("store"));
+    let mut gateway = Gateway::new(&config).expect("gateway");
+    gateway.keep_ledger_in(meta.clone()).expect("ledger");
+    let gateway = Arc::new(gateway);
+    gateway
+        .chat("anonymous", br#"{"model": "chat", "temperature": 0.2, "max_tokens": 9, "messages": []}"#)
+        .await
+        .expect("answer");
+    let ChatAnswer::Stream(events) =
+        gateway.chat("anonymous", br#"{"model": "chat", "messages": [], "stream": true}"#).await.expect("stream")
+    else {
+        panic!("a stream")
+    };
+    collect(events).await;
+    let closing = gateway.clone();
+    tokio::task::spawn_blocking(move || closing.close()).await.expect("closed");
+
+    let stored = meta.llm_calls(0, 10).expect("calls");
+    assert_eq!(stored.len(), 2);
+    let whole: Value = serde_json::from_str(&stored[1].attributes_json).expect("attributes");
+    for (key, expected) in [
+        ("gen_ai.operation.name", json!("chat")),
+        ("gen_ai.provider.name", json!("vllm")),
+        ("gen_ai.request.model", json!("chat")),
+        ("gen_ai.response.model", json!("qwen")),
+        ("gen_ai.usage.input_tokens", json!(12)),
+        ("gen_ai.usage.output_tokens", json!(3)),
+        ("gen_ai.response.finish_reasons", json!(["stop"])),
+        ("gen_ai.request.temperature", json!(0.2)),
+        ("gen_ai.request.max_tokens", json!(9)),
+        ("causeway.tenant", json!("default")),
+    ] {
+        assert_eq!(whole[key], expected, "{key} in {whole}");
+    }
+    let streamed: Value = serde_json::from_str(&stored[0].attributes_json).expect("attributes");
+    assert_eq!(streamed["gen_ai.response.finish_reasons"], json!(["stop"]), "{streamed}");
+    assert_ne!(stored[0].trace_id, stored[1].trace_id);
+
+    let requests = received.lock().expect("lock").clone();
+    let spans: Vec<&Value> = requests
+        .iter()
+        .flat_map(|request| request["resourceSpans"][0]["scopeSpans"][0]["spans"].as_array().into_iter().flatten())
+        .collect();
+    assert_eq!(spans.len(), 2, "{requests:?}");
+    assert_eq!(
+        requests[0]["resourceSpans"][0]["resource"]["attributes"][0]["value"]["stringValue"],
+        "gateway-under-test"
+    );
+    let ids: Vec<&str> = spans.iter().filter_map(|span| span["traceId"].as_str()).collect();
+    assert!(ids.contains(&stored[0].trace_id.as_str()) && ids.contains(&stored[1].trace_id.as_str()));
+    let attributes = spans[0]["attributes"].as_array().expect("attributes");
+    assert!(
+        attributes.contains(&json!({"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}})),
+        "{attributes:?}"
+    );
+}

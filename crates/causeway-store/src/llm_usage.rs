@@ -41,6 +41,12 @@ pub struct LlmCall {
     pub latency_ms: u64,
     /// The prompt version a prompt-named request used (`name/version`), or empty.
     pub prompt: String,
+    /// The call's trace id (32 hex digits; W3C and OpenTelemetry's).
+    pub trace_id: String,
+    /// Its span id (16 hex digits).
+    pub span_id: String,
+    /// Its span's attributes (OpenTelemetry GenAI `gen_ai.*` and `causeway.*`), a JSON object.
+    pub attributes_json: String,
 }
 
 /// What usage totals are grouped by.
@@ -140,6 +146,9 @@ impl MetaStore {
                     call.prices.to_value(),
                     as_integer(call.latency_ms),
                     call.prompt.to_value(),
+                    call.trace_id.to_value(),
+                    call.span_id.to_value(),
+                    call.attributes_json.to_value(),
                 ]
             })
             .collect();
@@ -147,7 +156,8 @@ impl MetaStore {
         let mut transaction = connection.transaction()?;
         transaction.insert_rows(
             "INSERT INTO llm_calls (at_ms, tenant, api_key, route, provider, model, operation, usage_known, \
-             prompt_tokens, cached_tokens, completion_tokens, cost_picodollars, prices, latency_ms, prompt)",
+             prompt_tokens, cached_tokens, completion_tokens, cost_picodollars, prices, latency_ms, prompt, trace_id, \
+             span_id, attributes_json)",
             "",
             &rows,
         )?;
@@ -188,6 +198,40 @@ impl MetaStore {
         Ok(totals.into_iter().filter(|total| total.calls > 0).collect())
     }
 
+    /// The newest calls since `since_ms` (at most `limit`), newest first: the traces
+    /// `causeway llm traces` lists.
+    pub fn llm_calls(&self, since_ms: i64, limit: usize) -> Result<Vec<LlmCall>> {
+        self.lock().query_map(
+            "SELECT at_ms, tenant, api_key, route, provider, model, operation, usage_known, prompt_tokens, cached_tokens,
+                completion_tokens, cost_picodollars, prices, latency_ms, prompt, trace_id, span_id, attributes_json
+             FROM llm_calls WHERE at_ms >= ?1 ORDER BY at_ms DESC, id DESC LIMIT ?2",
+            params![since_ms, limit as i64],
+            |row| {
+                let cost: Option<i64> = row.get(11)?;
+                Ok(LlmCall {
+                    at_ms: row.get(0)?,
+                    tenant: row.get(1)?,
+                    key: row.get(2)?,
+                    route: row.get(3)?,
+                    provider: row.get(4)?,
+                    model: row.get(5)?,
+                    operation: row.get(6)?,
+                    usage_known: row.get::<i64>(7)? != 0,
+                    prompt_tokens: count(row, 8)?,
+                    cached_tokens: count(row, 9)?,
+                    completion_tokens: count(row, 10)?,
+                    cost_picodollars: cost.and_then(|cost| u64::try_from(cost).ok()),
+                    prices: row.get(12)?,
+                    latency_ms: count(row, 13)?,
+                    prompt: row.get(14)?,
+                    trace_id: row.get(15)?,
+                    span_id: row.get(16)?,
+                    attributes_json: row.get(17)?,
+                })
+            },
+        )
+    }
+
     /// What each (tenant, key) spent on priced calls since `since_ms`, in pico-dollars: the
     /// spend limits start from it when the gateway starts, so a restart forgets nothing.
     pub fn llm_spend_since(&self, since_ms: i64) -> Result<Vec<(String, String, u64)>> {
@@ -222,6 +266,9 @@ mod tests {
             prices: "v1".into(),
             latency_ms: 3,
             prompt: String::new(),
+            trace_id: format!("{at_ms:032x}"),
+            span_id: format!("{at_ms:016x}"),
+            attributes_json: "{}".into(),
         }
     }
 
@@ -259,6 +306,11 @@ mod tests {
                 ("research".into(), "bob".into(), 7_000_000),
             ]
         );
+        let newest = store.llm_calls(20, 2)?;
+        let seen: Vec<(i64, &str)> = newest.iter().map(|call| (call.at_ms, call.key.as_str())).collect();
+        assert_eq!(seen, vec![(40, "ci"), (30, "alice")], "newest first, at most the limit");
+        assert_eq!(newest[1].cost_picodollars, None, "unpriced stays unpriced");
+        assert_eq!(newest[0].trace_id, format!("{:032x}", 40));
         assert_eq!(UsageDimension::parse("key"), Some(UsageDimension::Key));
         assert_eq!(UsageDimension::parse("keys"), None);
         Ok(())

@@ -199,12 +199,14 @@ const MIGRATION_9: &str = "CREATE INDEX run_latest_metrics_by_value ON run_lates
 /// Migration 10: the LLM gateway's ledger — one row per call, with who made it (tenant and
 /// key), where it went (route, provider, model), its tokens and its cost in whole pico-dollars
 /// (NULL: unpriced, never 0), the price table's version the cost comes from, and the prompt
-/// version a prompt-named request used (`name/version`, or empty).
+/// version a prompt-named request used (`name/version`, or empty); each row is also the call's
+/// trace span (its ids, and its OpenTelemetry GenAI attributes as JSON).
 const MIGRATION_10: &str = "CREATE TABLE llm_calls (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL,
         tenant TEXT NOT NULL, api_key TEXT NOT NULL, route TEXT NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL,
         operation TEXT NOT NULL, usage_known INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL,
         cached_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, cost_picodollars INTEGER,
-        prices TEXT NOT NULL, latency_ms INTEGER NOT NULL, prompt TEXT NOT NULL DEFAULT '');
+        prices TEXT NOT NULL, latency_ms INTEGER NOT NULL, prompt TEXT NOT NULL DEFAULT '',
+        trace_id TEXT NOT NULL DEFAULT '', span_id TEXT NOT NULL DEFAULT '', attributes_json TEXT NOT NULL DEFAULT '{}');
      CREATE INDEX llm_calls_by_time ON llm_calls (at_ms);";
 
 /// Migration 10 for PostgreSQL.
@@ -212,7 +214,8 @@ const POSTGRES_MIGRATION_10: &str = "CREATE TABLE llm_calls (id BIGSERIAL PRIMAR
         tenant TEXT NOT NULL, api_key TEXT NOT NULL, route TEXT NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL,
         operation TEXT NOT NULL, usage_known BIGINT NOT NULL, prompt_tokens BIGINT NOT NULL,
         cached_tokens BIGINT NOT NULL, completion_tokens BIGINT NOT NULL, cost_picodollars BIGINT,
-        prices TEXT NOT NULL, latency_ms BIGINT NOT NULL, prompt TEXT NOT NULL DEFAULT '');
+        prices TEXT NOT NULL, latency_ms BIGINT NOT NULL, prompt TEXT NOT NULL DEFAULT '',
+        trace_id TEXT NOT NULL DEFAULT '', span_id TEXT NOT NULL DEFAULT '', attributes_json TEXT NOT NULL DEFAULT '{}');
      CREATE INDEX llm_calls_by_time ON llm_calls (at_ms);";
 
 /// Keeps `run_latest_metrics` the latest point of each key: a point replaces the stored one when

@@ -539,6 +539,24 @@ pub enum LlmAction {
         #[command(flatten)]
         dir: ProjectArgs,
     },
+    /// The newest calls as trace spans: when, trace id, route, provider and model, tokens,
+    /// latency, finish reasons, prompt version and guardrail verdicts (`--json`: every
+    /// OpenTelemetry GenAI attribute).
+    ///
+    /// Example: causeway llm traces --since 1h --limit 50
+    Traces {
+        /// How far back (`90m`, `24h`, `7d`).
+        #[arg(long, default_value = "24h")]
+        since: causeway_types::Span,
+        /// How many, newest first.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        dir: ProjectArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

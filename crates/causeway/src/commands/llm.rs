@@ -107,6 +107,71 @@ pub(crate) fn usage(dir: &ProjectArgs, since: Span, by: &[String], json: bool) -
     Ok(ExitCode::SUCCESS)
 }
 
+/// `causeway llm traces`: the newest calls as spans.
+pub(crate) fn traces(dir: &ProjectArgs, since: Span, limit: usize, json: bool) -> Result<ExitCode> {
+    let project = super::open(dir)?;
+    let since_ms = SystemClock.now_ms().saturating_sub(since.millis());
+    let calls = project.meta.llm_calls(since_ms, limit.max(1))?;
+    let attributes = |call: &causeway_store::LlmCall| -> serde_json::Map<String, serde_json::Value> {
+        serde_json::from_str(&call.attributes_json).unwrap_or_default()
+    };
+    if json {
+        let spans: Vec<serde_json::Value> = calls
+            .iter()
+            .map(|call| {
+                json!({"trace_id": call.trace_id, "span_id": call.span_id, "at_ms": call.at_ms,
+                    "duration_ms": call.latency_ms, "name": format!("{} {}", call.operation, call.route),
+                    "attributes": attributes(call)})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&spans)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if calls.is_empty() {
+        println!("no LLM calls in the last {since} in {}", dir.dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut output = table(&[
+        "time",
+        "trace",
+        "call",
+        "provider / model",
+        "tokens in / out",
+        "ms",
+        "finish",
+        "prompt",
+        "guardrails",
+    ]);
+    for call in &calls {
+        let attributes = attributes(call);
+        let text = |key: &str| match attributes.get(key) {
+            Some(serde_json::Value::Array(items)) => {
+                items.iter().map(|item| item.as_str().unwrap_or_default().to_string()).collect::<Vec<_>>().join(", ")
+            }
+            Some(serde_json::Value::String(text)) => text.clone(),
+            _ => String::new(),
+        };
+        output.add_row(vec![
+            causeway_types::format_timestamp(call.at_ms),
+            call.trace_id.chars().take(16).collect(),
+            format!("{} {}", call.operation, call.route),
+            format!("{} / {}", call.provider, call.model),
+            if call.usage_known {
+                format!("{} / {}", call.prompt_tokens, call.completion_tokens)
+            } else {
+                "unknown".into()
+            },
+            call.latency_ms.to_string(),
+            text("gen_ai.response.finish_reasons"),
+            call.prompt.clone(),
+            text("causeway.guardrails"),
+        ]);
+    }
+    println!("the newest {} in the last {since} ({})", plural(calls.len() as u64, "call"), dir.dir.display());
+    println!("{output}");
+    Ok(ExitCode::SUCCESS)
+}
+
 fn plural(count: u64, noun: &str) -> String {
     if count == 1 { format!("1 {noun}") } else { format!("{count} {noun}s") }
 }

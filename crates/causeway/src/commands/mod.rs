@@ -115,6 +115,7 @@ fn run(command: Command) -> Result<ExitCode> {
         }
         Command::Token { action } => token(action),
         Command::Llm { action: LlmAction::Usage { since, by, json, dir } } => llm::usage(&dir, since, &by, json),
+        Command::Llm { action: LlmAction::Traces { since, limit, json, dir } } => llm::traces(&dir, since, limit, json),
         Command::Loop { action } => match action {
             LoopAction::Run { tick, once, dir } => live::run(&dir, tick, once),
             LoopAction::Status { json, target } => live::show_status(&target, json),

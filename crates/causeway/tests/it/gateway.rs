@@ -183,6 +183,25 @@ fn a_route_falls_back_to_the_embedded_model() {
         String::from_utf8_lossy(&usage.stderr)
     );
     causeway_test_support::assert_snapshot(env!("CARGO_MANIFEST_DIR"), "llm_usage", &text, &[(dir, "<DIR>")]);
+    // Each call is a span with OpenTelemetry's GenAI attributes and the guardrails' verdicts.
+    let traces = crate::support::ok(&["llm", "traces", "--json", "--dir", dir]);
+    let spans: Value = serde_json::from_str(&traces).expect("json");
+    let spans = spans.as_array().cloned().unwrap_or_default();
+    assert_eq!(spans.len(), 2, "{spans:?}");
+    for span in &spans {
+        let attributes = &span["attributes"];
+        assert_eq!(attributes["gen_ai.operation.name"], "chat", "{span}");
+        assert_eq!(attributes["gen_ai.provider.name"], "smol", "{span}");
+        assert_eq!(attributes["gen_ai.response.finish_reasons"], serde_json::json!(["stop"]), "{span}");
+        assert_eq!(attributes["causeway.guardrails"], serde_json::json!(["no-cities:output:redact:1"]), "{span}");
+        assert!(attributes["gen_ai.usage.input_tokens"].as_u64().is_some_and(|tokens| tokens > 0), "{span}");
+        assert_eq!(span["trace_id"].as_str().map(str::len), Some(32), "{span}");
+    }
+    let table = crate::support::ok(&["llm", "traces", "--dir", dir]);
+    assert!(
+        table.contains("chat chat") && table.contains("smol / chat") && table.contains("no-cities:output:redact:1"),
+        "{table}"
+    );
     let wrong = crate::support::run(&["llm", "usage", "--by", "tenant,colour", "--dir", dir]);
     assert!(
         String::from_utf8_lossy(&wrong.stderr)
