@@ -13,7 +13,7 @@ use std::time::Instant;
 use causeway_gateway::guardrails::{Action, Detector, Guardrails, GuardrailsConfig, RuleConfig, Stage};
 use serde_json::json;
 
-fn rules() -> Guardrails {
+fn rules() -> std::sync::Arc<Guardrails> {
     let mut rules: Vec<RuleConfig> = Detector::ALL
         .iter()
         .map(|detector| RuleConfig {
@@ -35,7 +35,7 @@ fn rules() -> Guardrails {
         words: (0..50).map(|index| format!("forbidden{index}")).collect(),
         schema: None,
     });
-    Guardrails::new(&GuardrailsConfig { hold_back_bytes: None, rules }).expect("rules")
+    std::sync::Arc::new(Guardrails::new(&GuardrailsConfig { hold_back_bytes: None, rules }).expect("rules"))
 }
 
 fn text() -> String {
@@ -73,7 +73,7 @@ fn main() {
         input.push(started.elapsed().as_secs_f64() * 1e3 * 1_000.0 / tokens);
         assert!(!verdicts.is_empty());
 
-        let mut guard = rules.stream("chat").expect("output rules");
+        let mut guard = Guardrails::stream(&rules, "chat").expect("output rules");
         let started = Instant::now();
         let mut out = 0;
         for piece in text.as_bytes().chunks(4) {

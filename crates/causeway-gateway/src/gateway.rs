@@ -436,14 +436,19 @@ impl Gateway {
         let (found, store_as) = self.look_up(&caller, &requested, "chat", &request).await;
         let (answer, mut record) = match found {
             Some(hit) => {
-                let body = if stream { crate::cache::replay_as_stream(&hit.1) } else { hit.0.body.clone() };
+                // A stored body is JSON the provider gave (checked when it was stored).
+                let body = if stream {
+                    crate::cache::replay_as_stream(&serde_json::from_slice(&hit.body).unwrap_or_default())
+                } else {
+                    hit.body.clone()
+                };
                 let content_type = if stream { "text/event-stream" } else { "application/json" };
                 let answer = UpstreamAnswer {
                     status: 200,
                     content_type: Some(content_type.into()),
                     body: AnswerBody::whole(body),
                 };
-                (answer, self.cache_recorder(&requested, &hit.0, caller, "chat"))
+                (answer, self.cache_recorder(&requested, &hit, caller, "chat"))
             }
             None => self.chat_upstream(&mut request, &requested, caller, stream).await?,
         };
@@ -453,7 +458,7 @@ impl Gateway {
         record.facts.request = SpanFacts::from_request(&request);
         let is_stream = answer.content_type.as_deref().is_some_and(|kind| kind.starts_with("text/event-stream"));
         if stream && is_stream && answer.status == 200 {
-            let guard = self.guardrails.stream(&requested);
+            let guard = Guardrails::stream(&self.guardrails, &requested);
             let storing = record.store_as.is_some();
             let mut events = EventStream::new(answer.body, !caller_wants_usage, record, guard);
             if storing {
@@ -477,9 +482,9 @@ impl Gateway {
         let (found, store_as) = self.look_up(&caller, &requested, "embeddings", &request).await;
         let (answer, mut record) = match found {
             Some(hit) => {
-                let body = AnswerBody::whole(hit.0.body.clone());
+                let body = AnswerBody::whole(hit.body.clone());
                 let answer = UpstreamAnswer { status: 200, content_type: Some("application/json".into()), body };
-                (answer, self.cache_recorder(&requested, &hit.0, caller, "embeddings"))
+                (answer, self.cache_recorder(&requested, &hit, caller, "embeddings"))
             }
             None => self.forward("/embeddings", &mut request, &requested, caller, "embeddings").await?,
         };
@@ -560,11 +565,7 @@ impl Gateway {
         let (answer, mut record) =
             self.forward("/chat/completions", request, requested, caller.clone(), "chat").await?;
         let (status, content_type) = (answer.status, answer.content_type.clone());
-        let body = Limited::new(answer.body, MAX_ANSWER_BYTES)
-            .collect()
-            .await
-            .map(|collected| collected.to_bytes())
-            .map_err(|error| record.failed(format!("reading the answer: {error}")))?;
+        let body = read_whole(answer.body).await.map_err(|error| record.failed(error))?;
         let mut parsed = serde_json::from_slice::<Value>(&body).ok();
         if status == 200
             && let Some(reason) = parsed.as_ref().and_then(|answer| escalation.after(answer))
@@ -624,18 +625,14 @@ impl Gateway {
         route: &str,
         operation: &str,
         request: &Value,
-    ) -> (Option<(CachedAnswer, Value)>, Option<StoreAs>) {
+    ) -> (Option<CachedAnswer>, Option<StoreAs>) {
         let Some(cache) = &self.cache else { return (None, None) };
         let Some(key) = cache.key(&caller.tenant, route, operation, request) else { return (None, None) };
         let count = |kind: HitKind, outcome: &str| {
             let labels = CacheLabels { route: route.to_string(), kind: kind.as_str().into(), outcome: outcome.into() };
             self.metrics.cache_lookups.get_or_create(&labels).inc();
         };
-        let parsed = |answer: CachedAnswer| {
-            let value = serde_json::from_slice::<Value>(&answer.body).ok()?;
-            Some((answer, value))
-        };
-        if let Some(answer) = cache.exact(&key, self.clock.now_ms()).and_then(parsed) {
+        if let Some(answer) = cache.exact(&key, self.clock.now_ms()) {
             count(HitKind::Exact, "hit");
             return (Some(answer), None);
         }
@@ -644,7 +641,7 @@ impl Gateway {
         if let (Some(embedding_route), "chat") = (cache.embedding_route(), operation) {
             embedding = self.embed(caller, embedding_route, &key.text).await;
             if let Some(vector) = &embedding {
-                if let Some(answer) = cache.similar(&key, vector, self.clock.now_ms()).and_then(parsed) {
+                if let Some(answer) = cache.similar(&key, vector, self.clock.now_ms()) {
                     count(HitKind::Semantic, "hit");
                     return (Some(answer), None);
                 }
@@ -674,26 +671,9 @@ impl Gateway {
 
     /// The recorder of an answer from the cache: the provider `cache`, nothing spent.
     fn cache_recorder(&self, route: &str, answer: &CachedAnswer, caller: Caller, operation: &'static str) -> Recorder {
-        Recorder {
-            ledger: self.ledger.clone(),
-            limiter: self.limiter.clone(),
-            clock: self.clock.clone(),
-            caller,
-            operation,
-            verdicts: Vec::new(),
-            output_rules: None,
-            store_as: None,
-            from_cache: true,
-            compare_with: None,
-            prompt: None,
-            facts: SpanFacts::default(),
-            metrics: self.metrics.clone(),
-            started: Instant::now(),
-            prices: self.prices.clone(),
-            route: route.to_string(),
-            provider: CACHE_PROVIDER.to_string(),
-            model: answer.model.clone(),
-        }
+        let mut recorder = self.recorder(route, CACHE_PROVIDER, &answer.model, Instant::now(), caller, operation);
+        recorder.from_cache = true;
+        recorder
     }
 
     /// The input guardrails on a request for `route`: redacted in place, or refused.
@@ -741,7 +721,9 @@ impl Gateway {
             set_model(request, &target.model);
             match target.upstream.post(path, request).await {
                 Ok(answer) if answer.status < 500 => {
-                    return Ok((answer, self.recorder(route, &target, started, caller, operation)));
+                    let recorder =
+                        self.recorder(&route.name, target.upstream.name(), &target.model, started, caller, operation);
+                    return Ok((answer, recorder));
                 }
                 Ok(answer) => {
                     last_error = Some(Error::Upstream {
@@ -762,10 +744,12 @@ impl Gateway {
         Err(last_error.unwrap_or_else(|| Error::Invalid(format!("route `{}` has no target", route.name))))
     }
 
+    /// A recorder of a call on `route` answered by `provider` with `model`.
     fn recorder(
         &self,
-        route: &RouteConfig,
-        target: &Target<'_>,
+        route: &str,
+        provider: &str,
+        model: &str,
         started: Instant,
         caller: Caller,
         operation: &'static str,
@@ -786,9 +770,9 @@ impl Gateway {
             metrics: self.metrics.clone(),
             started,
             prices: self.prices.clone(),
-            route: route.name.clone(),
-            provider: target.upstream.name().to_string(),
-            model: target.model.clone(),
+            route: route.to_string(),
+            provider: provider.to_string(),
+            model: model.to_string(),
         }
     }
 
@@ -898,11 +882,7 @@ struct Recorder {
 impl Recorder {
     /// Reads a whole answer and records its usage when it succeeded.
     async fn whole(self, answer: UpstreamAnswer) -> Result<(u16, Bytes)> {
-        let body = Limited::new(answer.body, MAX_ANSWER_BYTES)
-            .collect()
-            .await
-            .map(|collected| collected.to_bytes())
-            .map_err(|error| self.failed(format!("reading the answer: {error}")))?;
+        let body = read_whole(answer.body).await.map_err(|error| self.failed(error))?;
         let mut recorder = self;
         let mut body = body;
         if answer.status == 200 {
@@ -1021,6 +1001,15 @@ impl Recorder {
     }
 }
 
+/// A whole answer's body, up to [`MAX_ANSWER_BYTES`].
+async fn read_whole(body: AnswerBody) -> std::result::Result<Bytes, String> {
+    Limited::new(body, MAX_ANSWER_BYTES)
+        .collect()
+        .await
+        .map(|collected| collected.to_bytes())
+        .map_err(|error| format!("reading the answer: {error}"))
+}
+
 /// Counts verdicts at `/metrics`.
 fn count_verdicts(metrics: &GatewayMetrics, verdicts: &[Verdict]) {
     for verdict in verdicts {
@@ -1035,11 +1024,7 @@ fn count_verdicts(metrics: &GatewayMetrics, verdicts: &[Verdict]) {
 
 /// Whether a stream's chunk carries the answer's first output: text, a tool call or the end
 /// (the opening chunk with only the role does not; it comes before any token).
-fn carries_output(data: &str) -> bool {
-    if !(data.contains("\"content\"") || data.contains("\"tool_calls\"") || data.contains("\"finish_reason\"")) {
-        return false;
-    }
-    let Ok(chunk) = serde_json::from_str::<Value>(data) else { return false };
+fn carries_output(chunk: &Value) -> bool {
     let Some(choice) = chunk.get("choices").and_then(|choices| choices.get(0)) else { return false };
     let delta = &choice["delta"];
     delta["content"].as_str().is_some_and(|text| !text.is_empty())
@@ -1066,8 +1051,6 @@ pub struct EventStream {
     blocked: bool,
     /// The answer assembled for the cache, on a miss that may be stored.
     assembler: Option<Assembler>,
-    /// Whether the span's facts were read from a chunk yet.
-    facts_seen: bool,
 }
 
 impl EventStream {
@@ -1085,7 +1068,6 @@ impl EventStream {
             open_choices: Vec::new(),
             blocked: false,
             assembler: None,
-            facts_seen: false,
         }
     }
 
@@ -1098,7 +1080,7 @@ impl EventStream {
 
     /// Passes a chunk's text deltas through the output guardrails: the chunk to send, or `None`
     /// when they end the answer (then the content-filter chunk and `[DONE]` are queued).
-    fn guarded(&mut self, data: &str) -> Option<String> {
+    fn guarded(&mut self, data: &str, chunk: Option<Value>) -> Option<String> {
         let Some(guard) = self.guard.as_mut() else { return Some(data.to_string()) };
         if data == "[DONE]" {
             let mut flushed = Vec::new();
@@ -1120,7 +1102,7 @@ impl EventStream {
             }
             return Some(data.to_string());
         }
-        let Ok(mut chunk) = serde_json::from_str::<Value>(data) else { return Some(data.to_string()) };
+        let Some(mut chunk) = chunk else { return Some(data.to_string()) };
         for key in ["id", "object", "created", "model", "system_fingerprint"] {
             if let Some(value) = chunk.get(key) {
                 self.skeleton[key] = value.clone();
@@ -1198,34 +1180,30 @@ impl EventStream {
         if self.blocked {
             return;
         }
-        // The span's response model (first chunk) and finish reasons.
-        let first = !self.facts_seen;
-        if (first || event.data.contains("\"finish_reason\":\""))
-            && let (Some(recorder), Ok(chunk)) = (self.recorder.as_mut(), serde_json::from_str::<Value>(&event.data))
-        {
-            recorder.facts.take_answer(&chunk);
-            self.facts_seen = true;
-        }
-        if let Some(assembler) = self.assembler.as_mut()
-            && let Ok(chunk) = serde_json::from_str::<Value>(&event.data)
-        {
-            assembler.take(&chunk);
-        }
-        if !self.seen_event && carries_output(&event.data) {
-            self.seen_event = true;
-            if let Some(recorder) = &self.recorder {
-                recorder.first_event();
+        // One parse per event, shared by all that read it: the span's facts, the cache's
+        // assembler, the first-token clock, the usage, the guardrails.
+        let chunk = if event.data == "[DONE]" { None } else { serde_json::from_str::<Value>(&event.data).ok() };
+        if let Some(chunk) = &chunk {
+            if let Some(recorder) = self.recorder.as_mut() {
+                recorder.facts.take_answer(chunk);
+            }
+            if let Some(assembler) = self.assembler.as_mut() {
+                assembler.take(chunk);
+            }
+            if !self.seen_event && carries_output(chunk) {
+                self.seen_event = true;
+                if let Some(recorder) = &self.recorder {
+                    recorder.first_event();
+                }
+            }
+            if let Some(usage) = Usage::from_answer(chunk) {
+                self.usage = Some(usage);
+                if self.drop_usage_chunk && Usage::is_usage_only_chunk(chunk) {
+                    return;
+                }
             }
         }
-        if let Some(usage) = Usage::from_chunk(&event.data) {
-            self.usage = Some(usage);
-            let usage_only =
-                serde_json::from_str::<Value>(&event.data).is_ok_and(|chunk| Usage::is_usage_only_chunk(&chunk));
-            if self.drop_usage_chunk && usage_only {
-                return;
-            }
-        }
-        if let Some(data) = self.guarded(&event.data) {
+        if let Some(data) = self.guarded(&event.data, chunk) {
             self.push(event.event.as_deref(), &data);
         }
     }

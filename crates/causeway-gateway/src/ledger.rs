@@ -78,11 +78,6 @@ impl Ledger {
         self.recent.lock().map(|recent| recent.iter().cloned().collect()).unwrap_or_default()
     }
 
-    /// Calls the store never got (its queue was full, or its writes kept failing).
-    pub fn dropped(&self) -> u64 {
-        self.dropped.get()
-    }
-
     /// Stops the writer after it has written everything it was given; calls recorded later stay
     /// in memory only.
     pub fn close(&self) {

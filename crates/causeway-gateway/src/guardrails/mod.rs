@@ -16,6 +16,7 @@ pub mod detect;
 pub mod schema;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -470,10 +471,11 @@ impl Guardrails {
             .collect()
     }
 
-    /// A checker for one streamed answer on `route`, if any rule checks its output.
-    pub fn stream(&self, route: &str) -> Option<StreamGuard> {
-        self.checks_output(route).then(|| StreamGuard {
-            rules: self.clone(),
+    /// A checker for one streamed answer on `route`, if any rule checks its output (the rules
+    /// shared, not copied).
+    pub fn stream(rules: &Arc<Self>, route: &str) -> Option<StreamGuard> {
+        rules.checks_output(route).then(|| StreamGuard {
+            rules: rules.clone(),
             route: route.to_string(),
             choices: Vec::new(),
             verdicts: Vec::new(),
@@ -561,7 +563,7 @@ struct ChoiceText {
 /// The output rules on one streamed answer, choice by choice.
 #[derive(Debug)]
 pub struct StreamGuard {
-    rules: Guardrails,
+    rules: Arc<Guardrails>,
     route: String,
     choices: Vec<ChoiceText>,
     verdicts: Vec<Verdict>,
@@ -647,13 +649,18 @@ mod tests {
 
     use super::*;
 
-    fn guardrails(text: &str) -> Guardrails {
+    /// The `[guardrails]` section of `text`.
+    fn section(text: &str) -> GuardrailsConfig {
         #[derive(Deserialize)]
         struct File {
             guardrails: GuardrailsConfig,
         }
         let file: File = toml::from_str(text).unwrap_or_else(|error| panic!("{error}"));
-        Guardrails::new(&file.guardrails).unwrap_or_else(|error| panic!("{error}"))
+        file.guardrails
+    }
+
+    fn guardrails(text: &str) -> Arc<Guardrails> {
+        Arc::new(Guardrails::new(&section(text)).unwrap_or_else(|error| panic!("{error}")))
     }
 
     const RULES: &str = r#"
@@ -729,7 +736,7 @@ mod tests {
         let rules = guardrails(RULES);
         let text = "Sure! Write to jane.doe@example.com or call us; we answer within a day. Thanks.";
         for size in 1..=text.len() {
-            let mut guard = rules.stream("chat").expect("output rules");
+            let mut guard = Guardrails::stream(&rules, "chat").expect("output rules");
             let mut out = String::new();
             for piece in text.as_bytes().chunks(size) {
                 let piece = std::str::from_utf8(piece).expect("ascii");
@@ -741,10 +748,10 @@ mod tests {
             let flagged: usize = guard.verdicts().iter().map(|verdict| verdict.findings).sum();
             assert_eq!(flagged, 1, "size {size}: one finding, counted once: {:?}", guard.verdicts());
         }
-        let mut guard = rules.stream("chat").expect("output rules");
+        let mut guard = Guardrails::stream(&rules, "chat").expect("output rules");
         let plain = "a".repeat(100);
         assert_eq!(guard.delta(0, &plain).map(|out| out.len()), Some(100 - 32), "all but the hold-back");
-        let mut guard = rules.stream("chat").expect("output rules");
+        let mut guard = Guardrails::stream(&rules, "chat").expect("output rules");
         let first = guard.delta(0, "Card: 4111 1111 ").expect("not yet a card");
         assert_eq!(first, "", "held back");
         assert_eq!(guard.delta(0, "1111 1111, ok"), Some(String::new()), "held, not scanned yet");
@@ -754,14 +761,7 @@ mod tests {
 
     #[test]
     fn mistakes_in_rules_are_named() {
-        let refuse = |text: &str| {
-            #[derive(Deserialize)]
-            struct File {
-                guardrails: GuardrailsConfig,
-            }
-            let file: File = toml::from_str(text).unwrap_or_else(|error| panic!("{error}"));
-            Guardrails::new(&file.guardrails).expect_err("refused")
-        };
+        let refuse = |text: &str| Guardrails::new(&section(text)).expect_err("refused");
         let message = refuse("[[guardrails.rules]]\nname = \"x\"\ndetect = \"ssn\"\naction = \"flag\"\n");
         assert!(message.contains("detect = \"ssn\" is unknown; use email, phone"), "{message}");
         let message = refuse("[[guardrails.rules]]\nname = \"x\"\ndetect = \"words\"\naction = \"flag\"\n");
