@@ -1,13 +1,15 @@
 //! The ledger of calls: the most recent ones in memory, and — when the gateway has a metadata
-//! store — every one in the store, written by a thread of its own in batches so a call never
-//! waits for a disk.
+//! store — every one in the store, written by a thread of its own every 100 ms in batches, so a
+//! call never waits for a disk nor wakes a thread.
 //!
 //! Nothing acknowledged to the writer is lost on a graceful stop: [`Ledger::close`] hands the
 //! writer its last batch and waits for it. A store that fails a write is retried with the batch
 //! kept (up to [`MAX_PENDING`] calls, beyond which the oldest are dropped and counted).
 
 use std::collections::VecDeque;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{
+    Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError, TrySendError, channel, sync_channel,
+};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -26,6 +28,8 @@ const QUEUE: usize = 65_536;
 const MAX_PENDING: usize = 100_000;
 /// How many calls one write carries at most.
 const BATCH: usize = 1_000;
+/// How often the writer takes the queued calls to the store.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
 /// The ledger.
 pub struct Ledger {
@@ -36,6 +40,8 @@ pub struct Ledger {
 
 struct Writer {
     sender: SyncSender<LlmCall>,
+    /// Dropped to stop the writer (after its last turn).
+    stop: Sender<()>,
     thread: JoinHandle<()>,
 }
 
@@ -50,11 +56,13 @@ impl Ledger {
     /// may be absent), counting in `dropped` the calls the store never got.
     pub fn start(meta: Option<Arc<MetaStore>>, exporter: Option<Exporter>, dropped: Counter) -> std::io::Result<Self> {
         let (sender, receiver) = sync_channel(QUEUE);
+        let (stop, stopped) = channel();
         let counted = dropped.clone();
         let thread = std::thread::Builder::new()
             .name("llm-ledger".into())
-            .spawn(move || write_calls(meta.as_deref(), exporter.as_ref(), &receiver, &counted))?;
-        Ok(Self { recent: Mutex::new(VecDeque::new()), writer: Mutex::new(Some(Writer { sender, thread })), dropped })
+            .spawn(move || write_calls(meta.as_deref(), exporter.as_ref(), &receiver, &stopped, &counted))?;
+        let writer = Writer { sender, stop, thread };
+        Ok(Self { recent: Mutex::new(VecDeque::new()), writer: Mutex::new(Some(writer)), dropped })
     }
 
     /// Records one call.
@@ -82,8 +90,8 @@ impl Ledger {
     /// in memory only.
     pub fn close(&self) {
         let writer = self.writer.lock().ok().and_then(|mut writer| writer.take());
-        if let Some(Writer { sender, thread }) = writer {
-            drop(sender);
+        if let Some(Writer { sender, stop, thread }) = writer {
+            drop((sender, stop));
             let _ = thread.join();
         }
     }
@@ -95,55 +103,59 @@ impl Drop for Ledger {
     }
 }
 
-/// The writer's loop: waits for a call, takes what else is queued, writes them in one
-/// transaction; on a failed write keeps them and tries again a moment later.
-fn write_calls(meta: Option<&MetaStore>, exporter: Option<&Exporter>, receiver: &Receiver<LlmCall>, dropped: &Counter) {
+/// The writer's loop: every [`FLUSH_EVERY`] (and once more when the ledger closes) takes what is
+/// queued and writes it in transactions of up to [`BATCH`] calls; a failed write keeps its calls
+/// for the next turn. Waking on a clock rather than on each call keeps the writer off the
+/// request path: a call costs the gateway one queue push, not a thread wake-up.
+fn write_calls(
+    meta: Option<&MetaStore>,
+    exporter: Option<&Exporter>,
+    receiver: &Receiver<LlmCall>,
+    stop: &Receiver<()>,
+    dropped: &Counter,
+) {
     let mut pending: Vec<LlmCall> = Vec::new();
-    let mut open = true;
-    while open || !pending.is_empty() {
-        if pending.is_empty() {
-            match receiver.recv() {
-                Ok(call) => pending.push(call),
-                Err(_) => break,
+    loop {
+        let open = matches!(stop.recv_timeout(FLUSH_EVERY), Err(RecvTimeoutError::Timeout));
+        loop {
+            while pending.len() < BATCH {
+                match receiver.try_recv() {
+                    Ok(call) => pending.push(call),
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
             }
-        } else if open {
-            // After a failed write: wait a little for more (or for the end) before trying again.
-            match receiver.recv_timeout(Duration::from_millis(200)) {
-                Ok(call) => pending.push(call),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => open = false,
+            if pending.is_empty() {
+                break;
             }
-        }
-        while pending.len() < BATCH {
-            match receiver.try_recv() {
-                Ok(call) => pending.push(call),
-                Err(std::sync::mpsc::TryRecvError::Empty) => break,
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                    open = false;
+            let more_queued = pending.len() == BATCH;
+            match meta.map_or(Ok(()), |meta| meta.record_llm_calls(&pending)) {
+                Ok(()) => {
+                    if let Some(exporter) = exporter {
+                        exporter.export(&pending);
+                    }
+                    pending.clear();
+                }
+                Err(error) => {
+                    eprintln!("causeway: the LLM ledger could not write {} call(s), retrying: {error}", pending.len());
+                    if !open {
+                        let queued = receiver.try_iter().count();
+                        dropped.inc_by((pending.len() + queued) as u64);
+                        return;
+                    }
+                    if pending.len() > MAX_PENDING {
+                        let excess = pending.len() - MAX_PENDING;
+                        pending.drain(..excess);
+                        dropped.inc_by(excess as u64);
+                    }
                     break;
                 }
             }
+            if !more_queued {
+                break;
+            }
         }
-        let written = meta.map_or(Ok(()), |meta| meta.record_llm_calls(&pending));
-        match written {
-            Ok(()) => {
-                if let Some(exporter) = exporter {
-                    exporter.export(&pending);
-                }
-                pending.clear();
-            }
-            Err(error) => {
-                eprintln!("causeway: the LLM ledger could not write {} call(s), retrying: {error}", pending.len());
-                if !open {
-                    dropped.inc_by(pending.len() as u64);
-                    return;
-                }
-                if pending.len() > MAX_PENDING {
-                    let excess = pending.len() - MAX_PENDING;
-                    pending.drain(..excess);
-                    dropped.inc_by(excess as u64);
-                }
-            }
+        if !open {
+            return;
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod access;
 pub mod app;
 pub mod artifacts;
 pub mod auth;
+pub mod connections;
 pub mod error;
 mod history;
 mod logged_models;

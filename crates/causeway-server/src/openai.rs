@@ -19,6 +19,7 @@ use causeway_types::error::HasErrorCode;
 use serde_json::json;
 
 use crate::auth::Caller;
+use crate::connections::ConnectionLimits;
 use crate::error::Error;
 
 /// The largest request body the gateway reads (a long conversation with images as data URLs).
@@ -142,7 +143,9 @@ pub fn run_gateway(gateway: Gateway, listen: SocketAddr, on_started: impl FnOnce
             }),
         );
         let served =
-            axum::serve(listener, app).with_graceful_shutdown(crate::run::shutdown_signal()).await.map_err(Error::from);
+            crate::connections::serve(listener, app, ConnectionLimits::default(), crate::run::shutdown_signal())
+                .await
+                .map_err(Error::from);
         let _ = tokio::task::spawn_blocking(move || ledger.close()).await;
         served
     })

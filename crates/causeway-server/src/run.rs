@@ -17,6 +17,7 @@ use causeway_types::Clock;
 use crate::Error;
 use crate::access::AccessPolicy;
 use crate::app::{ServerParts, build};
+use crate::connections::ConnectionLimits;
 use crate::mlflow::TrackingOptions;
 
 /// Records the prediction log holds in memory before it drops (and counts) more.
@@ -68,6 +69,8 @@ pub struct RunOptions {
     pub ui: Option<axum::Router>,
     /// The LLM gateway, when the project configures one.
     pub gateway: Option<Arc<causeway_gateway::Gateway>>,
+    /// How many connections are held and how long a request head may take.
+    pub connections: ConnectionLimits,
 }
 
 /// A server that is listening.
@@ -132,7 +135,7 @@ pub fn run(deployment: Deployment, options: RunOptions, on_started: impl FnOnce(
         let refresher = engine
             .as_ref()
             .map(|engine| crate::spawn_refresher(engine.clone(), options.reload.max(Duration::from_secs(1))));
-        let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
+        let served = crate::connections::serve(listener, app, options.connections, shutdown_signal()).await;
         if let Some(refresher) = refresher {
             refresher.abort();
         }
@@ -183,11 +186,10 @@ impl TrackingServer {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let served = runtime.block_on(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stopped.await;
-                    })
-                    .await
+                let stop = async move {
+                    let _ = stopped.await;
+                };
+                crate::connections::serve(listener, app, ConnectionLimits::default(), stop).await
             });
             if let Err(error) = served {
                 tracing::warn!(%error, "the tracking server for the training command failed");

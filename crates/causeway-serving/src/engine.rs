@@ -370,6 +370,11 @@ impl Engine {
             .ok_or_else(|| Error::NotDeployed(model.to_string()))
     }
 
+    /// Whether `model` is deployed now.
+    pub fn is_deployed(&self, model: &str) -> bool {
+        self.deployments.read().unwrap_or_else(|poisoned| poisoned.into_inner()).contains_key(model)
+    }
+
     /// The names of deployed models.
     pub fn deployed_models(&self) -> Vec<String> {
         let mut names: Vec<String> =

@@ -101,6 +101,14 @@ pub struct ServingArgs {
     /// [default: the bound address; loopback when bound to 0.0.0.0].
     #[arg(long, env = "CAUSEWAY_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
+    /// Connections held at once; more wait to be accepted [default: 1024, or the open-file limit
+    /// less 64 when that is lower].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+    /// A connection that has not sent a whole request head this long after it opened or after
+    /// its last answer (a half-sent header, nothing, an idle keep-alive) is closed.
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub header_timeout: causeway_types::Span,
     #[command(flatten)]
     pub dir: ProjectArgs,
 }

@@ -3,6 +3,7 @@
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used, reason = "test code: a panic is a failing test")]
 
 mod auth;
+mod connections;
 mod mlflow;
 mod trust;
 mod web_ui;

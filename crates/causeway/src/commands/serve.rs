@@ -232,6 +232,7 @@ fn serve_with(
         ui: tracking
             .then(|| causeway_ui::router(causeway_ui::UiState { project: project.clone(), clock: clock.clone() })),
         gateway,
+        connections: connection_limits(serving),
     };
     // The loop runs beside the API on its own thread; it does not need the listener.
     let live = match loop_args {
@@ -283,4 +284,14 @@ fn serve_with(
     }
     served?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The connection limits `--max-connections` and `--header-timeout` ask for.
+fn connection_limits(serving: &ServingArgs) -> causeway_server::connections::ConnectionLimits {
+    let defaults = causeway_server::connections::ConnectionLimits::default();
+    causeway_server::connections::ConnectionLimits {
+        max_connections: serving.max_connections.map_or(defaults.max_connections, |limit| limit as usize),
+        header_timeout: serving.header_timeout.to_std(),
+        ..defaults
+    }
 }

@@ -98,8 +98,21 @@ fn served_record_scores_equal_offline_scores_and_bad_requests_do_not_hurt() {
     );
     assert_eq!((status, stored["stored"].as_u64()), (200, Some(1)), "{stored}");
 
+    // Requests naming models that are not deployed share one label instead of growing `/metrics`
+    // by a series per name.
+    for index in 0..5 {
+        let path = format!("/v2/models/no-such-model-{index}/infer");
+        let (status, answer) = server.json("POST", &path, &json!({"inputs": []}));
+        assert_eq!(status, 404, "{answer}");
+    }
+
     let (status, metrics) = server.request("GET", "/metrics", None);
     assert_eq!(status, 200);
+    assert!(!metrics.contains("no-such-model"), "{metrics}");
+    assert!(
+        metrics.contains(r#"causeway_prediction_errors_total{model="(not deployed)",endpoint="infer",code="#),
+        "{metrics}"
+    );
     for name in [
         "causeway_prediction_requests_total",
         "causeway_prediction_errors_total",
