@@ -88,24 +88,7 @@ measure() { # NAME MODE ARGS…: one JSON line tagged with the target and the me
   local name="$1" what="$2"; shift 2
   "$load" "$@" | python3 -c "import json, sys; row = json.load(sys.stdin); row.update(target='$name', what='$what'); print(json.dumps(row))" >> "$results"
 }
-resident() { # PID: peak and current resident kB of the process and its children
-  python3 - "$1" <<'PYTHON'
-import os, sys
-def tree(pid):
-    yield pid
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            for child in open(f"/proc/{pid}/task/{task}/children").read().split():
-                yield from tree(int(child))
-        except OSError:
-            pass
-peak = current = 0
-for pid in set(tree(int(sys.argv[1]))):
-    fields = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status"))
-    peak += int(fields["VmHWM"].split()[0]); current += int(fields["VmRSS"].split()[0])
-print(peak, current)
-PYTHON
-}
+resident() { python3 "$root/bench/resident.py" "$1"; } # PID: peak and current resident kB of its tree
 
 for index in 0 2 4; do
   name="${targets[$index]}"; url="${targets[$((index + 1))]}"

@@ -5,8 +5,11 @@
 //! ```text
 //! llm_load upstream ADDR                         # serves /v1/chat/completions until killed
 //! llm_load open URL RATE SECONDS [stream]        # RATE requests a second, on schedule
-//! llm_load closed URL CONCURRENCY SECONDS        # as fast as CONCURRENCY callers can go
+//! llm_load closed URL CONCURRENCY SECONDS [BODY] # as fast as CONCURRENCY callers can go
 //! ```
+//!
+//! The closed load posts a chat request, or the JSON in the file BODY (`bench/serving` sends OIP
+//! requests with it); any 2xx answer counts.
 //!
 //! The upstream answers a whole request at once; a streamed one sends its first chunk at once and
 //! the rest 20 ms later, so the time to the first token is the first chunk's alone. The open load
@@ -45,15 +48,18 @@ fn main() {
                 runtime.block_on(open(url, rate.parse().expect("rate"), seconds.parse().expect("seconds"), stream));
             println!("{report}");
         }
-        ["closed", url, concurrency, seconds] => {
-            let report = runtime.block_on(closed(
-                url,
-                concurrency.parse().expect("concurrency"),
-                seconds.parse().expect("seconds"),
-            ));
+        ["closed", url, concurrency, seconds, rest @ ..] => {
+            let (body, key) = match rest.first() {
+                Some(file) => (Bytes::from(std::fs::read(file).expect("the body file")), None),
+                None => (request_body(false), Some(BENCH_KEY)),
+            };
+            let concurrency = concurrency.parse().expect("concurrency");
+            let report = runtime.block_on(closed(url, concurrency, seconds.parse().expect("seconds"), body, key));
             println!("{report}");
         }
-        _ => panic!("usage: llm_load upstream ADDR | open URL RATE SECONDS [stream] | closed URL CONCURRENCY SECONDS"),
+        _ => panic!(
+            "usage: llm_load upstream ADDR | open URL RATE SECONDS [stream] | closed URL CONCURRENCY SECONDS [BODY_FILE]"
+        ),
     }
 }
 
@@ -149,12 +155,22 @@ fn request_body(stream: bool) -> Bytes {
     Bytes::from(body.to_string())
 }
 
-async fn call(client: &HttpClient, url: &str, body: Bytes, started: Instant) -> Result<Timing, String> {
-    let request = hyper::Request::post(url)
-        .header("content-type", "application/json")
-        .header("authorization", "Bearer sk-bench-master-key-0123456789abcdef")
-        .body(Full::new(body))
-        .map_err(|error| error.to_string())?;
+/// The API key chat requests carry (LiteLLM's proxy wants its master key; Causeway on loopback
+/// ignores it). OIP requests from a body file carry none.
+const BENCH_KEY: &str = "Bearer sk-bench-master-key-0123456789abcdef";
+
+async fn call(
+    client: &HttpClient,
+    url: &str,
+    body: Bytes,
+    key: Option<&str>,
+    started: Instant,
+) -> Result<Timing, String> {
+    let mut request = hyper::Request::post(url).header("content-type", "application/json");
+    if let Some(key) = key {
+        request = request.header("authorization", key);
+    }
+    let request = request.body(Full::new(body)).map_err(|error| error.to_string())?;
     let response = client.request(request).await.map_err(|error| error.to_string())?;
     let status = response.status();
     let mut body = response.into_body();
@@ -227,7 +243,7 @@ async fn open(url: &str, rate: f64, seconds: f64, stream: bool) -> Value {
         let (client, body, results, url) = (client.clone(), body.clone(), results.clone(), url.to_string());
         let started = Instant::now();
         tasks.push(tokio::spawn(async move {
-            let outcome = call(&client, &url, body, started).await;
+            let outcome = call(&client, &url, body, Some(BENCH_KEY), started).await;
             let mut results = results.lock().await;
             match outcome {
                 Ok(timing) => results.0.push(timing),
@@ -243,9 +259,8 @@ async fn open(url: &str, rate: f64, seconds: f64, stream: bool) -> Value {
     report(timings, errors, elapsed, json!({"rate": rate, "stream": stream}))
 }
 
-async fn closed(url: &str, concurrency: usize, seconds: f64) -> Value {
+async fn closed(url: &str, concurrency: usize, seconds: f64, body: Bytes, key: Option<&'static str>) -> Value {
     let client = client();
-    let body = request_body(false);
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let began = Instant::now();
     let mut callers = Vec::new();
@@ -254,7 +269,7 @@ async fn closed(url: &str, concurrency: usize, seconds: f64) -> Value {
         callers.push(tokio::spawn(async move {
             let (mut timings, mut errors) = (Vec::new(), Vec::new());
             while Instant::now() < deadline {
-                match call(&client, &url, body.clone(), Instant::now()).await {
+                match call(&client, &url, body.clone(), key, Instant::now()).await {
                     Ok(timing) => timings.push(timing),
                     Err(error) => errors.push(error),
                 }

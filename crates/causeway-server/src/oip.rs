@@ -4,7 +4,6 @@
 use causeway_models::{FeatureKind, InputError, Signature};
 use causeway_types::FeatureValue;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// The largest number of rows one request may carry.
 pub const MAX_ROWS: usize = 100_000;
@@ -30,7 +29,7 @@ pub struct InputTensor {
     /// Datatype (`FP64`, `FP32`, `INT64`, …, `BOOL`, `BYTES`).
     pub datatype: String,
     /// Row-major data, flat or nested. (Tensor `parameters` are accepted and ignored.)
-    pub data: Value,
+    pub data: TensorValues,
 }
 
 /// An inference response.
@@ -55,8 +54,22 @@ pub struct OutputTensor {
     pub shape: Vec<usize>,
     /// Datatype.
     pub datatype: String,
-    /// Data.
-    pub data: Vec<Value>,
+    /// Data, flat, in row-major order (a non-finite number is written as `null`).
+    pub data: OutputData,
+}
+
+/// An output tensor's elements, written as a JSON array straight from the typed buffer.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum OutputData {
+    /// Floats.
+    Fp64(Vec<f64>),
+    /// Integers.
+    Int64(Vec<i64>),
+    /// Booleans.
+    Bool(Vec<bool>),
+    /// Strings.
+    Bytes(Vec<String>),
 }
 
 impl From<causeway_serving::outputs::OutputTensor> for OutputTensor {
@@ -64,10 +77,10 @@ impl From<causeway_serving::outputs::OutputTensor> for OutputTensor {
         use causeway_serving::outputs::TensorData;
         let datatype = tensor.data.datatype().to_string();
         let data = match tensor.data {
-            TensorData::Fp64(values) => values.into_iter().map(Value::from).collect(),
-            TensorData::Int64(values) => values.into_iter().map(Value::from).collect(),
-            TensorData::Bool(values) => values.into_iter().map(Value::from).collect(),
-            TensorData::Bytes(values) => values.into_iter().map(Value::from).collect(),
+            TensorData::Fp64(values) => OutputData::Fp64(values),
+            TensorData::Int64(values) => OutputData::Int64(values),
+            TensorData::Bool(values) => OutputData::Bool(values),
+            TensorData::Bytes(values) => OutputData::Bytes(values),
         };
         Self { name: tensor.name.to_string(), shape: tensor.shape, datatype, data }
     }
@@ -90,37 +103,152 @@ pub struct TensorMetadata {
 const NUMERIC_TYPES: [&str; 11] =
     ["FP64", "FP32", "FP16", "INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32", "UINT16", "UINT8"];
 
-fn flatten(value: &Value, into: &mut Vec<Value>) {
-    match value {
-        Value::Array(items) => items.iter().for_each(|item| flatten(item, into)),
-        other => into.push(other.clone()),
+/// A tensor's `data`, flattened in row-major order as it is read — nested arrays or flat, no JSON
+/// tree built and nothing copied twice.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TensorValues(pub Vec<Element>);
+
+/// One element of a tensor's `data`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Element {
+    /// A JSON number.
+    Number(f64),
+    /// `true` or `false`.
+    Bool(bool),
+    /// A string.
+    Text(String),
+    /// `null`: a missing value.
+    Null,
+    /// An object, which no datatype holds.
+    Object,
+}
+
+impl std::fmt::Display for Element {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Number(number) => write!(formatter, "{number}"),
+            Self::Bool(flag) => write!(formatter, "{flag}"),
+            Self::Text(text) => write!(formatter, "{text:?}"),
+            Self::Null => formatter.write_str("null"),
+            Self::Object => formatter.write_str("an object"),
+        }
     }
 }
 
-fn element(tensor: &InputTensor, value: &Value) -> Result<FeatureValue, InputError> {
-    let datatype = tensor.datatype.to_ascii_uppercase();
-    match value {
-        Value::Null => Ok(FeatureValue::Missing),
-        Value::Number(number) if NUMERIC_TYPES.contains(&datatype.as_str()) => number
-            .as_f64()
-            .map(FeatureValue::Number)
-            .ok_or_else(|| InputError::new(&tensor.name, "holds a number out of range")),
-        Value::Bool(flag) if datatype == "BOOL" => Ok(FeatureValue::Number(f64::from(u8::from(*flag)))),
-        Value::String(text) if datatype == "BYTES" => Ok(FeatureValue::Text(text.clone())),
-        Value::String(text) if text.eq_ignore_ascii_case("nan") && NUMERIC_TYPES.contains(&datatype.as_str()) => {
-            Ok(FeatureValue::Missing)
-        }
-        other => {
-            Err(InputError::new(&tensor.name, format!("datatype {} does not match the value {other}", tensor.datatype)))
-        }
+impl<'de> Deserialize<'de> for TensorValues {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut values = Vec::new();
+        serde::de::DeserializeSeed::deserialize(Flatten(&mut values), deserializer)?;
+        Ok(Self(values))
     }
 }
 
-fn checked_elements(tensor: &InputTensor) -> Result<(Vec<Value>, Vec<usize>), InputError> {
-    let datatype = tensor.datatype.to_ascii_uppercase();
-    if !NUMERIC_TYPES.contains(&datatype.as_str()) && datatype != "BOOL" && datatype != "BYTES" {
-        return Err(InputError::new(&tensor.name, format!("unsupported datatype {}", tensor.datatype)));
+/// Appends a JSON value's elements to a buffer, descending into arrays (serde_json bounds the
+/// depth).
+struct Flatten<'a>(&'a mut Vec<Element>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Flatten<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
     }
+}
+
+impl<'de> serde::de::Visitor<'de> for Flatten<'_> {
+    type Value = ();
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("tensor data: numbers, booleans, strings or null, in arrays")
+    }
+    fn visit_f64<E>(self, value: f64) -> Result<(), E> {
+        self.0.push(Element::Number(value));
+        Ok(())
+    }
+    fn visit_i64<E>(self, value: i64) -> Result<(), E> {
+        self.0.push(Element::Number(value as f64));
+        Ok(())
+    }
+    fn visit_u64<E>(self, value: u64) -> Result<(), E> {
+        self.0.push(Element::Number(value as f64));
+        Ok(())
+    }
+    fn visit_bool<E>(self, value: bool) -> Result<(), E> {
+        self.0.push(Element::Bool(value));
+        Ok(())
+    }
+    fn visit_str<E>(self, value: &str) -> Result<(), E> {
+        self.0.push(Element::Text(value.to_string()));
+        Ok(())
+    }
+    fn visit_string<E>(self, value: String) -> Result<(), E> {
+        self.0.push(Element::Text(value));
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.0.push(Element::Null);
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        self.0.push(Element::Null);
+        Ok(())
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut sequence: A) -> Result<(), A::Error> {
+        while sequence.next_element_seed(Flatten(&mut *self.0))?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+        self.0.push(Element::Object);
+        Ok(())
+    }
+}
+
+/// What a tensor's datatype lets its elements be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holds {
+    Numbers,
+    Booleans,
+    Strings,
+}
+
+/// A tensor's elements, checked against its datatype and shape once.
+struct Checked<'a> {
+    tensor: &'a InputTensor,
+    holds: Holds,
+    values: &'a [Element],
+    shape: Vec<usize>,
+}
+
+impl Checked<'_> {
+    fn element(&self, value: &Element) -> Result<FeatureValue, InputError> {
+        match (value, self.holds) {
+            (Element::Null, _) => Ok(FeatureValue::Missing),
+            (Element::Number(number), Holds::Numbers) => Ok(FeatureValue::Number(*number)),
+            (Element::Bool(flag), Holds::Booleans) => Ok(FeatureValue::Number(f64::from(u8::from(*flag)))),
+            (Element::Text(text), Holds::Strings) => Ok(FeatureValue::Text(text.clone())),
+            (Element::Text(text), Holds::Numbers) if text.eq_ignore_ascii_case("nan") => Ok(FeatureValue::Missing),
+            (other, _) => Err(InputError::new(
+                &self.tensor.name,
+                format!("datatype {} does not match the value {other}", self.tensor.datatype),
+            )),
+        }
+    }
+
+    fn elements(&self, values: &[Element]) -> Result<Vec<FeatureValue>, InputError> {
+        values.iter().map(|value| self.element(value)).collect()
+    }
+}
+
+fn checked_elements(tensor: &InputTensor) -> Result<Checked<'_>, InputError> {
+    let datatype = tensor.datatype.to_ascii_uppercase();
+    let holds = match datatype.as_str() {
+        "BOOL" => Holds::Booleans,
+        "BYTES" => Holds::Strings,
+        numeric if NUMERIC_TYPES.contains(&numeric) => Holds::Numbers,
+        _ => return Err(InputError::new(&tensor.name, format!("unsupported datatype {}", tensor.datatype))),
+    };
     let shape: Vec<usize> = tensor
         .shape
         .iter()
@@ -130,10 +258,9 @@ fn checked_elements(tensor: &InputTensor) -> Result<(Vec<Value>, Vec<usize>), In
         })
         .collect::<Result<_, _>>()?;
     let expected = shape.iter().try_fold(1usize, |product, dimension| product.checked_mul(*dimension));
-    let mut values = Vec::new();
-    flatten(&tensor.data, &mut values);
+    let values = tensor.data.0.as_slice();
     match expected {
-        Some(count) if count == values.len() => Ok((values, shape)),
+        Some(count) if count == values.len() => Ok(Checked { tensor, holds, values, shape }),
         _ => Err(InputError::new(
             &tensor.name,
             format!("shape {:?} does not match {} data elements", tensor.shape, values.len()),
@@ -163,8 +290,8 @@ pub fn encode_tensors(signature: &Signature, inputs: &[InputTensor]) -> Result<E
     }
     if inputs.len() == 1 && !names.contains(&inputs[0].name.as_str()) {
         let tensor = &inputs[0];
-        let (values, shape) = checked_elements(tensor)?;
-        let (rows, columns) = match shape.as_slice() {
+        let checked = checked_elements(tensor)?;
+        let (rows, columns) = match checked.shape.as_slice() {
             [rows, columns] => (*rows, *columns),
             [columns] => (1, *columns),
             _ => {
@@ -184,10 +311,8 @@ pub fn encode_tensors(signature: &Signature, inputs: &[InputTensor]) -> Result<E
             return Err(InputError::new(&tensor.name, format!("at most {MAX_ROWS} rows per request")));
         }
         let mut encoded = Vec::with_capacity(rows);
-        for row in values.chunks(width.max(1)) {
-            let features: Vec<FeatureValue> =
-                row.iter().map(|value| element(tensor, value)).collect::<Result<_, _>>()?;
-            encoded.push(signature.encode_noting(&features, &mut unknown)?);
+        for row in checked.values.chunks(width.max(1)) {
+            encoded.push(signature.encode_noting(&checked.elements(row)?, &mut unknown)?);
         }
         return Ok(EncodedRows { rows: encoded, unknown_categories: unknown });
     }
@@ -206,8 +331,8 @@ pub fn encode_tensors(signature: &Signature, inputs: &[InputTensor]) -> Result<E
             .iter()
             .find(|tensor| tensor.name == feature.name)
             .ok_or_else(|| InputError::new(&feature.name, "input tensor is missing"))?;
-        let (values, shape) = checked_elements(tensor)?;
-        let count = match shape.as_slice() {
+        let checked = checked_elements(tensor)?;
+        let count = match checked.shape.as_slice() {
             [count] | [count, 1] => *count,
             _ => {
                 return Err(InputError::new(
@@ -225,10 +350,10 @@ pub fn encode_tensors(signature: &Signature, inputs: &[InputTensor]) -> Result<E
             return Err(InputError::new(&tensor.name, format!("at most {MAX_ROWS} rows per request")));
         }
         rows = Some(count);
-        if matches!(feature.kind, FeatureKind::Numeric) && tensor.datatype.eq_ignore_ascii_case("BYTES") {
+        if matches!(feature.kind, FeatureKind::Numeric) && checked.holds == Holds::Strings {
             return Err(InputError::new(&tensor.name, "is numeric: send a numeric datatype such as FP64"));
         }
-        columns.push(values.iter().map(|value| element(tensor, value)).collect::<Result<_, _>>()?);
+        columns.push(checked.elements(checked.values)?);
     }
     let rows = rows.unwrap_or(0);
     let encoded = (0..rows)
@@ -264,6 +389,7 @@ pub fn input_metadata(signature: &Signature) -> Vec<TensorMetadata> {
 #[cfg(test)]
 mod tests {
     use causeway_models::FeatureSpec;
+    use serde_json::Value;
 
     use super::*;
 
@@ -339,5 +465,63 @@ mod tests {
             let error = encode_tensors(&signature(), &inputs).expect_err("must fail");
             assert_eq!(error.field, field, "{error}");
         }
+    }
+
+    #[test]
+    fn data_is_flattened_as_it_is_read_whatever_its_nesting() {
+        let nested: InputTensor = serde_json::from_str(
+            r#"{"data": [[1, 2.5], [null, true], ["x", [[3]]]], "name": "t", "shape": [6], "datatype": "FP64"}"#,
+        )
+        .expect("tensor");
+        assert_eq!(
+            nested.data.0,
+            vec![
+                Element::Number(1.0),
+                Element::Number(2.5),
+                Element::Null,
+                Element::Bool(true),
+                Element::Text("x".into()),
+                Element::Number(3.0)
+            ]
+        );
+        let flat: InputTensor =
+            serde_json::from_str(r#"{"name": "t", "shape": [2], "datatype": "FP32", "data": [7, -1e3]}"#)
+                .expect("flat");
+        assert_eq!(flat.data.0, vec![Element::Number(7.0), Element::Number(-1000.0)]);
+        let scalar: InputTensor =
+            serde_json::from_str(r#"{"name": "t", "shape": [1], "datatype": "FP32", "data": 4}"#).expect("scalar");
+        assert_eq!(scalar.data.0, vec![Element::Number(4.0)]);
+    }
+
+    #[test]
+    fn an_object_or_a_wrong_type_in_data_is_named_with_its_tensor() {
+        let inputs: Vec<InputTensor> = serde_json::from_str(
+            r#"[{"name": "input", "shape": [1, 2], "datatype": "FP64", "data": [1, {"a": [1, 2]}]}]"#,
+        )
+        .expect("tensors");
+        let error = encode_tensors(&signature(), &inputs).expect_err("an object is no number");
+        assert_eq!(error.field, "input");
+        assert!(error.to_string().contains("does not match the value an object"), "{error}");
+        let inputs: Vec<InputTensor> =
+            serde_json::from_str(r#"[{"name": "input", "shape": [1, 2], "datatype": "BOOL", "data": [1, true]}]"#)
+                .expect("tensors");
+        let error = encode_tensors(&signature(), &inputs).expect_err("a number is no boolean");
+        assert!(error.to_string().contains("datatype BOOL does not match the value 1"), "{error}");
+    }
+
+    #[test]
+    fn outputs_are_written_from_their_typed_buffers_with_non_finite_numbers_as_null() {
+        let tensor = OutputTensor {
+            name: "score".into(),
+            shape: vec![3],
+            datatype: "FP64".into(),
+            data: OutputData::Fp64(vec![0.25, f64::NAN, 1.0]),
+        };
+        assert_eq!(
+            serde_json::to_value(&tensor).expect("json"),
+            serde_json::json!({"name": "score", "shape": [3], "datatype": "FP64", "data": [0.25, null, 1.0]})
+        );
+        let labels = OutputData::Bool(vec![true, false]);
+        assert_eq!(serde_json::to_string(&labels).expect("json"), "[true,false]");
     }
 }
