@@ -375,6 +375,18 @@ impl Engine {
         self.deployments.read().unwrap_or_else(|poisoned| poisoned.into_inner()).contains_key(model)
     }
 
+    /// Whether scoring `model` (at `version`, or as deployed) needs nothing from the store: the
+    /// model is deployed and the version, if named, is in memory.
+    pub fn is_loaded(&self, model: &str, version: Option<u32>) -> bool {
+        self.is_deployed(model)
+            && version.is_none_or(|version| {
+                self.versions
+                    .read()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .contains_key(&(model.to_string(), version))
+            })
+    }
+
     /// The names of deployed models.
     pub fn deployed_models(&self) -> Vec<String> {
         let mut names: Vec<String> =
