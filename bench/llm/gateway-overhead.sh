@@ -23,19 +23,7 @@ if [ ! -x "$venv/bin/litellm" ] || ! "$venv/bin/pip" show litellm 2>/dev/null | 
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet "litellm[proxy]==$litellm_version" >&2
 fi
-(cd "$root" && cargo build --release --quiet --bin causeway -p causeway && \
-  cargo build --release --quiet -p causeway-gateway --example llm_load)
-load="$root/target/release/examples/llm_load"
-work="$(mktemp -d)"
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_for() { # URL: until it answers, at most 120 s
-  for _ in $(seq 1200); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done
-  echo "$1 did not answer in 120 s" >&2; return 1
-}
+source "$root/bench/lib.sh"
 
 upstream_port="$(free_port)"; causeway_port="$(free_port)"; litellm_port="$(free_port)"
 "$load" upstream "127.0.0.1:$upstream_port" > "$work/upstream.log" & pids+=($!)
@@ -88,7 +76,6 @@ measure() { # NAME MODE ARGS…: one JSON line tagged with the target and the me
   local name="$1" what="$2"; shift 2
   "$load" "$@" | python3 -c "import json, sys; row = json.load(sys.stdin); row.update(target='$name', what='$what'); print(json.dumps(row))" >> "$results"
 }
-resident() { python3 "$root/bench/resident.py" "$1"; } # PID: peak and current resident kB of its tree
 
 for index in 0 2 4; do
   name="${targets[$index]}"; url="${targets[$((index + 1))]}"

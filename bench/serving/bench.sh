@@ -11,19 +11,7 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 seconds="${1:-10}"
 python="$(bash "$root/scripts/python-env.sh" "$root/bench/serving/requirements.txt" \
   "${CAUSEWAY_SERVING_BENCH_ENV:-$root/.venv-serving-bench}" | tail -1)"
-(cd "$root" && cargo build --release --quiet -p causeway --bin causeway && \
-  cargo build --release --quiet -p causeway-gateway --example llm_load)
-load="$root/target/release/examples/llm_load"
-work="$(mktemp -d)"
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_for() { # URL: until it answers 200, at most 180 s
-  for _ in $(seq 1800); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done
-  echo "$1 did not answer in 180 s; the servers' logs:" >&2; tail -n 20 "$work"/*.log >&2; return 1
-}
+source "$root/bench/lib.sh"
 
 echo "training the model ..." >&2
 "$python" "$root/bench/serving/make_model.py" "$work"
@@ -68,8 +56,8 @@ for target in causeway mlserver; do
       | python3 -c "import json, sys; r = json.load(sys.stdin); r.update(target='$target', rows=64); print(json.dumps(r))" >> "$results"
   done
 done
-peak() { python3 "$root/bench/resident.py" "$1" | cut -d" " -f1; } # PID: peak resident kB of its tree
-causeway_peak="$(peak "$causeway_pid")"; mlserver_peak="$(peak "$mlserver_pid")"
+read -r causeway_peak _ < <(resident "$causeway_pid")
+read -r mlserver_peak _ < <(resident "$mlserver_pid")
 mlserver_version="$("$python" -c 'import mlserver; print(mlserver.__version__)')"
 
 python3 - "$results" "$causeway_peak" "$mlserver_peak" "$seconds" "$mlserver_version" <<'PYTHON'

@@ -15,13 +15,11 @@
 //! the rest 20 ms later, so the time to the first token is the first chunk's alone. The open load
 //! sends on schedule whether or not earlier answers came back (a slow gateway cannot slow the
 //! load down), times each request from when it was sent, and prints one JSON line of percentiles
-//! in milliseconds. Each half runs on one
-//! thread so the gateway under test keeps the other core.
+//! in milliseconds. Each half runs on one thread so the gateway under test keeps the other core.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, reason = "a benchmark fails loudly")]
 
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -35,7 +33,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::mpsc;
 
 fn main() {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
@@ -235,28 +233,22 @@ async fn open(url: &str, rate: f64, seconds: f64, stream: bool) -> Value {
     let body = request_body(stream);
     let total = (rate * seconds).round() as usize;
     let period = Duration::from_secs_f64(1.0 / rate);
-    let results = Arc::new(Mutex::new((Vec::with_capacity(total), Vec::new())));
     let began = Instant::now();
     let mut tasks = Vec::with_capacity(total);
     for index in 0..total {
         tokio::time::sleep_until((began + period.mul_f64(index as f64)).into()).await;
-        let (client, body, results, url) = (client.clone(), body.clone(), results.clone(), url.to_string());
+        let (client, body, url) = (client.clone(), body.clone(), url.to_string());
         let started = Instant::now();
-        tasks.push(tokio::spawn(async move {
-            let outcome = call(&client, &url, body, Some(BENCH_KEY), started).await;
-            let mut results = results.lock().await;
-            match outcome {
-                Ok(timing) => results.0.push(timing),
-                Err(error) => results.1.push(error),
-            }
-        }));
+        tasks.push(tokio::spawn(async move { call(&client, &url, body, Some(BENCH_KEY), started).await }));
     }
+    let (mut timings, mut errors) = (Vec::with_capacity(total), Vec::new());
     for task in tasks {
-        task.await.expect("request task");
+        match task.await.expect("request task") {
+            Ok(timing) => timings.push(timing),
+            Err(error) => errors.push(error),
+        }
     }
-    let elapsed = began.elapsed();
-    let (timings, errors) = std::mem::take(&mut *results.lock().await);
-    report(timings, errors, elapsed, json!({"rate": rate, "stream": stream}))
+    report(timings, errors, began.elapsed(), json!({"rate": rate, "stream": stream}))
 }
 
 async fn closed(url: &str, concurrency: usize, seconds: f64, body: Bytes, key: Option<&'static str>) -> Value {

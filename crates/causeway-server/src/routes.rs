@@ -154,7 +154,7 @@ fn count_unknown_categories<'a>(state: &AppState, model: &str, features: impl It
 
 /// The `model` label of a failed request whose model is not deployed: a name taken from a URL is
 /// a label only when it is deployed, so requests to random names cannot grow `/metrics`.
-pub const NOT_DEPLOYED_LABEL: &str = "(not deployed)";
+const NOT_DEPLOYED_LABEL: &str = "(not deployed)";
 
 fn count_error(state: &AppState, model: &str, endpoint: &str, error: &ApiError) {
     let model = if state.engine.is_deployed(model) { model } else { NOT_DEPLOYED_LABEL };
